@@ -1,0 +1,45 @@
+# roomctl: `make demo` runs a simulated clinic on this machine, `make test` runs the tests.
+# Each target does its own set-up on a fresh Debian machine.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+ARGS ?=
+PYTEST_ARGS ?=
+
+.PHONY: demo test lint typecheck unit setup system-deps bench clean
+
+demo: setup
+	$(BIN)/roomctl demo $(ARGS)
+
+test: setup lint typecheck
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: setup
+	$(BIN)/ruff check firmware_py controller broker tests bench
+
+typecheck: setup
+	$(BIN)/mypy firmware_py controller broker
+
+setup: system-deps $(STAMP)
+
+system-deps:
+	@if ! command -v mosquitto >/dev/null 2>&1 && [ ! -x /usr/sbin/mosquitto ]; then \
+		echo "installing mosquitto (Debian packages)"; \
+		$(SUDO) apt-get update -q && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q mosquitto mosquitto-clients; \
+	fi
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+bench: setup
+	$(BIN)/python -m bench $(if $(QUICK),--quick,)
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""The central side: Mosquitto config and PKI, the logger, the staff board."""

@@ -1,0 +1,309 @@
+"""The message contract: one pydantic model per payload of the topic tree.
+
+Every message a room publishes (except `availability`, see below) is JSON with the
+envelope `v, site, room, seq, ts, clock_synced`. The room daemon and the logger both import
+these models; nothing else defines a payload.
+
+`availability` (and the logger's `status`) are the plain strings `online` / `offline`: they
+double as the MQTT Will, which is fixed at connect time and so cannot carry a `seq` or a
+timestamp. This is the one exception to the envelope rule and `docs/CONTRACT.md` says so.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+import re
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    field_validator,
+)
+
+SCHEMA_VERSION = 1
+IDENT_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+IDENT_PATTERN = IDENT_RE.pattern
+AVAILABILITY_VALUES = ("online", "offline")
+
+
+def format_ts(value: datetime) -> str:
+    """RFC 3339 UTC with millisecond precision and a `Z` suffix."""
+    if value.tzinfo is None:
+        raise ValueError("timestamp must be timezone-aware")
+    value = value.astimezone(UTC)
+    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+
+
+def _require_aware(value: datetime) -> datetime:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError("timestamp must carry a timezone (RFC 3339)")
+    return value.astimezone(UTC)
+
+
+UtcDatetime = Annotated[
+    datetime,
+    AfterValidator(_require_aware),
+    PlainSerializer(format_ts, return_type=str, when_used="json"),
+]
+Ident = Annotated[str, Field(pattern=IDENT_PATTERN)]
+Who = Annotated[str, Field(min_length=1, max_length=64)]
+
+
+class Phase(enum.StrEnum):
+    IDLE = "idle"
+    PRE_CHECK = "pre_check"
+    INFUSION = "infusion"
+    RECOVERY = "recovery"
+    DISCHARGE_READY = "discharge_ready"
+
+
+class CallPriority(enum.StrEnum):
+    NORMAL = "normal"
+    INFUSION = "infusion"
+    EMERGENCY = "emergency"
+
+
+class CallStatus(enum.StrEnum):
+    IDLE = "idle"
+    PLACED = "placed"
+    CLAIMED = "claimed"
+    ESCALATED = "escalated"
+
+
+class EventKind(enum.StrEnum):
+    DAEMON_STARTED = "daemon_started"
+    CALL_PLACED = "call_placed"
+    CALL_PRIORITY_RAISED = "call_priority_raised"
+    CALL_CLAIMED = "call_claimed"
+    CALL_ESCALATED = "call_escalated"
+    CALL_CANCELLED = "call_cancelled"
+    PHASE_CHANGED = "phase_changed"
+    PHASE_REFUSED = "phase_refused"
+    PHASE_OVERRUN = "phase_overrun"
+    ALERT_RAISED = "alert_raised"
+    ALERT_CLEARED = "alert_cleared"
+    SCENE_CHANGED = "scene_changed"
+    COMMAND_REFUSED = "command_refused"
+    MONITOR_LINK_LOST = "monitor_link_lost"
+    MONITOR_LINK_RESTORED = "monitor_link_restored"
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+
+class Envelope(_Frozen):
+    """Fields every room message carries. `(site, room, seq)` is unique."""
+
+    v: Literal[1] = SCHEMA_VERSION
+    site: Ident
+    room: Ident
+    seq: Annotated[int, Field(ge=1)]
+    ts: UtcDatetime
+    clock_synced: bool
+
+
+# Physiological limits: a value outside them is invalid, not clipped.
+VITAL_LIMITS: dict[str, tuple[float, float]] = {
+    "spo2": (0, 100),
+    "pulse_rate": (0, 350),
+    "heart_rate": (0, 350),
+    "pi": (0, 100),
+    "nibp_sys": (0, 350),
+    "nibp_dia": (0, 300),
+    "nibp_mean": (0, 300),
+    "resp_rate": (0, 200),
+    "etco2": (0, 150),
+    "temp_c": (15, 46),
+}
+VITAL_FIELDS: tuple[str, ...] = tuple(VITAL_LIMITS)
+
+
+def _vital(lo: float, hi: float) -> Any:
+    return Field(default=None, ge=lo, le=hi)
+
+
+class VitalsMessage(Envelope):
+    """One reading from the bedside monitor. A missing value is null, never 0."""
+
+    spo2: float | None = _vital(*VITAL_LIMITS["spo2"])
+    pulse_rate: float | None = _vital(*VITAL_LIMITS["pulse_rate"])
+    heart_rate: float | None = _vital(*VITAL_LIMITS["heart_rate"])
+    pi: float | None = _vital(*VITAL_LIMITS["pi"])
+    nibp_sys: float | None = _vital(*VITAL_LIMITS["nibp_sys"])
+    nibp_dia: float | None = _vital(*VITAL_LIMITS["nibp_dia"])
+    nibp_mean: float | None = _vital(*VITAL_LIMITS["nibp_mean"])
+    resp_rate: float | None = _vital(*VITAL_LIMITS["resp_rate"])
+    etco2: float | None = _vital(*VITAL_LIMITS["etco2"])
+    temp_c: float | None = _vital(*VITAL_LIMITS["temp_c"])
+    protocol: Annotated[str, Field(min_length=1, max_length=32)]
+    device_time: str | None = Field(default=None, max_length=64)
+    alarms: list[Annotated[str, Field(max_length=64)]] = Field(default_factory=list, max_length=64)
+    quality: list[Annotated[str, Field(max_length=64)]] = Field(default_factory=list, max_length=64)
+    alarm_raw: str | None = Field(default=None, max_length=64)
+    exc_raw: str | None = Field(default=None, max_length=64)
+
+    @field_validator(*VITAL_FIELDS, mode="before")
+    @classmethod
+    def _finite(cls, value: Any) -> Any:
+        if isinstance(value, bool):
+            raise ValueError("a vital is a number, not a boolean")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError("NaN and infinities are invalid")
+        return value
+
+
+class ActiveAlert(_Frozen):
+    name: Annotated[str, Field(min_length=1, max_length=64)]
+    field: Annotated[str, Field(min_length=1, max_length=32)]
+    severity: Literal["high", "medium", "low"] = "high"
+    value: float | None = None
+    threshold: float
+    since: UtcDatetime
+
+
+class StateMessage(Envelope):
+    """Retained session state of the room."""
+
+    phase: Phase
+    session_id: str | None = Field(default=None, max_length=64)
+    since: UtcDatetime
+    planned_end: UtcDatetime | None = None
+    min_recovery_end: UtcDatetime | None = None
+    overrun: bool = False
+    alerts: list[ActiveAlert] = Field(default_factory=list)
+    scene: str | None = Field(default=None, max_length=32)
+    scene_override: bool = False
+
+
+class CallMessage(Envelope):
+    """Retained current call of the room; status `idle` when there is none."""
+
+    call_id: str | None = Field(default=None, max_length=64)
+    priority: CallPriority | None = None
+    status: CallStatus
+    placed_at: UtcDatetime | None = None
+    claimed_by: Who | None = None
+    claimed_at: UtcDatetime | None = None
+    escalated_at: UtcDatetime | None = None
+
+
+Scalar = str | int | float | bool | None
+
+
+class EventMessage(Envelope):
+    """A call or session event. Never retained."""
+
+    kind: EventKind
+    call_id: str | None = Field(default=None, max_length=64)
+    priority: CallPriority | None = None
+    phase: Phase | None = None
+    from_phase: Phase | None = None
+    session_id: str | None = Field(default=None, max_length=64)
+    by: Who | None = None
+    reason: str | None = Field(default=None, max_length=500)
+    detail: dict[str, Scalar] = Field(default_factory=dict, max_length=32)
+
+
+class PeripheralStatus(enum.StrEnum):
+    OK = "ok"
+    SILENT = "silent"
+    DISCONNECTED = "disconnected"
+    FAULT = "fault"
+    DISABLED = "disabled"
+
+
+class MonitorHealth(_Frozen):
+    status: PeripheralStatus
+    protocol: str | None = None
+    transport: str | None = None
+    last_reading_at: UtcDatetime | None = None
+    frames_accepted: int = Field(default=0, ge=0)
+    frames_rejected: int = Field(default=0, ge=0)
+
+
+class OutboxHealth(_Frozen):
+    depth: int = Field(ge=0)
+    oldest_age_s: float | None = Field(default=None, ge=0)
+    cap: int = Field(ge=1)
+    vitals_thinned: int = Field(default=0, ge=0)
+
+
+class HealthMessage(Envelope):
+    """Retained health of every peripheral, for the technician and the board."""
+
+    monitor: MonitorHealth
+    buttons: PeripheralStatus
+    lights: PeripheralStatus
+    clock_synced: bool
+    outbox: OutboxHealth
+    status_code: Annotated[int, Field(ge=0, le=9)] = 0
+    status_text: str = "ok"
+    uptime_s: float = Field(ge=0)
+    version: str
+
+
+# -- commands from staff: no envelope (they are not the room's), never retained --
+
+
+class _Command(_Frozen):
+    by: Who
+    request_id: str | None = Field(default=None, max_length=64)
+
+
+class PhaseCommand(_Command):
+    phase: Phase
+    session_id: str | None = Field(default=None, max_length=64)
+    planned_minutes: float | None = Field(default=None, gt=0, le=600)
+
+
+class ClaimCommand(_Command):
+    call_id: Annotated[str, Field(min_length=1, max_length=64)]
+
+
+class SceneCommand(_Command):
+    """Staff lighting override; `scene: null` hands the room back to its phase scene."""
+
+    scene: str | None = Field(default=None, max_length=32)
+
+
+COMMANDS: dict[str, type[_Command]] = {
+    "phase": PhaseCommand,
+    "claim": ClaimCommand,
+    "scene": SceneCommand,
+}
+
+
+class SimButton(_Frozen):
+    """Simulation only: drives a mock button pin of a `--simulate` room."""
+
+    button: Literal["call", "cancel", "emergency"]
+    action: Literal["press", "release"]
+
+
+# Everything the room publishes with an envelope, by topic leaf.
+ROOM_MESSAGES: dict[str, type[Envelope]] = {
+    "state": StateMessage,
+    "call": CallMessage,
+    "events": EventMessage,
+    "vitals": VitalsMessage,
+    "health": HealthMessage,
+}
+
+ALL_PAYLOAD_MODELS: dict[str, type[BaseModel]] = {
+    "vitals": VitalsMessage,
+    "state": StateMessage,
+    "call": CallMessage,
+    "events": EventMessage,
+    "health": HealthMessage,
+    "cmd_phase": PhaseCommand,
+    "cmd_claim": ClaimCommand,
+    "cmd_scene": SceneCommand,
+    "sim_button": SimButton,
+}

@@ -1,0 +1,127 @@
+"""The one place that builds and parses topic names.
+
+Prefix `clinic/{site}/room/{room}/`. Every topic the platform uses is made here, so the
+room, the logger, the board and the tests cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from controller.contract import IDENT_RE
+
+ROOT = "clinic"
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    """How a topic is published: its retain flag, QoS and payload model name."""
+
+    leaf: str
+    retained: bool
+    qos: int
+    payload: str
+
+
+# The topic table of DESIGN.md. `docs/CONTRACT.md` is checked against it by a test.
+ROOM_TOPICS: tuple[TopicSpec, ...] = (
+    TopicSpec("availability", True, 1, "`online` / `offline` (plain text; also the Will)"),
+    TopicSpec("state", True, 1, "StateMessage"),
+    TopicSpec("call", True, 1, "CallMessage"),
+    TopicSpec("events", False, 1, "EventMessage"),
+    TopicSpec("vitals", False, 1, "VitalsMessage"),
+    TopicSpec("health", True, 1, "HealthMessage"),
+    TopicSpec("cmd/phase", False, 1, "PhaseCommand"),
+    TopicSpec("cmd/claim", False, 1, "ClaimCommand"),
+    TopicSpec("cmd/scene", False, 1, "SceneCommand"),
+    TopicSpec("sim/button", False, 1, "SimButton (simulation only)"),
+)
+SPEC_BY_LEAF = {spec.leaf: spec for spec in ROOM_TOPICS}
+RETAINED_LEAVES = frozenset(s.leaf for s in ROOM_TOPICS if s.retained)
+
+
+def check_ident(kind: str, value: str) -> str:
+    """Refuse a site or room id that could break the topic tree (`/`, `+`, `#`, ...)."""
+    if not IDENT_RE.match(value):
+        raise ValueError(
+            f"{kind} {value!r} must be lower-case letters, digits, '-' or '_' "
+            "(1-63 characters, starting with a letter or digit)"
+        )
+    return value
+
+
+def site_prefix(site: str) -> str:
+    return f"{ROOT}/{check_ident('site', site)}"
+
+
+def room_prefix(site: str, room: str) -> str:
+    return f"{site_prefix(site)}/room/{check_ident('room', room)}"
+
+
+def room_topic(site: str, room: str, leaf: str) -> str:
+    if leaf not in SPEC_BY_LEAF:
+        raise ValueError(f"unknown room topic {leaf!r}")
+    return f"{room_prefix(site, room)}/{leaf}"
+
+
+def availability(site: str, room: str) -> str:
+    return room_topic(site, room, "availability")
+
+
+def state(site: str, room: str) -> str:
+    return room_topic(site, room, "state")
+
+
+def call(site: str, room: str) -> str:
+    return room_topic(site, room, "call")
+
+
+def events(site: str, room: str) -> str:
+    return room_topic(site, room, "events")
+
+
+def vitals(site: str, room: str) -> str:
+    return room_topic(site, room, "vitals")
+
+
+def health(site: str, room: str) -> str:
+    return room_topic(site, room, "health")
+
+
+def cmd(site: str, room: str, name: str) -> str:
+    return room_topic(site, room, f"cmd/{name}")
+
+
+def cmd_filter(site: str, room: str) -> str:
+    return f"{room_prefix(site, room)}/cmd/#"
+
+
+def sim_button(site: str, room: str) -> str:
+    return room_topic(site, room, "sim/button")
+
+
+def all_rooms_filter(site: str) -> str:
+    """Everything every room of a site publishes (and the commands sent to them)."""
+    return f"{site_prefix(site)}/room/+/#"
+
+
+def logger_status(site: str) -> str:
+    return f"{site_prefix(site)}/logger/status"
+
+
+@dataclass(frozen=True)
+class ParsedTopic:
+    site: str
+    room: str
+    leaf: str
+
+
+def parse_room_topic(topic: str) -> ParsedTopic | None:
+    """Split `clinic/{site}/room/{room}/{leaf}`; None for anything else."""
+    parts = topic.split("/")
+    if len(parts) < 5 or parts[0] != ROOT or parts[2] != "room":
+        return None
+    site, room, leaf = parts[1], parts[3], "/".join(parts[4:])
+    if not IDENT_RE.match(site) or not IDENT_RE.match(room) or leaf not in SPEC_BY_LEAF:
+        return None
+    return ParsedTopic(site, room, leaf)

@@ -1,0 +1,30 @@
+"""Shared fixtures: a real Mosquitto started from the project's own config on a free port."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from broker.mosquitto_run import Mosquitto
+
+
+@pytest.fixture
+def mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
+    """A fresh broker per test (persistence in tmp_path), stopped afterwards."""
+    broker = Mosquitto(tmp_path / "mosquitto").start()
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+@pytest.fixture(scope="session")
+def shared_mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mosquitto]:
+    """One broker for the whole session, for tests that only need a working broker."""
+    broker = Mosquitto(tmp_path_factory.mktemp("mosquitto-shared")).start()
+    try:
+        yield broker
+    finally:
+        broker.stop()
