@@ -23,7 +23,11 @@ def free_port() -> int:
 
 
 def find_mosquitto() -> str:
-    for candidate in (shutil.which("mosquitto"), "/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto"):
+    for candidate in (
+        shutil.which("mosquitto"),
+        "/usr/sbin/mosquitto",
+        "/usr/local/sbin/mosquitto",
+    ):
         if candidate and os.access(candidate, os.X_OK):
             return candidate
     raise MosquittoNotFound("mosquitto is not installed (apt-get install -y mosquitto)")
@@ -34,7 +38,9 @@ def dev_config(port: int, state_dir: Path) -> str:
     return template.format(port=port, state_dir=str(state_dir))
 
 
-def wait_port(host: str, port: int, timeout: float, proc: subprocess.Popen[bytes] | None = None) -> None:
+def wait_port(
+    host: str, port: int, timeout: float, proc: subprocess.Popen[bytes] | None = None
+) -> None:
     """Poll until something accepts on host:port, with a deadline (no blind sleep)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

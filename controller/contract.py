@@ -236,12 +236,14 @@ class OutboxHealth(_Frozen):
 
 
 class HealthMessage(Envelope):
-    """Retained health of every peripheral, for the technician and the board."""
+    """Retained health of every peripheral, for the technician and the board.
+
+    Clock sync is the envelope's `clock_synced`.
+    """
 
     monitor: MonitorHealth
     buttons: PeripheralStatus
     lights: PeripheralStatus
-    clock_synced: bool
     outbox: OutboxHealth
     status_code: Annotated[int, Field(ge=0, le=9)] = 0
     status_text: str = "ok"

@@ -37,7 +37,7 @@ class BrokerEndpoint:
         cert: str | Path | None = None,
         key: str | Path | None = None,
     ) -> BrokerEndpoint:
-        """Parse `mqtt://host:port` or `mqtts://host:port`; raise ValueError saying what is wrong."""
+        """Parse `mqtt://host:port` or `mqtts://host:port`; ValueError says what is wrong."""
         parsed = urlparse(url)
         if parsed.scheme not in DEFAULT_PORTS:
             raise ValueError(f"broker URL {url!r} must start with mqtt:// or mqtts://")

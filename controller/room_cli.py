@@ -1,10 +1,103 @@
-"""Subcommands of this area (filled in by its issue)."""
+"""`roomctl room run` and `roomctl room check-config`."""
 
 from __future__ import annotations
 
 import argparse
+import logging
+import signal
+import sys
+from pathlib import Path
 from typing import Any
 
+from controller.config import ConfigError, RoomConfig, build_config, load_config
 
-def register(sub: "argparse._SubParsersAction[Any]") -> None:
-    """Add this area's subcommands to `roomctl`."""
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    broker = {"url": args.broker, "ca": args.ca, "cert": args.cert, "key": args.key}
+    monitor = {
+        "protocol": args.monitor_protocol,
+        "transport": args.monitor_transport,
+        "address": args.monitor_address,
+    }
+    out: dict[str, Any] = {
+        "site": args.site,
+        "room": args.room,
+        "state_dir": args.state_dir,
+        "broker": {k: v for k, v in broker.items() if v is not None},
+        "monitor": {k: v for k, v in monitor.items() if v is not None},
+        "clock": args.clock,
+    }
+    if args.simulate:
+        out["simulate"] = True
+    return out
+
+
+def config_from_args(args: argparse.Namespace) -> RoomConfig:
+    overrides = _overrides(args)
+    if args.config:
+        return load_config(args.config, overrides)
+    return build_config({}, overrides, source="command line")
+
+
+def _run(args: argparse.Namespace) -> int:
+    logging.basicConfig(
+        level=getattr(logging, args.log_level.upper()),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        config = config_from_args(args)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    from controller.daemon import RoomDaemon
+
+    daemon = RoomDaemon(config)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda signum, frame: daemon.stop(signal.Signals(signum).name))
+    daemon.run()
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    try:
+        config = load_config(args.file)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    print(f"{args.file}: ok (site {config.site}, room {config.room}, broker {config.broker.url})")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction[Any]) -> None:
+    room = sub.add_parser("room", help="the room controller daemon")
+    rsub = room.add_subparsers(dest="room_command", metavar="ACTION")
+    rsub.required = True
+
+    run = rsub.add_parser("run", help="run the room daemon")
+    run.add_argument("--config", type=Path, help="room TOML file (flags override it)")
+    run.add_argument("--site", help="site id, e.g. 'downtown'")
+    run.add_argument("--room", help="room id, e.g. '101'")
+    run.add_argument("--broker", help="mqtt://HOST:PORT or mqtts://HOST:PORT")
+    run.add_argument("--ca", type=Path, help="CA certificate (mqtts)")
+    run.add_argument("--cert", type=Path, help="client certificate (mqtts)")
+    run.add_argument("--key", type=Path, help="client key (mqtts)")
+    run.add_argument("--state-dir", type=Path, help="where the outbox and room state live")
+    run.add_argument(
+        "--simulate",
+        action="store_true",
+        help="mock GPIO pins, driven by MQTT 'sim/button' messages",
+    )
+    run.add_argument("--monitor-protocol", choices=["masimo", "nonin-df2", "nonin-df7", "hl7"])
+    run.add_argument("--monitor-transport", choices=["serial", "tcp-client", "mllp-listen"])
+    run.add_argument("--monitor-address", help="serial device, or HOST:PORT")
+    run.add_argument(
+        "--clock",
+        choices=["auto", "synced", "unsynced"],
+        help="clock sync source (default auto: ask the kernel)",
+    )
+    run.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    run.set_defaults(func=_run)
+
+    check = rsub.add_parser("check-config", help="validate a room TOML file and say what is wrong")
+    check.add_argument("file", type=Path)
+    check.set_defaults(func=_check)

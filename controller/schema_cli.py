@@ -28,7 +28,7 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(sub: "argparse._SubParsersAction[Any]") -> None:
+def register(sub: argparse._SubParsersAction[Any]) -> None:
     p = sub.add_parser("schema", help="write the JSON Schema of every message payload")
     p.add_argument("--out", required=True, metavar="DIR", help="folder to write *.schema.json into")
     p.set_defaults(func=_run)

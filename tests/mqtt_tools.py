@@ -44,7 +44,9 @@ class Recorder:
         self.client.on_message = self._on_message
         self.client.on_subscribe = lambda *a, **k: self._subscribed.set()
 
-    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, rc: Any, props: Any = None) -> None:
+    def _on_connect(
+        self, client: mqtt.Client, userdata: Any, flags: Any, rc: Any, props: Any = None
+    ) -> None:
         if not rc.is_failure:
             client.subscribe([(f, 1) for f in self.filters])
 
@@ -77,7 +79,9 @@ class Recorder:
                 return False
 
             if not self._cond.wait_for(check, timeout):
-                raise TimeoutError(f"no matching message in {timeout}s; got {len(self.messages)} others")
+                raise TimeoutError(
+                    f"no matching message in {timeout}s; got {len(self.messages)} others"
+                )
             return found[0]
 
     def matching(self, predicate: Callable[[Received], bool]) -> list[Received]:

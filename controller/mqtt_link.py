@@ -1,0 +1,145 @@
+"""The room's MQTT link: a thin paho 2.x adapter.
+
+Callbacks run on paho's network thread; they only convert to our own small types and post
+them to the daemon's queue (`post`), which never blocks (the daemon's queue is unbounded
+but fed at a bounded rate: one PUBACK per message we handed to paho, inbound commands
+limited by the broker's per-client queue). Everything else happens on the daemon thread.
+
+Session: MQTT 5, `clean_start=False` with a session expiry, so the broker keeps the room's
+`cmd/#` subscription and queued commands across reconnects. Will: `availability` =
+`offline`, retained. paho keeps unacknowledged QoS 1 messages and resends them itself on
+reconnect; the outbox keeps them across process restarts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from controller.mqtt_connect import BrokerEndpoint, make_client
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LinkUp:
+    session_present: bool
+
+
+@dataclass(frozen=True)
+class LinkDown:
+    reason: str
+
+
+@dataclass(frozen=True)
+class PubAck:
+    mid: int
+    ok: bool
+    reason: str
+
+
+@dataclass(frozen=True)
+class Inbound:
+    topic: str
+    payload: bytes
+
+
+class MqttLink:
+    def __init__(
+        self,
+        endpoint: BrokerEndpoint,
+        client_id: str,
+        will_topic: str,
+        subscriptions: list[str],
+        post: Callable[[object], None],
+        *,
+        keepalive_s: int = 30,
+        reconnect_min_s: float = 0.5,
+        reconnect_max_s: float = 30.0,
+        session_expiry_s: int = 86400,
+        max_inflight: int = 100,
+    ):
+        self.endpoint = endpoint
+        self.will_topic = will_topic
+        self.subscriptions = subscriptions
+        self._post = post
+        self._keepalive = keepalive_s
+        self._session_expiry = session_expiry_s
+        self.connected = False
+        self.client = make_client(endpoint, client_id)
+        self.client.will_set(will_topic, b"offline", qos=1, retain=True)
+        self.client.reconnect_delay_set(
+            max(1, round(reconnect_min_s)), max(1, round(reconnect_max_s))
+        )
+        self.client.max_inflight_messages_set(max_inflight)
+        self.client.max_queued_messages_set(0)  # bounded by the daemon's window instead
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
+        self.client.on_publish = self._on_publish
+        self.client.on_message = self._on_message
+
+    # -- paho callbacks (network thread): convert and post, nothing more --------------
+
+    def _on_connect(
+        self, client: mqtt.Client, userdata: Any, flags: Any, rc: Any, props: Any
+    ) -> None:
+        if rc.is_failure:
+            log.warning("broker refused the connection: %s", rc)
+            self._post(LinkDown(f"refused: {rc}"))
+            return
+        self.connected = True
+        client.publish(self.will_topic, b"online", qos=1, retain=True)
+        if self.subscriptions:
+            client.subscribe([(f, 1) for f in self.subscriptions])
+        self._post(LinkUp(bool(flags.session_present)))
+
+    def _on_disconnect(
+        self, client: mqtt.Client, userdata: Any, flags: Any, rc: Any, props: Any
+    ) -> None:
+        was = self.connected
+        self.connected = False
+        if was:
+            self._post(LinkDown(str(rc)))
+
+    def _on_publish(
+        self, client: mqtt.Client, userdata: Any, mid: int, rc: Any, props: Any
+    ) -> None:
+        self._post(PubAck(mid, not rc.is_failure, str(rc)))
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        self._post(Inbound(msg.topic, bytes(msg.payload)))
+
+    # -- daemon side -----------------------------------------------------------------
+
+    def start(self) -> None:
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = self._session_expiry
+        self.client.connect_async(
+            self.endpoint.host,
+            self.endpoint.port,
+            keepalive=self._keepalive,
+            clean_start=False,
+            properties=props,
+        )
+        self.client.loop_start()
+
+    def publish(self, topic: str, payload: bytes, qos: int, retain: bool) -> int:
+        """Hand a message to paho (sent now, or on reconnect); return its mid."""
+        info = self.client.publish(topic, payload, qos=qos, retain=retain)
+        return int(info.mid)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Clean shutdown: say offline (the Will is not sent on a clean disconnect)."""
+        if self.connected:
+            info = self.client.publish(self.will_topic, b"offline", qos=1, retain=True)
+            with contextlib.suppress(RuntimeError, ValueError):
+                info.wait_for_publish(timeout)
+        self.client.disconnect()
+        self.client.loop_stop()

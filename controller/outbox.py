@@ -1,0 +1,245 @@
+"""Store-and-forward outbox: SQLite in WAL mode, fsync on every commit.
+
+How this works:
+- `enqueue` allocates the next `seq` and stores the message in one transaction, so `seq`
+  is strictly increasing across restarts and a row exists before anyone sees the message.
+- The MQTT link hands rows to paho in `seq` order (a bounded window) and calls `ack(seq)`
+  only on PUBACK; a row leaves the table only then. After a restart every row is replayed
+  in order (the logger dedupes on `(site, room, seq)`, so a resend is harmless).
+- The same database keeps the room's persistent state (phase, call, alerts) in `room_state`,
+  so a SIGKILL loses neither the call nor the phase.
+
+Size cap (the policy `docs/CONTRACT.md` repeats): when the table holds `max_rows` rows,
+calls, events, state and health are still always stored (never dropped); a new vitals
+reading first thins the oldest stored vitals, deleting every second one of the oldest
+`max_rows // 10` vitals rows (the oldest stretch keeps half its time resolution). If no
+vitals are left to thin, the new vitals reading itself is not stored. Every vitals row
+removed or refused is counted in `vitals_thinned`, which is persisted and published in
+`health`. A full disk is handled the same way: thin vitals and retry; a vitals reading
+that still cannot be stored is counted, and a call/event that cannot be stored raises
+`OutboxFull` so the daemon can keep it in memory and retry.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS outbox (
+    seq INTEGER PRIMARY KEY,
+    kind TEXT NOT NULL,
+    topic TEXT NOT NULL,
+    payload BLOB NOT NULL,
+    qos INTEGER NOT NULL,
+    retain INTEGER NOT NULL,
+    created REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS outbox_kind_seq ON outbox (kind, seq);
+CREATE TABLE IF NOT EXISTS room_state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+class OutboxFull(Exception):
+    """A message that must not be dropped could not be stored (disk full)."""
+
+
+@dataclass(frozen=True)
+class OutboxRow:
+    seq: int
+    kind: str
+    topic: str
+    payload: bytes
+    qos: int
+    retain: bool
+    created: float
+
+
+def _is_disk_full(exc: sqlite3.Error) -> bool:
+    text = str(exc).lower()
+    return "full" in text or getattr(exc, "sqlite_errorcode", None) == 13  # SQLITE_FULL
+
+
+class Outbox:
+    """The room's durable queue of messages waiting for a PUBACK. Single-threaded use."""
+
+    def __init__(
+        self, path: Path | str, max_rows: int = 200_000, clock: Callable[[], float] = time.time
+    ):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.max_rows = max_rows
+        self._clock = clock
+        self._db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(SCHEMA)
+        self._last_seq = int(self._meta("last_seq", "0"))
+        self.vitals_thinned = int(self._meta("vitals_thinned", "0"))
+        self._depth = int(self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
+
+    # -- meta / persistent state -------------------------------------------------------
+
+    def _meta(self, key: str, default: str) -> str:
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return str(row[0]) if row else default
+
+    def _set_meta(self, key: str, value: str) -> None:
+        self._db.execute(
+            "INSERT INTO meta (key, value) VALUES (?, ?) "
+            "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            (key, value),
+        )
+
+    def save_state(self, key: str, value: dict[str, Any]) -> None:
+        """Persist one piece of room state (JSON) durably."""
+        self._db.execute(
+            "INSERT INTO room_state (key, value) VALUES (?, ?) "
+            "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            (key, json.dumps(value, sort_keys=True)),
+        )
+
+    def load_state(self, key: str) -> dict[str, Any] | None:
+        row = self._db.execute("SELECT value FROM room_state WHERE key = ?", (key,)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    # -- queue -------------------------------------------------------------------------
+
+    @property
+    def last_seq(self) -> int:
+        return self._last_seq
+
+    @property
+    def depth(self) -> int:
+        return self._depth
+
+    def oldest_created(self) -> float | None:
+        row = self._db.execute("SELECT MIN(created) FROM outbox").fetchone()
+        return float(row[0]) if row and row[0] is not None else None
+
+    def enqueue(
+        self,
+        kind: str,
+        topic: str,
+        build: Callable[[int], bytes],
+        *,
+        qos: int = 1,
+        retain: bool = False,
+        state: dict[str, dict[str, Any]] | None = None,
+    ) -> int | None:
+        """Store a message built for the next seq; return the seq, or None if thinned away.
+
+        `state`, if given, is saved in the same transaction (so a call and its message
+        become durable together).
+        """
+        try:
+            return self._enqueue_once(kind, topic, build, qos, retain, state)
+        except sqlite3.OperationalError as exc:
+            if not _is_disk_full(exc):
+                raise
+            self._rollback()
+            freed = self._thin_vitals()
+            if freed:
+                try:
+                    return self._enqueue_once(kind, topic, build, qos, retain, state)
+                except sqlite3.OperationalError as exc2:
+                    if not _is_disk_full(exc2):
+                        raise
+                    self._rollback()
+            if kind == "vitals":
+                self._count_thinned(1, persist=False)
+                return None
+            raise OutboxFull(f"disk full: cannot store {kind} message") from exc
+
+    def _enqueue_once(
+        self,
+        kind: str,
+        topic: str,
+        build: Callable[[int], bytes],
+        qos: int,
+        retain: bool,
+        state: dict[str, dict[str, Any]] | None,
+    ) -> int | None:
+        if kind == "vitals" and self._depth >= self.max_rows and not self._thin_vitals():
+            self._count_thinned(1)
+            return None
+        seq = self._last_seq + 1
+        payload = build(seq)
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self._db.execute(
+                "INSERT INTO outbox (seq, kind, topic, payload, qos, retain, created) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (seq, kind, topic, payload, qos, int(retain), self._clock()),
+            )
+            self._set_meta("last_seq", str(seq))
+            for key, value in (state or {}).items():
+                self.save_state(key, value)
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._rollback()
+            raise
+        self._last_seq = seq
+        self._depth += 1
+        return seq
+
+    def _rollback(self) -> None:
+        if self._db.in_transaction:
+            self._db.execute("ROLLBACK")
+
+    def _count_thinned(self, n: int, persist: bool = True) -> None:
+        self.vitals_thinned += n
+        if persist:
+            self._set_meta("vitals_thinned", str(self.vitals_thinned))
+
+    def _thin_vitals(self) -> int:
+        """Delete every second one of the oldest vitals rows; return how many went."""
+        batch = max(2, self.max_rows // 10)
+        rows = self._db.execute(
+            "SELECT seq FROM outbox WHERE kind = 'vitals' ORDER BY seq LIMIT ?", (batch,)
+        ).fetchall()
+        doomed = [r[0] for r in rows[1::2]] or [r[0] for r in rows]
+        if not doomed:
+            return 0
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self._db.executemany("DELETE FROM outbox WHERE seq = ?", [(s,) for s in doomed])
+            self._count_thinned(len(doomed))
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._rollback()
+            self.vitals_thinned -= len(doomed)
+            raise
+        self._depth -= len(doomed)
+        return len(doomed)
+
+    def pending(self, after_seq: int = 0, limit: int = 100) -> list[OutboxRow]:
+        """Rows waiting for a PUBACK with seq > after_seq, in order."""
+        rows = self._db.execute(
+            "SELECT seq, kind, topic, payload, qos, retain, created FROM outbox "
+            "WHERE seq > ? ORDER BY seq LIMIT ?",
+            (after_seq, limit),
+        ).fetchall()
+        return [OutboxRow(r[0], r[1], r[2], bytes(r[3]), r[4], bool(r[5]), r[6]) for r in rows]
+
+    def ack(self, seqs: list[int]) -> None:
+        """PUBACKs received: those rows may go (one transaction for the batch)."""
+        if not seqs:
+            return
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            cur = self._db.executemany("DELETE FROM outbox WHERE seq = ?", [(s,) for s in seqs])
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._rollback()
+            raise
+        self._depth -= cur.rowcount
+
+    def close(self) -> None:
+        self._db.close()

@@ -1,0 +1,130 @@
+"""Envelope, outbox and pump: how a room message goes from the daemon to the broker.
+
+`enqueue` wraps fields in the envelope (next `seq`, `ts`, `clock_synced`), validates them
+with the contract model and stores them in the outbox. `pump` hands stored rows to the MQTT
+link in `seq` order, at most `window` unacknowledged at once; `on_puback` records the
+PUBACK and `flush_acks` deletes the acknowledged rows in one transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from pydantic import ValidationError
+
+from controller import topics
+from controller.contract import ROOM_MESSAGES, VITAL_FIELDS
+from controller.outbox import Outbox
+
+log = logging.getLogger(__name__)
+
+
+class Link(Protocol):
+    def publish(self, topic: str, payload: bytes, qos: int, retain: bool) -> int: ...
+
+
+class Publisher:
+    def __init__(
+        self,
+        outbox: Outbox,
+        site: str,
+        room: str,
+        clock_synced: Callable[[], bool],
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        window: int = 100,
+    ):
+        self.outbox = outbox
+        self.site = site
+        self.room = room
+        self._clock_synced = clock_synced
+        self._now = now
+        self.window = window
+        self._handed: dict[int, int] = {}  # paho mid -> seq
+        self._last_handed = 0
+        self._acked: list[int] = []
+        self.refused = 0  # PUBACKs with a failure reason code (e.g. not authorised)
+        self.published = {leaf: 0 for leaf in ROOM_MESSAGES}
+
+    def enqueue(
+        self, leaf: str, fields: dict[str, Any], *, state: dict[str, dict[str, Any]] | None = None
+    ) -> int | None:
+        """Store one message; return its seq (None if a vitals reading was thinned)."""
+        model = ROOM_MESSAGES[leaf]
+        spec = topics.SPEC_BY_LEAF[leaf]
+        synced = self._clock_synced()
+        now = self._now()
+
+        def build(seq: int) -> bytes:
+            envelope = {
+                "site": self.site,
+                "room": self.room,
+                "seq": seq,
+                "ts": now,
+                "clock_synced": synced,
+            }
+            try:
+                msg = model(**envelope, **fields)
+            except ValidationError as exc:
+                if leaf != "vitals":
+                    raise
+                msg = model(**envelope, **_drop_invalid_vitals(fields, exc))
+            return msg.model_dump_json(exclude_none=False).encode()
+
+        seq = self.outbox.enqueue(
+            leaf,
+            topics.room_topic(self.site, self.room, leaf),
+            build,
+            qos=spec.qos,
+            retain=spec.retained,
+            state=state,
+        )
+        if seq is not None:
+            self.published[leaf] += 1
+        return seq
+
+    def pump(self, link: Link) -> int:
+        """Hand waiting rows to the link; return how many were handed."""
+        room = self.window - len(self._handed)
+        if room <= 0:
+            return 0
+        rows = self.outbox.pending(self._last_handed, room)
+        for row in rows:
+            mid = link.publish(row.topic, row.payload, row.qos, row.retain)
+            self._handed[mid] = row.seq
+            self._last_handed = row.seq
+        return len(rows)
+
+    def on_puback(self, mid: int, ok: bool, reason: str) -> None:
+        seq = self._handed.pop(mid, None)
+        if seq is None:
+            return  # availability, or a message from before a restart
+        if not ok:
+            # The broker refused it (ACL): resending cannot help. Count and say so loudly.
+            self.refused += 1
+            log.error("broker refused message seq=%s: %s", seq, reason)
+        self._acked.append(seq)
+
+    def flush_acks(self) -> None:
+        if self._acked:
+            self.outbox.ack(self._acked)
+            self._acked = []
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._handed)
+
+
+def _drop_invalid_vitals(fields: dict[str, Any], exc: ValidationError) -> dict[str, Any]:
+    """A value outside the contract's physiological range becomes null plus a flag."""
+    fixed = dict(fields)
+    quality = list(fixed.get("quality") or [])
+    for err in exc.errors():
+        name = str(err["loc"][0]) if err["loc"] else ""
+        if name in VITAL_FIELDS:
+            fixed[name] = None
+            quality.append(f"invalid_{name}")
+    fixed["quality"] = quality
+    return fixed
