@@ -1,0 +1,135 @@
+"""Mosquitto 2 configuration and ACL for a clinic, generated from the PKI inventory.
+
+How this works: the TLS listener requires a client certificate from the clinic CA and takes
+the certificate's CN as the MQTT username (`use_identity_as_username`). Mosquitto's ACL
+`pattern` can only substitute the whole username (`%u`), and a CN such as `room-101` cannot
+become the topic segment `101`, so the ACL has one explicit `user` block per identity, written
+from the certificates in the PKI's `clients/` folder:
+
+    user room-101        writes clinic/S/room/101/{availability,state,call,events,vitals,health}
+                         reads  clinic/S/room/101/cmd/#
+    user staff-<name>    reads  clinic/S/#            writes clinic/S/room/+/cmd/#
+    user logger[-<n>]    reads  clinic/S/#            writes clinic/S/logger/status
+
+There are no lines before the first `user`, so a client without a username gets nothing, and an
+identity without a block (a certificate issued after the config was written, or removed from
+`clients/`) gets nothing either: fail closed. Adding a room = issue, regenerate, SIGHUP.
+"""
+
+from __future__ import annotations
+
+import getpass
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from broker.pki import Identity, Pki
+from controller import topics
+
+ROOM_WRITE_LEAVES = tuple(
+    spec.leaf
+    for spec in topics.ROOM_TOPICS
+    if not spec.leaf.startswith("cmd/") and not spec.leaf.startswith("sim/")
+)
+
+
+@dataclass(frozen=True)
+class BrokerSettings:
+    """What `roomctl broker config` writes; defaults are the production ones."""
+
+    site: str
+    pki_dir: Path
+    tls_port: int = 8883
+    bind: str = ""
+    dev_port: int | None = None
+    state_dir: Path = Path("/var/lib/mosquitto")
+    log_file: Path | None = None
+    run_as: str = "mosquitto"
+    autosave_interval: int = 60
+    max_queued_messages: int = 1_000_000
+    persistent_client_expiration: str = "7d"
+    message_size_limit: int = 262_144
+
+
+def acl_text(site: str, identities: list[Identity]) -> str:
+    """The ACL file: one block per identity (see the module docstring)."""
+    topics.check_ident("site", site)
+    lines = [
+        f"# roomctl ACL for site {site}: generated from the PKI inventory (roomctl broker config).",
+        "# No lines before the first `user`: anonymous clients and unknown identities get nothing.",
+        "",
+    ]
+    base = topics.site_prefix(site)
+    for ident in identities:
+        lines.append(f"user {ident.cn}")
+        if ident.kind == "room":
+            assert ident.name is not None
+            for leaf in ROOM_WRITE_LEAVES:
+                lines.append(f"topic write {topics.room_topic(site, ident.name, leaf)}")
+            lines.append(f"topic read {topics.cmd_filter(site, ident.name)}")
+        elif ident.kind == "staff":
+            lines.append(f"topic read {base}/#")
+            lines.append(f"topic write {base}/room/+/cmd/#")
+        elif ident.kind == "logger":
+            lines.append(f"topic read {base}/#")
+            lines.append(f"topic write {topics.logger_status(site)}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _template(name: str) -> str:
+    return resources.files("broker").joinpath(f"mosquitto/{name}").read_text()
+
+
+def config_text(settings: BrokerSettings, acl_path: Path) -> str:
+    """The mosquitto.conf text; `acl_path` is where the ACL file is (or will be) written."""
+    pki = Pki(settings.pki_dir)
+    if pki.site != settings.site:
+        raise ValueError(
+            f"the PKI in {settings.pki_dir} is for site {pki.site!r}, not {settings.site!r}"
+        )
+    dev = ""
+    if settings.dev_port is not None:
+        dev = _template("dev-listener.conf.tmpl").format(port=settings.dev_port)
+    if settings.log_file is not None:
+        log_lines = f"log_dest file {settings.log_file}"
+    else:
+        log_lines = "log_dest stderr"
+    user_line = f"user {settings.run_as}" if settings.run_as else ""
+    return _template("central.conf.tmpl").format(
+        site=settings.site,
+        user_line=user_line,
+        state_dir=str(settings.state_dir).rstrip("/"),
+        autosave_interval=settings.autosave_interval,
+        max_queued_messages=settings.max_queued_messages,
+        persistent_client_expiration=settings.persistent_client_expiration,
+        message_size_limit=settings.message_size_limit,
+        log_lines=log_lines,
+        tls_port=settings.tls_port,
+        bind=settings.bind,
+        cafile=pki.ca_cert.resolve(),
+        certfile=pki.server_cert.resolve(),
+        keyfile=pki.server_key.resolve(),
+        acl_file=acl_path.resolve(),
+        dev_listener=dev,
+    )
+
+
+def write_config(
+    settings: BrokerSettings, out: Path, acl_out: Path | None = None
+) -> tuple[Path, Path]:
+    """Write mosquitto.conf to `out` and the ACL beside it (`<out stem>.acl`)."""
+    out = Path(out)
+    acl_path = Path(acl_out) if acl_out else out.with_suffix(".acl")
+    pki = Pki(settings.pki_dir)
+    text = config_text(settings, acl_path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    acl_path.parent.mkdir(parents=True, exist_ok=True)
+    acl_path.write_text(acl_text(settings.site, pki.inventory()))
+    out.write_text(text)
+    return out, acl_path
+
+
+def current_user() -> str:
+    """The user to run a test broker as (so it can read the 0600 keys we just wrote)."""
+    return getpass.getuser()

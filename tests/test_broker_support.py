@@ -1,0 +1,263 @@
+"""Support for the central-side tests (no tests here): a clinic broker, raw TLS connects, rooms.
+
+`Clinic` makes a PKI, writes the Mosquitto config with `broker.mosquitto_conf` (the same code
+as `roomctl broker config`) and starts a real Mosquitto on a free loopback TLS port.
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import threading
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+from broker.mosquitto_conf import BrokerSettings, current_user, write_config
+from broker.mosquitto_run import Mosquitto, free_port
+from broker.pki import Identity, Pki
+from controller import contract, topics
+from controller.mqtt_connect import BrokerEndpoint, make_client
+
+SITE = "s1"
+
+
+class Clinic:
+    """PKI + generated config + a real Mosquitto (TLS on a free loopback port)."""
+
+    def __init__(
+        self,
+        root: Path,
+        rooms: tuple[str, ...] = ("101", "102"),
+        staff: tuple[str, ...] = ("alice",),
+        site: str = SITE,
+        dev_port: bool = False,
+        message_size_limit: int = 262_144,
+    ):
+        self.root = root
+        self.site = site
+        self.pki = Pki.init(root / "pki", site)
+        for room in rooms:
+            self.pki.issue("room", room)
+        for name in staff:
+            self.pki.issue("staff", name)
+        self.pki.issue("logger")
+        self.tls_port = free_port()
+        self.dev_port = free_port() if dev_port else None
+        state = root / "broker"
+        state.mkdir(parents=True, exist_ok=True)
+        self.settings = BrokerSettings(
+            site=site,
+            pki_dir=self.pki.root,
+            tls_port=self.tls_port,
+            bind="127.0.0.1",
+            dev_port=self.dev_port,
+            state_dir=state,
+            log_file=state / "mosquitto.log",
+            run_as=current_user(),
+            autosave_interval=1,
+            message_size_limit=message_size_limit,
+        )
+        self.conf, self.acl = write_config(self.settings, root / "mosquitto.conf")
+        self.broker = Mosquitto(state, port=self.tls_port, config_text=self.conf.read_text())
+
+    @property
+    def url(self) -> str:
+        return f"mqtts://127.0.0.1:{self.tls_port}"
+
+    def start(self) -> Clinic:
+        self.broker.start()
+        return self
+
+    def stop(self) -> None:
+        self.broker.stop()
+
+    def creds(self, cn: str) -> tuple[Path, Path]:
+        ident = Identity.from_cn(cn)
+        assert ident is not None, cn
+        return self.pki.client_paths(ident)
+
+    def endpoint(self, cn: str) -> BrokerEndpoint:
+        cert, key = self.creds(cn)
+        return BrokerEndpoint.from_url(self.url, ca=self.pki.ca_cert, cert=cert, key=key)
+
+    def cli_args(self, cn: str) -> list[str]:
+        cert, key = self.creds(cn)
+        return [
+            "--broker",
+            self.url,
+            "--ca",
+            str(self.pki.ca_cert),
+            "--cert",
+            str(cert),
+            "--key",
+            str(key),
+        ]
+
+    def broker_log(self) -> str:
+        path = self.settings.log_file
+        return path.read_text() if path and path.exists() else ""
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, n = n % 128, n // 128
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def mqtt5_connect_packet(client_id: str) -> bytes:
+    cid = client_id.encode()
+    var = b"\x00\x04MQTT\x05\x02\x00\x3c\x00"  # v5, clean start, keepalive 60, no properties
+    payload = len(cid).to_bytes(2, "big") + cid
+    body = var + payload
+    return b"\x10" + _varint(len(body)) + body
+
+
+def raw_connect(
+    port: int, ca: Path, cert: Path | None = None, key: Path | None = None, timeout: float = 10.0
+) -> str:
+    """TLS + MQTT 5 CONNECT by hand; returns `connack:<reason>`, `tls:<reason>` or `closed`.
+
+    Deterministic: the server either answers CONNACK, or fails the handshake / closes the socket.
+    """
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.load_verify_locations(str(ca))
+    if cert is not None and key is not None:
+        ctx.load_cert_chain(str(cert), str(key))
+    try:
+        with (
+            socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock,
+            ctx.wrap_socket(sock, server_hostname="127.0.0.1") as tls,
+        ):
+            tls.sendall(mqtt5_connect_packet(f"raw-{uuid.uuid4().hex[:8]}"))
+            head = tls.recv(4)
+            if not head:
+                return "closed"
+            if head[0] >> 4 != 2:
+                return f"unexpected:{head!r}"
+            return f"connack:{head[3]}"
+    except ssl.SSLError as exc:
+        return f"tls:{exc.reason}"
+    except (ConnectionResetError, BrokenPipeError):
+        return "closed"
+
+
+@dataclass
+class Session:
+    """A connected paho client with its acks recorded, for the ACL tests."""
+
+    client: mqtt.Client
+    cond: threading.Condition = field(default_factory=threading.Condition)
+    connack: ReasonCode | None = None
+    pubacks: dict[int, ReasonCode] = field(default_factory=dict)
+    subacks: dict[int, list[ReasonCode]] = field(default_factory=dict)
+    messages: list[mqtt.MQTTMessage] = field(default_factory=list)
+
+    def _wait(self, pred: Any, timeout: float = 10.0) -> None:
+        with self.cond:
+            if not self.cond.wait_for(pred, timeout):
+                raise TimeoutError("no answer from the broker")
+
+    def publish(
+        self, topic: str, payload: bytes | str, qos: int = 1, retain: bool = False
+    ) -> ReasonCode:
+        info = self.client.publish(topic, payload, qos=qos, retain=retain)
+        self._wait(lambda: info.mid in self.pubacks)
+        return self.pubacks[info.mid]
+
+    def subscribe(self, topic_filter: str, qos: int = 1) -> ReasonCode:
+        _, mid = self.client.subscribe(topic_filter, qos=qos)
+        assert mid is not None
+        self._wait(lambda: mid in self.subacks)
+        return self.subacks[mid][0]
+
+    def wait_message(self, topic: str, timeout: float = 10.0) -> mqtt.MQTTMessage:
+        self._wait(lambda: any(m.topic == topic for m in self.messages), timeout)
+        return next(m for m in self.messages if m.topic == topic)
+
+    def stop(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def open_session(endpoint: BrokerEndpoint, client_id: str | None = None) -> Session:
+    client = make_client(endpoint, client_id or f"t-{uuid.uuid4().hex[:8]}")
+    sess = Session(client)
+
+    def on_connect(c: mqtt.Client, u: Any, flags: Any, rc: ReasonCode, props: Any = None) -> None:
+        with sess.cond:
+            sess.connack = rc
+            sess.cond.notify_all()
+
+    def on_publish(c: mqtt.Client, u: Any, mid: int, rc: ReasonCode, props: Any = None) -> None:
+        with sess.cond:
+            sess.pubacks[mid] = rc
+            sess.cond.notify_all()
+
+    def on_subscribe(
+        c: mqtt.Client, u: Any, mid: int, rcs: list[ReasonCode], props: Any = None
+    ) -> None:
+        with sess.cond:
+            sess.subacks[mid] = rcs
+            sess.cond.notify_all()
+
+    def on_message(c: mqtt.Client, u: Any, msg: mqtt.MQTTMessage) -> None:
+        with sess.cond:
+            sess.messages.append(msg)
+            sess.cond.notify_all()
+
+    client.on_connect = on_connect
+    client.on_publish = on_publish
+    client.on_subscribe = on_subscribe
+    client.on_message = on_message
+    client.connect(endpoint.host, endpoint.port)
+    client.loop_start()
+    sess._wait(lambda: sess.connack is not None)
+    assert sess.connack is not None and not sess.connack.is_failure, sess.connack
+    return sess
+
+
+# -- contract-valid messages --------------------------------------------------------------
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def vitals(site: str, room: str, seq: int, spo2: float = 97.0) -> contract.VitalsMessage:
+    return contract.VitalsMessage(
+        site=site,
+        room=room,
+        seq=seq,
+        ts=now(),
+        clock_synced=True,
+        spo2=spo2,
+        pulse_rate=72.0,
+        protocol="masimo",
+    )
+
+
+def event(
+    site: str, room: str, seq: int, kind: contract.EventKind, **kw: Any
+) -> contract.EventMessage:
+    return contract.EventMessage(
+        site=site, room=room, seq=seq, ts=kw.pop("ts", now()), clock_synced=True, kind=kind, **kw
+    )
+
+
+def publish_props() -> Properties:
+    return Properties(PacketTypes.PUBLISH)
+
+
+def room_topic(site: str, room: str, leaf: str) -> str:
+    return topics.room_topic(site, room, leaf)
