@@ -23,6 +23,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainSerializer,
+    WithJsonSchema,
     field_validator,
 )
 
@@ -50,6 +51,7 @@ UtcDatetime = Annotated[
     datetime,
     AfterValidator(_require_aware),
     PlainSerializer(format_ts, return_type=str, when_used="json"),
+    WithJsonSchema({"type": "string", "format": "date-time"}),
 ]
 Ident = Annotated[str, Field(pattern=IDENT_PATTERN)]
 Who = Annotated[str, Field(min_length=1, max_length=64)]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -23,12 +24,81 @@ def write_schemas(out: Path) -> list[Path]:
 
 
 def _run(args: argparse.Namespace) -> int:
+    if args.markdown:
+        print(contract_markdown(), end="")
+        return 0
+    if not args.out:
+        print("roomctl schema: give --out DIR (or --markdown)", file=sys.stderr)
+        return 2
     for path in write_schemas(Path(args.out)):
         print(path)
     return 0
 
 
+BEGIN_MARK = "<!-- BEGIN GENERATED: roomctl schema --markdown -->"
+END_MARK = "<!-- END GENERATED -->"
+
+
+def _schema_type(prop: dict[str, Any], defs: dict[str, Any]) -> str:
+    """A short human type for one JSON Schema property."""
+    if "$ref" in prop:
+        target = defs[prop["$ref"].rsplit("/", 1)[-1]]
+        if "enum" in target:
+            return " \\| ".join(f"`{v}`" for v in target["enum"])
+        return target.get("title", "object")
+    if "anyOf" in prop:
+        return " \\| ".join(_schema_type(p, defs) for p in prop["anyOf"])
+    if "const" in prop:
+        return f"`{prop['const']}`"
+    if "enum" in prop:
+        return " \\| ".join(f"`{v}`" for v in prop["enum"])
+    kind = prop.get("type", "any")
+    if kind == "array":
+        return f"list of {_schema_type(prop.get('items', {}), defs)}"
+    if kind == "string" and prop.get("format") == "date-time":
+        return "RFC 3339 UTC"
+    if kind == "object":
+        return "object"
+    return str(kind)
+
+
+def contract_markdown() -> str:
+    """The topic table and one field table per payload, as docs/CONTRACT.md shows them."""
+    from controller.topics import ROOM_TOPICS
+
+    lines = [
+        "### Topics (prefix `clinic/{site}/room/{room}/`)",
+        "",
+        "| topic | retained | QoS | payload |",
+        "|---|---|---|---|",
+    ]
+    for spec in ROOM_TOPICS:
+        retained = "yes" if spec.retained else "no"
+        lines.append(f"| `{spec.leaf}` | {retained} | {spec.qos} | {spec.payload} |")
+    lines += [
+        "",
+        "`clinic/{site}/logger/status`: retained, QoS 1, `online` / `offline` (Will).",
+        "",
+    ]
+    for name, model in ALL_PAYLOAD_MODELS.items():
+        lines += [
+            f"### {model.__name__} (`{name}`)",
+            "",
+            "| field | type | required |",
+            "|---|---|---|",
+        ]
+        schema = model.model_json_schema(mode="serialization")
+        defs = schema.get("$defs", {})
+        for field, info in model.model_fields.items():
+            required = "yes" if info.is_required() else "no"
+            typ = _schema_type(schema["properties"][field], defs)
+            lines.append(f"| `{field}` | {typ} | {required} |")
+        lines.append("")
+    return "\n".join(lines).rstrip() + "\n"
+
+
 def register(sub: argparse._SubParsersAction[Any]) -> None:
     p = sub.add_parser("schema", help="write the JSON Schema of every message payload")
-    p.add_argument("--out", required=True, metavar="DIR", help="folder to write *.schema.json into")
+    p.add_argument("--out", metavar="DIR", help="folder to write *.schema.json into")
+    p.add_argument("--markdown", action="store_true", help="print the tables of docs/CONTRACT.md")
     p.set_defaults(func=_run)

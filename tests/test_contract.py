@@ -1,0 +1,134 @@
+"""The message contract: models, topics, JSON Schema output and docs/CONTRACT.md."""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from pydantic import ValidationError
+
+from controller import topics
+from controller.cli import main
+from controller.contract import (
+    ALL_PAYLOAD_MODELS,
+    VITAL_LIMITS,
+    CallMessage,
+    CallStatus,
+    PhaseCommand,
+    VitalsMessage,
+)
+from controller.schema_cli import BEGIN_MARK, END_MARK, contract_markdown
+
+ROOT = Path(__file__).resolve().parents[1]
+ENV = {"site": "downtown", "room": "101", "seq": 1, "clock_synced": True}
+TS = datetime(2026, 11, 25, 8, 15, 2, 125000, tzinfo=UTC)
+
+
+def vitals(**kw: object) -> VitalsMessage:
+    return VitalsMessage(**ENV, ts=TS, protocol="masimo", **kw)  # type: ignore[arg-type]
+
+
+def test_envelope_serialises_rfc3339_utc_with_z() -> None:
+    other_zone = TS.astimezone(timezone(timedelta(hours=-5)))
+    data = json.loads(VitalsMessage(**ENV, ts=other_zone, protocol="nonin-df2").model_dump_json())
+    assert data["ts"] == "2026-11-25T08:15:02.125Z"
+    assert data["v"] == 1
+    assert VitalsMessage.model_validate_json(json.dumps(data)).ts == TS
+
+
+def test_naive_timestamp_refused() -> None:
+    with pytest.raises(ValidationError, match="timezone"):
+        VitalsMessage(**ENV, ts=datetime(2026, 1, 1), protocol="masimo")  # type: ignore[arg-type]
+
+
+def test_missing_vitals_are_null_not_zero() -> None:
+    data = json.loads(vitals(spo2=97).model_dump_json())
+    assert data["spo2"] == 97
+    for name in VITAL_LIMITS:
+        if name != "spo2":
+            assert data[name] is None
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+def test_nan_and_infinity_refused(bad: float) -> None:
+    with pytest.raises(ValidationError):
+        vitals(spo2=bad)
+
+
+@pytest.mark.parametrize("name", sorted(VITAL_LIMITS))
+def test_out_of_range_refused(name: str) -> None:
+    lo, hi = VITAL_LIMITS[name]
+    vitals(**{name: lo})
+    vitals(**{name: hi})
+    with pytest.raises(ValidationError, match=name):
+        vitals(**{name: hi + 1})
+    with pytest.raises(ValidationError, match=name):
+        vitals(**{name: lo - 1})
+
+
+def test_extra_fields_and_wrong_types_refused() -> None:
+    with pytest.raises(ValidationError, match="extra"):
+        vitals(bogus=1)
+    with pytest.raises(ValidationError):
+        vitals(spo2=True)
+    with pytest.raises(ValidationError):
+        CallMessage(**ENV, ts=TS, status="ringing")  # type: ignore[arg-type]
+    with pytest.raises(ValidationError):
+        PhaseCommand.model_validate_json(b'{"phase": "infusion"}')  # no "by"
+
+
+def test_models_are_frozen() -> None:
+    msg = CallMessage(**ENV, ts=TS, status=CallStatus.IDLE)  # type: ignore[arg-type]
+    with pytest.raises(ValidationError):
+        msg.seq = 2  # type: ignore[misc]
+
+
+@given(st.binary(max_size=300))
+def test_any_bytes_either_validate_or_raise_validation_error(raw: bytes) -> None:
+    for model in ALL_PAYLOAD_MODELS.values():
+        try:
+            model.model_validate_json(raw)
+        except ValidationError:
+            pass
+
+
+def test_topics_built_in_one_place() -> None:
+    assert topics.call("downtown", "101") == "clinic/downtown/room/101/call"
+    assert topics.cmd("downtown", "101", "claim") == "clinic/downtown/room/101/cmd/claim"
+    assert topics.cmd_filter("downtown", "101") == "clinic/downtown/room/101/cmd/#"
+    assert topics.all_rooms_filter("downtown") == "clinic/downtown/room/+/#"
+    assert topics.logger_status("downtown") == "clinic/downtown/logger/status"
+    parsed = topics.parse_room_topic("clinic/downtown/room/101/cmd/phase")
+    assert parsed == topics.ParsedTopic("downtown", "101", "cmd/phase")
+    assert topics.parse_room_topic("clinic/downtown/room/101/nope") is None
+    assert topics.parse_room_topic("clinic/downtown/logger/status") is None
+
+
+@pytest.mark.parametrize("bad", ["", "Room1", "a/b", "+", "#", "x" * 64, "-a"])
+def test_bad_identifiers_refused(bad: str) -> None:
+    with pytest.raises(ValueError, match="room"):
+        topics.call("downtown", bad)
+
+
+def test_schema_command_writes_every_payload(tmp_path: Path) -> None:
+    assert main(["schema", "--out", str(tmp_path)]) == 0
+    written = sorted(p.name for p in tmp_path.iterdir())
+    assert written == sorted(f"{n}.schema.json" for n in ALL_PAYLOAD_MODELS)
+    vit = json.loads((tmp_path / "vitals.schema.json").read_text())
+    assert "spo2" in vit["properties"] and "seq" in vit["required"]
+
+
+def test_contract_doc_matches_models() -> None:
+    doc = (ROOT / "docs" / "CONTRACT.md").read_text()
+    start = doc.index(BEGIN_MARK) + len(BEGIN_MARK)
+    end = doc.index(END_MARK)
+    assert doc[start:end].strip() == contract_markdown().strip(), (
+        "docs/CONTRACT.md is out of date: regenerate its tables with `roomctl schema --markdown`"
+    )
+    for name, model in ALL_PAYLOAD_MODELS.items():
+        assert f"### {model.__name__} (`{name}`)" in doc

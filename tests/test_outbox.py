@@ -1,0 +1,69 @@
+"""The SQLite outbox: seq across restarts, PUBACK-only deletion, order, and the cap policy."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from controller.outbox import Outbox
+
+
+def put(box: Outbox, kind: str = "vitals") -> int | None:
+    return box.enqueue(kind, f"t/{kind}", lambda seq: f'{{"seq": {seq}}}'.encode())
+
+
+def test_seq_strictly_increasing_across_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "o.sqlite3"
+    box = Outbox(path)
+    seqs = [put(box) for _ in range(5)]
+    assert seqs == [1, 2, 3, 4, 5]
+    box.ack([1, 2, 3, 4, 5])
+    assert box.depth == 0
+    box.close()
+    box = Outbox(path)  # a restart: the table is empty but seq continues
+    assert put(box, "events") == 6
+    assert box.pending()[0].payload == b'{"seq": 6}'
+
+
+def test_wal_mode_and_rows_leave_only_on_ack(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "o.sqlite3")
+    for _ in range(4):
+        put(box)
+    rows = box.pending(after_seq=0, limit=10)
+    assert [r.seq for r in rows] == [1, 2, 3, 4]
+    assert [r.seq for r in box.pending(after_seq=2)] == [3, 4]
+    box.ack([2])
+    assert [r.seq for r in box.pending()] == [1, 3, 4]
+    box.close()
+    db = sqlite3.connect(tmp_path / "o.sqlite3")
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_state_saved_with_message_atomically(tmp_path: Path) -> None:
+    path = tmp_path / "o.sqlite3"
+    box = Outbox(path)
+    box.enqueue("call", "t/call", lambda s: b"{}", state={"call": {"status": "placed"}})
+    box.close()
+    assert Outbox(path).load_state("call") == {"status": "placed"}
+
+
+def test_cap_thins_vitals_never_calls_and_counts(tmp_path: Path) -> None:
+    path = tmp_path / "o.sqlite3"
+    box = Outbox(path, max_rows=100)
+    for i in range(100):
+        put(box, "events" if i % 10 == 0 else "vitals")
+    assert box.depth == 100
+    assert put(box, "vitals") is not None  # made room by thinning
+    assert box.vitals_thinned == 5  # every second one of the oldest 10 vitals
+    kinds = [r.kind for r in box.pending(limit=1000)]
+    assert kinds.count("events") == 10  # no event lost
+    # A box full of events only: events still go in, a vitals reading is refused and counted.
+    full = Outbox(tmp_path / "f.sqlite3", max_rows=100)
+    for _ in range(100):
+        put(full, "events")
+    assert put(full, "call") is not None
+    assert put(full, "vitals") is None
+    assert full.vitals_thinned == 1
+    assert full.depth == 101
+    box.close()
+    assert Outbox(path).vitals_thinned == 5  # persisted for health
