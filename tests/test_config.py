@@ -97,7 +97,7 @@ def test_missing_required_and_bad_toml(tmp_path: Path) -> None:
 
 
 def test_monitor_needs_address_and_sane_transport(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="monitor.address is required"):
+    with pytest.raises(ConfigError, match=r"monitor\.address is required"):
         build_config({"site": "s", "room": "r", "monitor": {"protocol": "hl7"}})
     with pytest.raises(ConfigError, match="HOST:PORT"):
         build_config(
