@@ -102,3 +102,22 @@ class Recorder:
 
 def topic_is(topic: str) -> Callable[[Received], bool]:
     return lambda m: m.topic == topic
+
+
+def wait_until(
+    predicate: Callable[[], bool], timeout: float = 10.0, what: str = "condition"
+) -> None:
+    """Poll a condition with a deadline (for state that has no event to wait on)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what} not true after {timeout}s")
+        time.sleep(0.005)
+
+
+def retained(url: str, topic: str, timeout: float = 10.0) -> Received:
+    """The retained message on a topic, as a newly connected subscriber sees it."""
+    with Recorder(url, [topic]) as rec:
+        return rec.wait_for(lambda m: m.topic == topic and m.retain, timeout)
