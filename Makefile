@@ -25,11 +25,15 @@ typecheck: setup
 
 setup: system-deps $(STAMP)
 
+# Debian packages the demo and the tests need (checked with dpkg, installed when missing).
+APT_PACKAGES := mosquitto mosquitto-clients
+
 system-deps:
-	@if ! command -v mosquitto >/dev/null 2>&1 && [ ! -x /usr/sbin/mosquitto ]; then \
-		echo "installing mosquitto (Debian packages)"; \
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages: $$missing"; \
 		$(SUDO) apt-get update -q && \
-		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q mosquitto mosquitto-clients; \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends $$missing; \
 	fi
 
 $(STAMP): pyproject.toml constraints.txt
