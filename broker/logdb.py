@@ -1,0 +1,441 @@
+"""Writes logger batches into SQLite: one transaction per batch, idempotent on (site, room, seq).
+
+How this works: every accepted message is first inserted into the `messages` ledger with
+`ON CONFLICT(site, room, seq) DO NOTHING`. If the row was new, the message's own tables are
+written (vitals/events, then calls, sessions and room_state). If it already existed with the
+same digest it is a replay (QoS 1 redelivery, outbox resend) and is skipped; with another
+digest it goes to quarantine as "duplicate seq with different content". Schema:
+`logdb_schema.py`.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from broker.logger_ingest import Accepted, Availability, Classified, Command, Ignored, Rejected
+from controller import contract
+from controller.contract import VITAL_FIELDS, format_ts
+
+_VITAL_INSERT = (
+    "INSERT INTO vitals (site, room, seq, ts, clock_synced, received_at, "
+    + ", ".join(VITAL_FIELDS)
+    + ", protocol, device_time, alarms, quality, alarm_raw, exc_raw) VALUES ("
+    + ", ".join("?" * (6 + len(VITAL_FIELDS) + 6))
+    + ") ON CONFLICT (site, room, seq) DO NOTHING"
+)
+_PHASE_COLUMN = {
+    contract.Phase.PRE_CHECK: "pre_check_at",
+    contract.Phase.INFUSION: "infusion_at",
+    contract.Phase.RECOVERY: "recovery_at",
+    contract.Phase.DISCHARGE_READY: "discharge_ready_at",
+}
+_CALL_EVENTS = {
+    contract.EventKind.CALL_PLACED,
+    contract.EventKind.CALL_PRIORITY_RAISED,
+    contract.EventKind.CALL_CLAIMED,
+    contract.EventKind.CALL_ESCALATED,
+    contract.EventKind.CALL_CANCELLED,
+}
+
+
+@dataclass
+class BatchStats:
+    inserted: int = 0
+    duplicates: int = 0
+    quarantined: int = 0
+    ignored: int = 0
+    commands: int = 0
+    by_kind: dict[str, int] = field(default_factory=dict)
+
+    def add(self, other: BatchStats) -> None:
+        self.inserted += other.inserted
+        self.duplicates += other.duplicates
+        self.quarantined += other.quarantined
+        self.ignored += other.ignored
+        self.commands += other.commands
+        for k, v in other.by_kind.items():
+            self.by_kind[k] = self.by_kind.get(k, 0) + v
+
+
+def _ts(value: datetime | None) -> str | None:
+    return format_ts(value) if value is not None else None
+
+
+class LogStore:
+    """The writer's view of the database. Use from one thread (the logger's writer)."""
+
+    def __init__(self, conn: sqlite3.Connection):
+        self.conn = conn
+
+    # -- one batch --------------------------------------------------------------------
+    def write_batch(self, items: Iterable[tuple[Classified, str]]) -> BatchStats:
+        """Write `(classified, received_at)` items in one transaction; return what happened."""
+        stats = BatchStats()
+        cur = self.conn.cursor()
+        cur.execute("BEGIN IMMEDIATE")
+        try:
+            for item, received_at in items:
+                self._write_one(cur, item, received_at, stats)
+            cur.execute("COMMIT")
+        except BaseException:
+            cur.execute("ROLLBACK")
+            raise
+        return stats
+
+    def _write_one(
+        self, cur: sqlite3.Cursor, item: Classified, received_at: str, stats: BatchStats
+    ) -> None:
+        if isinstance(item, Accepted):
+            self._accepted(cur, item, received_at, stats)
+        elif isinstance(item, Rejected):
+            self.quarantine(cur, received_at, item.topic, item.reason, item.raw, item.size)
+            stats.quarantined += 1
+        elif isinstance(item, Availability):
+            self._availability(cur, item, received_at)
+        elif isinstance(item, Command):
+            cur.execute(
+                "INSERT INTO commands (site, room, name, by, received_at, payload) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    item.site,
+                    item.room,
+                    item.name,
+                    getattr(item.cmd, "by", None),
+                    received_at,
+                    item.cmd.model_dump_json(),
+                ),
+            )
+            stats.commands += 1
+        elif isinstance(item, Ignored):
+            stats.ignored += 1
+
+    @staticmethod
+    def quarantine(
+        cur: sqlite3.Cursor | sqlite3.Connection,
+        received_at: str,
+        topic: str,
+        reason: str,
+        raw: bytes,
+        size: int,
+    ) -> None:
+        cur.execute(
+            "INSERT INTO quarantine (received_at, topic, reason, size, raw) VALUES (?, ?, ?, ?, ?)",
+            (received_at, topic, reason, size, raw),
+        )
+
+    def _accepted(
+        self, cur: sqlite3.Cursor, item: Accepted, received_at: str, stats: BatchStats
+    ) -> None:
+        m = item.msg
+        payload = None if item.leaf == "vitals" else m.model_dump_json()
+        cur.execute(
+            "INSERT INTO messages (site, room, seq, kind, ts, clock_synced, received_at, digest, "
+            "payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (site, room, seq) DO NOTHING",
+            (
+                m.site,
+                m.room,
+                m.seq,
+                item.leaf,
+                format_ts(m.ts),
+                int(m.clock_synced),
+                received_at,
+                item.digest,
+                payload,
+            ),
+        )
+        if cur.rowcount == 0:
+            row = cur.execute(
+                "SELECT digest, kind FROM messages WHERE site = ? AND room = ? AND seq = ?",
+                (m.site, m.room, m.seq),
+            ).fetchone()
+            if row is not None and row[0] == item.digest:
+                stats.duplicates += 1
+                return
+            self.quarantine(
+                cur,
+                received_at,
+                item.topic,
+                f"duplicate seq with different content (seq {m.seq} already stored as "
+                f"{row[1] if row else '?'})",
+                m.model_dump_json().encode(),
+                len(m.model_dump_json()),
+            )
+            stats.quarantined += 1
+            return
+        stats.inserted += 1
+        stats.by_kind[item.leaf] = stats.by_kind.get(item.leaf, 0) + 1
+        if isinstance(m, contract.VitalsMessage):
+            self._vitals(cur, m, received_at)
+        elif isinstance(m, contract.EventMessage):
+            self._event(cur, m, received_at)
+        elif isinstance(m, contract.StateMessage):
+            self._state(cur, m)
+        elif isinstance(m, contract.CallMessage):
+            self._call_snapshot(cur, m)
+        elif isinstance(m, contract.HealthMessage):
+            self._room(cur, m.site, m.room)
+            cur.execute(
+                "UPDATE room_state SET health_seq = ?, health = ? WHERE site = ? AND room = ? "
+                "AND (health_seq IS NULL OR health_seq < ?)",
+                (m.seq, m.model_dump_json(), m.site, m.room, m.seq),
+            )
+        self._touch(cur, m, received_at)
+
+    # -- per kind ---------------------------------------------------------------------
+    def _vitals(self, cur: sqlite3.Cursor, m: contract.VitalsMessage, received_at: str) -> None:
+        values = [getattr(m, f) for f in VITAL_FIELDS]
+        cur.execute(
+            _VITAL_INSERT,
+            (
+                m.site,
+                m.room,
+                m.seq,
+                format_ts(m.ts),
+                int(m.clock_synced),
+                received_at,
+                *values,
+                m.protocol,
+                m.device_time,
+                json.dumps(m.alarms),
+                json.dumps(m.quality),
+                m.alarm_raw,
+                m.exc_raw,
+            ),
+        )
+
+    def _event(self, cur: sqlite3.Cursor, m: contract.EventMessage, received_at: str) -> None:
+        cur.execute(
+            "INSERT INTO events (site, room, seq, ts, clock_synced, received_at, kind, call_id, "
+            "priority, phase, from_phase, session_id, by, reason, detail) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (site, room, seq) DO NOTHING",
+            (
+                m.site,
+                m.room,
+                m.seq,
+                format_ts(m.ts),
+                int(m.clock_synced),
+                received_at,
+                m.kind.value,
+                m.call_id,
+                m.priority,
+                m.phase,
+                m.from_phase,
+                m.session_id,
+                m.by,
+                m.reason,
+                json.dumps(m.detail),
+            ),
+        )
+        if m.kind in _CALL_EVENTS and m.call_id:
+            self._call_event(cur, m)
+        elif m.kind is contract.EventKind.PHASE_CHANGED and m.phase is not None:
+            self._phase(cur, m.site, m.room, m.seq, m.session_id, m.phase, m.ts)
+        elif m.kind is contract.EventKind.PHASE_OVERRUN and m.session_id:
+            cur.execute(
+                "UPDATE sessions SET overruns = overruns + 1 WHERE site = ? AND room = ? "
+                "AND session_id = ?",
+                (m.site, m.room, m.session_id),
+            )
+
+    def _call_row(self, cur: sqlite3.Cursor, site: str, room: str, call_id: str, seq: int) -> None:
+        cur.execute(
+            "INSERT INTO calls (site, room, call_id, status, last_seq) "
+            "VALUES (?, ?, ?, 'placed', ?) ON CONFLICT (site, room, call_id) "
+            "DO UPDATE SET last_seq = MAX(last_seq, excluded.last_seq)",
+            (site, room, call_id, seq),
+        )
+
+    def _call_event(self, cur: sqlite3.Cursor, m: contract.EventMessage) -> None:
+        assert m.call_id is not None
+        self._call_row(cur, m.site, m.room, m.call_id, m.seq)
+        at = format_ts(m.ts)
+        key = (m.site, m.room, m.call_id)
+        column = {
+            contract.EventKind.CALL_PLACED: "placed_at",
+            contract.EventKind.CALL_CLAIMED: "claimed_at",
+            contract.EventKind.CALL_ESCALATED: "escalated_at",
+            contract.EventKind.CALL_CANCELLED: "cancelled_at",
+        }.get(m.kind)
+        if column is not None:
+            cur.execute(
+                f"UPDATE calls SET {column} = COALESCE({column}, ?) "
+                "WHERE site = ? AND room = ? AND call_id = ?",
+                (at, *key),
+            )
+        if m.priority is not None:
+            cur.execute(
+                "UPDATE calls SET priority = ? WHERE site = ? AND room = ? AND call_id = ?",
+                (m.priority.value, *key),
+            )
+        if m.kind is contract.EventKind.CALL_CLAIMED and m.by:
+            cur.execute(
+                "UPDATE calls SET claimed_by = COALESCE(claimed_by, ?) "
+                "WHERE site = ? AND room = ? AND call_id = ?",
+                (m.by, *key),
+            )
+        if m.kind is contract.EventKind.CALL_CANCELLED and m.by:
+            cur.execute(
+                "UPDATE calls SET cancelled_by = COALESCE(cancelled_by, ?) "
+                "WHERE site = ? AND room = ? AND call_id = ?",
+                (m.by, *key),
+            )
+        self._call_derived(cur, key)
+
+    def _call_snapshot(self, cur: sqlite3.Cursor, m: contract.CallMessage) -> None:
+        self._room(cur, m.site, m.room)
+        cur.execute(
+            "UPDATE room_state SET call_seq = ?, call = ?, call_status = ? WHERE site = ? "
+            "AND room = ? AND (call_seq IS NULL OR call_seq < ?)",
+            (m.seq, m.model_dump_json(), m.status.value, m.site, m.room, m.seq),
+        )
+        if not m.call_id or m.status is contract.CallStatus.IDLE:
+            return
+        self._call_row(cur, m.site, m.room, m.call_id, m.seq)
+        key = (m.site, m.room, m.call_id)
+        cur.execute(
+            "UPDATE calls SET placed_at = COALESCE(placed_at, ?), "
+            "claimed_at = COALESCE(claimed_at, ?), claimed_by = COALESCE(claimed_by, ?), "
+            "escalated_at = COALESCE(escalated_at, ?), priority = COALESCE(?, priority) "
+            "WHERE site = ? AND room = ? AND call_id = ?",
+            (
+                _ts(m.placed_at),
+                _ts(m.claimed_at),
+                m.claimed_by,
+                _ts(m.escalated_at),
+                m.priority.value if m.priority else None,
+                *key,
+            ),
+        )
+        self._call_derived(cur, key)
+
+    @staticmethod
+    def _call_derived(cur: sqlite3.Cursor, key: tuple[str, str, str]) -> None:
+        cur.execute(
+            "UPDATE calls SET "
+            "status = CASE WHEN cancelled_at IS NOT NULL THEN 'cancelled' "
+            "WHEN claimed_at IS NOT NULL THEN 'claimed' "
+            "WHEN escalated_at IS NOT NULL THEN 'escalated' ELSE 'placed' END, "
+            "response_s = ROUND((julianday(claimed_at) - julianday(placed_at)) * 86400.0, 3), "
+            "resolved_s = ROUND((julianday(cancelled_at) - julianday(placed_at)) * 86400.0, 3) "
+            "WHERE site = ? AND room = ? AND call_id = ?",
+            key,
+        )
+
+    def _phase(
+        self,
+        cur: sqlite3.Cursor,
+        site: str,
+        room: str,
+        seq: int,
+        session_id: str | None,
+        phase: contract.Phase,
+        at_dt: datetime,
+    ) -> None:
+        at = format_ts(at_dt)
+        if session_id is None:
+            if phase is not contract.Phase.IDLE:
+                return
+            row = cur.execute(
+                "SELECT session_id FROM sessions WHERE site = ? AND room = ? AND ended_at IS NULL "
+                "ORDER BY started_at DESC LIMIT 1",
+                (site, room),
+            ).fetchone()
+            if row is None:
+                return
+            session_id = str(row[0])
+        cur.execute(
+            "INSERT INTO sessions (site, room, session_id, phase, started_at, last_seq) "
+            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (site, room, session_id) DO UPDATE SET "
+            "started_at = MIN(started_at, excluded.started_at), "
+            "phase = CASE WHEN excluded.last_seq > last_seq THEN excluded.phase ELSE phase END, "
+            "last_seq = MAX(last_seq, excluded.last_seq)",
+            (site, room, session_id, phase.value, at, seq),
+        )
+        key = (site, room, session_id)
+        column = "ended_at" if phase is contract.Phase.IDLE else _PHASE_COLUMN[phase]
+        cur.execute(
+            f"UPDATE sessions SET {column} = COALESCE({column}, ?) "
+            "WHERE site = ? AND room = ? AND session_id = ?",
+            (at, *key),
+        )
+        cur.execute(
+            "UPDATE sessions SET "
+            "infusion_s = ROUND((julianday(COALESCE(recovery_at, discharge_ready_at, ended_at)) "
+            "- julianday(infusion_at)) * 86400.0, 3), "
+            "recovery_s = ROUND((julianday(COALESCE(discharge_ready_at, ended_at)) "
+            "- julianday(recovery_at)) * 86400.0, 3) "
+            "WHERE site = ? AND room = ? AND session_id = ?",
+            key,
+        )
+
+    def _state(self, cur: sqlite3.Cursor, m: contract.StateMessage) -> None:
+        self._room(cur, m.site, m.room)
+        cur.execute(
+            "UPDATE room_state SET state_seq = ?, state = ?, phase = ?, session_id = ? "
+            "WHERE site = ? AND room = ? AND (state_seq IS NULL OR state_seq < ?)",
+            (m.seq, m.model_dump_json(), m.phase.value, m.session_id, m.site, m.room, m.seq),
+        )
+        if m.session_id is not None or m.phase is contract.Phase.IDLE:
+            self._phase(cur, m.site, m.room, m.seq, m.session_id, m.phase, m.since)
+
+    @staticmethod
+    def _room(cur: sqlite3.Cursor, site: str, room: str) -> None:
+        cur.execute(
+            "INSERT INTO room_state (site, room) VALUES (?, ?) ON CONFLICT (site, room) DO NOTHING",
+            (site, room),
+        )
+
+    def _touch(self, cur: sqlite3.Cursor, m: contract.Envelope, received_at: str) -> None:
+        self._room(cur, m.site, m.room)
+        cur.execute(
+            "UPDATE room_state SET last_seq = ?, last_ts = ?, last_received_at = ? "
+            "WHERE site = ? AND room = ? AND (last_seq IS NULL OR last_seq < ?)",
+            (m.seq, format_ts(m.ts), received_at, m.site, m.room, m.seq),
+        )
+
+    def _availability(self, cur: sqlite3.Cursor, a: Availability, received_at: str) -> None:
+        self._room(cur, a.site, a.room)
+        row = cur.execute(
+            "SELECT availability FROM room_state WHERE site = ? AND room = ?", (a.site, a.room)
+        ).fetchone()
+        if row is not None and row[0] == a.status:
+            return
+        cur.execute(
+            "UPDATE room_state SET availability = ?, availability_at = ? "
+            "WHERE site = ? AND room = ?",
+            (a.status, received_at, a.site, a.room),
+        )
+        cur.execute(
+            "INSERT INTO availability_log (site, room, status, received_at) VALUES (?, ?, ?, ?)",
+            (a.site, a.room, a.status, received_at),
+        )
+
+    # -- retention --------------------------------------------------------------------
+    def delete_old_vitals(self, cutoff: str, batch: int = 500, max_batches: int = 20) -> int:
+        """Delete vitals with `ts < cutoff`, `batch` rows per transaction; return rows deleted."""
+        total = 0
+        for _ in range(max_batches):
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                rows = self.conn.execute(
+                    "DELETE FROM vitals WHERE id IN (SELECT id FROM vitals WHERE ts < ? "
+                    "ORDER BY ts LIMIT ?) RETURNING site, room, seq",
+                    (cutoff, batch),
+                ).fetchall()
+                self.conn.executemany(
+                    "DELETE FROM messages WHERE site = ? AND room = ? AND seq = ?", rows
+                )
+                self.conn.execute("COMMIT")
+            except BaseException:
+                self.conn.execute("ROLLBACK")
+                raise
+            total += len(rows)
+            if len(rows) < batch:
+                break
+        return total

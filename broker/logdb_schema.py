@@ -1,0 +1,245 @@
+"""The logger's SQLite schema and its migrations.
+
+`open_db(path)` opens (creating if needed) a database in WAL mode and applies every pending
+migration in one transaction each; `schema_version` records what was applied.
+
+Timestamps are RFC 3339 UTC strings with milliseconds and `Z` (`contract.format_ts`): they sort
+as text and SQLite's `julianday()` reads them.
+
+Tables (version 1):
+- `messages`   the ledger: one row per accepted `(site, room, seq)` with its kind, `ts` and a
+               digest of its content (dedupe, and "duplicate seq with different content").
+               `payload` holds the JSON for everything but vitals (vitals have their own columns).
+- `vitals`     one row per reading, one column per vital (NULL = missing), retention applies.
+- `events`     one row per call/session event.
+- `calls`      one row per `call_id`: placed/claimed/escalated/cancelled times, `response_s`
+               (claimed - placed) and `resolved_s` (cancelled - placed).
+- `sessions`   one row per `session_id`: when each phase was entered, ended, durations.
+- `room_state` one row per room: latest availability, state, call and health.
+- `availability_log` changes of a room's availability (online/offline) as the logger saw them.
+- `commands`   staff commands seen on `cmd/` (audit; commands carry no seq).
+- `quarantine` everything refused: received_at, topic, reason, raw bytes (capped), size.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from controller.contract import VITAL_FIELDS
+
+_VITAL_COLS = ",\n    ".join(f"{f} REAL" for f in VITAL_FIELDS)
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: initial schema
+    f"""
+CREATE TABLE messages (
+    site TEXT NOT NULL,
+    room TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    ts TEXT NOT NULL,
+    clock_synced INTEGER NOT NULL,
+    received_at TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    payload TEXT,
+    PRIMARY KEY (site, room, seq)
+) WITHOUT ROWID;
+CREATE INDEX messages_kind_ts ON messages (site, room, kind, ts);
+
+CREATE TABLE vitals (
+    id INTEGER PRIMARY KEY,
+    site TEXT NOT NULL,
+    room TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    ts TEXT NOT NULL,
+    clock_synced INTEGER NOT NULL,
+    received_at TEXT NOT NULL,
+    {_VITAL_COLS},
+    protocol TEXT NOT NULL,
+    device_time TEXT,
+    alarms TEXT NOT NULL,
+    quality TEXT NOT NULL,
+    alarm_raw TEXT,
+    exc_raw TEXT,
+    UNIQUE (site, room, seq)
+);
+CREATE INDEX vitals_room_ts ON vitals (site, room, ts);
+CREATE INDEX vitals_ts ON vitals (ts);
+
+CREATE TABLE events (
+    id INTEGER PRIMARY KEY,
+    site TEXT NOT NULL,
+    room TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    ts TEXT NOT NULL,
+    clock_synced INTEGER NOT NULL,
+    received_at TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    call_id TEXT,
+    priority TEXT,
+    phase TEXT,
+    from_phase TEXT,
+    session_id TEXT,
+    by TEXT,
+    reason TEXT,
+    detail TEXT NOT NULL,
+    UNIQUE (site, room, seq)
+);
+CREATE INDEX events_room_ts ON events (site, room, ts);
+CREATE INDEX events_session ON events (session_id);
+CREATE INDEX events_call ON events (call_id);
+
+CREATE TABLE calls (
+    site TEXT NOT NULL,
+    room TEXT NOT NULL,
+    call_id TEXT NOT NULL,
+    priority TEXT,
+    status TEXT NOT NULL,
+    placed_at TEXT,
+    claimed_at TEXT,
+    claimed_by TEXT,
+    escalated_at TEXT,
+    cancelled_at TEXT,
+    cancelled_by TEXT,
+    response_s REAL,
+    resolved_s REAL,
+    last_seq INTEGER NOT NULL,
+    PRIMARY KEY (site, room, call_id)
+);
+CREATE INDEX calls_placed ON calls (site, placed_at);
+
+CREATE TABLE sessions (
+    site TEXT NOT NULL,
+    room TEXT NOT NULL,
+    session_id TEXT NOT NULL,
+    phase TEXT NOT NULL,
+    started_at TEXT NOT NULL,
+    pre_check_at TEXT,
+    infusion_at TEXT,
+    recovery_at TEXT,
+    discharge_ready_at TEXT,
+    ended_at TEXT,
+    infusion_s REAL,
+    recovery_s REAL,
+    overruns INTEGER NOT NULL DEFAULT 0,
+    last_seq INTEGER NOT NULL,
+    PRIMARY KEY (site, room, session_id)
+);
+CREATE INDEX sessions_started ON sessions (site, started_at);
+
+CREATE TABLE room_state (
+    site TEXT NOT NULL,
+    room TEXT NOT NULL,
+    availability TEXT,
+    availability_at TEXT,
+    phase TEXT,
+    session_id TEXT,
+    state_seq INTEGER,
+    state TEXT,
+    call_status TEXT,
+    call_seq INTEGER,
+    call TEXT,
+    health_seq INTEGER,
+    health TEXT,
+    last_seq INTEGER,
+    last_ts TEXT,
+    last_received_at TEXT,
+    PRIMARY KEY (site, room)
+);
+
+CREATE TABLE availability_log (
+    id INTEGER PRIMARY KEY,
+    site TEXT NOT NULL,
+    room TEXT NOT NULL,
+    status TEXT NOT NULL,
+    received_at TEXT NOT NULL
+);
+
+CREATE TABLE commands (
+    id INTEGER PRIMARY KEY,
+    site TEXT NOT NULL,
+    room TEXT NOT NULL,
+    name TEXT NOT NULL,
+    by TEXT,
+    received_at TEXT NOT NULL,
+    payload TEXT NOT NULL
+);
+
+CREATE TABLE quarantine (
+    id INTEGER PRIMARY KEY,
+    received_at TEXT NOT NULL,
+    topic TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    raw BLOB NOT NULL
+);
+CREATE INDEX quarantine_received ON quarantine (received_at);
+""",
+)
+
+SCHEMA_VERSION = len(MIGRATIONS)
+SYNCHRONOUS_MODES = ("FULL", "NORMAL")
+
+
+def current_version(conn: sqlite3.Connection) -> int:
+    row = conn.execute(
+        "SELECT name FROM sqlite_master WHERE type='table' AND name='schema_version'"
+    ).fetchone()
+    if row is None:
+        return 0
+    got = conn.execute("SELECT MAX(version) FROM schema_version").fetchone()
+    return int(got[0] or 0)
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Apply pending migrations, each in its own transaction; return the version reached."""
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS schema_version "
+        "(version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL DEFAULT "
+        "(strftime('%Y-%m-%dT%H:%M:%fZ', 'now')))"
+    )
+    version = current_version(conn)
+    if version > SCHEMA_VERSION:
+        raise RuntimeError(
+            f"database schema version {version} is newer than this logger's {SCHEMA_VERSION}"
+        )
+    for number in range(version + 1, SCHEMA_VERSION + 1):
+        script = MIGRATIONS[number - 1]
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in script.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute("INSERT INTO schema_version (version) VALUES (?)", (number,))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    return SCHEMA_VERSION
+
+
+def open_db(
+    path: str | Path, synchronous: str = "FULL", readonly: bool = False
+) -> sqlite3.Connection:
+    """Open the log database (autocommit mode: transactions are explicit), migrated.
+
+    `synchronous=FULL` (default): a batch is on disk when COMMIT returns, and only then is it
+    acknowledged to the broker, so even a power cut loses nothing the broker has forgotten.
+    `NORMAL` in WAL mode survives a process crash (SIGKILL) but a power cut may lose the last
+    committed batches after they were acknowledged: only for bench/test machines.
+    """
+    if synchronous.upper() not in SYNCHRONOUS_MODES:
+        raise ValueError(f"synchronous must be one of {SYNCHRONOUS_MODES}")
+    if readonly:
+        uri = f"file:{Path(path).resolve()}?mode=ro"
+        conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA busy_timeout = 5000")
+        return conn
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA busy_timeout = 5000")
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute(f"PRAGMA synchronous = {synchronous.upper()}")
+    migrate(conn)
+    return conn

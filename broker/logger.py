@@ -1,0 +1,282 @@
+"""The central logger: every room message from MQTT into SQLite, nothing lost, nothing twice.
+
+How this works:
+- One paho MQTT 5 client with a stable client id, `clean_start=False` and a session expiry of at
+  least a day, so the broker queues everything while the logger is down. It subscribes at QoS 1
+  to `clinic/<site>/room/+/#` (optionally `$share/<group>/...` for several loggers).
+- `manual_ack=True`: paho would otherwise send PUBACK as soon as `on_message` returns, and a
+  message acknowledged but not yet committed would be lost by a SIGKILL. Here `on_message` only
+  enqueues; the writer thread commits a batch in one transaction and only then acks each
+  message of it. A kill before the commit means no PUBACK, and the broker redelivers on
+  reconnect; a kill between commit and ack means a redelivery that the idempotent insert on
+  `(site, room, seq)` ignores.
+- The queue is bounded. When it is full, `on_message` blocks the paho network thread instead of
+  dropping: the broker stops sending (TCP back-pressure), keeps the messages queued for our
+  session, and nothing is lost. In practice it never fills: the CONNECT property
+  `ReceiveMaximum` caps un-acked messages in flight to us below the queue size.
+- Acks carry the connection generation: after a reconnect, messages of the old connection are
+  not acked on the new one (the broker redelivers them; the dedupe absorbs them).
+- The logger publishes `clinic/<site>/logger/status` `online` (retained), with `offline` as Will.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import signal
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+from paho.mqtt.subscribeoptions import SubscribeOptions
+
+from broker.logdb import BatchStats, LogStore
+from broker.logdb_schema import open_db
+from broker.logger_config import LoggerConfig
+from broker.logger_ingest import classify
+from controller import topics
+from controller.contract import format_ts
+from controller.mqtt_connect import BrokerEndpoint, make_client
+
+log = logging.getLogger("roomctl.logger")
+
+
+@dataclass(frozen=True)
+class Inbound:
+    """One received message, as `on_message` enqueues it (no parsing on the paho thread)."""
+
+    topic: str
+    payload: bytes
+    mid: int
+    qos: int
+    generation: int
+    received_at: str
+
+
+_STOP = object()
+
+
+class Logger:
+    """Runs the MQTT client and the writer thread. `start()`, then `stop()`."""
+
+    def __init__(self, cfg: LoggerConfig):
+        self.cfg = cfg
+        self.endpoint = BrokerEndpoint.from_url(cfg.broker, ca=cfg.ca, cert=cfg.cert, key=cfg.key)
+        self.client_id = cfg.client_id or f"roomctl-logger-{cfg.site}"
+        self.status_topic = topics.logger_status(cfg.site)
+        self.filter = topics.all_rooms_filter(cfg.site)
+        if cfg.share_group:
+            self.filter = f"$share/{cfg.share_group}/{self.filter}"
+        self.queue: queue.Queue[Any] = queue.Queue(maxsize=cfg.queue_max)
+        self.totals = BatchStats()
+        self.connected = threading.Event()
+        self.subscribed = threading.Event()
+        self._cond = threading.Condition()
+        self._generation = 0
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._writer: threading.Thread | None = None
+        self._last_retention = 0.0
+        self.client = self._make_client()
+
+    # -- MQTT side (paho thread): convert and enqueue, nothing more ---------------------
+    def _make_client(self) -> mqtt.Client:
+        client = make_client(self.endpoint, self.client_id)
+        client.manual_ack_set(True)
+        client.will_set(self.status_topic, "offline", qos=1, retain=True)
+        client.reconnect_delay_set(min_delay=1, max_delay=5)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_subscribe = self._on_subscribe
+        client.on_message = self._on_message
+        return client
+
+    def _connect_properties(self) -> Properties:
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        props.SessionExpiryInterval = self.cfg.session_expiry_s
+        props.ReceiveMaximum = self.cfg.receive_maximum
+        return props
+
+    def _on_connect(
+        self, client: mqtt.Client, userdata: Any, flags: Any, rc: ReasonCode, props: Any = None
+    ) -> None:
+        if rc.is_failure:
+            log.error("broker refused the logger: %s", rc)
+            return
+        with self._lock:
+            self._generation += 1
+        log.info("connected to %s (session present: %s)", self.endpoint.url, flags.session_present)
+        client.publish(self.status_topic, "online", qos=1, retain=True)
+        options = SubscribeOptions(qos=1, retainHandling=SubscribeOptions.RETAIN_SEND_IF_NEW_SUB)
+        client.subscribe(self.filter, options=options)
+        self.connected.set()
+
+    def _on_disconnect(
+        self, client: mqtt.Client, userdata: Any, flags: Any, rc: ReasonCode, props: Any = None
+    ) -> None:
+        self.connected.clear()
+        self.subscribed.clear()
+        if not self._stopping.is_set():
+            log.warning("disconnected from the broker (%s); reconnecting", rc)
+
+    def _on_subscribe(
+        self, client: mqtt.Client, userdata: Any, mid: int, rcs: list[ReasonCode], props: Any = None
+    ) -> None:
+        if any(r.is_failure for r in rcs):
+            log.error("subscription to %s refused: %s", self.filter, rcs)
+        else:
+            self.subscribed.set()
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        try:
+            topic = msg.topic
+        except UnicodeDecodeError:
+            topic = repr(msg._topic)
+        with self._lock:
+            generation = self._generation
+        item = Inbound(topic, bytes(msg.payload), msg.mid, msg.qos, generation, _now())
+        # Blocks when full: back-pressure to the broker, never a drop (see module docstring).
+        self.queue.put(item)
+
+    # -- writer thread -----------------------------------------------------------------
+    def _writer_loop(self) -> None:
+        store = LogStore(open_db(self.cfg.db, synchronous=self.cfg.synchronous))
+        try:
+            done = False
+            while not done:
+                try:
+                    first = self.queue.get(timeout=0.25)
+                except queue.Empty:
+                    self._maybe_retention(store)
+                    continue
+                if first is _STOP:
+                    break
+                batch: list[Inbound] = [first]
+                while len(batch) < self.cfg.batch_max:
+                    try:
+                        nxt = self.queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if nxt is _STOP:
+                        done = True
+                        break
+                    batch.append(nxt)
+                if not self._commit(store, batch):
+                    break
+                self._ack(batch)
+                self._maybe_retention(store)
+        finally:
+            store.conn.close()
+
+    def _commit(self, store: LogStore, batch: list[Inbound]) -> bool:
+        """Write a batch; on a database error retry (bounded by stop) and never ack a failure."""
+        items = [
+            (classify(i.topic, i.payload, self.cfg.site, self.cfg.max_bytes), i.received_at)
+            for i in batch
+        ]
+        delay = 0.1
+        while True:
+            try:
+                stats = store.write_batch(items)
+                break
+            except sqlite3.Error as exc:
+                log.error("database write failed (%s); retrying the batch", exc)
+                if self._stopping.wait(delay):
+                    return False
+                delay = min(delay * 2, 5.0)
+        with self._cond:
+            self.totals.add(stats)
+            self._cond.notify_all()
+        if stats.quarantined:
+            log.warning("%d message(s) quarantined", stats.quarantined)
+        return True
+
+    def _ack(self, batch: list[Inbound]) -> None:
+        with self._lock:
+            generation = self._generation
+        for item in batch:
+            if item.qos > 0 and item.generation == generation:
+                self.client.ack(item.mid, item.qos)
+
+    def _maybe_retention(self, store: LogStore) -> None:
+        days = self.cfg.retention_days
+        if days is None:
+            return
+        now = time.monotonic()
+        if now - self._last_retention < self.cfg.retention_interval_s:
+            return
+        self._last_retention = now
+        cutoff = format_ts(datetime.now(UTC) - timedelta(days=days))
+        try:
+            deleted = store.delete_old_vitals(cutoff, batch=self.cfg.retention_batch)
+        except sqlite3.Error as exc:
+            log.error("retention failed: %s", exc)
+            return
+        if deleted:
+            log.info("retention: deleted %d vitals older than %s", deleted, cutoff)
+
+    # -- lifecycle ---------------------------------------------------------------------
+    def start(self) -> Logger:
+        open_db(self.cfg.db, synchronous=self.cfg.synchronous).close()  # migrate up front
+        self._writer = threading.Thread(target=self._writer_loop, name="logger-writer", daemon=True)
+        self._writer.start()
+        self.client.connect_async(
+            self.endpoint.host,
+            self.endpoint.port,
+            keepalive=30,
+            clean_start=False,
+            properties=self._connect_properties(),
+        )
+        self.client.loop_start()
+        return self
+
+    def wait_committed(self, predicate: Any, timeout: float) -> bool:
+        """Wait until `predicate(self.totals)` holds (tests, bench)."""
+        with self._cond:
+            return bool(self._cond.wait_for(lambda: predicate(self.totals), timeout))
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stopping.set()
+        if self.connected.is_set():
+            info = self.client.publish(self.status_topic, "offline", qos=1, retain=True)
+            info.wait_for_publish(timeout=2.0)
+        self.client.disconnect()
+        self.client.loop_stop()
+        if self._writer is not None:
+            self.queue.put(_STOP)
+            self._writer.join(timeout)
+
+
+def _now() -> str:
+    return format_ts(datetime.now(UTC))
+
+
+def run(cfg: LoggerConfig) -> int:
+    """Run until SIGTERM/SIGINT (the `roomctl logger` command)."""
+    logger = Logger(cfg).start()
+    stop = threading.Event()
+
+    def _handler(signum: int, frame: Any) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _handler)
+    signal.signal(signal.SIGINT, _handler)
+    log.info("logger %s for site %s writing %s", logger.client_id, cfg.site, cfg.db)
+    while not stop.wait(60.0):
+        t = logger.totals
+        log.info(
+            "stored %d, duplicates %d, quarantined %d, queue %d",
+            t.inserted,
+            t.duplicates,
+            t.quarantined,
+            logger.queue.qsize(),
+        )
+    logger.stop()
+    return 0

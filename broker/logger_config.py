@@ -1,0 +1,63 @@
+"""The logger's configuration: one pydantic model, from a TOML file and/or command-line flags."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from controller.topics import check_ident
+
+
+class ConfigError(ValueError):
+    """A readable configuration problem (names the field and the file)."""
+
+
+class LoggerConfig(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    broker: str = "mqtts://localhost:8883"
+    ca: Path | None = None
+    cert: Path | None = None
+    key: Path | None = None
+    db: Path
+    site: str
+    client_id: str | None = Field(default=None, min_length=1, max_length=64)
+    share_group: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]{1,32}$")
+    session_expiry_s: int = Field(default=7 * 86400, ge=86400)
+    receive_maximum: int = Field(default=1000, ge=1, le=65535)
+    queue_max: int = Field(default=5000, ge=1)
+    batch_max: int = Field(default=1000, ge=1)
+    max_bytes: int = Field(default=65536, ge=256)
+    synchronous: Literal["FULL", "NORMAL"] = "FULL"
+    retention_days: float | None = Field(default=None, gt=0)
+    retention_interval_s: float = Field(default=300.0, gt=0)
+    retention_batch: int = Field(default=500, ge=1)
+
+    @field_validator("site")
+    @classmethod
+    def _site(cls, value: str) -> str:
+        return check_ident("site", value)
+
+    @classmethod
+    def load(cls, path: Path | None, overrides: dict[str, Any]) -> LoggerConfig:
+        """TOML file (optional; keys as above, or under `[logger]`) then non-None overrides."""
+        data: dict[str, Any] = {}
+        where = "command line"
+        if path is not None:
+            where = str(path)
+            try:
+                raw = tomllib.loads(Path(path).read_text())
+            except (OSError, tomllib.TOMLDecodeError) as exc:
+                raise ConfigError(f"{path}: {exc}") from exc
+            data.update(raw.get("logger", raw))
+        data.update({k: v for k, v in overrides.items() if v is not None})
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+            )
+            raise ConfigError(f"{where}: {problems}") from exc

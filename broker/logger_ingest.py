@@ -1,0 +1,133 @@
+"""Classify one received MQTT message for the logger: accepted, availability, command, or rejected.
+
+Pure: no paho, no sqlite. `classify(topic, payload, site, max_bytes)` never raises; anything the
+contract refuses comes back as `Rejected` with a reason for the quarantine table.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from pydantic import BaseModel, ValidationError
+
+from controller import contract, topics
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """A contract-valid room message with an envelope; `digest` tells replays from impostors."""
+
+    topic: str
+    leaf: str
+    msg: contract.Envelope
+    digest: str
+
+
+@dataclass(frozen=True)
+class Availability:
+    site: str
+    room: str
+    status: str
+
+
+@dataclass(frozen=True)
+class Command:
+    """A staff command seen on `cmd/<name>` (kept for audit; commands carry no seq)."""
+
+    topic: str
+    site: str
+    room: str
+    name: str
+    cmd: BaseModel
+
+
+@dataclass(frozen=True)
+class Rejected:
+    topic: str
+    reason: str
+    raw: bytes
+    size: int
+
+
+@dataclass(frozen=True)
+class Ignored:
+    topic: str
+    why: str
+
+
+Classified = Accepted | Availability | Command | Rejected | Ignored
+QUARANTINE_RAW_CAP = 65_536
+
+
+def _reject(topic: str, reason: str, payload: bytes) -> Rejected:
+    return Rejected(topic, reason, payload[:QUARANTINE_RAW_CAP], len(payload))
+
+
+def validation_reason(exc: ValidationError) -> str:
+    """`field.path: message; ...` so the quarantine row names what was wrong."""
+    parts = []
+    for err in exc.errors()[:5]:
+        loc = ".".join(str(p) for p in err.get("loc", ())) or "(payload)"
+        parts.append(f"{loc}: {err.get('msg', 'invalid')}")
+    more = len(exc.errors()) - 5
+    if more > 0:
+        parts.append(f"... and {more} more")
+    return "; ".join(parts)
+
+
+def _validate(topic: str, model: type[BaseModel], payload: bytes) -> BaseModel | Rejected:
+    try:
+        return model.model_validate_json(payload)
+    except ValidationError as exc:
+        if any(e.get("type") == "json_invalid" for e in exc.errors()):
+            first = exc.errors()[0].get("msg", "")
+            return _reject(topic, f"invalid JSON: {first}", payload)
+        return _reject(topic, f"validation error: {validation_reason(exc)}", payload)
+    except Exception as exc:  # the contract must never crash the logger
+        return _reject(topic, f"validation failed: {type(exc).__name__}: {exc}", payload)
+
+
+def classify(topic: str, payload: bytes, site: str, max_bytes: int) -> Classified:
+    """Decide what one message is. Never raises."""
+    if len(payload) > max_bytes:
+        return _reject(topic, f"oversize: {len(payload)} bytes > limit {max_bytes}", payload)
+    parsed = topics.parse_room_topic(topic)
+    if parsed is None:
+        return _reject(topic, "unknown topic (not clinic/<site>/room/<room>/<known leaf>)", payload)
+    if parsed.site != site:
+        return _reject(topic, f"topic site {parsed.site!r} is not this logger's {site!r}", payload)
+    leaf = parsed.leaf
+    if leaf == "availability":
+        text = payload.decode("utf-8", "replace").strip()
+        if text not in contract.AVAILABILITY_VALUES:
+            return _reject(
+                topic, f"availability must be online/offline, got {text[:40]!r}", payload
+            )
+        return Availability(parsed.site, parsed.room, text)
+    if leaf.startswith("cmd/"):
+        name = leaf[4:]
+        cmd_model = contract.COMMANDS.get(name)
+        if cmd_model is None:
+            return _reject(topic, f"unknown command {name!r}", payload)
+        result = _validate(topic, cmd_model, payload)
+        if isinstance(result, Rejected):
+            return result
+        return Command(topic, parsed.site, parsed.room, name, result)
+    model = contract.ROOM_MESSAGES.get(leaf)
+    if model is None:
+        return Ignored(topic, f"leaf {leaf!r} is not recorded")
+    result = _validate(topic, model, payload)
+    if isinstance(result, Rejected):
+        return result
+    assert isinstance(result, contract.Envelope)
+    if result.site != parsed.site or result.room != parsed.room:
+        return _reject(
+            topic,
+            "topic/envelope mismatch: topic is site "
+            f"{parsed.site!r} room {parsed.room!r}, envelope says site {result.site!r} "
+            f"room {result.room!r}",
+            payload,
+        )
+    digest = hashlib.sha256(result.model_dump_json().encode()).hexdigest()
+    return Accepted(topic, leaf, result, digest)
