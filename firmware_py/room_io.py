@@ -1,0 +1,299 @@
+"""gpiozero drivers for one treatment room: buttons, dome light, ambient RGB light, status LED.
+
+How this works:
+
+* Thin adapters only: the decisions (which pattern, which colour, which blink code) are
+  made by `controller.lighting` and the call/phase cores; these classes only drive pins.
+* Nothing touches GPIO at import time. Every class takes `pin_factory=None` and passes it
+  to each gpiozero device, so tests (and `--simulate` rooms) use `mock_pin_factory()`.
+* Button callbacks run on gpiozero's event thread and only post a short event name through
+  `on_event` (the daemon puts it on its queue); they never touch state.
+* Buttons are wired to ground with the Pi's internal pull-up (`pull_up=True`): pressed =
+  pin low. A mock button is pressed with `pin.drive_low()` (see `SimulatedButtons`).
+
+Events posted by `RoomButtons`:
+
+| event               | when                                                   |
+|---------------------|--------------------------------------------------------|
+| `call_pressed`      | call button goes down (at once)                        |
+| `call_held`         | call button still down after `long_press_s` (emergency) |
+| `cancel_pressed`    | cancel/presence button goes down                       |
+| `emergency_pressed` | emergency input (pull cord, second button) goes down   |
+
+A long press therefore posts `call_pressed` then `call_held`: the call is placed at once and
+raised to emergency when the hold is recognised.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from gpiozero import LED, RGBLED, Button
+from gpiozero.threads import GPIOThread
+
+log = logging.getLogger(__name__)
+
+BUTTON_NAMES = ("call", "cancel", "emergency")
+
+
+def _post(on_event: Callable[[str], None], name: str) -> Callable[[], None]:
+    def callback() -> None:
+        try:
+            on_event(name)
+        except Exception:  # a failing sink must not kill gpiozero's event thread
+            log.exception("posting button event %s failed", name)
+
+    return callback
+
+
+class RoomButtons:
+    """The room's call, cancel and (optional) emergency inputs.
+
+    Args:
+        call_pin: GPIO (BCM) of the patient call button.
+        cancel_pin: GPIO of the cancel/presence button.
+        emergency_pin: GPIO of the emergency input, or None if the room has none.
+        on_event: Receives the event names listed in the module docstring; called on
+            gpiozero's thread, so it must be quick and thread-safe (e.g. `queue.put_nowait`).
+        long_press_s: How long the call button must be held to become an emergency.
+        bounce_s: Debounce time for the GPIO driver, or None.
+        pin_factory: gpiozero pin factory (None = gpiozero's default).
+    """
+
+    def __init__(
+        self,
+        call_pin: int,
+        cancel_pin: int,
+        emergency_pin: int | None,
+        on_event: Callable[[str], None],
+        long_press_s: float = 2.0,
+        bounce_s: float | None = 0.05,
+        pin_factory: Any = None,
+    ) -> None:
+        self._buttons: list[Button] = []
+        try:
+            self.call = self._button(call_pin, bounce_s, pin_factory, hold_time=long_press_s)
+            self.call.when_pressed = _post(on_event, "call_pressed")
+            self.call.when_held = _post(on_event, "call_held")
+            self.cancel = self._button(cancel_pin, bounce_s, pin_factory)
+            self.cancel.when_pressed = _post(on_event, "cancel_pressed")
+            self.emergency: Button | None = None
+            if emergency_pin is not None:
+                self.emergency = self._button(emergency_pin, bounce_s, pin_factory)
+                self.emergency.when_pressed = _post(on_event, "emergency_pressed")
+        except Exception:
+            self.close()
+            raise
+
+    def _button(
+        self, pin: int, bounce_s: float | None, pin_factory: Any, hold_time: float = 1.0
+    ) -> Button:
+        button = Button(
+            pin,
+            pull_up=True,
+            bounce_time=bounce_s,
+            hold_time=hold_time,
+            pin_factory=pin_factory,
+        )
+        self._buttons.append(button)
+        return button
+
+    def close(self) -> None:
+        """Release every pin (idempotent)."""
+        for button in self._buttons:
+            button.close()
+        self._buttons.clear()
+
+
+class DomeLight:
+    """The dome (corridor) light above the door: off, steady or blinking.
+
+    Args:
+        pin: GPIO driving the dome light (through a transistor/relay, active high).
+        pin_factory: gpiozero pin factory.
+    """
+
+    def __init__(self, pin: int, pin_factory: Any = None) -> None:
+        self._led = LED(pin, pin_factory=pin_factory)
+        self._current: tuple[str, float, float] = ("off", 0.0, 0.0)
+
+    def apply(self, kind: str, on_s: float = 0, off_s: float = 0) -> None:
+        """Show a pattern; re-applying the current pattern does nothing (no blink restart).
+
+        Args:
+            kind: "off", "steady" or "blink" (`controller.lighting.DomePattern.kind`).
+            on_s: Blink on time.
+            off_s: Blink off time. A blink with a non-positive time is shown steady.
+
+        Raises:
+            ValueError: For an unknown kind (the light is left as it was).
+        """
+        if kind not in ("off", "steady", "blink"):
+            raise ValueError(f"unknown dome pattern {kind!r}")
+        if kind == "blink" and not all(math.isfinite(t) and t > 0 for t in (on_s, off_s)):
+            kind = "steady"
+        wanted = (kind, float(on_s), float(off_s)) if kind == "blink" else (kind, 0.0, 0.0)
+        if wanted == self._current:
+            return
+        if kind == "off":
+            self._led.off()
+        elif kind == "steady":
+            self._led.on()
+        else:
+            self._led.blink(on_time=on_s, off_time=off_s, background=True)
+        self._current = wanted
+
+    @property
+    def pattern(self) -> tuple[str, float, float]:
+        """The pattern last applied, as (kind, on_s, off_s)."""
+        return self._current
+
+    @property
+    def is_lit(self) -> bool:
+        """Whether the light is on at this instant (toggles while blinking)."""
+        return bool(self._led.is_lit)
+
+    def close(self) -> None:
+        """Stop blinking and release the pin."""
+        self._led.close()
+
+
+def _clamp(value: float) -> float:
+    if math.isnan(value):
+        return 0.0
+    return min(1.0, max(0.0, float(value)))
+
+
+class AmbientLight:
+    """The room's ambient RGB light (PWM on three channels).
+
+    Args:
+        red_pin: GPIO of the red channel.
+        green_pin: GPIO of the green channel.
+        blue_pin: GPIO of the blue channel.
+        pin_factory: gpiozero pin factory (must support PWM; `mock_pin_factory()` does).
+    """
+
+    def __init__(
+        self, red_pin: int, green_pin: int, blue_pin: int, pin_factory: Any = None
+    ) -> None:
+        self._led = RGBLED(red_pin, green_pin, blue_pin, pwm=True, pin_factory=pin_factory)
+
+    def set(self, rgb: Sequence[float]) -> None:
+        """Set the colour; each channel is clamped to 0..1 (NaN = 0)."""
+        red, green, blue = rgb
+        self._led.value = (_clamp(red), _clamp(green), _clamp(blue))
+
+    @property
+    def value(self) -> tuple[float, float, float]:
+        """The colour currently shown."""
+        red, green, blue = self._led.value
+        return (float(red), float(green), float(blue))
+
+    def close(self) -> None:
+        """Release the pins."""
+        self._led.close()
+
+
+class StatusLed:
+    """The technician's status LED, repeating one blink cycle in the background.
+
+    Args:
+        pin: GPIO of the status LED.
+        pin_factory: gpiozero pin factory.
+    """
+
+    def __init__(self, pin: int, pin_factory: Any = None) -> None:
+        self._led = LED(pin, pin_factory=pin_factory)
+        self._thread: GPIOThread | None = None
+        self._sequence: tuple[tuple[bool, float], ...] = ()
+
+    def show(self, sequence: Sequence[tuple[bool, float]]) -> None:
+        """Repeat `sequence` of (led_on, seconds) forever, replacing the previous one.
+
+        Showing the sequence already running does nothing (the cycle is not restarted).
+        Steps with a non-positive or non-finite duration are skipped; an empty cycle turns
+        the LED off.
+        """
+        steps = tuple((bool(on), float(s)) for on, s in sequence if math.isfinite(s) and s > 0)
+        if steps == self._sequence and (self._thread is not None or not steps):
+            return
+        self._stop()
+        self._sequence = steps
+        if not steps:
+            self._led.off()
+            return
+        thread = GPIOThread(self._run, (steps,), name="status-led")
+        self._thread = thread
+        thread.start()
+
+    @property
+    def sequence(self) -> tuple[tuple[bool, float], ...]:
+        """The cycle being shown."""
+        return self._sequence
+
+    @property
+    def is_lit(self) -> bool:
+        """Whether the LED is on at this instant."""
+        return bool(self._led.is_lit)
+
+    def _run(self, steps: tuple[tuple[bool, float], ...]) -> None:
+        thread = self._thread
+        assert thread is not None
+        while True:
+            for on, seconds in steps:
+                if on:
+                    self._led.on()
+                else:
+                    self._led.off()
+                if thread.stopping.wait(seconds):
+                    return
+
+    def _stop(self) -> None:
+        if self._thread is not None:
+            self._thread.stop()
+            self._thread = None
+
+    def close(self) -> None:
+        """Stop the cycle and release the pin."""
+        self._stop()
+        self._led.close()
+
+
+def mock_pin_factory() -> Any:
+    """A gpiozero `MockFactory` whose pins support PWM (tests and simulated rooms)."""
+    from gpiozero.pins.mock import MockFactory, MockPWMPin
+
+    return MockFactory(pin_class=MockPWMPin)
+
+
+class SimulatedButtons:
+    """Presses and releases the mock button pins of a simulated room.
+
+    Args:
+        factory: The mock pin factory the `RoomButtons` were built with.
+        pins: Button name ("call", "cancel", "emergency") -> GPIO number.
+    """
+
+    def __init__(self, factory: Any, pins: Mapping[str, int]) -> None:
+        unknown = set(pins) - set(BUTTON_NAMES)
+        if unknown:
+            raise ValueError(f"unknown button names: {sorted(unknown)}")
+        self._factory = factory
+        self._pins = dict(pins)
+
+    def _pin(self, name: str) -> Any:
+        if name not in self._pins:
+            raise ValueError(f"no simulated {name!r} button; have {sorted(self._pins)}")
+        return self._factory.pin(self._pins[name])
+
+    def press(self, name: str) -> None:
+        """Press a button (pull-up wiring: drive the pin low)."""
+        self._pin(name).drive_low()
+
+    def release(self, name: str) -> None:
+        """Release a button (the pull-up takes the pin high again)."""
+        self._pin(name).drive_high()
