@@ -151,5 +151,5 @@ class NoninParser(ParserBase):
             alarms=tuple(f for f in quality if f in ("sensor_disconnected", "sensor_alarm")),
             quality=tuple(quality),
             alarm_raw=None,
-            exc_raw=f"{status & 0x7F:02X}",
+            exc_raw=f"{status & 0x7E:02X}",  # ORed STATUS bits, SYNC and bit7 masked
         )
