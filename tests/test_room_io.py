@@ -1,0 +1,322 @@
+"""gpiozero drivers on MockFactory: buttons post events, lights drive the right pin states.
+
+No sleeps: button tests wait on a threading.Event set by the event callback; light tests
+use a mock pin that notifies a Condition on every state change and wait for the expected
+states with a generous timeout (only a failure ever waits that long).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from gpiozero.pins.mock import MockFactory, MockPWMPin
+
+from controller import lighting
+from controller.contract import CallPriority, CallStatus
+from firmware_py import room_io
+
+TIMEOUT = 5.0
+CALL, CANCEL, EMERGENCY = 17, 27, 22
+DOME, STATUS = 5, 6
+RED, GREEN, BLUE = 12, 13, 19
+
+_changed = threading.Condition()
+
+
+class WatchedPin(MockPWMPin):
+    """A MockPWMPin that wakes waiters whenever its state changes."""
+
+    def _change_state(self, value: Any) -> bool:
+        with _changed:
+            changed: bool = super()._change_state(value)
+            _changed.notify_all()
+        return changed
+
+
+def wait_until(predicate: Callable[[], bool]) -> bool:
+    with _changed:
+        return _changed.wait_for(predicate, timeout=TIMEOUT)
+
+
+class EventLog:
+    """Collects posted events; `wait_for(name)` blocks until that event arrived."""
+
+    def __init__(self) -> None:
+        self.events: list[str] = []
+        self._lock = threading.Lock()
+        self._seen: dict[str, threading.Event] = {}
+
+    def _flag(self, name: str) -> threading.Event:
+        with self._lock:
+            return self._seen.setdefault(name, threading.Event())
+
+    def __call__(self, name: str) -> None:
+        with self._lock:
+            self.events.append(name)
+        self._flag(name).set()
+
+    def wait_for(self, name: str) -> bool:
+        return self._flag(name).wait(TIMEOUT)
+
+
+@pytest.fixture
+def factory() -> Iterator[MockFactory]:
+    f = MockFactory(pin_class=WatchedPin)
+    yield f
+    f.reset()
+
+
+@pytest.fixture
+def log() -> EventLog:
+    return EventLog()
+
+
+@pytest.fixture
+def buttons(factory: MockFactory, log: EventLog) -> Iterator[room_io.RoomButtons]:
+    b = room_io.RoomButtons(
+        CALL, CANCEL, EMERGENCY, log, long_press_s=0.05, bounce_s=None, pin_factory=factory
+    )
+    yield b
+    b.close()
+
+
+@pytest.fixture
+def sim(factory: MockFactory) -> room_io.SimulatedButtons:
+    return room_io.SimulatedButtons(
+        factory, {"call": CALL, "cancel": CANCEL, "emergency": EMERGENCY}
+    )
+
+
+# -- buttons ---------------------------------------------------------------------------
+
+
+def test_buttons_use_pull_up(factory: MockFactory, buttons: room_io.RoomButtons) -> None:
+    for pin in (CALL, CANCEL, EMERGENCY):
+        assert factory.pin(pin).pull == "up"
+        assert factory.pin(pin).state  # idle = high
+    assert not buttons.call.is_pressed
+
+
+def test_short_press_posts_call_pressed_only(
+    buttons: room_io.RoomButtons, sim: room_io.SimulatedButtons, log: EventLog
+) -> None:
+    # A 10 s hold time so the release certainly comes first; nothing else to wait for.
+    buttons.call.hold_time = 10
+    sim.press("call")
+    assert log.events == ["call_pressed"]  # posted synchronously on the edge
+    sim.release("call")
+    assert log.events == ["call_pressed"]
+
+
+def test_long_press_posts_held(
+    buttons: room_io.RoomButtons, sim: room_io.SimulatedButtons, log: EventLog
+) -> None:
+    sim.press("call")
+    assert log.wait_for("call_held")
+    sim.release("call")
+    assert log.events == ["call_pressed", "call_held"]
+
+
+def test_cancel_and_emergency(
+    buttons: room_io.RoomButtons, sim: room_io.SimulatedButtons, log: EventLog
+) -> None:
+    sim.press("cancel")
+    sim.release("cancel")
+    sim.press("emergency")
+    sim.release("emergency")
+    assert log.events == ["cancel_pressed", "emergency_pressed"]
+
+
+def test_no_emergency_pin(factory: MockFactory, log: EventLog) -> None:
+    b = room_io.RoomButtons(CALL, CANCEL, None, log, pin_factory=factory)
+    try:
+        assert b.emergency is None
+        sim = room_io.SimulatedButtons(factory, {"cancel": CANCEL})
+        sim.press("cancel")
+        sim.release("cancel")
+        assert log.events == ["cancel_pressed"]
+    finally:
+        b.close()
+
+
+def test_failing_sink_does_not_break_buttons(
+    factory: MockFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(name: str) -> None:
+        raise RuntimeError("queue full")
+
+    b = room_io.RoomButtons(CALL, CANCEL, None, broken, pin_factory=factory)
+    try:
+        sim = room_io.SimulatedButtons(factory, {"cancel": CANCEL})
+        sim.press("cancel")
+        sim.release("cancel")
+        assert "cancel_pressed" in caplog.text
+    finally:
+        b.close()
+
+
+def test_close_releases_pins_for_reuse(factory: MockFactory, log: EventLog) -> None:
+    b = room_io.RoomButtons(CALL, CANCEL, EMERGENCY, log, pin_factory=factory)
+    b.close()
+    b.close()  # idempotent
+    again = room_io.RoomButtons(CALL, CANCEL, EMERGENCY, log, pin_factory=factory)
+    again.close()
+
+
+def test_pin_clash_releases_already_built_buttons(factory: MockFactory, log: EventLog) -> None:
+    with pytest.raises(Exception):  # noqa: B017 - gpiozero's GPIOPinInUse
+        room_io.RoomButtons(CALL, CALL, None, log, pin_factory=factory)
+    room_io.RoomButtons(CALL, CANCEL, None, log, pin_factory=factory).close()
+
+
+def test_simulated_buttons_reject_unknown_names(factory: MockFactory) -> None:
+    with pytest.raises(ValueError):
+        room_io.SimulatedButtons(factory, {"panic": 4})
+    sim = room_io.SimulatedButtons(factory, {"call": CALL})
+    with pytest.raises(ValueError):
+        sim.press("cancel")
+
+
+def test_mock_pin_factory_supports_pwm() -> None:
+    f = room_io.mock_pin_factory()
+    assert isinstance(f, MockFactory)
+    assert f.pin_class is MockPWMPin
+    light = room_io.AmbientLight(RED, GREEN, BLUE, pin_factory=f)
+    try:
+        light.set((0.25, 0.5, 0.75))
+        assert light.value == (0.25, 0.5, 0.75)
+    finally:
+        light.close()
+        f.reset()
+
+
+# -- dome light ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def dome(factory: MockFactory) -> Iterator[room_io.DomeLight]:
+    d = room_io.DomeLight(DOME, pin_factory=factory)
+    yield d
+    d.close()
+
+
+def test_dome_steady_and_off(factory: MockFactory, dome: room_io.DomeLight) -> None:
+    pin = factory.pin(DOME)
+    assert not dome.is_lit
+    dome.apply("steady")
+    assert dome.is_lit and pin.state
+    dome.apply("off")
+    assert not dome.is_lit
+    pin.assert_states([False, True, False])
+
+
+def test_dome_blinks_in_background(factory: MockFactory, dome: room_io.DomeLight) -> None:
+    pin = factory.pin(DOME)
+    dome.apply("blink", 0.01, 0.01)
+    assert wait_until(lambda: len(pin.states) >= 5)
+    pin.assert_states([False, True, False, True, False])
+    dome.apply("steady")
+    assert dome.is_lit
+    count = len(pin.states)
+    dome.apply("steady")  # same pattern: no change
+    assert len(pin.states) == count
+
+
+def test_dome_reapplying_same_blink_does_not_restart(dome: room_io.DomeLight) -> None:
+    dome.apply("blink", 10, 10)
+    thread = dome._led._blink_thread
+    dome.apply("blink", 10, 10)
+    assert dome._led._blink_thread is thread
+    assert dome.pattern == ("blink", 10.0, 10.0)
+
+
+def test_dome_follows_lighting_patterns(factory: MockFactory, dome: room_io.DomeLight) -> None:
+    pattern = lighting.dome_pattern(CallStatus.PLACED, CallPriority.NORMAL, alert_active=False)
+    dome.apply(pattern.kind, pattern.on_s, pattern.off_s)
+    assert dome.is_lit
+    pattern = lighting.dome_pattern(CallStatus.IDLE, None, alert_active=False)
+    dome.apply(pattern.kind, pattern.on_s, pattern.off_s)
+    assert not dome.is_lit
+
+
+def test_dome_rejects_unknown_kind_and_degenerate_blink(dome: room_io.DomeLight) -> None:
+    with pytest.raises(ValueError):
+        dome.apply("disco")
+    assert dome.pattern == ("off", 0.0, 0.0)
+    dome.apply("blink", 0, 1)
+    assert dome.pattern == ("steady", 0.0, 0.0)
+    assert dome.is_lit
+
+
+# -- ambient light ---------------------------------------------------------------------
+
+
+def test_ambient_sets_pwm_duty_and_clamps(factory: MockFactory) -> None:
+    light = room_io.AmbientLight(RED, GREEN, BLUE, pin_factory=factory)
+    try:
+        light.set((0.2, 0.4, 0.6))
+        assert light.value == pytest.approx((0.2, 0.4, 0.6))
+        assert factory.pin(GREEN).state == pytest.approx(0.4)
+        light.set((1.5, -0.1, float("nan")))
+        assert light.value == (1.0, 0.0, 0.0)
+        factory.pin(RED).assert_states([0.0, 0.2, 1.0])
+    finally:
+        light.close()
+
+
+# -- status LED ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def status(factory: MockFactory) -> Iterator[room_io.StatusLed]:
+    s = room_io.StatusLed(STATUS, pin_factory=factory)
+    yield s
+    s.close()
+
+
+def test_status_led_repeats_cycle(factory: MockFactory, status: room_io.StatusLed) -> None:
+    pin = factory.pin(STATUS)
+    status.show([(True, 0.005), (False, 0.005)])
+    assert wait_until(lambda: len(pin.states) >= 7)
+    pin.assert_states([False, True, False, True, False, True, False])
+
+
+def test_status_led_replaces_sequence_cleanly(
+    factory: MockFactory, status: room_io.StatusLed
+) -> None:
+    pin = factory.pin(STATUS)
+    status.show([(True, 0.005), (False, 0.005)])
+    assert wait_until(lambda: len(pin.states) >= 3)
+    first = status._thread
+    status.show([(True, 60.0)])  # steady on for a minute
+    assert first is not None and not first.is_alive()  # old cycle stopped and joined
+    assert wait_until(lambda: pin.state == 1.0)
+    assert status.sequence == ((True, 60.0),)
+    count = len(pin.states)
+    status.show([(True, 60.0)])  # same sequence: not restarted
+    assert len(pin.states) == count
+
+
+def test_status_led_with_lighting_codes(factory: MockFactory, status: room_io.StatusLed) -> None:
+    seq = lighting.blink_sequence(lighting.StatusCode.MONITOR_SILENT)
+    status.show(seq)
+    assert status.sequence == seq
+    assert wait_until(lambda: factory.pin(STATUS).state == 1.0)
+
+
+def test_status_led_empty_sequence_is_off(factory: MockFactory, status: room_io.StatusLed) -> None:
+    status.show([(True, 0.0), (False, float("nan"))])
+    assert status.sequence == ()
+    assert status._thread is None
+    assert not status.is_lit
+
+
+def test_close_stops_thread(factory: MockFactory) -> None:
+    s = room_io.StatusLed(STATUS, pin_factory=factory)
+    s.show([(True, 0.005), (False, 0.005)])
+    thread = s._thread
+    s.close()
+    assert thread is not None and not thread.is_alive()
