@@ -204,7 +204,7 @@ def _refuse(state: CallState, call_id: str, by: str, now: datetime, reason: str)
         priority=priority,
         by=by,
         reason=reason,
-        detail={"command": "claim"},
+        detail={"command": "claim", "topic": "cmd/claim"},
     )
     return CallOutcome(state, (emit,), reason)
 
