@@ -240,9 +240,10 @@ def evaluate(
     """
     now = require_aware(now)
     phase_rules = tuple(rules.get(phase, ()))
-    pending = dict(state.pending)
+    rule_names = {r.name for r in phase_rules}
+    pending = {name: since for name, since in state.pending.items() if name in rule_names}
     active = dict(state.active)
-    emits = _drop_orphans(active, {r.name for r in phase_rules}, now, phase)
+    emits = _drop_orphans(active, rule_names, now, phase)
     raised: list[Emit] = []
     for rule in phase_rules:
         found = _value(values, rule)
@@ -287,9 +288,6 @@ def evaluate(
                 detail=detail,
             )
         )
-    for name in list(pending):
-        if name not in {r.name for r in phase_rules}:
-            del pending[name]
     return AlertState(pending=pending, active=active), (*emits, *raised)
 
 

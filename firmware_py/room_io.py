@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -241,15 +242,15 @@ class StatusLed:
         return bool(self._led.is_lit)
 
     def _run(self, steps: tuple[tuple[bool, float], ...]) -> None:
-        thread = self._thread
-        assert thread is not None
+        # Runs in its own GPIOThread; `show`/`close` set its `stopping` event and join it.
+        stopping: threading.Event = threading.current_thread().stopping  # type: ignore[attr-defined]
         while True:
             for on, seconds in steps:
                 if on:
                     self._led.on()
                 else:
                     self._led.off()
-                if thread.stopping.wait(seconds):
+                if stopping.wait(seconds):
                     return
 
     def _stop(self) -> None:
