@@ -262,8 +262,8 @@ class Demo:
         self.broker = Mosquitto(self.base / "mosquitto")
 
     def _spawn(self, cmd: list[str], log_name: str) -> subprocess.Popen[bytes]:
-        log = open(self.base / log_name, "ab")  # noqa: SIM115 - lives as long as the process
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+        with open(self.base / log_name, "ab") as log:  # the child keeps its own fd
+            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
         self.procs.append(proc)
         return proc
 

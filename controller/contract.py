@@ -27,7 +27,7 @@ from pydantic import (
     field_validator,
 )
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION: Literal[1] = 1
 IDENT_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 IDENT_PATTERN = IDENT_RE.pattern
 AVAILABILITY_VALUES = ("online", "offline")

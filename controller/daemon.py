@@ -81,6 +81,7 @@ class RoomDaemon:
         self.notifier = notifier or SystemdNotifier()
         self.started_mono = time.monotonic()
         self._stopped = threading.Event()
+        self.internal_errors = 0
         self._clock = ClockSync(config.clock)
         self._clock_synced = self._clock.synced()
         self._clock_checked = time.monotonic()
@@ -206,11 +207,19 @@ class RoomDaemon:
                 if isinstance(item, Stop):
                     log.info("stopping: %s", item.reason)
                     return
-                self._handle(item)
-            self._tick(utcnow())
+                self._guarded(self._handle, item)
+            self._guarded(self._tick, utcnow())
             self.publisher.flush_acks()
             self.publisher.pump(self.link)
             self.notifier.ping_if_due()
+
+    def _guarded(self, func: Any, arg: object) -> None:
+        """Nothing crashes the daemon: a bug in one handler is logged and counted."""
+        try:
+            func(arg)
+        except Exception:
+            self.internal_errors += 1
+            log.exception("internal error handling %r", arg)
 
     def _next_event(self) -> object | None:
         timeout = self._seconds_to_next_deadline()

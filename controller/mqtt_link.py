@@ -119,7 +119,7 @@ class MqttLink:
     # -- daemon side -----------------------------------------------------------------
 
     def start(self) -> None:
-        props = Properties(PacketTypes.CONNECT)
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         props.SessionExpiryInterval = self._session_expiry
         self.client.connect_async(
             self.endpoint.host,

@@ -45,7 +45,7 @@ def _schema_type(prop: dict[str, Any], defs: dict[str, Any]) -> str:
         target = defs[prop["$ref"].rsplit("/", 1)[-1]]
         if "enum" in target:
             return " \\| ".join(f"`{v}`" for v in target["enum"])
-        return target.get("title", "object")
+        return str(target.get("title", "object"))
     if "anyOf" in prop:
         return " \\| ".join(_schema_type(p, defs) for p in prop["anyOf"])
     if "const" in prop:

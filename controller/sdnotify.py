@@ -11,12 +11,15 @@ from __future__ import annotations
 import os
 import socket
 import time
+from collections.abc import Callable
 
 
 class SystemdNotifier:
-    def __init__(self, environ: dict[str, str] | None = None, clock: object = time.monotonic):
+    def __init__(
+        self, environ: dict[str, str] | None = None, clock: Callable[[], float] = time.monotonic
+    ):
         env = os.environ if environ is None else environ
-        self._clock = clock if callable(clock) else time.monotonic
+        self._clock = clock
         addr = env.get("NOTIFY_SOCKET", "")
         if addr.startswith("@"):
             addr = "\0" + addr[1:]  # abstract namespace
@@ -58,12 +61,12 @@ class SystemdNotifier:
         """Seconds until the next ping is due (None when the watchdog is off)."""
         if self.watchdog_interval is None:
             return None
-        return max(0.0, self._next_ping - self._clock())  # type: ignore[operator]
+        return max(0.0, self._next_ping - self._clock())
 
     def ping_if_due(self) -> None:
         if self.watchdog_interval is None:
             return
-        now = self._clock()  # type: ignore[operator]
+        now = self._clock()
         if now >= self._next_ping:
             self.notify("WATCHDOG=1")
             self._next_ping = now + self.watchdog_interval / 2

@@ -66,13 +66,15 @@ class Recorder:
         self.client.disconnect()
         self.client.loop_stop()
 
-    def wait_for(self, predicate: Callable[[Received], bool], timeout: float = 10.0) -> Received:
-        """The first recorded message matching predicate, waiting up to timeout."""
+    def wait_for(
+        self, predicate: Callable[[Received], bool], timeout: float = 10.0, since: int = 0
+    ) -> Received:
+        """The first message (from index `since` on) matching predicate, waiting up to timeout."""
         with self._cond:
             found: list[Received] = []
 
             def check() -> bool:
-                for m in self.messages:
+                for m in self.messages[since:]:
                     if predicate(m):
                         found.append(m)
                         return True

@@ -36,9 +36,9 @@ def start_room(
         "synced",
         *extra,
     ]
-    log = open(state_dir.parent / f"room-{room}.log", "ab")  # noqa: SIM115 - closed with the process
     full_env = {**os.environ, **(env or {})}
-    return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=full_env)
+    with open(state_dir.parent / f"room-{room}.log", "ab") as log:  # the child keeps its own fd
+        return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=full_env)
 
 
 def stop_room(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: float = 15) -> int:

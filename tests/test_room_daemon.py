@@ -204,12 +204,9 @@ def test_sigkill_keeps_call_and_phase_and_seq_continues(
             n_before = len(rec.messages)
             proc = start_room(mosquitto.url, state_dir, SITE, ROOM)
             rec.wait_for(
-                lambda m: (
-                    rec.messages.index(m) >= n_before
-                    and m.topic.endswith("/availability")
-                    and m.payload == b"online"
-                ),
+                lambda m: m.topic.endswith("/availability") and m.payload == b"online",
                 20,
+                since=n_before,
             )
             started = rec.wait_for(
                 lambda m: is_event("daemon_started")(m) and m.json()["seq"] > before
