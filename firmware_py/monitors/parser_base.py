@@ -56,6 +56,10 @@ class ParserBase:
         while self._ready:
             yield self._ready.popleft()
 
+    def feed(self, data: bytes) -> None:
+        """Take bytes from the device; never raises on their content."""
+        raise NotImplementedError
+
     def __iter__(self) -> Iterator[Reading]:
         return self.readings()
 
