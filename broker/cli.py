@@ -117,7 +117,12 @@ def _register_broker(sub: argparse._SubParsersAction[Any]) -> None:
     conf.add_argument("--log-file", type=Path, help="default: stderr (journald)")
     conf.add_argument("--run-as", default="mosquitto")
     conf.add_argument("--autosave-interval", type=int, default=60)
-    conf.add_argument("--message-size-limit", type=int, default=262_144)
+    conf.add_argument(
+        "--message-size-limit",
+        type=int,
+        default=0,
+        help="0 = none (default; see docs/LOGGER.md: mosquitto 2.0.11 + paho 2.2 wedge a room)",
+    )
     conf.set_defaults(func=_broker_config)
 
 

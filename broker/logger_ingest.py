@@ -94,7 +94,11 @@ def classify(topic: str, payload: bytes, site: str, max_bytes: int) -> Classifie
         return _reject(topic, f"oversize: {len(payload)} bytes > limit {max_bytes}", payload)
     parsed = topics.parse_room_topic(topic)
     if parsed is None:
-        return _reject(topic, "unknown topic (not clinic/<site>/room/<room>/<known leaf>)", payload)
+        parts = topic.split("/")
+        if len(parts) >= 5 and parts[0] == topics.ROOT and parts[2] == "room":
+            leaf = "/".join(parts[4:])
+            return _reject(topic, f"unknown topic leaf {leaf[:80]!r}", payload)
+        return _reject(topic, "unknown topic (not clinic/<site>/room/<room>/<leaf>)", payload)
     if parsed.site != site:
         return _reject(topic, f"topic site {parsed.site!r} is not this logger's {site!r}", payload)
     leaf = parsed.leaf

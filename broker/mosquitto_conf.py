@@ -48,7 +48,10 @@ class BrokerSettings:
     autosave_interval: int = 60
     max_queued_messages: int = 1_000_000
     persistent_client_expiration: str = "7d"
-    message_size_limit: int = 262_144
+    # 0 = no broker limit. Mosquitto 2.0.11 answers an over-limit QoS 1 publish with PUBACK
+    # reason 0x95, which paho 2.2 treats as a protocol error: the room reconnects and resends the
+    # same message forever. So the size limit is the logger's (quarantine) and the outbox's.
+    message_size_limit: int = 0
 
 
 def acl_text(site: str, identities: list[Identity]) -> str:
