@@ -1,10 +1,198 @@
-"""Subcommands of this area (filled in by its issue)."""
+"""`roomctl monitor decode` and `roomctl monitor simulate`: the bedside monitor tools.
+
+decode: bytes from a file or stdin through the same sans-IO parser the room uses; one JSON
+object per reading on stdout (NDJSON, the vitals field names of the message contract) and
+a summary of accepted and rejected frames on stderr.
+
+simulate: a simulated monitor on a pty or TCP (see firmware_py/monitors/simulate.py).
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import signal
+import sys
+import threading
+from pathlib import Path
 from typing import Any
 
+from controller.contract import VITAL_FIELDS
+from firmware_py.monitors.hl7_pcd01 import Hl7Parser, split_plain_messages
+from firmware_py.monitors.parsers import PROTOCOLS, make_parser
+from firmware_py.monitors.reading import Reading
+from firmware_py.monitors.simulate import (
+    FAULTS,
+    SimulatorOptions,
+    run_hl7_client,
+    run_pty,
+    run_tcp_server,
+)
 
-def register(sub: "argparse._SubParsersAction[Any]") -> None:
-    """Add this area's subcommands to `roomctl`."""
+READING_EXTRA_FIELDS = ("protocol", "device_time", "alarms", "quality", "alarm_raw", "exc_raw")
+
+SIMULATE_EPILOG = """\
+transports:
+  --pty             create a pseudo-terminal; its slave path (e.g. /dev/pts/7) is the
+                    first line on stdout. The room reads it with
+                    --monitor-transport serial --monitor-address PATH (or the --pty-link
+                    symlink, which survives --fault unplug like a /dev/serial/by-id path).
+  --tcp HOST:PORT   masimo, nonin-df2, nonin-df7: the simulator LISTENS on HOST:PORT, as a
+                    serial-to-network bridge does; the room connects with
+                    --monitor-transport tcp-client. Port 0 picks a free port; the bound
+                    HOST:PORT is the first line on stdout.
+                    hl7: the simulator CONNECTS to the room's MLLP listener at HOST:PORT
+                    (room: --monitor-transport mllp-listen), sends ORU^R01 once a second
+                    and waits for each ACK, re-sending when none comes.
+
+trace: pre-check 5 min, infusion 40 min (heart rate and blood pressure rise), recovery
+45 min (they settle); --desat adds a 2-minute desaturation 20 min into the infusion.
+--speed 60 plays a minute of the session per second. Faults repeat every 30 s of real
+time, from 10 s to 18 s. Same --seed, same trace.
+"""
+
+
+def reading_json(reading: Reading) -> dict[str, Any]:
+    """A reading as the vitals fields of the contract (plus protocol, flags and raw fields)."""
+    out: dict[str, Any] = {name: getattr(reading, name) for name in VITAL_FIELDS}
+    for name in READING_EXTRA_FIELDS:
+        value = getattr(reading, name)
+        out[name] = list(value) if isinstance(value, tuple) else value
+    out["received_at"] = reading.received_at
+    return out
+
+
+def parse_hex(text: str) -> bytes:
+    """Whitespace-separated hex byte pairs; lines starting with `#` are ignored."""
+    tokens: list[str] = []
+    for line in text.splitlines():
+        if not line.lstrip().startswith("#"):
+            tokens.extend(line.split())
+    out = bytearray()
+    for token in tokens:
+        if len(token) != 2:
+            raise ValueError(f"{token!r} is not a hex byte pair")
+        out.append(int(token, 16))
+    return bytes(out)
+
+
+def decode_bytes(protocol: str, data: bytes, emit: Any) -> tuple[int, int, int]:
+    """Feed `data`; call `emit(reading)` for each; (accepted, rejected, readings)."""
+    parser = make_parser(protocol)
+    count = 0
+    if isinstance(parser, Hl7Parser) and b"\x0b" not in data:
+        messages = split_plain_messages(data) or ([data] if data.strip() else [])
+        for message in messages:
+            parser.feed_message(message)
+    else:
+        parser.feed(data)
+    for reading in parser.readings():
+        emit(reading)
+        count += 1
+    return parser.frames_accepted, parser.frames_rejected, count
+
+
+def cmd_decode(args: argparse.Namespace) -> int:
+    try:
+        raw = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
+    except OSError as exc:
+        print(f"roomctl monitor decode: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
+        return 2
+    if args.hex:
+        try:
+            raw = parse_hex(raw.decode("ascii", "replace"))
+        except ValueError as exc:
+            print(f"roomctl monitor decode: --hex input: {exc}", file=sys.stderr)
+            return 2
+    out = sys.stdout
+
+    def emit(reading: Reading) -> None:
+        out.write(json.dumps(reading_json(reading), separators=(",", ":")) + "\n")
+
+    accepted, rejected, readings = decode_bytes(args.protocol, raw, emit)
+    out.flush()
+    print(
+        f"{args.protocol}: {readings} readings, {accepted} frames accepted, {rejected} rejected",
+        file=sys.stderr,
+    )
+    return 1 if readings == 0 and rejected > 0 else 0
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    opts = SimulatorOptions(
+        protocol=args.protocol,
+        speed=args.speed,
+        desat=args.desat,
+        fault=args.fault,
+        duration=args.duration,
+        seed=args.seed,
+    )
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        if args.pty:
+            stats = run_pty(opts, sys.stdout, stop, Path(args.pty_link) if args.pty_link else None)
+        elif args.protocol == "hl7":
+            stats = run_hl7_client(opts, args.tcp, sys.stdout, stop)
+        else:
+            stats = run_tcp_server(opts, args.tcp, sys.stdout, stop)
+    except (OSError, ValueError) as exc:
+        print(f"roomctl monitor simulate: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps({"protocol": args.protocol, **stats}), file=sys.stderr)
+    return 0
+
+
+def positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError("must be > 0")
+    return value
+
+
+def register(sub: argparse._SubParsersAction[Any]) -> None:
+    """Add `monitor decode` and `monitor simulate` to `roomctl`."""
+    monitor = sub.add_parser("monitor", help="bedside monitor tools: decode captures, simulate")
+    msub = monitor.add_subparsers(dest="monitor_command", metavar="ACTION")
+    msub.required = True
+
+    dec = msub.add_parser(
+        "decode",
+        help="decode captured monitor bytes to NDJSON readings",
+        description="Decode monitor output to one JSON reading per line; summary on stderr. "
+        "hl7 accepts MLLP-framed bytes or plain messages starting at MSH (CR, LF or CRLF).",
+    )
+    dec.add_argument("--protocol", required=True, choices=PROTOCOLS)
+    dec.add_argument(
+        "--hex", action="store_true",
+        help="input is whitespace-separated hex byte pairs; lines starting with # are ignored",
+    )
+    dec.add_argument("file", metavar="FILE|-", help="capture file, or - for stdin")
+    dec.set_defaults(func=cmd_decode)
+
+    sim = msub.add_parser(
+        "simulate",
+        help="run a simulated monitor on a pty or TCP",
+        description="A simulated bedside monitor playing a ketamine session.",
+        epilog=SIMULATE_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sim.add_argument("--protocol", required=True, choices=PROTOCOLS)
+    where = sim.add_mutually_exclusive_group(required=True)
+    where.add_argument("--pty", action="store_true", help="serve on a new pseudo-terminal")
+    where.add_argument("--tcp", metavar="HOST:PORT", help="see 'transports' below")
+    sim.add_argument("--speed", type=positive_float, default=1.0,
+                     help="trace seconds per real second (default 1)")
+    sim.add_argument("--desat", action="store_true", help="include a desaturation episode")
+    sim.add_argument("--fault", choices=FAULTS, help="inject a fault every 30 s (10-18 s)")
+    sim.add_argument("--duration", type=positive_float, metavar="S",
+                     help="stop after S real seconds (default: run until stopped)")
+    sim.add_argument("--seed", type=int, default=0, help="seed of the patient and noise")
+    sim.add_argument("--pty-link", metavar="PATH",
+                     help="with --pty: keep a symlink to the current slave at PATH")
+    sim.set_defaults(func=cmd_simulate)
