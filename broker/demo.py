@@ -203,15 +203,15 @@ def scripted_session() -> list[Step]:
         ):
             steps.append(Step(t + offset, i, f"phase:{phase}"))
     steps += [
-        Step(7, 0, "press:call", "patient in room 0 presses call during infusion"),
+        Step(7, 0, "press:call", "the patient presses call during infusion"),
         Step(7.3, 0, "release:call"),
-        Step(10, 0, "claim", "central staff claims room 0's call"),
-        Step(12, 0, "press:cancel", "nurse cancels in the room"),
+        Step(10, 0, "claim", "central staff claims the call"),
+        Step(12, 0, "press:cancel", "the nurse cancels the call in the room"),
         Step(12.2, 0, "release:cancel"),
-        Step(19, 1, "press:emergency", "emergency input in room 1"),
+        Step(19, 1, "press:emergency", "emergency input"),
         Step(19.2, 1, "release:emergency"),
-        Step(21, 1, "claim"),
-        Step(23, 1, "press:cancel"),
+        Step(21, 1, "claim", "central staff claims the emergency"),
+        Step(23, 1, "press:cancel", "the nurse cancels the emergency in the room"),
         Step(23.2, 1, "release:cancel"),
     ]
     return sorted(steps, key=lambda s: s.at)
@@ -362,9 +362,12 @@ def _run(args: argparse.Namespace) -> int:
                 "rooms": len(demo.rooms),
                 **view.counts,
                 "seconds": round(time.monotonic() - started, 1),
+                "state_dir": str(demo.base) if (not demo.own_base or args.keep) else None,
             }
             view.stop()
             print("summary: " + json.dumps(summary), flush=True)
+            if args.summary:
+                Path(args.summary).write_text(json.dumps(summary, indent=2) + "\n")
         demo.stop()
     return 0
 
@@ -378,6 +381,7 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     )
     p.add_argument("--state-dir", help="keep logs and state here instead of a temporary folder")
     p.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    p.add_argument("--summary", metavar="FILE", help="also write the end summary as JSON")
     p.add_argument(
         "--no-table", action="store_true", help="progress lines instead of the live table"
     )

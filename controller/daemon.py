@@ -139,13 +139,13 @@ class RoomDaemon:
     # -- state persistence -----------------------------------------------------------
 
     def _load_state(self, now: datetime) -> None:
+        """Restore phase, call, alerts and scene; corrupt state falls back to a clean start."""
         saved = self.outbox.load_state
-        s, c, a, sc = saved("session"), saved("call"), saved("alerts"), saved("scene")
-        self.session = phases.from_dict(s) if s else phases.initial(now)
-        self.call = call_lifecycle.from_dict(c) if c else call_lifecycle.idle()
-        self.alerts = alerts.from_dict(a) if a else alerts.initial()
-        self.scene_override: str | None = (sc or {}).get("override")
-        self.restored = bool(s or c)
+        self.session = _restore("session", saved("session"), phases.from_dict, phases.initial(now))
+        self.call = _restore("call", saved("call"), call_lifecycle.from_dict, call_lifecycle.idle())
+        self.alerts = _restore("alerts", saved("alerts"), alerts.from_dict, alerts.initial())
+        self.scene_override: str | None = (saved("scene") or {}).get("override")
+        self.restored = saved("session") is not None or saved("call") is not None
         scene = self._scene()
         self.fade: lighting.Fade = lighting.fade_to(None, scene.color, now, 0.0)
 
@@ -617,6 +617,16 @@ class RoomDaemon:
 
     def wait_stopped(self, timeout: float | None = None) -> bool:
         return self._stopped.wait(timeout)
+
+
+def _restore(name: str, data: dict[str, Any] | None, load: Any, default: Any) -> Any:
+    if data is None:
+        return default
+    try:
+        return load(data)
+    except (ValueError, KeyError, TypeError) as exc:
+        log.error("saved %s state is unreadable (%s): starting from a clean %s", name, exc, name)
+        return default
 
 
 def _alert_rules(config: RoomConfig) -> dict[Phase, tuple[alerts.AlertRule, ...]]:

@@ -272,3 +272,22 @@ def test_sim_button_ignored_without_simulate(mosquitto: Mosquitto, tmp_path: Pat
     finally:
         r.daemon.stop()
         r.thread.join(15)
+
+
+def test_corrupt_saved_state_starts_clean(mosquitto: Mosquitto, tmp_path: Path) -> None:
+    from controller.outbox import Outbox
+
+    state_dir = tmp_path / "room"
+    box = Outbox(state_dir / "outbox.sqlite3")
+    box.save_state("call", {"status": "ringing", "call_id": 7})
+    box.save_state("session", {"phase": "nowhere"})
+    box.close()
+    r = RunningRoom(room_config(mosquitto, state_dir))
+    r.thread.start()
+    try:
+        with Recorder(mosquitto.url, [topics.call(SITE, ROOM)]) as rec:
+            assert rec.wait_for(lambda m: True).json()["status"] == "idle"
+        assert r.daemon.session.phase.value == "idle"
+    finally:
+        r.daemon.stop()
+        r.thread.join(15)
