@@ -132,8 +132,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     def on_signal(signum: int, frame: object) -> None:
         stop.set()
 
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         if args.pty:
             stats = run_pty(opts, sys.stdout, stop, Path(args.pty_link) if args.pty_link else None)
@@ -144,6 +143,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as exc:
         print(f"roomctl monitor simulate: {exc}", file=sys.stderr)
         return 2
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     print(json.dumps({"protocol": args.protocol, **stats}), file=sys.stderr)
     return 0
 

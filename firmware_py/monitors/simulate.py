@@ -13,7 +13,7 @@ applied. Runners pace it in real time and own the I/O:
   sends ORU^R01 and waits for each ACK (re-sending an unacknowledged message, as GE does).
 
 Faults repeat every 30 s of real time, from 10 s to 18 s: `garbage` (random bytes between
-frames), `sensor-off` (no oximetry values, each protocol's way), `unplug` (port or
+frames; a junk line for Masimo), `sensor-off` (no oximetry values, each protocol's way), `unplug` (port or
 connection gone). Everything random comes from `seed`.
 """
 
@@ -53,6 +53,9 @@ class SimulatorOptions:
     duration: float | None = None
     seed: int = 0
     start_s: float = 0.0
+    fault_every_s: float = FAULT_PERIOD_S
+    fault_start_s: float = FAULT_START_S
+    fault_len_s: float = FAULT_LEN_S
 
 
 class DeviceSignal:
@@ -72,9 +75,10 @@ class DeviceSignal:
         self.sent = 0
 
     def fault_active(self, real_t: float) -> bool:
-        if self.opts.fault is None:
+        o = self.opts
+        if o.fault is None:
             return False
-        return FAULT_START_S <= real_t % FAULT_PERIOD_S < FAULT_START_S + FAULT_LEN_S
+        return o.fault_start_s <= real_t % o.fault_every_s < o.fault_start_s + o.fault_len_s
 
     def unplugged(self, real_t: float) -> bool:
         return self.opts.fault == "unplug" and self.fault_active(real_t)
@@ -93,6 +97,8 @@ class DeviceSignal:
             data = enc.hl7_frame(point, f"SIM{self.sent:08d}", wall, sensor_off=off)
         if self.opts.fault == "garbage" and self.fault_active(real_t):
             junk = bytes(self.rng.randrange(256) for _ in range(self.rng.randrange(1, 24)))
+            if protocol == "masimo":  # line noise between records: a junk line
+                junk += b"\r\n"
             data = junk + data
         return data
 
