@@ -26,6 +26,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import hl7
+from hl7.util import unescape as hl7_unescape
 
 from firmware_py.monitors import hl7_codes
 from firmware_py.monitors.mllp import MllpDeframer, mllp_frame
@@ -39,10 +40,29 @@ ABNORMAL_FLAGS = {"L": "low", "LL": "low", "<": "low", "H": "high", "HH": "high"
 
 
 def _get(seg: Any, field: int, comp: int = 1) -> str:
-    """Field `field`, component `comp` of an hl7.Segment, unescaped; "" when absent."""
+    """Field `field`, component `comp` (first repetition) of an hl7.Segment; "" if absent.
+
+    Walks the library's containers directly (its `extract_field` builds an Accessor per
+    call and raises on short paths) and unescapes with the library's `unescape`.
+    """
     try:
-        return str(seg.extract_field(1, field, 1, comp, 1))
-    except Exception:  # the library raises IndexError and others on short paths
+        if field >= len(seg):
+            return ""
+        parts = seg[field]
+        if not parts:
+            return ""
+        rep = parts[0]
+        if isinstance(rep, str):
+            value = rep if comp == 1 else ""
+        elif comp > len(rep):
+            return ""
+        else:
+            part = rep[comp - 1]
+            value = part if isinstance(part, str) else str(part[0]) if part else ""
+        if seg.esc in value and field > 2:
+            return str(hl7_unescape(seg, value))
+        return value
+    except Exception:  # a container shape we did not foresee: treat as absent
         return ""
 
 
@@ -53,6 +73,16 @@ def decode_text(message: bytes) -> str:
     except UnicodeDecodeError:
         text = message.decode("latin-1")
     return text.replace("\r\n", "\r").replace("\n", "\r")
+
+
+def relevant_segments(text: str) -> str:
+    """MSH (up to MSH-12), OBR and OBX: all this module reads; the library parses less."""
+    segments = text.split("\r")
+    msh = segments[0]
+    sep = msh[3:4] or "|"
+    keep = [sep.join(msh.split(sep, 13)[:13])]
+    keep.extend(s for s in segments[1:] if s[:3] in ("OBR", "OBX"))
+    return "\r".join(keep)
 
 
 def split_plain_messages(data: bytes) -> list[bytes]:
@@ -103,7 +133,8 @@ class Hl7Parser(ParserBase):
         """One unframed HL7 message (segments separated by CR, LF or CRLF)."""
         text = decode_text(message).lstrip(" \t\r\x0b")
         try:
-            parsed = hl7.parse(text) if text.startswith("MSH") and len(text) > 8 else None
+            ok = text.startswith("MSH") and len(text) > 8
+            parsed = hl7.parse(relevant_segments(text)) if ok else None
         except Exception:
             parsed = None
         if parsed is None:

@@ -13,8 +13,8 @@ applied. Runners pace it in real time and own the I/O:
   sends ORU^R01 and waits for each ACK (re-sending an unacknowledged message, as GE does).
 
 Faults repeat every 30 s of real time, from 10 s to 18 s: `garbage` (random bytes between
-frames; a junk line for Masimo), `sensor-off` (no oximetry values, each protocol's way), `unplug` (port or
-connection gone). Everything random comes from `seed`.
+frames; a junk line for Masimo), `sensor-off` (no oximetry values, each protocol's way),
+`unplug` (port or connection gone). Everything random comes from `seed`.
 """
 
 from __future__ import annotations
