@@ -26,11 +26,22 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from broker.mosquitto_run import Mosquitto
+from broker.mosquitto_run import Mosquitto, free_port
 from controller import topics
 
 SITE = "demo"
 STAFF = "nurse.ana"
+# One simulated monitor per room, every protocol and transport present.
+MONITORS: tuple[tuple[str, str], ...] = (
+    ("masimo", "serial"),
+    ("nonin-df2", "tcp-client"),
+    ("hl7", "mllp-listen"),
+    ("nonin-df7", "serial"),
+    ("masimo", "tcp-client"),
+    ("hl7", "mllp-listen"),
+)
+# The scripted session (~34 s) plays the monitor's 90-minute ketamine trace.
+TRACE_SPEED = 150.0
 
 
 @dataclass
@@ -71,6 +82,10 @@ class ClinicView:
     def stop(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
+
+    def all_online(self) -> bool:
+        with self.lock:
+            return all(v.availability == "online" for v in self.rooms.values())
 
     def publish(self, topic: str, payload: dict[str, Any]) -> None:
         self.client.publish(topic, json.dumps(payload), qos=1)
@@ -218,8 +233,13 @@ def scripted_session() -> list[Step]:
 
 
 def room_config_text(
-    site: str, room: str, state_dir: Path, port: int, monitor: dict[str, str]
+    site: str, room: str, state_dir: Path, port: int, monitor: dict[str, str], speed: float = 1.0
 ) -> str:
+    """A room config whose timings fit the scripted session (infusion 12 s, recovery 10 s)."""
+
+    def minutes(script_seconds: float) -> str:
+        return f"{script_seconds / speed / 60:.4f}"
+
     lines = [
         f'site = "{site}"',
         f'room = "{room}"',
@@ -232,12 +252,14 @@ def room_config_text(
         "reconnect_max_s = 2",
         "",
         "[timing]",
-        "min_recovery_min = 0.1",
-        "planned_infusion_min = 0.3",
-        "planned_recovery_min = 0.3",
-        "escalate_normal_s = 20",
-        "escalate_infusion_s = 10",
-        "escalate_emergency_s = 5",
+        f"planned_pre_check_min = {minutes(4)}",
+        f"planned_infusion_min = {minutes(11)}",  # runs a second over: shows the reminder
+        f"planned_recovery_min = {minutes(9)}",
+        f"min_recovery_min = {minutes(8)}",
+        f"reminder_every_min = {minutes(5)}",
+        f"escalate_normal_s = {20 / speed:.2f}",
+        f"escalate_infusion_s = {10 / speed:.2f}",
+        f"escalate_emergency_s = {1.5 / speed:.2f}",
         "health_every_s = 5",
         "",
     ]
@@ -267,22 +289,66 @@ class Demo:
         self.procs.append(proc)
         return proc
 
+    def _monitor_for(self, index: int, room: str, state: Path) -> dict[str, str]:
+        """Start room `index`'s simulated monitor; return the room's [monitor] settings."""
+        protocol, transport = MONITORS[index % len(MONITORS)]
+        trace_speed = str(round(TRACE_SPEED * self.args.speed, 1))
+        sim = [
+            sys.executable,
+            "-m",
+            "controller.cli",
+            "monitor",
+            "simulate",
+            "--protocol",
+            protocol,
+            "--speed",
+            trace_speed,
+            "--seed",
+            str(index + 1),
+        ]
+        if index == 0:
+            sim.append("--desat")
+        if transport == "serial":
+            link = state / "monitor-tty"
+            self._spawn([*sim, "--pty", "--pty-link", str(link)], f"monitor-{room}.log")
+            return {"protocol": protocol, "transport": "serial", "address": str(link)}
+        port = free_port()
+        self._spawn([*sim, "--tcp", f"127.0.0.1:{port}"], f"monitor-{room}.log")
+        return {"protocol": protocol, "transport": transport, "address": f"127.0.0.1:{port}"}
+
     def start(self) -> None:
         self.broker.start()
         print(
             f"Mosquitto on 127.0.0.1:{self.broker.port}; logs and state in {self.base}", flush=True
         )
-        for room in self.rooms:
+        for index, room in enumerate(self.rooms):
             state = self.base / f"room-{room}"
             state.mkdir(exist_ok=True)
+            monitor = self._monitor_for(index, room, state)
+            print(
+                f"room {room}: simulated {monitor['protocol']} monitor over "
+                f"{monitor['transport']} {monitor['address']}",
+                flush=True,
+            )
             cfg = state / "room.toml"
-            cfg.write_text(room_config_text(SITE, room, state, self.broker.port, {}))
+            cfg.write_text(
+                room_config_text(SITE, room, state, self.broker.port, monitor, self.args.speed)
+            )
             self._spawn(
                 [sys.executable, "-m", "controller.cli", "room", "run", "--config", str(cfg)],
                 f"room-{room}.log",
             )
 
     def run_script(self, view: ClinicView, on_note: Callable[[str], None]) -> None:
+        # Commands sent before a room has subscribed would be lost: wait for every room.
+        deadline = time.monotonic() + 60
+        while not view.all_online():
+            if time.monotonic() > deadline:
+                on_note("not every room came online within 60 s; starting the script anyway")
+                break
+            if self.stop_event.wait(0.1):
+                return
+        on_note("all rooms online: the scripted session starts")
         scale = 1.0 / self.args.speed
         t0 = time.monotonic()
         for step in scripted_session():

@@ -52,6 +52,7 @@ def test_demo_runs_script_and_stops_everything(tmp_path: Path) -> None:
     assert summary["rooms"] == 3
     assert summary["calls"] >= 2, text  # the infusion call and the emergency
     assert summary["events"] > 10
+    assert summary["vitals"] > 10, text  # every room has a simulated monitor
     assert "claims the call" in text and "emergency input" in text
     assert _children_of(proc.pid) == []
     # every room stopped cleanly: each room log ends with its stop
