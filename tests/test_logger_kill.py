@@ -1,0 +1,132 @@
+"""SIGKILL the logger process while rooms publish, restart it: every (site, room, seq) once.
+
+The logger runs as `python -m controller.cli logger ...` (a real process, real TLS, the
+generated broker config); rooms publish from threads of this process.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from controller import topics
+from tests.test_broker_support import (
+    Clinic,
+    FakeRoom,
+    Session,
+    db_count,
+    db_seqs,
+    open_session,
+    poll,
+)
+
+pytestmark = [pytest.mark.broker, pytest.mark.slow]
+
+
+@pytest.fixture
+def clinic(tmp_path: Path) -> Iterator[Clinic]:
+    c = Clinic(tmp_path / "clinic", rooms=("101", "102", "103")).start()
+    try:
+        yield c
+    finally:
+        c.stop()
+
+
+class LoggerProcess:
+    def __init__(self, clinic: Clinic, db: Path, log: Path):
+        self.args = [
+            sys.executable,
+            "-m",
+            "controller.cli",
+            "logger",
+            *clinic.cli_args("logger"),
+            "--db",
+            str(db),
+            "--site",
+            clinic.site,
+            "--client-id",
+            "logger-under-test",
+        ]
+        self.log = log
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(self.args, stdout=out, stderr=subprocess.STDOUT)
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        assert self.proc.wait(10) == -signal.SIGKILL
+
+    def terminate(self) -> int:
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else 0
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(20)
+
+
+def count_status(watcher: Session, value: bytes) -> int:
+    with watcher.cond:
+        return sum(1 for m in watcher.messages if m.payload == value)
+
+
+def wait_status(watcher: Session, value: bytes, n: int) -> None:
+    with watcher.cond:
+        ok = watcher.cond.wait_for(
+            lambda: sum(1 for m in watcher.messages if m.payload == value) >= n, 30
+        )
+    assert ok, f"logger status {value!r} #{n} never came"
+
+
+def test_sigkill_logger_mid_stream_loses_and_duplicates_nothing(
+    clinic: Clinic, tmp_path: Path
+) -> None:
+    db = tmp_path / "log.db"
+    logger = LoggerProcess(clinic, db, tmp_path / "logger.out")
+    watcher = open_session(clinic.endpoint("staff-alice"))
+    watcher.subscribe(topics.logger_status(clinic.site))
+    rooms = [FakeRoom(clinic, r) for r in ("101", "102", "103")]
+    stop = threading.Event()
+    threads = [threading.Thread(target=r.pump, args=(stop, 20_000)) for r in rooms]
+    try:
+        logger.start()
+        wait_status(watcher, b"online", 1)
+        for t in threads:
+            t.start()
+        for round_no in (1, 2):
+            floor = db_count(db) + 300
+            poll(lambda f=floor: db_count(db) >= f, 60, f"{floor} rows before kill {round_no}")
+            logger.kill()
+            wait_status(watcher, b"offline", round_no)  # the Will, published by the broker
+            logger.start()
+            wait_status(watcher, b"online", round_no + 1)
+        floor = db_count(db) + 300
+        poll(lambda: db_count(db) >= floor, 60, "rows after the last restart")
+        stop.set()
+        for t in threads:
+            t.join(60)
+        for r in rooms:
+            r.wait_all_acked()
+        total = sum(r.seq for r in rooms)
+        poll(lambda: db_count(db) >= total, 90, f"all {total} rows")
+        assert db_seqs(db) == {r.room: list(range(1, r.seq + 1)) for r in rooms}
+        kinds = db_count(db, "SELECT COUNT(*) FROM messages WHERE kind = 'vitals'")
+        assert db_count(db, "SELECT COUNT(*) FROM vitals") == kinds
+        events = db_count(db, "SELECT COUNT(*) FROM messages WHERE kind = 'events'")
+        assert db_count(db, "SELECT COUNT(*) FROM events") == events > 0
+        assert db_count(db, "SELECT COUNT(*) FROM quarantine") == 0
+        assert logger.terminate() == 0
+        wait_status(watcher, b"offline", 3)
+    finally:
+        stop.set()
+        for r in rooms:
+            r.stop()
+        logger.terminate()
+        watcher.stop()
