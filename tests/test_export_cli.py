@@ -1,0 +1,317 @@
+"""`roomctl pki`, `roomctl broker config`, `roomctl log export` and `roomctl log rooms`."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import io
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from broker.export import parse_time
+from broker.logdb import LogStore
+from broker.logdb_schema import open_db
+from broker.logger_ingest import classify
+from broker.pki import load_cert
+from controller import contract, topics
+from controller.cli import main
+from tests.test_broker_support import event
+
+SITE = "s1"
+T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    path = tmp_path / "log.db"
+    store = LogStore(open_db(path))
+    items = []
+    for room in ("101", "102"):
+        for seq in range(1, 6):
+            msg = contract.VitalsMessage(
+                site=SITE,
+                room=room,
+                seq=seq,
+                ts=T0 + timedelta(minutes=seq),
+                clock_synced=True,
+                spo2=95 + seq,
+                pulse_rate=None,
+                protocol="nonin",
+                alarms=["LOW_BATT"],
+            )
+            items.append((topics.vitals(SITE, room), msg.model_dump_json()))
+        ev = event(
+            SITE,
+            room,
+            6,
+            contract.EventKind.CALL_PLACED,
+            call_id=f"c-{room}",
+            priority=contract.CallPriority.NORMAL,
+            ts=T0,
+            detail={"k": 1},
+        )
+        items.append((topics.events(SITE, room), ev.model_dump_json()))
+        ev = event(
+            SITE,
+            room,
+            7,
+            contract.EventKind.CALL_CLAIMED,
+            call_id=f"c-{room}",
+            by="alice",
+            ts=T0 + timedelta(seconds=42),
+        )
+        items.append((topics.events(SITE, room), ev.model_dump_json()))
+        items.append((topics.availability(SITE, room), "online"))
+    items.append((topics.vitals(SITE, "101"), "{broken"))
+    store.write_batch(
+        [(classify(t, p.encode(), SITE, 65536), "2026-03-01T09:30:00.000Z") for t, p in items]
+    )
+    store.conn.close()
+    return path
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_export_vitals_csv_with_room_and_time_filters(
+    db: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = run(
+        capsys,
+        "log",
+        "export",
+        "--db",
+        str(db),
+        "--site",
+        SITE,
+        "--room",
+        "101",
+        "--kind",
+        "vitals",
+        "--format",
+        "csv",
+        "--since",
+        "2026-03-01T09:02:00Z",
+        "--until",
+        "2026-03-01T09:05:00Z",
+    )
+    assert code == 0, err
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert [(r["room"], r["seq"], r["spo2"]) for r in rows] == [
+        ("101", "2", "97.0"),
+        ("101", "3", "98.0"),
+        ("101", "4", "99.0"),
+    ]
+    assert rows[0]["pulse_rate"] == ""  # missing stays missing, never 0
+    assert json.loads(rows[0]["alarms"]) == ["LOW_BATT"]
+    assert "3 vitals row(s)" in err
+
+
+def test_export_events_ndjson(db: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(
+        capsys,
+        "log",
+        "export",
+        "--db",
+        str(db),
+        "--site",
+        SITE,
+        "--kind",
+        "events",
+        "--format",
+        "ndjson",
+    )
+    assert code == 0
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert [(r["room"], r["seq"], r["kind"]) for r in rows] == [
+        ("101", 6, "call_placed"),
+        ("101", 7, "call_claimed"),
+        ("102", 6, "call_placed"),
+        ("102", 7, "call_claimed"),
+    ]
+    assert rows[0]["detail"] == {"k": 1}
+
+
+def test_export_calls_has_response_seconds(db: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(
+        capsys,
+        "log",
+        "export",
+        "--db",
+        str(db),
+        "--site",
+        SITE,
+        "--kind",
+        "calls",
+        "--format",
+        "ndjson",
+        "--room",
+        "102",
+    )
+    assert code == 0
+    (row,) = [json.loads(line) for line in out.splitlines()]
+    assert row["call_id"] == "c-102" and row["status"] == "claimed" and row["response_s"] == 42.0
+
+
+def test_export_quarantine_and_empty_sessions(db: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(
+        capsys,
+        "log",
+        "export",
+        "--db",
+        str(db),
+        "--site",
+        SITE,
+        "--kind",
+        "quarantine",
+        "--format",
+        "ndjson",
+    )
+    (row,) = [json.loads(line) for line in out.splitlines()]
+    assert code == 0 and row["reason"].startswith("invalid JSON")
+    assert base64.b64decode(row["raw_b64"]) == b"{broken"
+    code, out, _ = run(
+        capsys,
+        "log",
+        "export",
+        "--db",
+        str(db),
+        "--site",
+        SITE,
+        "--kind",
+        "sessions",
+        "--format",
+        "csv",
+    )
+    assert code == 0 and out.startswith("site,room,session_id,phase,started_at")
+    assert len(out.splitlines()) == 1  # header only
+
+
+def test_export_other_site_is_empty_and_bad_input_is_refused(
+    db: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    code, out, _ = run(
+        capsys,
+        "log",
+        "export",
+        "--db",
+        str(db),
+        "--site",
+        "s2",
+        "--kind",
+        "vitals",
+        "--format",
+        "ndjson",
+    )
+    assert code == 0 and out == ""
+    code, _, err = run(
+        capsys,
+        "log",
+        "export",
+        "--db",
+        str(db),
+        "--site",
+        SITE,
+        "--kind",
+        "vitals",
+        "--since",
+        "yesterday",
+    )
+    assert code == 2 and "bad time" in err
+    code, _, err = run(
+        capsys,
+        "log",
+        "export",
+        "--db",
+        str(tmp_path / "none.db"),
+        "--site",
+        SITE,
+        "--kind",
+        "vitals",
+    )
+    assert code == 2 and "no database" in err
+
+
+def test_log_rooms(db: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "log", "rooms", "--db", str(db))
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0].split()[:3] == ["site", "room", "availability"]
+    assert [line.split()[:3] for line in lines[1:]] == [
+        ["s1", "101", "online"],
+        ["s1", "102", "online"],
+    ]
+    code, out, _ = run(capsys, "log", "rooms", "--db", str(db), "--json")
+    assert [r["last_seq"] for r in json.loads(out)] == [7, 7]
+
+
+def test_parse_time_forms() -> None:
+    assert parse_time("2026-03-01") == "2026-03-01T00:00:00.000Z"
+    assert parse_time("2026-03-01T10:00:00+01:00") == "2026-03-01T09:00:00.000Z"
+
+
+def test_pki_and_broker_config_commands(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pki = tmp_path / "pki"
+    assert run(capsys, "pki", "init", str(pki), "--site", SITE, "--hostname", "mqtt.lan")[0] == 0
+    assert run(capsys, "pki", "issue", str(pki), "room", "101")[0] == 0
+    assert run(capsys, "pki", "issue", str(pki), "staff", "alice", "--days", "30")[0] == 0
+    assert run(capsys, "pki", "issue", str(pki), "logger")[0] == 0
+    code, _, err = run(capsys, "pki", "issue", str(pki), "room", "Bad/Name")
+    assert code == 2 and "room name" in err
+    code, _, err = run(capsys, "pki", "init", str(pki), "--site", SITE)
+    assert code == 2 and "already" in err
+    expired = run(
+        capsys,
+        "pki",
+        "issue",
+        str(pki),
+        "room",
+        "102",
+        "--not-before",
+        "2020-01-01T00:00:00Z",
+        "--not-after",
+        "2020-02-01T00:00:00Z",
+    )
+    assert expired[0] == 0
+    cert = load_cert(pki / "clients" / "room-102.crt")
+    assert cert.not_valid_after_utc == datetime(2020, 2, 1, tzinfo=UTC)
+    out = tmp_path / "etc" / "mosquitto.conf"
+    code, _, err = run(
+        capsys,
+        "broker",
+        "config",
+        "--pki",
+        str(pki),
+        "--site",
+        SITE,
+        "--out",
+        str(out),
+        "--tls-port",
+        "18883",
+        "--state-dir",
+        str(tmp_path),
+    )
+    assert code == 0, err
+    text = out.read_text()
+    assert "listener 18883" in text and "require_certificate true" in text
+    assert "allow_anonymous false" in text and "persistence true" in text
+    acl = (tmp_path / "etc" / "mosquitto.acl").read_text()
+    for user in ("user logger", "user room-101", "user room-102", "user staff-alice"):
+        assert user in acl
+    code, _, err = run(
+        capsys, "broker", "config", "--pki", str(pki), "--site", "s9", "--out", str(out)
+    )
+    assert code == 2 and "for site 's1'" in err
+
+
+def test_logger_command_refuses_bad_config(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "logger", "--site", "s1")
+    assert code == 2 and "db: Field required" in err
+    code, _, err = run(capsys, "logger", "--site", "S 1", "--db", "x.db")
+    assert code == 2 and "site" in err
