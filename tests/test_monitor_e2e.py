@@ -9,7 +9,7 @@ import selectors
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -155,3 +155,42 @@ def test_hl7_monitor_pushes_to_the_room_mllp_listener(
         assert stop_room(room) == 0
         if sim.proc.poll() is None:
             sim.stop()
+
+
+def is_event(room: str, kind: str) -> Callable[[Received], bool]:
+    topic = topics.room_topic(SITE, room, "events")
+    return lambda m: m.topic == topic and json.loads(m.payload)["kind"] == kind
+
+
+@pytest.mark.slow
+def test_unplugged_serial_monitor_is_reported_lost_then_restored(
+    shared_mosquitto: Mosquitto, recorder: Recorder, tmp_path: Path
+) -> None:
+    """`--fault unplug` pulls the pty from 10 s to 18 s; the room sees silence (3 s), says
+    so, reopens the by-id style symlink when it points at the new pty, and says so."""
+    link = tmp_path / "usb-Nonin_Medical_3150-if00"
+    sim = Simulator("--protocol", "nonin-df2", "--pty", "--pty-link", str(link),
+                    "--fault", "unplug", "--speed", "30", "--seed", "11", "--duration", "60")
+    room = None
+    try:
+        assert sim.first_line().startswith("/dev/")
+        room = run_room(shared_mosquitto, tmp_path, "u1", "--monitor-protocol", "nonin-df2",
+                        "--monitor-transport", "serial", "--monitor-address", str(link))
+        vitals_from(recorder, "u1", 3)
+        lost = recorder.wait_for(is_event("u1", "monitor_link_lost"), 30)
+        seq_lost = json.loads(lost.payload)["seq"]
+        assert "no reading" in json.loads(lost.payload)["reason"]
+        restored_event = is_event("u1", "monitor_link_restored")  # also sent at the first reading
+        restored = recorder.wait_for(
+            lambda m: restored_event(m) and json.loads(m.payload)["seq"] > seq_lost, 40
+        )
+        seq_restored = json.loads(restored.payload)["seq"]
+        topic = topics.room_topic(SITE, "u1", "vitals")
+        recorder.wait_for(
+            lambda m: m.topic == topic and json.loads(m.payload)["seq"] > seq_restored, WAIT
+        )
+    finally:
+        if room is not None:
+            assert stop_room(room) == 0
+        stats = sim.stop()
+    assert stats["unplugs"] >= 1
