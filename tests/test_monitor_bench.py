@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
+
 from bench.bench_parsers import main, run
 
 
-def test_bench_rows_have_the_promised_shape(capsys: object) -> None:
+def test_bench_rows_have_the_promised_shape() -> None:
     rows = run(quick=True)
     assert len(rows) == 8
     for row in rows:
@@ -17,7 +19,7 @@ def test_bench_rows_have_the_promised_shape(capsys: object) -> None:
     assert sum(r["unit"] == "% of one core" and r["target"] == 0.1 for r in rows) == 4
 
 
-def test_bench_main_prints_a_table(capsys) -> None:  # type: ignore[no-untyped-def]
+def test_bench_main_prints_a_table(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--quick"]) == 0
     out = capsys.readouterr().out
     assert "hl7 readings/s" in out and "% of one core" in out

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import queue
+import select
 import socket
 import threading
 import tty
@@ -130,6 +131,28 @@ def test_serial_pty_nonin_stream_with_garbage(by_id: Path, events: Events) -> No
         events.state(True)
         port.write(b"\x13\x37\x00" + load(DATA / "nonin" / "df2_normal.hex"))
         assert [events.reading().pulse_rate for _ in range(2)] == [72.0, 130.0]
+    finally:
+        assert link.stop()
+        os.close(port.master)
+        os.close(port.slave)
+
+
+def test_hl7_over_serial_is_acked_on_the_same_port(by_id: Path, events: Events) -> None:
+    port = Pty(by_id)
+    link = make_link("hl7", "serial", str(by_id), events)
+    link.start()
+    try:
+        events.state(True)
+        port.write(load(DATA / "hl7" / "ge_b40_pcd01_cuff_nibp.hl7"))
+        assert events.reading().spo2 == 97.0
+        ack = b""
+        for _ in range(50):  # bounded; each wait ends when the link has written
+            assert select.select([port.master], [], [], WAIT)[0], "no ACK on the port"
+            ack += os.read(port.master, 4096)
+            if ack.endswith(b"\x1c\r"):
+                break
+        msg = hl7.parse(ack.strip(b"\x0b\x1c\r").decode())
+        assert str(msg.segment("MSA")(1)) == "AA" and str(msg.segment("MSA")(2)) == "GE000123"
     finally:
         assert link.stop()
         os.close(port.master)
