@@ -19,6 +19,7 @@ SUBCOMMAND_MODULES = (
     "controller.schema_cli",
     "broker.demo",
     "broker.cli",
+    "broker.board_cli",
 )
 
 

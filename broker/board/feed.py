@@ -1,0 +1,144 @@
+"""The board's MQTT link (paho 2.x, MQTT 5): subscribe to the site, feed SiteState, publish
+staff commands.
+
+Callbacks only convert: the message goes through `SiteState.apply` (validation + a dict
+update under a lock) and the listener is told which room changed; the listener must not
+block (the web hub hands it to its event loop with `call_soon_threadsafe`). The board keeps a
+clean session: it has no backlog to catch up, the retained topics give it the present.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.reasoncodes import ReasonCode
+
+from controller import topics
+from controller.contract import COMMANDS
+from controller.mqtt_connect import BrokerEndpoint, make_client
+
+from .live import SiteState
+
+log = logging.getLogger(__name__)
+
+Listener = Callable[[str | None], None]  # room id, or None for a site-wide change
+
+
+class CommandNotSent(RuntimeError):
+    """The broker link is down or the broker did not acknowledge in time."""
+
+
+class BoardFeed:
+    def __init__(
+        self,
+        endpoint: BrokerEndpoint,
+        state: SiteState,
+        listener: Listener | None = None,
+        client_id: str | None = None,
+        clock: Callable[[], float] = time.time,
+    ):
+        self.endpoint = endpoint
+        self.state = state
+        self.site = state.site
+        self.listener = listener
+        self.clock = clock
+        self.connected = threading.Event()
+        self.subscribed = threading.Event()
+        self.messages = 0
+        self.client = make_client(
+            endpoint, client_id or f"board-{self.site}-{uuid.uuid4().hex[:8]}"
+        )
+        self.client.reconnect_delay_set(1, 10)
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
+        self.client.on_subscribe = self._on_subscribe
+        self.client.on_message = self._on_message
+
+    # -- lifecycle --------------------------------------------------------------------
+    def start(self) -> BoardFeed:
+        self.client.connect_async(self.endpoint.host, self.endpoint.port, keepalive=30)
+        self.client.loop_start()
+        return self
+
+    def stop(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    def wait_subscribed(self, timeout: float) -> bool:
+        return self.subscribed.wait(timeout)
+
+    # -- callbacks ----------------------------------------------------------------------
+    def _on_connect(
+        self, client: mqtt.Client, userdata: Any, flags: Any, rc: ReasonCode, props: Any = None
+    ) -> None:
+        if rc.is_failure:
+            log.warning("broker refused the board: %s", rc)
+            return
+        self.connected.set()
+        client.subscribe(
+            [(topics.all_rooms_filter(self.site), 1), (topics.logger_status(self.site), 1)]
+        )
+        self._tell(None)
+
+    def _on_disconnect(
+        self, client: mqtt.Client, userdata: Any, flags: Any, rc: Any, props: Any = None
+    ) -> None:
+        self.connected.clear()
+        self.subscribed.clear()
+        log.warning("board lost the broker (%s); paho reconnects", rc)
+        self._tell(None)
+
+    def _on_subscribe(
+        self, client: mqtt.Client, userdata: Any, mid: int, rcs: Any, props: Any
+    ) -> None:
+        self.subscribed.set()
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        self.messages += 1
+        if msg.topic == topics.logger_status(self.site):
+            self.state.set_logger_status(bytes(msg.payload))
+            self._tell(None)
+            return
+        parsed = topics.parse_room_topic(msg.topic)
+        if parsed is None or parsed.site != self.site:
+            return
+        applied = self.state.apply(parsed.room, parsed.leaf, bytes(msg.payload), self.clock())
+        if applied is not None:
+            self._tell(applied.room)
+
+    def _tell(self, room: str | None) -> None:
+        if self.listener is not None:
+            try:
+                self.listener(room)
+            except Exception:  # a listener bug must not kill paho's thread
+                log.exception("board listener failed")
+
+    # -- commands -----------------------------------------------------------------------
+    def publish_command(
+        self, room: str, name: str, body: dict[str, Any], timeout: float = 5.0
+    ) -> str:
+        """Validate and publish `cmd/{name}` (QoS 1, never retained); wait for PUBACK.
+
+        Returns the JSON sent. Raises ValueError for an invalid command, CommandNotSent when
+        the broker does not take it.
+        """
+        model = COMMANDS[name].model_validate(body)
+        payload = model.model_dump_json(exclude_none=True)
+        if not self.connected.is_set():
+            raise CommandNotSent("the board is not connected to the broker")
+        info = self.client.publish(topics.cmd(self.site, room, name), payload, qos=1, retain=False)
+        if info.rc != mqtt.MQTT_ERR_SUCCESS:
+            raise CommandNotSent(f"publish failed ({mqtt.error_string(info.rc)})")
+        try:
+            info.wait_for_publish(timeout)
+        except (RuntimeError, ValueError) as exc:
+            raise CommandNotSent(str(exc)) from exc
+        if not info.is_published():
+            raise CommandNotSent(f"the broker did not acknowledge within {timeout:g}s")
+        return payload

@@ -1,0 +1,287 @@
+"""The live state of a site, as the board sees it: pure (no paho, no asyncio, no clock).
+
+How this works: `SiteState.apply(room, leaf, payload, received_at)` takes one MQTT message of
+the room topic tree (leaf = `state`, `call`, `vitals`, ...), validates it with the contract
+models and keeps the latest of each per room (plus a short ring of events and vitals).
+Invalid payloads are counted and ignored (the logger quarantines them; the board only shows).
+`view(room, now)` turns a room into the JSON-ready dict the browser tiles and the terminal
+table draw. Thread safety: one lock around every read and write; callers may use it from the
+MQTT thread and from the web server's loop.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from controller import contract
+from controller.contract import (
+    CallMessage,
+    CallPriority,
+    CallStatus,
+    EventMessage,
+    HealthMessage,
+    PeripheralStatus,
+    StateMessage,
+    VitalsMessage,
+    format_ts,
+)
+
+EVENTS_KEPT = 100
+VITALS_KEPT = 3600  # one hour at 1 Hz per room
+STALE_VITALS_S = 5.0  # a reading older than this is drawn greyed ("stale")
+OUTBOX_TROUBLE_DEPTH = 50
+
+# Alarm levels (IEC 60601-1-8 colours: high red, medium yellow, low cyan).
+LEVELS = ("high", "medium", "low")
+_CALL_LEVEL = {
+    CallPriority.EMERGENCY: "high",
+    CallPriority.INFUSION: "medium",
+    CallPriority.NORMAL: "low",
+}
+
+
+def call_level(priority: CallPriority | None, status: CallStatus) -> str:
+    """Alarm level of a call: by priority; an escalated call goes up one level."""
+    level = _CALL_LEVEL.get(priority or CallPriority.NORMAL, "low")
+    if status == CallStatus.ESCALATED and level != "high":
+        level = LEVELS[LEVELS.index(level) - 1]
+    return level
+
+
+@dataclass
+class RoomLive:
+    room: str
+    availability: str | None = None
+    availability_at: float | None = None
+    state: StateMessage | None = None
+    call: CallMessage | None = None
+    health: HealthMessage | None = None
+    vitals: VitalsMessage | None = None
+    vitals_at: float | None = None
+    events: deque[EventMessage] = field(default_factory=lambda: deque(maxlen=EVENTS_KEPT))
+    vitals_ring: deque[tuple[float, VitalsMessage]] = field(
+        default_factory=lambda: deque(maxlen=VITALS_KEPT)
+    )
+    last_at: float | None = None
+    version: int = 0
+
+
+@dataclass(frozen=True)
+class Applied:
+    """What one message changed: the room, and which part (`leaf`)."""
+
+    room: str
+    leaf: str
+
+
+_MODELS: dict[str, type[contract.Envelope]] = {
+    "state": StateMessage,
+    "call": CallMessage,
+    "health": HealthMessage,
+    "vitals": VitalsMessage,
+    "events": EventMessage,
+}
+
+
+class SiteState:
+    """Latest known state of every room of one site."""
+
+    def __init__(self, site: str):
+        self.site = site
+        self.rooms: dict[str, RoomLive] = {}
+        self.rejected = 0
+        self.logger_status: str | None = None
+        self._lock = threading.Lock()
+
+    def apply(self, room: str, leaf: str, payload: bytes, received_at: float) -> Applied | None:
+        """Take one message; return what changed, or None (ignored or invalid)."""
+        if leaf == "availability":
+            text = payload.decode("utf-8", "replace").strip()
+            if text not in contract.AVAILABILITY_VALUES:
+                return self._reject()
+            with self._lock:
+                r = self._room(room)
+                r.availability, r.availability_at = text, received_at
+                r.version += 1
+            return Applied(room, leaf)
+        model = _MODELS.get(leaf)
+        if model is None:  # cmd/..., sim/...: not the room's own state
+            return None
+        if not payload:  # a cleared retained topic
+            return None
+        try:
+            msg = model.model_validate_json(payload)
+        except ValidationError:
+            return self._reject()
+        if msg.site != self.site or msg.room != room:
+            return self._reject()
+        with self._lock:
+            r = self._room(room)
+            if isinstance(msg, StateMessage):
+                if r.state is not None and msg.seq < r.state.seq:
+                    return None  # an older retained copy after a newer live one
+                r.state = msg
+            elif isinstance(msg, CallMessage):
+                if r.call is not None and msg.seq < r.call.seq:
+                    return None
+                r.call = msg
+            elif isinstance(msg, HealthMessage):
+                r.health = msg
+            elif isinstance(msg, VitalsMessage):
+                r.vitals, r.vitals_at = msg, received_at
+                r.vitals_ring.append((received_at, msg))
+            elif isinstance(msg, EventMessage):
+                r.events.append(msg)
+            r.last_at = received_at
+            r.version += 1
+        return Applied(room, leaf)
+
+    def set_logger_status(self, payload: bytes) -> None:
+        with self._lock:
+            self.logger_status = payload.decode("utf-8", "replace").strip() or None
+
+    def _reject(self) -> Applied | None:
+        with self._lock:
+            self.rejected += 1
+        return None
+
+    def _room(self, room: str) -> RoomLive:
+        r = self.rooms.get(room)
+        if r is None:
+            r = self.rooms[room] = RoomLive(room)
+        return r
+
+    def room_ids(self) -> list[str]:
+        with self._lock:
+            return sorted(self.rooms)
+
+    def view(self, room: str, now: float) -> dict[str, Any] | None:
+        with self._lock:
+            r = self.rooms.get(room)
+            return None if r is None else room_view(r, now)
+
+    def views(self, now: float) -> list[dict[str, Any]]:
+        with self._lock:
+            return [room_view(self.rooms[k], now) for k in sorted(self.rooms)]
+
+    def recent_vitals(self, room: str, since_seq: int = 0) -> list[VitalsMessage]:
+        with self._lock:
+            r = self.rooms.get(room)
+            return [] if r is None else [m for _, m in r.vitals_ring if m.seq > since_seq]
+
+    def recent_events(self, room: str) -> list[EventMessage]:
+        with self._lock:
+            r = self.rooms.get(room)
+            return [] if r is None else list(r.events)
+
+
+def _ts(value: Any) -> str | None:
+    return format_ts(value) if value is not None else None
+
+
+def vitals_view(v: VitalsMessage) -> dict[str, Any]:
+    """The numbers a tile shows; heart rate from ECG when present, else pulse rate."""
+    hr = v.heart_rate if v.heart_rate is not None else v.pulse_rate
+    return {
+        "seq": v.seq,
+        "ts": _ts(v.ts),
+        "spo2": v.spo2,
+        "hr": hr,
+        "hr_source": "ECG" if v.heart_rate is not None else "pulse",
+        "nibp_sys": v.nibp_sys,
+        "nibp_dia": v.nibp_dia,
+        "nibp_mean": v.nibp_mean,
+        "rr": v.resp_rate,
+        "etco2": v.etco2,
+        "alarms": list(v.alarms),
+    }
+
+
+def trouble(r: RoomLive, now: float) -> list[str]:
+    """Device trouble a technician must see, as short sentences."""
+    out: list[str] = []
+    h = r.health
+    if h is not None:
+        if h.monitor.status not in (PeripheralStatus.OK, PeripheralStatus.DISABLED):
+            out.append(f"monitor {h.monitor.status.value}")
+        if h.buttons not in (PeripheralStatus.OK, PeripheralStatus.DISABLED):
+            out.append(f"buttons {h.buttons.value}")
+        if h.lights not in (PeripheralStatus.OK, PeripheralStatus.DISABLED):
+            out.append(f"lights {h.lights.value}")
+        if h.outbox.depth >= OUTBOX_TROUBLE_DEPTH:
+            out.append(f"outbox {h.outbox.depth} queued")
+        if not h.clock_synced:
+            out.append("clock not synced")
+        if h.status_code and h.status_text and h.status_text != "ok":
+            text = f"status {h.status_code}: {h.status_text}"
+            if text not in out:
+                out.append(text)
+    return out
+
+
+def room_view(r: RoomLive, now: float) -> dict[str, Any]:
+    s, c, v = r.state, r.call, r.vitals
+    call = None
+    if c is not None and c.status != CallStatus.IDLE:
+        call = {
+            "call_id": c.call_id,
+            "priority": c.priority.value if c.priority else None,
+            "status": c.status.value,
+            "level": call_level(c.priority, c.status),
+            "placed_at": _ts(c.placed_at),
+            "claimed_by": c.claimed_by,
+            "claimed_at": _ts(c.claimed_at),
+            "escalated_at": _ts(c.escalated_at),
+        }
+    alerts = []
+    if s is not None:
+        alerts = [
+            {
+                "name": a.name,
+                "field": a.field,
+                "severity": a.severity,
+                "value": a.value,
+                "threshold": a.threshold,
+                "since": _ts(a.since),
+            }
+            for a in s.alerts
+        ]
+    vitals_age = None if r.vitals_at is None else max(0.0, now - r.vitals_at)
+    return {
+        "room": r.room,
+        "version": r.version,
+        "availability": r.availability,
+        "offline": r.availability == "offline",
+        "phase": s.phase.value if s else None,
+        "phase_since": _ts(s.since) if s else None,
+        "session_id": s.session_id if s else None,
+        "planned_end": _ts(s.planned_end) if s else None,
+        "overrun": bool(s and s.overrun),
+        "alerts": alerts,
+        "call": call,
+        "vitals": vitals_view(v) if v is not None else None,
+        "vitals_received_ms": None if r.vitals_at is None else int(r.vitals_at * 1000),
+        "vitals_stale": vitals_age is None or vitals_age > STALE_VITALS_S,
+        "trouble": trouble(r, now),
+        "last_event": event_dict(r.events[-1]) if r.events else None,
+    }
+
+
+def event_dict(e: EventMessage) -> dict[str, Any]:
+    return {
+        "seq": e.seq,
+        "ts": _ts(e.ts),
+        "kind": e.kind.value,
+        "call_id": e.call_id,
+        "priority": e.priority.value if e.priority else None,
+        "phase": e.phase.value if e.phase else None,
+        "from_phase": e.from_phase.value if e.from_phase else None,
+        "by": e.by,
+        "reason": e.reason,
+        "detail": dict(e.detail),
+    }

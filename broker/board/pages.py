@@ -1,0 +1,286 @@
+"""HTML pages of the board: login/logout, overview, room, session report (and PDF), call log."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import subprocess
+import tempfile
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from controller.contract import IDENT_RE, format_ts
+
+from . import history, svg_chart
+from .app import LOGIN_COOKIE, SESSION_COOKIE
+from .live import event_dict
+from .thresholds import thresholds_for
+
+if TYPE_CHECKING:
+    from .app import Board
+
+log = logging.getLogger("roomctl.board")
+MAX_FORM_BYTES = 4096
+
+
+def _board(request: Request) -> Board:
+    board: Board = request.app.state.board
+    return board
+
+
+def _safe_next(value: str | None) -> str:
+    if not value or not value.startswith("/") or value.startswith("//") or "\\" in value:
+        return "/"
+    return value
+
+
+async def _form(request: Request) -> dict[str, str]:
+    body = await request.body()
+    if len(body) > MAX_FORM_BYTES:
+        return {}
+    parsed = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True)
+    return {k: v[0] for k, v in parsed.items()}
+
+
+async def login_page(request: Request) -> Response:
+    board = _board(request)
+    if board.config.no_auth:
+        return RedirectResponse("/", status_code=303)
+    token = secrets.token_urlsafe(24)
+    resp = board.render(
+        request,
+        "login.html",
+        None,
+        next=_safe_next(request.query_params.get("next")),
+        login_csrf=token,
+        error=request.query_params.get("error"),
+    )
+    resp.set_cookie(LOGIN_COOKIE, token, max_age=600, httponly=True, samesite="strict", path="/")
+    return resp
+
+
+async def login_submit(request: Request) -> Response:
+    board = _board(request)
+    form = await _form(request)
+    nxt = _safe_next(form.get("next"))
+    name, password = form.get("username", "").strip(), form.get("password", "")
+
+    def again(error: str, status: int = 303) -> Response:
+        return RedirectResponse(f"/login?error={error}", status_code=status)
+
+    if not board.origin_ok(request) or not secrets.compare_digest(
+        form.get("login_csrf", "") or "-", request.cookies.get(LOGIN_COOKIE, "") or "+"
+    ):
+        return again("expired")
+    client = request.client.host if request.client else "?"
+    keys = (f"ip:{client}", f"user:{name.lower()}")
+    wait = board.limiter.retry_after(*keys)
+    if wait > 0:
+        log.warning("login refused (rate limit) for %r from %s", name, client)
+        return PlainTextResponse(
+            f"Too many failed logins. Try again in {int(wait) + 1} s.",
+            status_code=429,
+            headers={"Retry-After": str(int(wait) + 1)},
+        )
+    role = await run_in_threadpool(board.users.verify, name, password) if name else None
+    if role is None:
+        board.limiter.failed(*keys)
+        log.warning("failed login for %r from %s", name, client)
+        return again("bad")
+    board.limiter.succeeded(*keys)
+    token, _ = board.users.new_session(name, board.config.session_hours * 3600)
+    board.users.audit(name, "login", None, None, "ok")
+    resp = RedirectResponse(nxt, status_code=303)
+    board.set_session_cookie(resp, token)
+    resp.delete_cookie(LOGIN_COOKIE, path="/")
+    return resp
+
+
+async def logout(request: Request) -> Response:
+    board = _board(request)
+    sess = board.session(request)
+    form = await _form(request)
+    if sess is not None and board.csrf_ok(request, sess, form.get("csrf")):
+        board.users.end_session(request.cookies.get(SESSION_COOKIE))
+        board.users.audit(sess.name, "logout", None, None, "ok")
+    resp = RedirectResponse("/login", status_code=303)
+    resp.delete_cookie(SESSION_COOKIE, path="/")
+    return resp
+
+
+async def overview(request: Request) -> Response:
+    board = _board(request)
+    sess = board.session(request)
+    if sess is None:
+        return board.login_redirect(request)
+    return board.render(request, "overview.html", sess)
+
+
+def _room_param(request: Request) -> str | None:
+    room = str(request.path_params["room"])
+    return room if IDENT_RE.match(room) else None
+
+
+async def room_page(request: Request) -> Response:
+    board = _board(request)
+    sess = board.session(request)
+    if sess is None:
+        return board.login_redirect(request)
+    room = _room_param(request)
+    if room is None:
+        return PlainTextResponse("no such room", status_code=404)
+    past = await run_in_threadpool(history.sessions, board.config.logger_db, board.site, room)
+    return board.render(request, "room.html", sess, room=room, sessions=past)
+
+
+def session_bounds(
+    board: Board, room: str, session_id: str | None
+) -> tuple[str, str | None, dict[str, Any] | None]:
+    """(since, until, sessions row) of a session; the live session when session_id is None."""
+    live = board.state.view(room, board.clock())
+    sid = session_id or (live or {}).get("session_id")
+    row = history.session(board.config.logger_db, board.site, room, sid) if sid else None
+    if row is not None:
+        return str(row["started_at"]), row["ended_at"], row
+    if live and live.get("phase_since") and live.get("phase") not in (None, "idle"):
+        return str(live["phase_since"]), None, None
+    return format_ts(datetime.now(UTC) - timedelta(hours=1)), None, None
+
+
+async def report(request: Request) -> Response:
+    board = _board(request)
+    sess = board.session(request)
+    if sess is None:
+        return board.login_redirect(request)
+    room = _room_param(request)
+    if room is None:
+        return PlainTextResponse("no such room", status_code=404)
+    ctx = await run_in_threadpool(report_context, board, room, request.query_params.get("session"))
+    return board.render(request, "report.html", sess, **ctx)
+
+
+def report_context(board: Board, room: str, session_id: str | None) -> dict[str, Any]:
+    since, until, row = session_bounds(board, room, session_id)
+    rows = history.vitals(board.config.logger_db, board.site, room, since, until)
+    evs = history.events(board.config.logger_db, board.site, room, since, until)
+    if not rows:  # no logger database: what this board saw live
+        rows = [
+            {
+                "seq": v.seq,
+                "ts": format_ts(v.ts),
+                **{c: getattr(v, c) for c in history.VITAL_COLUMNS},
+            }
+            for v in board.state.recent_vitals(room)
+            if format_ts(v.ts) >= since
+        ]
+    if not evs:
+        evs = [event_dict(e) for e in board.state.recent_events(room) if format_ts(e.ts) >= since]
+    phase = (row or {}).get("phase") or "infusion"
+    charts = svg_chart.session_charts(
+        rows, thresholds_for(phase if phase != "idle" else "infusion")
+    )
+    return {
+        "room": room,
+        "session": row,
+        "session_id": (row or {}).get("session_id") or session_id,
+        "since": since,
+        "until": until,
+        "charts": charts,
+        "events": evs,
+        "readings": len(rows),
+        "generated": format_ts(datetime.now(UTC)),
+    }
+
+
+async def report_pdf(request: Request) -> Response:
+    """The report printed by headless Chromium (the same HTML, rendered to a file first)."""
+    board = _board(request)
+    sess = board.session(request)
+    if sess is None:
+        return board.login_redirect(request)
+    room = _room_param(request)
+    if room is None:
+        return PlainTextResponse("no such room", status_code=404)
+    ctx = await run_in_threadpool(report_context, board, room, request.query_params.get("session"))
+    html = board.templates.get_template("report.html").render(
+        site=board.site, user=sess.name, role=sess.role, can_act=False, csrf="",
+        no_auth=False, printing=True, css=(Path(__file__).parent / "static/board.css").read_text(),
+        **ctx,
+    )  # fmt: skip
+    try:
+        pdf = await asyncio.wait_for(run_in_threadpool(print_pdf, board.config.chromium, html), 60)
+    except (OSError, subprocess.SubprocessError, TimeoutError) as exc:
+        log.error("PDF failed: %s", exc)
+        return PlainTextResponse(f"PDF could not be made: {exc}", status_code=500)
+    name = f"{board.site}-{room}-{ctx['session_id'] or 'session'}.pdf"
+    return Response(
+        pdf,
+        media_type="application/pdf",
+        headers={"Content-Disposition": f'inline; filename="{name}"'},
+    )
+
+
+CHROMIUM_FLAGS = (
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--no-first-run",
+)  # fmt: skip
+
+
+def print_pdf(chromium: str, html: str) -> bytes:
+    with tempfile.TemporaryDirectory(prefix="roomctl-pdf-") as tmp:
+        src, out = Path(tmp) / "report.html", Path(tmp) / "report.pdf"
+        src.write_text(html)
+        subprocess.run(
+            [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={tmp}/profile",
+             "--no-pdf-header-footer", f"--print-to-pdf={out}", src.as_uri()],
+            check=True, capture_output=True, timeout=60,
+        )  # fmt: skip
+        return out.read_bytes()
+
+
+async def call_log(request: Request) -> Response:
+    board = _board(request)
+    sess = board.session(request)
+    if sess is None:
+        return board.login_redirect(request)
+    try:
+        day = date.fromisoformat(
+            request.query_params.get("day") or datetime.now(UTC).date().isoformat()
+        )
+    except ValueError:
+        return PlainTextResponse("day must be YYYY-MM-DD", status_code=400)
+    start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+    rows = await run_in_threadpool(
+        history.calls,
+        board.config.logger_db,
+        board.site,
+        format_ts(start),
+        format_ts(start + timedelta(days=1)),
+    )
+    return board.render(
+        request, "calls.html", sess, day=day.isoformat(), calls=rows,
+        summary=history.daily_summary(rows),
+        prev_day=(day - timedelta(days=1)).isoformat(),
+        next_day=(day + timedelta(days=1)).isoformat(),
+    )  # fmt: skip
+
+
+def routes() -> list[Route]:
+    return [
+        Route("/login", login_page, methods=["GET"]),
+        Route("/login", login_submit, methods=["POST"]),
+        Route("/logout", logout, methods=["POST"]),
+        Route("/", overview, methods=["GET"]),
+        Route("/rooms/{room}", room_page, methods=["GET"]),
+        Route("/rooms/{room}/report", report, methods=["GET"]),
+        Route("/rooms/{room}/report.pdf", report_pdf, methods=["GET"]),
+        Route("/calls", call_log, methods=["GET"]),
+    ]

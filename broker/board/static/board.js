@@ -1,0 +1,143 @@
+// Shared by every board page: the live stream, clocks, formatting, actions, phase dialog.
+// No framework, no build step. Everything is drawn with textContent (never innerHTML).
+"use strict";
+
+const Board = (() => {
+  const csrf = document.querySelector('meta[name="csrf-token"]').content;
+  const canAct = document.body.dataset.canAct === "yes";
+  let offsetMs = 0; // server clock - browser clock
+  const LEVEL_MARK = { high: "!!!", medium: "!!", low: "!" };
+  const LEVEL_WORD = { high: "HIGH", medium: "MEDIUM", low: "LOW" };
+  const PHASE_NAME = {
+    idle: "Idle", pre_check: "Pre-check", infusion: "Infusion",
+    recovery: "Recovery", discharge_ready: "Discharge ready",
+  };
+
+  function now() { return Date.now() + offsetMs; }
+
+  function el(tag, attrs, ...children) {
+    const node = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs || {})) {
+      if (v === null || v === undefined || v === false) continue;
+      if (k === "class") node.className = v;
+      else if (k === "text") node.textContent = v;
+      else if (k.startsWith("data-")) node.setAttribute(k, v);
+      else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
+      else node.setAttribute(k, v === true ? "" : v);
+    }
+    for (const c of children) if (c !== null && c !== undefined) node.append(c);
+    return node;
+  }
+
+  function duration(ms) {
+    if (ms === null || ms === undefined || isNaN(ms)) return "–";
+    const s = Math.max(0, Math.floor(ms / 1000));
+    const h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60), sec = s % 60;
+    const mm = String(m).padStart(2, "0"), ss = String(sec).padStart(2, "0");
+    return h ? `${h}:${mm}:${ss}` : `${m}:${ss}`;
+  }
+
+  function since(iso) { return iso ? duration(now() - Date.parse(iso)) : "–"; }
+
+  function num(v, digits) {
+    return v === null || v === undefined ? "–" : Number(v).toFixed(digits || 0);
+  }
+
+  function setLink(site) {
+    const link = document.getElementById("link");
+    if (!link) return;
+    const parts = [];
+    let ok = site.broker_connected;
+    parts.push(ok ? "● live" : "✕ broker link down: data is not live");
+    if (site.logger_status === "offline") { parts.push("logger offline"); ok = false; }
+    link.textContent = parts.join(" · ");
+    link.className = "link " + (ok ? "ok" : "down");
+  }
+
+  function connect(path, handlers) {
+    let es = null;
+    let attempts = 0;
+    function open() {
+      es = new EventSource(path);
+      es.addEventListener("site", (ev) => {
+        const site = JSON.parse(ev.data);
+        offsetMs = site.server_now_ms - Date.now();
+        setLink(site);
+        if (handlers.site) handlers.site(site);
+      });
+      es.addEventListener("room", (ev) => handlers.room(JSON.parse(ev.data)));
+      es.onopen = () => { attempts = 0; };
+      es.onerror = () => {
+        setLink({ broker_connected: false });
+        if (es.readyState === EventSource.CLOSED) {
+          // refused (401 after session expiry) or server gone: check, then retry (bounded backoff)
+          fetch("/api/whoami", { credentials: "same-origin" }).then((r) => {
+            if (r.status === 401) location.href = "/login?next=" + encodeURIComponent(location.pathname);
+          }).catch(() => {});
+          attempts += 1;
+          setTimeout(open, Math.min(30000, 1000 * attempts));
+        }
+      };
+    }
+    open();
+  }
+
+  async function post(path, body) {
+    const r = await fetch(path, {
+      method: "POST",
+      credentials: "same-origin",
+      headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf },
+      body: JSON.stringify(body),
+    });
+    let data = {};
+    try { data = await r.json(); } catch (e) { data = { error: r.statusText }; }
+    if (!r.ok) throw new Error(data.error || `HTTP ${r.status}`);
+    return data;
+  }
+
+  function claim(room, callId, button, status) {
+    if (button) button.disabled = true;
+    return post(`/api/rooms/${encodeURIComponent(room)}/claim`, { call_id: callId })
+      .then(() => { if (status) status.textContent = "claim sent, waiting for the room…"; })
+      .catch((e) => {
+        if (status) status.textContent = "claim failed: " + e.message;
+        if (button) button.disabled = false;
+      });
+  }
+
+  // -- phase dialog (nurses only) -------------------------------------------------------
+  function openPhaseDialog(room, currentPhase) {
+    const dlg = document.getElementById("phase-dialog");
+    if (!dlg) return;
+    document.getElementById("phase-room").textContent = room;
+    document.getElementById("phase-now").textContent = PHASE_NAME[currentPhase] || currentPhase || "unknown";
+    document.getElementById("phase-error").textContent = "";
+    dlg.dataset.room = room;
+    dlg.returnValue = "";
+    dlg.showModal();
+  }
+
+  function wirePhaseDialog() {
+    const dlg = document.getElementById("phase-dialog");
+    if (!dlg) return;
+    dlg.addEventListener("close", () => {
+      if (dlg.returnValue !== "confirm") return;
+      const room = dlg.dataset.room;
+      const phase = document.getElementById("phase-select").value;
+      const minutes = document.getElementById("phase-minutes").value;
+      const body = { phase: phase, confirm: true };
+      if (minutes) body.planned_minutes = Number(minutes);
+      post(`/api/rooms/${encodeURIComponent(room)}/phase`, body).catch((e) => {
+        document.getElementById("phase-error").textContent = "phase change failed: " + e.message;
+        dlg.showModal();
+      });
+    });
+  }
+
+  document.addEventListener("DOMContentLoaded", wirePhaseDialog);
+
+  return {
+    csrf, canAct, now, el, duration, since, num, connect, post, claim, openPhaseDialog,
+    LEVEL_MARK, LEVEL_WORD, PHASE_NAME,
+  };
+})();

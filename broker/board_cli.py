@@ -1,0 +1,179 @@
+"""`roomctl board` (web board), `roomctl board user add|list|remove`, `roomctl status` (terminal).
+
+The board's accounts live in its own SQLite file (`--board-db`, default `board.sqlite` beside
+the logger's `--db`), not in the logger's database: see `broker/board/users.py`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8080
+
+
+def _fail(message: str) -> int:
+    print(f"roomctl: error: {message}", file=sys.stderr)
+    return 2
+
+
+def _add_broker_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--broker", help="mqtts://host:8883 (or mqtt:// for development)")
+    p.add_argument("--ca", type=Path, help="CA certificate (mqtts://)")
+    p.add_argument("--cert", type=Path, help="client certificate (mqtts://)")
+    p.add_argument("--key", type=Path, help="client key (mqtts://)")
+    p.add_argument("--site")
+
+
+def register(sub: argparse._SubParsersAction[Any]) -> None:
+    board = sub.add_parser("board", help="the staff board in the browser (and its accounts)")
+    _add_broker_args(board)
+    board.add_argument("--db", type=Path, help="the logger's database (read-only: history)")
+    board.add_argument("--board-db", type=Path, help="accounts/sessions (default: beside --db)")
+    board.add_argument("--host", default=DEFAULT_HOST, help=f"default {DEFAULT_HOST}")
+    board.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"default {DEFAULT_PORT}")
+    board.add_argument("--no-auth", action="store_true", help="no login (loopback only: demo)")
+    board.add_argument("--session-hours", type=float, default=12.0, help="login lifetime")
+    board.add_argument("--secure-cookies", action="store_true", help="behind an HTTPS proxy")
+    board.add_argument("--chromium", default="/usr/bin/chromium", help="for PDF reports")
+    board.add_argument("-v", "--verbose", action="store_true")
+    board.set_defaults(func=_serve)
+    board_sub = board.add_subparsers(dest="board_command", metavar="ACTION")
+    user = board_sub.add_parser("user", help="staff accounts")
+    user_sub = user.add_subparsers(dest="user_command", metavar="ACTION")
+    user_sub.required = True
+    for name, helptext in (("add", "add (or --replace) an account"), ("list", "list accounts"),
+                           ("remove", "remove an account")):  # fmt: skip
+        p = user_sub.add_parser(name, help=helptext)
+        p.add_argument("--board-db", type=Path, help="default: board.sqlite beside --db")
+        p.add_argument("--db", type=Path, help="the logger's database (locates board.sqlite)")
+        if name != "list":
+            p.add_argument("name")
+        if name == "add":
+            p.add_argument("--role", choices=("viewer", "nurse"), required=True)
+            p.add_argument("--password-stdin", action="store_true", help="read it from stdin")
+            p.add_argument("--replace", action="store_true", help="change an existing account")
+        p.set_defaults(func=_user)
+
+    status = sub.add_parser("status", help="every room of a site live in the terminal")
+    _add_broker_args(status)
+    status.add_argument("--once", action="store_true", help="print the overview and exit")
+    status.add_argument("--wait", type=float, default=3.0, help="--once: max seconds to gather")
+    status.set_defaults(func=_status)
+
+
+def board_db_path(board_db: Path | None, db: Path | None) -> Path | None:
+    if board_db is not None:
+        return board_db
+    if db is not None:
+        return db.parent / "board.sqlite"
+    return None
+
+
+def _user(args: argparse.Namespace) -> int:
+    from broker.board.users import BoardDB, UserError
+
+    path = board_db_path(args.board_db, args.db)
+    if path is None:
+        return _fail(
+            "give --board-db PATH (or --db, the logger's database, to use board.sqlite beside it)"
+        )
+    users = BoardDB(path)
+    try:
+        if args.user_command == "list":
+            for name, role in users.users():
+                print(f"{name}\t{role}")
+            return 0
+        if args.user_command == "remove":
+            if not users.remove_user(args.name):
+                return _fail(f"no user {args.name!r}")
+            print(f"removed {args.name}")
+            return 0
+        if args.password_stdin:
+            password = sys.stdin.readline().rstrip("\r\n")
+        else:
+            password = getpass.getpass(f"password for {args.name}: ")
+            if getpass.getpass("again: ") != password:
+                return _fail("the passwords differ")
+        users.add_user(args.name, args.role, password, replace=args.replace)
+        print(f"{args.name} ({args.role}) saved in {path}")
+        return 0
+    except UserError as exc:
+        return _fail(str(exc))
+    finally:
+        users.close()
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from broker.board.app import Board, BoardConfig
+    from broker.board.security import is_loopback_host
+    from controller import topics
+    from controller.mqtt_connect import BrokerEndpoint
+
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if not args.broker or not args.site:
+        return _fail("roomctl board needs --broker URL and --site S (and --db PATH for history)")
+    if args.no_auth and not is_loopback_host(args.host):
+        return _fail(f"--no-auth is refused on {args.host}: only on loopback (127.0.0.1, ::1)")
+    board_db = board_db_path(args.board_db, args.db)
+    if board_db is None:
+        return _fail("give --db (the logger's database) or --board-db")
+    try:
+        topics.check_ident("site", args.site)
+        endpoint = BrokerEndpoint.from_url(args.broker, args.ca, args.cert, args.key)
+    except ValueError as exc:
+        return _fail(str(exc))
+    config = BoardConfig(
+        site=args.site,
+        endpoint=endpoint,
+        logger_db=args.db,
+        board_db=board_db,
+        no_auth=args.no_auth,
+        session_hours=args.session_hours,
+        secure_cookies=args.secure_cookies,
+        chromium=args.chromium,
+    )
+    board = Board(config)
+    if not config.no_auth and not board.users.users():
+        print(
+            f"roomctl: warning: no accounts in {board_db}; add one with "
+            f"`roomctl board user add NAME --role nurse --board-db {board_db}`",
+            file=sys.stderr,
+        )
+    server = uvicorn.Server(
+        uvicorn.Config(
+            board.app,
+            host=args.host,
+            port=args.port,
+            log_level="info" if args.verbose else "warning",
+            timeout_graceful_shutdown=2,
+        )
+    )
+    print(f"board for site {args.site} on http://{args.host}:{args.port}/", file=sys.stderr)
+    server.run()
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    from broker.status_tui import run_status
+    from controller import topics
+    from controller.mqtt_connect import BrokerEndpoint
+
+    if not args.broker or not args.site:
+        return _fail("roomctl status needs --broker URL and --site S")
+    try:
+        topics.check_ident("site", args.site)
+        endpoint = BrokerEndpoint.from_url(args.broker, args.ca, args.cert, args.key)
+    except ValueError as exc:
+        return _fail(str(exc))
+    return run_status(endpoint, args.site, once=args.once, wait_s=args.wait)

@@ -1,0 +1,137 @@
+"""`roomctl status`: the board's overview in the terminal (rich), for staff and technicians
+without a browser. Same live state as the web board (`broker.board.live.SiteState` fed by
+`BoardFeed`); `--once` gathers the retained state, prints one table and exits.
+
+Like the web board, nothing relies on colour alone: levels carry `!!!`/`!!`/`!` and a word,
+offline rooms say OFFLINE, stale vitals say so.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import datetime
+from typing import Any
+
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from broker.board.feed import BoardFeed
+from broker.board.live import SiteState
+from controller.mqtt_connect import BrokerEndpoint
+
+MARK = {"high": "!!!", "medium": "!!", "low": "!"}
+STYLE = {"high": "bold white on red", "medium": "bold black on yellow", "low": "bold black on cyan"}
+QUIET_S = 0.3  # --once: retained messages have stopped arriving for this long
+
+
+def _since(iso: str | None, now: float) -> str:
+    if not iso:
+        return "-"
+    secs = max(0, int(now - datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()))
+    h, rem = divmod(secs, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+def _num(v: Any) -> str:
+    return "-" if v is None else f"{v:.0f}"
+
+
+def render_table(site: str, views: list[dict[str, Any]], now: float, link: str) -> Table:
+    table = Table(title=f"roomctl · site {site} · {link}", expand=True, show_lines=False)
+    for col in ("room", "status", "phase", "call", "SpO2", "HR", "NIBP", "RR", "alerts", "trouble"):
+        table.add_column(col, no_wrap=col in ("room", "SpO2", "HR", "NIBP", "RR"))
+    if not views:
+        table.add_row("-", "no room has reported yet", *[""] * 8)
+    for v in views:
+        status = (
+            Text("OFFLINE", style="bold white on grey37")
+            if v["offline"]
+            else Text(v["availability"] or "?")
+        )
+        phase = f"{v['phase'] or '-'} {_since(v['phase_since'], now)}"
+        if v["overrun"]:
+            phase += " OVERRUN"
+        c = v["call"]
+        if c:
+            label = (
+                f"{MARK[c['level']]} {c['priority'] or 'normal'} {c['status']} "
+                f"{_since(c['placed_at'], now)}"
+            )
+            if c["claimed_by"]:
+                label += f" claimed by {c['claimed_by']}"
+            call = Text(label, style=STYLE[c["level"]])
+        else:
+            call = Text("-")
+        vit = v["vitals"] or {}
+        dim = "dim strike" if v["vitals_stale"] else ""
+        cells = [
+            Text(_num(vit.get("spo2")), style=dim),
+            Text(_num(vit.get("hr")), style=dim),
+            Text(
+                f"{_num(vit.get('nibp_sys'))}/{_num(vit.get('nibp_dia'))}"
+                if vit.get("nibp_sys") is not None
+                else "-",
+                style=dim,
+            ),
+            Text(_num(vit.get("rr")) + (" stale" if v["vitals_stale"] and vit else ""), style=dim),
+        ]
+        alerts = Text()
+        for a in v["alerts"]:
+            alerts.append(
+                f"{MARK.get(a['severity'], '!')} {a['name']} ", style=STYLE.get(a["severity"], "")
+            )
+        table.add_row(v["room"], status, phase, call, *cells, alerts, ", ".join(v["trouble"]))
+    return table
+
+
+def _link(feed: BoardFeed, state: SiteState) -> str:
+    text = "live" if feed.connected.is_set() else "BROKER LINK DOWN"
+    if state.logger_status == "offline":
+        text += " · logger offline"
+    return text
+
+
+def gather_once(feed: BoardFeed, wait_s: float, clock: Any = time.monotonic) -> None:
+    """Wait for the subscription, then until retained messages stop coming (bounded)."""
+    changed = threading.Event()
+    feed.listener = lambda room: changed.set()
+    deadline = clock() + wait_s
+    if not feed.wait_subscribed(wait_s):
+        return
+    while clock() < deadline:
+        changed.clear()
+        if not changed.wait(min(QUIET_S, max(0.0, deadline - clock()))):
+            return
+
+
+def run_status(endpoint: BrokerEndpoint, site: str, once: bool = False, wait_s: float = 3.0) -> int:
+    console = Console()
+    state = SiteState(site)
+    feed = BoardFeed(endpoint, state)
+    feed.start()
+    try:
+        if once:
+            gather_once(feed, wait_s)
+            console.print(
+                render_table(site, state.views(time.time()), time.time(), _link(feed, state))
+            )
+            return 0 if feed.connected.is_set() else 1
+        changed = threading.Event()
+        feed.listener = lambda room: changed.set()
+        with Live(console=console, auto_refresh=False, screen=False) as live:
+            for _ in iter(int, 1):  # until Ctrl-C; each pass waits on a change or 1 s
+                changed.clear()
+                now = time.time()
+                live.update(
+                    render_table(site, state.views(now), now, _link(feed, state)), refresh=True
+                )
+                changed.wait(1.0)
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        feed.stop()
+    return 0
