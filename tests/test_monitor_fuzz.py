@@ -7,7 +7,7 @@ import itertools
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from firmware_py.monitors.hl7_pcd01 import Hl7Parser
+from firmware_py.monitors.hl7_pcd01 import Hl7Parser, split_plain_messages
 from firmware_py.monitors.parsers import PROTOCOLS, make_parser
 from tests.test_monitor_fixtures import as_message, fixed_clock, fixture_files, load, protocol_for
 
@@ -71,3 +71,14 @@ def test_hl7_message_like_text_is_always_acked(lines: list[str], tail: bytes) ->
     assert parser.frames_accepted + parser.frames_rejected == 1
     for reading in parser.readings():
         as_message(reading)
+
+
+@FUZZ
+@given(st.binary(max_size=600))
+def test_plain_hl7_files_never_raise(data: bytes) -> None:
+    parser = Hl7Parser(fixed_clock)
+    messages = split_plain_messages(data + b"\nMSH|^~\\&|X\n" + data)
+    assert messages and all(m.startswith(b"MSH") for m in messages)
+    for message in messages:
+        parser.feed_message(message)
+    assert len(list(parser.acks())) == len(messages)
