@@ -1,0 +1,151 @@
+"""Helpers for the board tests (no tests here): the board served by uvicorn on a loopback port
+in a thread, headless Debian Chromium through Playwright, and contract-valid room messages.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+from playwright.sync_api import Browser, Page, sync_playwright
+
+from broker.board.app import Board, BoardConfig
+from broker.mosquitto_run import free_port
+from controller import contract, topics
+from controller.mqtt_connect import BrokerEndpoint
+from tests.mqtt_tools import Recorder, wait_until
+
+SITE = "test"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+PASSWORDS = {"alice": "alice-password-1", "victor": "victor-password-1"}
+
+
+class BoardServer:
+    """The real board app under uvicorn in a thread, on 127.0.0.1:<free port>."""
+
+    def __init__(self, broker_url: str, tmp: Path, no_auth: bool = False, logger_db: Path | None = None):
+        self.port = free_port()
+        self.config = BoardConfig(
+            site=SITE,
+            endpoint=BrokerEndpoint.from_url(broker_url),
+            logger_db=logger_db,
+            board_db=tmp / "board.sqlite",
+            no_auth=no_auth,
+        )
+        self.board = Board(self.config)
+        self.board.users.add_user("alice", "nurse", PASSWORDS["alice"])
+        self.board.users.add_user("victor", "viewer", PASSWORDS["victor"])
+        self.server = uvicorn.Server(
+            uvicorn.Config(
+                self.board.app,
+                host="127.0.0.1",
+                port=self.port,
+                log_level="warning",
+                timeout_graceful_shutdown=1,
+                lifespan="on",
+            )
+        )
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> BoardServer:
+        self.thread.start()
+        wait_until(lambda: self.server.started, 15, "board server started")
+        if not self.board.feed.wait_subscribed(15):
+            raise TimeoutError("board did not subscribe to the broker")
+        return self
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(15)
+
+
+@contextmanager
+def chromium() -> Iterator[Browser]:
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+def login(page: Page, base: str, user: str) -> None:
+    page.goto(base + "/")
+    page.fill("#username", user)
+    page.fill("#password", PASSWORDS[user])
+    page.click("button[type=submit]")
+    page.wait_for_url(base + "/")
+
+
+class FakeRoom:
+    """Publishes contract-valid messages for one room with paho (seq strictly increasing)."""
+
+    def __init__(self, rec: Recorder, room: str, site: str = SITE, start_seq: int = 1):
+        self.rec, self.room, self.site = rec, room, site
+        self._seq = itertools.count(start_seq)
+
+    def env(self) -> dict[str, Any]:
+        return {
+            "v": 1,
+            "site": self.site,
+            "room": self.room,
+            "seq": next(self._seq),
+            "ts": contract.format_ts(datetime.now(UTC)),
+            "clock_synced": True,
+        }
+
+    def send(self, leaf: str, model: type[contract.Envelope], retain: bool, **fields: Any) -> Any:
+        msg = model.model_validate({**self.env(), **fields})
+        self.rec.publish(
+            topics.room_topic(self.site, self.room, leaf),
+            msg.model_dump_json(),
+            retain=retain,
+        )
+        return msg
+
+    def online(self) -> None:
+        self.rec.publish(topics.availability(self.site, self.room), "online", retain=True)
+
+    def state(self, phase: str, **fields: Any) -> Any:
+        now = contract.format_ts(datetime.now(UTC))
+        return self.send("state", contract.StateMessage, True, phase=phase, since=now, **fields)
+
+    def call(self, status: str, **fields: Any) -> Any:
+        return self.send("call", contract.CallMessage, True, status=status, **fields)
+
+    def vitals(self, **values: Any) -> Any:
+        return self.send("vitals", contract.VitalsMessage, False, protocol="test", **values)
+
+    def health(self, **fields: Any) -> Any:
+        base: dict[str, Any] = {
+            "monitor": {"status": "ok"},
+            "buttons": "ok",
+            "lights": "ok",
+            "outbox": {"depth": 0, "cap": 1000},
+            "uptime_s": 10,
+            "version": "test",
+        }
+        base.update(fields)
+        return self.send("health", contract.HealthMessage, True, **base)
+
+    def event(self, kind: str, **fields: Any) -> Any:
+        return self.send("events", contract.EventMessage, False, kind=kind, **fields)
