@@ -157,7 +157,9 @@ def test_viewer_cannot_claim(board: BoardServer, page: Page, recorder: Recorder)
     assert any(a[1] == "victor" and a[5] == "viewer" for a in board.board.users.audit_rows())
 
 
-def test_vitals_alerts_trouble_and_staleness(board: BoardServer, page: Page, recorder: Recorder) -> None:
+def test_vitals_alerts_trouble_and_staleness(
+    board: BoardServer, page: Page, recorder: Recorder
+) -> None:
     room = FakeRoom(recorder, "104")
     room.online()
     now = room.env()["ts"]

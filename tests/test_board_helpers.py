@@ -38,7 +38,9 @@ PASSWORDS = {"alice": "alice-password-1", "victor": "victor-password-1"}
 class BoardServer:
     """The real board app under uvicorn in a thread, on 127.0.0.1:<free port>."""
 
-    def __init__(self, broker_url: str, tmp: Path, no_auth: bool = False, logger_db: Path | None = None):
+    def __init__(
+        self, broker_url: str, tmp: Path, no_auth: bool = False, logger_db: Path | None = None
+    ):
         self.port = free_port()
         self.config = BoardConfig(
             site=SITE,
