@@ -75,23 +75,27 @@ class LogStore:
     def write_batch(self, items: Iterable[tuple[Classified, str]]) -> BatchStats:
         """Write `(classified, received_at)` items in one transaction; return what happened."""
         stats = BatchStats()
+        accepted: list[tuple[Accepted, str]] = []
         cur = self.conn.cursor()
         cur.execute("BEGIN IMMEDIATE")
         try:
             for item, received_at in items:
-                self._write_one(cur, item, received_at, stats)
+                if isinstance(item, Accepted):
+                    accepted.append((item, received_at))
+                else:
+                    self._write_other(cur, item, received_at, stats)
+            if accepted:
+                self._write_accepted(cur, accepted, stats)
             cur.execute("COMMIT")
         except BaseException:
             cur.execute("ROLLBACK")
             raise
         return stats
 
-    def _write_one(
+    def _write_other(
         self, cur: sqlite3.Cursor, item: Classified, received_at: str, stats: BatchStats
     ) -> None:
-        if isinstance(item, Accepted):
-            self._accepted(cur, item, received_at, stats)
-        elif isinstance(item, Rejected):
+        if isinstance(item, Rejected):
             self.quarantine(cur, received_at, item.topic, item.reason, item.raw, item.size)
             stats.quarantined += 1
         elif isinstance(item, Availability):
@@ -127,51 +131,90 @@ class LogStore:
             (received_at, topic, reason, size, raw),
         )
 
-    def _accepted(
-        self, cur: sqlite3.Cursor, item: Accepted, received_at: str, stats: BatchStats
+    @staticmethod
+    def _known(
+        cur: sqlite3.Cursor, accepted: list[tuple[Accepted, str]]
+    ) -> dict[tuple[str, str, int], tuple[str, str]]:
+        """Ledger rows already stored for the batch's keys: {(site, room, seq): (digest, kind)}."""
+        wanted: dict[tuple[str, str], set[int]] = {}
+        for item, _ in accepted:
+            wanted.setdefault((item.msg.site, item.msg.room), set()).add(item.msg.seq)
+        known: dict[tuple[str, str, int], tuple[str, str]] = {}
+        for (site, room), seqs in wanted.items():
+            ordered = sorted(seqs)
+            for i in range(0, len(ordered), 500):
+                chunk = ordered[i : i + 500]
+                marks = ", ".join("?" * len(chunk))
+                for seq, digest, kind in cur.execute(
+                    "SELECT seq, digest, kind FROM messages WHERE site = ? AND room = ? "
+                    f"AND seq IN ({marks})",
+                    (site, room, *chunk),
+                ):
+                    known[(site, room, seq)] = (digest, kind)
+        return known
+
+    def _write_accepted(
+        self, cur: sqlite3.Cursor, accepted: list[tuple[Accepted, str]], stats: BatchStats
     ) -> None:
-        m = item.msg
-        payload = None if item.leaf == "vitals" else m.model_dump_json()
-        cur.execute(
+        known = self._known(cur, accepted)
+        ledger: list[tuple[object, ...]] = []
+        vitals: list[tuple[object, ...]] = []
+        others: list[tuple[contract.Envelope, str]] = []
+        latest: dict[tuple[str, str], tuple[int, str, str]] = {}
+        for item, received_at in accepted:
+            m = item.msg
+            key = (m.site, m.room, m.seq)
+            previous = known.get(key)
+            if previous is not None:
+                if previous[0] == item.digest:
+                    stats.duplicates += 1
+                else:
+                    self.quarantine(
+                        cur,
+                        received_at,
+                        item.topic,
+                        "duplicate seq with different content "
+                        f"(seq {m.seq} already stored as {previous[1]})",
+                        item.raw,
+                        len(item.raw),
+                    )
+                    stats.quarantined += 1
+                continue
+            known[key] = (item.digest, item.leaf)
+            ts = format_ts(m.ts)
+            is_vitals = isinstance(m, contract.VitalsMessage)
+            payload = None if is_vitals else item.raw.decode("utf-8", "replace")
+            ledger.append(
+                (*key, item.leaf, ts, int(m.clock_synced), received_at, item.digest, payload)
+            )
+            if isinstance(m, contract.VitalsMessage):
+                vitals.append(self._vitals_row(m, ts, received_at))
+            else:
+                others.append((m, received_at))
+            stats.inserted += 1
+            stats.by_kind[item.leaf] = stats.by_kind.get(item.leaf, 0) + 1
+            last = latest.get((m.site, m.room))
+            if last is None or m.seq > last[0]:
+                latest[(m.site, m.room)] = (m.seq, ts, received_at)
+        cur.executemany(
             "INSERT INTO messages (site, room, seq, kind, ts, clock_synced, received_at, digest, "
             "payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
             "ON CONFLICT (site, room, seq) DO NOTHING",
-            (
-                m.site,
-                m.room,
-                m.seq,
-                item.leaf,
-                format_ts(m.ts),
-                int(m.clock_synced),
-                received_at,
-                item.digest,
-                payload,
-            ),
+            ledger,
         )
-        if cur.rowcount == 0:
-            row = cur.execute(
-                "SELECT digest, kind FROM messages WHERE site = ? AND room = ? AND seq = ?",
-                (m.site, m.room, m.seq),
-            ).fetchone()
-            if row is not None and row[0] == item.digest:
-                stats.duplicates += 1
-                return
-            self.quarantine(
-                cur,
-                received_at,
-                item.topic,
-                f"duplicate seq with different content (seq {m.seq} already stored as "
-                f"{row[1] if row else '?'})",
-                m.model_dump_json().encode(),
-                len(m.model_dump_json()),
+        cur.executemany(_VITAL_INSERT, vitals)
+        for m, received_at in others:
+            self._dispatch(cur, m, received_at)
+        for (site, room), (seq, ts, received_at) in latest.items():
+            self._room(cur, site, room)
+            cur.execute(
+                "UPDATE room_state SET last_seq = ?, last_ts = ?, last_received_at = ? "
+                "WHERE site = ? AND room = ? AND (last_seq IS NULL OR last_seq < ?)",
+                (seq, ts, received_at, site, room, seq),
             )
-            stats.quarantined += 1
-            return
-        stats.inserted += 1
-        stats.by_kind[item.leaf] = stats.by_kind.get(item.leaf, 0) + 1
-        if isinstance(m, contract.VitalsMessage):
-            self._vitals(cur, m, received_at)
-        elif isinstance(m, contract.EventMessage):
+
+    def _dispatch(self, cur: sqlite3.Cursor, m: contract.Envelope, received_at: str) -> None:
+        if isinstance(m, contract.EventMessage):
             self._event(cur, m, received_at)
         elif isinstance(m, contract.StateMessage):
             self._state(cur, m)
@@ -184,28 +227,24 @@ class LogStore:
                 "AND (health_seq IS NULL OR health_seq < ?)",
                 (m.seq, m.model_dump_json(), m.site, m.room, m.seq),
             )
-        self._touch(cur, m, received_at)
 
     # -- per kind ---------------------------------------------------------------------
-    def _vitals(self, cur: sqlite3.Cursor, m: contract.VitalsMessage, received_at: str) -> None:
-        values = [getattr(m, f) for f in VITAL_FIELDS]
-        cur.execute(
-            _VITAL_INSERT,
-            (
-                m.site,
-                m.room,
-                m.seq,
-                format_ts(m.ts),
-                int(m.clock_synced),
-                received_at,
-                *values,
-                m.protocol,
-                m.device_time,
-                json.dumps(m.alarms),
-                json.dumps(m.quality),
-                m.alarm_raw,
-                m.exc_raw,
-            ),
+    @staticmethod
+    def _vitals_row(m: contract.VitalsMessage, ts: str, received_at: str) -> tuple[object, ...]:
+        return (
+            m.site,
+            m.room,
+            m.seq,
+            ts,
+            int(m.clock_synced),
+            received_at,
+            *(getattr(m, f) for f in VITAL_FIELDS),
+            m.protocol,
+            m.device_time,
+            json.dumps(m.alarms),
+            json.dumps(m.quality),
+            m.alarm_raw,
+            m.exc_raw,
         )
 
     def _event(self, cur: sqlite3.Cursor, m: contract.EventMessage, received_at: str) -> None:
@@ -389,14 +428,6 @@ class LogStore:
         cur.execute(
             "INSERT INTO room_state (site, room) VALUES (?, ?) ON CONFLICT (site, room) DO NOTHING",
             (site, room),
-        )
-
-    def _touch(self, cur: sqlite3.Cursor, m: contract.Envelope, received_at: str) -> None:
-        self._room(cur, m.site, m.room)
-        cur.execute(
-            "UPDATE room_state SET last_seq = ?, last_ts = ?, last_received_at = ? "
-            "WHERE site = ? AND room = ? AND (last_seq IS NULL OR last_seq < ?)",
-            (m.seq, format_ts(m.ts), received_at, m.site, m.room, m.seq),
         )
 
     def _availability(self, cur: sqlite3.Cursor, a: Availability, received_at: str) -> None:

@@ -8,7 +8,8 @@ as text and SQLite's `julianday()` reads them.
 
 Tables (version 1):
 - `messages`   the ledger: one row per accepted `(site, room, seq)` with its kind, `ts` and a
-               digest of its content (dedupe, and "duplicate seq with different content").
+               SHA-256 of its payload bytes (a replay is byte-identical; anything else
+               with a known seq is "duplicate seq with different content").
                `payload` holds the JSON for everything but vitals (vitals have their own columns).
 - `vitals`     one row per reading, one column per vital (NULL = missing), retention applies.
 - `events`     one row per call/session event.

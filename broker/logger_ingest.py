@@ -16,12 +16,13 @@ from controller import contract, topics
 
 @dataclass(frozen=True)
 class Accepted:
-    """A contract-valid room message with an envelope; `digest` tells replays from impostors."""
+    """A contract-valid room message; `digest` (payload bytes) tells replays from impostors."""
 
     topic: str
     leaf: str
     msg: contract.Envelope
     digest: str
+    raw: bytes
 
 
 @dataclass(frozen=True)
@@ -133,5 +134,7 @@ def classify(topic: str, payload: bytes, site: str, max_bytes: int) -> Classifie
             f"room {result.room!r}",
             payload,
         )
-    digest = hashlib.sha256(result.model_dump_json().encode()).hexdigest()
-    return Accepted(topic, leaf, result, digest)
+    # The room's outbox resends the bytes it stored, so a replay is byte-identical: the digest
+    # of the payload tells a replay (ignored) from a different message reusing a seq.
+    digest = hashlib.sha256(payload).hexdigest()
+    return Accepted(topic, leaf, result, digest, payload)
