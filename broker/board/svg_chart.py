@@ -82,14 +82,19 @@ def _chart(
             f'y="{y - 3:.1f}" text-anchor="end">{escape(t["name"])} {sign} '
             f"{float(t['threshold']):g} ({escape(t['severity'])})</text>"
         )
+    present = sum(1 for _, _, col in series for v in col if v is not None)
+    sparse = present < len(xs) * len(series) / 4  # NIBP: a measurement every few minutes
     for _label, cls, col in series:
         segments: list[list[str]] = [[]]
         for x, v in zip(xs, col, strict=True):
             if v is None:
-                if segments[-1]:
+                if segments[-1] and not sparse:
                     segments.append([])
                 continue
             segments[-1].append(f"{px(x):.1f},{py(v):.1f}")
+            if sparse:
+                parts.append(f'<circle class="dot {escape(cls)}" cx="{px(x):.1f}" '
+                             f'cy="{py(v):.1f}" r="2.5"/>')  # fmt: skip
         for seg in segments:
             if seg:
                 parts.append(f'<polyline class="line {escape(cls)}" points="{" ".join(seg)}"/>')

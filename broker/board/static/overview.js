@@ -111,9 +111,9 @@
     if (v) node.dataset.vitalsSeq = String(v.seq);
     renderList(tile, "alertsKey", p.alerts, view.alerts, (a) => el("li", { class: "alert lvl-" + a.severity },
       el("span", { class: "mark", "aria-hidden": "true", text: LEVEL_MARK[a.severity] || "!" }),
-      `${LEVEL_WORD[a.severity] || a.severity} alert: ${a.name} (${a.field} ${num(a.value, 0)}, limit ${num(a.threshold, 0)})`));
+      ` ${LEVEL_WORD[a.severity] || a.severity} alert: ${a.name} (${a.field} ${num(a.value, 0)}, limit ${num(a.threshold, 0)})`));
     renderList(tile, "troubleKey", p.trouble, view.trouble, (t) => el("li", { class: "trouble-item" },
-      el("span", { class: "mark", "aria-hidden": "true", text: "🔧" }), " " + t));
+      el("span", { class: "mark", "aria-hidden": "true", text: "⚠" }), " device: " + t));
     if (p.phaseButton && !p.phaseButton.dataset.wired) {
       p.phaseButton.dataset.wired = "1";
       p.phaseButton.addEventListener("click", () => Board.openPhaseDialog(view.room, tile.view.phase));

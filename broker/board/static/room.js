@@ -10,7 +10,7 @@
   const CHARTS = [
     { key: "spo2", title: "SpO₂ (%)", cols: [["spo2", "SpO₂", "#0b4fa8"]], range: [70, 100] },
     { key: "hr", title: "Heart / pulse rate (/min)", cols: [["hr", "HR", "#0b4fa8"]], range: [30, 180] },
-    { key: "nibp", title: "NIBP (mmHg)", cols: [["nibp_sys", "sys", "#0b4fa8"], ["nibp_dia", "dia", "#7a3fb0"]], range: [30, 220] },
+    { key: "nibp", title: "NIBP (mmHg)", cols: [["nibp_sys", "sys", "#0b4fa8"], ["nibp_dia", "dia", "#7a3fb0"]], range: [30, 220], sparse: true },
     { key: "rr", title: "Respiratory rate (/min)", cols: [["resp_rate", "RR", "#0b4fa8"]], range: [0, 40] },
   ];
   const charts = [];
@@ -35,7 +35,9 @@
       const series = [{}];
       const cols = [xs];
       for (const [col, label, colour] of def.cols) {
-        series.push({ label, stroke: colour, width: 1.5, spanGaps: false });
+        // NIBP is measured every few minutes: join the measurements and show each one
+        series.push(def.sparse ? { label, stroke: colour, width: 1.5, spanGaps: true, points: { show: true, size: 6 } }
+          : { label, stroke: colour, width: 1.5, spanGaps: false });
         cols.push(data.vitals.map((r) => value(r, col)));
       }
       for (const t of thr) {
