@@ -40,7 +40,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from broker.logdb import BatchStats, LogStore
 from broker.logdb_schema import open_db
 from broker.logger_config import LoggerConfig
-from broker.logger_ingest import classify
+from broker.logger_ingest import QUARANTINE_RAW_CAP, Classified, Rejected, classify
 from controller import topics
 from controller.contract import format_ts
 from controller.mqtt_connect import BrokerEndpoint, make_client
@@ -57,7 +57,7 @@ class Inbound:
     mid: int
     qos: int
     generation: int
-    received_at: str
+    received_at: float  # time.time(); formatted by the writer
 
 
 _STOP = object()
@@ -84,6 +84,8 @@ class Logger:
         self._stopping = threading.Event()
         self._writer: threading.Thread | None = None
         self._last_retention = 0.0
+        self._ts_second = -1
+        self._ts_prefix = ""
         self.client = self._make_client()
 
     # -- MQTT side (paho thread): convert and enqueue, nothing more ---------------------
@@ -139,9 +141,8 @@ class Logger:
             topic = msg.topic
         except UnicodeDecodeError:
             topic = repr(msg._topic)
-        with self._lock:
-            generation = self._generation
-        item = Inbound(topic, bytes(msg.payload), msg.mid, msg.qos, generation, _now())
+        # `_generation` only changes in on_connect, on this same paho thread: no lock needed.
+        item = Inbound(topic, bytes(msg.payload), msg.mid, msg.qos, self._generation, time.time())
         # Blocks when full: back-pressure to the broker, never a drop (see module docstring).
         self.queue.put(item)
 
@@ -178,13 +179,16 @@ class Logger:
     def _commit(self, store: LogStore, batch: list[Inbound]) -> bool:
         """Write a batch; on a database error retry (bounded by stop) and never ack a failure."""
         items = [
-            (classify(i.topic, i.payload, self.cfg.site, self.cfg.max_bytes), i.received_at)
+            (
+                classify(i.topic, i.payload, self.cfg.site, self.cfg.max_bytes),
+                self._ts(i.received_at),
+            )
             for i in batch
         ]
         delay = 0.1
         while True:
             try:
-                stats = store.write_batch(items)
+                stats = self._write(store, batch, items)
                 break
             except sqlite3.Error as exc:
                 log.error("database write failed (%s); retrying the batch", exc)
@@ -197,6 +201,39 @@ class Logger:
         if stats.quarantined:
             log.warning("%d message(s) quarantined", stats.quarantined)
         return True
+
+    @staticmethod
+    def _write(
+        store: LogStore, batch: list[Inbound], items: list[tuple[Classified, str]]
+    ) -> BatchStats:
+        """Write the batch; if a bug (not a database error) breaks it, write the messages one by
+        one and quarantine the ones that still fail, so one message cannot stop the logger."""
+        try:
+            return store.write_batch(items)
+        except sqlite3.Error:
+            raise
+        except Exception:
+            log.exception("writing a batch failed; writing its messages one by one")
+        stats = BatchStats()
+        for inbound, (item, received_at) in zip(batch, items, strict=True):
+            try:
+                stats.add(store.write_batch([(item, received_at)]))
+            except sqlite3.Error:
+                raise
+            except Exception as exc:
+                reason = f"logger error: {type(exc).__name__}: {exc}"[:500]
+                raw = inbound.payload
+                rejected = Rejected(inbound.topic, reason, raw[:QUARANTINE_RAW_CAP], len(raw))
+                stats.add(store.write_batch([(rejected, received_at)]))
+        return stats
+
+    def _ts(self, at: float) -> str:
+        """RFC 3339 with milliseconds; the second is formatted once (this runs per message)."""
+        second = int(at)
+        if second != self._ts_second:
+            self._ts_second = second
+            self._ts_prefix = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        return f"{self._ts_prefix}.{int((at - second) * 1000):03d}Z"
 
     def _ack(self, batch: list[Inbound]) -> None:
         with self._lock:
@@ -252,10 +289,6 @@ class Logger:
         if self._writer is not None:
             self.queue.put(_STOP)
             self._writer.join(timeout)
-
-
-def _now() -> str:
-    return format_ts(datetime.now(UTC))
 
 
 def run(cfg: LoggerConfig) -> int:

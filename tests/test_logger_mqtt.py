@@ -206,6 +206,23 @@ def test_shared_subscription_group(clinic: Clinic, tmp_path: Path) -> None:
         logger.stop()
 
 
+def test_tiny_queue_blocks_the_network_thread_and_drops_nothing(
+    clinic: Clinic, tmp_path: Path
+) -> None:
+    db = tmp_path / "log.db"
+    logger = Logger(logger_config(clinic, db, queue_max=1, batch_max=1)).start()
+    room = FakeRoom(clinic, "101")
+    try:
+        assert logger.subscribed.wait(10)
+        room.send_mix(300)
+        room.wait_all_acked()
+        assert logger.wait_committed(lambda t: t.inserted >= 300, timeout=60)
+        assert db_seqs(db) == {"101": list(range(1, 301))}
+    finally:
+        room.stop()
+        logger.stop()
+
+
 def test_config_file_and_bad_config(tmp_path: Path) -> None:
     from broker.logger_config import ConfigError
 

@@ -325,3 +325,26 @@ def test_a_failed_batch_commits_nothing(store: LogStore) -> None:
     with pytest.raises(sqlite3.Error):
         store.write_batch([(good, RX), (bad, RX)])
     assert q(store, "SELECT COUNT(*) FROM messages") == [(0,)]
+
+
+def test_a_bug_on_one_message_quarantines_it_and_keeps_the_rest(
+    store: LogStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from broker.logger import Inbound, Logger
+
+    def broken(self: LogStore, *args: object) -> None:
+        raise KeyError("simulated bug")
+
+    monkeypatch.setattr(LogStore, "_event", broken)
+    raw_v = vitals(SITE, "101", 1).model_dump_json().encode()
+    raw_e = event(SITE, "101", 2, contract.EventKind.DAEMON_STARTED).model_dump_json().encode()
+    batch = [
+        Inbound(topics.vitals(SITE, "101"), raw_v, 1, 1, 1, 0.0),
+        Inbound(topics.events(SITE, "101"), raw_e, 2, 1, 1, 0.0),
+    ]
+    items = [(classify(i.topic, i.payload, SITE, 65536), RX) for i in batch]
+    stats = Logger._write(store, batch, items)
+    assert stats.inserted == 1 and stats.quarantined == 1
+    assert q(store, "SELECT seq FROM messages") == [(1,)]
+    (reason, raw) = q(store, "SELECT reason, raw FROM quarantine")[0]
+    assert str(reason).startswith("logger error: KeyError") and raw == raw_e
