@@ -75,7 +75,7 @@ def _chart(
         )
     for t in lines:
         y = py(float(t["threshold"]))
-        sign = "<" if t["op"] == "below" else ">"
+        sign = "&lt;" if t["op"] == "below" else "&gt;"
         parts.append(
             f'<line class="thr thr-{escape(t["severity"])}" x1="{LEFT}" x2="{W - RIGHT}" '
             f'y1="{y:.1f}" y2="{y:.1f}"/><text class="thr-label" x="{W - RIGHT - 4}" '

@@ -1,0 +1,203 @@
+"""Board pieces without a broker or a browser: live state, hub, accounts, limiter, history."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from broker.board import history, svg_chart
+from broker.board.hub import SITE as SITE_KEY
+from broker.board.hub import Hub
+from broker.board.live import SiteState, call_level
+from broker.board.security import LoginLimiter, is_loopback_host, same_token
+from broker.board.thresholds import thresholds_for
+from broker.board.users import BoardDB, UserError
+from controller.contract import CallPriority, CallStatus
+
+TS = "2026-01-31T08:00:00.000Z"
+
+
+def env(room: str = "101", seq: int = 1, site: str = "s1") -> dict[str, Any]:
+    return {"v": 1, "site": site, "room": room, "seq": seq, "ts": TS, "clock_synced": True}
+
+
+def raw(**fields: Any) -> bytes:
+    return json.dumps(fields).encode()
+
+
+def test_site_state_keeps_latest_and_refuses_bad_payloads() -> None:
+    s = SiteState("s1")
+    assert s.apply("101", "availability", b"online", 1.0) is not None
+    assert s.apply("101", "state", raw(**env(seq=5), phase="infusion", since=TS), 1.0)
+    # an older retained copy does not overwrite a newer state
+    assert s.apply("101", "state", raw(**env(seq=4), phase="idle", since=TS), 2.0) is None
+    assert s.apply("101", "availability", b"maybe", 2.0) is None
+    assert s.apply("101", "vitals", raw(**env(seq=6), spo2=101, protocol="x"), 2.0) is None
+    assert (
+        s.apply("101", "state", raw(**env(seq=7, site="other"), phase="idle", since=TS), 2.0)
+        is None
+    )
+    assert s.apply("101", "cmd/claim", raw(call_id="c", by="x"), 2.0) is None
+    assert s.rejected == 3  # the older state is ignored, not rejected
+    view = s.view("101", 3.0)
+    assert view is not None
+    assert view["phase"] == "infusion" and view["availability"] == "online"
+    assert view["vitals"] is None and view["vitals_stale"] is True
+
+
+def test_room_view_call_vitals_trouble() -> None:
+    s = SiteState("s1")
+    s.apply("101", "call", raw(**env(seq=1), call_id="c1", priority="infusion", status="placed",
+                               placed_at=TS), 1.0)  # fmt: skip
+    s.apply("101", "vitals", raw(**env(seq=2), pulse_rate=80, spo2=97, protocol="x"), 10.0)
+    health = {"monitor": {"status": "silent"}, "buttons": "ok", "lights": "fault",
+              "outbox": {"depth": 120, "cap": 1000}, "uptime_s": 1, "version": "t"}  # fmt: skip
+    s.apply("101", "health", raw(**{**env(seq=3), "clock_synced": False}, **health), 10.0)
+    view = s.view("101", 12.0)
+    assert view is not None
+    assert view["call"]["level"] == "medium" and view["call"]["status"] == "placed"
+    assert view["vitals"]["hr"] == 80 and view["vitals"]["hr_source"] == "pulse"
+    assert view["vitals_stale"] is False
+    assert view["trouble"] == [
+        "monitor silent", "lights fault", "outbox 120 queued", "clock not synced",
+    ]  # fmt: skip
+    assert s.view("101", 16.0)["vitals_stale"] is True  # type: ignore[index]
+    s.apply("101", "call", raw(**env(seq=4), status="idle"), 20.0)
+    assert s.view("101", 20.0)["call"] is None  # type: ignore[index]
+
+
+@pytest.mark.parametrize(
+    ("priority", "status", "level"),
+    [
+        (CallPriority.NORMAL, CallStatus.PLACED, "low"),
+        (CallPriority.INFUSION, CallStatus.PLACED, "medium"),
+        (CallPriority.EMERGENCY, CallStatus.PLACED, "high"),
+        (CallPriority.NORMAL, CallStatus.ESCALATED, "medium"),
+        (CallPriority.INFUSION, CallStatus.ESCALATED, "high"),
+        (CallPriority.EMERGENCY, CallStatus.ESCALATED, "high"),
+    ],
+)
+def test_call_level(priority: CallPriority, status: CallStatus, level: str) -> None:
+    assert call_level(priority, status) == level
+
+
+def test_hub_coalesces_per_room_and_filters() -> None:
+    async def scenario() -> None:
+        hub = Hub()
+        hub.bind(asyncio.get_running_loop())
+        everything, only_101 = hub.subscribe(), hub.subscribe("101")
+        for room in ("101", "102", "101", "101", None):
+            hub.notify_threadsafe(room)
+        await asyncio.wait_for(everything.event.wait(), 5)
+        await asyncio.sleep(0)  # let the remaining call_soon callbacks run
+        assert everything.take() == {"101", "102", SITE_KEY}
+        assert only_101.take() == {"101", SITE_KEY}
+        assert not everything.event.is_set()
+        hub.unsubscribe(everything)
+        assert hub.subscribers == 1
+
+    asyncio.run(scenario())
+
+
+def test_accounts_sessions_expiry_and_audit(tmp_path: Path) -> None:
+    now = [1000.0]
+    db = BoardDB(tmp_path / "b.sqlite", clock=lambda: now[0])
+    db.add_user("alice", "nurse", "long-password")
+    with pytest.raises(UserError):
+        db.add_user("alice", "viewer", "long-password")
+    with pytest.raises(UserError):
+        db.add_user("bob", "admin", "long-password")
+    with pytest.raises(UserError):
+        db.add_user("bob", "viewer", "short")
+    assert db.verify("alice", "long-password") == "nurse"
+    assert db.verify("alice", "wrong") is None
+    assert db.verify("nobody", "long-password") is None
+    token, sess = db.new_session("alice", 60)
+    assert sess.can_act and db.session(token) == sess
+    assert db.session("forged") is None
+    now[0] += 61
+    assert db.session(token) is None  # expired
+    token, _ = db.new_session("alice", 60)
+    db.add_user("alice", "viewer", "another-password", replace=True)
+    assert db.session(token) is None  # a changed account ends its sessions
+    stored = db.conn.execute("SELECT token_sha FROM sessions").fetchall()
+    assert all(token not in row[0] for row in stored)
+    db.audit("alice", "claim", "101", "{}", "sent")
+    assert db.audit_rows()[0][1:] == ("alice", "claim", "101", "{}", "sent")
+    db.close()
+
+
+def test_login_limiter_window() -> None:
+    now = [0.0]
+    lim = LoginLimiter(max_failures=3, window_s=60, clock=lambda: now[0])
+    for _ in range(3):
+        assert lim.retry_after("ip:a") == 0
+        lim.failed("ip:a", "user:x")
+    assert lim.retry_after("ip:a") == pytest.approx(60)
+    assert lim.retry_after("user:x", "ip:b") == pytest.approx(60)
+    assert lim.retry_after("ip:b") == 0
+    now[0] = 61
+    assert lim.retry_after("ip:a") == 0
+    lim.failed("ip:c")
+    lim.succeeded("ip:c")
+    assert lim.retry_after("ip:c") == 0
+
+
+def test_loopback_and_tokens() -> None:
+    assert (
+        is_loopback_host("127.0.0.1") and is_loopback_host("::1") and is_loopback_host("localhost")
+    )
+    assert is_loopback_host("127.0.0.2")
+    assert not is_loopback_host("0.0.0.0") and not is_loopback_host("10.0.0.1")
+    assert not is_loopback_host("board.example")
+    assert same_token("abc", "abc") and not same_token("abc", "abd")
+    assert not same_token("", "") and not same_token(None, None)
+
+
+def test_daily_summary() -> None:
+    def call(
+        resp: float | None, resolved: float | None, prio: str, esc: bool = False
+    ) -> dict[str, Any]:
+        return {"priority": prio, "response_s": resp, "resolved_s": resolved,
+                "claimed_at": TS if resp is not None else None,
+                "escalated_at": TS if esc else None,
+                "cancelled_at": TS if resolved is not None else None}  # fmt: skip
+
+    rows = [call(10, 60, "normal"), call(30, 90, "emergency"), call(None, None, "normal", True)]
+    s = history.daily_summary(rows)
+    assert s["calls"] == 3 and s["claimed"] == 2 and s["never_claimed"] == 1
+    assert s["escalated"] == 1 and s["open"] == 1
+    assert s["response_median_s"] == 20 and s["response_max_s"] == 30
+    assert s["by_priority"] == {"normal": 2, "emergency": 1}
+    assert history.daily_summary([])["response_median_s"] is None
+
+
+def test_history_without_a_database(tmp_path: Path) -> None:
+    missing = tmp_path / "none.sqlite"
+    assert history.vitals(missing, "s1", "101", TS) == []
+    assert history.calls(missing, "s1", TS, TS) == []
+    assert history.session(None, "s1", "101", "x") is None
+    assert not missing.exists()
+
+
+def test_svg_chart_escapes_and_draws_thresholds() -> None:
+    rows = [
+        {"ts": "2026-01-31T08:00:00.000Z", "spo2": 97, "pulse_rate": 80, "nibp_sys": None},
+        {"ts": "2026-01-31T08:00:10.000Z", "spo2": None, "pulse_rate": 82, "nibp_sys": None},
+        {"ts": "2026-01-31T08:00:20.000Z", "spo2": 91, "pulse_rate": 85, "nibp_sys": 130},
+    ]
+    thr = thresholds_for("infusion")
+    assert {t["name"] for t in thr} >= {"spo2_low", "hr_high", "sys_high", "rr_low"}
+    thr.append(
+        {"name": "<script>", "chart": "spo2", "op": "below", "threshold": 50, "severity": "low"}
+    )
+    charts = {c["key"]: str(c["svg"]) for c in svg_chart.session_charts(rows, thr)}
+    assert "<script>" not in charts["spo2"] and "&lt;script&gt;" in charts["spo2"]
+    assert "spo2_low &lt; 92 (high)" in charts["spo2"]
+    assert charts["spo2"].count("<polyline") == 2  # the missing reading breaks the line
+    assert "hr_high &gt; 130 (medium)" in charts["hr"]
+    assert "<circle" in charts["nibp"]  # sparse NIBP: drawn as points
