@@ -1,0 +1,72 @@
+"""`roomctl status`: the overview in the terminal, against a real Mosquitto."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from rich.console import Console
+
+from broker.board.live import SiteState
+from broker.mosquitto_run import Mosquitto
+from broker.status_tui import render_table
+from tests.mqtt_tools import Recorder
+from tests.test_board_helpers import SITE, FakeRoom
+
+pytestmark = pytest.mark.broker
+
+
+def test_status_once_prints_every_room(mosquitto: Mosquitto) -> None:
+    with Recorder(mosquitto.url, [f"clinic/{SITE}/#"]) as rec:
+        a = FakeRoom(rec, "301")
+        a.online()
+        a.state("infusion")
+        a.call("claimed", call_id="c1", priority="emergency", claimed_by="alice")
+        b = FakeRoom(rec, "302")
+        b.state("recovery")
+        rec.publish(f"clinic/{SITE}/room/302/availability", "offline", retain=True)
+        c = FakeRoom(rec, "303")
+        c.online()
+        c.health(monitor={"status": "disconnected"})
+    out = subprocess.run(
+        [sys.executable, "-m", "controller.cli", "status", "--broker", mosquitto.url,
+         "--site", SITE, "--once"],
+        capture_output=True, text=True, timeout=60,
+        env={**os.environ, "COLUMNS": "220", "TERM": "dumb"},
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    text = out.stdout
+    assert "site test · live" in text
+    for room in ("301", "302", "303"):
+        assert room in text
+    assert "!!! emergency claimed" in text and "claimed by alice" in text
+    assert "OFFLINE" in text
+    assert "monitor disconnected" in text
+    assert "infusion" in text and "recovery" in text
+
+
+def test_status_refuses_a_bad_broker_url() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "controller.cli", "status", "--broker", "http://x", "--site", SITE,
+         "--once"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert out.returncode == 2 and "mqtt://" in out.stderr
+
+
+def test_render_table_marks_levels_and_stale_without_colour() -> None:
+    state = SiteState(SITE)
+    env = {"v": 1, "site": SITE, "room": "304", "ts": "2026-01-31T08:00:00.000Z",
+           "clock_synced": True}  # fmt: skip
+    state.apply("304", "call", json.dumps({**env, "seq": 1, "status": "escalated",
+                "call_id": "c", "priority": "infusion"}).encode(), 0.0)  # fmt: skip
+    state.apply("304", "vitals", json.dumps({**env, "seq": 2, "spo2": 95,
+                "protocol": "x"}).encode(), 0.0)  # fmt: skip
+    console = Console(record=True, width=200, color_system=None)
+    console.print(render_table(SITE, state.views(100.0), 100.0, "live"))
+    text = console.export_text()
+    assert "!!! infusion escalated" in text
+    assert "95 stale" not in text and "stale" in text
