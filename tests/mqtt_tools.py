@@ -13,6 +13,8 @@ from urllib.parse import urlparse
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from controller.mqtt_connect import BrokerEndpoint, make_client
+
 
 @dataclass
 class Received:
@@ -28,18 +30,28 @@ class Received:
 class Recorder:
     """Subscribes to filters and records every message; `wait_for` blocks on a Condition."""
 
-    def __init__(self, url: str, filters: list[str], client_id: str | None = None):
+    def __init__(
+        self,
+        url: str,
+        filters: list[str],
+        client_id: str | None = None,
+        endpoint: BrokerEndpoint | None = None,
+    ):
+        """Plain `url`, or a TLS `endpoint` (CA + client certificate) when given."""
         parsed = urlparse(url)
         self.host, self.port = parsed.hostname or "127.0.0.1", parsed.port or 1883
         self.filters = filters
         self.messages: list[Received] = []
         self._cond = threading.Condition()
         self._subscribed = threading.Event()
-        self.client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=client_id or f"test-{uuid.uuid4().hex[:8]}",
-            protocol=mqtt.MQTTv5,
-        )
+        cid = client_id or f"test-{uuid.uuid4().hex[:8]}"
+        if endpoint is not None:
+            self.host, self.port = endpoint.host, endpoint.port
+            self.client = make_client(endpoint, cid)
+        else:
+            self.client = mqtt.Client(
+                CallbackAPIVersion.VERSION2, client_id=cid, protocol=mqtt.MQTTv5
+            )
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
         self.client.on_subscribe = lambda *a, **k: self._subscribed.set()

@@ -1,0 +1,68 @@
+"""A room over TLS with its client certificate, against the generated Mosquitto config and ACL."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from controller import topics
+from controller.config import build_config
+from tests.mqtt_tools import Recorder, wait_until
+from tests.test_broker_support import SITE, Clinic
+from tests.test_room_daemon import RunningRoom
+
+pytestmark = pytest.mark.broker
+
+
+@pytest.fixture
+def clinic(tmp_path: Path) -> Iterator[Clinic]:
+    c = Clinic(tmp_path / "clinic").start()
+    try:
+        yield c
+    finally:
+        c.stop()
+
+
+def test_room_runs_over_mutual_tls_within_its_acl(clinic: Clinic, tmp_path: Path) -> None:
+    cert, key = clinic.creds("room-101")
+    config = build_config(
+        {
+            "site": SITE,
+            "room": "101",
+            "state_dir": str(tmp_path / "room"),
+            "simulate": True,
+            "clock": "synced",
+            "broker": {
+                "url": clinic.url,
+                "ca": str(clinic.pki.ca_cert),
+                "cert": str(cert),
+                "key": str(key),
+                "reconnect_max_s": 1,
+            },
+        }
+    )
+    room = RunningRoom(config)
+    room.thread.start()
+    staff = clinic.endpoint("staff-alice")
+    try:
+        with Recorder(clinic.url, [topics.room_prefix(SITE, "101") + "/#"], endpoint=staff) as rec:
+            rec.wait_for(lambda m: m.topic.endswith("/availability") and m.payload == b"online", 20)
+            # staff commands reach the room (it reads its own cmd/), its answers reach staff
+            rec.publish(topics.cmd(SITE, "101", "phase"), {"phase": "pre_check", "by": "alice"})
+            rec.wait_for(lambda m: m.topic.endswith("/state") and m.json()["phase"] == "pre_check")
+            room.press(config.gpio.call_pin)
+            placed = rec.wait_for(
+                lambda m: m.topic.endswith("/call") and m.json()["status"] == "placed"
+            ).json()
+            rec.publish(
+                topics.cmd(SITE, "101", "claim"), {"call_id": placed["call_id"], "by": "alice"}
+            )
+            rec.wait_for(lambda m: m.topic.endswith("/call") and m.json()["claimed_by"] == "alice")
+        # nothing the room sent was refused by the ACL
+        assert room.daemon.publisher.refused == 0
+        wait_until(lambda: room.daemon.outbox.depth == 0, 10, "outbox drained over TLS")
+    finally:
+        room.daemon.stop()
+        room.thread.join(15)
