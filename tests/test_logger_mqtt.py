@@ -223,6 +223,30 @@ def test_tiny_queue_blocks_the_network_thread_and_drops_nothing(
         logger.stop()
 
 
+def test_retention_runs_in_the_logger(clinic: Clinic, tmp_path: Path) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    db = tmp_path / "log.db"
+    cfg = logger_config(clinic, db, retention_days=30, retention_interval_s=0.05, retention_batch=7)
+    logger = Logger(cfg).start()
+    room = FakeRoom(clinic, "102")
+    try:
+        assert logger.subscribed.wait(10)
+        old = datetime.now(UTC) - timedelta(days=31)
+        for _ in range(40):
+            seq = room.next_seq()
+            msg = vitals(clinic.site, "102", seq).model_copy(update={"ts": old})
+            room.send("vitals", msg)
+        room.send_mix(5)
+        room.wait_all_acked()
+        assert logger.wait_committed(lambda t: t.inserted >= 45, timeout=30)
+        poll(lambda: db_count(db, "SELECT COUNT(*) FROM vitals") == 5, 30, "old vitals deleted")
+        assert db_seqs(db) == {"102": list(range(41, 46))}
+    finally:
+        room.stop()
+        logger.stop()
+
+
 def test_config_file_and_bad_config(tmp_path: Path) -> None:
     from broker.logger_config import ConfigError
 
