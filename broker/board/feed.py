@@ -51,6 +51,7 @@ class BoardFeed:
         self.connected = threading.Event()
         self.subscribed = threading.Event()
         self.messages = 0
+        self._stopping = False
         self.client = make_client(
             endpoint, client_id or f"board-{self.site}-{uuid.uuid4().hex[:8]}"
         )
@@ -67,6 +68,7 @@ class BoardFeed:
         return self
 
     def stop(self) -> None:
+        self._stopping = True
         self.client.disconnect()
         self.client.loop_stop()
 
@@ -91,7 +93,8 @@ class BoardFeed:
     ) -> None:
         self.connected.clear()
         self.subscribed.clear()
-        log.warning("board lost the broker (%s); paho reconnects", rc)
+        if not self._stopping:
+            log.warning("board lost the broker (%s); paho reconnects", rc)
         self._tell(None)
 
     def _on_subscribe(
