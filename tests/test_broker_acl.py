@@ -39,15 +39,24 @@ def test_valid_room_certificate_connects(clinic: Clinic) -> None:
 
 
 def test_anonymous_client_without_certificate_is_refused(clinic: Clinic) -> None:
+    outcome = raw_connect(clinic.tls_port, clinic.pki.ca_cert, tls12=True)
+    assert "HANDSHAKE_FAILURE" in outcome or "CERTIFICATE_REQUIRED" in outcome, outcome
     outcome = raw_connect(clinic.tls_port, clinic.pki.ca_cert)
     assert outcome.startswith(("tls:", "closed")), outcome
+
+
+def test_valid_certificate_connects_over_tls12_too(clinic: Clinic) -> None:
+    cert, key = clinic.creds("staff-alice")
+    assert raw_connect(clinic.tls_port, clinic.pki.ca_cert, cert, key, tls12=True) == "connack:0"
 
 
 def test_certificate_from_another_ca_is_refused(clinic: Clinic, tmp_path: Path) -> None:
     other = Pki.init(tmp_path / "other-pki", clinic.site)
     issued = other.issue("room", "101")  # same CN, wrong CA
-    outcome = raw_connect(clinic.tls_port, clinic.pki.ca_cert, issued.cert, issued.key)
+    outcome = raw_connect(clinic.tls_port, clinic.pki.ca_cert, issued.cert, issued.key, tls12=True)
     assert "UNKNOWN_CA" in outcome, outcome
+    outcome = raw_connect(clinic.tls_port, clinic.pki.ca_cert, issued.cert, issued.key)
+    assert outcome.startswith(("tls:", "closed")), outcome
 
 
 def test_expired_certificate_is_refused(clinic: Clinic, tmp_path: Path) -> None:
@@ -55,8 +64,10 @@ def test_expired_certificate_is_refused(clinic: Clinic, tmp_path: Path) -> None:
     issued = clinic.pki.issue(
         "room", "101", not_before=past - timedelta(days=30), not_after=past, out_dir=tmp_path
     )
-    outcome = raw_connect(clinic.tls_port, clinic.pki.ca_cert, issued.cert, issued.key)
+    outcome = raw_connect(clinic.tls_port, clinic.pki.ca_cert, issued.cert, issued.key, tls12=True)
     assert "CERTIFICATE_EXPIRED" in outcome, outcome
+    outcome = raw_connect(clinic.tls_port, clinic.pki.ca_cert, issued.cert, issued.key)
+    assert outcome.startswith(("tls:", "closed")), outcome
 
 
 def test_plain_listener_absent_unless_asked(clinic: Clinic) -> None:

@@ -124,13 +124,23 @@ def mqtt5_connect_packet(client_id: str) -> bytes:
 
 
 def raw_connect(
-    port: int, ca: Path, cert: Path | None = None, key: Path | None = None, timeout: float = 10.0
+    port: int,
+    ca: Path,
+    cert: Path | None = None,
+    key: Path | None = None,
+    timeout: float = 10.0,
+    tls12: bool = False,
 ) -> str:
     """TLS + MQTT 5 CONNECT by hand; returns `connack:<reason>`, `tls:<reason>` or `closed`.
 
     Deterministic: the server either answers CONNACK, or fails the handshake / closes the socket.
+    With TLS 1.3 the client's handshake ends before the server has checked the client
+    certificate, so a refusal shows as an alert or as an EOF on the first read; with `tls12`
+    the server's alert (unknown CA, expired, ...) always arrives during the handshake.
     """
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    if tls12:
+        ctx.maximum_version = ssl.TLSVersion.TLSv1_2
     ctx.load_verify_locations(str(ca))
     if cert is not None and key is not None:
         ctx.load_cert_chain(str(cert), str(key))
