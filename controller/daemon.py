@@ -113,7 +113,7 @@ class RoomDaemon:
 
         self.hardware = RoomHardware(config, self._post_button, pin_factory=pin_factory)
         self.monitor = self._make_monitor()
-        self._monitor_ok = self.monitor is None
+        self._monitor_ok = True  # until silence_s passes with no reading (grace at start)
         self._last_health_mono = 0.0
         self._health_key: tuple[Any, ...] | None = None
 
