@@ -49,9 +49,20 @@ def _run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 2
+    from gpiozero.exc import GPIOZeroError
+
     from controller.daemon import RoomDaemon
 
-    daemon = RoomDaemon(config)
+    try:
+        daemon = RoomDaemon(config)
+    except GPIOZeroError as exc:
+        print(
+            f"roomctl room run: cannot open the GPIO pins ({exc}). On a Raspberry Pi, install "
+            "python3-lgpio or run as a user in the 'gpio' group; on any other machine, add "
+            "--simulate to use mock pins.",
+            file=sys.stderr,
+        )
+        return 3
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda signum, frame: daemon.stop(signal.Signals(signum).name))
     daemon.run()

@@ -291,3 +291,32 @@ def test_corrupt_saved_state_starts_clean(mosquitto: Mosquitto, tmp_path: Path) 
     finally:
         r.daemon.stop()
         r.thread.join(15)
+
+
+def test_no_gpio_without_simulate_is_a_clear_error(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "controller.cli",
+            "room",
+            "run",
+            "--site",
+            "s",
+            "--room",
+            "r",
+            "--state-dir",
+            str(tmp_path),
+            "--broker",
+            "mqtt://127.0.0.1:1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"GPIOZERO_PIN_FACTORY": "", "PATH": ""},
+    )
+    assert proc.returncode == 3, proc.stderr
+    assert "--simulate" in proc.stderr and "Traceback" not in proc.stderr
