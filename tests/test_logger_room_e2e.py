@@ -1,0 +1,123 @@
+"""The real room daemon over mutual TLS, the real logger, the generated broker config and ACL:
+what a room publishes in a session lands in the right tables, and nothing is quarantined."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from broker.export import rooms
+from broker.logger import Logger
+from controller import topics
+from controller.config import build_config
+from tests.test_broker_support import SITE, Clinic, db_count, open_session, poll
+from tests.test_logger_mqtt import logger_config
+from tests.test_room_daemon import RunningRoom
+
+pytestmark = pytest.mark.broker
+
+
+@pytest.fixture
+def clinic(tmp_path: Path) -> Iterator[Clinic]:
+    c = Clinic(tmp_path / "clinic").start()
+    try:
+        yield c
+    finally:
+        c.stop()
+
+
+def rows(db: Path, sql: str) -> list[tuple[object, ...]]:
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        return conn.execute(sql).fetchall()
+    finally:
+        conn.close()
+
+
+def test_room_session_and_call_are_logged(clinic: Clinic, tmp_path: Path) -> None:
+    db = tmp_path / "log.db"
+    logger = Logger(logger_config(clinic, db)).start()
+    cert, key = clinic.creds("room-101")
+    config = build_config(
+        {
+            "site": SITE,
+            "room": "101",
+            "state_dir": str(tmp_path / "room"),
+            "simulate": True,
+            "clock": "synced",
+            "broker": {
+                "url": clinic.url,
+                "ca": str(clinic.pki.ca_cert),
+                "cert": str(cert),
+                "key": str(key),
+                "reconnect_max_s": 1,
+            },
+        }
+    )
+    room = RunningRoom(config)
+    staff = open_session(clinic.endpoint("staff-alice"))
+    try:
+        assert logger.subscribed.wait(10)
+        room.thread.start()
+        poll(
+            lambda: db_count(db, "SELECT COUNT(*) FROM events WHERE kind = 'daemon_started'") == 1,
+            30,
+            "daemon_started stored",
+        )
+        for phase in ("pre_check", "infusion"):
+            staff.publish(
+                topics.cmd(SITE, "101", "phase"),
+                f'{{"phase": "{phase}", "by": "alice", "session_id": "sess-e2e"}}',
+            )
+            poll(
+                lambda p=phase: (
+                    db_count(db, f"SELECT COUNT(*) FROM room_state WHERE phase = '{p}'") == 1
+                ),
+                30,
+                f"phase {phase} stored",
+            )
+        room.press(config.gpio.call_pin)
+        room.release(config.gpio.call_pin)
+        poll(lambda: db_count(db, "SELECT COUNT(*) FROM calls") == 1, 30, "call stored")
+        (call_id,) = rows(db, "SELECT call_id FROM calls")[0]
+        staff.publish(
+            topics.cmd(SITE, "101", "claim"), f'{{"call_id": "{call_id}", "by": "alice"}}'
+        )
+        poll(
+            lambda: (
+                db_count(
+                    db,
+                    "SELECT COUNT(*) FROM calls WHERE claimed_by = 'alice' "
+                    "AND response_s IS NOT NULL",
+                )
+                == 1
+            ),
+            30,
+            "claim stored",
+        )
+        room.press(config.gpio.cancel_pin)
+        room.release(config.gpio.cancel_pin)
+        poll(
+            lambda: db_count(db, "SELECT COUNT(*) FROM calls WHERE status = 'cancelled'") == 1,
+            30,
+            "cancel stored",
+        )
+        session = rows(
+            db, "SELECT session_id, pre_check_at IS NOT NULL, infusion_at IS NOT NULL FROM sessions"
+        )
+        assert session == [("sess-e2e", 1, 1)]
+        assert db_count(db, "SELECT COUNT(*) FROM commands WHERE by = 'alice'") == 3
+        assert db_count(db, "SELECT COUNT(*) FROM quarantine") == 0, rows(
+            db, "SELECT topic, reason FROM quarantine"
+        )
+        (state,) = rooms(db)
+        assert state["availability"] == "online" and state["phase"] == "infusion"
+        assert room.daemon.publisher.refused == 0
+    finally:
+        room.daemon.stop()
+        room.thread.join(15)
+        staff.stop()
+        logger.stop()
