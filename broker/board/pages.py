@@ -190,7 +190,9 @@ def report_context(board: Board, room: str, session_id: str | None) -> dict[str,
     return {
         "room": room,
         "session": row,
-        "session_id": (row or {}).get("session_id") or session_id,
+        "session_id": (row or {}).get("session_id")
+        or session_id
+        or (board.state.view(room, board.clock()) or {}).get("session_id"),
         "since": since,
         "until": until,
         "charts": charts,

@@ -71,7 +71,8 @@ def _chart(
         x = x0 + (x1 - x0) * i / 4
         label = datetime.fromtimestamp(x, UTC).strftime("%H:%M") if xs else ""
         parts.append(
-            f'<text class="tick" x="{px(x):.1f}" y="{H - 6}" text-anchor="middle">{label}</text>'
+            f'<text class="tick" x="{px(x):.1f}" y="{H - 6}" '
+            f'text-anchor="{("start", "middle", "middle", "middle", "end")[i]}">{label}</text>'
         )
     for t in lines:
         y = py(float(t["threshold"]))
