@@ -147,10 +147,12 @@ def call_latencies(broker: Mosquitto, state_dir: Path, n: int) -> tuple[list[flo
 
 def run(quick: bool = False) -> list[dict[str, Any]]:
     n = 200 if quick else 1000
-    with tempfile.TemporaryDirectory(prefix="bench-call-") as tmp:
-        with Mosquitto(Path(tmp) / "mosquitto") as broker:
-            base = baseline_round_trips(broker.port, n)
-            to_dome, to_msg = call_latencies(broker, Path(tmp) / "room", n)
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-call-") as tmp,
+        Mosquitto(Path(tmp) / "mosquitto") as broker,
+    ):
+        base = baseline_round_trips(broker.port, n)
+        to_dome, to_msg = call_latencies(broker, Path(tmp) / "room", n)
     ms = 1000.0
     b99 = percentile(base, 99) * ms
     return [
