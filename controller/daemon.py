@@ -109,7 +109,8 @@ class RoomDaemon:
             config.outbox.window,
         )
         self._load_state(utcnow())
-        self._pending_emits: list[Emit] = []  # events that could not be stored (disk full)
+        self._staged: list[tuple[str, dict[str, Any]]] = []  # stored by _flush
+        self._unstored: list[tuple[str, dict[str, Any]]] = []  # kept while the disk is full
 
         self.hardware = RoomHardware(config, self._post_button, pin_factory=pin_factory)
         self.monitor = self._make_monitor()
@@ -185,6 +186,7 @@ class RoomDaemon:
         self._publish_state()
         self._publish_call()
         self._publish_health(force=True)
+        self._flush()
         if self.monitor is not None:
             self.monitor.start()
         self.link.start()
@@ -220,6 +222,28 @@ class RoomDaemon:
         except Exception:
             self.internal_errors += 1
             log.exception("internal error handling %r", arg)
+        finally:
+            self._flush()
+
+    def _flush(self) -> None:
+        """Store everything the last handler produced, with the room state, in one transaction.
+
+        A call, its events and its snapshot become durable together with one fsync. On a
+        full disk, calls, events and snapshots stay in memory and are retried on the next
+        flush; vitals are counted as thinned by the outbox.
+        """
+        staged = self._unstored + self._staged
+        self._staged, self._unstored = [], []
+        if not staged:
+            return
+        try:
+            self.publisher.enqueue_many(staged, state=self._state_blobs())
+        except OutboxFull:
+            self._unstored = [m for m in staged if m[0] != "vitals"][-1000:]
+            log.error(
+                "disk full: %d messages kept in memory until they can be stored",
+                len(self._unstored),
+            )
 
     def _next_event(self) -> object | None:
         timeout = self._seconds_to_next_deadline()
@@ -404,7 +428,7 @@ class RoomDaemon:
             alarm_raw=reading.alarm_raw,
             exc_raw=reading.exc_raw,
         )
-        self.publisher.enqueue("vitals", fields)
+        self._staged.append(("vitals", fields))
         before = alerts.active_list(self.alerts)
         self.alerts, emits = alerts.evaluate(
             self.alerts, reading.vitals(), now, self.session.phase, self.alert_rules
@@ -439,7 +463,6 @@ class RoomDaemon:
         if mono - self._clock_checked >= CLOCK_CHECK_S:
             self._clock_checked = mono
             self._clock_synced = self._clock.synced()
-        self._retry_pending()
         self._publish_health()
 
     def _check_monitor(self, now: datetime) -> None:
@@ -498,16 +521,7 @@ class RoomDaemon:
                 "reason": e.reason,
                 "detail": dict(e.detail),
             }
-            try:
-                self.publisher.enqueue("events", fields, state=self._state_blobs())
-            except OutboxFull:
-                log.error("disk full: keeping %s event in memory until it can be stored", e.kind)
-                self._pending_emits.append(e)
-
-    def _retry_pending(self) -> None:
-        if self._pending_emits:
-            pending, self._pending_emits = self._pending_emits, []
-            self._emit(pending)
+            self._staged.append(("events", fields))
 
     def _publish_state(self) -> None:
         s = self.session
@@ -543,12 +557,7 @@ class RoomDaemon:
         )
 
     def _enqueue_snapshot(self, leaf: str, fields: dict[str, Any]) -> None:
-        try:
-            self.publisher.enqueue(leaf, fields, state=self._state_blobs())
-        except OutboxFull:
-            log.error(
-                "disk full: %s snapshot not stored; it is republished on the next change", leaf
-            )
+        self._staged.append((leaf, fields))
 
     def health_fields(self) -> dict[str, Any]:
         stats = self.monitor.stats() if self.monitor is not None else {}

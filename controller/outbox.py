@@ -51,6 +51,17 @@ class OutboxFull(Exception):
 
 
 @dataclass(frozen=True)
+class OutboxItem:
+    """A message to store: `build(seq)` makes its payload once its seq is known."""
+
+    kind: str
+    topic: str
+    build: Callable[[int], bytes]
+    qos: int = 1
+    retain: bool = False
+
+
+@dataclass(frozen=True)
 class OutboxRow:
     seq: int
     kind: str
@@ -138,45 +149,69 @@ class Outbox:
         `state`, if given, is saved in the same transaction (so a call and its message
         become durable together).
         """
+        return self.enqueue_many([OutboxItem(kind, topic, build, qos, retain)], state)[0]
+
+    def enqueue_many(
+        self, items: list[OutboxItem], state: dict[str, dict[str, Any]] | None = None
+    ) -> list[int | None]:
+        """Store several messages (consecutive seqs) and the state in ONE transaction."""
         try:
-            return self._enqueue_once(kind, topic, build, qos, retain, state)
+            return self._enqueue_once(items, state)
         except sqlite3.OperationalError as exc:
             if not _is_disk_full(exc):
                 raise
             self._rollback()
-            freed = self._thin_vitals()
-            if freed:
+            if self._thin_vitals():
                 try:
-                    return self._enqueue_once(kind, topic, build, qos, retain, state)
+                    return self._enqueue_once(items, state)
                 except sqlite3.OperationalError as exc2:
                     if not _is_disk_full(exc2):
                         raise
                     self._rollback()
-            if kind == "vitals":
-                self._count_thinned(1, persist=False)
-                return None
-            raise OutboxFull(f"disk full: cannot store {kind} message") from exc
+            if all(item.kind == "vitals" for item in items):
+                self._count_thinned(len(items), persist=False)
+                return [None] * len(items)
+            raise OutboxFull("disk full: cannot store " + ", ".join(i.kind for i in items)) from exc
 
     def _enqueue_once(
-        self,
-        kind: str,
-        topic: str,
-        build: Callable[[int], bytes],
-        qos: int,
-        retain: bool,
-        state: dict[str, dict[str, Any]] | None,
-    ) -> int | None:
-        if kind == "vitals" and self._depth >= self.max_rows and not self._thin_vitals():
-            self._count_thinned(1)
-            return None
-        seq = self._last_seq + 1
-        payload = build(seq)
+        self, items: list[OutboxItem], state: dict[str, dict[str, Any]] | None
+    ) -> list[int | None]:
+        keep: list[OutboxItem | None] = []
+        for item in items:
+            if item.kind == "vitals" and self._depth >= self.max_rows and not self._thin_vitals():
+                self._count_thinned(1)
+                keep.append(None)
+            else:
+                keep.append(item)
+        seqs: list[int | None] = []
+        seq = self._last_seq
+        rows = []
+        for kept in keep:
+            if kept is None:
+                seqs.append(None)
+                continue
+            item = kept
+            seq += 1
+            rows.append(
+                (
+                    seq,
+                    item.kind,
+                    item.topic,
+                    item.build(seq),
+                    item.qos,
+                    int(item.retain),
+                    self._clock(),
+                )
+            )
+            seqs.append(seq)
+        if not rows and not state:
+            return seqs
         self._db.execute("BEGIN IMMEDIATE")
         try:
-            self._db.execute(
+            self._db.executemany(
                 "INSERT INTO outbox (seq, kind, topic, payload, qos, retain, created) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (seq, kind, topic, payload, qos, int(retain), self._clock()),
+                rows,
             )
             self._set_meta("last_seq", str(seq))
             for key, value in (state or {}).items():
@@ -186,8 +221,8 @@ class Outbox:
             self._rollback()
             raise
         self._last_seq = seq
-        self._depth += 1
-        return seq
+        self._depth += len(rows)
+        return seqs
 
     def _rollback(self) -> None:
         if self._db.in_transaction:
@@ -229,9 +264,15 @@ class Outbox:
         return [OutboxRow(r[0], r[1], r[2], bytes(r[3]), r[4], bool(r[5]), r[6]) for r in rows]
 
     def ack(self, seqs: list[int]) -> None:
-        """PUBACKs received: those rows may go (one transaction for the batch)."""
+        """PUBACKs received: those rows may go (one transaction for the batch).
+
+        The delete is committed without fsync (synchronous=NORMAL): if power fails before
+        the WAL reaches the disk, the rows come back and are resent, and the logger drops
+        the duplicates on `(site, room, seq)`. Inserts keep their fsync.
+        """
         if not seqs:
             return
+        self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("BEGIN IMMEDIATE")
         try:
             cur = self._db.executemany("DELETE FROM outbox WHERE seq = ?", [(s,) for s in seqs])
@@ -239,6 +280,8 @@ class Outbox:
         except BaseException:
             self._rollback()
             raise
+        finally:
+            self._db.execute("PRAGMA synchronous=FULL")
         self._depth -= cur.rowcount
 
     def close(self) -> None:

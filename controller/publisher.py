@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 from controller import topics
 from controller.contract import ROOM_MESSAGES, VITAL_FIELDS
-from controller.outbox import Outbox
+from controller.outbox import Outbox, OutboxItem
 
 log = logging.getLogger(__name__)
 
@@ -52,10 +52,39 @@ class Publisher:
         self, leaf: str, fields: dict[str, Any], *, state: dict[str, dict[str, Any]] | None = None
     ) -> int | None:
         """Store one message; return its seq (None if a vitals reading was thinned)."""
-        model = ROOM_MESSAGES[leaf]
-        spec = topics.SPEC_BY_LEAF[leaf]
+        return self.enqueue_many([(leaf, fields)], state=state)[0]
+
+    def enqueue_many(
+        self,
+        messages: list[tuple[str, dict[str, Any]]],
+        *,
+        state: dict[str, dict[str, Any]] | None = None,
+    ) -> list[int | None]:
+        """Store several messages and the room state in one transaction (one fsync)."""
         synced = self._clock_synced()
         now = self._now()
+        items = []
+        for leaf, fields in messages:
+            spec = topics.SPEC_BY_LEAF[leaf]
+            items.append(
+                OutboxItem(
+                    leaf,
+                    topics.room_topic(self.site, self.room, leaf),
+                    self._builder(leaf, fields, now, synced),
+                    spec.qos,
+                    spec.retained,
+                )
+            )
+        seqs = self.outbox.enqueue_many(items, state)
+        for (leaf, _), seq in zip(messages, seqs, strict=True):
+            if seq is not None:
+                self.published[leaf] += 1
+        return seqs
+
+    def _builder(
+        self, leaf: str, fields: dict[str, Any], now: datetime, synced: bool
+    ) -> Callable[[int], bytes]:
+        model = ROOM_MESSAGES[leaf]
 
         def build(seq: int) -> bytes:
             envelope = {
@@ -71,19 +100,9 @@ class Publisher:
                 if leaf != "vitals":
                     raise
                 msg = model(**envelope, **_drop_invalid_vitals(fields, exc))
-            return msg.model_dump_json(exclude_none=False).encode()
+            return msg.model_dump_json().encode()
 
-        seq = self.outbox.enqueue(
-            leaf,
-            topics.room_topic(self.site, self.room, leaf),
-            build,
-            qos=spec.qos,
-            retain=spec.retained,
-            state=state,
-        )
-        if seq is not None:
-            self.published[leaf] += 1
-        return seq
+        return build
 
     def pump(self, link: Link) -> int:
         """Hand waiting rows to the link; return how many were handed."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from pathlib import Path
 
@@ -67,3 +68,25 @@ def test_cap_thins_vitals_never_calls_and_counts(tmp_path: Path) -> None:
     assert full.depth == 101
     box.close()
     assert Outbox(path).vitals_thinned == 5  # persisted for health
+
+
+def test_batch_is_one_transaction_with_consecutive_seqs(tmp_path: Path) -> None:
+    from controller.outbox import OutboxItem
+
+    path = tmp_path / "o.sqlite3"
+    box = Outbox(path, max_rows=100)
+    put(box)
+
+    def boom(seq: int) -> bytes:
+        raise RuntimeError("bad payload")
+
+    items = [OutboxItem("events", "t/e", lambda s: b"e"), OutboxItem("call", "t/c", boom)]
+    with contextlib.suppress(RuntimeError):
+        box.enqueue_many(items, state={"call": {"status": "placed"}})
+    assert box.depth == 1 and box.load_state("call") is None  # nothing half-stored
+    good = [OutboxItem("events", "t/e", lambda s: b"e"), OutboxItem("call", "t/c", lambda s: b"c")]
+    assert box.enqueue_many(good, state={"call": {"status": "placed"}}) == [2, 3]
+    box.close()
+    again = Outbox(path)
+    assert [r.kind for r in again.pending()] == ["vitals", "events", "call"]
+    assert again.load_state("call") == {"status": "placed"}
