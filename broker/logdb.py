@@ -14,7 +14,8 @@ import json
 import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
+from operator import attrgetter
 
 from broker.logger_ingest import Accepted, Availability, Classified, Command, Ignored, Rejected
 from controller import contract
@@ -63,6 +64,21 @@ class BatchStats:
 
 def _ts(value: datetime | None) -> str | None:
     return format_ts(value) if value is not None else None
+
+
+def _fast_ts(value: datetime) -> str:
+    """`format_ts` for the contract's datetimes (already UTC), without strftime (hot path)."""
+    if value.utcoffset() == _ZERO:
+        return value.isoformat(timespec="milliseconds")[:-6] + "Z"
+    return format_ts(value)
+
+
+def _json_list(values: list[str]) -> str:
+    return json.dumps(values) if values else "[]"
+
+
+_ZERO = timedelta(0)
+_vital_values = attrgetter(*VITAL_FIELDS)
 
 
 class LogStore:
@@ -181,7 +197,7 @@ class LogStore:
                     stats.quarantined += 1
                 continue
             known[key] = (item.digest, item.leaf)
-            ts = format_ts(m.ts)
+            ts = _fast_ts(m.ts)
             is_vitals = isinstance(m, contract.VitalsMessage)
             payload = None if is_vitals else item.raw.decode("utf-8", "replace")
             ledger.append(
@@ -230,6 +246,7 @@ class LogStore:
 
     # -- per kind ---------------------------------------------------------------------
     @staticmethod
+    @staticmethod
     def _vitals_row(m: contract.VitalsMessage, ts: str, received_at: str) -> tuple[object, ...]:
         return (
             m.site,
@@ -238,11 +255,11 @@ class LogStore:
             ts,
             int(m.clock_synced),
             received_at,
-            *(getattr(m, f) for f in VITAL_FIELDS),
+            *_vital_values(m),
             m.protocol,
             m.device_time,
-            json.dumps(m.alarms),
-            json.dumps(m.quality),
+            _json_list(m.alarms),
+            _json_list(m.quality),
             m.alarm_raw,
             m.exc_raw,
         )
@@ -449,24 +466,34 @@ class LogStore:
 
     # -- retention --------------------------------------------------------------------
     def delete_old_vitals(self, cutoff: str, batch: int = 500, max_batches: int = 20) -> int:
-        """Delete vitals with `ts < cutoff`, `batch` rows per transaction; return rows deleted."""
+        """Delete vitals with `ts < cutoff`, room by room, `batch` rows per transaction.
+
+        At most `max_batches` transactions per call, so ingest is never held up for long;
+        the logger calls it again at the next interval. Returns the rows deleted.
+        """
         total = 0
-        for _ in range(max_batches):
-            self.conn.execute("BEGIN IMMEDIATE")
-            try:
-                rows = self.conn.execute(
-                    "DELETE FROM vitals WHERE id IN (SELECT id FROM vitals WHERE ts < ? "
-                    "ORDER BY ts LIMIT ?) RETURNING site, room, seq",
-                    (cutoff, batch),
-                ).fetchall()
-                self.conn.executemany(
-                    "DELETE FROM messages WHERE site = ? AND room = ? AND seq = ?", rows
-                )
-                self.conn.execute("COMMIT")
-            except BaseException:
-                self.conn.execute("ROLLBACK")
-                raise
-            total += len(rows)
-            if len(rows) < batch:
-                break
+        budget = max_batches
+        rooms = self.conn.execute("SELECT site, room FROM room_state ORDER BY site, room")
+        for site, room in rooms.fetchall():
+            while budget > 0:
+                budget -= 1
+                self.conn.execute("BEGIN IMMEDIATE")
+                try:
+                    seqs = self.conn.execute(
+                        "DELETE FROM vitals WHERE site = ? AND room = ? AND seq IN ("
+                        "SELECT seq FROM vitals WHERE site = ? AND room = ? AND ts < ? "
+                        "ORDER BY ts LIMIT ?) RETURNING seq",
+                        (site, room, site, room, cutoff, batch),
+                    ).fetchall()
+                    self.conn.executemany(
+                        "DELETE FROM messages WHERE site = ? AND room = ? AND seq = ?",
+                        [(site, room, seq) for (seq,) in seqs],
+                    )
+                    self.conn.execute("COMMIT")
+                except BaseException:
+                    self.conn.execute("ROLLBACK")
+                    raise
+                total += len(seqs)
+                if len(seqs) < batch:
+                    break
         return total

@@ -46,10 +46,8 @@ CREATE TABLE messages (
     payload TEXT,
     PRIMARY KEY (site, room, seq)
 ) WITHOUT ROWID;
-CREATE INDEX messages_kind_ts ON messages (site, room, kind, ts);
 
 CREATE TABLE vitals (
-    id INTEGER PRIMARY KEY,
     site TEXT NOT NULL,
     room TEXT NOT NULL,
     seq INTEGER NOT NULL,
@@ -63,10 +61,9 @@ CREATE TABLE vitals (
     quality TEXT NOT NULL,
     alarm_raw TEXT,
     exc_raw TEXT,
-    UNIQUE (site, room, seq)
-);
+    PRIMARY KEY (site, room, seq)
+) WITHOUT ROWID;
 CREATE INDEX vitals_room_ts ON vitals (site, room, ts);
-CREATE INDEX vitals_ts ON vitals (ts);
 
 CREATE TABLE events (
     id INTEGER PRIMARY KEY,

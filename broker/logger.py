@@ -27,9 +27,8 @@ import signal
 import sqlite3
 import threading
 import time
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
@@ -48,8 +47,7 @@ from controller.mqtt_connect import BrokerEndpoint, make_client
 log = logging.getLogger("roomctl.logger")
 
 
-@dataclass(frozen=True)
-class Inbound:
+class Inbound(NamedTuple):
     """One received message, as `on_message` enqueues it (no parsing on the paho thread)."""
 
     topic: str
