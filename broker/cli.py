@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import sqlite3
+import ssl
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -191,6 +193,8 @@ def _logger(args: argparse.Namespace) -> int:
         return run(cfg)
     except (ConfigError, ValueError) as exc:
         return _fail(str(exc))
+    except (OSError, ssl.SSLError, sqlite3.Error) as exc:  # unreadable key, unwritable db, ...
+        return _fail(f"logger cannot start: {exc}")
 
 
 # -- log export / rooms ------------------------------------------------------------------

@@ -315,3 +315,21 @@ def test_logger_command_refuses_bad_config(capsys: pytest.CaptureFixture[str]) -
     assert code == 2 and "db: Field required" in err
     code, _, err = run(capsys, "logger", "--site", "S 1", "--db", "x.db")
     assert code == 2 and "site" in err
+
+
+def test_logger_command_reports_unreadable_files(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    code, _, err = run(
+        capsys,
+        "logger",
+        "--site",
+        "s1",
+        "--db",
+        str(tmp_path / "x.db"),
+        "--broker",
+        "mqtts://127.0.0.1:1",
+        "--ca",
+        str(tmp_path / "missing-ca.crt"),
+    )
+    assert code == 2 and "logger cannot start" in err
