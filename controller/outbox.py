@@ -23,6 +23,7 @@ that still cannot be stored is counted, and a call/event that cannot be stored r
 from __future__ import annotations
 
 import json
+from collections import Counter
 import sqlite3
 import time
 from collections.abc import Callable
@@ -214,6 +215,12 @@ class Outbox:
                 rows,
             )
             self._set_meta("last_seq", str(seq))
+            for kind, n in Counter(r[1] for r in rows).items():
+                self._db.execute(
+                    "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE "
+                    "SET value = CAST(value AS INTEGER) + excluded.value",
+                    (f"created_{kind}", n),
+                )
             for key, value in (state or {}).items():
                 self.save_state(key, value)
             self._db.execute("COMMIT")
@@ -253,6 +260,14 @@ class Outbox:
             raise
         self._depth -= len(doomed)
         return len(doomed)
+
+    def created(self) -> dict[str, int]:
+        """How many messages of each kind were ever stored (thinned vitals included)."""
+        rows = self._db.execute("SELECT key, value FROM meta WHERE key LIKE 'created_%'")
+        return {key.removeprefix("created_"): int(value) for key, value in rows}
+
+    def pending_seqs(self) -> list[int]:
+        return [r[0] for r in self._db.execute("SELECT seq FROM outbox ORDER BY seq")]
 
     def pending(self, after_seq: int = 0, limit: int = 100) -> list[OutboxRow]:
         """Rows waiting for a PUBACK with seq > after_seq, in order."""

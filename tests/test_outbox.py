@@ -90,3 +90,15 @@ def test_batch_is_one_transaction_with_consecutive_seqs(tmp_path: Path) -> None:
     again = Outbox(path)
     assert [r.kind for r in again.pending()] == ["vitals", "events", "call"]
     assert again.load_state("call") == {"status": "placed"}
+
+
+def test_created_counts_per_kind_survive_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "o.sqlite3"
+    box = Outbox(path)
+    for kind in ("vitals", "vitals", "events", "call"):
+        put(box, kind)
+    box.ack([1])
+    box.close()
+    again = Outbox(path)
+    assert again.created() == {"vitals": 2, "events": 1, "call": 1}
+    assert again.pending_seqs() == [2, 3, 4]
