@@ -23,9 +23,9 @@ that still cannot be stored is counted, and a call/event that cannot be stored r
 from __future__ import annotations
 
 import json
-from collections import Counter
 import sqlite3
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
