@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from operator import attrgetter
 
+from broker import logdb_timeline as timeline
 from broker.logger_ingest import Accepted, Availability, Classified, Command, Ignored, Rejected
 from controller import contract
 from controller.contract import VITAL_FIELDS, format_ts
@@ -28,12 +29,6 @@ _VITAL_INSERT = (
     + ", ".join("?" * (6 + len(VITAL_FIELDS) + 6))
     + ") ON CONFLICT (site, room, seq) DO NOTHING"
 )
-_PHASE_COLUMN = {
-    contract.Phase.PRE_CHECK: "pre_check_at",
-    contract.Phase.INFUSION: "infusion_at",
-    contract.Phase.RECOVERY: "recovery_at",
-    contract.Phase.DISCHARGE_READY: "discharge_ready_at",
-}
 _CALL_EVENTS = {
     contract.EventKind.CALL_PLACED,
     contract.EventKind.CALL_PRIORITY_RAISED,
@@ -60,10 +55,6 @@ class BatchStats:
         self.commands += other.commands
         for k, v in other.by_kind.items():
             self.by_kind[k] = self.by_kind.get(k, 0) + v
-
-
-def _ts(value: datetime | None) -> str | None:
-    return format_ts(value) if value is not None else None
 
 
 def _fast_ts(value: datetime) -> str:
@@ -222,7 +213,7 @@ class LogStore:
         for m, received_at in others:
             self._dispatch(cur, m, received_at)
         for (site, room), (seq, ts, received_at) in latest.items():
-            self._room(cur, site, room)
+            timeline.ensure_room(cur, site, room)
             cur.execute(
                 "UPDATE room_state SET last_seq = ?, last_ts = ?, last_received_at = ? "
                 "WHERE site = ? AND room = ? AND (last_seq IS NULL OR last_seq < ?)",
@@ -237,7 +228,7 @@ class LogStore:
         elif isinstance(m, contract.CallMessage):
             self._call_snapshot(cur, m)
         elif isinstance(m, contract.HealthMessage):
-            self._room(cur, m.site, m.room)
+            timeline.ensure_room(cur, m.site, m.room)
             cur.execute(
                 "UPDATE room_state SET health_seq = ?, health = ? WHERE site = ? AND room = ? "
                 "AND (health_seq IS NULL OR health_seq < ?)",
@@ -289,9 +280,9 @@ class LogStore:
             ),
         )
         if m.kind in _CALL_EVENTS and m.call_id:
-            self._call_event(cur, m)
+            timeline.call_event(cur, m)
         elif m.kind is contract.EventKind.PHASE_CHANGED and m.phase is not None:
-            self._phase(cur, m.site, m.room, m.seq, m.session_id, m.phase, m.ts)
+            timeline.phase_change(cur, m.site, m.room, m.seq, m.session_id, m.phase, m.ts)
         elif m.kind is contract.EventKind.PHASE_OVERRUN and m.session_id:
             cur.execute(
                 "UPDATE sessions SET overruns = overruns + 1 WHERE site = ? AND room = ? "
@@ -299,156 +290,27 @@ class LogStore:
                 (m.site, m.room, m.session_id),
             )
 
-    def _call_row(self, cur: sqlite3.Cursor, site: str, room: str, call_id: str, seq: int) -> None:
-        cur.execute(
-            "INSERT INTO calls (site, room, call_id, status, last_seq) "
-            "VALUES (?, ?, ?, 'placed', ?) ON CONFLICT (site, room, call_id) "
-            "DO UPDATE SET last_seq = MAX(last_seq, excluded.last_seq)",
-            (site, room, call_id, seq),
-        )
-
-    def _call_event(self, cur: sqlite3.Cursor, m: contract.EventMessage) -> None:
-        assert m.call_id is not None
-        self._call_row(cur, m.site, m.room, m.call_id, m.seq)
-        at = format_ts(m.ts)
-        key = (m.site, m.room, m.call_id)
-        column = {
-            contract.EventKind.CALL_PLACED: "placed_at",
-            contract.EventKind.CALL_CLAIMED: "claimed_at",
-            contract.EventKind.CALL_ESCALATED: "escalated_at",
-            contract.EventKind.CALL_CANCELLED: "cancelled_at",
-        }.get(m.kind)
-        if column is not None:
-            cur.execute(
-                f"UPDATE calls SET {column} = COALESCE({column}, ?) "
-                "WHERE site = ? AND room = ? AND call_id = ?",
-                (at, *key),
-            )
-        if m.priority is not None:
-            cur.execute(
-                "UPDATE calls SET priority = ? WHERE site = ? AND room = ? AND call_id = ?",
-                (m.priority.value, *key),
-            )
-        if m.kind is contract.EventKind.CALL_CLAIMED and m.by:
-            cur.execute(
-                "UPDATE calls SET claimed_by = COALESCE(claimed_by, ?) "
-                "WHERE site = ? AND room = ? AND call_id = ?",
-                (m.by, *key),
-            )
-        if m.kind is contract.EventKind.CALL_CANCELLED and m.by:
-            cur.execute(
-                "UPDATE calls SET cancelled_by = COALESCE(cancelled_by, ?) "
-                "WHERE site = ? AND room = ? AND call_id = ?",
-                (m.by, *key),
-            )
-        self._call_derived(cur, key)
-
     def _call_snapshot(self, cur: sqlite3.Cursor, m: contract.CallMessage) -> None:
-        self._room(cur, m.site, m.room)
+        timeline.ensure_room(cur, m.site, m.room)
         cur.execute(
             "UPDATE room_state SET call_seq = ?, call = ?, call_status = ? WHERE site = ? "
             "AND room = ? AND (call_seq IS NULL OR call_seq < ?)",
             (m.seq, m.model_dump_json(), m.status.value, m.site, m.room, m.seq),
         )
-        if not m.call_id or m.status is contract.CallStatus.IDLE:
-            return
-        self._call_row(cur, m.site, m.room, m.call_id, m.seq)
-        key = (m.site, m.room, m.call_id)
-        cur.execute(
-            "UPDATE calls SET placed_at = COALESCE(placed_at, ?), "
-            "claimed_at = COALESCE(claimed_at, ?), claimed_by = COALESCE(claimed_by, ?), "
-            "escalated_at = COALESCE(escalated_at, ?), priority = COALESCE(?, priority) "
-            "WHERE site = ? AND room = ? AND call_id = ?",
-            (
-                _ts(m.placed_at),
-                _ts(m.claimed_at),
-                m.claimed_by,
-                _ts(m.escalated_at),
-                m.priority.value if m.priority else None,
-                *key,
-            ),
-        )
-        self._call_derived(cur, key)
-
-    @staticmethod
-    def _call_derived(cur: sqlite3.Cursor, key: tuple[str, str, str]) -> None:
-        cur.execute(
-            "UPDATE calls SET "
-            "status = CASE WHEN cancelled_at IS NOT NULL THEN 'cancelled' "
-            "WHEN claimed_at IS NOT NULL THEN 'claimed' "
-            "WHEN escalated_at IS NOT NULL THEN 'escalated' ELSE 'placed' END, "
-            "response_s = ROUND((julianday(claimed_at) - julianday(placed_at)) * 86400.0, 3), "
-            "resolved_s = ROUND((julianday(cancelled_at) - julianday(placed_at)) * 86400.0, 3) "
-            "WHERE site = ? AND room = ? AND call_id = ?",
-            key,
-        )
-
-    def _phase(
-        self,
-        cur: sqlite3.Cursor,
-        site: str,
-        room: str,
-        seq: int,
-        session_id: str | None,
-        phase: contract.Phase,
-        at_dt: datetime,
-    ) -> None:
-        at = format_ts(at_dt)
-        if session_id is None:
-            if phase is not contract.Phase.IDLE:
-                return
-            row = cur.execute(
-                "SELECT session_id FROM sessions WHERE site = ? AND room = ? AND ended_at IS NULL "
-                "ORDER BY started_at DESC LIMIT 1",
-                (site, room),
-            ).fetchone()
-            if row is None:
-                return
-            session_id = str(row[0])
-        cur.execute(
-            "INSERT INTO sessions (site, room, session_id, phase, started_at, last_seq) "
-            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (site, room, session_id) DO UPDATE SET "
-            "started_at = MIN(started_at, excluded.started_at), "
-            "phase = CASE WHEN excluded.last_seq > last_seq THEN excluded.phase ELSE phase END, "
-            "last_seq = MAX(last_seq, excluded.last_seq)",
-            (site, room, session_id, phase.value, at, seq),
-        )
-        key = (site, room, session_id)
-        column = "ended_at" if phase is contract.Phase.IDLE else _PHASE_COLUMN[phase]
-        cur.execute(
-            f"UPDATE sessions SET {column} = COALESCE({column}, ?) "
-            "WHERE site = ? AND room = ? AND session_id = ?",
-            (at, *key),
-        )
-        cur.execute(
-            "UPDATE sessions SET "
-            "infusion_s = ROUND((julianday(COALESCE(recovery_at, discharge_ready_at, ended_at)) "
-            "- julianday(infusion_at)) * 86400.0, 3), "
-            "recovery_s = ROUND((julianday(COALESCE(discharge_ready_at, ended_at)) "
-            "- julianday(recovery_at)) * 86400.0, 3) "
-            "WHERE site = ? AND room = ? AND session_id = ?",
-            key,
-        )
+        timeline.call_snapshot(cur, m)
 
     def _state(self, cur: sqlite3.Cursor, m: contract.StateMessage) -> None:
-        self._room(cur, m.site, m.room)
+        timeline.ensure_room(cur, m.site, m.room)
         cur.execute(
             "UPDATE room_state SET state_seq = ?, state = ?, phase = ?, session_id = ? "
             "WHERE site = ? AND room = ? AND (state_seq IS NULL OR state_seq < ?)",
             (m.seq, m.model_dump_json(), m.phase.value, m.session_id, m.site, m.room, m.seq),
         )
         if m.session_id is not None or m.phase is contract.Phase.IDLE:
-            self._phase(cur, m.site, m.room, m.seq, m.session_id, m.phase, m.since)
-
-    @staticmethod
-    def _room(cur: sqlite3.Cursor, site: str, room: str) -> None:
-        cur.execute(
-            "INSERT INTO room_state (site, room) VALUES (?, ?) ON CONFLICT (site, room) DO NOTHING",
-            (site, room),
-        )
+            timeline.phase_change(cur, m.site, m.room, m.seq, m.session_id, m.phase, m.since)
 
     def _availability(self, cur: sqlite3.Cursor, a: Availability, received_at: str) -> None:
-        self._room(cur, a.site, a.room)
+        timeline.ensure_room(cur, a.site, a.room)
         row = cur.execute(
             "SELECT availability FROM room_state WHERE site = ? AND room = ?", (a.site, a.room)
         ).fetchone()
