@@ -1,10 +1,12 @@
 """Writes logger batches into SQLite: one transaction per batch, idempotent on (site, room, seq).
 
-How this works: every accepted message is first inserted into the `messages` ledger with
-`ON CONFLICT(site, room, seq) DO NOTHING`. If the row was new, the message's own tables are
-written (vitals/events, then calls, sessions and room_state). If it already existed with the
-same digest it is a replay (QoS 1 redelivery, outbox resend) and is skipped; with another
-digest it goes to quarantine as "duplicate seq with different content". Schema:
+How this works: inside the batch's transaction, the `messages` ledger is asked which of the
+batch's `(site, room, seq)` it already holds (one query per room). A known key with the same
+digest is a replay (QoS 1 redelivery, outbox resend) and is skipped; with another digest it goes
+to quarantine as "duplicate seq with different content". New messages go into the ledger and
+`vitals` with `executemany` (`ON CONFLICT(site, room, seq) DO NOTHING` as a second guard);
+events, state, call and health update their tables one by one (`logdb_timeline.py` for calls
+and sessions); `room_state.last_*` is written once per room per batch. Schema:
 `logdb_schema.py`.
 """
 
