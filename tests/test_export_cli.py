@@ -238,6 +238,26 @@ def test_export_other_site_is_empty_and_bad_input_is_refused(
     assert code == 2 and "no database" in err
 
 
+def test_export_to_a_file(db: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    out = tmp_path / "calls.csv"
+    code, stdout, _ = run(
+        capsys,
+        "log",
+        "export",
+        "--db",
+        str(db),
+        "--site",
+        SITE,
+        "--kind",
+        "calls",
+        "--out",
+        str(out),
+    )
+    assert code == 0 and stdout == ""
+    rows = list(csv.DictReader(io.StringIO(out.read_text())))
+    assert [(r["call_id"], r["response_s"]) for r in rows] == [("c-101", "42.0"), ("c-102", "42.0")]
+
+
 def test_log_rooms(db: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, "log", "rooms", "--db", str(db))
     assert code == 0

@@ -190,6 +190,27 @@ def test_logger_down_then_back_gets_the_queued_messages(clinic: Clinic, tmp_path
         room.stop()
 
 
+def test_queued_messages_survive_a_broker_restart_while_the_logger_is_down(
+    clinic: Clinic, tmp_path: Path
+) -> None:
+    db = tmp_path / "log.db"
+    cfg = logger_config(clinic, db, client_id="logger-persist")
+    first = Logger(cfg).start()
+    assert first.subscribed.wait(10)
+    first.stop()
+    room = FakeRoom(clinic, "101")
+    room.send_mix(150)
+    room.wait_all_acked()
+    room.stop()
+    clinic.broker.restart()  # SIGTERM: Mosquitto saves sessions and queued messages first
+    second = Logger(cfg).start()
+    try:
+        assert second.wait_committed(lambda t: t.inserted >= 150, timeout=30)
+        assert db_seqs(db) == {"101": list(range(1, 151))}
+    finally:
+        second.stop()
+
+
 def test_shared_subscription_group(clinic: Clinic, tmp_path: Path) -> None:
     db = tmp_path / "log.db"
     logger = Logger(logger_config(clinic, db, share_group="loggers")).start()
