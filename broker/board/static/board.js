@@ -112,6 +112,9 @@ const Board = (() => {
     document.getElementById("phase-room").textContent = room;
     document.getElementById("phase-now").textContent = PHASE_NAME[currentPhase] || currentPhase || "unknown";
     document.getElementById("phase-error").textContent = "";
+    const NEXT = { idle: "pre_check", pre_check: "infusion", infusion: "recovery",
+      recovery: "discharge_ready", discharge_ready: "idle" };
+    if (NEXT[currentPhase]) document.getElementById("phase-select").value = NEXT[currentPhase];
     dlg.dataset.room = room;
     dlg.returnValue = "";
     dlg.showModal();
