@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -68,8 +69,11 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
 
 
 def board_db_path(board_db: Path | None, db: Path | None) -> Path | None:
+    """--board-db, else $ROOMCTL_BOARD_DB, else board.sqlite beside the logger's --db."""
     if board_db is not None:
         return board_db
+    if os.environ.get("ROOMCTL_BOARD_DB"):
+        return Path(os.environ["ROOMCTL_BOARD_DB"])
     if db is not None:
         return db.parent / "board.sqlite"
     return None
@@ -81,7 +85,8 @@ def _user(args: argparse.Namespace) -> int:
     path = board_db_path(args.board_db, args.db)
     if path is None:
         return _fail(
-            "give --board-db PATH (or --db, the logger's database, to use board.sqlite beside it)"
+            "give --board-db PATH, set ROOMCTL_BOARD_DB, or give --db (the logger's database) "
+            "to use board.sqlite beside it"
         )
     users = BoardDB(path)
     try:

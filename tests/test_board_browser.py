@@ -186,3 +186,12 @@ def test_vitals_alerts_trouble_and_staleness(
     page.clock.run_for(8000)  # the browser's clock: the reading is now 8 s old
     expect(tile.locator(".vitals")).to_have_class("vitals stale", timeout=WAIT_MS)
     expect(tile.locator(".vitals-age")).to_contain_text("stale")
+
+
+def test_broker_link_down_is_shown(mosquitto: Mosquitto, board: BoardServer, page: Page) -> None:
+    login(page, board.url, "victor")
+    link = page.locator("#link")
+    expect(link).to_have_text("● live", timeout=WAIT_MS)
+    mosquitto.stop()  # every tile is now old: the board must say so
+    expect(link).to_contain_text("broker link down", timeout=WAIT_MS)
+    expect(link).to_have_class("link down")
