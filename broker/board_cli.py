@@ -147,6 +147,7 @@ def _serve(args: argparse.Namespace) -> int:
         session_hours=args.session_hours,
         secure_cookies=args.secure_cookies,
         chromium=args.chromium,
+        host=args.host,
     )
     board = Board(config)
     if not config.no_auth and not board.users.users():

@@ -219,6 +219,10 @@ def test_no_auth_only_on_loopback(
         expect(page).to_have_url(board.url + "/")
         expect(page.locator(".who")).to_contain_text("board (nurse)")
         expect(page.locator("#link")).to_have_text("● live", timeout=WAIT_MS)
+        # without login, only loopback Host names are served (DNS rebinding)
+        resp = page.request.get(board.url + "/api/rooms", headers={"Host": "evil.example"})
+        assert resp.status == 400
+        assert page.request.get(board.url + "/api/rooms").status == 200
     finally:
         board.stop()
 

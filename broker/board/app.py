@@ -30,6 +30,7 @@ from urllib.parse import quote
 
 import jinja2
 from starlette.applications import Starlette
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Mount
@@ -50,6 +51,7 @@ HERE = Path(__file__).parent
 SESSION_COOKIE = "roomctl_session"
 LOGIN_COOKIE = "roomctl_login"
 NO_AUTH_USER = "board"
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]", "::1")
 
 _CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -68,6 +70,7 @@ class BoardConfig:
     session_hours: float = 12.0
     secure_cookies: bool = False
     chromium: str = "/usr/bin/chromium"
+    host: str = "127.0.0.1"  # where it is bound (with --no-auth, the only Host names allowed)
 
 
 class SecurityHeaders:
@@ -123,6 +126,14 @@ class Board:
         ]
         self.app = Starlette(routes=routes, lifespan=self._lifespan)
         self.app.add_middleware(SecurityHeaders)
+        if config.no_auth:
+            # no login: refuse any Host but loopback names, so a web page that rebinds its own
+            # name to 127.0.0.1 (DNS rebinding) cannot read the board or take its CSRF token
+            self.app.add_middleware(
+                TrustedHostMiddleware,
+                allowed_hosts=[*LOOPBACK_NAMES, config.host],
+                www_redirect=False,
+            )
         self.app.state.board = self
 
     @asynccontextmanager
