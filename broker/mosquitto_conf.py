@@ -52,9 +52,12 @@ class BrokerSettings:
     # reason 0x95, which paho 2.2 treats as a protocol error: the room reconnects and resends the
     # same message forever. So the size limit is the logger's (quarantine) and the outbox's.
     message_size_limit: int = 0
+    # Demo/test only: rooms also read their own sim/button, staff may write it. Never set in
+    # production: a real room ignores sim/button anyway, and the ACL should not carry it.
+    simulation: bool = False
 
 
-def acl_text(site: str, identities: list[Identity]) -> str:
+def acl_text(site: str, identities: list[Identity], simulation: bool = False) -> str:
     """The ACL file: one block per identity (see the module docstring)."""
     topics.check_ident("site", site)
     lines = [
@@ -70,9 +73,13 @@ def acl_text(site: str, identities: list[Identity]) -> str:
             for leaf in ROOM_WRITE_LEAVES:
                 lines.append(f"topic write {topics.room_topic(site, ident.name, leaf)}")
             lines.append(f"topic read {topics.cmd_filter(site, ident.name)}")
+            if simulation:
+                lines.append(f"topic read {topics.sim_button(site, ident.name)}")
         elif ident.kind == "staff":
             lines.append(f"topic read {base}/#")
             lines.append(f"topic write {base}/room/+/cmd/#")
+            if simulation:
+                lines.append(f"topic write {base}/room/+/sim/button")
         elif ident.kind == "logger":
             lines.append(f"topic read {base}/#")
             lines.append(f"topic write {topics.logger_status(site)}")
@@ -128,7 +135,7 @@ def write_config(
     text = config_text(settings, acl_path)
     out.parent.mkdir(parents=True, exist_ok=True)
     acl_path.parent.mkdir(parents=True, exist_ok=True)
-    acl_path.write_text(acl_text(settings.site, pki.inventory()))
+    acl_path.write_text(acl_text(settings.site, pki.inventory(), settings.simulation))
     out.write_text(text)
     return out, acl_path
 

@@ -45,6 +45,7 @@ from controller.sdnotify import SystemdNotifier
 log = logging.getLogger(__name__)
 
 FADE_TICK_S = 0.05
+SHUTDOWN_DRAIN_S = 3.0
 CLOCK_CHECK_S = 10.0
 
 
@@ -268,12 +269,25 @@ class RoomDaemon:
             waits.append(wd)
         return min(waits)
 
+    def _drain_before_stop(self, seconds: float) -> None:
+        """On a clean stop, deliver what is stored (bounded); the rest waits on disk."""
+        deadline = time.monotonic() + seconds
+        while self.link.connected and self.outbox.depth > 0 and time.monotonic() < deadline:
+            self.publisher.pump(self.link)
+            try:
+                item = self.events.get(timeout=0.05)
+            except queue.Empty:
+                continue
+            if isinstance(item, PubAck):
+                self.publisher.on_puback(item.mid, item.ok, item.reason)
+                self.publisher.flush_acks()
+
     def _shutdown(self) -> None:
         self.notifier.stopping()
         if self.monitor is not None:
             self.monitor.stop()
         try:
-            self.publisher.pump(self.link)
+            self._drain_before_stop(SHUTDOWN_DRAIN_S)
         finally:
             self.link.stop()
             self.hardware.close()

@@ -66,3 +66,16 @@ def test_room_runs_over_mutual_tls_within_its_acl(clinic: Clinic, tmp_path: Path
     finally:
         room.daemon.stop()
         room.thread.join(15)
+
+
+def test_production_acl_has_no_simulation_grants(tmp_path: Path) -> None:
+    from broker.mosquitto_conf import acl_text
+    from broker.pki import Pki
+
+    pki = Pki.init(tmp_path / "pki", SITE)
+    pki.issue("room", "101")
+    pki.issue("staff", "alice")
+    assert "sim/" not in acl_text(SITE, pki.inventory())
+    simulated = acl_text(SITE, pki.inventory(), simulation=True)
+    assert f"topic read clinic/{SITE}/room/101/sim/button" in simulated
+    assert f"topic write clinic/{SITE}/room/+/sim/button" in simulated
