@@ -46,7 +46,8 @@ transports:
                     and waits for each ACK, re-sending when none comes.
 
 trace: pre-check 5 min, infusion 40 min (heart rate and blood pressure rise), recovery
-45 min (they settle); --desat adds a 2-minute desaturation 20 min into the infusion.
+45 min (they settle); --desat adds a 2-minute desaturation 20 min into the infusion;
+--hypertensive makes systolic pressure climb past 180 mmHg during the infusion.
 --speed 60 plays a minute of the session per second. Faults repeat every 30 s of real
 time, from 10 s to 18 s. Same --seed, same trace.
 """
@@ -123,6 +124,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         protocol=args.protocol,
         speed=args.speed,
         desat=args.desat,
+        hypertensive=args.hypertensive,
         fault=args.fault,
         duration=args.duration,
         seed=args.seed,
@@ -171,7 +173,8 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     )
     dec.add_argument("--protocol", required=True, choices=PROTOCOLS)
     dec.add_argument(
-        "--hex", action="store_true",
+        "--hex",
+        action="store_true",
         help="input is whitespace-separated hex byte pairs; lines starting with # are ignored",
     )
     dec.add_argument("file", metavar="FILE|-", help="capture file, or - for stdin")
@@ -188,13 +191,27 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     where = sim.add_mutually_exclusive_group(required=True)
     where.add_argument("--pty", action="store_true", help="serve on a new pseudo-terminal")
     where.add_argument("--tcp", metavar="HOST:PORT", help="see 'transports' below")
-    sim.add_argument("--speed", type=positive_float, default=1.0,
-                     help="trace seconds per real second (default 1)")
+    sim.add_argument(
+        "--speed",
+        type=positive_float,
+        default=1.0,
+        help="trace seconds per real second (default 1)",
+    )
     sim.add_argument("--desat", action="store_true", help="include a desaturation episode")
+    sim.add_argument(
+        "--hypertensive",
+        action="store_true",
+        help="systolic pressure climbs past 180 mmHg during the infusion",
+    )
     sim.add_argument("--fault", choices=FAULTS, help="inject a fault every 30 s (10-18 s)")
-    sim.add_argument("--duration", type=positive_float, metavar="S",
-                     help="stop after S real seconds (default: run until stopped)")
+    sim.add_argument(
+        "--duration",
+        type=positive_float,
+        metavar="S",
+        help="stop after S real seconds (default: run until stopped)",
+    )
     sim.add_argument("--seed", type=int, default=0, help="seed of the patient and noise")
-    sim.add_argument("--pty-link", metavar="PATH",
-                     help="with --pty: keep a symlink to the current slave at PATH")
+    sim.add_argument(
+        "--pty-link", metavar="PATH", help="with --pty: keep a symlink to the current slave at PATH"
+    )
     sim.set_defaults(func=cmd_simulate)

@@ -52,9 +52,13 @@ class KetamineTrace:
         desat: bool = False,
         desat_at_s: float = PRE_CHECK_S + 1200.0,
         desat_len_s: float = 120.0,
+        hypertensive: bool = False,
     ) -> None:
         rng = random.Random(seed)
         self.desat = desat
+        # A hypertensive response: systolic climbs past 180 mmHg during the infusion and
+        # settles below it in recovery (the room's blood-pressure alert fires, then clears).
+        self.bp_rise = (75.0, 30.0) if hypertensive else (25.0, 14.0)
         self.desat_at_s = desat_at_s
         self.desat_len_s = desat_len_s
         self.hr0 = rng.uniform(66, 80)
@@ -105,8 +109,8 @@ class KetamineTrace:
 
     def _core(self, t: float) -> tuple[float, float, float]:
         e = self.effect(t)
-        sys = self.sys0 + 25 * e + self._noise(t, 3, 4)
-        dia = self.dia0 + 14 * e + self._noise(t, 2, 5)
+        sys = self.sys0 + self.bp_rise[0] * e + self._noise(t, 3, 4)
+        dia = self.dia0 + self.bp_rise[1] * e + self._noise(t, 2, 5)
         return e, sys, dia
 
     def at(self, t: float) -> TracePoint:

@@ -49,6 +49,7 @@ class SimulatorOptions:
     protocol: str
     speed: float = 1.0
     desat: bool = False
+    hypertensive: bool = False
     fault: str | None = None
     duration: float | None = None
     seed: int = 0
@@ -70,7 +71,7 @@ class DeviceSignal:
             raise ValueError("speed must be > 0")
         self.opts = opts
         self.period = PERIOD_S[opts.protocol]
-        self.trace = KetamineTrace(opts.seed, desat=opts.desat)
+        self.trace = KetamineTrace(opts.seed, desat=opts.desat, hypertensive=opts.hypertensive)
         self.rng = random.Random(opts.seed ^ 0x5EED)
         self.sent = 0
 
@@ -158,8 +159,9 @@ class PtyPort:
                 os.close(fd)
 
 
-def run_pty(opts: SimulatorOptions, out: TextIO, stop: threading.Event,
-            pty_link: Path | None = None) -> dict[str, int]:
+def run_pty(
+    opts: SimulatorOptions, out: TextIO, stop: threading.Event, pty_link: Path | None = None
+) -> dict[str, int]:
     signal = DeviceSignal(opts)
     stats = {"sent": 0, "dropped": 0, "unplugs": 0}
     port: PtyPort | None = PtyPort(pty_link)
@@ -186,8 +188,9 @@ def run_pty(opts: SimulatorOptions, out: TextIO, stop: threading.Event,
     return stats
 
 
-def run_tcp_server(opts: SimulatorOptions, address: str, out: TextIO,
-                   stop: threading.Event) -> dict[str, int]:
+def run_tcp_server(
+    opts: SimulatorOptions, address: str, out: TextIO, stop: threading.Event
+) -> dict[str, int]:
     """Masimo/Nonin through a serial-to-network bridge: listen, stream to every client."""
     host, port = parse_host_port(address)
     signal = DeviceSignal(opts)
@@ -252,13 +255,21 @@ def _await_ack(sock: socket.socket, deadline: float) -> bytes | None:
     return buf
 
 
-def run_hl7_client(opts: SimulatorOptions, address: str, out: TextIO,
-                   stop: threading.Event) -> dict[str, int]:
+def run_hl7_client(
+    opts: SimulatorOptions, address: str, out: TextIO, stop: threading.Event
+) -> dict[str, int]:
     """An HL7 monitor pushing ORU^R01 to the room's MLLP listener, one ACK per message."""
     host, port = parse_host_port(address)
     signal = DeviceSignal(opts)
-    stats = {"sent": 0, "acked_aa": 0, "acked_other": 0, "ack_timeouts": 0,
-             "dropped": 0, "connects": 0, "unplugs": 0}
+    stats = {
+        "sent": 0,
+        "acked_aa": 0,
+        "acked_other": 0,
+        "ack_timeouts": 0,
+        "dropped": 0,
+        "connects": 0,
+        "unplugs": 0,
+    }
     say(out, f"{host}:{port}")
     sock: socket.socket | None = None
     try:

@@ -1,0 +1,189 @@
+"""The demo's live view of every room: a paho subscriber feeding a rich table.
+
+Callbacks only update small dicts under a lock; the table is drawn from the main thread.
+The same client sends the scripted nurse's commands and the simulated patients' presses.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import paho.mqtt.client as mqtt
+
+from controller import topics
+from controller.mqtt_connect import BrokerEndpoint, make_client
+
+
+@dataclass
+class RoomView:
+    room: str
+    availability: str = "?"
+    phase: str = "?"
+    since: str | None = None
+    call: dict[str, Any] = field(default_factory=dict)
+    vitals: dict[str, Any] = field(default_factory=dict)
+    vitals_at: float = 0.0
+    alerts: list[str] = field(default_factory=list)
+    health: str = "?"
+    monitor: str = "?"
+    last_event: str = ""
+
+
+class ClinicView:
+    def __init__(self, endpoint: BrokerEndpoint, site: str, rooms: list[str]):
+        self.site = site
+        self.rooms = {r: RoomView(r) for r in rooms}
+        self.lock = threading.Lock()
+        self.counts = {"vitals": 0, "events": 0, "calls": 0, "alerts": 0}
+        self.endpoint = endpoint
+        self.connected = threading.Event()
+        self.client = make_client(endpoint, f"demo-view-{uuid.uuid4().hex[:6]}")
+        self.client.on_connect = self._on_connect
+        self.client.on_message = self._on_message
+
+    def _on_connect(self, client: mqtt.Client, *args: Any) -> None:
+        client.subscribe(topics.all_rooms_filter(self.site), qos=1)
+        self.connected.set()
+
+    def start(self) -> None:
+        self.client.connect(self.endpoint.host, self.endpoint.port)
+        self.client.loop_start()
+
+    def stop(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    def publish(self, topic: str, payload: dict[str, Any]) -> None:
+        self.client.publish(topic, json.dumps(payload), qos=1)
+
+    def all_online(self) -> bool:
+        with self.lock:
+            return all(v.availability == "online" for v in self.rooms.values())
+
+    def call_of(self, room: str) -> dict[str, Any]:
+        with self.lock:
+            return dict(self.rooms[room].call)
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        parsed = topics.parse_room_topic(msg.topic)
+        if parsed is None or parsed.room not in self.rooms:
+            return
+        with self.lock:
+            view = self.rooms[parsed.room]
+            if parsed.leaf == "availability":
+                view.availability = msg.payload.decode(errors="replace")
+                return
+            if parsed.leaf.startswith(("cmd/", "sim/")):
+                return
+            try:
+                data = json.loads(msg.payload)
+            except ValueError:
+                return
+            if parsed.leaf == "state":
+                view.phase, view.since = data["phase"], data["since"]
+                view.alerts = [a["name"] for a in data.get("alerts", [])]
+            elif parsed.leaf == "call":
+                view.call = data
+            elif parsed.leaf == "vitals":
+                view.vitals, view.vitals_at = data, time.monotonic()
+                self.counts["vitals"] += 1
+            elif parsed.leaf == "health":
+                view.health = data.get("status_text", "?")
+                view.monitor = data.get("monitor", {}).get("status", "?")
+            elif parsed.leaf == "events":
+                view.last_event = data["kind"]
+                self.counts["events"] += 1
+                if data["kind"] == "call_placed":
+                    self.counts["calls"] += 1
+                elif data["kind"] == "alert_raised":
+                    self.counts["alerts"] += 1
+
+    def table(self, elapsed: float, title: str) -> Any:
+        from rich.table import Table
+
+        t = Table(
+            title=f"{title}  ({elapsed:.0f} s)",
+            caption="secondary notification and "
+            "recording system, not a medical alarm or nurse-call system",
+        )
+        for col in (
+            "room",
+            "link",
+            "phase",
+            "in phase",
+            "call",
+            "SpO2",
+            "pulse",
+            "NIBP",
+            "RR",
+            "alerts",
+            "monitor",
+            "health",
+            "last event",
+        ):
+            t.add_column(col)
+        with self.lock:
+            for v in self.rooms.values():
+                t.add_row(*self._cells(v))
+        return t
+
+    @staticmethod
+    def _cells(v: RoomView) -> list[str]:
+        call = v.call
+        call_text = "-"
+        if call.get("status") not in (None, "idle"):
+            call_text = f"{call['priority']} {call['status']}"
+            if call.get("claimed_by"):
+                call_text += f" by {call['claimed_by']}"
+            if call["priority"] == "emergency" or call["status"] == "escalated":
+                call_text = f"[bold red]{call_text}[/]"
+            else:
+                call_text = f"[yellow]{call_text}[/]"
+        vit = v.vitals
+        stale = time.monotonic() - v.vitals_at > 5
+
+        def num(name: str) -> str:
+            x = vit.get(name)
+            text = "-" if x is None else f"{x:.0f}"
+            return f"[dim]{text}[/]" if stale else text
+
+        nibp = f"{num('nibp_sys')}/{num('nibp_dia')}" if vit.get("nibp_sys") else "-"
+        in_phase = "-"
+        if v.since:
+            secs = time.time() - datetime.fromisoformat(v.since.replace("Z", "+00:00")).timestamp()
+            in_phase = f"{int(secs // 60)}:{int(secs % 60):02d}"
+        link = v.availability if v.availability == "online" else f"[bold red]{v.availability}[/]"
+        alerts = f"[bold red]{', '.join(v.alerts)}[/]" if v.alerts else "-"
+        return [
+            v.room,
+            link,
+            v.phase,
+            in_phase,
+            call_text,
+            num("spo2"),
+            num("pulse_rate") if vit.get("pulse_rate") else num("heart_rate"),
+            nibp,
+            num("resp_rate"),
+            alerts,
+            v.monitor,
+            v.health,
+            v.last_event,
+        ]
+
+    def progress_line(self, elapsed: float) -> str:
+        with self.lock:
+            parts = [
+                f"{v.room}:{v.availability}/{v.phase}/{v.call.get('status', '?')}"
+                for v in self.rooms.values()
+            ]
+            c = self.counts
+            return (
+                f"[{elapsed:5.0f}s] vitals={c['vitals']} events={c['events']} "
+                f"calls={c['calls']} alerts={c['alerts']}  " + "  ".join(parts)
+            )
