@@ -192,8 +192,7 @@ async def claim(request: Request) -> Response:
     sess, room, body = got
     board = _board(request)
     call_id = body.get("call_id")
-    live = board.state.rooms.get(room)
-    current = live.call if live else None
+    current = board.state.current_call(room)
     if current is None or current.status == CallStatus.IDLE or current.call_id != call_id:
         return board.json_error(409, "that call is no longer active in this room")
     cmd = {"call_id": call_id, "by": sess.name, "request_id": uuid.uuid4().hex[:16]}

@@ -169,6 +169,11 @@ class SiteState:
         with self._lock:
             return [room_view(self.rooms[k], now) for k in sorted(self.rooms)]
 
+    def current_call(self, room: str) -> CallMessage | None:
+        with self._lock:
+            r = self.rooms.get(room)
+            return None if r is None else r.call
+
     def recent_vitals(self, room: str, since_seq: int = 0) -> list[VitalsMessage]:
         with self._lock:
             r = self.rooms.get(room)
