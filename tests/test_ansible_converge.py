@@ -1,14 +1,15 @@
 """The Ansible roles converge for real on a Debian root, and a second run changes nothing.
 
 How this works: a Debian bookworm root made with `debootstrap --variant=minbase` (plus
-python3, which Raspberry Pi OS ships) is cached as a tarball under
-~/.cache/roomctl-test/ (keyed by suite and architecture) and built when missing, from the
-host's own Debian mirror. Each run unpacks it into a temporary folder, makes it look like a
-Pi's SD card (/boot/firmware/config.txt and cmdline.txt as Raspberry Pi OS writes them), and
-runs `site.yml` against it through Ansible's chroot connection (community.general.chroot,
-bundled in the `ansible` package), with `roomctl_manage_services: false` since no systemd
-runs in a chroot. The package is installed from this checkout's wheel and its dependencies'
-wheels from PyPI (`--no-index --find-links`). Downloaded .debs are cached between runs.
+python3, which Raspberry Pi OS ships) is cached as a tarball under ~/.cache/roomctl-test/
+(keyed by suite and architecture) and built when missing, from the host's own Debian mirror.
+Each run unpacks it into a temporary folder, makes it look like a Pi's SD card
+(/boot/firmware/config.txt and cmdline.txt as Raspberry Pi OS writes them), and runs
+`site.yml` against it (the central host and room 101 in one root) through Ansible's chroot
+connection (community.general.chroot, bundled in the `ansible` package), with
+`roomctl_manage_services: false` since no systemd runs in a chroot. The package is installed
+from this checkout's wheel plus its dependencies' wheels from PyPI (pip --no-index
+--find-links on the target). Downloaded .debs and wheels are cached between runs.
 
 Then the rendered files are checked for real: each unit with `systemd-analyze verify
 --root`, the room config with `roomctl room check-config` (inside the root), the generated
@@ -64,9 +65,8 @@ def host_debian_mirror() -> str:
     sources = Path("/etc/apt/sources.list.d")
     for path in sorted(sources.glob("*.sources")) if sources.is_dir() else []:
         for stanza in path.read_text().split("\n\n"):
-            fields = dict(
-                line.split(":", 1) for line in stanza.splitlines() if re.match(r"^[A-Za-z-]+:", line)
-            )
+            lines = [ln for ln in stanza.splitlines() if re.match(r"^[A-Za-z-]+:", ln)]
+            fields = dict(ln.split(":", 1) for ln in lines)
             suites = fields.get("Suites", "").split()
             if SUITE in suites and "deb" in fields.get("Types", "").split():
                 return fields["URIs"].split()[0]
@@ -86,7 +86,7 @@ def debian_root_tarball() -> Path:
     if tarball.exists():
         return tarball
     if shutil.which("debootstrap") is None:
-        pytest.fail("debootstrap is not installed: run `make system-deps` (apt-get install debootstrap)")
+        pytest.fail("debootstrap is missing: run `make system-deps` (apt-get install debootstrap)")
     build = _cache_dir() / f"build-{SUITE}-{os.getpid()}"
     shutil.rmtree(build, ignore_errors=True)
     mirror = host_debian_mirror()
@@ -94,7 +94,8 @@ def debian_root_tarball() -> Path:
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     if proc.returncode != 0:
         shutil.rmtree(build, ignore_errors=True)
-        pytest.fail(f"debootstrap from {mirror} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+        log = proc.stdout[-3000:] + proc.stderr[-3000:]
+        pytest.fail(f"debootstrap from {mirror} failed (is the mirror reachable?):\n{log}")
     partial = tarball.with_suffix(".tar.partial")
     subprocess.run(["tar", "-C", str(build), "-cf", str(partial), "."], check=True)
     partial.rename(tarball)
@@ -107,16 +108,30 @@ def wheelhouse(dest: Path) -> Path:
     dest.mkdir(parents=True)
     subprocess.run(
         [BIN / "pip", "wheel", "-q", "--no-deps", "-w", dest, REPO],
-        check=True, capture_output=True, timeout=300,
-    )  # fmt: skip
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     (own,) = dest.glob("roomctl-*.whl")
     deps = _cache_dir() / f"wheels-py{sys.version_info.major}{sys.version_info.minor}-{_arch()}"
     env = {k: v for k, v in os.environ.items() if k != "PIP_FIND_LINKS"}
     subprocess.run(
-        [BIN / "pip", "download", "-q", "-c", REPO / "constraints.txt", "--only-binary=:all:",
-         "-d", deps, own],
-        check=True, capture_output=True, timeout=600, env=env,
-    )  # fmt: skip
+        [
+            BIN / "pip",
+            "download",
+            "-q",
+            "-c",
+            REPO / "constraints.txt",
+            "--only-binary=:all:",
+            "-d",
+            deps,
+            own,
+        ],
+        check=True,
+        capture_output=True,
+        timeout=600,
+        env=env,
+    )
     for wheel in deps.glob("*.whl"):
         if not wheel.name.startswith("roomctl-"):
             shutil.copy2(wheel, dest / wheel.name)
@@ -179,7 +194,7 @@ def _inventory(root: Path, pki: Path, wheels: Path, port: int) -> dict[str, obje
                 "pki_identities": [{"kind": "room", "name": ROOM}, {"kind": "logger"}],
                 "pki_staff": ["board"],
                 "base_admin_ssh_keys": [
-                    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHRlc3R0ZXN0dGVzdHRlc3R0ZXN0dGVzdA tech@test"
+                    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHRlc3R0ZXN0dGVzdHRlc3R0ZXN0dGVz tech@t"
                 ],
                 "base_ntp_servers": ["ntp.test"],
                 "central_site": SITE,
@@ -190,23 +205,34 @@ def _inventory(root: Path, pki: Path, wheels: Path, port: int) -> dict[str, obje
                 "room_controller_site": SITE,
                 "room_controller_room": ROOM,
                 "room_controller_pki_src": str(pki),
-                "room_controller_wheel_src": str(wheels),
+                # The central role copied the wheels there (same root): the room role
+                # installs from them without copying again.
+                "room_controller_wheels_only": True,
                 "room_controller_broker_url": f"mqtts://central.test:{port}",
                 "room_controller_gpio": {"call_pin": 5, "cancel_pin": 6, "status_pin": 16},
                 "room_controller_monitor": {
-                    "protocol": "masimo", "transport": "serial",
-                    "address": "/dev/roomctl-monitor", "baudrate": 9600,
+                    "protocol": "masimo",
+                    "transport": "serial",
+                    "address": "/dev/roomctl-monitor",
+                    "baudrate": 9600,
                 },
                 "room_controller_timing": {"planned_infusion_min": 40},
                 "room_controller_alerts": {
-                    "infusion": [{"name": "spo2_low", "field": "spo2", "op": "below",
-                                  "threshold": 92, "persistence_s": 10}],
+                    "infusion": [
+                        {
+                            "name": "spo2_low",
+                            "field": "spo2",
+                            "op": "below",
+                            "threshold": 92,
+                            "persistence_s": 10,
+                        }
+                    ],
                 },
                 "room_controller_scenes": {"infusion": "calm"},
                 "room_controller_monitor_usb_vendor": "0403",
                 "room_controller_monitor_usb_product": "6001",
                 "room_controller_monitor_usb_serial": "A10K1234",
-            },  # fmt: skip
+            },
             "children": {"central": {"hosts": host}, "rooms": {"hosts": host}},
         }
     }
@@ -255,8 +281,12 @@ def converged(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Converged]:
         runs.append(
             subprocess.run(
                 [BIN / "ansible-playbook", "-i", inventory, "site.yml"],
-                cwd=ANSIBLE_DIR, env=env, capture_output=True, text=True, timeout=480,
-            )  # fmt: skip
+                cwd=ANSIBLE_DIR,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=480,
+            )
         )
         seconds.append(time.monotonic() - start)
         if runs[-1].returncode != 0:
@@ -304,10 +334,17 @@ def test_unit_passes_systemd_analyze_verify(converged: Converged, unit: str) -> 
     path = converged.root / "etc/systemd/system" / unit
     assert path.is_file()
     proc = subprocess.run(
-        ["systemd-analyze", "verify", "--man=no", f"--root={converged.root}",
-         f"/etc/systemd/system/{unit}"],
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+        [
+            "systemd-analyze",
+            "verify",
+            "--man=no",
+            f"--root={converged.root}",
+            f"/etc/systemd/system/{unit}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     # Unknown keys and bad values are only warnings: nothing may be printed at all.
     assert proc.returncode == 0 and not proc.stderr.strip() and not proc.stdout.strip(), (
         proc.stdout + proc.stderr
@@ -339,16 +376,17 @@ def test_room_unit_is_hardened_and_enabled(converged: Converged) -> None:
 
 
 def _chroot(root: Path, *argv: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["chroot", str(root), *argv], capture_output=True, text=True, timeout=60
-    )
+    return subprocess.run(["chroot", str(root), *argv], capture_output=True, text=True, timeout=60)
 
 
 def test_room_config_passes_check_config(converged: Converged) -> None:
     proc = _chroot(
-        converged.root, "/opt/roomctl/venv/bin/roomctl", "room", "check-config",
+        converged.root,
+        "/opt/roomctl/venv/bin/roomctl",
+        "room",
+        "check-config",
         "/etc/roomctl/room.toml",
-    )  # fmt: skip
+    )
     assert proc.returncode == 0, proc.stderr
     assert "ok (site testsite, room 101" in proc.stdout
     config = tomllib.loads((converged.root / "etc/roomctl/room.toml").read_text())
@@ -451,10 +489,18 @@ def test_generated_mosquitto_config_runs_with_the_pki(converged: Converged) -> N
     import paho.mqtt.client as mqtt
 
     proc = subprocess.Popen(
-        ["chroot", str(converged.root), "/usr/sbin/mosquitto", "-v", "-c",
-         "/etc/mosquitto/mosquitto.conf"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
+        [
+            "chroot",
+            str(converged.root),
+            "/usr/sbin/mosquitto",
+            "-v",
+            "-c",
+            "/etc/mosquitto/mosquitto.conf",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     out = _Lines(proc)
     clients: list[mqtt.Client] = []
     try:
