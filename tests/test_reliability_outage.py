@@ -1,0 +1,264 @@
+"""The broker unreachable while calls are placed and vitals flow; monitors unplugged and
+sending garbage; clocks unsynchronised. One fleet of ten subprocess rooms plus one room
+in this process (its buttons pressed while the broker is down).
+
+What is simulated, exactly:
+- Outage: Mosquitto stopped (SIGTERM, persistence kept) for OUTAGE_S, then started again.
+- Calls during the outage: the in-process room's mock GPIO buttons (place, cancel); the
+  subprocess rooms get calls placed just before the outage that escalate during it.
+- Monitors: room 109's simulated Masimo unplugs (TCP server closed) for 4 s every 8 s;
+  room 110's sends a junk line before every record for 4 s every 8 s.
+- Clock: rooms 101 and 102 run with `--clock unsynced` (the flag the kernel would give);
+  101 is then restarted synced. A clock *step* is not made on this machine: a test below
+  sends crafted messages whose `ts` jumps back an hour with `clock_synced=false`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from controller import contract, topics
+from firmware_py.monitors.simulate import SimulatorOptions
+from tests.reliability_support import (
+    SITE,
+    Fleet,
+    InProcessRoom,
+    RoomSpec,
+    audit,
+    db_connect,
+    wait_for,
+)
+
+pytestmark = [pytest.mark.reliability, pytest.mark.broker, pytest.mark.slow]
+
+SEED = int(os.environ.get("RELIABILITY_SEED", "8"))
+OUTAGE_S = float(os.environ.get("RELIABILITY_OUTAGE_S", "20"))
+FLAKY = {"fault_every_s": 8.0, "fault_start_s": 2.0, "fault_len_s": 4.0}
+
+
+def specs() -> list[RoomSpec]:
+    out = []
+    for i in range(10):
+        room = f"{101 + i}"
+        fault = {"109": "unplug", "110": "garbage"}.get(room)
+        opts = SimulatorOptions("masimo", seed=SEED + i, fault=fault, **(FLAKY if fault else {}))
+        clock = "unsynced" if room in ("101", "102") else "synced"
+        out.append(RoomSpec(room, monitor=opts, clock=clock, escalate_s=3))
+    return out
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
+    f = Fleet(tmp_path_factory.mktemp("outage"), specs(), seed=SEED).start()
+    inproc = InProcessRoom(f, "111")
+    inproc.start()
+    f.add_inprocess(inproc)
+    try:
+        f.wait_converged(60)
+        yield f
+    finally:
+        f.stop()
+
+
+def q(db: Path, sql: str, *args: object) -> list[tuple[object, ...]]:
+    conn = db_connect(db)
+    try:
+        return conn.execute(sql, args).fetchall()
+    finally:
+        conn.close()
+
+
+@pytest.mark.timeout(180)
+def test_broker_down_for_a_while_calls_placed_vitals_flow_nothing_lost(fleet: Fleet) -> None:
+    inproc = fleet.rooms["111"]
+    assert isinstance(inproc, InProcessRoom)
+    subprocess_rooms = [r for r in fleet.rooms if r != "111"]
+    fleet.press_calls_only(subprocess_rooms)  # these escalate while the broker is down
+    before, _ = fleet.created()
+    down_at = datetime.now(UTC)
+    fleet.broker.stop()
+    gate = threading.Event()
+    placed = 0
+    while (datetime.now(UTC) - down_at).total_seconds() < OUTAGE_S:
+        inproc.place_and_cancel()
+        placed += 1
+        gate.wait(min(3.0, OUTAGE_S / 4))  # the outage lasts; calls keep being placed
+    during, _ = fleet.created()
+    fleet.broker.start()
+    up_at = datetime.now(UTC)
+    recovery = fleet.wait_converged(90)
+    assert recovery < 90
+    # messages were created while the broker was down (vitals, escalations, calls)
+    grew = {r: during[r] - before[r] for r in during}
+    assert all(n > 0 for n in grew.values()), grew
+    rows = q(
+        fleet.db,
+        "SELECT COUNT(*) FROM events WHERE site = ? AND room = '111' AND kind = 'call_placed' "
+        "AND ts >= ? AND ts < ?",
+        SITE,
+        contract.format_ts(down_at),
+        contract.format_ts(up_at),
+    )
+    assert rows[0][0] == placed >= 2
+    escalated = q(
+        fleet.db,
+        "SELECT DISTINCT room FROM events WHERE kind = 'call_escalated' AND ts >= ? AND ts < ?",
+        contract.format_ts(down_at),
+        contract.format_ts(up_at),
+    )
+    assert {r[0] for r in escalated} == set(subprocess_rooms)
+    vitals = q(
+        fleet.db,
+        "SELECT COUNT(DISTINCT room) FROM vitals WHERE ts >= ? AND ts < ?",
+        contract.format_ts(down_at + timedelta(seconds=1)),
+        contract.format_ts(up_at),
+    )
+    assert vitals[0][0] == 10
+    fleet.press_calls(subprocess_rooms)  # cancel the escalated calls, then place/cancel again
+    fleet.wait_converged(60)
+    result = audit(fleet.db, *fleet.created(), live=True)
+    assert result.problems() == []
+    assert fleet.alive() == []
+
+
+@pytest.mark.timeout(120)
+def test_monitor_unplugged_and_garbage_recover_by_themselves(fleet: Fleet) -> None:
+    def kinds(room: str) -> list[str]:
+        rows = q(fleet.db, "SELECT kind FROM events WHERE room = ? ORDER BY seq", room)
+        return [str(r[0]) for r in rows]
+
+    # 109's monitor is unplugged 4 s in every 8 s: lost, restored, and vitals after that
+    wait_for(lambda: kinds("109").count("monitor_link_restored") >= 2, 60, "109 replugged")
+    last_restore = q(
+        fleet.db,
+        "SELECT MAX(seq) FROM events WHERE room = '109' AND kind = 'monitor_link_restored'",
+    )[0][0]
+    wait_for(
+        lambda: (
+            q(fleet.db, "SELECT COUNT(*) FROM vitals WHERE room = '109' AND seq > ?", last_restore)[
+                0
+            ][0]
+            > 0
+        ),
+        30,
+        "109 vitals after the replug",
+    )
+    assert kinds("109").count("monitor_link_lost") >= 2
+    # 110's monitor sends garbage: frames rejected, vitals keep coming, link never lost
+    fleet.broker.restart()  # a reconnect publishes a fresh health snapshot
+    fleet.wait_converged(60)
+
+    def rejected() -> int:
+        row = q(fleet.db, "SELECT health FROM room_state WHERE room = '110'")[0][0]
+        return int(json.loads(str(row))["monitor"]["frames_rejected"])
+
+    assert rejected() > 0
+    assert "monitor_link_lost" not in kinds("110")
+    n_vitals = q(fleet.db, "SELECT COUNT(*) FROM vitals WHERE room = '110'")[0][0]
+    n_109 = q(fleet.db, "SELECT COUNT(*) FROM vitals WHERE room = '109'")[0][0]
+    assert n_vitals > n_109  # garbage costs no readings, an unplug does
+    assert fleet.alive() == []
+
+
+@pytest.mark.timeout(120)
+def test_unsynced_clock_is_flagged_and_resynced_after_restart(fleet: Fleet) -> None:
+    def flags(room: str) -> set[int]:
+        return {
+            int(r[0])
+            for r in q(fleet.db, "SELECT DISTINCT clock_synced FROM messages WHERE room = ?", room)
+        }
+
+    assert flags("102") == {0}
+    assert flags("103") == {1}
+    room = fleet.rooms["101"]
+    room.terminate()
+    room.args[room.args.index("unsynced")] = "synced"
+    restart_seq = room.outbox_stats()[0]
+    room.start()
+    wait_for(lambda: room.outbox_stats()[0] >= restart_seq + 4, 30, "101 restarted")
+    fleet.wait_converged(60)
+    rows = q(fleet.db, "SELECT seq, clock_synced FROM messages WHERE room = '101' ORDER BY seq")
+    assert {int(s) for q_, s in rows if int(q_) <= restart_seq} == {0}
+    assert {int(s) for q_, s in rows if int(q_) > restart_seq} == {1}
+
+
+def send(fleet: Fleet, leaf: str, msg: contract.Envelope) -> None:
+    assert fleet.presser is not None
+    fleet.presser.rec.publish(topics.room_topic(SITE, msg.room, leaf), msg.model_dump_json())
+
+
+@pytest.mark.timeout(60)
+def test_clock_stepped_back_logger_orders_by_seq(fleet: Fleet) -> None:
+    """Crafted messages from a room whose clock steps back one hour between seq 1 and 2."""
+    t1 = datetime.now(UTC)
+    t2 = t1 - timedelta(hours=1)  # stepped back
+    env = {"site": SITE, "room": "199", "clock_synced": False}
+    send(
+        fleet,
+        "events",
+        contract.EventMessage(
+            **env,
+            seq=1,
+            ts=t1,
+            kind=contract.EventKind.CALL_PLACED,
+            call_id="c1",
+            priority=contract.CallPriority.NORMAL,
+        ),
+    )
+    state = {"since": t1, "session_id": "s199"}
+    send(
+        fleet,
+        "state",
+        contract.StateMessage(**env, seq=2, ts=t1, phase=contract.Phase.PRE_CHECK, **state),
+    )
+    send(
+        fleet,
+        "events",
+        contract.EventMessage(
+            **env, seq=5, ts=t2, kind=contract.EventKind.CALL_CANCELLED, call_id="c1", by="room"
+        ),
+    )
+    send(
+        fleet,
+        "state",
+        contract.StateMessage(**env, seq=4, ts=t2, phase=contract.Phase.INFUSION, **state),
+    )
+    # an older seq arriving last, with the newest ts, must not win either
+    send(
+        fleet,
+        "state",
+        contract.StateMessage(
+            **env, seq=3, ts=t1 + timedelta(hours=1), phase=contract.Phase.IDLE, **state
+        ),
+    )
+    wait_for(
+        lambda: len(q(fleet.db, "SELECT seq FROM messages WHERE room = '199'")) == 5,
+        30,
+        "stepped messages stored",
+    )
+    phase, state_seq = q(fleet.db, "SELECT phase, state_seq FROM room_state WHERE room = '199'")[0]
+    assert (phase, state_seq) == ("infusion", 4)
+    status = q(fleet.db, "SELECT status FROM calls WHERE room = '199' AND call_id = 'c1'")[0][0]
+    assert status == "cancelled"
+    kinds = [r[0] for r in q(fleet.db, "SELECT kind FROM events WHERE room = '199' ORDER BY seq")]
+    assert kinds == ["call_placed", "call_cancelled"]
+    with sqlite3.connect(f"file:{fleet.db}?mode=ro", uri=True) as conn:
+        flags = {r[0] for r in conn.execute("SELECT clock_synced FROM messages WHERE room='199'")}
+    assert flags == {0}
+
+
+@pytest.mark.timeout(120)
+def test_after_everything_every_seq_exactly_once(fleet: Fleet) -> None:
+    created, thinned = fleet.drain_and_stop()
+    result = audit(fleet.db, created, thinned)
+    assert result.problems() == []
+    assert sum(thinned.values()) == 0
+    assert [r for r in fleet.rooms.values() if r.tracebacks()] == []
