@@ -22,6 +22,7 @@ import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -41,7 +42,7 @@ pytestmark = [pytest.mark.reliability, pytest.mark.broker, pytest.mark.slow]
 
 SEED = int(os.environ.get("RELIABILITY_SEED", "8"))
 OUTAGE_S = float(os.environ.get("RELIABILITY_OUTAGE_S", "20"))
-FLAKY = {"fault_every_s": 8.0, "fault_start_s": 2.0, "fault_len_s": 4.0}
+FLAKY: dict[str, Any] = {"fault_every_s": 8.0, "fault_start_s": 2.0, "fault_len_s": 4.0}
 
 
 def specs() -> list[RoomSpec]:
@@ -49,7 +50,9 @@ def specs() -> list[RoomSpec]:
     for i in range(10):
         room = f"{101 + i}"
         fault = {"109": "unplug", "110": "garbage"}.get(room)
-        opts = SimulatorOptions("masimo", seed=SEED + i, fault=fault, **(FLAKY if fault else {}))
+        opts = SimulatorOptions("masimo", seed=SEED + i, fault=fault)
+        if fault:
+            opts = SimulatorOptions("masimo", seed=SEED + i, fault=fault, **FLAKY)
         clock = "unsynced" if room in ("101", "102") else "synced"
         out.append(RoomSpec(room, monitor=opts, clock=clock, escalate_s=3))
     return out
@@ -68,7 +71,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
         f.stop()
 
 
-def q(db: Path, sql: str, *args: object) -> list[tuple[object, ...]]:
+def q(db: Path, sql: str, *args: object) -> list[tuple[Any, ...]]:
     conn = db_connect(db)
     try:
         return conn.execute(sql, args).fetchall()
