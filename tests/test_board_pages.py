@@ -269,3 +269,48 @@ def test_user_add_cli_hashes_the_password(tmp_path: Path, monkeypatch: pytest.Mo
         )
         == 2
     )
+
+
+def test_roomctl_board_command_serves_and_stops(mosquitto: Mosquitto, tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+    import urllib.error
+    import urllib.request
+
+    from broker.mosquitto_run import free_port, wait_port
+
+    db = tmp_path / "log.sqlite"
+    add = subprocess.run(
+        [sys.executable, "-m", "controller.cli", "board", "user", "add", "nina", "--role",
+         "nurse", "--password-stdin", "--db", str(db)],
+        input="nina-password-1\n", capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert add.returncode == 0, add.stderr
+    assert (tmp_path / "board.sqlite").exists()  # beside the logger's database
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "controller.cli", "board", "--broker", mosquitto.url,
+         "--site", SITE, "--db", str(db), "--port", str(port)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        wait_port("127.0.0.1", port, 20)
+
+        def healthy() -> bool:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as r:
+                    return bool(json.loads(r.read())["broker_connected"])
+            except urllib.error.HTTPError:
+                return False
+
+        wait_until(healthy, 20, "the board's broker link")
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as r:
+            assert r.url.endswith("/login?next=%2F")  # not logged in: the login page
+            assert "content-security-policy" in {k.lower() for k in r.headers}
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        # uvicorn shuts down gracefully, then re-raises the signal it caught
+        assert proc.wait(20) in (0, -signal.SIGTERM)
+        assert proc.stderr is not None
+        proc.stderr.close()
