@@ -601,16 +601,20 @@ class InProcessRoom:
     def tracebacks(self) -> int:
         return self.daemon.internal_errors
 
-    def _click(self, pin: int) -> None:
-        before = self.daemon.publisher.published["events"]
+    def _click(self, pin: int, done: Callable[[], bool]) -> None:
         self.factory.pin(pin).drive_low()
         self.factory.pin(pin).drive_high()
-        wait_for(lambda: self.daemon.publisher.published["events"] > before, 10, "press handled")
+        wait_for(done, 10, "press handled")
 
     def place_and_cancel(self) -> None:
-        """One call placed then cancelled with the room's own (mock) buttons."""
-        self._click(self.config.gpio.call_pin)
-        self._click(self.config.gpio.cancel_pin)
+        """One call placed then cancelled with the room's own (mock) buttons; waits until the
+        daemon's call state shows each press (not until anything is stored or sent)."""
+        before = self.daemon.call.call_id
+        self._click(
+            self.config.gpio.call_pin,
+            lambda: self.daemon.call.call_id not in (None, before),
+        )
+        self._click(self.config.gpio.cancel_pin, lambda: self.daemon.call.call_id is None)
         self.placed += 1
 
     def terminate(self, timeout: float = 20) -> int | None:
