@@ -141,8 +141,9 @@ def test_disk_full_calls_still_go_out_vitals_thinned_counted(tmp_path: Path) -> 
             if out_while_full != 3:
                 findings.append(
                     f"BUG: only {out_while_full} of 3 calls placed while the disk was full "
-                    "reached the database before space came back: controller/daemon.py _flush keeps them in "
-                    "memory (self._unstored) and nothing publishes them until they can be stored"
+                    "reached the database before space came back: controller/daemon.py "
+                    "_flush keeps them in memory (self._unstored) and nothing publishes them "
+                    "until they can be stored"
                 )
             assert not findings, "\n".join(findings)
         finally:
