@@ -582,8 +582,15 @@ class InProcessRoom:
         self.config = build_config(raw)
         self.factory = room_io.mock_pin_factory()
         self.daemon = RoomDaemon(self.config, pin_factory=self.factory)
-        self.thread = threading.Thread(target=self.daemon.run, daemon=True)
+        self.thread = threading.Thread(target=self._run, daemon=True)
         self.placed = 0
+        self.crash: BaseException | None = None
+
+    def _run(self) -> None:
+        try:
+            self.daemon.run()
+        except BaseException as exc:  # what would end a `roomctl room run` process
+            self.crash = exc
 
     @property
     def outbox(self) -> Path:

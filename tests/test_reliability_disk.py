@@ -149,3 +149,53 @@ def test_disk_full_calls_still_go_out_vitals_thinned_counted(tmp_path: Path) -> 
         finally:
             sim.stop()
             fleet.stop()
+
+
+@pytest.mark.timeout(180)
+def test_disk_full_with_broker_down_thins_the_backlog_and_counts_it(tmp_path: Path) -> None:
+    """The outbox cannot grow while the broker is away: the oldest vitals are thinned to
+    make room, every gap in seq is counted, and nothing else is lost."""
+    fleet = Fleet(tmp_path, []).start()
+    sim = MonitorSim(SimulatorOptions("masimo", seed=4))
+    address = sim.start()
+    monitor = {"protocol": "masimo", "transport": "tcp-client", "address": address}
+    with small_disk(tmp_path / "room-202") as disk:
+        room = InProcessRoom(fleet, "202", state_dir=disk, monitor=monitor)
+        fleet.add_inprocess(room)
+        try:
+            room.start()
+            fleet.broker.stop()
+            wait_for(lambda: room.outbox_stats()[1] >= 12, 60, "a backlog of vitals")
+            fill(disk)
+            readings = monitor_frames(room)
+            wait_for(
+                lambda: not room.alive() or monitor_frames(room) >= readings + 6,
+                30,
+                "readings on a full disk",
+            )
+            assert room.alive(), (
+                f"BUG: the daemon died on a full disk with a backlog ({room.crash!r}): "
+                "controller/outbox.py Outbox.enqueue_many calls _thin_vitals() after "
+                "SQLITE_FULL, and the DELETE's own COMMIT needs WAL space, so it raises "
+                "sqlite3.OperationalError out of enqueue_many; RoomDaemon._flush catches only "
+                "OutboxFull and runs in _guarded's finally, so the error ends _loop"
+            )
+            room.place_and_cancel()
+            thinned_while_full = room.daemon.outbox.vitals_thinned
+            (disk / "filler").unlink()
+            fleet.broker.start()
+            fleet.wait_converged(60)
+            assert room.alive() and room.daemon.internal_errors == 0
+            sim.stop()
+            created, thin = fleet.drain_and_stop()
+            result = audit(fleet.db, created, thin)
+            assert result.problems() == []
+            assert calls_in_db(fleet.db, "202") == 1
+            health = q(fleet.db, "SELECT health FROM room_state WHERE room = '202'")[0][0]
+            assert json.loads(str(health))["outbox"]["vitals_thinned"] == thin["202"]
+            assert thinned_while_full > 0, (
+                "no vitals thinned while the disk was full and the outbox held a backlog"
+            )
+        finally:
+            sim.stop()
+            fleet.stop()
