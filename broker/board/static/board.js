@@ -57,6 +57,7 @@ const Board = (() => {
   function connect(path, handlers) {
     let es = null;
     let attempts = 0;
+    document.getElementById("link").textContent = "connecting…";
     function open() {
       es = new EventSource(path);
       es.addEventListener("site", (ev) => {
