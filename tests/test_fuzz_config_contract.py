@@ -98,7 +98,7 @@ def paths(data: Any, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
 
 
 def set_path(data: dict[str, Any], path: tuple[str, ...], value: Any) -> dict[str, Any]:
-    out = json.loads(json.dumps(data))
+    out: dict[str, Any] = json.loads(json.dumps(data))
     node = out
     for key in path[:-1]:
         node = node[key]
