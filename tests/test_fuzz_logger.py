@@ -58,7 +58,10 @@ def deep(n: int) -> bytes:
 
 def bad_payloads() -> list[tuple[str, bytes, tuple[str, ...]]]:
     """(topic leaf, payload, accepted reason fragments), one per kind of bad input."""
-    t = lambda leaf: f"{topics.room_prefix(SITE, FUZZ_ROOM)}/{leaf}"  # noqa: E731
+
+    def t(leaf: str) -> str:
+        return f"{topics.room_prefix(SITE, FUZZ_ROOM)}/{leaf}"
+
     cases: list[tuple[str, bytes, tuple[str, ...]]] = [
         (t("vitals"), b"", ("invalid JSON",)),
         (t("vitals"), b"\xff\xfe\x00garbage", ("invalid JSON",)),
@@ -149,7 +152,10 @@ def test_room_refuses_bad_commands_with_an_event_and_keeps_working(fleet: Fleet)
     room = fleet.rooms["301"]
     fleet.wait_converged(30)
     start = room.outbox_stats()[0]
-    cmd = lambda name: f"{topics.room_prefix(SITE, '301')}/cmd/{name}"  # noqa: E731
+
+    def cmd(name: str) -> str:
+        return f"{topics.room_prefix(SITE, '301')}/cmd/{name}"
+
     bad: list[tuple[str, bytes, str]] = [
         (cmd("phase"), b"not json", "bad phase command"),
         (cmd("phase"), b"\xff\x00", "bad phase command"),
