@@ -34,6 +34,9 @@ class BrokerSettings(_Section):
     reconnect_min_s: float = Field(default=0.5, gt=0, le=60)
     reconnect_max_s: float = Field(default=30.0, gt=0, le=600)
     session_expiry_s: int = Field(default=86400, ge=0)
+    # Acknowledged messages are resent on every reconnect for this long: it must exceed the
+    # broker's autosave_interval (60 s in the generated config), see controller/outbox.py.
+    replay_window_s: float = Field(default=180.0, ge=0, le=86400)
 
     @field_validator("url")
     @classmethod

@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 
 FADE_TICK_S = 0.05
 SHUTDOWN_DRAIN_S = 3.0
+PURGE_EVERY_S = 10.0
 CLOCK_CHECK_S = 10.0
 
 
@@ -86,6 +87,7 @@ class RoomDaemon:
         self._clock = ClockSync(config.clock)
         self._clock_synced = self._clock.synced()
         self._clock_checked = time.monotonic()
+        self._purged = time.monotonic()
 
         t = config.timing
         self.phase_settings = phases.PhaseSettings(
@@ -308,7 +310,12 @@ class RoomDaemon:
         elif isinstance(item, Inbound):
             self._on_inbound(item, now)
         elif isinstance(item, LinkUp):
-            log.info("broker connected (session present: %s)", item.session_present)
+            replayed = self.publisher.replay_recent(self.config.broker.replay_window_s)
+            log.info(
+                "broker connected (session present: %s); resending %d recent messages",
+                item.session_present,
+                replayed,
+            )
             # Retained topics are republished on every (re)connect, after the backlog.
             self._publish_state()
             self._publish_call()
@@ -474,6 +481,9 @@ class RoomDaemon:
         self.hardware.set_ambient(lighting.color_at(self.fade, now))
         self._check_monitor(now)
         mono = time.monotonic()
+        if mono - self._purged >= PURGE_EVERY_S:
+            self._purged = mono
+            self.outbox.purge_acked(self.config.broker.replay_window_s)
         if mono - self._clock_checked >= CLOCK_CHECK_S:
             self._clock_checked = mono
             self._clock_synced = self._clock.synced()

@@ -4,8 +4,11 @@ How this works:
 - `enqueue` allocates the next `seq` and stores the message in one transaction, so `seq`
   is strictly increasing across restarts and a row exists before anyone sees the message.
 - The MQTT link hands rows to paho in `seq` order (a bounded window) and calls `ack(seq)`
-  only on PUBACK; a row leaves the table only then. After a restart every row is replayed
-  in order (the logger dedupes on `(site, room, seq)`, so a resend is harmless).
+  only on PUBACK. After a restart every row still pending is replayed in order (the
+  logger dedupes on `(site, room, seq)`, so a resend is harmless).
+- An acknowledged row is kept for a replay window (longer than the broker's autosave
+  interval) and resent on every reconnect: Mosquitto PUBACKs before it saves, so a broker
+  killed with SIGKILL forgets what it took in since its last save. Then it is purged.
 - The same database keeps the room's persistent state (phase, call, alerts) in `room_state`,
   so a SIGKILL loses neither the call nor the phase.
 
@@ -40,9 +43,11 @@ CREATE TABLE IF NOT EXISTS outbox (
     payload BLOB NOT NULL,
     qos INTEGER NOT NULL,
     retain INTEGER NOT NULL,
-    created REAL NOT NULL
+    created REAL NOT NULL,
+    acked_at REAL
 );
 CREATE INDEX IF NOT EXISTS outbox_kind_seq ON outbox (kind, seq);
+CREATE INDEX IF NOT EXISTS outbox_acked ON outbox (acked_at);
 CREATE TABLE IF NOT EXISTS room_state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
@@ -91,10 +96,18 @@ class Outbox:
         self._db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
+        self._migrate()
         self._db.executescript(SCHEMA)
         self._last_seq = int(self._meta("last_seq", "0"))
         self.vitals_thinned = int(self._meta("vitals_thinned", "0"))
-        self._depth = int(self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
+        self._depth = int(
+            self._db.execute("SELECT COUNT(*) FROM outbox WHERE acked_at IS NULL").fetchone()[0]
+        )
+
+    def _migrate(self) -> None:
+        cols = {r[1] for r in self._db.execute("PRAGMA table_info(outbox)")}
+        if cols and "acked_at" not in cols:  # an outbox from before the replay window
+            self._db.execute("ALTER TABLE outbox ADD COLUMN acked_at REAL")
 
     # -- meta / persistent state -------------------------------------------------------
 
@@ -132,7 +145,7 @@ class Outbox:
         return self._depth
 
     def oldest_created(self) -> float | None:
-        row = self._db.execute("SELECT MIN(created) FROM outbox").fetchone()
+        row = self._db.execute("SELECT MIN(created) FROM outbox WHERE acked_at IS NULL").fetchone()
         return float(row[0]) if row and row[0] is not None else None
 
     def enqueue(
@@ -244,7 +257,9 @@ class Outbox:
         """Delete every second one of the oldest vitals rows; return how many went."""
         batch = max(2, self.max_rows // 10)
         rows = self._db.execute(
-            "SELECT seq FROM outbox WHERE kind = 'vitals' ORDER BY seq LIMIT ?", (batch,)
+            "SELECT seq FROM outbox WHERE kind = 'vitals' AND acked_at IS NULL "
+            "ORDER BY seq LIMIT ?",
+            (batch,),
         ).fetchall()
         doomed = [r[0] for r in rows[1::2]] or [r[0] for r in rows]
         if not doomed:
@@ -267,30 +282,35 @@ class Outbox:
         return {key.removeprefix("created_"): int(value) for key, value in rows}
 
     def pending_seqs(self) -> list[int]:
-        return [r[0] for r in self._db.execute("SELECT seq FROM outbox ORDER BY seq")]
+        rows = self._db.execute("SELECT seq FROM outbox WHERE acked_at IS NULL ORDER BY seq")
+        return [r[0] for r in rows]
 
     def pending(self, after_seq: int = 0, limit: int = 100) -> list[OutboxRow]:
         """Rows waiting for a PUBACK with seq > after_seq, in order."""
         rows = self._db.execute(
             "SELECT seq, kind, topic, payload, qos, retain, created FROM outbox "
-            "WHERE seq > ? ORDER BY seq LIMIT ?",
+            "WHERE seq > ? AND acked_at IS NULL ORDER BY seq LIMIT ?",
             (after_seq, limit),
         ).fetchall()
         return [OutboxRow(r[0], r[1], r[2], bytes(r[3]), r[4], bool(r[5]), r[6]) for r in rows]
 
     def ack(self, seqs: list[int]) -> None:
-        """PUBACKs received: those rows may go (one transaction for the batch).
+        """PUBACKs received: the rows are done, but kept for the replay window.
 
-        The delete is committed without fsync (synchronous=NORMAL): if power fails before
-        the WAL reaches the disk, the rows come back and are resent, and the logger drops
-        the duplicates on `(site, room, seq)`. Inserts keep their fsync.
+        Committed without fsync (synchronous=NORMAL): if power fails before the WAL reaches
+        the disk, the rows come back as pending and are resent; the logger drops the
+        duplicates on `(site, room, seq)`. Inserts keep their fsync.
         """
         if not seqs:
             return
+        now = self._clock()
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("BEGIN IMMEDIATE")
         try:
-            cur = self._db.executemany("DELETE FROM outbox WHERE seq = ?", [(s,) for s in seqs])
+            cur = self._db.executemany(
+                "UPDATE outbox SET acked_at = ? WHERE seq = ? AND acked_at IS NULL",
+                [(now, s) for s in seqs],
+            )
             self._db.execute("COMMIT")
         except BaseException:
             self._rollback()
@@ -298,6 +318,33 @@ class Outbox:
         finally:
             self._db.execute("PRAGMA synchronous=FULL")
         self._depth -= cur.rowcount
+
+    def replay_recent(self, window_s: float) -> int:
+        """Make rows acknowledged in the last `window_s` seconds pending again.
+
+        Mosquitto acknowledges a QoS 1 message before it saves it (it saves every
+        `autosave_interval` seconds), so a broker killed with SIGKILL loses what it took in
+        since its last save. Resending the recent window on every reconnect closes that gap.
+        """
+        cur = self._db.execute(
+            "UPDATE outbox SET acked_at = NULL WHERE acked_at IS NOT NULL AND acked_at >= ?",
+            (self._clock() - window_s,),
+        )
+        self._depth += cur.rowcount
+        return int(cur.rowcount)
+
+    def purge_acked(self, window_s: float, limit: int = 5000) -> int:
+        """Delete acknowledged rows older than the replay window (a bounded batch)."""
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        try:
+            cur = self._db.execute(
+                "DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox "
+                "WHERE acked_at IS NOT NULL AND acked_at < ? LIMIT ?)",
+                (self._clock() - window_s, limit),
+            )
+        finally:
+            self._db.execute("PRAGMA synchronous=FULL")
+        return int(cur.rowcount)
 
     def close(self) -> None:
         self._db.close()

@@ -116,6 +116,13 @@ class Publisher:
             self._last_handed = row.seq
         return len(rows)
 
+    def replay_recent(self, window_s: float) -> int:
+        """After a (re)connect: resend what the broker acknowledged in the last window_s."""
+        n = self.outbox.replay_recent(window_s)
+        if n:
+            self._last_handed = 0  # the pump starts again from the lowest pending seq
+        return n
+
     def on_puback(self, mid: int, ok: bool, reason: str) -> None:
         seq = self._handed.pop(mid, None)
         if seq is None:

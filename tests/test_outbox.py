@@ -102,3 +102,37 @@ def test_created_counts_per_kind_survive_reopen(tmp_path: Path) -> None:
     again = Outbox(path)
     assert again.created() == {"vitals": 2, "events": 1, "call": 1}
     assert again.pending_seqs() == [2, 3, 4]
+
+
+def test_acked_rows_kept_for_replay_window_then_purged(tmp_path: Path) -> None:
+    now = [1000.0]
+    box = Outbox(tmp_path / "o.sqlite3", clock=lambda: now[0])
+    for _ in range(3):
+        put(box)
+    box.ack([1, 2])
+    assert box.depth == 1 and [r.seq for r in box.pending()] == [3]
+    now[0] += 50
+    box.ack([3])
+    # a reconnect: everything acknowledged in the last 60 s goes out again, in order
+    now[0] += 20
+    assert box.replay_recent(60) == 1  # only seq 3 (acked 20 s ago); 1 and 2 are 70 s old
+    assert [r.seq for r in box.pending()] == [3] and box.depth == 1
+    box.ack([3])
+    assert box.purge_acked(60) == 2  # 1 and 2 are past the window
+    assert box.replay_recent(3600) == 1  # seq 3 is still kept
+    assert box.pending_seqs() == [3]
+
+
+def test_old_outbox_without_acked_column_is_migrated(tmp_path: Path) -> None:
+    path = tmp_path / "o.sqlite3"
+    db = sqlite3.connect(path)
+    db.executescript(
+        "CREATE TABLE outbox (seq INTEGER PRIMARY KEY, kind TEXT NOT NULL, topic TEXT NOT NULL,"
+        " payload BLOB NOT NULL, qos INTEGER NOT NULL, retain INTEGER NOT NULL,"
+        " created REAL NOT NULL);"
+        "INSERT INTO outbox VALUES (1, 'events', 't', x'7b7d', 1, 0, 1.0);"
+    )
+    db.commit()
+    db.close()
+    box = Outbox(path)
+    assert box.pending_seqs() == [1] and box.depth == 1

@@ -23,14 +23,14 @@ from tests.room_process import start_room, stop_room
 SITE, ROOM = "test", "101"
 
 
-def room_config(broker: Mosquitto, state_dir: Path, **over: Any) -> RoomConfig:
+def room_config(server: Mosquitto, state_dir: Path, **over: Any) -> RoomConfig:
     raw: dict[str, Any] = {
         "site": SITE,
         "room": ROOM,
         "state_dir": str(state_dir),
         "simulate": True,
         "clock": "synced",
-        "broker": {"url": broker.url, "reconnect_min_s": 0.5, "reconnect_max_s": 1},
+        "broker": {"url": server.url, "reconnect_min_s": 0.5, "reconnect_max_s": 1},
     }
     raw.update(over)
     return build_config(raw)
