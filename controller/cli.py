@@ -20,6 +20,7 @@ SUBCOMMAND_MODULES = (
     "broker.demo",
     "broker.cli",
     "broker.board_cli",
+    "broker.reliability_cli",
 )
 
 

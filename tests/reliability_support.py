@@ -15,6 +15,8 @@ Used by tests/test_reliability_*.py (few cycles) and by `roomctl reliability` (m
 from __future__ import annotations
 
 import getpass
+import json
+import os
 import random
 import signal
 import sqlite3
@@ -131,7 +133,12 @@ class MonitorSim:
     def _run(self) -> None:
         self.stats = run_tcp_server(self.opts, "127.0.0.1:0", self.sink, self.stop_event)  # type: ignore[arg-type]
 
+    def signal_time(self) -> float:
+        """Seconds of device time played so far (the simulator's fault clock)."""
+        return time.monotonic() - self.started
+
     def start(self) -> str:
+        self.started = time.monotonic()
         self.thread.start()
         if not self.sink.ready.wait(10):
             raise TimeoutError("monitor simulator did not start")
@@ -514,13 +521,15 @@ class FaultRecord:
 
     fault: str
     times: int = 0
-    lost: int = 0
+    lost: int | None = 0
     recovery_s: list[float] = field(default_factory=list)
     notes: str = ""
+    kind: str = "fault"  # fault | bad input | security
 
     def row(self) -> dict[str, Any]:
         rec = sorted(self.recovery_s)
         return {
+            "kind": self.kind,
             "fault": self.fault,
             "times": self.times,
             "lost": self.lost,
@@ -528,6 +537,22 @@ class FaultRecord:
             "recovery_median_s": round(rec[len(rec) // 2], 1) if rec else None,
             "notes": self.notes,
         }
+
+
+def record(*rows: FaultRecord) -> None:
+    """Append report rows to $RELIABILITY_RESULTS (JSON lines) when `roomctl reliability`
+    runs the tests; a plain `make test` records nothing."""
+    path = os.environ.get("RELIABILITY_RESULTS")
+    if not path:
+        return
+    with open(path, "a", encoding="utf-8") as out:
+        for row in rows:
+            out.write(json.dumps(row.row()) + "\n")
+
+
+def env_number(name: str, default: float) -> float:
+    """A scale knob (cycles, seconds, counts) that `roomctl reliability` turns up."""
+    return float(os.environ.get(name, default))
 
 
 def kill_cycles(fleet: Fleet, cycles: int, records: dict[str, FaultRecord]) -> None:

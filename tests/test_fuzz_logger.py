@@ -18,13 +18,22 @@ from typing import Any
 import pytest
 
 from controller import contract, topics
-from tests.reliability_support import SITE, Fleet, RoomSpec, db_connect, wait_for
+from tests.reliability_support import (
+    SITE,
+    FaultRecord,
+    Fleet,
+    RoomSpec,
+    db_connect,
+    env_number,
+    record,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.reliability, pytest.mark.broker]
 
 SEED = 8
 FUZZ_ROOM = "fz1"
-RANDOM_PAYLOADS = 150
+RANDOM_PAYLOADS = int(env_number("RELIABILITY_RANDOM_PAYLOADS", 150))
 
 
 @pytest.fixture(scope="module")
@@ -131,6 +140,14 @@ def test_logger_fuzz_every_bad_payload_quarantined_with_reason(fleet: Fleet) -> 
         for (topic, payload, want), (_, reason, size) in zip(cases, rows, strict=True)
         if not any(w in reason for w in want) or size != len(payload)
     ]
+    record(FaultRecord(
+        "MQTT payloads at the logger: random bytes, 2 MB, 10k-deep JSON, wrong types, NaN/inf, "
+        "topic/envelope mismatch, unknown leaf, replayed seq with other content",
+        len(cases), 0, [],
+        f"{len(rows)} quarantined, {len(cases) - len(wrong)} with the expected reason; "
+        f"logger alive: {fleet.logger.alive()}; good messages before/after stored",
+        kind="bad input",
+    ))  # fmt: skip
     assert wrong == []
     assert fleet.logger.alive() and fleet.logger.tracebacks() == 0
     seqs = [r[0] for r in q(fleet.db, "SELECT seq FROM messages WHERE room = ?", FUZZ_ROOM)]
@@ -183,6 +200,12 @@ def test_room_refuses_bad_commands_with_an_event_and_keeps_working(fleet: Fleet)
     fleet.wait_converged(30)
     events = room_events(fleet, start)
     refusals = [(k, r) for _, k, r in events if k != "phase_changed"]
+    record(FaultRecord(
+        "bad commands at a room (bad JSON, wrong types, illegal phase, unknown call/scene/"
+        "topic, 300 kB, deep JSON, bad sim/button)",
+        len(bad), 0, [], f"{len(refusals)} refused with an event; then a good command applied",
+        kind="bad input",
+    ))  # fmt: skip
     assert len(refusals) == len(bad), events
     for (_, _, want), (kind, reason) in zip(bad, refusals, strict=True):
         assert kind in ("command_refused", "phase_refused") and reason, (kind, reason)
@@ -213,6 +236,12 @@ def test_wrong_json_types_are_refused_not_coerced(fleet: Fleet) -> None:
 
     wait_for(lambda: seen() == len(cases), 30, "every wrong-type message handled")
     stored = sorted(r[0] for r in q(fleet.db, "SELECT seq FROM messages WHERE room = ?", room))
+    record(FaultRecord(
+        "wrong JSON types (number as string, 1 as boolean)", len(cases), 0, [],
+        f"{len(stored)} of {len(cases)} coerced and stored instead of quarantined"
+        + (" - BUG" if stored else ""),
+        kind="bad input",
+    ))  # fmt: skip
     assert stored == [], (
         f"BUG broker/logger_ingest.py _validate (model.model_validate_json(payload)): seqs "
         f"{stored} with wrong JSON types (numbers as strings, 1 as a boolean) were coerced "

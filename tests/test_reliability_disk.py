@@ -25,11 +25,13 @@ import pytest
 
 from firmware_py.monitors.simulate import SimulatorOptions
 from tests.reliability_support import (
+    FaultRecord,
     Fleet,
     InProcessRoom,
     MonitorSim,
     audit,
     db_connect,
+    record,
     wait_for,
 )
 
@@ -117,8 +119,8 @@ def test_disk_full_calls_still_go_out_vitals_thinned_counted(tmp_path: Path) -> 
             thinned_while_full = room.daemon.outbox.vitals_thinned
             assert room.alive(), "the daemon stopped on a full disk"
             (disk / "filler").unlink()  # space is back
-            wait_for(lambda: calls_in_db(fleet.db, "201") == 4, 30, "calls after space is back")
-            fleet.wait_converged(60)
+            recovery = wait_for(lambda: calls_in_db(fleet.db, "201") == 4, 30, "calls after")
+            recovery += fleet.wait_converged(60)
             assert room.alive()
             assert room.daemon.internal_errors == 0
             sim.stop()
@@ -145,6 +147,13 @@ def test_disk_full_calls_still_go_out_vitals_thinned_counted(tmp_path: Path) -> 
                     "_flush keeps them in memory (self._unstored) and nothing publishes them "
                     "until they can be stored"
                 )
+            record(FaultRecord(
+                f"room disk full ({TMPFS_SIZE} tmpfs filled), broker up", 1, result.lost,
+                [recovery],
+                f"3 calls placed while full: {out_while_full} out before space came back; "
+                f"{readings_while_full} readings, {stored_while_full} stored, "
+                f"{thinned_while_full} counted as thinned" + (" - BUGS" if findings else ""),
+            ))  # fmt: skip
             assert not findings, "\n".join(findings)
         finally:
             sim.stop()
@@ -173,6 +182,12 @@ def test_disk_full_with_broker_down_thins_the_backlog_and_counts_it(tmp_path: Pa
                 30,
                 "readings on a full disk",
             )
+            if not room.alive():
+                record(FaultRecord(
+                    "room disk full with broker down (backlog to thin)", 1, None, [],
+                    f"BUG: the room daemon died ({room.crash!r}); calls kept in memory are "
+                    "lost with it",
+                ))  # fmt: skip
             assert room.alive(), (
                 f"BUG: the daemon died on a full disk with a backlog ({room.crash!r}): "
                 "controller/outbox.py Outbox.enqueue_many calls _thin_vitals() after "
@@ -184,7 +199,7 @@ def test_disk_full_with_broker_down_thins_the_backlog_and_counts_it(tmp_path: Pa
             thinned_while_full = room.daemon.outbox.vitals_thinned
             (disk / "filler").unlink()
             fleet.broker.start()
-            fleet.wait_converged(60)
+            recovery = fleet.wait_converged(60)
             assert room.alive() and room.daemon.internal_errors == 0
             sim.stop()
             created, thin = fleet.drain_and_stop()
@@ -193,6 +208,10 @@ def test_disk_full_with_broker_down_thins_the_backlog_and_counts_it(tmp_path: Pa
             assert calls_in_db(fleet.db, "202") == 1
             health = q(fleet.db, "SELECT health FROM room_state WHERE room = '202'")[0][0]
             assert json.loads(str(health))["outbox"]["vitals_thinned"] == thin["202"]
+            record(FaultRecord(
+                "room disk full with broker down (backlog to thin)", 1, result.lost,
+                [recovery], f"{thin['202']} vitals thinned and counted",
+            ))  # fmt: skip
             assert thinned_while_full > 0, (
                 "no vitals thinned while the disk was full and the outbox held a backlog"
             )

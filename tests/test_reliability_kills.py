@@ -15,15 +15,24 @@ from pathlib import Path
 import pytest
 
 from firmware_py.monitors.simulate import SimulatorOptions
-from tests.reliability_support import FaultRecord, Fleet, RoomSpec, audit, kill_cycles
+from tests.reliability_support import (
+    FaultRecord,
+    Fleet,
+    RoomSpec,
+    audit,
+    env_number,
+    kill_cycles,
+    record,
+)
 
 pytestmark = [pytest.mark.reliability, pytest.mark.broker, pytest.mark.slow]
 
 SEED = int(os.environ.get("RELIABILITY_SEED", "8"))
+CYCLES = int(env_number("RELIABILITY_CYCLES", 2))
 ROOMS = [f"{101 + i}" for i in range(10)]
 
 
-@pytest.mark.timeout(240)
+@pytest.mark.timeout(240 + 60 * CYCLES)
 def test_sigkill_room_logger_broker_cycles_lose_nothing(tmp_path: Path) -> None:
     specs = [
         RoomSpec(room, monitor=SimulatorOptions("masimo", seed=SEED + i))
@@ -32,17 +41,24 @@ def test_sigkill_room_logger_broker_cycles_lose_nothing(tmp_path: Path) -> None:
     fleet = Fleet(tmp_path, specs, seed=SEED).start()
     records: dict[str, FaultRecord] = {}
     try:
-        kill_cycles(fleet, cycles=2, records=records)
+        kill_cycles(fleet, cycles=CYCLES, records=records)
         fleet.press_calls()
         fleet.wait_converged(60)
         assert fleet.alive() == [], f"processes down after recovery: {fleet.alive()}"
         created, thinned = fleet.drain_and_stop()
         result = audit(fleet.db, created, thinned)
+        for rec in records.values():
+            rec.lost = result.lost
+            rec.notes = (
+                f"{len(ROOMS)} rooms; whole run: {result.messages} messages, {result.calls} "
+                f"calls, {len(result.problems())} problems"
+            )
+        record(*records.values())
         assert result.problems() == []
         assert sum(thinned.values()) == 0
         assert result.messages > 10 * len(ROOMS)
         assert result.calls >= len(ROOMS), f"only {result.calls} calls recorded"
-        assert {r.times for r in records.values()} == {2}
+        assert {r.times for r in records.values()} == {CYCLES}
         assert fleet.logger.tracebacks() == 0
         assert [r.name for r in fleet.rooms.values() if r.tracebacks()] == []
     finally:

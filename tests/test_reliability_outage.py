@@ -30,19 +30,26 @@ from controller import contract, topics
 from firmware_py.monitors.simulate import SimulatorOptions
 from tests.reliability_support import (
     SITE,
+    FaultRecord,
     Fleet,
     InProcessRoom,
     RoomSpec,
     audit,
     db_connect,
+    env_number,
+    record,
     wait_for,
 )
 
 pytestmark = [pytest.mark.reliability, pytest.mark.broker, pytest.mark.slow]
 
 SEED = int(os.environ.get("RELIABILITY_SEED", "8"))
-OUTAGE_S = float(os.environ.get("RELIABILITY_OUTAGE_S", "20"))
-FLAKY: dict[str, Any] = {"fault_every_s": 8.0, "fault_start_s": 2.0, "fault_len_s": 4.0}
+OUTAGE_S = env_number("RELIABILITY_OUTAGE_S", 20)
+GARBAGE_S = env_number("RELIABILITY_GARBAGE_S", 10)
+FLAKY: dict[str, dict[str, Any]] = {
+    "unplug": {"fault_every_s": 8.0, "fault_start_s": 2.0, "fault_len_s": 4.0},
+    "garbage": {"fault_every_s": 100_000.0, "fault_start_s": 1.0, "fault_len_s": GARBAGE_S},
+}
 
 
 def specs() -> list[RoomSpec]:
@@ -52,7 +59,7 @@ def specs() -> list[RoomSpec]:
         fault = {"109": "unplug", "110": "garbage"}.get(room)
         opts = SimulatorOptions("masimo", seed=SEED + i, fault=fault)
         if fault:
-            opts = SimulatorOptions("masimo", seed=SEED + i, fault=fault, **FLAKY)
+            opts = SimulatorOptions("masimo", seed=SEED + i, fault=fault, **FLAKY[fault])
         clock = "unsynced" if room in ("101", "102") else "synced"
         out.append(RoomSpec(room, monitor=opts, clock=clock, escalate_s=3))
     return out
@@ -79,7 +86,7 @@ def q(db: Path, sql: str, *args: object) -> list[tuple[Any, ...]]:
         conn.close()
 
 
-@pytest.mark.timeout(180)
+@pytest.mark.timeout(180 + OUTAGE_S)
 def test_broker_down_for_a_while_calls_placed_vitals_flow_nothing_lost(fleet: Fleet) -> None:
     inproc = fleet.rooms["111"]
     assert isinstance(inproc, InProcessRoom)
@@ -128,11 +135,22 @@ def test_broker_down_for_a_while_calls_placed_vitals_flow_nothing_lost(fleet: Fl
     fleet.press_calls(subprocess_rooms)  # cancel the escalated calls, then place/cancel again
     fleet.wait_converged(60)
     result = audit(fleet.db, *fleet.created(), live=True)
+    record(
+        FaultRecord(
+            f"broker unreachable {OUTAGE_S:.0f} s (stopped, then started)",
+            1,
+            result.lost,
+            [recovery],
+            f"11 rooms; {sum(grew.values())} messages made while it was down, incl. "
+            f"{placed} calls placed and cancelled on a room's buttons and escalations in "
+            f"{len(escalated)} rooms",
+        )
+    )
     assert result.problems() == []
     assert fleet.alive() == []
 
 
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(120 + GARBAGE_S)
 def test_monitor_unplugged_and_garbage_recover_by_themselves(fleet: Fleet) -> None:
     def kinds(room: str) -> list[str]:
         rows = q(fleet.db, "SELECT kind FROM events WHERE room = ? ORDER BY seq", room)
@@ -156,6 +174,9 @@ def test_monitor_unplugged_and_garbage_recover_by_themselves(fleet: Fleet) -> No
     )
     assert kinds("109").count("monitor_link_lost") >= 2
     # 110's monitor sends garbage: frames rejected, vitals keep coming, link never lost
+    sim = fleet.rooms["110"].sim
+    assert sim is not None
+    wait_for(lambda: sim.signal_time() > 2 + GARBAGE_S, 30 + GARBAGE_S, "the garbage minute")
     fleet.broker.restart()  # a reconnect publishes a fresh health snapshot
     fleet.wait_converged(60)
 
@@ -167,8 +188,32 @@ def test_monitor_unplugged_and_garbage_recover_by_themselves(fleet: Fleet) -> No
     assert "monitor_link_lost" not in kinds("110")
     n_vitals = q(fleet.db, "SELECT COUNT(*) FROM vitals WHERE room = '110'")[0][0]
     n_109 = q(fleet.db, "SELECT COUNT(*) FROM vitals WHERE room = '109'")[0][0]
+    outages = link_outages(fleet.db, "109")
+    result = audit(fleet.db, *fleet.created(), live=True)
+    record(
+        FaultRecord("monitor unplugged 4 s, replugged (TCP bridge closed)", len(outages),
+                    result.lost, outages,
+                    "recovery = monitor_link_lost to monitor_link_restored, no restart"),
+        FaultRecord(f"monitor sends garbage for {GARBAGE_S:.0f} s", 1, result.lost, [],
+                    f"{rejected()} frames rejected, {n_vitals} readings stored, link never lost"),
+    )  # fmt: skip
+    assert result.problems() == []
     assert n_vitals > n_109  # garbage costs no readings, an unplug does
     assert fleet.alive() == []
+
+
+def link_outages(db: Path, room: str) -> list[float]:
+    """Seconds from each monitor_link_lost to the next monitor_link_restored."""
+    out, lost_at = [], None
+    for kind, ts in q(db, "SELECT kind, ts FROM events WHERE room = ? AND kind LIKE "
+                      "'monitor_link_%' ORDER BY seq", room):  # fmt: skip
+        at = datetime.fromisoformat(str(ts).replace("Z", "+00:00"))
+        if kind == "monitor_link_lost":
+            lost_at = at
+        elif lost_at is not None:
+            out.append((at - lost_at).total_seconds())
+            lost_at = None
+    return out
 
 
 @pytest.mark.timeout(120)
@@ -191,6 +236,17 @@ def test_unsynced_clock_is_flagged_and_resynced_after_restart(fleet: Fleet) -> N
     rows = q(fleet.db, "SELECT seq, clock_synced FROM messages WHERE room = '101' ORDER BY seq")
     assert {int(s) for q_, s in rows if int(q_) <= restart_seq} == {0}
     assert {int(s) for q_, s in rows if int(q_) > restart_seq} == {1}
+    result = audit(fleet.db, *fleet.created(), live=True)
+    record(
+        FaultRecord(
+            "clock unsynchronised (2 rooms), then resynced by a restart",
+            3,
+            result.lost,
+            [],
+            "clock_synced=false on every message until the restart",
+        )
+    )
+    assert result.problems() == []
 
 
 def send(fleet: Fleet, leaf: str, msg: contract.Envelope) -> None:
@@ -256,12 +312,31 @@ def test_clock_stepped_back_logger_orders_by_seq(fleet: Fleet) -> None:
     with sqlite3.connect(f"file:{fleet.db}?mode=ro", uri=True) as conn:
         flags = {r[0] for r in conn.execute("SELECT clock_synced FROM messages WHERE room='199'")}
     assert flags == {0}
+    record(
+        FaultRecord(
+            "clock stepped back 1 h (crafted messages)",
+            1,
+            0,
+            [],
+            "room_state, calls and event order follow seq, not ts",
+        )
+    )
 
 
 @pytest.mark.timeout(120)
 def test_after_everything_every_seq_exactly_once(fleet: Fleet) -> None:
     created, thinned = fleet.drain_and_stop()
     result = audit(fleet.db, created, thinned)
+    record(
+        FaultRecord(
+            "all of the above: final audit of the outage fleet",
+            1,
+            result.lost,
+            [],
+            f"{result.messages} messages, {result.calls} calls, "
+            f"problems: {result.problems() or 'none'}",
+        )
+    )
     assert result.problems() == []
     assert sum(thinned.values()) == 0
     assert [r for r in fleet.rooms.values() if r.tracebacks()] == []

@@ -30,6 +30,7 @@ import pytest
 from broker.pki import Pki
 from controller.mqtt_connect import BrokerEndpoint
 from tests.mqtt_tools import Recorder
+from tests.reliability_support import FaultRecord, record
 from tests.test_broker_support import Clinic, Session, open_session, raw_connect
 
 pytestmark = pytest.mark.broker
@@ -106,6 +107,10 @@ def test_write_matrix(clinic: Clinic, tmp_path: Path) -> None:
             sess.stop()
     want = {(w, t): may_write(w, t) for w in CONNECTING for t in TOPICS}
     wrong = {k: ("allowed" if v else "denied") for k, v in got.items() if v != want[k]}
+    record(FaultRecord(
+        f"ACL writes: {len(CONNECTING)} identities x {len(TOPICS)} topics", len(got), None, [],
+        f"{sum(got.values())} allowed, {len(wrong)} differ from DESIGN.md", kind="security",
+    ))  # fmt: skip
     assert wrong == {}
     assert sum(want.values()) == 6 + 6 + 4 + 1  # two rooms' data, staff's cmd/, logger status
 
@@ -137,6 +142,11 @@ def test_read_matrix(clinic: Clinic, tmp_path: Path) -> None:
             if m.payload == b"probe"
         }
         want = {(w, t) for w in CONNECTING for t in TOPICS if may_read(w, t)}
+        record(FaultRecord(
+            f"ACL reads: {len(CONNECTING)} identities x {len(TOPICS)} topics",
+            len(CONNECTING) * len(TOPICS), None, [],
+            f"{len(got)} delivered, {len(got ^ want)} differ from DESIGN.md", kind="security",
+        ))  # fmt: skip
         assert got - want == set(), "read where DESIGN.md denies"
         assert want - got == set(), "denied where DESIGN.md allows"
         assert not [m for m in sessions["unlisted"].messages], "an unlisted identity read"
@@ -165,5 +175,15 @@ def test_identities_refused_at_the_handshake(clinic: Clinic, tmp_path: Path) -> 
     )  # fmt: skip
     outcome = raw_connect(clinic.tls_port, ca, not_yet.cert, not_yet.key, tls12=True)
     assert outcome.startswith("tls:"), outcome
+    record(
+        FaultRecord(
+            "TLS refusals: anonymous, other CA, expired, not yet valid",
+            4,
+            None,
+            [],
+            "refused at the handshake (TLS 1.2 alerts)",
+            kind="security",
+        )
+    )
     # the plain listener exists only because this test asked for it (dev_port)
     assert f"listener {clinic.dev_port} 127.0.0.1" in clinic.conf.read_text()

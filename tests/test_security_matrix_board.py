@@ -22,6 +22,7 @@ import pytest
 from broker.mosquitto_run import Mosquitto
 from controller import topics
 from tests.mqtt_tools import Recorder, wait_until
+from tests.reliability_support import FaultRecord, record
 from tests.test_board_helpers import PASSWORDS, SITE, BoardServer, FakeRoom
 
 pytestmark = pytest.mark.broker
@@ -101,6 +102,17 @@ def test_unauthenticated_requests_are_refused(board: BoardServer) -> None:
     assert anon.request("/", headers=forged)[0] == 303
     assert anon.request("/api/whoami", headers=forged)[0] == 401
     assert anon.request("/healthz")[0] == 200  # the only open route, and it tells nothing
+    n = len(PAGES) + len(API_GET) + len(API_POST) + 2
+    record(
+        FaultRecord(
+            "board: unauthenticated requests",
+            n,
+            None,
+            [],
+            "pages -> login, API -> 401, forged cookie refused",
+            kind="security",
+        )
+    )
 
 
 def place_call(mosquitto: Mosquitto, board: BoardServer, room: str, call_id: str) -> None:
@@ -144,6 +156,16 @@ def test_viewer_cannot_act_and_actions_are_logged_with_the_user(
     ]
     claim = next(p for _, n, a, _, p, _ in rows if a == "claim")
     assert claim is not None and json.loads(claim)["by"] == "alice"
+    record(
+        FaultRecord(
+            "board: viewer acts; actions audited with the user",
+            4,
+            None,
+            [],
+            "viewer 403 and nothing on cmd/; every action in the audit table with its user",
+            kind="security",
+        )
+    )
 
 
 def test_sessions_expire_and_logout_ends_them(board: BoardServer) -> None:
@@ -164,6 +186,16 @@ def test_sessions_expire_and_logout_ends_them(board: BoardServer) -> None:
     assert again.request("/logout", form)[0] == 303
     replay = Client(board.url)
     assert replay.request("/api/whoami", headers={"Cookie": f"roomctl_session={token}"})[0] == 401
+    record(
+        FaultRecord(
+            "board: session expiry and logout",
+            2,
+            None,
+            [],
+            "expired and logged-out tokens refused",
+            kind="security",
+        )
+    )
 
 
 def test_login_is_rate_limited_per_name_and_per_address(board: BoardServer) -> None:
@@ -177,3 +209,14 @@ def test_login_is_rate_limited_per_name_and_per_address(board: BoardServer) -> N
     limiter = board.board.limiter
     limiter.clock = lambda: time.monotonic() + limiter.window_s + 1
     assert Client(board.url).login("victor", PASSWORDS["victor"]) == 303
+    record(
+        FaultRecord(
+            "board: login brute force",
+            board.board.limiter.max_failures + 3,
+            None,
+            [],
+            "429 after 5 failures per name and per address, even with the "
+            "right password, until the window passes",
+            kind="security",
+        )
+    )
