@@ -179,7 +179,7 @@ class StateMessage(Envelope):
     planned_end: UtcDatetime | None = None
     min_recovery_end: UtcDatetime | None = None
     overrun: bool = False
-    alerts: list[ActiveAlert] = Field(default_factory=list)
+    alerts: list[ActiveAlert] = Field(default_factory=list, max_length=32)
     scene: str | None = Field(default=None, max_length=32)
     scene_override: bool = False
 
@@ -196,7 +196,11 @@ class CallMessage(Envelope):
     escalated_at: UtcDatetime | None = None
 
 
-Scalar = str | int | float | bool | None
+Scalar = Annotated[str, Field(max_length=500)] | int | float | bool | None
+DetailKey = Annotated[str, Field(min_length=1, max_length=64)]
+# Every payload is bounded, so the largest valid message stays under the logger's 64 KB
+# limit (tests/test_contract.py builds it); the room never queues what would be refused.
+MAX_MESSAGE_BYTES = 65536
 
 
 class EventMessage(Envelope):
@@ -210,7 +214,7 @@ class EventMessage(Envelope):
     session_id: str | None = Field(default=None, max_length=64)
     by: Who | None = None
     reason: str | None = Field(default=None, max_length=500)
-    detail: dict[str, Scalar] = Field(default_factory=dict, max_length=32)
+    detail: dict[DetailKey, Scalar] = Field(default_factory=dict, max_length=32)
 
 
 class PeripheralStatus(enum.StrEnum):

@@ -131,3 +131,46 @@ def test_contract_doc_matches_models() -> None:
     )
     for name, model in ALL_PAYLOAD_MODELS.items():
         assert f"### {model.__name__} (`{name}`)" in doc
+
+
+def test_largest_valid_messages_fit_the_logger_limit() -> None:
+    from controller.contract import (
+        MAX_MESSAGE_BYTES,
+        ActiveAlert,
+        EventMessage,
+        StateMessage,
+    )
+
+    long = "x" * 64
+    big_vitals = vitals(
+        **{n: hi for n, (lo, hi) in VITAL_LIMITS.items()},
+        alarms=[long] * 64,
+        quality=[long] * 64,
+        alarm_raw=long,
+        exc_raw=long,
+        device_time=long,
+    )
+    alert = ActiveAlert(name=long, field="x" * 32, value=1.0, threshold=1.0, since=TS)
+    big_state = StateMessage(
+        **ENV,
+        ts=TS,
+        phase="infusion",
+        session_id=long,
+        since=TS,
+        alerts=[alert] * 32,
+        scene="x" * 32,
+    )  # type: ignore[arg-type]
+    big_event = EventMessage(
+        **ENV,
+        ts=TS,
+        kind="phase_refused",
+        reason="r" * 500,
+        detail={f"{i:064d}": "v" * 500 for i in range(32)},
+        call_id=long,
+        session_id=long,
+        by=long,
+    )  # type: ignore[arg-type]
+    for msg in (big_vitals, big_state, big_event):
+        assert len(msg.model_dump_json().encode()) < MAX_MESSAGE_BYTES
+    with pytest.raises(ValidationError):
+        EventMessage(**ENV, ts=TS, kind="phase_refused", detail={"k": "v" * 501})  # type: ignore[arg-type]
