@@ -174,7 +174,7 @@ class Room(Process):
         return self.state_dir / "outbox.sqlite3"
 
     def outbox_stats(self) -> tuple[int, int, int]:
-        """(last_seq, depth, vitals_thinned) read from the room's own outbox."""
+        """(last_seq, rows waiting for a PUBACK, vitals_thinned) read from the room's outbox."""
         return outbox_stats(self.outbox)
 
 
@@ -211,7 +211,9 @@ def outbox_stats(path: Path) -> tuple[int, int, int]:
     conn = sqlite3.connect(str(path), timeout=10)
     try:
         meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
-        depth = int(conn.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
+        cols = {r[1] for r in conn.execute("PRAGMA table_info(outbox)")}
+        pending = " WHERE acked_at IS NULL" if "acked_at" in cols else ""  # replay window
+        depth = int(conn.execute(f"SELECT COUNT(*) FROM outbox{pending}").fetchone()[0])
     except sqlite3.OperationalError as exc:
         if "no such table" not in str(exc):
             raise
@@ -406,18 +408,25 @@ class Fleet:
         self.presser: Presser | None = None
 
     def start(self) -> Fleet:
-        self.broker.start()
-        self.logger.start()
-        self.presser = Presser(self.broker.url)
-        self.wait_logger_subscribed()
-        for spec in self.specs:
-            room = Room(self, spec)
-            room.start()
-            self.rooms[spec.room] = room
-        wait_for(
-            lambda: all(r.outbox_stats()[0] >= 4 for r in self.rooms.values()), 60, "rooms started"
-        )
-        self.wait_converged(60)
+        """Broker, logger (subscribed), rooms (running, drained); on failure stop them all."""
+        try:
+            self.broker.start()
+            self.logger.start()
+            self.presser = Presser(self.broker.url)
+            self.wait_logger_subscribed()
+            for spec in self.specs:
+                room = Room(self, spec)
+                self.rooms[spec.room] = room
+                room.start()
+            wait_for(
+                lambda: all(r.outbox_stats()[0] >= 4 for r in self.rooms.values()),
+                60,
+                "rooms started",
+            )
+            self.wait_converged(60)
+        except BaseException:
+            self.stop()
+            raise
         return self
 
     def wait_logger_subscribed(self, timeout: float = 30) -> None:
@@ -501,14 +510,23 @@ class Fleet:
         return seqs, thinned
 
     def stop(self) -> None:
+        """Stop everything this fleet started (each step even if an earlier one fails)."""
+        steps: list[Callable[[], object]] = []
         if self.presser:
-            self.presser.stop()
+            steps.append(self.presser.stop)
         for room in self.rooms.values():
             if room.sim:
-                room.sim.stop()
-            room.terminate()
-        self.logger.terminate()
-        self.broker.stop()
+                steps.append(room.sim.stop)
+            steps.append(room.terminate)
+        steps += [self.logger.terminate, self.broker.stop]
+        errors = []
+        for step in steps:
+            try:
+                step()
+            except Exception as exc:  # keep stopping the rest
+                errors.append(exc)
+        if errors:
+            raise errors[0]
 
 
 def _outbox_empty(room: Room) -> Callable[[], bool]:
