@@ -178,9 +178,11 @@ def render(
         + '. "Lost" counts `(site, room, seq)` a room created (its outbox\'s `last_seq`) that '
         "are not in the logger's database, less the vitals the outbox says it thinned "
         "(`vitals_thinned`); duplicates cannot exist (primary key), and each table is checked "
-        "against the ledger. Recovery is the time from the healing action (process restarted, "
-        "broker started, space freed) until the database holds every seq each room had made "
-        "by then; for a monitor, from `monitor_link_lost` to `monitor_link_restored`.",
+        "against the ledger. Recovery: for a SIGKILL, from the restart until every room has made "
+        "a new message and the database holds everything made up to it; for the outage and "
+        "the full disk, from the broker start / the space freed until the database holds "
+        "every seq each room had made by then; for a monitor, from `monitor_link_lost` to "
+        "`monitor_link_restored`.",
         "",
         "## Faults",
         "",
@@ -218,18 +220,23 @@ FINDINGS = [
     "## Bugs found and limits (reviewed by hand; the failing tests above carry the detail)",
     "",
     "1. **Room daemon dies on a full disk with a backlog** (controller/outbox.py "
-    "`Outbox.enqueue_many`, the `self._thin_vitals()` call in the `except` branch): thinning "
+    "`Outbox.enqueue_many`, line 178, `if self._thin_vitals():` in the `except` branch): thinning "
     "deletes rows, and on a full disk the DELETE's own COMMIT fails with SQLITE_FULL; the "
     "`sqlite3.OperationalError` leaves `enqueue_many`; `RoomDaemon._flush` (controller/"
     "daemon.py) catches only `OutboxFull`, and runs in `_guarded`'s `finally`, so the error "
     "ends the daemon loop. Calls held in memory die with it. Fix: in `enqueue_many` treat a "
     "disk-full error from `_thin_vitals` as 0 thinned; in `_flush` also catch `sqlite3.Error` "
-    "(keep the messages in memory, log); never let `_flush` raise from `finally`.",
+    "(keep the messages in memory, log); never let `_flush` raise from `finally` (line 229). "
+    "`publisher.flush_acks()` in `_loop` is unguarded too: an ack UPDATE on a full disk "
+    "can end the loop the same way.",
     "2. **Vitals dropped uncounted while a call waits for disk space** (controller/daemon.py "
     "`RoomDaemon._flush`): once a call/event is kept in `self._unstored`, every flush mixes "
     "kinds, `enqueue_many` raises `OutboxFull`, and `_flush` drops the batch's vitals without "
     "counting them in `vitals_thinned` (the outbox only counts when a batch is all vitals). "
-    "Fix: count the dropped vitals (an `Outbox.count_refused(n)`), or flush vitals separately.",
+    "Fix: count the dropped vitals (an `Outbox.count_refused(n)`), or flush vitals separately. "
+    "Also `self._unstored = [...][-1000:]` (line 245) silently drops the oldest calls and "
+    "events after 1000 kept messages (health/state/call snapshots fill it within hours): "
+    "keep only the latest snapshot per leaf and never cut events.",
     "3. **Calls placed on a full disk are not published until space returns** (same place): "
     "the daemon keeps them in memory and only publishes stored rows. With the broker up, a "
     "call could still go out. Fix (design decision): hand unstored calls/events/state to the "

@@ -14,6 +14,7 @@ Used by tests/test_reliability_*.py (few cycles) and by `roomctl reliability` (m
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import json
 import os
@@ -468,6 +469,26 @@ class Fleet:
             gaps = {r: m[:10] for r, m in late.missing.items() if m}
             raise TimeoutError(f"rooms not drained in {timeout} s; missing seqs {gaps}") from None
 
+    def recover(self, timeout: float = 90) -> float:
+        """Seconds from now (a process just restarted) until every room has made a new
+        message and the database holds everything made up to it: the pipeline works again."""
+        start = time.monotonic()
+        before, _ = self.created()
+        wait_for(
+            lambda: all(self.created()[0][r] > n for r, n in before.items()),
+            timeout,
+            "every room made a message after the restart",
+        )
+        self.wait_converged(timeout)
+        return time.monotonic() - start
+
+    def audit_live(self, timeout: float = 60) -> Audit:
+        """Audit while the rooms run: what they had made by now, once it has arrived."""
+        targets, thinned = self.created()
+        with contextlib.suppress(TimeoutError):  # a real loss shows in the audit itself
+            wait_for(lambda: db_has_all(self.db, targets, thinned), timeout, "drained")
+        return audit(self.db, targets, thinned, live=True)
+
     def add_inprocess(self, room: InProcessRoom) -> None:
         self.rooms[room.name] = room  # type: ignore[assignment]
 
@@ -595,7 +616,7 @@ def kill_cycles(fleet: Fleet, cycles: int, records: dict[str, FaultRecord]) -> N
                 fleet.broker.kill()
                 fleet.broker.start()
             rec.times += 1
-            rec.recovery_s.append(fleet.wait_converged(90))
+            rec.recovery_s.append(fleet.recover(90))
 
 
 class InProcessRoom:

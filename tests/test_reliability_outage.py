@@ -6,8 +6,8 @@ What is simulated, exactly:
 - Outage: Mosquitto stopped (SIGTERM, persistence kept) for OUTAGE_S, then started again.
 - Calls during the outage: the in-process room's mock GPIO buttons (place, cancel); the
   subprocess rooms get calls placed just before the outage that escalate during it.
-- Monitors: room 109's simulated Masimo unplugs (TCP server closed) for 4 s every 8 s;
-  room 110's sends a junk line before every record for 4 s every 8 s.
+- Monitors: room 109's simulated Masimo unplugs (TCP server closed) for 4 s every 16 s;
+  room 110's sends a junk line before every record for RELIABILITY_GARBAGE_S seconds.
 - Clock: rooms 101 and 102 run with `--clock unsynced` (the flag the kernel would give);
   101 is then restarted synced. A clock *step* is not made on this machine: a test below
   sends crafted messages whose `ts` jumps back an hour with `clock_synced=false`.
@@ -47,7 +47,7 @@ SEED = int(os.environ.get("RELIABILITY_SEED", "8"))
 OUTAGE_S = env_number("RELIABILITY_OUTAGE_S", 20)
 GARBAGE_S = env_number("RELIABILITY_GARBAGE_S", 10)
 FLAKY: dict[str, dict[str, Any]] = {
-    "unplug": {"fault_every_s": 8.0, "fault_start_s": 2.0, "fault_len_s": 4.0},
+    "unplug": {"fault_every_s": 16.0, "fault_start_s": 2.0, "fault_len_s": 4.0},
     "garbage": {"fault_every_s": 100_000.0, "fault_start_s": 1.0, "fault_len_s": GARBAGE_S},
 }
 
@@ -127,14 +127,15 @@ def test_broker_down_for_a_while_calls_placed_vitals_flow_nothing_lost(fleet: Fl
     assert {r[0] for r in escalated} == set(subprocess_rooms)
     vitals = q(
         fleet.db,
-        "SELECT COUNT(DISTINCT room) FROM vitals WHERE ts >= ? AND ts < ?",
+        "SELECT DISTINCT room FROM vitals WHERE ts >= ? AND ts < ?",
         contract.format_ts(down_at + timedelta(seconds=1)),
         contract.format_ts(up_at),
     )
-    assert vitals[0][0] == 10
+    steady = set(subprocess_rooms) - {"109"}  # 109's monitor is being unplugged on purpose
+    assert steady <= {r[0] for r in vitals}
     fleet.press_calls(subprocess_rooms)  # cancel the escalated calls, then place/cancel again
     fleet.wait_converged(60)
-    result = audit(fleet.db, *fleet.created(), live=True)
+    result = fleet.audit_live()
     record(
         FaultRecord(
             f"broker unreachable {OUTAGE_S:.0f} s (stopped, then started)",
@@ -156,8 +157,8 @@ def test_monitor_unplugged_and_garbage_recover_by_themselves(fleet: Fleet) -> No
         rows = q(fleet.db, "SELECT kind FROM events WHERE room = ? ORDER BY seq", room)
         return [str(r[0]) for r in rows]
 
-    # 109's monitor is unplugged 4 s in every 8 s: lost, restored, and vitals after that
-    wait_for(lambda: kinds("109").count("monitor_link_restored") >= 2, 60, "109 replugged")
+    # 109's monitor is unplugged 4 s in every 16 s: lost, restored, and vitals after that
+    wait_for(lambda: kinds("109").count("monitor_link_restored") >= 2, 90, "109 replugged")
     last_restore = q(
         fleet.db,
         "SELECT MAX(seq) FROM events WHERE room = '109' AND kind = 'monitor_link_restored'",
@@ -189,7 +190,7 @@ def test_monitor_unplugged_and_garbage_recover_by_themselves(fleet: Fleet) -> No
     n_vitals = q(fleet.db, "SELECT COUNT(*) FROM vitals WHERE room = '110'")[0][0]
     n_109 = q(fleet.db, "SELECT COUNT(*) FROM vitals WHERE room = '109'")[0][0]
     outages = link_outages(fleet.db, "109")
-    result = audit(fleet.db, *fleet.created(), live=True)
+    result = fleet.audit_live()
     record(
         FaultRecord("monitor unplugged 4 s, replugged (TCP bridge closed)", len(outages),
                     result.lost, outages,
@@ -236,7 +237,7 @@ def test_unsynced_clock_is_flagged_and_resynced_after_restart(fleet: Fleet) -> N
     rows = q(fleet.db, "SELECT seq, clock_synced FROM messages WHERE room = '101' ORDER BY seq")
     assert {int(s) for q_, s in rows if int(q_) <= restart_seq} == {0}
     assert {int(s) for q_, s in rows if int(q_) > restart_seq} == {1}
-    result = audit(fleet.db, *fleet.created(), live=True)
+    result = fleet.audit_live()
     record(
         FaultRecord(
             "clock unsynchronised (2 rooms), then resynced by a restart",
