@@ -36,21 +36,46 @@ class Simulator:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
         )
+        self.stats: dict[str, int] | None = None
 
     def first_line(self) -> str:
         assert self.proc.stdout is not None
-        sel = selectors.DefaultSelector()
-        sel.register(self.proc.stdout, selectors.EVENT_READ)
-        assert sel.select(WAIT), "the simulator printed nothing"
+        with selectors.DefaultSelector() as sel:
+            sel.register(self.proc.stdout, selectors.EVENT_READ)
+            assert sel.select(WAIT), "the simulator printed nothing"
         return self.proc.stdout.readline().decode().strip()
 
     def stop(self) -> dict[str, int]:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        _, err = self.proc.communicate(timeout=WAIT)
+        """SIGTERM, wait, close the pipes (always); the stats line it printed on stderr."""
+        if self.stats is not None:
+            return self.stats
+        try:
+            if self.proc.poll() is None:
+                self.proc.send_signal(signal.SIGTERM)
+            try:
+                _, err = self.proc.communicate(timeout=WAIT)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                _, err = self.proc.communicate(timeout=WAIT)
+        finally:
+            for pipe in (self.proc.stdout, self.proc.stderr):
+                if pipe is not None:
+                    pipe.close()
         assert self.proc.returncode == 0, err.decode()
-        stats: dict[str, int] = json.loads(err.decode().strip().splitlines()[-1])
-        return stats
+        self.stats = json.loads(err.decode().strip().splitlines()[-1])
+        return self.stats
+
+
+def stop_both(sim: Simulator, room: subprocess.Popen[bytes] | None) -> dict[str, int]:
+    """Stop the room (if started) and the simulator, both always; then check exit codes."""
+    room_code = 0
+    try:
+        if room is not None:
+            room_code = stop_room(room)
+    finally:
+        stats = sim.stop()
+    assert room_code == 0
+    return stats
 
 
 @pytest.fixture
@@ -106,9 +131,7 @@ def test_masimo_on_a_pty_to_vitals(
         health = monitor_health(recorder, "m1")
         assert health.monitor.protocol == "masimo" and health.monitor.transport == "serial"
     finally:
-        if room is not None:
-            assert stop_room(room) == 0
-        stats = sim.stop()
+        stats = stop_both(sim, room)
     assert stats["sent"] >= 3
 
 
@@ -127,9 +150,7 @@ def test_nonin_through_a_tcp_bridge_to_vitals(
         assert all(v.protocol == "nonin-df7" and v.spo2 is not None for v in vitals)
         assert all(v.heart_rate is None and v.nibp_sys is None for v in vitals)
     finally:
-        if room is not None:
-            assert stop_room(room) == 0
-        stats = sim.stop()
+        stats = stop_both(sim, room)
     assert stats["clients"] >= 1
 
 
@@ -149,12 +170,9 @@ def test_hl7_monitor_pushes_to_the_room_mllp_listener(
             assert None not in (v.spo2, v.heart_rate, v.nibp_sys, v.nibp_dia, v.resp_rate,
                                 v.etco2, v.temp_c)
         assert monitor_health(recorder, "h1").monitor.transport == "mllp-listen"
-        stats = sim.stop()
-        assert stats["acked_aa"] >= 3 and stats["acked_other"] == 0
     finally:
-        assert stop_room(room) == 0
-        if sim.proc.poll() is None:
-            sim.stop()
+        stats = stop_both(sim, room)
+    assert stats["acked_aa"] >= 3 and stats["acked_other"] == 0
 
 
 def is_event(room: str, kind: str) -> Callable[[Received], bool]:
@@ -190,7 +208,5 @@ def test_unplugged_serial_monitor_is_reported_lost_then_restored(
             lambda m: m.topic == topic and json.loads(m.payload)["seq"] > seq_restored, WAIT
         )
     finally:
-        if room is not None:
-            assert stop_room(room) == 0
-        stats = sim.stop()
+        stats = stop_both(sim, room)
     assert stats["unplugs"] >= 1
