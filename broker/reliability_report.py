@@ -112,7 +112,8 @@ def run_campaign(
     with (workdir / "pytest.out").open("wb") as out:
         subprocess.run(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, check=False)
     seconds = time.monotonic() - start
-    shown = " ".join(shlex.quote(c) for c in cmd[1:] if not c.startswith("--basetemp"))
+    knobs = " ".join(f"{k}={v}" for k, v in {**scale.env(), "RELIABILITY_SEED": seed}.items())
+    shown = f"{knobs} python -m pytest " + " ".join(shlex.quote(f) for f in TEST_FILES)
     return read_rows(results), parse_junit(junit), seconds, shown
 
 
@@ -259,12 +260,18 @@ FINDINGS = [
     "`mosquitto_conf` already does for the production config.",
     "",
     "Limits, by design or not yet proven:",
-    "- A broker killed with SIGKILL loses what it accepted but had not saved "
-    "(`autosave_interval`) and not delivered; with the logger connected that window is "
-    "milliseconds, and none was lost here. A broker SIGKILLed before its first autosave of "
-    "the logger's session forgets the session (docs/LOGGER.md).",
-    "- A room started before the logger's first ever subscription publishes into the void: "
-    "the harness waits until the logger has stored a probe before starting rooms.",
+    "- A broker killed with SIGKILL forgets what it accepted since its last save "
+    "(`autosave_interval`); rooms close that gap by resending what was acknowledged in the "
+    "last `broker.replay_window_s` on every reconnect (docs/CONTRACT.md), and the logger "
+    "drops the duplicates. Not covered: a broker SIGKILLed before it has saved the "
+    "logger's session at all (the first `autosave_interval` after the logger's very first "
+    "connect) forgets that session, and what rooms publish or replay after its restart and "
+    "before the logger resubscribes (rooms usually reconnect first) reaches no one.",
+    "- A room started before the logger's first ever subscription publishes into the void "
+    "(no session queues for it): the harness waits until the logger has stored a probe "
+    "before it starts rooms. Deploy the logger first.",
+    "- Monitor recovery includes the link's reconnect backoff (up to 10 s): a monitor "
+    "replugged just after a failed attempt is seen at the next one.",
     "- The clock step is simulated with crafted messages (ts one hour back, "
     "`clock_synced=false`); the daemon's own flag is proven with `--clock unsynced`.",
     "- No certificate revocation list: removing a certificate from `clients/` and "
