@@ -37,7 +37,7 @@ from playwright.sync_api import sync_playwright
 from broker.board.app import Board, BoardConfig
 from broker.mosquitto_run import Mosquitto, free_port
 from controller import contract, topics
-from controller.mqtt_connect import BrokerEndpoint
+from controller.mqtt_connect import BrokerEndpoint, close_client
 
 SITE = "bench"
 ROOMS = 50
@@ -103,7 +103,7 @@ class Baseline:
 
     def stop(self) -> None:
         self.client.disconnect()
-        self.client.loop_stop()
+        close_client(self.client)
 
 
 def _publisher(url: str) -> mqtt.Client:
@@ -188,7 +188,7 @@ def run(quick: bool) -> list[dict[str, Any]]:
                 browser.close()
         finally:
             pub.disconnect()
-            pub.loop_stop()
+            close_client(pub)
             base.stop()
             server.should_exit = True
             thread.join(10)

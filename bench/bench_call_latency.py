@@ -25,6 +25,7 @@ from broker.mosquitto_run import Mosquitto
 from controller import topics
 from controller.config import build_config
 from controller.daemon import RoomDaemon
+from controller.mqtt_connect import close_client
 
 SITE, ROOM = "bench", "101"
 
@@ -73,7 +74,7 @@ class Subscriber:
 
     def close(self) -> None:
         self.client.disconnect()
-        self.client.loop_stop()
+        close_client(self.client)
 
 
 def baseline_round_trips(port: int, n: int) -> list[float]:
@@ -93,7 +94,7 @@ def baseline_round_trips(port: int, n: int) -> list[float]:
             out.append(sub.at - t0)
     finally:
         pub.disconnect()
-        pub.loop_stop()
+        close_client(pub)
         sub.close()
     return out
 

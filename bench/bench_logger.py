@@ -40,7 +40,7 @@ from broker.mosquitto_conf import BrokerSettings, current_user, write_config
 from broker.mosquitto_run import Mosquitto, free_port
 from broker.pki import Identity, Pki
 from controller import contract, topics
-from controller.mqtt_connect import BrokerEndpoint, make_client
+from controller.mqtt_connect import BrokerEndpoint, close_client, make_client
 
 SITE = "bench"
 TARGET_RATIO = 0.8
@@ -119,7 +119,7 @@ def publisher_main(args: argparse.Namespace) -> int:
         t.join()
     for c in clients:
         c.disconnect()
-        c.loop_stop()
+        close_client(c)
     print("done", flush=True)
     return 0
 
@@ -189,7 +189,7 @@ def _raw_phase(pki: Pki, url: str, rooms: list[str], count: int) -> tuple[float,
         raise TimeoutError(f"raw subscriber got {received} of {total}")
     pub.wait()
     client.disconnect()
-    client.loop_stop()
+    close_client(client)
     cpu = time.process_time() - cpu0
     return total / (last[0] - pub.t0), cpu * 1e6 / total
 

@@ -24,7 +24,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from bench.common import row
 from broker.mosquitto_run import Mosquitto, free_port
 from controller import topics
-from controller.mqtt_connect import BrokerEndpoint
+from controller.mqtt_connect import BrokerEndpoint, close_client
 from controller.mqtt_link import MqttLink, PubAck
 from controller.outbox import Outbox
 from controller.publisher import Publisher
@@ -63,7 +63,7 @@ class Counter:
 
     def close(self) -> None:
         self.client.disconnect()
-        self.client.loop_stop()
+        close_client(self.client)
 
 
 def fill(outbox: Outbox, publisher: Publisher, n: int) -> float:
@@ -135,7 +135,7 @@ def baseline(port: int, payloads: list[bytes], timeout: float) -> float:
     ok = counter.done.wait(timeout)
     elapsed = time.perf_counter() - t0
     pub.disconnect()
-    pub.loop_stop()
+    close_client(pub)
     counter.close()
     if not ok:
         raise RuntimeError("baseline incomplete")

@@ -17,7 +17,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 
 from controller import topics
-from controller.mqtt_connect import BrokerEndpoint, make_client
+from controller.mqtt_connect import BrokerEndpoint, close_client, make_client
 
 
 @dataclass
@@ -57,7 +57,7 @@ class ClinicView:
 
     def stop(self) -> None:
         self.client.disconnect()
-        self.client.loop_stop()
+        close_client(self.client)
 
     def publish(self, topic: str, payload: dict[str, Any]) -> None:
         self.client.publish(topic, json.dumps(payload), qos=1)

@@ -42,7 +42,7 @@ from broker.logger_config import LoggerConfig
 from broker.logger_ingest import QUARANTINE_RAW_CAP, Classified, Rejected, classify
 from controller import topics
 from controller.contract import format_ts
-from controller.mqtt_connect import BrokerEndpoint, make_client
+from controller.mqtt_connect import BrokerEndpoint, close_client, make_client
 
 log = logging.getLogger("roomctl.logger")
 
@@ -283,7 +283,7 @@ class Logger:
             info = self.client.publish(self.status_topic, "offline", qos=1, retain=True)
             info.wait_for_publish(timeout=2.0)
         self.client.disconnect()
-        self.client.loop_stop()
+        close_client(self.client)
         if self._writer is not None:
             self.queue.put(_STOP)
             self._writer.join(timeout)

@@ -86,3 +86,16 @@ def make_client(endpoint: BrokerEndpoint, client_id: str) -> mqtt.Client:
     if endpoint.username:
         client.username_pw_set(endpoint.username, endpoint.password)
     return client
+
+
+def close_client(client: mqtt.Client) -> None:
+    """Stop a client's network thread and release its sockets.
+
+    paho 2.2's `loop_start()` opens a loopback socket pair (to wake its select loop) that
+    `loop_stop()` leaves open until the client is garbage-collected; inside a reference cycle
+    the sockets can be finalised first and leak. Close it explicitly.
+    """
+    client.loop_stop()
+    reset = getattr(client, "_reset_sockets", None)
+    if callable(reset):
+        reset()

@@ -23,7 +23,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from controller.mqtt_connect import BrokerEndpoint, make_client
+from controller.mqtt_connect import BrokerEndpoint, close_client, make_client
 
 log = logging.getLogger(__name__)
 
@@ -142,4 +142,4 @@ class MqttLink:
             with contextlib.suppress(RuntimeError, ValueError):
                 info.wait_for_publish(timeout)
         self.client.disconnect()
-        self.client.loop_stop()
+        close_client(self.client)

@@ -13,7 +13,7 @@ from urllib.parse import urlparse
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from controller.mqtt_connect import BrokerEndpoint, make_client
+from controller.mqtt_connect import BrokerEndpoint, close_client, make_client
 
 
 @dataclass
@@ -76,7 +76,7 @@ class Recorder:
 
     def stop(self) -> None:
         self.client.disconnect()
-        self.client.loop_stop()
+        close_client(self.client)
 
     def wait_for(
         self, predicate: Callable[[Received], bool], timeout: float = 10.0, since: int = 0

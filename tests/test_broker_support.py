@@ -24,7 +24,7 @@ from broker.mosquitto_conf import BrokerSettings, current_user, write_config
 from broker.mosquitto_run import Mosquitto, free_port
 from broker.pki import Identity, Pki
 from controller import contract, topics
-from controller.mqtt_connect import BrokerEndpoint, make_client
+from controller.mqtt_connect import BrokerEndpoint, close_client, make_client
 
 SITE = "s1"
 
@@ -197,7 +197,7 @@ class Session:
 
     def stop(self) -> None:
         self.client.disconnect()
-        self.client.loop_stop()
+        close_client(self.client)
 
 
 def open_session(endpoint: BrokerEndpoint, client_id: str | None = None) -> Session:
@@ -360,7 +360,7 @@ class FakeRoom:
 
     def stop(self) -> None:
         self.client.disconnect()
-        self.client.loop_stop()
+        close_client(self.client)
 
 
 def db_seqs(db: Path) -> dict[str, list[int]]:

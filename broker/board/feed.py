@@ -21,7 +21,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from controller import topics
 from controller.contract import COMMANDS
-from controller.mqtt_connect import BrokerEndpoint, make_client
+from controller.mqtt_connect import BrokerEndpoint, close_client, make_client
 
 from .live import SiteState
 
@@ -70,7 +70,7 @@ class BoardFeed:
     def stop(self) -> None:
         self._stopping = True
         self.client.disconnect()
-        self.client.loop_stop()
+        close_client(self.client)
 
     def wait_subscribed(self, timeout: float) -> bool:
         return self.subscribed.wait(timeout)
