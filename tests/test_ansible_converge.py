@@ -207,6 +207,7 @@ def _inventory(root: Path, pki: Path, wheels: Path, port: int) -> dict[str, obje
                 "room_controller_pki_src": str(pki),
                 # The central role copied the wheels there (same root): the room role
                 # installs from them without copying again.
+                "room_controller_wheel_src": "",
                 "room_controller_wheels_only": True,
                 "room_controller_broker_url": f"mqtts://central.test:{port}",
                 "room_controller_gpio": {"call_pin": 5, "cancel_pin": 6, "status_pin": 16},
@@ -244,6 +245,17 @@ def _recap(output: str) -> dict[str, int]:
     return {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", m.group(1))}
 
 
+def _ansible_env(work: Path) -> dict[str, str]:
+    # The chroot connection passes the environment on: no PIP_* settings of this machine.
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "ANSIBLE_"))}
+    return env | {
+        "PATH": f"{BIN}:{env.get('PATH', '/usr/bin:/bin')}",
+        "ANSIBLE_CONFIG": str(ANSIBLE_DIR / "ansible.cfg"),
+        "ANSIBLE_NOCOLOR": "1",
+        "ANSIBLE_HOME": str(work / "ansible-home"),
+    }
+
+
 @pytest.fixture(scope="module")
 def converged(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Converged]:
     assert os.geteuid() == 0, "the chroot connection needs root"
@@ -268,13 +280,7 @@ def converged(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Converged]:
     port = _free_port()
     inventory = work / "inventory.json"
     inventory.write_text(json.dumps(_inventory(root, pki, wheels, port), indent=1))
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "ANSIBLE_"))}
-    env |= {
-        "PATH": f"{BIN}:{env.get('PATH', '/usr/bin:/bin')}",
-        "ANSIBLE_CONFIG": str(ANSIBLE_DIR / "ansible.cfg"),
-        "ANSIBLE_NOCOLOR": "1",
-        "ANSIBLE_HOME": str(work / "ansible-home"),
-    }
+    env = _ansible_env(work)
     runs, seconds = [], []
     for _ in range(2):
         start = time.monotonic()
@@ -566,3 +572,30 @@ def test_backup_script_backs_up_and_prunes(converged: Converged) -> None:
     with sqlite3.connect(copy) as conn:
         assert conn.execute("SELECT x FROM t").fetchall() == [(42,)]
     conn.close()
+
+
+def test_a_bad_room_config_is_refused_and_the_old_one_kept(converged: Converged) -> None:
+    """The role's template task validates with check-config: a bad pin never lands."""
+    import yaml
+
+    role = ANSIBLE_DIR / "roles/room_controller"
+    variables = yaml.safe_load((role / "defaults/main.yml").read_text())
+    inventory = json.loads((converged.root.parent / "inventory.json").read_text())
+    variables |= inventory["all"]["vars"]
+    variables["room_controller_gpio"] = {"call_pin": 5, "cancel_pin": 5}
+    extra = converged.root.parent / "bad-vars.json"
+    extra.write_text(json.dumps(variables))
+    before = (converged.root / "etc/roomctl/room.toml").read_text()
+    args = (
+        f"src={role / 'templates/room.toml.j2'} dest=/etc/roomctl/room.toml "
+        "validate='/opt/roomctl/venv/bin/roomctl room check-config %s'"
+    )
+    proc = subprocess.run(
+        [BIN / "ansible", "-i", f"{converged.root},", "-c", "community.general.chroot",
+         "-e", f"@{extra}", "-m", "ansible.builtin.template", "-a", args, "all"],
+        cwd=ANSIBLE_DIR, env=_ansible_env(converged.root.parent), capture_output=True,
+        text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode != 0, proc.stdout
+    assert "gpio: Value error, cancel_pin and call_pin both use GPIO5" in proc.stdout, proc.stdout
+    assert (converged.root / "etc/roomctl/room.toml").read_text() == before
