@@ -114,6 +114,9 @@ def wheelhouse(dest: Path) -> Path:
     )
     (own,) = dest.glob("roomctl-*.whl")
     deps = _cache_dir() / f"wheels-py{sys.version_info.major}{sys.version_info.minor}-{_arch()}"
+    # pip would take an older roomctl wheel of the same name in `deps` for this one.
+    for stale in deps.glob("roomctl-*.whl"):
+        stale.unlink()
     env = {k: v for k, v in os.environ.items() if k != "PIP_FIND_LINKS"}
     subprocess.run(
         [
