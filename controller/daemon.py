@@ -583,22 +583,24 @@ class RoomDaemon:
     def _enqueue_snapshot(self, leaf: str, fields: dict[str, Any]) -> None:
         self._staged.append((leaf, fields))
 
-    def health_fields(self) -> dict[str, Any]:
-        stats = self.monitor.stats() if self.monitor is not None else {}
-        code = lighting.status_code(
+    def _status_code(self) -> lighting.StatusCode:
+        return lighting.status_code(
             broker_connected=self.link.connected,
             monitor_ok=self._monitor_ok,
             clock_synced=self._clock_synced,
             outbox_fill=self.outbox.depth / self.outbox.max_rows,
             hardware_ok=self.hardware.ok,
         )
+
+    def health_fields(self) -> dict[str, Any]:
+        stats = self.monitor.stats() if self.monitor is not None else {}
+        code = self._status_code()
         oldest = self.outbox.oldest_created()
         last = stats.get("last_reading_at")
+        monitor_status = "ok" if self._monitor_ok else "silent"
         return {
             "monitor": {
-                "status": "disabled"
-                if self.monitor is None
-                else ("ok" if self._monitor_ok else "silent"),
+                "status": "disabled" if self.monitor is None else monitor_status,
                 "protocol": self.config.monitor.protocol,
                 "transport": self.config.monitor.transport if self.monitor is not None else None,
                 "last_reading_at": datetime.fromtimestamp(last, UTC) if last else None,
@@ -620,23 +622,27 @@ class RoomDaemon:
         }
 
     def _publish_health(self, force: bool = False) -> None:
-        fields = self.health_fields()
-        code = lighting.StatusCode(fields["status_code"])
+        """Publish health on a change of what it says, every health_every_s, or when forced.
+
+        Runs every tick, so it only builds the full payload when it will publish it.
+        """
+        code = self._status_code()
         key = (
             code,
-            fields["monitor"]["status"],
+            self._monitor_ok,
             self._clock_synced,
-            fields["buttons"],
+            self.hardware.ok,
             self.outbox.vitals_thinned,
         )
-        if key != self._health_key:
+        changed = key != self._health_key
+        if changed:
             self.hardware.set_status(lighting.blink_sequence(code))
         mono = time.monotonic()
         due = mono - self._last_health_mono >= self.config.timing.health_every_s
-        if force or due or key != self._health_key:
+        if force or due or changed:
             self._health_key = key
             self._last_health_mono = mono
-            self._enqueue_snapshot("health", fields)
+            self._enqueue_snapshot("health", self.health_fields())
 
     def _make_monitor(self) -> Any:
         m = self.config.monitor

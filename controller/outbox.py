@@ -145,7 +145,10 @@ class Outbox:
         return self._depth
 
     def oldest_created(self) -> float | None:
-        row = self._db.execute("SELECT MIN(created) FROM outbox WHERE acked_at IS NULL").fetchone()
+        # seq order is creation order: the first pending row by primary key, not a scan
+        row = self._db.execute(
+            "SELECT created FROM outbox WHERE acked_at IS NULL ORDER BY seq LIMIT 1"
+        ).fetchone()
         return float(row[0]) if row and row[0] is not None else None
 
     def enqueue(
