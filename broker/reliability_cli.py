@@ -10,7 +10,7 @@ from typing import Any
 def _run(args: argparse.Namespace) -> int:
     from broker.reliability_report import main
 
-    return main(args.quick, args.out, args.seed, args.workdir)
+    return main(args.quick, args.out, args.seed, args.workdir, args.rerender)
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
@@ -25,4 +25,9 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     p.add_argument("--out", type=Path, default=Path("docs/RELIABILITY.md"))
     p.add_argument("--seed", type=int, default=8, help="seed of the random kill moments")
     p.add_argument("--workdir", type=Path, help="where the runs keep their files (default tmp)")
+    p.add_argument(
+        "--rerender",
+        action="store_true",
+        help="write the report again from the run kept in --workdir (same --quick/--seed)",
+    )
     p.set_defaults(func=_run)

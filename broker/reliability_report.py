@@ -20,7 +20,6 @@ import shlex
 import subprocess
 import sys
 import tempfile
-import time
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -85,16 +84,26 @@ def parse_junit(path: Path) -> list[TestOutcome]:
     return out
 
 
+def suite_time(path: Path) -> tuple[datetime, float]:
+    """When the pytest run started and how long it took, from the JUnit XML."""
+    suite = next(ET.parse(path).getroot().iter("testsuite"))
+    started = datetime.fromisoformat(suite.get("timestamp") or datetime.now(UTC).isoformat())
+    return started.astimezone(UTC), float(suite.get("time") or 0)
+
+
 def read_rows(path: Path) -> list[dict[str, Any]]:
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def run_campaign(
-    scale: Scale, seed: int, workdir: Path
-) -> tuple[list[dict[str, Any]], list[TestOutcome], float, str]:
-    """Run the tests with `scale`; return (rows, outcomes, seconds, command)."""
+def shown_command(scale: Scale, seed: int) -> str:
+    knobs = " ".join(f"{k}={v}" for k, v in {**scale.env(), "RELIABILITY_SEED": seed}.items())
+    return f"{knobs} python -m pytest " + " ".join(shlex.quote(f) for f in TEST_FILES)
+
+
+def run_campaign(scale: Scale, seed: int, workdir: Path) -> None:
+    """Run the tests with `scale`, leaving results.jsonl and junit.xml in `workdir`."""
     results, junit = workdir / "results.jsonl", workdir / "junit.xml"
     results.unlink(missing_ok=True)
     cmd = [
@@ -108,13 +117,8 @@ def run_campaign(
         "RELIABILITY_SEED": str(seed),
         "RELIABILITY_RESULTS": str(results),
     }
-    start = time.monotonic()
     with (workdir / "pytest.out").open("wb") as out:
         subprocess.run(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, check=False)
-    seconds = time.monotonic() - start
-    knobs = " ".join(f"{k}={v}" for k, v in {**scale.env(), "RELIABILITY_SEED": seed}.items())
-    shown = f"{knobs} python -m pytest " + " ".join(shlex.quote(f) for f in TEST_FILES)
-    return read_rows(results), parse_junit(junit), seconds, shown
 
 
 def _cell(value: Any) -> str:
@@ -148,6 +152,7 @@ def _table(rows: list[dict[str, Any]], security: bool = False) -> list[str]:
 def render(
     rows: list[dict[str, Any]],
     outcomes: list[TestOutcome],
+    started: datetime,
     seconds: float,
     command: str,
     scale: Scale,
@@ -167,7 +172,7 @@ def render(
         + (" --quick" if quick else "")
         + " --out docs/RELIABILITY.md`: do not edit by hand. -->",
         "",
-        f"Run {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')} on {platform.node()} "
+        f"Run {started.strftime('%Y-%m-%d %H:%M UTC')} on {platform.node()} "
         f"({os.cpu_count()} CPUs, Python {platform.python_version()}), seed {seed}, "
         f"{'quick' if quick else 'full'} scale: {scale.cycles} kill cycles, broker outage "
         f"{scale.outage_s:.0f} s, monitor garbage {scale.garbage_s:.0f} s, "
@@ -221,13 +226,13 @@ FINDINGS = [
     "## Bugs found and limits (reviewed by hand; the failing tests above carry the detail)",
     "",
     "1. **Room daemon dies on a full disk with a backlog** (controller/outbox.py "
-    "`Outbox.enqueue_many`, line 178, `if self._thin_vitals():` in the `except` branch): thinning "
+    "`Outbox.enqueue_many`, `if self._thin_vitals():` in the `except` branch): thinning "
     "deletes rows, and on a full disk the DELETE's own COMMIT fails with SQLITE_FULL; the "
     "`sqlite3.OperationalError` leaves `enqueue_many`; `RoomDaemon._flush` (controller/"
     "daemon.py) catches only `OutboxFull`, and runs in `_guarded`'s `finally`, so the error "
     "ends the daemon loop. Calls held in memory die with it. Fix: in `enqueue_many` treat a "
     "disk-full error from `_thin_vitals` as 0 thinned; in `_flush` also catch `sqlite3.Error` "
-    "(keep the messages in memory, log); never let `_flush` raise from `finally` (line 229). "
+    "(keep the messages in memory, log); never let `_flush` raise from `_guarded`'s `finally`. "
     "`publisher.flush_acks()` in `_loop` is unguarded too: an ack UPDATE on a full disk "
     "can end the loop the same way.",
     "2. **Vitals dropped uncounted while a call waits for disk space** (controller/daemon.py "
@@ -235,7 +240,7 @@ FINDINGS = [
     "kinds, `enqueue_many` raises `OutboxFull`, and `_flush` drops the batch's vitals without "
     "counting them in `vitals_thinned` (the outbox only counts when a batch is all vitals). "
     "Fix: count the dropped vitals (an `Outbox.count_refused(n)`), or flush vitals separately. "
-    "Also `self._unstored = [...][-1000:]` (line 245) silently drops the oldest calls and "
+    "Also `self._unstored = [...][-1000:]` in `_flush` silently drops the oldest calls and "
     "events after 1000 kept messages (health/state/call snapshots fill it within hours): "
     "keep only the latest snapshot per leaf and never cut events.",
     "3. **Calls placed on a full disk are not published until space returns** (same place): "
@@ -248,7 +253,8 @@ FINDINGS = [
     "as `true`. Fix: `model_validate_json(payload, strict=True)` (strict JSON mode still "
     "parses datetimes and enums from strings); the same in the daemon's command parsing.",
     "5. **Logger config loader raises other exceptions** (broker/logger_config.py "
-    "`LoggerConfig.load`, lines 52-55): `logger = 5` gives `TypeError` (a traceback from "
+    '`LoggerConfig.load`, `read_text()` and `data.update(raw.get("logger", raw))`): '
+    "`logger = 5` gives `TypeError` (a traceback from "
     "`roomctl logger`), a non-UTF-8 file `UnicodeDecodeError` without the file name. Fix: "
     "catch `UnicodeDecodeError` with `OSError`, and refuse a `[logger]` that is not a table.",
     "6. **The dev/test broker has no persistence when run as root** (broker/mosquitto/"
@@ -279,22 +285,33 @@ FINDINGS = [
 ]
 
 
-def main(quick: bool, out: Path, seed: int, workdir: Path | None) -> int:
+def main(quick: bool, out: Path, seed: int, workdir: Path | None, rerender: bool = False) -> int:
+    """Run the campaign (or, with `rerender`, reuse the run kept in `workdir`) and report."""
     scale = QUICK if quick else FULL
     if workdir is None:
+        if rerender:
+            print("roomctl reliability: --rerender needs --workdir", file=sys.stderr)
+            return 2
         workdir = Path(tempfile.mkdtemp(prefix="roomctl-reliability-"))
     workdir.mkdir(parents=True, exist_ok=True)
-    if not (REPO / "tests" / "reliability_support.py").exists():
-        print("roomctl reliability: needs a repository checkout (tests/)", file=sys.stderr)
-        return 2
-    print(f"running the campaign ({'quick' if quick else 'full'}) in {workdir} ...", flush=True)
-    rows, outcomes, seconds, command = run_campaign(scale, seed, workdir)
+    if not rerender:
+        if not (REPO / "tests" / "reliability_support.py").exists():
+            print("roomctl reliability: needs a repository checkout (tests/)", file=sys.stderr)
+            return 2
+        print(f"running the campaign ({'quick' if quick else 'full'}) in {workdir} ...",
+              flush=True)  # fmt: skip
+        run_campaign(scale, seed, workdir)
+    junit = workdir / "junit.xml"
+    outcomes = parse_junit(junit)
     if not outcomes:
         print(f"roomctl reliability: pytest ran nothing, see {workdir / 'pytest.out'}",
               file=sys.stderr)  # fmt: skip
         return 2
+    started, seconds = suite_time(junit)
+    rows = read_rows(workdir / "results.jsonl")
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(render(rows, outcomes, seconds, command, scale, seed, quick))
+    text = render(rows, outcomes, started, seconds, shown_command(scale, seed), scale, seed, quick)
+    out.write_text(text)
     failed = sum(1 for o in outcomes if o.outcome != "passed")
     print(f"wrote {out}: {len(outcomes)} tests, {failed} not passed, {seconds / 60:.1f} min")
     return 0 if failed == 0 else 1
