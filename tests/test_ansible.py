@@ -5,6 +5,7 @@ The converge test (roles applied for real to a Debian root) is test_ansible_conv
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -126,3 +127,44 @@ def test_ansible_lint_production_profile() -> None:
             assert not (folder / name).exists(), folder / name
     for path in ANSIBLE_DIR.rglob("*.yml"):
         assert "noqa" not in path.read_text(), path
+
+
+def test_example_rooms_render_configs_that_pass_check_config(tmp_path: Path) -> None:
+    """The role's config task, run on the example inventory: check-config must accept each."""
+    import tomllib
+
+    hosts = yaml.safe_load((ANSIBLE_DIR / "inventory/example/hosts.yml").read_text())
+    rooms = hosts["all"]["children"]["site_downtown"]["children"]["rooms"]["hosts"]
+    for name in rooms:
+        (tmp_path / name).mkdir()
+    playbook = tmp_path / "render.yml"
+    playbook.write_text(
+        "- name: Render the example rooms' configs\n"
+        "  hosts: rooms\n"
+        "  connection: local\n"
+        "  gather_facts: false\n"
+        "  tasks:\n"
+        "    - name: Render\n"
+        "      ansible.builtin.import_role:\n"
+        "        name: room_controller\n"
+        "        tasks_from: config.yml\n"
+    )
+    extra = {
+        "ansible_python_interpreter": sys.executable,
+        "room_controller_venv": sys.prefix,
+        "room_controller_user": "root",
+        "room_controller_config_dir": f"{tmp_path}/{{{{ inventory_hostname }}}}",
+        "room_controller_manage_services": False,
+    }
+    proc = subprocess.run(
+        [BIN / "ansible-playbook", "-i", ANSIBLE_DIR / "inventory/example/hosts.yml",
+         "-e", json.dumps(extra), playbook],
+        cwd=ANSIBLE_DIR, env=_env(), capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    configs = {name: tomllib.loads((tmp_path / name / "room.toml").read_text()) for name in rooms}
+    assert configs["room-101"]["monitor"]["protocol"] == "masimo"
+    assert configs["room-102"]["monitor"]["transport"] == "mllp-listen"
+    assert configs["room-102"]["gpio"]["ambient_red_pin"] == 18
+    assert configs["room-101"]["alerts"]["infusion"][0]["name"] == "spo2_low"
+    assert all(c["site"] == "downtown" for c in configs.values())
