@@ -49,10 +49,15 @@ class LoggerConfig(BaseModel):
         if path is not None:
             where = str(path)
             try:
-                raw = tomllib.loads(Path(path).read_text())
+                raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+            except UnicodeDecodeError as exc:
+                raise ConfigError(f"{path}: not UTF-8 text ({exc.reason})") from exc
             except (OSError, tomllib.TOMLDecodeError) as exc:
                 raise ConfigError(f"{path}: {exc}") from exc
-            data.update(raw.get("logger", raw))
+            section = raw.get("logger", raw)
+            if not isinstance(section, dict):
+                raise ConfigError(f"{path}: logger: must be a table ([logger]), not a value")
+            data.update(section)
         data.update({k: v for k, v in overrides.items() if v is not None})
         try:
             return cls.model_validate(data)

@@ -79,7 +79,7 @@ def validation_reason(exc: ValidationError) -> str:
 
 def _validate(topic: str, model: type[BaseModel], payload: bytes) -> BaseModel | Rejected:
     try:
-        return model.model_validate_json(payload)
+        return model.model_validate_json(payload, strict=True)
     except ValidationError as exc:
         if any(e.get("type") == "json_invalid" for e in exc.errors()):
             first = exc.errors()[0].get("msg", "")

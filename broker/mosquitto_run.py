@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import os
 import shutil
 import signal
@@ -35,7 +36,7 @@ def find_mosquitto() -> str:
 
 def dev_config(port: int, state_dir: Path) -> str:
     template = resources.files("broker").joinpath("mosquitto/dev.conf.tmpl").read_text()
-    return template.format(port=port, state_dir=str(state_dir))
+    return template.format(port=port, state_dir=str(state_dir), user=getpass.getuser())
 
 
 def wait_port(

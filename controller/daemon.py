@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import sqlite3
 import threading
 import time
 import uuid
@@ -214,8 +215,7 @@ class RoomDaemon:
                     return
                 self._guarded(self._handle, item)
             self._guarded(self._tick, utcnow())
-            self.publisher.flush_acks()
-            self.publisher.pump(self.link)
+            self._guarded(self._deliver, None)
             self.notifier.ping_if_due()
 
     def _guarded(self, func: Any, arg: object) -> None:
@@ -241,12 +241,21 @@ class RoomDaemon:
             return
         try:
             self.publisher.enqueue_many(staged, state=self._state_blobs())
-        except OutboxFull:
-            self._unstored = [m for m in staged if m[0] != "vitals"][-1000:]
+        except (OutboxFull, sqlite3.Error) as exc:
+            dropped = sum(1 for leaf, _ in staged if leaf == "vitals")
+            self.outbox.count_dropped_vitals(dropped)
+            self._unstored = _keep_unstored(staged)
             log.error(
-                "disk full: %d messages kept in memory until they can be stored",
+                "cannot store messages (%s): %d vitals counted as thinned, %d calls/events "
+                "kept in memory until they can be stored",
+                exc,
+                dropped,
                 len(self._unstored),
             )
+
+    def _deliver(self, _: object) -> None:
+        self.publisher.flush_acks()
+        self.publisher.pump(self.link)
 
     def _next_event(self) -> object | None:
         timeout = self._seconds_to_next_deadline()
@@ -356,7 +365,7 @@ class RoomDaemon:
             self._refuse(now, f"unknown command topic {msg.topic!r}", None, leaf)
             return
         try:
-            cmd = model.model_validate_json(msg.payload)
+            cmd = model.model_validate_json(msg.payload, strict=True)
         except ValidationError as exc:
             self._refuse(now, f"bad {name} command: {_short_errors(exc)}", None, leaf)
             return
@@ -372,7 +381,7 @@ class RoomDaemon:
         if not self.config.simulate:
             return  # a real room ignores simulation input
         try:
-            press = SimButton.model_validate_json(payload)
+            press = SimButton.model_validate_json(payload, strict=True)
         except ValidationError as exc:
             self._refuse(
                 utcnow(), f"bad sim/button payload: {_short_errors(exc)}", None, "sim/button"
@@ -484,6 +493,8 @@ class RoomDaemon:
         if mono - self._purged >= PURGE_EVERY_S:
             self._purged = mono
             self.outbox.purge_acked(self.config.broker.replay_window_s)
+            if self.outbox.disk_full and self.outbox.ensure_ballast():
+                log.info("disk space is back: the outbox reserve is in place again")
         if mono - self._clock_checked >= CLOCK_CHECK_S:
             self._clock_checked = mono
             self._clock_synced = self._clock.synced()
@@ -588,7 +599,7 @@ class RoomDaemon:
             broker_connected=self.link.connected,
             monitor_ok=self._monitor_ok,
             clock_synced=self._clock_synced,
-            outbox_fill=self.outbox.depth / self.outbox.max_rows,
+            outbox_fill=1.0 if self.outbox.disk_full else self.outbox.depth / self.outbox.max_rows,
             hardware_ok=self.hardware.ok,
         )
 
@@ -656,6 +667,23 @@ class RoomDaemon:
 
     def wait_stopped(self, timeout: float | None = None) -> bool:
         return self._stopped.wait(timeout)
+
+
+SNAPSHOT_LEAVES = frozenset({"state", "call", "health"})
+
+
+def _keep_unstored(staged: list[tuple[str, dict[str, Any]]]) -> list[tuple[str, dict[str, Any]]]:
+    """What waits in memory while the disk is full: every event, the latest snapshot per topic.
+
+    Vitals are not kept (they are counted as thinned); an older state/call/health snapshot
+    is superseded by a newer one, so only the last of each is worth storing later.
+    """
+    last_snapshot = {leaf: i for i, (leaf, _) in enumerate(staged) if leaf in SNAPSHOT_LEAVES}
+    return [
+        (leaf, fields)
+        for i, (leaf, fields) in enumerate(staged)
+        if leaf == "events" or (leaf in SNAPSHOT_LEAVES and last_snapshot[leaf] == i)
+    ]
 
 
 def _restore(name: str, data: dict[str, Any] | None, load: Any, default: Any) -> Any:

@@ -26,6 +26,7 @@ that still cannot be stored is counted, and a call/event that cannot be stored r
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import time
 from collections import Counter
@@ -50,6 +51,9 @@ CREATE INDEX IF NOT EXISTS outbox_kind_seq ON outbox (kind, seq);
 CREATE INDEX IF NOT EXISTS outbox_acked ON outbox (acked_at);
 CREATE TABLE IF NOT EXISTS room_state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
+
+
+BALLAST_BYTES = 4 * 1024 * 1024
 
 
 class OutboxFull(Exception):
@@ -87,12 +91,20 @@ class Outbox:
     """The room's durable queue of messages waiting for a PUBACK. Single-threaded use."""
 
     def __init__(
-        self, path: Path | str, max_rows: int = 200_000, clock: Callable[[], float] = time.time
+        self,
+        path: Path | str,
+        max_rows: int = 200_000,
+        clock: Callable[[], float] = time.time,
+        ballast_bytes: int = BALLAST_BYTES,
     ):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.max_rows = max_rows
         self._clock = clock
+        self.ballast_bytes = ballast_bytes
+        self._ballast = self.path.with_name(self.path.name + ".ballast")
+        self.disk_full = False  # set on SQLITE_FULL, cleared when the ballast is back
+        self._thinned_dirty = False
         self._db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
@@ -103,6 +115,42 @@ class Outbox:
         self._depth = int(
             self._db.execute("SELECT COUNT(*) FROM outbox WHERE acked_at IS NULL").fetchone()[0]
         )
+        self.ensure_ballast()
+
+    # -- disk space ----------------------------------------------------------------------
+
+    def ensure_ballast(self) -> bool:
+        """Keep a reserve file beside the database while there is room for it.
+
+        On SQLITE_FULL the reserve is deleted, which gives SQLite room to thin vitals and
+        store the calls and events that must not be lost. Called at start and periodically;
+        returns True once the reserve is in place (the disk is no longer full).
+        """
+        if self.ballast_bytes <= 0 or self._ballast.exists():
+            self.disk_full = False
+            return True
+        tmp = self._ballast.with_name(self._ballast.name + ".tmp")
+        try:
+            free = os.statvfs(self.path.parent)
+            if free.f_bavail * free.f_frsize < 2 * self.ballast_bytes:
+                return False
+            with open(tmp, "wb") as f:
+                f.write(b"\0" * self.ballast_bytes)
+                f.flush()
+                os.fsync(f.fileno())
+            tmp.replace(self._ballast)
+        except OSError:
+            tmp.unlink(missing_ok=True)
+            return False
+        self.disk_full = False
+        return True
+
+    def _release_ballast(self) -> bool:
+        try:
+            self._ballast.unlink()
+        except FileNotFoundError:
+            return False
+        return True
 
     def _migrate(self) -> None:
         cols = {r[1] for r in self._db.execute("PRAGMA table_info(outbox)")}
@@ -178,17 +226,34 @@ class Outbox:
             if not _is_disk_full(exc):
                 raise
             self._rollback()
-            if self._thin_vitals():
-                try:
-                    return self._enqueue_once(items, state)
-                except sqlite3.OperationalError as exc2:
-                    if not _is_disk_full(exc2):
-                        raise
-                    self._rollback()
+            self.disk_full = True
+            # Free the reserve, thin the oldest vitals into the freed pages, try again.
+            self._release_ballast()
+            self._thin_vitals_safely()
+            try:
+                return self._enqueue_once(items, state)
+            except sqlite3.OperationalError as exc2:
+                if not _is_disk_full(exc2):
+                    raise
+                self._rollback()
             if all(item.kind == "vitals" for item in items):
-                self._count_thinned(len(items), persist=False)
+                self.count_dropped_vitals(len(items))
                 return [None] * len(items)
             raise OutboxFull("disk full: cannot store " + ", ".join(i.kind for i in items)) from exc
+
+    def count_dropped_vitals(self, n: int) -> None:
+        """Vitals that could not be stored: counted now, persisted with the next write."""
+        self.vitals_thinned += n
+        self._thinned_dirty = True
+
+    def _thin_vitals_safely(self) -> int:
+        try:
+            return self._thin_vitals()
+        except sqlite3.OperationalError as exc:
+            if not _is_disk_full(exc):
+                raise
+            self._rollback()
+            return 0
 
     def _enqueue_once(
         self, items: list[OutboxItem], state: dict[str, dict[str, Any]] | None
@@ -231,6 +296,8 @@ class Outbox:
                 rows,
             )
             self._set_meta("last_seq", str(seq))
+            if self._thinned_dirty:
+                self._set_meta("vitals_thinned", str(self.vitals_thinned))
             for kind, n in Counter(r[1] for r in rows).items():
                 self._db.execute(
                     "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE "
@@ -245,6 +312,7 @@ class Outbox:
             raise
         self._last_seq = seq
         self._depth += len(rows)
+        self._thinned_dirty = False
         return seqs
 
     def _rollback(self) -> None:
@@ -345,6 +413,11 @@ class Outbox:
                 "WHERE acked_at IS NOT NULL AND acked_at < ? LIMIT ?)",
                 (self._clock() - window_s, limit),
             )
+        except sqlite3.OperationalError as exc:
+            if not _is_disk_full(exc):
+                raise
+            self._rollback()
+            return 0
         finally:
             self._db.execute("PRAGMA synchronous=FULL")
         return int(cur.rowcount)

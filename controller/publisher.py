@@ -9,6 +9,7 @@ PUBACK and `flush_acks` deletes the acknowledged rows in one transaction.
 from __future__ import annotations
 
 import logging
+import sqlite3
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -134,9 +135,14 @@ class Publisher:
         self._acked.append(seq)
 
     def flush_acks(self) -> None:
-        if self._acked:
+        if not self._acked:
+            return
+        try:
             self.outbox.ack(self._acked)
-            self._acked = []
+        except sqlite3.OperationalError as exc:  # disk full: keep them, retry next time
+            log.warning("cannot record %d PUBACKs yet: %s", len(self._acked), exc)
+            return
+        self._acked = []
 
     @property
     def in_flight(self) -> int:

@@ -15,7 +15,6 @@ Used by tests/test_reliability_*.py (few cycles) and by `roomctl reliability` (m
 from __future__ import annotations
 
 import contextlib
-import getpass
 import json
 import os
 import random
@@ -51,12 +50,10 @@ def wait_for(pred: Callable[[], bool], timeout: float, what: str, every: float =
 
 
 def dev_broker(state_dir: Path) -> Mosquitto:
-    """The project's dev broker config, plus `user` = us: started as root, Mosquitto would
-    otherwise drop to the `mosquitto` user, fail to write its persistence file and log into a
-    root-owned folder, and silently run WITHOUT persistence (bug report in RELIABILITY.md)."""
+    """The project's dev broker config (it runs as the current user, so persistence works
+    when the tests run as root: see tests/test_broker_kill_replay.py)."""
     port = free_port()
-    text = dev_config(port, state_dir) + f"user {getpass.getuser()}\n"
-    return Mosquitto(state_dir, port=port, config_text=text)
+    return Mosquitto(state_dir, port=port, config_text=dev_config(port, state_dir))
 
 
 class Process:

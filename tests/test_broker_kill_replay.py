@@ -15,7 +15,7 @@ import pytest
 
 from broker.mosquitto_run import Mosquitto, dev_config, free_port
 from controller import topics
-from tests.mqtt_tools import Recorder, wait_until
+from tests.mqtt_tools import Recorder, retained, wait_until
 from tests.test_room_daemon import ROOM, SITE, RunningRoom, is_event, room_config
 
 pytestmark = pytest.mark.broker
@@ -99,3 +99,16 @@ def test_broker_sigkill_loses_nothing(tmp_path: Path) -> None:
         broker.stop()
     stored = _stored(db)
     assert set(range(1, last + 1)) <= stored
+
+
+def test_dev_broker_persists_when_run_as_any_user(tmp_path: Path) -> None:
+    broker = Mosquitto(tmp_path / "m").start()
+    with Recorder(broker.url, ["keep/#"]) as rec:
+        rec.publish("keep/me", b"1", retain=True)
+    broker.stop()  # a clean stop saves the persistence file, owned by us
+    assert (tmp_path / "m" / "mosquitto.db").exists()
+    broker.start()
+    try:
+        assert retained(broker.url, "keep/me").payload == b"1"
+    finally:
+        broker.stop()
