@@ -602,3 +602,40 @@ def test_a_bad_room_config_is_refused_and_the_old_one_kept(converged: Converged)
     assert proc.returncode != 0, proc.stdout
     assert "gpio: Value error, cancel_pin and call_pin both use GPIO5" in proc.stdout, proc.stdout
     assert (converged.root / "etc/roomctl/room.toml").read_text() == before
+
+
+def test_a_replacement_pi_numbers_messages_above_the_floor(converged: Converged) -> None:
+    """replace-room.yml's seq floor, run on the root: the daemon's Outbox continues above it."""
+    from controller.outbox import Outbox
+
+    work = converged.root.parent
+    playbook = work / "seq-floor.yml"
+    playbook.write_text(
+        "- name: Seed the outbox of a replacement Pi\n"
+        f"  hosts: {json.dumps(str(converged.root))}\n"
+        "  gather_facts: false\n"
+        "  tasks:\n"
+        "    - name: Seed\n"
+        "      ansible.builtin.import_role:\n"
+        "        name: room_controller\n"
+        "        tasks_from: seq_floor.yml\n"
+    )
+    outbox = converged.root / "var/lib/roomctl/outbox.sqlite3"
+    assert not outbox.exists()
+    recaps = []
+    for _ in range(2):
+        proc = subprocess.run(
+            [BIN / "ansible-playbook", "-i", work / "inventory.json",
+             "-e", "room_controller_seq_floor=123456", playbook],
+            cwd=ANSIBLE_DIR, env=_ansible_env(work), capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stdout[-4000:]
+        recaps.append(_recap(proc.stdout))
+    assert recaps[0]["changed"] == 2 and recaps[1]["changed"] == 0, recaps
+    st = outbox.stat()
+    assert (st.st_uid, st.st_mode & 0o777) == (_uid_gid(converged.root, "roomctl")[0], 0o640)
+    box = Outbox(outbox)
+    try:
+        assert box.last_seq == 123456
+    finally:
+        box.close()
