@@ -24,292 +24,44 @@ import json
 import os
 import re
 import shutil
-import socket
 import sqlite3
 import subprocess
-import sys
 import threading
 import time
 import tomllib
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-ANSIBLE_DIR = REPO / "ansible"
-BIN = Path(sys.executable).parent
-SUITE = "bookworm"
-SITE = "testsite"
-ROOM = "101"
+from tests.test_ansible_support import (
+    ANSIBLE_DIR,
+    BIN,
+    PI_CONFIG_TXT,
+    ROOM,
+    SITE,
+    Converged,
+    OutputLines,
+    ansible_env,
+    chroot_run,
+    converge,
+    play_recap,
+    uid_gid,
+    unit_settings,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
 
 
-def _cache_dir() -> Path:
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    path = base / "roomctl-test"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-def _arch() -> str:
-    return subprocess.run(
-        ["dpkg", "--print-architecture"], check=True, capture_output=True, text=True
-    ).stdout.strip()
-
-
-def host_debian_mirror() -> str:
-    """The Debian mirror the host's apt uses (deb822 .sources or one-line lists)."""
-    sources = Path("/etc/apt/sources.list.d")
-    for path in sorted(sources.glob("*.sources")) if sources.is_dir() else []:
-        for stanza in path.read_text().split("\n\n"):
-            lines = [ln for ln in stanza.splitlines() if re.match(r"^[A-Za-z-]+:", ln)]
-            fields = dict(ln.split(":", 1) for ln in lines)
-            suites = fields.get("Suites", "").split()
-            if SUITE in suites and "deb" in fields.get("Types", "").split():
-                return fields["URIs"].split()[0]
-    lists = [Path("/etc/apt/sources.list"), *sorted(sources.glob("*.list"))]
-    for path in lists:
-        if path.is_file():
-            for line in path.read_text().splitlines():
-                m = re.match(rf"^deb\s+(?:\[[^\]]*\]\s+)?(\S+)\s+{SUITE}\s", line)
-                if m:
-                    return m.group(1)
-    return "http://deb.debian.org/debian"
-
-
-def debian_root_tarball() -> Path:
-    """The cached minbase root, built with debootstrap when missing (fails loudly if it can't)."""
-    tarball = _cache_dir() / f"debian-{SUITE}-{_arch()}-minbase.tar"
-    if tarball.exists():
-        return tarball
-    if shutil.which("debootstrap") is None:
-        pytest.fail("debootstrap is missing: run `make system-deps` (apt-get install debootstrap)")
-    build = _cache_dir() / f"build-{SUITE}-{os.getpid()}"
-    shutil.rmtree(build, ignore_errors=True)
-    mirror = host_debian_mirror()
-    cmd = ["debootstrap", "--variant=minbase", "--include=python3", SUITE, str(build), mirror]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
-    if proc.returncode != 0:
-        shutil.rmtree(build, ignore_errors=True)
-        log = proc.stdout[-3000:] + proc.stderr[-3000:]
-        pytest.fail(f"debootstrap from {mirror} failed (is the mirror reachable?):\n{log}")
-    partial = tarball.with_suffix(".tar.partial")
-    subprocess.run(["tar", "-C", str(build), "-cf", str(partial), "."], check=True)
-    partial.rename(tarball)
-    shutil.rmtree(build, ignore_errors=True)
-    return tarball
-
-
-def wheelhouse(dest: Path) -> Path:
-    """This checkout's wheel plus its dependencies' wheels (from PyPI, cached)."""
-    dest.mkdir(parents=True)
-    subprocess.run(
-        [BIN / "pip", "wheel", "-q", "--no-deps", "-w", dest, REPO],
-        check=True,
-        capture_output=True,
-        timeout=300,
-    )
-    (own,) = dest.glob("roomctl-*.whl")
-    deps = _cache_dir() / f"wheels-py{sys.version_info.major}{sys.version_info.minor}-{_arch()}"
-    # pip would take an older roomctl wheel of the same name in `deps` for this one.
-    for stale in deps.glob("roomctl-*.whl"):
-        stale.unlink()
-    env = {k: v for k, v in os.environ.items() if k != "PIP_FIND_LINKS"}
-    subprocess.run(
-        [
-            BIN / "pip",
-            "download",
-            "-q",
-            "-c",
-            REPO / "constraints.txt",
-            "--only-binary=:all:",
-            "-d",
-            deps,
-            own,
-        ],
-        check=True,
-        capture_output=True,
-        timeout=600,
-        env=env,
-    )
-    for wheel in deps.glob("*.whl"):
-        if not wheel.name.startswith("roomctl-"):
-            shutil.copy2(wheel, dest / wheel.name)
-    return dest
-
-
-PI_CONFIG_TXT = """\
-# For more options and information see http://rptl.io/configtxt
-dtparam=audio=on
-camera_auto_detect=1
-display_auto_detect=1
-auto_initramfs=1
-dtoverlay=vc4-kms-v3d
-max_framebuffers=2
-disable_fw_kms_setup=1
-arm_64bit=1
-disable_overscan=1
-arm_boost=1
-
-[cm4]
-otg_mode=1
-
-[all]
-"""
-PI_CMDLINE_TXT = (
-    "console=serial0,115200 console=tty1 root=PARTUUID=4e639091-02 rootfstype=ext4 "
-    "fsck.repair=yes rootwait quiet splash plymouth.ignore-serial-consoles\n"
-)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@dataclass
-class Converged:
-    root: Path
-    pki: Path
-    port: int
-    runs: list[subprocess.CompletedProcess[str]]
-    seconds: list[float]
-
-
-def _inventory(root: Path, pki: Path, wheels: Path, port: int) -> dict[str, object]:
-    host = {str(root): {}}
-    return {
-        "all": {
-            "vars": {
-                "ansible_connection": "community.general.chroot",
-                "ansible_python_interpreter": "/usr/bin/python3",
-                "ansible_become": False,
-                "roomctl_manage_services": False,
-                "clinic_pki_dir": str(pki),
-                "pki_site": SITE,
-                "pki_dir": str(pki),
-                "pki_roomctl": str(BIN / "roomctl"),
-                "pki_broker_hostnames": ["central.test"],
-                "pki_identities": [{"kind": "room", "name": ROOM}, {"kind": "logger"}],
-                "pki_staff": ["board"],
-                "base_admin_ssh_keys": [
-                    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHRlc3R0ZXN0dGVzdHRlc3R0ZXN0dGVz tech@t"
-                ],
-                "base_ntp_servers": ["ntp.test"],
-                "central_site": SITE,
-                "central_pki_src": str(pki),
-                "central_wheel_src": str(wheels),
-                "central_mqtt_tls_port": port,
-                "central_mqtt_bind": "127.0.0.1",
-                "room_controller_site": SITE,
-                "room_controller_room": ROOM,
-                "room_controller_pki_src": str(pki),
-                # The central role copied the wheels there (same root): the room role
-                # installs from them without copying again.
-                "room_controller_wheel_src": "",
-                "room_controller_wheels_only": True,
-                "room_controller_broker_url": f"mqtts://central.test:{port}",
-                "room_controller_gpio": {"call_pin": 5, "cancel_pin": 6, "status_pin": 16},
-                "room_controller_monitor": {
-                    "protocol": "masimo",
-                    "transport": "serial",
-                    "address": "/dev/roomctl-monitor",
-                    "baudrate": 9600,
-                },
-                "room_controller_timing": {"planned_infusion_min": 40},
-                "room_controller_alerts": {
-                    "infusion": [
-                        {
-                            "name": "spo2_low",
-                            "field": "spo2",
-                            "op": "below",
-                            "threshold": 92,
-                            "persistence_s": 10,
-                        }
-                    ],
-                },
-                "room_controller_scenes": {"infusion": "calm"},
-                "room_controller_monitor_usb_vendor": "0403",
-                "room_controller_monitor_usb_product": "6001",
-                "room_controller_monitor_usb_serial": "A10K1234",
-            },
-            "children": {"central": {"hosts": host}, "rooms": {"hosts": host}},
-        }
-    }
-
-
-def _recap(output: str) -> dict[str, int]:
-    m = re.search(r"^\S+\s+:\s+(ok=.*)$", output.split("PLAY RECAP")[-1], re.MULTILINE)
-    assert m, output[-3000:]
-    return {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", m.group(1))}
-
-
-def _ansible_env(work: Path) -> dict[str, str]:
-    # The chroot connection passes the environment on: no PIP_* settings of this machine.
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "ANSIBLE_"))}
-    return env | {
-        "PATH": f"{BIN}:{env.get('PATH', '/usr/bin:/bin')}",
-        "ANSIBLE_CONFIG": str(ANSIBLE_DIR / "ansible.cfg"),
-        "ANSIBLE_NOCOLOR": "1",
-        "ANSIBLE_HOME": str(work / "ansible-home"),
-    }
-
-
 @pytest.fixture(scope="module")
 def converged(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Converged]:
-    assert os.geteuid() == 0, "the chroot connection needs root"
-    work = tmp_path_factory.mktemp("converge")
-    root = work / "root"
-    root.mkdir()
-    subprocess.run(["tar", "-C", root, "-xf", debian_root_tarball()], check=True)
-    # No package postinst may start a daemon on the host's network.
-    (root / "usr/sbin/policy-rc.d").write_text("#!/bin/sh\nexit 101\n")
-    (root / "usr/sbin/policy-rc.d").chmod(0o755)
-    boot = root / "boot/firmware"
-    boot.mkdir(parents=True)
-    (boot / "config.txt").write_text(PI_CONFIG_TXT)
-    (boot / "cmdline.txt").write_text(PI_CMDLINE_TXT)
-    debs = _cache_dir() / f"debs-{SUITE}-{_arch()}"
-    debs.mkdir(exist_ok=True)
-    archives = root / "var/cache/apt/archives"
-    for deb in debs.glob("*.deb"):
-        shutil.copy2(deb, archives / deb.name)
-    wheels = wheelhouse(work / "wheels")
-    pki = work / "pki"
-    port = _free_port()
-    inventory = work / "inventory.json"
-    inventory.write_text(json.dumps(_inventory(root, pki, wheels, port), indent=1))
-    env = _ansible_env(work)
-    runs, seconds = [], []
-    for _ in range(2):
-        start = time.monotonic()
-        runs.append(
-            subprocess.run(
-                [BIN / "ansible-playbook", "-i", inventory, "site.yml"],
-                cwd=ANSIBLE_DIR,
-                env=env,
-                capture_output=True,
-                text=True,
-                timeout=480,
-            )
-        )
-        seconds.append(time.monotonic() - start)
-        if runs[-1].returncode != 0:
-            break
-    for deb in archives.glob("*.deb"):
-        if not (debs / deb.name).exists():
-            shutil.copy2(deb, debs / deb.name)
-    yield Converged(root, pki, port, runs, seconds)
-    shutil.rmtree(root, ignore_errors=True)
+    result = converge(tmp_path_factory.mktemp("converge"))
+    yield result
+    shutil.rmtree(result.root, ignore_errors=True)
 
 
 def _check_run(run: subprocess.CompletedProcess[str]) -> dict[str, int]:
     assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-3000:]
-    recap = _recap(run.stdout)
+    recap = play_recap(run.stdout)
     assert recap["failed"] == 0 and recap["unreachable"] == 0, recap
     return recap
 
@@ -360,18 +112,9 @@ def test_unit_passes_systemd_analyze_verify(converged: Converged, unit: str) -> 
     )
 
 
-def _unit_settings(path: Path) -> dict[str, list[str]]:
-    out: dict[str, list[str]] = {}
-    for line in path.read_text().splitlines():
-        if "=" in line and not line.startswith(("#", "[")):
-            key, value = line.split("=", 1)
-            out.setdefault(key, []).append(value)
-    return out
-
-
 def test_room_unit_is_hardened_and_enabled(converged: Converged) -> None:
     unit = converged.root / "etc/systemd/system/roomctl-room.service"
-    s = _unit_settings(unit)
+    s = unit_settings(unit)
     assert s["Type"] == ["notify"] and s["NotifyAccess"] == ["main"]
     assert int(s["WatchdogSec"][0]) > 0 and s["Restart"] == ["always"]
     assert s["ExecStart"] == [
@@ -384,12 +127,8 @@ def test_room_unit_is_hardened_and_enabled(converged: Converged) -> None:
     assert os.readlink(wants) == "/etc/systemd/system/roomctl-room.service"
 
 
-def _chroot(root: Path, *argv: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["chroot", str(root), *argv], capture_output=True, text=True, timeout=60)
-
-
 def test_room_config_passes_check_config(converged: Converged) -> None:
-    proc = _chroot(
+    proc = chroot_run(
         converged.root,
         "/opt/roomctl/venv/bin/roomctl",
         "room",
@@ -411,18 +150,10 @@ def test_room_config_passes_check_config(converged: Converged) -> None:
     assert config["scenes"] == {"infusion": "calm"}
 
 
-def _uid_gid(root: Path, user: str) -> tuple[int, int]:
-    for line in (root / "etc/passwd").read_text().splitlines():
-        fields = line.split(":")
-        if fields[0] == user:
-            return int(fields[2]), int(fields[3])
-    raise AssertionError(f"no user {user} in the root")
-
-
 def test_keys_are_private_and_stay_on_the_control_node(converged: Converged) -> None:
     root = converged.root
-    roomctl_uid, _ = _uid_gid(root, "roomctl")
-    mosquitto_uid, _ = _uid_gid(root, "mosquitto")
+    roomctl_uid, _ = uid_gid(root, "roomctl")
+    mosquitto_uid, _ = uid_gid(root, "mosquitto")
     for key, uid in [
         ("etc/roomctl/tls/room.key", roomctl_uid),
         ("etc/roomctl/tls/logger.key", roomctl_uid),
@@ -465,35 +196,6 @@ def test_uart_enabled_and_serial_console_off(converged: Converged) -> None:
     )
 
 
-class _Lines:
-    """Collects a process's output lines in a thread; `wait_for` blocks on an event."""
-
-    def __init__(self, proc: subprocess.Popen[str]):
-        self.lines: list[str] = []
-        self._cond = threading.Condition()
-        self._thread = threading.Thread(target=self._read, args=(proc,), daemon=True)
-        self._thread.start()
-
-    def _read(self, proc: subprocess.Popen[str]) -> None:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            with self._cond:
-                self.lines.append(line)
-                self._cond.notify_all()
-        with self._cond:
-            self.lines.append("<exit>")
-            self._cond.notify_all()
-
-    def join(self) -> None:
-        self._thread.join(timeout=10)
-
-    def wait_for(self, text: str, timeout: float) -> bool:
-        with self._cond:
-            return self._cond.wait_for(
-                lambda: any(text in ln or ln == "<exit>" for ln in self.lines), timeout
-            ) and any(text in ln for ln in self.lines)
-
-
 def test_generated_mosquitto_config_runs_with_the_pki(converged: Converged) -> None:
     import paho.mqtt.client as mqtt
 
@@ -510,7 +212,7 @@ def test_generated_mosquitto_config_runs_with_the_pki(converged: Converged) -> N
         stderr=subprocess.STDOUT,
         text=True,
     )
-    out = _Lines(proc)
+    out = OutputLines(proc)
     clients: list[mqtt.Client] = []
     try:
         assert out.wait_for(" running", 20), "".join(out.lines)
@@ -566,7 +268,7 @@ def test_backup_script_backs_up_and_prunes(converged: Converged) -> None:
     old.write_bytes(gzip.compress(b"old"))
     forty_days_ago = time.time() - 40 * 86400
     os.utime(old, (forty_days_ago, forty_days_ago))
-    proc = _chroot(root, "/usr/local/sbin/roomctl-backup")
+    proc = chroot_run(root, "/usr/local/sbin/roomctl-backup")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert not old.exists()
     (made,) = backups.glob("logger-*.sqlite3.gz")
@@ -596,7 +298,7 @@ def test_a_bad_room_config_is_refused_and_the_old_one_kept(converged: Converged)
     proc = subprocess.run(
         [BIN / "ansible", "-i", f"{converged.root},", "-c", "community.general.chroot",
          "-e", f"@{extra}", "-m", "ansible.builtin.template", "-a", args, "all"],
-        cwd=ANSIBLE_DIR, env=_ansible_env(converged.root.parent), capture_output=True,
+        cwd=ANSIBLE_DIR, env=ansible_env(converged.root.parent), capture_output=True,
         text=True, timeout=120,
     )  # fmt: skip
     assert proc.returncode != 0, proc.stdout
@@ -627,13 +329,13 @@ def test_a_replacement_pi_numbers_messages_above_the_floor(converged: Converged)
         proc = subprocess.run(
             [BIN / "ansible-playbook", "-i", work / "inventory.json",
              "-e", "room_controller_seq_floor=123456", playbook],
-            cwd=ANSIBLE_DIR, env=_ansible_env(work), capture_output=True, text=True, timeout=120,
+            cwd=ANSIBLE_DIR, env=ansible_env(work), capture_output=True, text=True, timeout=120,
         )  # fmt: skip
         assert proc.returncode == 0, proc.stdout[-4000:]
-        recaps.append(_recap(proc.stdout))
+        recaps.append(play_recap(proc.stdout))
     assert recaps[0]["changed"] == 2 and recaps[1]["changed"] == 0, recaps
     st = outbox.stat()
-    assert (st.st_uid, st.st_mode & 0o777) == (_uid_gid(converged.root, "roomctl")[0], 0o640)
+    assert (st.st_uid, st.st_mode & 0o777) == (uid_gid(converged.root, "roomctl")[0], 0o640)
     box = Outbox(outbox)
     try:
         assert box.last_seq == 123456
