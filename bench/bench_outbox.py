@@ -124,21 +124,31 @@ def drain(port: int, outbox: Outbox, publisher: Publisher, n: int, timeout: floa
 
 
 def baseline(port: int, payloads: list[bytes], timeout: float) -> float:
+    """A bare paho client, same payloads, same window of unacknowledged messages.
+
+    The window matters: paho walks its whole outgoing queue on every PUBACK, so handing it
+    86,400 messages at once is quadratic. The room keeps at most `WINDOW` in paho too.
+    """
     counter = Counter(port, "bench/raw", len(payloads), lambda p: json.loads(p)["seq"])
+    window = threading.Semaphore(WINDOW)
     pub = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-raw", protocol=mqtt.MQTTv5)
+    pub.on_publish = lambda *a: window.release()
     pub.max_inflight_messages_set(WINDOW)
     pub.connect("127.0.0.1", port)
     pub.loop_start()
+    deadline = time.monotonic() + timeout
     t0 = time.perf_counter()
     for p in payloads:
+        if not window.acquire(timeout=max(0.0, deadline - time.monotonic())):
+            break
         pub.publish("bench/raw", p, qos=1)
-    ok = counter.done.wait(timeout)
+    ok = counter.done.wait(max(0.0, deadline - time.monotonic()))
     elapsed = time.perf_counter() - t0
     pub.disconnect()
     close_client(pub)
     counter.close()
     if not ok:
-        raise RuntimeError("baseline incomplete")
+        raise RuntimeError(f"baseline incomplete: {counter.count}/{len(payloads)}")
     return elapsed
 
 
