@@ -282,11 +282,11 @@ class Logger:
         if self.connected.is_set():
             info = self.client.publish(self.status_topic, "offline", qos=1, retain=True)
             info.wait_for_publish(timeout=2.0)
-        self.client.disconnect()
-        close_client(self.client)
-        if self._writer is not None:
+        if self._writer is not None:  # the writer acks its last batch while still connected
             self.queue.put(_STOP)
             self._writer.join(timeout)
+        self.client.disconnect()
+        close_client(self.client)
 
 
 def run(cfg: LoggerConfig) -> int:

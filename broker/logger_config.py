@@ -27,8 +27,8 @@ class LoggerConfig(BaseModel):
     client_id: str | None = Field(default=None, min_length=1, max_length=64)
     share_group: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]{1,32}$")
     session_expiry_s: int = Field(default=7 * 86400, ge=86400)
-    receive_maximum: int = Field(default=1000, ge=1, le=65535)
-    queue_max: int = Field(default=5000, ge=1)
+    receive_maximum: int = Field(default=4000, ge=1, le=65535)
+    queue_max: int = Field(default=10000, ge=1)
     batch_max: int = Field(default=1000, ge=1)
     max_bytes: int = Field(default=65536, ge=256)
     synchronous: Literal["FULL", "NORMAL"] = "FULL"
