@@ -20,7 +20,7 @@ import paho.mqtt.client as mqtt
 from gpiozero.pins.mock import MockFactory, MockPWMPin
 from paho.mqtt.enums import CallbackAPIVersion
 
-from bench.common import percentile, row
+from bench.common import percentile, row, subscribed_client
 from broker.mosquitto_run import Mosquitto
 from controller import topics
 from controller.config import build_config
@@ -51,17 +51,7 @@ class Subscriber:
         self.got = threading.Event()
         self.at = 0.0
         self.want: Any = None
-        self.client = mqtt.Client(
-            CallbackAPIVersion.VERSION2, client_id=f"bench-sub-{topic[-8:]}", protocol=mqtt.MQTTv5
-        )
-        self.client.on_message = self._on_message
-        ready = threading.Event()
-        self.client.on_subscribe = lambda *a: ready.set()
-        self.client.on_connect = lambda c, *a: c.subscribe(topic, qos=1)
-        self.client.connect("127.0.0.1", port)
-        self.client.loop_start()
-        if not ready.wait(10):
-            raise RuntimeError("subscribe timed out")
+        self.client = subscribed_client(port, topic, f"bench-sub-{topic[-8:]}", self._on_message)
 
     def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
         if self.want is not None and self.want(msg.payload):

@@ -21,7 +21,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from bench.common import row
+from bench.common import row, subscribed_client
 from broker.mosquitto_run import Mosquitto, free_port
 from controller import topics
 from controller.mqtt_connect import BrokerEndpoint, close_client
@@ -40,17 +40,7 @@ class Counter:
         self.expected, self.seq_of = expected, seq_of
         self.count, self.out_of_order, self.last = 0, 0, 0
         self.done = threading.Event()
-        self.client = mqtt.Client(
-            CallbackAPIVersion.VERSION2, client_id=f"bench-count-{port}", protocol=mqtt.MQTTv5
-        )
-        self.client.on_message = self._on_message
-        ready = threading.Event()
-        self.client.on_subscribe = lambda *a: ready.set()
-        self.client.on_connect = lambda c, *a: c.subscribe(topic, qos=1)
-        self.client.connect("127.0.0.1", port)
-        self.client.loop_start()
-        if not ready.wait(10):
-            raise RuntimeError("subscribe timed out")
+        self.client = subscribed_client(port, topic, f"bench-count-{port}", self._on_message)
 
     def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
         seq = self.seq_of(msg.payload)

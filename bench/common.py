@@ -55,3 +55,22 @@ def machine() -> dict[str, Any]:
         "python": platform.python_version(),
         "platform": platform.platform(),
     }
+
+
+def subscribed_client(port: int, topic: str, client_id: str, on_message: Any) -> Any:
+    """A paho MQTT 5 client on 127.0.0.1:port, subscribed to topic (QoS 1), network loop running."""
+    import threading
+
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+    client.on_message = on_message
+    ready = threading.Event()
+    client.on_subscribe = lambda *a: ready.set()
+    client.on_connect = lambda c, *a: c.subscribe(topic, qos=1)
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    if not ready.wait(10):
+        raise RuntimeError(f"subscribe to {topic} timed out")
+    return client
