@@ -33,6 +33,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from controller.mqtt_connect import close_client
 from tests.test_ansible_support import (
     ANSIBLE_DIR,
     BIN,
@@ -247,7 +248,7 @@ def test_generated_mosquitto_config_runs_with_the_pki(converged: Converged) -> N
         assert got.wait(10), "the room's message did not reach the logger: " + "".join(out.lines)
     finally:
         for c in clients:
-            c.loop_stop()
+            close_client(c)
             c.disconnect()
         proc.terminate()
         proc.wait(timeout=10)
