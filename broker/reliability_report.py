@@ -172,6 +172,10 @@ def render(
         + (" --quick" if quick else "")
         + " --out docs/RELIABILITY.md`: do not edit by hand. -->",
         "",
+        "roomctl is a secondary notification and recording system, not a certified medical "
+        "alarm or nurse-call system: these figures are about not losing records and calls, "
+        "not a claim of alarm-system safety.",
+        "",
         f"Run {started.strftime('%Y-%m-%d %H:%M UTC')} on {platform.node()} "
         f"({os.cpu_count()} CPUs, Python {platform.python_version()}), seed {seed}, "
         f"{'quick' if quick else 'full'} scale: {scale.cycles} kill cycles, broker outage "
