@@ -21,7 +21,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from broker.mosquitto_conf import BrokerSettings, current_user, write_config
-from broker.mosquitto_run import Mosquitto, free_port
+from broker.mosquitto_run import Mosquitto, free_port, wait_port
 from broker.pki import Identity, Pki
 from controller import contract, topics
 from controller.mqtt_connect import BrokerEndpoint, close_client, make_client
@@ -73,7 +73,9 @@ class Clinic:
         return f"mqtts://127.0.0.1:{self.tls_port}"
 
     def start(self) -> Clinic:
-        self.broker.start()
+        self.broker.start()  # waits for the TLS listener
+        if self.dev_port is not None:
+            wait_port("127.0.0.1", self.dev_port, 10)  # and the plain one, when asked for
         return self
 
     def stop(self) -> None:
