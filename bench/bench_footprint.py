@@ -49,7 +49,7 @@ def measure(proc: subprocess.Popen[bytes], seconds: float, warmup: float) -> tup
 
 
 def run(quick: bool = False) -> list[dict[str, Any]]:
-    seconds = 60.0 if quick else 600.0
+    seconds = 45.0 if quick else 600.0
     warmup = 5.0
     with tempfile.TemporaryDirectory(prefix="bench-footprint-") as tmp:
         base = Path(tmp)
