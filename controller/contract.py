@@ -27,6 +27,8 @@ from pydantic import (
     field_validator,
 )
 
+from firmware_py.monitors.vital_limits import VITAL_LIMITS
+
 SCHEMA_VERSION: Literal[1] = 1
 IDENT_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 IDENT_PATTERN = IDENT_RE.pattern
@@ -111,19 +113,8 @@ class Envelope(_Frozen):
     clock_synced: bool
 
 
-# Physiological limits: a value outside them is invalid, not clipped.
-VITAL_LIMITS: dict[str, tuple[float, float]] = {
-    "spo2": (0, 100),
-    "pulse_rate": (0, 350),
-    "heart_rate": (0, 350),
-    "pi": (0, 100),
-    "nibp_sys": (0, 350),
-    "nibp_dia": (0, 300),
-    "nibp_mean": (0, 300),
-    "resp_rate": (0, 200),
-    "etco2": (0, 150),
-    "temp_c": (15, 46),
-}
+# Physiological limits (one table, in firmware_py, which the parsers share): a value
+# outside them is invalid, not clipped.
 VITAL_FIELDS: tuple[str, ...] = tuple(VITAL_LIMITS)
 
 

@@ -4,19 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-# Same names as the vitals fields of the message contract (controller.contract.VITAL_FIELDS).
-VITAL_NAMES: tuple[str, ...] = (
-    "spo2",
-    "pulse_rate",
-    "heart_rate",
-    "pi",
-    "nibp_sys",
-    "nibp_dia",
-    "nibp_mean",
-    "resp_rate",
-    "etco2",
-    "temp_c",
-)
+from firmware_py.monitors.vital_limits import VITAL_LIMITS
+
+# The vitals fields of the message contract, in order (one table: vital_limits).
+VITAL_NAMES: tuple[str, ...] = tuple(VITAL_LIMITS)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,7 +1,7 @@
 """Physiological limits and the one check every parser applies to a vital value.
 
-The limits mirror `controller.contract.VITAL_LIMITS` (firmware_py may not import the
-controller; a test keeps the two tables equal). A value outside them, NaN, an infinity
+This is the one table of limits: the message contract (`controller.contract`) imports it
+(controller may import firmware_py, not the other way). A value outside them, NaN, an infinity
 or a protocol's "no value" marker becomes None plus a quality flag, never 0.
 
 Zero is a fill value on many monitors (no measurement yet), so a 0 is treated as "no
