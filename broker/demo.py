@@ -34,7 +34,7 @@ from broker.mosquitto_run import Mosquitto, free_port, wait_port
 from broker.pki import Identity, Pki
 from controller import topics
 from controller.mqtt_connect import BrokerEndpoint
-from controller.outbox import Outbox
+from controller.outbox import read_outbox
 
 ROOMCTL = [sys.executable, "-m", "controller.cli"]
 
@@ -272,11 +272,8 @@ class Demo:
                 path = self.room_dir(room) / "outbox.sqlite3"
                 if not path.exists():
                     continue
-                box = Outbox(path)
-                try:
-                    expected = box.last_seq - len(box.pending_seqs()) - box.vitals_thinned
-                finally:
-                    box.close()
+                box = read_outbox(path)
+                expected = box.last_seq - len(box.pending) - box.vitals_thinned
                 stored = db.execute(
                     "SELECT COUNT(*) FROM messages WHERE site = ? AND room = ?", (script.SITE, room)
                 ).fetchone()[0]

@@ -91,10 +91,6 @@ def clinic_day(n_rooms: int) -> list[Step]:
     return sorted(steps, key=lambda s: s.at)
 
 
-def day_length(n_rooms: int) -> float:
-    return session_start(n_rooms - 1) + SESSION_S + 2.0
-
-
 def room_config_text(
     room: str,
     state_dir: Path,

@@ -16,7 +16,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from controller.outbox import Outbox
+from controller.outbox import read_outbox
 
 
 def summarize(db_path: Path, site: str, room_dirs: dict[str, Path]) -> dict[str, Any]:
@@ -25,13 +25,9 @@ def summarize(db_path: Path, site: str, room_dirs: dict[str, Path]) -> dict[str,
         per_room: dict[str, dict[str, Any]] = {}
         totals = {"vitals_published": 0, "lost": 0, "pending": 0, "thinned": 0}
         for room, state_dir in room_dirs.items():
-            box = Outbox(state_dir / "outbox.sqlite3")
-            try:
-                created = box.created()
-                last_seq, thinned = box.last_seq, box.vitals_thinned
-                pending = set(box.pending_seqs())
-            finally:
-                box.close()
+            box = read_outbox(state_dir / "outbox.sqlite3")
+            created, last_seq, thinned = box.created, box.last_seq, box.vitals_thinned
+            pending = set(box.pending)
             stored = {
                 r[0]
                 for r in db.execute(

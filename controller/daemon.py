@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 import queue
 import sqlite3
-import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -83,7 +82,6 @@ class RoomDaemon:
         self.events: queue.SimpleQueue[object] = queue.SimpleQueue()
         self.notifier = notifier or SystemdNotifier()
         self.started_mono = time.monotonic()
-        self._stopped = threading.Event()
         self.internal_errors = 0
         self._clock = ClockSync(config.clock)
         self._clock_synced = self._clock.synced()
@@ -304,7 +302,6 @@ class RoomDaemon:
             self.hardware.close()
             self.outbox.close()
             self.notifier.close()
-            self._stopped.set()
 
     # -- event handling ----------------------------------------------------------------
 
@@ -664,9 +661,6 @@ class RoomDaemon:
         return MonitorLink(
             m.protocol, m.transport, m.address, self._post_reading, baudrate=m.baudrate
         )
-
-    def wait_stopped(self, timeout: float | None = None) -> bool:
-        return self._stopped.wait(timeout)
 
 
 SNAPSHOT_LEAVES = frozenset({"state", "call", "health"})

@@ -261,7 +261,7 @@ class Outbox:
         keep: list[OutboxItem | None] = []
         for item in items:
             if item.kind == "vitals" and self._depth >= self.max_rows and not self._thin_vitals():
-                self._count_thinned(1)
+                self.count_dropped_vitals(1)
                 keep.append(None)
             else:
                 keep.append(item)
@@ -319,11 +319,6 @@ class Outbox:
         if self._db.in_transaction:
             self._db.execute("ROLLBACK")
 
-    def _count_thinned(self, n: int, persist: bool = True) -> None:
-        self.vitals_thinned += n
-        if persist:
-            self._set_meta("vitals_thinned", str(self.vitals_thinned))
-
     def _thin_vitals(self) -> int:
         """Delete every second one of the oldest vitals rows; return how many went."""
         batch = max(2, self.max_rows // 10)
@@ -338,7 +333,8 @@ class Outbox:
         self._db.execute("BEGIN IMMEDIATE")
         try:
             self._db.executemany("DELETE FROM outbox WHERE seq = ?", [(s,) for s in doomed])
-            self._count_thinned(len(doomed))
+            self.vitals_thinned += len(doomed)
+            self._set_meta("vitals_thinned", str(self.vitals_thinned))
             self._db.execute("COMMIT")
         except BaseException:
             self._rollback()
@@ -346,15 +342,6 @@ class Outbox:
             raise
         self._depth -= len(doomed)
         return len(doomed)
-
-    def created(self) -> dict[str, int]:
-        """How many messages of each kind were ever stored (thinned vitals included)."""
-        rows = self._db.execute("SELECT key, value FROM meta WHERE key LIKE 'created_%'")
-        return {key.removeprefix("created_"): int(value) for key, value in rows}
-
-    def pending_seqs(self) -> list[int]:
-        rows = self._db.execute("SELECT seq FROM outbox WHERE acked_at IS NULL ORDER BY seq")
-        return [r[0] for r in rows]
 
     def pending(self, after_seq: int = 0, limit: int = 100) -> list[OutboxRow]:
         """Rows waiting for a PUBACK with seq > after_seq, in order."""
@@ -424,3 +411,31 @@ class Outbox:
 
     def close(self) -> None:
         self._db.close()
+
+
+@dataclass(frozen=True)
+class OutboxAudit:
+    """What a room's outbox says about every seq it made (read from another process)."""
+
+    last_seq: int
+    created: dict[str, int]
+    vitals_thinned: int
+    pending: frozenset[int]
+
+
+def read_outbox(path: Path | str) -> OutboxAudit:
+    """Read a room's outbox without writing to it (no schema, reserve or migration)."""
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
+        pending = {r[0] for r in db.execute("SELECT seq FROM outbox WHERE acked_at IS NULL")}
+    finally:
+        db.close()
+    return OutboxAudit(
+        last_seq=int(meta.get("last_seq", 0)),
+        created={
+            k.removeprefix("created_"): int(v) for k, v in meta.items() if k.startswith("created_")
+        },
+        vitals_thinned=int(meta.get("vitals_thinned", 0)),
+        pending=frozenset(pending),
+    )

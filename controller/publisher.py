@@ -144,10 +144,6 @@ class Publisher:
             return
         self._acked = []
 
-    @property
-    def in_flight(self) -> int:
-        return len(self._handed)
-
 
 def _drop_invalid_vitals(fields: dict[str, Any], exc: ValidationError) -> dict[str, Any]:
     """A value outside the contract's physiological range becomes null plus a flag."""
