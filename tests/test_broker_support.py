@@ -24,6 +24,7 @@ from broker.mosquitto_conf import BrokerSettings, current_user, write_config
 from broker.mosquitto_run import Mosquitto, free_port, wait_port
 from broker.pki import Identity, Pki
 from controller import contract, topics
+from controller.config import RoomConfig, build_config
 from controller.mqtt_connect import BrokerEndpoint, close_client, make_client
 
 SITE = "s1"
@@ -85,6 +86,26 @@ class Clinic:
         ident = Identity.from_cn(cn)
         assert ident is not None, cn
         return self.pki.client_paths(ident)
+
+    def room_config(self, room: str, state_dir: Path) -> RoomConfig:
+        """A --simulate room that connects over TLS with its own certificate."""
+        cert, key = self.creds(f"room-{room}")
+        return build_config(
+            {
+                "site": self.site,
+                "room": room,
+                "state_dir": str(state_dir),
+                "simulate": True,
+                "clock": "synced",
+                "broker": {
+                    "url": self.url,
+                    "ca": str(self.pki.ca_cert),
+                    "cert": str(cert),
+                    "key": str(key),
+                    "reconnect_max_s": 1,
+                },
+            }
+        )
 
     def endpoint(self, cn: str) -> BrokerEndpoint:
         cert, key = self.creds(cn)

@@ -12,7 +12,6 @@ import pytest
 from broker.export import rooms
 from broker.logger import Logger
 from controller import topics
-from controller.config import build_config
 from tests.test_broker_support import SITE, Clinic, db_count, open_session, poll
 from tests.test_logger_mqtt import logger_config
 from tests.test_room_daemon import RunningRoom
@@ -40,23 +39,7 @@ def rows(db: Path, sql: str) -> list[tuple[object, ...]]:
 def test_room_session_and_call_are_logged(clinic: Clinic, tmp_path: Path) -> None:
     db = tmp_path / "log.db"
     logger = Logger(logger_config(clinic, db)).start()
-    cert, key = clinic.creds("room-101")
-    config = build_config(
-        {
-            "site": SITE,
-            "room": "101",
-            "state_dir": str(tmp_path / "room"),
-            "simulate": True,
-            "clock": "synced",
-            "broker": {
-                "url": clinic.url,
-                "ca": str(clinic.pki.ca_cert),
-                "cert": str(cert),
-                "key": str(key),
-                "reconnect_max_s": 1,
-            },
-        }
-    )
+    config = clinic.room_config("101", tmp_path / "room")
     room = RunningRoom(config)
     staff = open_session(clinic.endpoint("staff-alice"))
     try:

@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 
 from controller import topics
-from controller.config import build_config
 from tests.mqtt_tools import Recorder, wait_until
 from tests.test_broker_support import SITE, Clinic
 from tests.test_room_daemon import RunningRoom
@@ -26,23 +25,7 @@ def clinic(tmp_path: Path) -> Iterator[Clinic]:
 
 
 def test_room_runs_over_mutual_tls_within_its_acl(clinic: Clinic, tmp_path: Path) -> None:
-    cert, key = clinic.creds("room-101")
-    config = build_config(
-        {
-            "site": SITE,
-            "room": "101",
-            "state_dir": str(tmp_path / "room"),
-            "simulate": True,
-            "clock": "synced",
-            "broker": {
-                "url": clinic.url,
-                "ca": str(clinic.pki.ca_cert),
-                "cert": str(cert),
-                "key": str(key),
-                "reconnect_max_s": 1,
-            },
-        }
-    )
+    config = clinic.room_config("101", tmp_path / "room")
     room = RunningRoom(config)
     room.thread.start()
     staff = clinic.endpoint("staff-alice")
