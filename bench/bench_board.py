@@ -36,8 +36,8 @@ from playwright.sync_api import sync_playwright
 
 from broker.board.app import Board, BoardConfig
 from broker.mosquitto_run import Mosquitto, free_port
-from controller import contract, topics
-from controller.mqtt_connect import BrokerEndpoint, close_client
+from contract import messages, topics
+from contract.mqtt import BrokerEndpoint, close_client
 
 SITE = "bench"
 ROOMS = 50
@@ -117,7 +117,7 @@ def _publisher(url: str) -> mqtt.Client:
 
 
 def _vitals(room: str, seq: int) -> bytes:
-    msg = contract.VitalsMessage(
+    msg = messages.VitalsMessage(
         site=SITE, room=room, seq=seq, ts=datetime.now(UTC), clock_synced=True,
         spo2=95 + seq % 5, pulse_rate=70 + seq % 20, nibp_sys=120, nibp_dia=80,
         resp_rate=14, protocol="bench",

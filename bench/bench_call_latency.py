@@ -22,10 +22,10 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from bench.common import percentile, row, subscribed_client
 from broker.mosquitto_run import Mosquitto
-from controller import topics
+from contract import topics
+from contract.mqtt import close_client
 from controller.config import build_config
 from controller.daemon import RoomDaemon
-from controller.mqtt_connect import close_client
 
 SITE, ROOM = "bench", "101"
 

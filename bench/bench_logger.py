@@ -39,8 +39,8 @@ from broker.logger_config import LoggerConfig
 from broker.mosquitto_conf import BrokerSettings, current_user, write_config
 from broker.mosquitto_run import Mosquitto, free_port
 from broker.pki import Identity, Pki
-from controller import contract, topics
-from controller.mqtt_connect import BrokerEndpoint, close_client, make_client
+from contract import messages, topics
+from contract.mqtt import BrokerEndpoint, close_client, make_client
 
 SITE = "bench"
 TARGET_RATIO = 0.8
@@ -77,17 +77,17 @@ def publisher_main(args: argparse.Namespace) -> int:
         batch = []
         for seq in range(args.start, args.start + args.count):
             if seq % 10 == 0:
-                msg: contract.Envelope = contract.EventMessage(
+                msg: messages.Envelope = messages.EventMessage(
                     site=SITE,
                     room=room,
                     seq=seq,
                     ts=now,
                     clock_synced=True,
-                    kind=contract.EventKind.SCENE_CHANGED,
+                    kind=messages.EventKind.SCENE_CHANGED,
                 )
                 batch.append((topics.events(SITE, room), msg.model_dump_json().encode()))
             else:
-                msg = contract.VitalsMessage(
+                msg = messages.VitalsMessage(
                     site=SITE,
                     room=room,
                     seq=seq,

@@ -23,8 +23,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from bench.common import row, subscribed_client
 from broker.mosquitto_run import Mosquitto, free_port
-from controller import topics
-from controller.mqtt_connect import BrokerEndpoint, close_client
+from contract import topics
+from contract.mqtt import BrokerEndpoint, close_client
 from controller.mqtt_link import MqttLink, PubAck
 from controller.outbox import Outbox
 from controller.publisher import Publisher

@@ -119,8 +119,8 @@ def _serve(args: argparse.Namespace) -> int:
 
     from broker.board.app import Board, BoardConfig
     from broker.board.security import is_loopback_host
-    from controller import topics
-    from controller.mqtt_connect import BrokerEndpoint
+    from contract import topics
+    from contract.mqtt import BrokerEndpoint
 
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
@@ -172,8 +172,8 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _status(args: argparse.Namespace) -> int:
     from broker.status_tui import run_status
-    from controller import topics
-    from controller.mqtt_connect import BrokerEndpoint
+    from contract import topics
+    from contract.mqtt import BrokerEndpoint
 
     if not args.broker or not args.site:
         return _fail("roomctl status needs --broker URL and --site S")

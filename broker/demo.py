@@ -32,8 +32,8 @@ from broker.demo_view import ClinicView
 from broker.mosquitto_conf import BrokerSettings, current_user, write_config
 from broker.mosquitto_run import Mosquitto, free_port, wait_port
 from broker.pki import Identity, Pki
-from controller import topics
-from controller.mqtt_connect import BrokerEndpoint
+from contract import topics
+from contract.mqtt import BrokerEndpoint
 from controller.outbox import read_outbox
 
 ROOMCTL = [sys.executable, "-m", "controller.cli"]

@@ -16,8 +16,8 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 
-from controller import topics
-from controller.mqtt_connect import BrokerEndpoint, close_client, make_client
+from contract import topics
+from contract.mqtt import BrokerEndpoint, close_client, make_client
 
 
 @dataclass

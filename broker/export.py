@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from broker.logdb_schema import open_db
-from controller import topics
-from controller.contract import format_ts
+from contract import topics
+from contract.timefmt import format_ts
 
 KINDS = ("vitals", "events", "calls", "sessions", "quarantine")
 FORMATS = ("csv", "ndjson")

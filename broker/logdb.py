@@ -21,8 +21,9 @@ from operator import attrgetter
 
 from broker import logdb_timeline as timeline
 from broker.logger_ingest import Accepted, Availability, Classified, Command, Ignored, Rejected
-from controller import contract
-from controller.contract import VITAL_FIELDS, format_ts
+from contract import messages
+from contract.messages import VITAL_FIELDS
+from contract.timefmt import format_ts
 
 _VITAL_INSERT = (
     "INSERT INTO vitals (site, room, seq, ts, clock_synced, received_at, "
@@ -32,11 +33,11 @@ _VITAL_INSERT = (
     + ") ON CONFLICT (site, room, seq) DO NOTHING"
 )
 _CALL_EVENTS = {
-    contract.EventKind.CALL_PLACED,
-    contract.EventKind.CALL_PRIORITY_RAISED,
-    contract.EventKind.CALL_CLAIMED,
-    contract.EventKind.CALL_ESCALATED,
-    contract.EventKind.CALL_CANCELLED,
+    messages.EventKind.CALL_PLACED,
+    messages.EventKind.CALL_PRIORITY_RAISED,
+    messages.EventKind.CALL_CLAIMED,
+    messages.EventKind.CALL_ESCALATED,
+    messages.EventKind.CALL_CANCELLED,
 }
 
 
@@ -168,7 +169,7 @@ class LogStore:
         known = self._known(cur, accepted)
         ledger: list[tuple[object, ...]] = []
         vitals: list[tuple[object, ...]] = []
-        others: list[tuple[contract.Envelope, str]] = []
+        others: list[tuple[messages.Envelope, str]] = []
         latest: dict[tuple[str, str], tuple[int, str, str]] = {}
         for item, received_at in accepted:
             m = item.msg
@@ -191,12 +192,12 @@ class LogStore:
                 continue
             known[key] = (item.digest, item.leaf)
             ts = _fast_ts(m.ts)
-            is_vitals = isinstance(m, contract.VitalsMessage)
+            is_vitals = isinstance(m, messages.VitalsMessage)
             payload = None if is_vitals else item.raw.decode("utf-8", "replace")
             ledger.append(
                 (*key, item.leaf, ts, int(m.clock_synced), received_at, item.digest, payload)
             )
-            if isinstance(m, contract.VitalsMessage):
+            if isinstance(m, messages.VitalsMessage):
                 vitals.append(self._vitals_row(m, ts, received_at))
             else:
                 others.append((m, received_at))
@@ -222,14 +223,14 @@ class LogStore:
                 (seq, ts, received_at, site, room, seq),
             )
 
-    def _dispatch(self, cur: sqlite3.Cursor, m: contract.Envelope, received_at: str) -> None:
-        if isinstance(m, contract.EventMessage):
+    def _dispatch(self, cur: sqlite3.Cursor, m: messages.Envelope, received_at: str) -> None:
+        if isinstance(m, messages.EventMessage):
             self._event(cur, m, received_at)
-        elif isinstance(m, contract.StateMessage):
+        elif isinstance(m, messages.StateMessage):
             self._state(cur, m)
-        elif isinstance(m, contract.CallMessage):
+        elif isinstance(m, messages.CallMessage):
             self._call_snapshot(cur, m)
-        elif isinstance(m, contract.HealthMessage):
+        elif isinstance(m, messages.HealthMessage):
             timeline.ensure_room(cur, m.site, m.room)
             cur.execute(
                 "UPDATE room_state SET health_seq = ?, health = ? WHERE site = ? AND room = ? "
@@ -240,7 +241,7 @@ class LogStore:
     # -- per kind ---------------------------------------------------------------------
     @staticmethod
     @staticmethod
-    def _vitals_row(m: contract.VitalsMessage, ts: str, received_at: str) -> tuple[object, ...]:
+    def _vitals_row(m: messages.VitalsMessage, ts: str, received_at: str) -> tuple[object, ...]:
         return (
             m.site,
             m.room,
@@ -257,7 +258,7 @@ class LogStore:
             m.exc_raw,
         )
 
-    def _event(self, cur: sqlite3.Cursor, m: contract.EventMessage, received_at: str) -> None:
+    def _event(self, cur: sqlite3.Cursor, m: messages.EventMessage, received_at: str) -> None:
         cur.execute(
             "INSERT INTO events (site, room, seq, ts, clock_synced, received_at, kind, call_id, "
             "priority, phase, from_phase, session_id, by, reason, detail) "
@@ -283,16 +284,16 @@ class LogStore:
         )
         if m.kind in _CALL_EVENTS and m.call_id:
             timeline.call_event(cur, m)
-        elif m.kind is contract.EventKind.PHASE_CHANGED and m.phase is not None:
+        elif m.kind is messages.EventKind.PHASE_CHANGED and m.phase is not None:
             timeline.phase_change(cur, m.site, m.room, m.seq, m.session_id, m.phase, m.ts)
-        elif m.kind is contract.EventKind.PHASE_OVERRUN and m.session_id:
+        elif m.kind is messages.EventKind.PHASE_OVERRUN and m.session_id:
             cur.execute(
                 "UPDATE sessions SET overruns = overruns + 1 WHERE site = ? AND room = ? "
                 "AND session_id = ?",
                 (m.site, m.room, m.session_id),
             )
 
-    def _call_snapshot(self, cur: sqlite3.Cursor, m: contract.CallMessage) -> None:
+    def _call_snapshot(self, cur: sqlite3.Cursor, m: messages.CallMessage) -> None:
         timeline.ensure_room(cur, m.site, m.room)
         cur.execute(
             "UPDATE room_state SET call_seq = ?, call = ?, call_status = ? WHERE site = ? "
@@ -301,14 +302,14 @@ class LogStore:
         )
         timeline.call_snapshot(cur, m)
 
-    def _state(self, cur: sqlite3.Cursor, m: contract.StateMessage) -> None:
+    def _state(self, cur: sqlite3.Cursor, m: messages.StateMessage) -> None:
         timeline.ensure_room(cur, m.site, m.room)
         cur.execute(
             "UPDATE room_state SET state_seq = ?, state = ?, phase = ?, session_id = ? "
             "WHERE site = ? AND room = ? AND (state_seq IS NULL OR state_seq < ?)",
             (m.seq, m.model_dump_json(), m.phase.value, m.session_id, m.site, m.room, m.seq),
         )
-        if m.session_id is not None or m.phase is contract.Phase.IDLE:
+        if m.session_id is not None or m.phase is messages.Phase.IDLE:
             timeline.phase_change(cur, m.site, m.room, m.seq, m.session_id, m.phase, m.since)
 
     def _availability(self, cur: sqlite3.Cursor, a: Availability, received_at: str) -> None:

@@ -27,7 +27,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from controller.contract import VITAL_FIELDS
+from contract.messages import VITAL_FIELDS
 
 _VITAL_COLS = ",\n    ".join(f"{f} REAL" for f in VITAL_FIELDS)
 

@@ -10,14 +10,14 @@ from __future__ import annotations
 import sqlite3
 from datetime import datetime
 
-from controller import contract
-from controller.contract import format_ts
+from contract import messages
+from contract.timefmt import format_ts
 
 _PHASE_COLUMN = {
-    contract.Phase.PRE_CHECK: "pre_check_at",
-    contract.Phase.INFUSION: "infusion_at",
-    contract.Phase.RECOVERY: "recovery_at",
-    contract.Phase.DISCHARGE_READY: "discharge_ready_at",
+    messages.Phase.PRE_CHECK: "pre_check_at",
+    messages.Phase.INFUSION: "infusion_at",
+    messages.Phase.RECOVERY: "recovery_at",
+    messages.Phase.DISCHARGE_READY: "discharge_ready_at",
 }
 
 
@@ -41,16 +41,16 @@ def call_row(cur: sqlite3.Cursor, site: str, room: str, call_id: str, seq: int) 
     )
 
 
-def call_event(cur: sqlite3.Cursor, m: contract.EventMessage) -> None:
+def call_event(cur: sqlite3.Cursor, m: messages.EventMessage) -> None:
     assert m.call_id is not None
     call_row(cur, m.site, m.room, m.call_id, m.seq)
     at = format_ts(m.ts)
     key = (m.site, m.room, m.call_id)
     column = {
-        contract.EventKind.CALL_PLACED: "placed_at",
-        contract.EventKind.CALL_CLAIMED: "claimed_at",
-        contract.EventKind.CALL_ESCALATED: "escalated_at",
-        contract.EventKind.CALL_CANCELLED: "cancelled_at",
+        messages.EventKind.CALL_PLACED: "placed_at",
+        messages.EventKind.CALL_CLAIMED: "claimed_at",
+        messages.EventKind.CALL_ESCALATED: "escalated_at",
+        messages.EventKind.CALL_CANCELLED: "cancelled_at",
     }.get(m.kind)
     if column is not None:
         cur.execute(
@@ -63,13 +63,13 @@ def call_event(cur: sqlite3.Cursor, m: contract.EventMessage) -> None:
             "UPDATE calls SET priority = ? WHERE site = ? AND room = ? AND call_id = ?",
             (m.priority.value, *key),
         )
-    if m.kind is contract.EventKind.CALL_CLAIMED and m.by:
+    if m.kind is messages.EventKind.CALL_CLAIMED and m.by:
         cur.execute(
             "UPDATE calls SET claimed_by = COALESCE(claimed_by, ?) "
             "WHERE site = ? AND room = ? AND call_id = ?",
             (m.by, *key),
         )
-    if m.kind is contract.EventKind.CALL_CANCELLED and m.by:
+    if m.kind is messages.EventKind.CALL_CANCELLED and m.by:
         cur.execute(
             "UPDATE calls SET cancelled_by = COALESCE(cancelled_by, ?) "
             "WHERE site = ? AND room = ? AND call_id = ?",
@@ -97,12 +97,12 @@ def phase_change(
     room: str,
     seq: int,
     session_id: str | None,
-    phase: contract.Phase,
+    phase: messages.Phase,
     at_dt: datetime,
 ) -> None:
     at = format_ts(at_dt)
     if session_id is None:
-        if phase is not contract.Phase.IDLE:
+        if phase is not messages.Phase.IDLE:
             return
         row = cur.execute(
             "SELECT session_id FROM sessions WHERE site = ? AND room = ? AND ended_at IS NULL "
@@ -121,7 +121,7 @@ def phase_change(
         (site, room, session_id, phase.value, at, seq),
     )
     key = (site, room, session_id)
-    column = "ended_at" if phase is contract.Phase.IDLE else _PHASE_COLUMN[phase]
+    column = "ended_at" if phase is messages.Phase.IDLE else _PHASE_COLUMN[phase]
     cur.execute(
         f"UPDATE sessions SET {column} = COALESCE({column}, ?) "
         "WHERE site = ? AND room = ? AND session_id = ?",
@@ -138,8 +138,8 @@ def phase_change(
     )
 
 
-def call_snapshot(cur: sqlite3.Cursor, m: contract.CallMessage) -> None:
-    if not m.call_id or m.status is contract.CallStatus.IDLE:
+def call_snapshot(cur: sqlite3.Cursor, m: messages.CallMessage) -> None:
+    if not m.call_id or m.status is messages.CallStatus.IDLE:
         return
     call_row(cur, m.site, m.room, m.call_id, m.seq)
     key = (m.site, m.room, m.call_id)

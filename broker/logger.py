@@ -40,9 +40,9 @@ from broker.logdb import BatchStats, LogStore
 from broker.logdb_schema import open_db
 from broker.logger_config import LoggerConfig
 from broker.logger_ingest import QUARANTINE_RAW_CAP, Classified, Rejected, classify
-from controller import topics
-from controller.contract import format_ts
-from controller.mqtt_connect import BrokerEndpoint, close_client, make_client
+from contract import topics
+from contract.mqtt import BrokerEndpoint, close_client, make_client
+from contract.timefmt import format_ts
 
 log = logging.getLogger("roomctl.logger")
 

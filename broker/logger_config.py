@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from controller.topics import check_ident
+from contract.topics import check_ident
 
 
 class ConfigError(ValueError):

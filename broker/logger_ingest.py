@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel, ValidationError
 
-from controller import contract, topics
+from contract import messages, topics
 
 
 @dataclass(frozen=True)
@@ -20,7 +20,7 @@ class Accepted:
 
     topic: str
     leaf: str
-    msg: contract.Envelope
+    msg: messages.Envelope
     digest: str
     raw: bytes
 
@@ -105,27 +105,27 @@ def classify(topic: str, payload: bytes, site: str, max_bytes: int) -> Classifie
     leaf = parsed.leaf
     if leaf == "availability":
         text = payload.decode("utf-8", "replace").strip()
-        if text not in contract.AVAILABILITY_VALUES:
+        if text not in messages.AVAILABILITY_VALUES:
             return _reject(
                 topic, f"availability must be online/offline, got {text[:40]!r}", payload
             )
         return Availability(parsed.site, parsed.room, text)
     if leaf.startswith("cmd/"):
         name = leaf[4:]
-        cmd_model = contract.COMMANDS.get(name)
+        cmd_model = topics.COMMANDS.get(name)
         if cmd_model is None:
             return _reject(topic, f"unknown command {name!r}", payload)
         result = _validate(topic, cmd_model, payload)
         if isinstance(result, Rejected):
             return result
         return Command(topic, parsed.site, parsed.room, name, result)
-    model = contract.ROOM_MESSAGES.get(leaf)
+    model = topics.ROOM_MESSAGES.get(leaf)
     if model is None:
         return Ignored(topic, f"leaf {leaf!r} is not recorded")
     result = _validate(topic, model, payload)
     if isinstance(result, Rejected):
         return result
-    assert isinstance(result, contract.Envelope)
+    assert isinstance(result, messages.Envelope)
     if result.site != parsed.site or result.room != parsed.room:
         return _reject(
             topic,

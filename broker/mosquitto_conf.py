@@ -24,7 +24,7 @@ from importlib import resources
 from pathlib import Path
 
 from broker.pki import Identity, Pki
-from controller import topics
+from contract import topics
 
 ROOM_WRITE_LEAVES = tuple(
     spec.leaf

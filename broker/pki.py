@@ -34,7 +34,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from controller.topics import check_ident
+from contract.topics import check_ident
 
 CA_DAYS = 3650
 SERVER_DAYS = 825

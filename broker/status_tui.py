@@ -20,7 +20,7 @@ from rich.text import Text
 
 from broker.board.feed import BoardFeed
 from broker.board.live import SiteState
-from controller.mqtt_connect import BrokerEndpoint
+from contract.mqtt import BrokerEndpoint
 
 MARK = {"high": "!!!", "medium": "!!", "low": "!"}
 STYLE = {"high": "bold white on red", "medium": "bold black on yellow", "low": "bold black on cyan"}

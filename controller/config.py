@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from controller.contract import IDENT_PATTERN, CallPriority, Phase
+from contract.messages import IDENT_PATTERN, CallPriority, Phase
 
 MonitorProtocol = Literal["masimo", "nonin-df2", "nonin-df7", "hl7"]
 MonitorTransport = Literal["serial", "tcp-client", "mllp-listen"]
@@ -41,14 +41,14 @@ class BrokerSettings(_Section):
     @field_validator("url")
     @classmethod
     def _url(cls, value: str) -> str:
-        from controller.mqtt_connect import BrokerEndpoint
+        from contract.mqtt import BrokerEndpoint
 
         BrokerEndpoint.from_url(value)
         return value
 
     @model_validator(mode="after")
     def _tls(self) -> BrokerSettings:
-        from controller.mqtt_connect import BrokerEndpoint
+        from contract.mqtt import BrokerEndpoint
 
         BrokerEndpoint.from_url(self.url, self.ca, self.cert, self.key)
         return self
@@ -165,9 +165,9 @@ class RoomConfig(_Section):
     monitor: MonitorSettings = MonitorSettings()
     timing: TimingSettings = TimingSettings()
     outbox: OutboxSettings = OutboxSettings()
-    # Per phase, the alert rules; a phase left out uses the defaults of controller.alerts.
+    # Per phase, the alert rules; a phase left out uses the defaults of controller.core.alerts.
     alerts: dict[Phase, list[AlertRuleSettings]] | None = None
-    # Per phase, the lighting scene name; scenes are those of controller.lighting.
+    # Per phase, the lighting scene name; scenes are those of controller.core.lighting.
     scenes: dict[Phase, str] | None = None
 
 

@@ -17,10 +17,9 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from controller.contract import VITAL_FIELDS
+from contract.vitals import Reading, vitals_fields
 from firmware_py.monitors.hl7_pcd01 import Hl7Parser, split_plain_messages
 from firmware_py.monitors.parsers import PROTOCOLS, make_parser
-from firmware_py.monitors.reading import Reading
 from firmware_py.monitors.simulate import (
     FAULTS,
     SimulatorOptions,
@@ -28,8 +27,6 @@ from firmware_py.monitors.simulate import (
     run_pty,
     run_tcp_server,
 )
-
-READING_EXTRA_FIELDS = ("protocol", "device_time", "alarms", "quality", "alarm_raw", "exc_raw")
 
 SIMULATE_EPILOG = """\
 transports:
@@ -55,12 +52,7 @@ time, from 10 s to 18 s. Same --seed, same trace.
 
 def reading_json(reading: Reading) -> dict[str, Any]:
     """A reading as the vitals fields of the contract (plus protocol, flags and raw fields)."""
-    out: dict[str, Any] = {name: getattr(reading, name) for name in VITAL_FIELDS}
-    for name in READING_EXTRA_FIELDS:
-        value = getattr(reading, name)
-        out[name] = list(value) if isinstance(value, tuple) else value
-    out["received_at"] = reading.received_at
-    return out
+    return {**vitals_fields(reading), "received_at": reading.received_at}
 
 
 def parse_hex(text: str) -> bytes:

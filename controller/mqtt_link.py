@@ -1,7 +1,8 @@
 """The room's MQTT link: a thin paho 2.x adapter.
 
-Callbacks run on paho's network thread; they only convert to our own small types and post
-them to the daemon's queue (`post`), which never blocks (the daemon's queue is unbounded
+Callbacks run on paho's network thread; they only convert to the room core's event types
+(`LinkUp`, `LinkDown`, `MessageReceived`) or a `PubAck` for the outbox, and post them to the
+daemon's queue (`post`), which never blocks (the daemon's queue is unbounded
 but fed at a bounded rate: one PUBACK per message we handed to paho, inbound commands
 limited by the broker's per-client queue). Everything else happens on the daemon thread.
 
@@ -23,19 +24,10 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from controller.mqtt_connect import BrokerEndpoint, close_client, make_client
+from contract.mqtt import BrokerEndpoint, close_client, make_client
+from controller.core.io_types import LinkDown, LinkUp, MessageReceived
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class LinkUp:
-    session_present: bool
-
-
-@dataclass(frozen=True)
-class LinkDown:
-    reason: str
 
 
 @dataclass(frozen=True)
@@ -43,12 +35,6 @@ class PubAck:
     mid: int
     ok: bool
     reason: str
-
-
-@dataclass(frozen=True)
-class Inbound:
-    topic: str
-    payload: bytes
 
 
 class MqttLink:
@@ -114,7 +100,7 @@ class MqttLink:
         self._post(PubAck(mid, not rc.is_failure, str(rc)))
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
-        self._post(Inbound(msg.topic, bytes(msg.payload)))
+        self._post(MessageReceived(msg.topic, bytes(msg.payload)))
 
     # -- daemon side -----------------------------------------------------------------
 

@@ -1,23 +1,26 @@
 """Envelope, outbox and pump: how a room message goes from the daemon to the broker.
 
-`enqueue` wraps fields in the envelope (next `seq`, `ts`, `clock_synced`), validates them
-with the contract model and stores them in the outbox. `pump` hands stored rows to the MQTT
-link in `seq` order, at most `window` unacknowledged at once; `on_puback` records the
-PUBACK and `flush_acks` deletes the acknowledged rows in one transaction.
+`enqueue_many` wraps the room core's `Publish` bodies in the envelope (next `seq`, `ts`,
+`clock_synced`), validates them with the contract model and stores them in the outbox.
+`pump` hands stored rows to the MQTT link in `seq` order, at most `window` unacknowledged
+at once; `on_puback` records the PUBACK and `flush_acks` deletes the acknowledged rows in
+one transaction.
 """
 
 from __future__ import annotations
 
 import logging
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from pydantic import ValidationError
 
-from controller import topics
-from controller.contract import ROOM_MESSAGES, VITAL_FIELDS
+from contract import topics
+from contract.messages import VITAL_FIELDS, Envelope, VitalsMessage
+from contract.topics import ROOM_MESSAGES
+from controller.core.io_types import Publish
 from controller.outbox import Outbox, OutboxItem
 
 log = logging.getLogger(__name__)
@@ -49,44 +52,40 @@ class Publisher:
         self.refused = 0  # PUBACKs with a failure reason code (e.g. not authorised)
         self.published = {leaf: 0 for leaf in ROOM_MESSAGES}
 
-    def enqueue(
-        self, leaf: str, fields: dict[str, Any], *, state: dict[str, dict[str, Any]] | None = None
-    ) -> int | None:
-        """Store one message; return its seq (None if a vitals reading was thinned)."""
-        return self.enqueue_many([(leaf, fields)], state=state)[0]
-
     def enqueue_many(
         self,
-        messages: list[tuple[str, dict[str, Any]]],
+        messages: Sequence[Publish],
         *,
         state: dict[str, dict[str, Any]] | None = None,
     ) -> list[int | None]:
-        """Store several messages and the room state in one transaction (one fsync)."""
+        """Store several messages and the room state in one transaction (one fsync).
+
+        Returns each message's seq (None for a vitals reading the outbox thinned).
+        """
         synced = self._clock_synced()
         now = self._now()
         items = []
-        for leaf, fields in messages:
-            spec = topics.SPEC_BY_LEAF[leaf]
+        for msg in messages:
+            spec = topics.SPEC_BY_MODEL[msg.model]
+            leaf = spec.leaf
             items.append(
                 OutboxItem(
                     leaf,
                     topics.room_topic(self.site, self.room, leaf),
-                    self._builder(leaf, fields, now, synced),
+                    self._builder(msg.model, msg.body, now, synced),
                     spec.qos,
                     spec.retained,
                 )
             )
         seqs = self.outbox.enqueue_many(items, state)
-        for (leaf, _), seq in zip(messages, seqs, strict=True):
+        for msg, seq in zip(messages, seqs, strict=True):
             if seq is not None:
-                self.published[leaf] += 1
+                self.published[topics.SPEC_BY_MODEL[msg.model].leaf] += 1
         return seqs
 
     def _builder(
-        self, leaf: str, fields: dict[str, Any], now: datetime, synced: bool
+        self, model: type[Envelope], fields: Mapping[str, Any], now: datetime, synced: bool
     ) -> Callable[[int], bytes]:
-        model = ROOM_MESSAGES[leaf]
-
         def build(seq: int) -> bytes:
             envelope = {
                 "site": self.site,
@@ -98,7 +97,7 @@ class Publisher:
             try:
                 msg = model(**envelope, **fields)
             except ValidationError as exc:
-                if leaf != "vitals":
+                if model is not VitalsMessage:
                     raise
                 msg = model(**envelope, **_drop_invalid_vitals(fields, exc))
             return msg.model_dump_json().encode()
@@ -145,7 +144,7 @@ class Publisher:
         self._acked = []
 
 
-def _drop_invalid_vitals(fields: dict[str, Any], exc: ValidationError) -> dict[str, Any]:
+def _drop_invalid_vitals(fields: Mapping[str, Any], exc: ValidationError) -> dict[str, Any]:
     """A value outside the contract's physiological range becomes null plus a flag."""
     fixed = dict(fields)
     quality = list(fixed.get("quality") or [])

@@ -12,14 +12,31 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from controller.config import RoomConfig
+from controller.core.io_types import (
+    Action,
+    Button,
+    SetAmbient,
+    SetDome,
+    SetStatusLed,
+    SimulateButton,
+)
 from firmware_py import room_io
+from firmware_py.room_io import ButtonEdge
 
 log = logging.getLogger(__name__)
+
+# The GPIO driver's edges, as the room core's buttons.
+BUTTON_OF_EDGE: dict[ButtonEdge, Button] = {
+    ButtonEdge.CALL_PRESSED: Button.CALL,
+    ButtonEdge.CALL_HELD: Button.CALL_HELD,
+    ButtonEdge.CANCEL_PRESSED: Button.CANCEL,
+    ButtonEdge.EMERGENCY_PRESSED: Button.EMERGENCY,
+}
 
 
 class RoomHardware:
     def __init__(
-        self, config: RoomConfig, on_button: Callable[[str], None], pin_factory: Any = None
+        self, config: RoomConfig, on_button: Callable[[Button], None], pin_factory: Any = None
     ):
         g = config.gpio
         if pin_factory is None and config.simulate:
@@ -33,7 +50,7 @@ class RoomHardware:
             g.call_pin,
             g.cancel_pin,
             g.emergency_pin,
-            on_button,
+            lambda edge: on_button(BUTTON_OF_EDGE[edge]),
             long_press_s=g.long_press_s,
             bounce_s=g.bounce_s or None,
             pin_factory=pin_factory,
@@ -88,6 +105,18 @@ class RoomHardware:
             self.sim.press(button)
         else:
             self.sim.release(button)
+
+    def perform(self, action: Action) -> None:
+        """Set one output the room core asked for (other actions are not the hardware's)."""
+        match action:
+            case SetDome(kind=kind, on_s=on_s, off_s=off_s):
+                self.set_dome(kind, on_s, off_s)
+            case SetAmbient(rgb=rgb):
+                self.set_ambient(rgb)
+            case SetStatusLed(sequence=sequence):
+                self.set_status(sequence)
+            case SimulateButton(button=button, action=press):
+                self.simulate(button, press)
 
     def close(self) -> None:
         for dev in (self.buttons, self.dome, self.ambient, self.status):

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from controller.contract import ALL_PAYLOAD_MODELS
+from contract.topics import ALL_PAYLOAD_MODELS
 
 
 def write_schemas(out: Path) -> list[Path]:
@@ -64,7 +64,7 @@ def _schema_type(prop: dict[str, Any], defs: dict[str, Any]) -> str:
 
 def contract_markdown() -> str:
     """The topic table and one field table per payload, as docs/CONTRACT.md shows them."""
-    from controller.topics import ROOM_TOPICS
+    from contract.topics import ROOM_TOPICS
 
     lines = [
         "### Topics (prefix `clinic/{site}/room/{room}/`)",

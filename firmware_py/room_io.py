@@ -3,10 +3,10 @@
 How this works:
 
 * Thin adapters only: the decisions (which pattern, which colour, which blink code) are
-  made by `controller.lighting` and the call/phase cores; these classes only drive pins.
+  made by `controller.core.lighting` and the call/phase cores; these classes only drive pins.
 * Nothing touches GPIO at import time. Every class takes `pin_factory=None` and passes it
   to each gpiozero device, so tests (and `--simulate` rooms) use `mock_pin_factory()`.
-* Button callbacks run on gpiozero's event thread and only post a short event name through
+* Button callbacks run on gpiozero's event thread and only post a `ButtonEdge` through
   `on_event` (the daemon puts it on its queue); they never touch state.
 * Buttons are wired to ground with the Pi's internal pull-up (`pull_up=True`): pressed =
   pin low. A mock button is pressed with `pin.drive_low()` (see `SimulatedButtons`).
@@ -26,6 +26,7 @@ raised to emergency when the hold is recognised.
 
 from __future__ import annotations
 
+import enum
 import logging
 import math
 import threading
@@ -40,7 +41,16 @@ log = logging.getLogger(__name__)
 BUTTON_NAMES = ("call", "cancel", "emergency")
 
 
-def _post(on_event: Callable[[str], None], name: str) -> Callable[[], None]:
+class ButtonEdge(enum.StrEnum):
+    """What `RoomButtons` posts (the table in the module docstring)."""
+
+    CALL_PRESSED = "call_pressed"
+    CALL_HELD = "call_held"
+    CANCEL_PRESSED = "cancel_pressed"
+    EMERGENCY_PRESSED = "emergency_pressed"
+
+
+def _post(on_event: Callable[[ButtonEdge], None], name: ButtonEdge) -> Callable[[], None]:
     def callback() -> None:
         try:
             on_event(name)
@@ -69,7 +79,7 @@ class RoomButtons:
         call_pin: int,
         cancel_pin: int,
         emergency_pin: int | None,
-        on_event: Callable[[str], None],
+        on_event: Callable[[ButtonEdge], None],
         long_press_s: float = 2.0,
         bounce_s: float | None = 0.05,
         pin_factory: Any = None,
@@ -77,14 +87,14 @@ class RoomButtons:
         self._buttons: list[Button] = []
         try:
             self.call = self._button(call_pin, bounce_s, pin_factory, hold_time=long_press_s)
-            self.call.when_pressed = _post(on_event, "call_pressed")
-            self.call.when_held = _post(on_event, "call_held")
+            self.call.when_pressed = _post(on_event, ButtonEdge.CALL_PRESSED)
+            self.call.when_held = _post(on_event, ButtonEdge.CALL_HELD)
             self.cancel = self._button(cancel_pin, bounce_s, pin_factory)
-            self.cancel.when_pressed = _post(on_event, "cancel_pressed")
+            self.cancel.when_pressed = _post(on_event, ButtonEdge.CANCEL_PRESSED)
             self.emergency: Button | None = None
             if emergency_pin is not None:
                 self.emergency = self._button(emergency_pin, bounce_s, pin_factory)
-                self.emergency.when_pressed = _post(on_event, "emergency_pressed")
+                self.emergency.when_pressed = _post(on_event, ButtonEdge.EMERGENCY_PRESSED)
         except Exception:
             self.close()
             raise
@@ -125,7 +135,7 @@ class DomeLight:
         """Show a pattern; re-applying the current pattern does nothing (no blink restart).
 
         Args:
-            kind: "off", "steady" or "blink" (`controller.lighting.DomePattern.kind`).
+            kind: "off", "steady" or "blink" (`controller.core.lighting.DomePattern.kind`).
             on_s: Blink on time.
             off_s: Blink off time. A blink with a non-positive time is shown steady.
 

@@ -13,7 +13,7 @@ from urllib.parse import urlparse
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from controller.mqtt_connect import BrokerEndpoint, close_client, make_client
+from contract.mqtt import BrokerEndpoint, close_client, make_client
 
 
 @dataclass

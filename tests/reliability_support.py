@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from broker.mosquitto_run import Mosquitto, dev_config, free_port
-from controller import topics
+from contract import topics
 from firmware_py.monitors.simulate import SimulatorOptions, run_tcp_server
 
 SITE = "rel"
@@ -677,12 +677,12 @@ class InProcessRoom:
     def place_and_cancel(self) -> None:
         """One call placed then cancelled with the room's own (mock) buttons; waits until the
         daemon's call state shows each press (not until anything is stored or sent)."""
-        before = self.daemon.call.call_id
+        before = self.daemon.core.call.call_id
         self._click(
             self.config.gpio.call_pin,
-            lambda: self.daemon.call.call_id not in (None, before),
+            lambda: self.daemon.core.call.call_id not in (None, before),
         )
-        self._click(self.config.gpio.cancel_pin, lambda: self.daemon.call.call_id is None)
+        self._click(self.config.gpio.cancel_pin, lambda: self.daemon.core.call.call_id is None)
         self.placed += 1
 
     def terminate(self, timeout: float = 20) -> int | None:

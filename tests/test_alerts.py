@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from controller import alerts as al
-from controller.contract import ActiveAlert, EventKind, Phase
+from contract.messages import ActiveAlert, EventKind, Phase
+from controller.core import alerts as al
 
 T0 = datetime(2026, 11, 25, 8, 0, 0, tzinfo=UTC)
 INF = Phase.INFUSION

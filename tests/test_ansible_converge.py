@@ -33,7 +33,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from controller.mqtt_connect import close_client
+from contract.mqtt import close_client
 from tests.test_ansible_support import (
     ANSIBLE_DIR,
     BIN,

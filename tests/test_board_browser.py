@@ -18,7 +18,7 @@ import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from broker.mosquitto_run import Mosquitto
-from controller import topics
+from contract import topics
 from tests.mqtt_tools import Recorder
 from tests.room_process import start_room, stop_room
 from tests.test_board_helpers import SITE, BoardServer, FakeRoom, chromium, login

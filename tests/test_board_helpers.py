@@ -17,8 +17,8 @@ from playwright.sync_api import Browser, Page, sync_playwright
 
 from broker.board.app import Board, BoardConfig
 from broker.mosquitto_run import free_port
-from controller import contract, topics
-from controller.mqtt_connect import BrokerEndpoint
+from contract import messages, timefmt, topics
+from contract.mqtt import BrokerEndpoint
 from tests.mqtt_tools import Recorder, wait_until
 
 SITE = "test"
@@ -111,11 +111,11 @@ class FakeRoom:
             "site": self.site,
             "room": self.room,
             "seq": next(self._seq),
-            "ts": contract.format_ts(datetime.now(UTC)),
+            "ts": timefmt.format_ts(datetime.now(UTC)),
             "clock_synced": True,
         }
 
-    def send(self, leaf: str, model: type[contract.Envelope], retain: bool, **fields: Any) -> Any:
+    def send(self, leaf: str, model: type[messages.Envelope], retain: bool, **fields: Any) -> Any:
         msg = model.model_validate({**self.env(), **fields})
         self.rec.publish(
             topics.room_topic(self.site, self.room, leaf),
@@ -128,14 +128,14 @@ class FakeRoom:
         self.rec.publish(topics.availability(self.site, self.room), "online", retain=True)
 
     def state(self, phase: str, **fields: Any) -> Any:
-        now = contract.format_ts(datetime.now(UTC))
-        return self.send("state", contract.StateMessage, True, phase=phase, since=now, **fields)
+        now = timefmt.format_ts(datetime.now(UTC))
+        return self.send("state", messages.StateMessage, True, phase=phase, since=now, **fields)
 
     def call(self, status: str, **fields: Any) -> Any:
-        return self.send("call", contract.CallMessage, True, status=status, **fields)
+        return self.send("call", messages.CallMessage, True, status=status, **fields)
 
     def vitals(self, **values: Any) -> Any:
-        return self.send("vitals", contract.VitalsMessage, False, protocol="test", **values)
+        return self.send("vitals", messages.VitalsMessage, False, protocol="test", **values)
 
     def health(self, **fields: Any) -> Any:
         base: dict[str, Any] = {
@@ -147,7 +147,7 @@ class FakeRoom:
             "version": "test",
         }
         base.update(fields)
-        return self.send("health", contract.HealthMessage, True, **base)
+        return self.send("health", messages.HealthMessage, True, **base)
 
     def event(self, kind: str, **fields: Any) -> Any:
-        return self.send("events", contract.EventMessage, False, kind=kind, **fields)
+        return self.send("events", messages.EventMessage, False, kind=kind, **fields)

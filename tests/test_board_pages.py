@@ -15,7 +15,7 @@ from broker.board_cli import register  # noqa: F401  (the CLI module imports cle
 from broker.logger import Logger
 from broker.logger_config import LoggerConfig
 from broker.mosquitto_run import Mosquitto
-from controller import topics
+from contract import topics
 from controller.cli import main as roomctl
 from tests.mqtt_tools import Recorder, wait_until
 from tests.room_process import start_room, stop_room

@@ -16,7 +16,8 @@ import pytest
 from playwright.sync_api import Browser, expect
 
 from broker.mosquitto_run import Mosquitto
-from controller.contract import StateMessage, format_ts
+from contract.messages import StateMessage
+from contract.timefmt import format_ts
 from firmware_py.monitors.session_trace import PRE_CHECK_S, KetamineTrace
 from tests.mqtt_tools import Recorder
 from tests.test_board_helpers import BoardServer, FakeRoom, chromium, login

@@ -16,7 +16,7 @@ from broker.board.live import SiteState, call_level
 from broker.board.security import LoginLimiter, is_loopback_host, same_token
 from broker.board.thresholds import thresholds_for
 from broker.board.users import BoardDB, UserError
-from controller.contract import CallPriority, CallStatus
+from contract.messages import CallPriority, CallStatus
 
 TS = "2026-01-31T08:00:00.000Z"
 

@@ -142,7 +142,7 @@ def test_logger_and_staff_read_everything_room_reads_only_own_cmd(clinic: Clinic
 def test_identity_without_acl_block_gets_nothing(clinic: Clinic, tmp_path: Path) -> None:
     # Issued after the config was written: a valid certificate, but no `user` block yet.
     issued = clinic.pki.issue("room", "999", out_dir=tmp_path)
-    from controller.mqtt_connect import BrokerEndpoint
+    from contract.mqtt import BrokerEndpoint
 
     ep = BrokerEndpoint.from_url(
         clinic.url, ca=clinic.pki.ca_cert, cert=issued.cert, key=issued.key

@@ -23,9 +23,9 @@ from paho.mqtt.reasoncodes import ReasonCode
 from broker.mosquitto_conf import BrokerSettings, current_user, write_config
 from broker.mosquitto_run import Mosquitto, free_port, wait_port
 from broker.pki import Identity, Pki
-from controller import contract, topics
+from contract import messages, topics
+from contract.mqtt import BrokerEndpoint, close_client, make_client
 from controller.config import RoomConfig, build_config
-from controller.mqtt_connect import BrokerEndpoint, close_client, make_client
 
 SITE = "s1"
 
@@ -267,8 +267,8 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
-def vitals(site: str, room: str, seq: int, spo2: float = 97.0) -> contract.VitalsMessage:
-    return contract.VitalsMessage(
+def vitals(site: str, room: str, seq: int, spo2: float = 97.0) -> messages.VitalsMessage:
+    return messages.VitalsMessage(
         site=site,
         room=room,
         seq=seq,
@@ -281,9 +281,9 @@ def vitals(site: str, room: str, seq: int, spo2: float = 97.0) -> contract.Vital
 
 
 def event(
-    site: str, room: str, seq: int, kind: contract.EventKind, **kw: Any
-) -> contract.EventMessage:
-    return contract.EventMessage(
+    site: str, room: str, seq: int, kind: messages.EventKind, **kw: Any
+) -> messages.EventMessage:
+    return messages.EventMessage(
         site=site, room=room, seq=seq, ts=kw.pop("ts", now()), clock_synced=True, kind=kind, **kw
     )
 
@@ -335,7 +335,7 @@ class FakeRoom:
         return self.seq
 
     def send(
-        self, leaf: str, msg: contract.Envelope | bytes, retain: bool = False
+        self, leaf: str, msg: messages.Envelope | bytes, retain: bool = False
     ) -> mqtt.MQTTMessageInfo:
         data = msg if isinstance(msg, bytes) else msg.model_dump_json().encode()
         info = self.client.publish(
@@ -350,18 +350,18 @@ class FakeRoom:
             seq = self.next_seq()
             if seq % 10 == 0:
                 self.send(
-                    "events", event(self.site, self.room, seq, contract.EventKind.SCENE_CHANGED)
+                    "events", event(self.site, self.room, seq, messages.EventKind.SCENE_CHANGED)
                 )
             elif seq % 25 == 1:
                 self.send(
                     "state",
-                    contract.StateMessage(
+                    messages.StateMessage(
                         site=self.site,
                         room=self.room,
                         seq=seq,
                         ts=now(),
                         clock_synced=True,
-                        phase=contract.Phase.INFUSION,
+                        phase=messages.Phase.INFUSION,
                         session_id=f"sess-{self.room}",
                         since=now(),
                     ),

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from controller import call_lifecycle as cl
-from controller.contract import CallPriority, CallStatus, EventKind, Phase
+from contract.messages import CallPriority, CallStatus, EventKind, Phase
+from controller.core import call_lifecycle as cl
 
 T0 = datetime(2026, 11, 25, 8, 0, 0, tzinfo=UTC)
 SETTINGS = cl.CallSettings()

@@ -13,16 +13,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from controller import topics
+from contract import topics
+from contract.messages import VITAL_LIMITS, CallMessage, CallStatus, PhaseCommand, VitalsMessage
+from contract.topics import ALL_PAYLOAD_MODELS
 from controller.cli import main
-from controller.contract import (
-    ALL_PAYLOAD_MODELS,
-    VITAL_LIMITS,
-    CallMessage,
-    CallStatus,
-    PhaseCommand,
-    VitalsMessage,
-)
 from controller.schema_cli import BEGIN_MARK, END_MARK, contract_markdown
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -134,7 +128,7 @@ def test_contract_doc_matches_models() -> None:
 
 
 def test_largest_valid_messages_fit_the_logger_limit() -> None:
-    from controller.contract import (
+    from contract.messages import (
         MAX_MESSAGE_BYTES,
         ActiveAlert,
         EventMessage,

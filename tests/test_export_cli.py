@@ -16,7 +16,7 @@ from broker.logdb import LogStore
 from broker.logdb_schema import open_db
 from broker.logger_ingest import classify
 from broker.pki import load_cert
-from controller import contract, topics
+from contract import messages, topics
 from controller.cli import main
 from tests.test_broker_support import event
 
@@ -31,7 +31,7 @@ def db(tmp_path: Path) -> Path:
     items = []
     for room in ("101", "102"):
         for seq in range(1, 6):
-            msg = contract.VitalsMessage(
+            msg = messages.VitalsMessage(
                 site=SITE,
                 room=room,
                 seq=seq,
@@ -47,9 +47,9 @@ def db(tmp_path: Path) -> Path:
             SITE,
             room,
             6,
-            contract.EventKind.CALL_PLACED,
+            messages.EventKind.CALL_PLACED,
             call_id=f"c-{room}",
-            priority=contract.CallPriority.NORMAL,
+            priority=messages.CallPriority.NORMAL,
             ts=T0,
             detail={"k": 1},
         )
@@ -58,7 +58,7 @@ def db(tmp_path: Path) -> Path:
             SITE,
             room,
             7,
-            contract.EventKind.CALL_CLAIMED,
+            messages.EventKind.CALL_CLAIMED,
             call_id=f"c-{room}",
             by="alice",
             ts=T0 + timedelta(seconds=42),

@@ -4,7 +4,7 @@ Parsers are covered by tests/test_monitor_fuzz.py. Here: any file handed to the 
 the logger's config loader gives a config or the loader's own readable error (never another
 exception); any JSON at any contract model validates or raises `ValidationError`; a valid
 message survives a JSON round trip; the vitals limits hold at their edges, NaN and
-infinities are refused; topics built by `controller.topics` parse back.
+infinities are refused; topics built by `contract.topics` parse back.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from pydantic import BaseModel, ValidationError
 
 from broker import logger_config
-from controller import contract, topics
+from contract import messages, topics
 from controller.config import ConfigError, load_config
 
 FUZZ = settings(
@@ -205,9 +205,9 @@ def test_logger_config_any_bytes_load_or_say_why(tmp_path: Path, data: bytes) ->
 
 
 MODELS: list[type[BaseModel]] = [
-    *contract.ROOM_MESSAGES.values(),
-    *contract.COMMANDS.values(),
-    contract.SimButton,
+    *topics.ROOM_MESSAGES.values(),
+    *topics.COMMANDS.values(),
+    messages.SimButton,
 ]
 
 
@@ -229,14 +229,14 @@ def test_any_bytes_validate_or_raise_validation_error(model: type[BaseModel], da
         model.model_validate_json(data)
 
 
-ident = st.from_regex(contract.IDENT_RE, fullmatch=True)
+ident = st.from_regex(messages.IDENT_RE, fullmatch=True)
 aware = st.datetimes(
     min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.just(UTC)
 )
 
 
 def vital_strategy(name: str) -> st.SearchStrategy[float | None]:
-    lo, hi = contract.VITAL_LIMITS[name]
+    lo, hi = messages.VITAL_LIMITS[name]
     return st.none() | st.floats(min_value=lo, max_value=hi)
 
 
@@ -247,7 +247,7 @@ def vital_strategy(name: str) -> st.SearchStrategy[float | None]:
     seq=st.integers(min_value=1, max_value=2**53),
     ts=aware,
     synced=st.booleans(),
-    vitals=st.fixed_dictionaries({n: vital_strategy(n) for n in contract.VITAL_FIELDS}),
+    vitals=st.fixed_dictionaries({n: vital_strategy(n) for n in messages.VITAL_FIELDS}),
     alarms=st.lists(st.text(max_size=64), max_size=5),
 )
 def test_valid_vitals_round_trip(
@@ -259,26 +259,26 @@ def test_valid_vitals_round_trip(
     vitals: dict[str, float | None],
     alarms: list[str],
 ) -> None:
-    msg = contract.VitalsMessage(
+    msg = messages.VitalsMessage(
         site=site, room=room, seq=seq, ts=ts, clock_synced=synced, protocol="masimo",
         alarms=alarms, **vitals,
     )  # fmt: skip
-    back = contract.VitalsMessage.model_validate_json(msg.model_dump_json())
+    back = messages.VitalsMessage.model_validate_json(msg.model_dump_json())
     assert back.model_dump() == {**msg.model_dump(), "ts": back.ts}
     assert abs((back.ts - ts).total_seconds()) < 0.001  # millisecond precision on the wire
 
 
 @FUZZ
 @given(
-    name=st.sampled_from(contract.VITAL_FIELDS),
+    name=st.sampled_from(messages.VITAL_FIELDS),
     value=st.floats(allow_nan=True, allow_infinity=True),
 )
 def test_vitals_limits_nan_and_infinities(name: str, value: float) -> None:
-    lo, hi = contract.VITAL_LIMITS[name]
+    lo, hi = messages.VITAL_LIMITS[name]
     env = {"site": "s", "room": "r", "seq": 1, "ts": datetime.now(UTC), "clock_synced": True}
     ok = math.isfinite(value) and lo <= value <= hi
     try:
-        contract.VitalsMessage(**env, protocol="masimo", **{name: value})
+        messages.VitalsMessage(**env, protocol="masimo", **{name: value})
         assert ok, f"{name}={value} accepted outside {lo}-{hi}"
     except ValidationError:
         assert not ok, f"{name}={value} refused inside {lo}-{hi}"
@@ -302,7 +302,7 @@ def test_any_topic_parses_or_is_none(topic: str) -> None:
 @pytest.mark.parametrize("bad", ["", "A", "-x", "a/b", "a+b", "a#", "x" * 64, "é"])
 def test_bad_idents_refused_by_models_and_topics(bad: str) -> None:
     with pytest.raises(ValidationError):
-        contract.EventMessage(site=bad, room="r", seq=1, ts=datetime.now(UTC), clock_synced=True,
-                              kind=contract.EventKind.DAEMON_STARTED)  # fmt: skip
+        messages.EventMessage(site=bad, room="r", seq=1, ts=datetime.now(UTC), clock_synced=True,
+                              kind=messages.EventKind.DAEMON_STARTED)  # fmt: skip
     with pytest.raises(ValueError):
         topics.room_topic(bad, "r", "events")

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from controller import contract, topics
+from contract import messages, topics
 from tests.reliability_support import (
     SITE,
     FaultRecord,
@@ -54,7 +54,7 @@ def q(db: Path, sql: str, *args: object) -> list[tuple[Any, ...]]:
 
 
 def vitals(n: int, room: str = FUZZ_ROOM, **over: Any) -> dict[str, Any]:
-    msg = contract.VitalsMessage(
+    msg = messages.VitalsMessage(
         site=SITE, room=room, seq=n, ts=datetime.now(UTC), clock_synced=True,
         spo2=97.0, pulse_rate=70.0, protocol="masimo",
     )  # fmt: skip

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from controller import lighting as li
-from controller.contract import CallPriority, CallStatus, Phase
+from contract.messages import CallPriority, CallStatus, Phase
+from controller.core import lighting as li
 
 T0 = datetime(2026, 11, 25, 8, 0, 0, tzinfo=UTC)
 RED: li.RGB = (1.0, 0.0, 0.0)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from controller import topics
+from contract import topics
 from tests.test_broker_support import (
     Clinic,
     FakeRoom,

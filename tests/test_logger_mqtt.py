@@ -11,7 +11,7 @@ import pytest
 
 from broker.logger import Logger
 from broker.logger_config import LoggerConfig
-from controller import contract, topics
+from contract import messages, topics
 from tests.test_broker_support import (
     Clinic,
     FakeRoom,
@@ -279,4 +279,4 @@ def test_config_file_and_bad_config(tmp_path: Path) -> None:
     path.write_text('site = "s1"\ndb = "x.db"\nsession_expiry_s = 60\n')
     with pytest.raises(ConfigError, match=r"logger.toml: session_expiry_s"):
         LoggerConfig.load(path, {})
-    assert contract.SCHEMA_VERSION == 1
+    assert messages.SCHEMA_VERSION == 1

@@ -11,7 +11,7 @@ import pytest
 
 from broker.export import rooms
 from broker.logger import Logger
-from controller import topics
+from contract import topics
 from tests.test_broker_support import SITE, Clinic, db_count, open_session, poll
 from tests.test_logger_mqtt import logger_config
 from tests.test_room_daemon import RunningRoom

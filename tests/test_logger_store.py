@@ -12,7 +12,7 @@ import pytest
 from broker.logdb import LogStore
 from broker.logdb_schema import SCHEMA_VERSION, open_db
 from broker.logger_ingest import Accepted, Availability, Command, Ignored, Rejected, classify
-from controller import contract, topics
+from contract import messages, topics
 from tests.test_broker_support import event, vitals
 
 SITE = "s1"
@@ -64,7 +64,7 @@ def test_duplicate_seq_with_different_content_is_quarantined(store: LogStore) ->
     put(
         store,
         topics.events(SITE, "101"),
-        event(SITE, "101", 5, contract.EventKind.DAEMON_STARTED).model_dump_json(),
+        event(SITE, "101", 5, messages.EventKind.DAEMON_STARTED).model_dump_json(),
     )
     assert q(store, "SELECT spo2 FROM vitals") == [(95.0,)]
     reasons = [r[0] for r in q(store, "SELECT reason FROM quarantine")]
@@ -130,7 +130,7 @@ def test_classify_kinds() -> None:
 
 def test_call_lifecycle_gives_response_times(store: LogStore) -> None:
     ev = topics.events(SITE, "101")
-    K = contract.EventKind
+    K = messages.EventKind
     put(
         store,
         ev,
@@ -140,7 +140,7 @@ def test_call_lifecycle_gives_response_times(store: LogStore) -> None:
             1,
             K.CALL_PLACED,
             call_id="c1",
-            priority=contract.CallPriority.NORMAL,
+            priority=messages.CallPriority.NORMAL,
             ts=T0,
         ).model_dump_json(),
     )
@@ -187,15 +187,15 @@ def test_call_lifecycle_gives_response_times(store: LogStore) -> None:
 
 
 def test_call_snapshot_and_events_in_any_order(store: LogStore) -> None:
-    snap = contract.CallMessage(
+    snap = messages.CallMessage(
         site=SITE,
         room="101",
         seq=3,
         ts=T0 + timedelta(seconds=30),
         clock_synced=True,
         call_id="c9",
-        priority=contract.CallPriority.EMERGENCY,
-        status=contract.CallStatus.CLAIMED,
+        priority=messages.CallPriority.EMERGENCY,
+        status=messages.CallStatus.CLAIMED,
         placed_at=T0,
         claimed_by="bob",
         claimed_at=T0 + timedelta(seconds=30),
@@ -205,7 +205,7 @@ def test_call_snapshot_and_events_in_any_order(store: LogStore) -> None:
         store,
         topics.events(SITE, "101"),
         event(
-            SITE, "101", 1, contract.EventKind.CALL_PLACED, call_id="c9", ts=T0
+            SITE, "101", 1, messages.EventKind.CALL_PLACED, call_id="c9", ts=T0
         ).model_dump_json(),
     )
     assert q(store, "SELECT status, priority, response_s FROM calls") == [
@@ -216,7 +216,7 @@ def test_call_snapshot_and_events_in_any_order(store: LogStore) -> None:
 
 def test_session_timeline(store: LogStore) -> None:
     ev = topics.events(SITE, "101")
-    P = contract.Phase
+    P = messages.Phase
     steps = [
         (P.PRE_CHECK, P.IDLE, 0),
         (P.INFUSION, P.PRE_CHECK, 600),
@@ -232,7 +232,7 @@ def test_session_timeline(store: LogStore) -> None:
                 SITE,
                 "101",
                 seq,
-                contract.EventKind.PHASE_CHANGED,
+                messages.EventKind.PHASE_CHANGED,
                 phase=phase,
                 from_phase=prev,
                 session_id="sess-1",
@@ -260,8 +260,8 @@ def test_session_timeline(store: LogStore) -> None:
 
 def test_room_state_keeps_latest_by_seq_and_availability(store: LogStore) -> None:
     st = topics.state(SITE, "101")
-    for seq, phase in ((2, contract.Phase.INFUSION), (1, contract.Phase.PRE_CHECK)):
-        msg = contract.StateMessage(
+    for seq, phase in ((2, messages.Phase.INFUSION), (1, messages.Phase.PRE_CHECK)):
+        msg = messages.StateMessage(
             site=SITE,
             room="101",
             seq=seq,
@@ -290,7 +290,7 @@ def test_retention_deletes_old_vitals_in_small_batches(store: LogStore) -> None:
     items = []
     for seq in range(1, 26):
         ts = old if seq <= 23 else T0
-        msg = contract.VitalsMessage(
+        msg = messages.VitalsMessage(
             site=SITE, room="101", seq=seq, ts=ts, clock_synced=True, spo2=97, protocol="masimo"
         )
         items.append((classify(topic, msg.model_dump_json().encode(), SITE, 65536), RX))
@@ -298,7 +298,7 @@ def test_retention_deletes_old_vitals_in_small_batches(store: LogStore) -> None:
     put(
         store,
         topics.events(SITE, "101"),
-        event(SITE, "101", 99, contract.EventKind.DAEMON_STARTED, ts=old).model_dump_json(),
+        event(SITE, "101", 99, messages.EventKind.DAEMON_STARTED, ts=old).model_dump_json(),
     )
     deleted = store.delete_old_vitals("2025-12-01T00:00:00.000Z", batch=5, max_batches=3)
     assert deleted == 15  # bounded per pass
@@ -318,7 +318,7 @@ def test_a_failed_batch_commits_nothing(store: LogStore) -> None:
     )
     bad = classify(
         topics.events(SITE, "101"),
-        event(SITE, "101", 2, contract.EventKind.DAEMON_STARTED).model_dump_json().encode(),
+        event(SITE, "101", 2, messages.EventKind.DAEMON_STARTED).model_dump_json().encode(),
         SITE,
         65536,
     )
@@ -337,7 +337,7 @@ def test_a_bug_on_one_message_quarantines_it_and_keeps_the_rest(
 
     monkeypatch.setattr(LogStore, "_event", broken)
     raw_v = vitals(SITE, "101", 1).model_dump_json().encode()
-    raw_e = event(SITE, "101", 2, contract.EventKind.DAEMON_STARTED).model_dump_json().encode()
+    raw_e = event(SITE, "101", 2, messages.EventKind.DAEMON_STARTED).model_dump_json().encode()
     batch = [
         Inbound(topics.vitals(SITE, "101"), raw_v, 1, 1, 1, 0.0),
         Inbound(topics.events(SITE, "101"), raw_e, 2, 1, 1, 0.0),

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import serial
 
+from contract.messages import VitalsMessage
 from controller.cli import main
-from controller.contract import VitalsMessage
 from firmware_py.monitors.parsers import make_parser
 from tests.test_monitor_fixtures import DATA, fixture_files, protocol_for
 

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from broker.mosquitto_run import Mosquitto, free_port
-from controller import topics
-from controller.contract import HealthMessage, VitalsMessage
+from contract import topics
+from contract.messages import HealthMessage, VitalsMessage
 from tests.mqtt_tools import Received, Recorder
 from tests.room_process import start_room, stop_room
 

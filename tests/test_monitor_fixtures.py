@@ -11,14 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from controller.contract import VITAL_LIMITS as CONTRACT_LIMITS
-from controller.contract import VitalsMessage
+from contract.messages import VITAL_LIMITS as CONTRACT_LIMITS
+from contract.messages import VitalsMessage
+from contract.vitals import VITAL_LIMITS, VITAL_NAMES, Reading, vitals_fields
 from firmware_py.monitors.hl7_pcd01 import split_plain_messages
 from firmware_py.monitors.mllp import mllp_frame
 from firmware_py.monitors.parser_base import ParserBase
 from firmware_py.monitors.parsers import make_parser
-from firmware_py.monitors.reading import VITAL_NAMES, Reading
-from firmware_py.monitors.vital_limits import VITAL_LIMITS
 
 DATA = Path(__file__).parent / "data" / "monitors"
 SHARED_SAMPLES = Path("/work/shared/monitor-samples")
@@ -91,13 +90,7 @@ def as_message(reading: Reading) -> VitalsMessage:
         seq=1,
         ts=datetime.now(UTC),
         clock_synced=True,
-        **reading.vitals(),
-        protocol=reading.protocol,
-        device_time=reading.device_time,
-        alarms=list(reading.alarms),
-        quality=list(reading.quality),
-        alarm_raw=reading.alarm_raw,
-        exc_raw=reading.exc_raw,
+        **vitals_fields(reading),
     )
 
 

@@ -15,9 +15,9 @@ from pathlib import Path
 import hl7
 import pytest
 
+from contract.vitals import Reading
 from firmware_py.monitors.link import MonitorLink
 from firmware_py.monitors.mllp import mllp_frame
-from firmware_py.monitors.reading import Reading
 from firmware_py.monitors.transports import Backoff, parse_host_port
 from tests.test_monitor_fixtures import DATA, load
 

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from controller import phases as ph
-from controller.contract import EventKind, Phase
+from contract.messages import EventKind, Phase
+from controller.core import phases as ph
 
 T0 = datetime(2026, 11, 25, 8, 0, 0, tzinfo=UTC)
 S = ph.PhaseSettings()

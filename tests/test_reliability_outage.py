@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 
-from controller import contract, topics
+from contract import messages, timefmt, topics
 from firmware_py.monitors.simulate import SimulatorOptions
 from tests.reliability_support import (
     SITE,
@@ -114,22 +114,22 @@ def test_broker_down_for_a_while_calls_placed_vitals_flow_nothing_lost(fleet: Fl
         "SELECT COUNT(*) FROM events WHERE site = ? AND room = '111' AND kind = 'call_placed' "
         "AND ts >= ? AND ts < ?",
         SITE,
-        contract.format_ts(down_at),
-        contract.format_ts(up_at),
+        timefmt.format_ts(down_at),
+        timefmt.format_ts(up_at),
     )
     assert rows[0][0] == placed >= 2
     escalated = q(
         fleet.db,
         "SELECT DISTINCT room FROM events WHERE kind = 'call_escalated' AND ts >= ? AND ts < ?",
-        contract.format_ts(down_at),
-        contract.format_ts(up_at),
+        timefmt.format_ts(down_at),
+        timefmt.format_ts(up_at),
     )
     assert {r[0] for r in escalated} == set(subprocess_rooms)
     vitals = q(
         fleet.db,
         "SELECT DISTINCT room FROM vitals WHERE ts >= ? AND ts < ?",
-        contract.format_ts(down_at + timedelta(seconds=1)),
-        contract.format_ts(up_at),
+        timefmt.format_ts(down_at + timedelta(seconds=1)),
+        timefmt.format_ts(up_at),
     )
     steady = set(subprocess_rooms) - {"109"}  # 109's monitor is being unplugged on purpose
     assert steady <= {r[0] for r in vitals}
@@ -250,7 +250,7 @@ def test_unsynced_clock_is_flagged_and_resynced_after_restart(fleet: Fleet) -> N
     assert result.problems() == []
 
 
-def send(fleet: Fleet, leaf: str, msg: contract.Envelope) -> None:
+def send(fleet: Fleet, leaf: str, msg: messages.Envelope) -> None:
     assert fleet.presser is not None
     fleet.presser.rec.publish(topics.room_topic(SITE, msg.room, leaf), msg.model_dump_json())
 
@@ -264,39 +264,39 @@ def test_clock_stepped_back_logger_orders_by_seq(fleet: Fleet) -> None:
     send(
         fleet,
         "events",
-        contract.EventMessage(
+        messages.EventMessage(
             **env,
             seq=1,
             ts=t1,
-            kind=contract.EventKind.CALL_PLACED,
+            kind=messages.EventKind.CALL_PLACED,
             call_id="c1",
-            priority=contract.CallPriority.NORMAL,
+            priority=messages.CallPriority.NORMAL,
         ),
     )
     state = {"since": t1, "session_id": "s199"}
     send(
         fleet,
         "state",
-        contract.StateMessage(**env, seq=2, ts=t1, phase=contract.Phase.PRE_CHECK, **state),
+        messages.StateMessage(**env, seq=2, ts=t1, phase=messages.Phase.PRE_CHECK, **state),
     )
     send(
         fleet,
         "events",
-        contract.EventMessage(
-            **env, seq=5, ts=t2, kind=contract.EventKind.CALL_CANCELLED, call_id="c1", by="room"
+        messages.EventMessage(
+            **env, seq=5, ts=t2, kind=messages.EventKind.CALL_CANCELLED, call_id="c1", by="room"
         ),
     )
     send(
         fleet,
         "state",
-        contract.StateMessage(**env, seq=4, ts=t2, phase=contract.Phase.INFUSION, **state),
+        messages.StateMessage(**env, seq=4, ts=t2, phase=messages.Phase.INFUSION, **state),
     )
     # an older seq arriving last, with the newest ts, must not win either
     send(
         fleet,
         "state",
-        contract.StateMessage(
-            **env, seq=3, ts=t1 + timedelta(hours=1), phase=contract.Phase.IDLE, **state
+        messages.StateMessage(
+            **env, seq=3, ts=t1 + timedelta(hours=1), phase=messages.Phase.IDLE, **state
         ),
     )
     wait_for(

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from broker.mosquitto_run import Mosquitto
-from controller import topics
+from contract import topics
 from controller.config import RoomConfig, build_config
 from controller.daemon import RoomDaemon
 from firmware_py import room_io
@@ -92,8 +92,8 @@ def test_call_works_without_broker_and_is_delivered_when_it_returns(
     wait_until(lambda: not room.daemon.link.connected, 10, "room noticed the broker is gone")
     room.press(room.config.gpio.call_pin)
     wait_until(lambda: room.dome_lit, 5, "dome light on with no broker")
-    assert room.daemon.call.status.value == "placed"
-    call_id = room.daemon.call.call_id
+    assert room.daemon.core.call.status.value == "placed"
+    call_id = room.daemon.core.call.call_id
     mosquitto.start()
     with Recorder(mosquitto.url, [topics.call(SITE, ROOM), topics.events(SITE, ROOM)]) as rec:
         rec.wait_for(
@@ -263,7 +263,7 @@ def test_sim_button_ignored_without_simulate(mosquitto: Mosquitto, tmp_path: Pat
             # a real press still works, and the sim press before it did nothing
             rec.publish(topics.cmd(SITE, ROOM, "phase"), {"phase": "pre_check", "by": "x"})
             rec.wait_for(is_event("phase_changed"))
-            assert r.daemon.call.status.value == "idle"
+            assert r.daemon.core.call.status.value == "idle"
             assert not any(
                 m.topic.endswith("/call") and json.loads(m.payload)["status"] != "idle"
                 for m in rec.messages
@@ -287,7 +287,7 @@ def test_corrupt_saved_state_starts_clean(mosquitto: Mosquitto, tmp_path: Path) 
     try:
         with Recorder(mosquitto.url, [topics.call(SITE, ROOM)]) as rec:
             assert rec.wait_for(lambda m: True).json()["status"] == "idle"
-        assert r.daemon.session.phase.value == "idle"
+        assert r.daemon.core.session.phase.value == "idle"
     finally:
         r.daemon.stop()
         r.thread.join(15)

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 from gpiozero.pins.mock import MockFactory, MockPWMPin
 
-from controller import lighting
-from controller.contract import CallPriority, CallStatus
+from contract.messages import CallPriority, CallStatus
+from controller.core import lighting
 from firmware_py import room_io
 
 TIMEOUT = 5.0

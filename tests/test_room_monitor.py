@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 
 from broker.mosquitto_run import Mosquitto, free_port
-from controller import topics
-from controller.lighting import StatusCode, blink_sequence
+from contract import topics
+from controller.core.lighting import StatusCode, blink_sequence
 from tests.mqtt_tools import Recorder, wait_until
 from tests.test_room_daemon import ROOM, SITE, RunningRoom, is_event, room_config
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from controller import topics
+from contract import topics
 from tests.mqtt_tools import Recorder, wait_until
 from tests.test_broker_support import SITE, Clinic
 from tests.test_room_daemon import RunningRoom

@@ -28,7 +28,7 @@ from pathlib import Path
 import pytest
 
 from broker.pki import Pki
-from controller.mqtt_connect import BrokerEndpoint
+from contract.mqtt import BrokerEndpoint
 from tests.mqtt_tools import Recorder
 from tests.reliability_support import FaultRecord, record
 from tests.test_broker_support import Clinic, Session, open_session, raw_connect

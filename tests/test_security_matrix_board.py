@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from broker.mosquitto_run import Mosquitto
-from controller import topics
+from contract import topics
 from tests.mqtt_tools import Recorder, wait_until
 from tests.reliability_support import FaultRecord, record
 from tests.test_board_helpers import PASSWORDS, SITE, BoardServer, FakeRoom

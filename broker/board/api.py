@@ -22,7 +22,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from controller.contract import IDENT_RE, CallStatus, Phase, format_ts
+from contract.messages import IDENT_RE, CallStatus, Phase
+from contract.timefmt import format_ts
 
 from . import history
 from .feed import CommandNotSent

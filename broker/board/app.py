@@ -38,7 +38,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from controller.mqtt_connect import BrokerEndpoint
+from contract.mqtt import BrokerEndpoint
 
 from .feed import BoardFeed
 from .hub import Hub

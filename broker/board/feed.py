@@ -19,9 +19,9 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.reasoncodes import ReasonCode
 
-from controller import topics
-from controller.contract import COMMANDS
-from controller.mqtt_connect import BrokerEndpoint, close_client, make_client
+from contract import topics
+from contract.mqtt import BrokerEndpoint, close_client, make_client
+from contract.topics import COMMANDS
 
 from .live import SiteState
 

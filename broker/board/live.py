@@ -18,8 +18,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from controller import contract
-from controller.contract import (
+from contract import messages
+from contract.messages import (
     CallMessage,
     CallPriority,
     CallStatus,
@@ -28,8 +28,8 @@ from controller.contract import (
     PeripheralStatus,
     StateMessage,
     VitalsMessage,
-    format_ts,
 )
+from contract.timefmt import format_ts
 
 EVENTS_KEPT = 100
 VITALS_KEPT = 3600  # one hour at 1 Hz per room
@@ -79,7 +79,7 @@ class Applied:
     leaf: str
 
 
-_MODELS: dict[str, type[contract.Envelope]] = {
+_MODELS: dict[str, type[messages.Envelope]] = {
     "state": StateMessage,
     "call": CallMessage,
     "health": HealthMessage,
@@ -102,7 +102,7 @@ class SiteState:
         """Take one message; return what changed, or None (ignored or invalid)."""
         if leaf == "availability":
             text = payload.decode("utf-8", "replace").strip()
-            if text not in contract.AVAILABILITY_VALUES:
+            if text not in messages.AVAILABILITY_VALUES:
                 return self._reject()
             with self._lock:
                 r = self._room(room)

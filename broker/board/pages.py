@@ -17,7 +17,8 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from controller.contract import IDENT_RE, format_ts
+from contract.messages import IDENT_RE
+from contract.timefmt import format_ts
 
 from . import history, svg_chart
 from .app import LOGIN_COOKIE, SESSION_COOKIE

@@ -1,6 +1,6 @@
 """Alert thresholds drawn on the charts: the room controller's default rules per phase.
 
-The board does not see a room's own configuration; it draws `controller.alerts.DEFAULT_RULES`
+The board does not see a room's own configuration; it draws `contract.alert_rules.DEFAULT_RULES`
 for the phase, and a room's active alerts (with their real thresholds) are listed beside the
 charts from its retained state.
 """
@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from controller.alerts import DEFAULT_RULES
-from controller.contract import Phase
+from contract.alert_rules import DEFAULT_RULES
+from contract.messages import Phase
 
 # vitals field -> the chart that draws it
 CHART_OF_FIELD = {

@@ -4,7 +4,7 @@
 link.MonitorLink` runs one over serial, TCP or an MLLP listener.
 """
 
+from contract.vitals import VITAL_NAMES, Reading
 from firmware_py.monitors.parsers import PROTOCOLS, make_parser
-from firmware_py.monitors.reading import VITAL_NAMES, Reading
 
 __all__ = ["PROTOCOLS", "VITAL_NAMES", "Reading", "make_parser"]

@@ -28,11 +28,10 @@ from typing import Any
 import hl7
 from hl7.util import unescape as hl7_unescape
 
+from contract.vitals import Reading, check_vital, parse_number
 from firmware_py.monitors import hl7_codes
 from firmware_py.monitors.mllp import MllpDeframer, mllp_frame
 from firmware_py.monitors.parser_base import Clock, ParserBase
-from firmware_py.monitors.reading import Reading
-from firmware_py.monitors.vital_limits import check_vital, parse_number
 
 MAX_QUEUED_ACKS = 256
 MAX_ALARMS = 32

@@ -15,9 +15,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from contract.vitals import Reading
 from firmware_py.monitors.parser_base import Clock
 from firmware_py.monitors.parsers import PROTOCOLS, make_parser
-from firmware_py.monitors.reading import Reading
 from firmware_py.monitors.transports import (
     Handler,
     MllpListenTransport,

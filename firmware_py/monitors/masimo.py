@@ -21,9 +21,8 @@ from __future__ import annotations
 import re
 import time
 
+from contract.vitals import Reading, check_vital, parse_number
 from firmware_py.monitors.parser_base import Clock, ParserBase
-from firmware_py.monitors.reading import Reading
-from firmware_py.monitors.vital_limits import check_vital, parse_number
 
 MAX_LINE = 512
 _PREFIX = re.compile(rb"\d\d/\d\d/\d\d \d\d:\d\d:\d\d")

@@ -26,9 +26,8 @@ from __future__ import annotations
 
 import time
 
+from contract.vitals import Reading, check_vital
 from firmware_py.monitors.parser_base import Clock, ParserBase
-from firmware_py.monitors.reading import Reading
-from firmware_py.monitors.vital_limits import check_vital
 
 FRAME_LEN = 5
 FRAMES_PER_PACKET = 25

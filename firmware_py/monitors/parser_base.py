@@ -12,7 +12,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Protocol
 
-from firmware_py.monitors.reading import Reading
+from contract.vitals import Reading
 
 Clock = Callable[[], float]
 MAX_QUEUED_READINGS = 256

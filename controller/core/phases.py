@@ -28,14 +28,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
-from controller.contract import EventKind, Phase
-from controller.core_types import (
-    Emit,
-    dt_from_str,
-    dt_from_str_required,
-    dt_to_str,
-    require_aware,
-)
+from contract.messages import EventKind, Phase
+from contract.timefmt import dt_from_str, dt_from_str_required, dt_to_str, require_aware
+from controller.core.emit import Emit
 
 TRANSITIONS: dict[Phase, frozenset[Phase]] = {
     Phase.IDLE: frozenset({Phase.PRE_CHECK}),

@@ -34,13 +34,9 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from controller.contract import CallPriority, CallStatus, EventKind, Phase
-from controller.core_types import (
-    Emit,
-    dt_from_str,
-    dt_to_str,
-    require_aware,
-)
+from contract.messages import CallPriority, CallStatus, EventKind, Phase
+from contract.timefmt import dt_from_str, dt_to_str, require_aware
+from controller.core.emit import Emit
 
 TRANSITIONS: dict[CallStatus, frozenset[CallStatus]] = {
     CallStatus.IDLE: frozenset({CallStatus.PLACED}),

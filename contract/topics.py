@@ -8,35 +8,86 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from controller.contract import IDENT_RE
+from pydantic import BaseModel
+
+from contract.messages import (
+    IDENT_RE,
+    CallMessage,
+    ClaimCommand,
+    Command,
+    Envelope,
+    EventMessage,
+    HealthMessage,
+    PhaseCommand,
+    SceneCommand,
+    SimButton,
+    StateMessage,
+    VitalsMessage,
+)
 
 ROOT = "clinic"
 
 
 @dataclass(frozen=True)
 class TopicSpec:
-    """How a topic is published: its retain flag, QoS and payload model name."""
+    """A room topic: its leaf, retain flag, QoS and payload model.
+
+    `model` is None for `availability`, the one plain-text payload (`online` / `offline`,
+    also the MQTT Will, so it cannot carry an envelope).
+    """
 
     leaf: str
     retained: bool
     qos: int
-    payload: str
+    model: type[BaseModel] | None
+    note: str = ""
+
+    @property
+    def payload(self) -> str:
+        """How docs/CONTRACT.md names the payload."""
+        if self.model is None:
+            return "`online` / `offline` (plain text; also the Will)"
+        return self.model.__name__ + (f" ({self.note})" if self.note else "")
+
+    @property
+    def schema_name(self) -> str:
+        """File stem of the payload's JSON Schema (`cmd/phase` -> `cmd_phase`)."""
+        return self.leaf.replace("/", "_")
 
 
-# The topic table of DESIGN.md. `docs/CONTRACT.md` is checked against it by a test.
+# The one topic -> model table. Everything else (what the room publishes, the commands it
+# takes, the schemas, docs/CONTRACT.md, the broker's ACL) is derived from it.
 ROOM_TOPICS: tuple[TopicSpec, ...] = (
-    TopicSpec("availability", True, 1, "`online` / `offline` (plain text; also the Will)"),
-    TopicSpec("state", True, 1, "StateMessage"),
-    TopicSpec("call", True, 1, "CallMessage"),
-    TopicSpec("events", False, 1, "EventMessage"),
-    TopicSpec("vitals", False, 1, "VitalsMessage"),
-    TopicSpec("health", True, 1, "HealthMessage"),
-    TopicSpec("cmd/phase", False, 1, "PhaseCommand"),
-    TopicSpec("cmd/claim", False, 1, "ClaimCommand"),
-    TopicSpec("cmd/scene", False, 1, "SceneCommand"),
-    TopicSpec("sim/button", False, 1, "SimButton (simulation only)"),
+    TopicSpec("availability", True, 1, None),
+    TopicSpec("state", True, 1, StateMessage),
+    TopicSpec("call", True, 1, CallMessage),
+    TopicSpec("events", False, 1, EventMessage),
+    TopicSpec("vitals", False, 1, VitalsMessage),
+    TopicSpec("health", True, 1, HealthMessage),
+    TopicSpec("cmd/phase", False, 1, PhaseCommand),
+    TopicSpec("cmd/claim", False, 1, ClaimCommand),
+    TopicSpec("cmd/scene", False, 1, SceneCommand),
+    TopicSpec("sim/button", False, 1, SimButton, "simulation only"),
 )
 SPEC_BY_LEAF = {spec.leaf: spec for spec in ROOM_TOPICS}
+SPEC_BY_MODEL = {spec.model: spec for spec in ROOM_TOPICS if spec.model is not None}
+
+# Everything the room publishes with an envelope, by leaf.
+ROOM_MESSAGES: dict[str, type[Envelope]] = {
+    s.leaf: s.model
+    for s in ROOM_TOPICS
+    if s.model is not None and issubclass(s.model, Envelope)
+}
+# Staff commands, by name (the leaf after `cmd/`).
+COMMANDS: dict[str, type[Command]] = {
+    s.leaf.removeprefix("cmd/"): s.model
+    for s in ROOM_TOPICS
+    if s.model is not None and issubclass(s.model, Command)
+}
+# Every payload model, by schema name (`roomctl schema`).
+ALL_PAYLOAD_MODELS: dict[str, type[BaseModel]] = {
+    s.schema_name: s.model for s in ROOM_TOPICS if s.model is not None
+}
 RETAINED_LEAVES = frozenset(s.leaf for s in ROOM_TOPICS if s.retained)
 
 

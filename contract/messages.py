@@ -14,7 +14,7 @@ from __future__ import annotations
 import enum
 import math
 import re
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -27,7 +27,8 @@ from pydantic import (
     field_validator,
 )
 
-from firmware_py.monitors.vital_limits import VITAL_LIMITS
+from contract.timefmt import format_ts, require_aware
+from contract.vitals import VITAL_LIMITS, VITAL_NAMES
 
 SCHEMA_VERSION: Literal[1] = 1
 IDENT_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
@@ -35,23 +36,9 @@ IDENT_PATTERN = IDENT_RE.pattern
 AVAILABILITY_VALUES = ("online", "offline")
 
 
-def format_ts(value: datetime) -> str:
-    """RFC 3339 UTC with millisecond precision and a `Z` suffix."""
-    if value.tzinfo is None:
-        raise ValueError("timestamp must be timezone-aware")
-    value = value.astimezone(UTC)
-    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
-
-
-def _require_aware(value: datetime) -> datetime:
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise ValueError("timestamp must carry a timezone (RFC 3339)")
-    return value.astimezone(UTC)
-
-
 UtcDatetime = Annotated[
     datetime,
-    AfterValidator(_require_aware),
+    AfterValidator(require_aware),
     PlainSerializer(format_ts, return_type=str, when_used="json"),
     WithJsonSchema({"type": "string", "format": "date-time"}),
 ]
@@ -113,9 +100,9 @@ class Envelope(_Frozen):
     clock_synced: bool
 
 
-# Physiological limits (one table, in firmware_py, which the parsers share): a value
+# Physiological limits (one table, `contract.vitals`, which the parsers share): a value
 # outside them is invalid, not clipped.
-VITAL_FIELDS: tuple[str, ...] = tuple(VITAL_LIMITS)
+VITAL_FIELDS: tuple[str, ...] = VITAL_NAMES
 
 
 def _vital(lo: float, hi: float) -> Any:
@@ -251,32 +238,27 @@ class HealthMessage(Envelope):
 # -- commands from staff: no envelope (they are not the room's), never retained --
 
 
-class _Command(_Frozen):
+class Command(_Frozen):
     by: Who
     request_id: str | None = Field(default=None, max_length=64)
 
 
-class PhaseCommand(_Command):
+class PhaseCommand(Command):
     phase: Phase
     session_id: str | None = Field(default=None, max_length=64)
     planned_minutes: float | None = Field(default=None, gt=0, le=600)
 
 
-class ClaimCommand(_Command):
+class ClaimCommand(Command):
     call_id: Annotated[str, Field(min_length=1, max_length=64)]
 
 
-class SceneCommand(_Command):
+class SceneCommand(Command):
     """Staff lighting override; `scene: null` hands the room back to its phase scene."""
 
     scene: str | None = Field(default=None, max_length=32)
 
 
-COMMANDS: dict[str, type[_Command]] = {
-    "phase": PhaseCommand,
-    "claim": ClaimCommand,
-    "scene": SceneCommand,
-}
 
 
 class SimButton(_Frozen):
@@ -284,25 +266,3 @@ class SimButton(_Frozen):
 
     button: Literal["call", "cancel", "emergency"]
     action: Literal["press", "release"]
-
-
-# Everything the room publishes with an envelope, by topic leaf.
-ROOM_MESSAGES: dict[str, type[Envelope]] = {
-    "state": StateMessage,
-    "call": CallMessage,
-    "events": EventMessage,
-    "vitals": VitalsMessage,
-    "health": HealthMessage,
-}
-
-ALL_PAYLOAD_MODELS: dict[str, type[BaseModel]] = {
-    "vitals": VitalsMessage,
-    "state": StateMessage,
-    "call": CallMessage,
-    "events": EventMessage,
-    "health": HealthMessage,
-    "cmd_phase": PhaseCommand,
-    "cmd_claim": ClaimCommand,
-    "cmd_scene": SceneCommand,
-    "sim_button": SimButton,
-}

@@ -45,8 +45,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-from controller.contract import CallPriority, CallStatus, Phase
-from controller.core_types import require_aware
+from contract.messages import CallPriority, CallStatus, Phase
+from contract.timefmt import require_aware
 
 RGB = tuple[float, float, float]
 BLACK: RGB = (0.0, 0.0, 0.0)

@@ -1,0 +1,74 @@
+"""The room's health: its status code (the technician's blink code) and the health payload.
+
+Pure: built from `RoomFacts` (sampled by the daemon from the edges), the link state and
+the monitor verdict the core keeps, and the injected clock.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from controller.config import RoomConfig
+from controller.core import lighting
+from controller.core.io_types import RoomFacts
+
+
+def status_code(facts: RoomFacts, link_up: bool, monitor_ok: bool) -> lighting.StatusCode:
+    fill = 1.0 if facts.outbox_disk_full else facts.outbox_depth / facts.outbox_cap
+    return lighting.status_code(
+        broker_connected=link_up,
+        monitor_ok=monitor_ok,
+        clock_synced=facts.clock_synced,
+        outbox_fill=fill,
+        hardware_ok=facts.hardware_ok,
+    )
+
+
+def health_key(facts: RoomFacts, link_up: bool, monitor_ok: bool) -> tuple[Any, ...]:
+    """What a health message says that is worth publishing at once when it changes."""
+    return (
+        status_code(facts, link_up, monitor_ok),
+        monitor_ok,
+        facts.clock_synced,
+        facts.hardware_ok,
+        facts.vitals_thinned,
+    )
+
+
+def health_body(
+    config: RoomConfig,
+    facts: RoomFacts,
+    *,
+    link_up: bool,
+    monitor_ok: bool,
+    uptime_s: float,
+    version: str,
+) -> dict[str, Any]:
+    """Every field of a `HealthMessage` but the envelope."""
+    code = status_code(facts, link_up, monitor_ok)
+    mon = facts.monitor
+    last = mon.last_reading_at
+    ok = "ok" if facts.hardware_ok else "fault"
+    return {
+        "monitor": {
+            "status": ("ok" if monitor_ok else "silent") if mon.enabled else "disabled",
+            "protocol": config.monitor.protocol,
+            "transport": config.monitor.transport if mon.enabled else None,
+            "last_reading_at": datetime.fromtimestamp(last, UTC) if last else None,
+            "frames_accepted": mon.frames_accepted,
+            "frames_rejected": mon.frames_rejected,
+        },
+        "buttons": ok,
+        "lights": ok,
+        "outbox": {
+            "depth": facts.outbox_depth,
+            "oldest_age_s": facts.outbox_oldest_age_s,
+            "cap": facts.outbox_cap,
+            "vitals_thinned": facts.vitals_thinned,
+        },
+        "status_code": int(code),
+        "status_text": lighting.STATUS_TEXT[code],
+        "uptime_s": round(max(0.0, uptime_s), 1),
+        "version": version,
+    }

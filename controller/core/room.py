@@ -1,0 +1,467 @@
+"""The room core: every input of a room in, every output and message out. No I/O.
+
+How this works: `RoomCore.handle(event, now)` takes one typed event (`io_types`) with the
+time (`Instant`: wall and monotonic clock) and returns the actions to perform, in order.
+It combines the table-driven machines (`phases`, `call_lifecycle`, `alerts`, `lighting`)
+and builds the body of every message from the contract's models; the daemon only performs
+the actions. Order matters and is kept: the dome is set before the messages that report a
+call, so a press lights the dome before anything touches disk or network.
+
+The room's durable state (session, call, alerts, scene) is `state_blobs()`; the daemon
+stores it with every batch of messages, and a new core restores from it.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from pydantic import ValidationError
+
+from contract import topics
+from contract.alert_rules import DEFAULT_RULES, AlertRule
+from contract.messages import (
+    CallMessage,
+    ClaimCommand,
+    EventKind,
+    EventMessage,
+    HealthMessage,
+    Phase,
+    PhaseCommand,
+    SceneCommand,
+    SimButton,
+    StateMessage,
+    VitalsMessage,
+)
+from contract.vitals import Reading, vitals_fields
+from controller.config import RoomConfig
+from controller.core import alerts, call_lifecycle, health, lighting, phases
+from controller.core.emit import Emit, Scalar
+from controller.core.io_types import (
+    Action,
+    Button,
+    ButtonPressed,
+    Event,
+    Instant,
+    LinkDown,
+    LinkUp,
+    MessageReceived,
+    Publish,
+    ReadingReceived,
+    ResendRecent,
+    RoomFacts,
+    SetAmbient,
+    SetDome,
+    SetStatusLed,
+    SimulateButton,
+    Started,
+    Tick,
+)
+
+log = logging.getLogger(__name__)
+
+FADE_TICK_S = 0.05
+IDLE_WAIT_S = 1.0
+
+SavedState = Mapping[str, Mapping[str, Any] | None]
+STATE_KEYS = ("session", "call", "alerts", "scene")  # the blobs of `state_blobs()`
+
+
+class RoomCore:
+    """One room's behaviour. Not thread-safe: the daemon's one thread owns it."""
+
+    def __init__(
+        self,
+        config: RoomConfig,
+        saved: SavedState,
+        now: Instant,
+        *,
+        version: str,
+        new_call_id: Callable[[], str] | None = None,
+    ):
+        self.config = config
+        self.site, self.room = config.site, config.room
+        self.version = version
+        self._new_call_id = new_call_id or (lambda: f"{self.room}-{uuid.uuid4().hex[:12]}")
+        t = config.timing
+        self.phase_settings = phases.PhaseSettings(
+            planned_pre_check_s=t.planned_pre_check_min * 60,
+            planned_infusion_s=t.planned_infusion_min * 60,
+            planned_recovery_s=t.planned_recovery_min * 60,
+            min_recovery_s=t.min_recovery_min * 60,
+            reminder_every_s=t.reminder_every_min * 60,
+        )
+        self.call_settings = call_lifecycle.CallSettings(escalate_after_s=t.escalate_after())
+        self.alert_rules = alert_rules(config)
+        self.phase_scenes = {**lighting.DEFAULT_PHASE_SCENES, **(config.scenes or {})}
+        self._prefix = topics.room_prefix(self.site, self.room) + "/"
+
+        self.session = _restore(
+            "session", saved.get("session"), phases.from_dict, phases.initial(now.wall)
+        )
+        self.call = _restore(
+            "call", saved.get("call"), call_lifecycle.from_dict, call_lifecycle.idle()
+        )
+        self.alerts = _restore("alerts", saved.get("alerts"), alerts.from_dict, alerts.initial())
+        self.scene_override: str | None = (saved.get("scene") or {}).get("override")
+        self.restored = saved.get("session") is not None or saved.get("call") is not None
+        self.fade = lighting.fade_to(None, self.scene().color, now.wall, 0.0)
+
+        self.started_mono = now.mono
+        self.monitor_ok = True  # until silence_s passes with no reading (grace at start)
+        self.link_up = False
+        self.facts = RoomFacts()
+        self._health_key: tuple[Any, ...] | None = None
+        self._last_health_mono: float | None = None
+        # Health is built from the facts the daemon samples with every Tick: an event that
+        # changes it (link, monitor) marks it due, and the Tick that follows (in the same
+        # round of the daemon loop) publishes it with fresh facts.
+        self._health_due = False
+        self._out: list[Action] = []
+
+    # -- the one entry point ------------------------------------------------------------
+
+    def handle(self, event: Event, now: Instant) -> list[Action]:
+        """Feed one event; return what to do, in order."""
+        self._out = []
+        match event:
+            case Started(facts=facts):
+                self._on_start(facts, now)
+            case ButtonPressed(button=button):
+                self._on_button(button, now)
+            case ReadingReceived(reading=reading):
+                self._on_reading(reading, now)
+            case MessageReceived(topic=topic, payload=payload):
+                self._on_message(topic, payload, now)
+            case LinkUp():
+                self.link_up = True
+                # Retained topics are republished on every (re)connect, after the backlog.
+                self._out.append(ResendRecent())
+                self._publish_state()
+                self._publish_call()
+                self._health_due = True
+            case LinkDown(reason=reason):
+                self.link_up = False
+                log.warning("broker link down: %s", reason)
+                self._health_due = True
+            case Tick(facts=facts):
+                self._on_tick(facts, now)
+        return self._out
+
+    def state_blobs(self) -> dict[str, dict[str, Any]]:
+        """The durable state, stored with every batch of messages."""
+        return {
+            "session": phases.to_dict(self.session),
+            "call": call_lifecycle.to_dict(self.call),
+            "alerts": alerts.to_dict(self.alerts),
+            "scene": {"override": self.scene_override},
+        }
+
+    def seconds_to_next_deadline(self, now: Instant) -> float:
+        """How long the daemon may sleep before the next `Tick` is due."""
+        waits = [IDLE_WAIT_S]
+        for deadline in (
+            phases.next_deadline(self.session, self.phase_settings),
+            call_lifecycle.next_deadline(self.call, self.call_settings),
+        ):
+            if deadline is not None:
+                waits.append((deadline - now.wall).total_seconds())
+        if not lighting.fade_done(self.fade, now.wall):
+            waits.append(FADE_TICK_S)
+        return max(0.0, min(waits))
+
+    def scene(self) -> lighting.Scene:
+        return lighting.scene_for(
+            self.session.phase, self.scene_override, self.phase_scenes, lighting.DEFAULT_SCENES
+        )
+
+    # -- inputs -------------------------------------------------------------------------
+
+    def _on_start(self, facts: RoomFacts, now: Instant) -> None:
+        self.facts = facts
+        self._apply_outputs(now)
+        detail: dict[str, Scalar] = {"version": self.version, "restored": self.restored}
+        self._emit([Emit(EventKind.DAEMON_STARTED, now.wall, detail=detail)])
+        self._publish_state()
+        self._publish_call()
+        self._publish_health(now, force=True)
+
+    def _on_button(self, button: Button, now: Instant) -> None:
+        wall = now.wall
+        if button is Button.CALL:
+            state, emits = call_lifecycle.press(
+                self.call, wall, self.session.phase, self._new_call_id()
+            )
+        elif button in (Button.CALL_HELD, Button.EMERGENCY):
+            state, emits = call_lifecycle.emergency(self.call, wall, self._new_call_id())
+        else:
+            state, emits = call_lifecycle.cancel(self.call, wall)
+        self._set_call(state, emits, now)
+
+    def _set_call(
+        self, state: call_lifecycle.CallState, emits: tuple[Emit, ...], now: Instant
+    ) -> None:
+        changed = state != self.call
+        self.call = state
+        if changed:
+            self._apply_outputs(now)  # the dome first: a press shows at once
+        self._emit(list(emits))
+        if changed:
+            self._publish_call()
+
+    def _on_reading(self, reading: Reading, now: Instant) -> None:
+        self._out.append(Publish(VitalsMessage, vitals_fields(reading)))
+        before = alerts.active_list(self.alerts)
+        self.alerts, emits = alerts.evaluate(
+            self.alerts, reading.vitals(), now.wall, self.session.phase, self.alert_rules
+        )
+        if emits:
+            self._apply_outputs(now)
+            self._emit(list(emits))
+        if alerts.active_list(self.alerts) != before:
+            self._publish_state()
+        if not self.monitor_ok:
+            self.monitor_ok = True
+            detail = {"protocol": reading.protocol}
+            self._emit([Emit(EventKind.MONITOR_LINK_RESTORED, now.wall, detail=detail)])
+            self._apply_outputs(now)
+            self._health_due = True
+
+    def _on_message(self, topic: str, payload: bytes, now: Instant) -> None:
+        leaf = topic[len(self._prefix) :] if topic.startswith(self._prefix) else ""
+        if leaf == "sim/button":
+            self._on_sim_button(payload, now)
+            return
+        name = leaf.removeprefix("cmd/") if leaf.startswith("cmd/") else ""
+        model = topics.COMMANDS.get(name)
+        if model is None:
+            self._refuse(now, f"unknown command topic {topic!r}", None, leaf)
+            return
+        try:
+            cmd = model.model_validate_json(payload, strict=True)
+        except ValidationError as exc:
+            self._refuse(now, f"bad {name} command: {short_errors(exc)}", None, leaf)
+            return
+        if isinstance(cmd, PhaseCommand):
+            self._on_phase_cmd(cmd, now)
+        elif isinstance(cmd, ClaimCommand):
+            outcome = call_lifecycle.claim(self.call, cmd.call_id, cmd.by, now.wall)
+            self._set_call(outcome.state, outcome.emits, now)  # a refusal is its emit
+        elif isinstance(cmd, SceneCommand):
+            self._on_scene_cmd(cmd, now, leaf)
+
+    def _on_sim_button(self, payload: bytes, now: Instant) -> None:
+        if not self.config.simulate:
+            return  # a real room ignores simulation input
+        try:
+            press = SimButton.model_validate_json(payload, strict=True)
+        except ValidationError as exc:
+            self._refuse(now, f"bad sim/button payload: {short_errors(exc)}", None, "sim/button")
+            return
+        self._out.append(SimulateButton(press.button, press.action))
+
+    def _on_phase_cmd(self, cmd: PhaseCommand, now: Instant) -> None:
+        wall = now.wall
+        session_id = cmd.session_id or f"{self.room}-{wall.strftime('%Y%m%dT%H%M%S')}"
+        outcome = phases.request(
+            self.session,
+            cmd.phase,
+            cmd.by,
+            wall,
+            self.phase_settings,
+            session_id,
+            cmd.planned_minutes,
+        )
+        emits = list(outcome.emits)
+        if outcome.refused is None:
+            self.session = outcome.state
+            self.alerts, alert_emits = alerts.on_phase_change(
+                self.alerts, self.session.phase, wall, self.alert_rules
+            )
+            emits.extend(alert_emits)
+            if self.scene_override is None:
+                self._fade_to_scene(now)
+            self._apply_outputs(now)
+        self._emit(emits)
+        if outcome.refused is None:
+            self._publish_state()
+
+    def _on_scene_cmd(self, cmd: SceneCommand, now: Instant, leaf: str) -> None:
+        if cmd.scene is not None:
+            problem = lighting.check_scene(cmd.scene, lighting.DEFAULT_SCENES)
+            if problem:
+                self._refuse(now, problem, cmd.by, leaf)
+                return
+        self.scene_override = cmd.scene
+        self._fade_to_scene(now)
+        detail: dict[str, Scalar] = {
+            "scene": self.scene().name,
+            "override": cmd.scene is not None,
+        }
+        self._emit([Emit(EventKind.SCENE_CHANGED, now.wall, by=cmd.by, detail=detail)])
+        self._publish_state()
+
+    def _refuse(self, now: Instant, reason: str, by: str | None, leaf: str) -> None:
+        log.warning("refused %s: %s", leaf, reason)
+        emit = Emit(
+            EventKind.COMMAND_REFUSED, now.wall, by=by, reason=reason[:500], detail={"topic": leaf}
+        )
+        self._emit([emit])
+
+    # -- timers -------------------------------------------------------------------------
+
+    def _on_tick(self, facts: RoomFacts, now: Instant) -> None:
+        self.facts = facts
+        self.session, emits = phases.tick(self.session, now.wall, self.phase_settings)
+        if emits:
+            self._emit(list(emits))
+            self._publish_state()
+        state, emits = call_lifecycle.tick(self.call, now.wall, self.call_settings)
+        if state != self.call:
+            self._set_call(state, emits, now)
+        self._out.append(SetAmbient(lighting.color_at(self.fade, now.wall)))
+        self._check_monitor(now)
+        self._publish_health(now, force=self._health_due)
+
+    def _check_monitor(self, now: Instant) -> None:
+        mon = self.facts.monitor
+        if not mon.enabled or not self.monitor_ok:
+            return
+        last = mon.last_reading_at
+        age = now.wall.timestamp() - last if last else now.mono - self.started_mono
+        if age > self.config.monitor.silence_s:
+            self.monitor_ok = False
+            self._emit(
+                [
+                    Emit(
+                        EventKind.MONITOR_LINK_LOST,
+                        now.wall,
+                        reason=f"no reading for {age:.1f} s",
+                        detail={"connected": mon.connected},
+                    )
+                ]
+            )
+            self._apply_outputs(now)
+            self._health_due = True
+
+    # -- outputs ------------------------------------------------------------------------
+
+    def _fade_to_scene(self, now: Instant) -> None:
+        scene = self.scene()
+        self.fade = lighting.fade_to(self.fade, scene.color, now.wall, scene.fade_s)
+
+    def _apply_outputs(self, now: Instant) -> None:
+        pattern = lighting.dome_pattern(
+            self.call.status,
+            self.call.priority,
+            bool(alerts.active_list(self.alerts)),
+            not self.monitor_ok,
+        )
+        self._out.append(SetDome(pattern.kind, pattern.on_s, pattern.off_s))
+        self._out.append(SetAmbient(lighting.color_at(self.fade, now.wall)))
+
+    def _emit(self, emits: list[Emit]) -> None:
+        for e in emits:
+            self._out.append(
+                Publish(
+                    EventMessage,
+                    {
+                        "kind": e.kind,
+                        "call_id": e.call_id,
+                        "priority": e.priority,
+                        "phase": e.phase,
+                        "from_phase": e.from_phase,
+                        "session_id": e.session_id,
+                        "by": e.by,
+                        "reason": e.reason,
+                        "detail": dict(e.detail),
+                    },
+                )
+            )
+
+    def _publish_state(self) -> None:
+        s = self.session
+        self._out.append(
+            Publish(
+                StateMessage,
+                {
+                    "phase": s.phase,
+                    "session_id": s.session_id,
+                    "since": s.since,
+                    "planned_end": s.planned_end,
+                    "min_recovery_end": s.min_recovery_end,
+                    "overrun": s.overrun,
+                    "alerts": alerts.active_list(self.alerts),
+                    "scene": self.scene().name,
+                    "scene_override": self.scene_override is not None,
+                },
+            )
+        )
+
+    def _publish_call(self) -> None:
+        c = self.call
+        self._out.append(
+            Publish(
+                CallMessage,
+                {
+                    "call_id": c.call_id,
+                    "priority": c.priority,
+                    "status": c.status,
+                    "placed_at": c.placed_at,
+                    "claimed_by": c.claimed_by,
+                    "claimed_at": c.claimed_at,
+                    "escalated_at": c.escalated_at,
+                },
+            )
+        )
+
+    def _publish_health(self, now: Instant, force: bool = False) -> None:
+        """Publish health on a change of what it says, every health_every_s, or when forced."""
+        key = health.health_key(self.facts, self.link_up, self.monitor_ok)
+        changed = key != self._health_key
+        if changed:
+            code = health.status_code(self.facts, self.link_up, self.monitor_ok)
+            self._out.append(SetStatusLed(lighting.blink_sequence(code)))
+        last = self._last_health_mono
+        due = last is None or now.mono - last >= self.config.timing.health_every_s
+        if force or due or changed:
+            self._health_key = key
+            self._last_health_mono = now.mono
+            self._health_due = False
+            body = health.health_body(
+                self.config,
+                self.facts,
+                link_up=self.link_up,
+                monitor_ok=self.monitor_ok,
+                uptime_s=now.mono - self.started_mono,
+                version=self.version,
+            )
+            self._out.append(Publish(HealthMessage, body))
+
+
+def alert_rules(config: RoomConfig) -> dict[Phase, tuple[AlertRule, ...]]:
+    """The default rules per phase, with the room's own rules from its config on top."""
+    rules = dict(DEFAULT_RULES)
+    for phase, items in (config.alerts or {}).items():
+        rules[phase] = tuple(AlertRule(**item.model_dump()) for item in items)
+    return rules
+
+
+def short_errors(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors()[:5]:
+        loc = ".".join(str(p) for p in err["loc"]) or "payload"
+        parts.append(f"{loc}: {err['msg']}")
+    return "; ".join(parts)
+
+
+def _restore(name: str, data: Mapping[str, Any] | None, load: Any, default: Any) -> Any:
+    if data is None:
+        return default
+    try:
+        return load(data)
+    except (ValueError, KeyError, TypeError) as exc:
+        log.error("saved %s state is unreadable (%s): starting from a clean %s", name, exc, name)
+        return default
