@@ -1,27 +1,41 @@
-"""`roomctl`: the one console script. Each area registers its own subcommands.
+"""`roomctl`: the one console script. Each installed area registers its own subcommands.
 
-The CLI is the one place that composes the whole distribution, so it may reach into
-`broker` (central side) lazily; the controller's own modules never import `broker`.
+Areas declare a `register(subparsers)` function under the `roomctl.commands` entry-point
+group in `pyproject.toml`; this module imports none of them by name. An area whose extra is
+not installed (a room Pi has no `central` extra, so no web stack) still shows up, and its
+commands say which extra to install instead of failing with a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 from collections.abc import Sequence
+from importlib.metadata import EntryPoint, entry_points
+from typing import Any
 
-# Modules that expose `register(subparsers)`; each adds its subcommands and sets
-# `func` (taking the parsed args, returning an exit code) on every leaf parser.
-SUBCOMMAND_MODULES = (
-    "controller.room_cli",
-    "controller.monitor_cli",
-    "controller.schema_cli",
-    "broker.demo",
-    "broker.cli",
-    "broker.board_cli",
-    "broker.reliability_cli",
-)
+GROUP = "roomctl.commands"
+
+
+def _missing(ep: EntryPoint, exc: ImportError) -> Any:
+    extra = ep.extras[0] if ep.extras else None
+    hint = f"pip install 'roomctl[{extra}]'" if extra else "reinstall roomctl"
+
+    def register(sub: argparse._SubParsersAction[Any]) -> None:
+        p = sub.add_parser(ep.name, help=f"(not installed here: {hint})", add_help=False)
+        p.add_argument("rest", nargs=argparse.REMAINDER)
+
+        def fail(_: argparse.Namespace) -> int:
+            print(
+                f"roomctl: the '{ep.name}' commands are not installed on this machine "
+                f"({exc.name or exc}); {hint}",
+                file=sys.stderr,
+            )
+            return 2
+
+        p.set_defaults(func=fail)
+
+    return register
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,8 +48,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for name in SUBCOMMAND_MODULES:
-        importlib.import_module(name).register(sub)
+    for ep in sorted(entry_points(group=GROUP), key=lambda e: e.value):
+        try:
+            register = ep.load()
+        except ImportError as exc:
+            register = _missing(ep, exc)
+        register(sub)
     return parser
 
 
