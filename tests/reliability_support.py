@@ -350,7 +350,7 @@ class Presser:
     """Places calls through `sim/button` (press call ... press cancel) from a paho client."""
 
     def __init__(self, url: str):
-        from tests.mqtt_tools import Recorder
+        from tests.support.mqtt import Recorder
 
         self.rec = Recorder(url, [topics.logger_status(SITE)])
         self.rec.client.reconnect_delay_set(min_delay=1, max_delay=1)

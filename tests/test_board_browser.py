@@ -19,8 +19,8 @@ from playwright.sync_api import Browser, Page, expect
 
 from broker.mosquitto_run import Mosquitto
 from contract import topics
-from tests.mqtt_tools import Recorder
-from tests.room_process import start_room, stop_room
+from tests.support.mqtt import Recorder
+from tests.support.room_process import start_room, stop_room
 from tests.test_board_helpers import SITE, BoardServer, FakeRoom, chromium, login
 
 pytestmark = pytest.mark.broker

@@ -19,7 +19,7 @@ from broker.board.app import Board, BoardConfig
 from broker.mosquitto_run import free_port
 from contract import messages, timefmt, topics
 from contract.mqtt import BrokerEndpoint
-from tests.mqtt_tools import Recorder, wait_until
+from tests.support.mqtt import Recorder, wait_until
 
 SITE = "test"
 CHROMIUM = "/usr/bin/chromium"

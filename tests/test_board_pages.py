@@ -17,8 +17,8 @@ from broker.logger_config import LoggerConfig
 from broker.mosquitto_run import Mosquitto
 from contract import topics
 from controller.cli import main as roomctl
-from tests.mqtt_tools import Recorder, wait_until
-from tests.room_process import start_room, stop_room
+from tests.support.mqtt import Recorder, wait_until
+from tests.support.room_process import start_room, stop_room
 from tests.test_board_helpers import PASSWORDS, SITE, BoardServer, FakeRoom, chromium, login
 
 pytestmark = pytest.mark.broker

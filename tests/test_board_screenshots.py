@@ -19,7 +19,7 @@ from broker.mosquitto_run import Mosquitto
 from contract.messages import StateMessage
 from contract.timefmt import format_ts
 from firmware_py.monitors.session_trace import PRE_CHECK_S, KetamineTrace
-from tests.mqtt_tools import Recorder
+from tests.support.mqtt import Recorder
 from tests.test_board_helpers import BoardServer, FakeRoom, chromium, login
 
 pytestmark = pytest.mark.broker

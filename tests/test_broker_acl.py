@@ -168,7 +168,7 @@ def test_dev_listener_only_when_asked(tmp_path: Path) -> None:
     assert f"listener {c.dev_port} 127.0.0.1" in c.conf.read_text()
     c.start()
     try:
-        from tests.mqtt_tools import Recorder
+        from tests.support.mqtt import Recorder
 
         with Recorder(f"mqtt://127.0.0.1:{c.dev_port}", ["clinic/s1/#"]) as rec:
             rec.publish("clinic/s1/room/101/vitals", b"dev")

@@ -15,8 +15,8 @@ import pytest
 
 from broker.mosquitto_run import Mosquitto, dev_config, free_port
 from contract import topics
-from tests.mqtt_tools import Recorder, retained, wait_until
-from tests.test_room_daemon import ROOM, SITE, RunningRoom, is_event, room_config
+from tests.support.mqtt import Recorder, retained, wait_until
+from tests.support.room_process import ROOM, SITE, RunningRoom, is_event, room_config
 
 pytestmark = pytest.mark.broker
 

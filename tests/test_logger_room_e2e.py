@@ -12,9 +12,9 @@ import pytest
 from broker.export import rooms
 from broker.logger import Logger
 from contract import topics
+from tests.support.room_process import RunningRoom
 from tests.test_broker_support import SITE, Clinic, db_count, open_session, poll
 from tests.test_logger_mqtt import logger_config
-from tests.test_room_daemon import RunningRoom
 
 pytestmark = pytest.mark.broker
 

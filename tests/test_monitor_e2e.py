@@ -17,8 +17,8 @@ import pytest
 from broker.mosquitto_run import Mosquitto, free_port
 from contract import topics
 from contract.messages import HealthMessage, VitalsMessage
-from tests.mqtt_tools import Received, Recorder
-from tests.room_process import start_room, stop_room
+from tests.support.mqtt import Received, Recorder
+from tests.support.room_process import start_room, stop_room
 
 SITE = "e2e"
 WAIT = 20.0

@@ -9,8 +9,8 @@ from pathlib import Path
 from broker.mosquitto_run import Mosquitto, free_port
 from contract import topics
 from controller.core.lighting import StatusCode, blink_sequence
-from tests.mqtt_tools import Recorder, wait_until
-from tests.test_room_daemon import ROOM, SITE, RunningRoom, is_event, room_config
+from tests.support.mqtt import Recorder, wait_until
+from tests.support.room_process import ROOM, SITE, RunningRoom, is_event, room_config
 
 
 def test_silent_monitor_is_reported_then_vitals_flow(mosquitto: Mosquitto, tmp_path: Path) -> None:

@@ -29,8 +29,8 @@ import pytest
 
 from broker.pki import Pki
 from contract.mqtt import BrokerEndpoint
-from tests.mqtt_tools import Recorder
 from tests.reliability_support import FaultRecord, record
+from tests.support.mqtt import Recorder
 from tests.test_broker_support import Clinic, Session, open_session, raw_connect
 
 pytestmark = pytest.mark.broker

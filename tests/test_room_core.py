@@ -1,0 +1,320 @@
+"""Room behaviour on the pure core: typed events in, typed actions out, no broker, no GPIO.
+
+Every behaviour that tests/test_room_daemon.py once checked through Mosquitto is checked
+here in microseconds; tests/test_room_daemon.py keeps a few end-to-end runs of the real
+daemon against a real broker.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from contract import topics
+from contract.messages import (
+    CallMessage,
+    Envelope,
+    EventMessage,
+    HealthMessage,
+    StateMessage,
+    VitalsMessage,
+)
+from contract.vitals import Reading
+from controller.config import RoomConfig, build_config
+from controller.core import lighting
+from controller.core.io_types import (
+    Action,
+    Button,
+    ButtonPressed,
+    Event,
+    Instant,
+    LinkDown,
+    LinkUp,
+    MessageReceived,
+    MonitorFacts,
+    Publish,
+    ReadingReceived,
+    ResendRecent,
+    RoomFacts,
+    SetDome,
+    SetStatusLed,
+    SimulateButton,
+    Started,
+    Tick,
+)
+from controller.core.room import RoomCore
+from controller.daemon import keep_unstored
+
+SITE, ROOM = "test", "101"
+T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+FACTS = RoomFacts(clock_synced=True, outbox_cap=1000)
+MONITORED = RoomFacts(clock_synced=True, outbox_cap=1000, monitor=MonitorFacts(enabled=True))
+
+
+def config(**over: Any) -> RoomConfig:
+    raw: dict[str, Any] = {"site": SITE, "room": ROOM, "simulate": True, "clock": "synced"}
+    raw.update(over)
+    return build_config(raw)
+
+
+class Room:
+    """A core with a hand-driven clock; records every action it returned."""
+
+    def __init__(self, cfg: RoomConfig | None = None, saved: dict[str, Any] | None = None):
+        self.wall, self.mono = T0, 1000.0
+        self.ids = iter(f"{ROOM}-call{n}" for n in range(1, 100))
+        self.core = RoomCore(
+            cfg or config(),
+            saved or {},
+            self.now,
+            version="test",
+            new_call_id=lambda: next(self.ids),
+        )
+        self.actions: list[Action] = []
+
+    @property
+    def now(self) -> Instant:
+        return Instant(self.wall, self.mono)
+
+    def advance(self, seconds: float) -> None:
+        self.wall += timedelta(seconds=seconds)
+        self.mono += seconds
+
+    def feed(self, event: Event) -> list[Action]:
+        out = self.core.handle(event, self.now)
+        self.actions.extend(out)
+        return out
+
+    def command(self, name: str, body: dict[str, Any] | bytes) -> list[Action]:
+        raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+        return self.feed(MessageReceived(topics.cmd(SITE, ROOM, name), raw))
+
+    def phase(self, *phases: str) -> None:
+        for p in phases:
+            self.command("phase", {"phase": p, "by": "nurse.kim"})
+
+
+def bodies(actions: list[Action], model: type[Envelope]) -> list[dict[str, Any]]:
+    return [dict(a.body) for a in actions if isinstance(a, Publish) and a.model is model]
+
+
+def events(actions: list[Action], kind: str | None = None) -> list[dict[str, Any]]:
+    return [b for b in bodies(actions, EventMessage) if kind is None or b["kind"] == kind]
+
+
+def domes(actions: list[Action]) -> list[SetDome]:
+    return [a for a in actions if isinstance(a, SetDome)]
+
+
+def test_start_sets_outputs_and_publishes_every_retained_topic() -> None:
+    room = Room()
+    out = room.feed(Started(FACTS))
+    assert domes(out) == [SetDome("off")]
+    assert events(out, "daemon_started")[0]["detail"] == {"version": "test", "restored": False}
+    assert [type(a).__name__ for a in out if isinstance(a, Publish)] == ["Publish"] * 4
+    assert bodies(out, StateMessage)[0]["phase"] == "idle"
+    assert bodies(out, CallMessage)[0]["status"] == "idle"
+    assert bodies(out, HealthMessage)[0]["status_code"] == lighting.StatusCode.BROKER_UNREACHABLE
+
+
+def test_press_lights_the_dome_before_the_call_is_published() -> None:
+    room = Room()
+    out = room.feed(ButtonPressed(Button.CALL))
+    first_publish = next(i for i, a in enumerate(out) if isinstance(a, Publish))
+    dome = next(i for i, a in enumerate(out) if isinstance(a, SetDome))
+    assert dome < first_publish and out[dome] == SetDome("steady")
+    (call,) = bodies(out, CallMessage)
+    assert call["status"] == "placed" and call["priority"] == "normal"
+    assert call["call_id"] == f"{ROOM}-call1"
+    assert events(out, "call_placed")[0]["call_id"] == call["call_id"]
+
+
+def test_infusion_priority_long_press_emergency_and_cancel() -> None:
+    room = Room()
+    room.phase("pre_check", "infusion")
+    assert room.core.session.phase == "infusion"
+    out = room.feed(ButtonPressed(Button.CALL))
+    assert bodies(out, CallMessage)[0]["priority"] == "infusion"
+    assert domes(out)[0] == SetDome("blink", 1.0, 1.0)
+    room.advance(2)
+    out = room.feed(ButtonPressed(Button.CALL_HELD))
+    assert bodies(out, CallMessage)[0]["priority"] == "emergency"
+    assert events(out, "call_priority_raised")
+    assert domes(out)[0] == SetDome("blink", 0.25, 0.25)
+    room.advance(5)
+    out = room.feed(ButtonPressed(Button.CANCEL))
+    (cancelled,) = events(out, "call_cancelled")
+    assert cancelled["detail"]["response_s"] == 7.0
+    assert bodies(out, CallMessage)[0]["status"] == "idle"
+    assert domes(out)[0] == SetDome("off")
+
+
+def test_emergency_input_places_an_emergency_call() -> None:
+    room = Room()
+    out = room.feed(ButtonPressed(Button.EMERGENCY))
+    assert bodies(out, CallMessage)[0]["priority"] == "emergency"
+    assert domes(out)[0] == SetDome("blink", 0.25, 0.25)
+
+
+def test_bad_commands_are_refused_and_the_room_keeps_working() -> None:
+    room = Room()
+    out = room.command("phase", b"{not json")
+    assert "bad phase command" in events(out, "command_refused")[0]["reason"]
+    out = room.command("phase", {"phase": "infusion", "by": "nurse.kim"})
+    refused = events(out, "phase_refused")[0]["reason"]
+    assert "idle" in refused and "pre_check" in refused
+    assert not bodies(out, StateMessage)
+    out = room.command("claim", {"call_id": "nope", "by": "nurse.kim"})
+    assert events(out, "command_refused")[0]["by"] == "nurse.kim"
+    out = room.command("scene", {"scene": "disco", "by": "nurse.kim"})
+    assert "disco" in events(out, "command_refused")[0]["reason"]
+    reboot = topics.room_prefix(SITE, ROOM) + "/cmd/reboot"
+    out = room.feed(MessageReceived(reboot, b'{"by": "nurse.kim"}'))
+    assert "unknown command topic" in events(out, "command_refused")[0]["reason"]
+    out = room.feed(MessageReceived("clinic/test/room/999/cmd/phase", b"{}"))
+    assert events(out, "command_refused")  # another room's topic is never acted on
+    # a good command still acts
+    room.feed(ButtonPressed(Button.CALL))
+    out = room.command("claim", {"call_id": f"{ROOM}-call1", "by": "nurse.kim"})
+    claimed = bodies(out, CallMessage)[0]
+    assert claimed["status"] == "claimed" and claimed["claimed_by"] == "nurse.kim"
+    out = room.command("phase", {"phase": "pre_check", "by": "nurse.kim"})
+    assert events(out, "phase_changed") and bodies(out, StateMessage)[0]["phase"] == "pre_check"
+
+
+def test_scene_override_and_hand_back() -> None:
+    room = Room()
+    out = room.command("scene", {"scene": "clean", "by": "nurse.kim"})
+    assert bodies(out, StateMessage)[0]["scene_override"] is True
+    assert events(out, "scene_changed")[0]["detail"]["override"] is True
+    out = room.command("scene", {"scene": None, "by": "nurse.kim"})
+    assert bodies(out, StateMessage)[0]["scene_override"] is False
+
+
+def test_unclaimed_call_escalates_on_the_injected_clock() -> None:
+    room = Room(config(timing={"escalate_normal_s": 60}))
+    room.feed(ButtonPressed(Button.CALL))
+    assert room.core.seconds_to_next_deadline(room.now) == pytest.approx(1.0)
+    room.advance(59.9)
+    assert not events(room.feed(Tick(FACTS)), "call_escalated")
+    room.advance(0.1)
+    out = room.feed(Tick(FACTS))
+    assert events(out, "call_escalated")
+    assert bodies(out, CallMessage)[0]["status"] == "escalated"
+    assert domes(out)[0] == SetDome("blink", 0.25, 0.25)
+
+
+def test_saved_state_is_restored_and_corrupt_state_starts_clean() -> None:
+    room = Room()
+    room.phase("pre_check", "infusion")
+    room.feed(ButtonPressed(Button.CALL))
+    again = Room(saved=room.core.state_blobs())
+    assert again.core.call.call_id == f"{ROOM}-call1" and again.core.session.phase == "infusion"
+    started = events(again.feed(Started(FACTS)), "daemon_started")[0]
+    assert started["detail"]["restored"] is True
+    corrupt = Room(saved={"call": {"status": "ringing", "call_id": 7}, "session": {"phase": "x"}})
+    assert corrupt.core.call.status == "idle" and corrupt.core.session.phase == "idle"
+
+
+def test_sim_button_only_in_a_simulated_room() -> None:
+    press = json.dumps({"button": "call", "action": "press"}).encode()
+    topic = topics.sim_button(SITE, ROOM)
+    sim = Room()
+    assert SimulateButton("call", "press") in sim.feed(MessageReceived(topic, press))
+    real = Room(config(simulate=False))
+    assert real.feed(MessageReceived(topic, press)) == []
+    out = sim.feed(MessageReceived(topic, b'{"button": "fire"}'))
+    assert "bad sim/button payload" in events(out, "command_refused")[0]["reason"]
+
+
+def test_link_up_resends_then_republishes_retained_topics_and_health_follows() -> None:
+    room = Room()
+    room.feed(Started(FACTS))
+    out = room.feed(LinkUp(session_present=True))
+    assert isinstance(out[0], ResendRecent)
+    assert bodies(out, StateMessage) and bodies(out, CallMessage)
+    out = room.feed(Tick(FACTS))  # the daemon's tick of the same round
+    (health,) = bodies(out, HealthMessage)
+    assert health["status_code"] == lighting.StatusCode.OK
+    assert SetStatusLed(lighting.blink_sequence(lighting.StatusCode.OK)) in out
+    room.feed(LinkDown("keepalive"))
+    out = room.feed(Tick(FACTS))
+    assert bodies(out, HealthMessage)[0]["status_text"] == "broker unreachable"
+
+
+def test_health_is_quiet_until_something_changes_or_it_is_due() -> None:
+    room = Room(config(timing={"health_every_s": 30}))
+    room.feed(Started(FACTS))
+    room.feed(LinkUp(session_present=False))
+    room.feed(Tick(FACTS))
+    room.advance(1)
+    assert not bodies(room.feed(Tick(FACTS)), HealthMessage)
+    full = RoomFacts(clock_synced=True, outbox_cap=1000, outbox_depth=900)
+    assert bodies(room.feed(Tick(full)), HealthMessage)[0]["status_text"] == "outbox filling"
+    room.advance(30)
+    assert bodies(room.feed(Tick(full)), HealthMessage)  # due again
+
+
+def test_silent_monitor_is_reported_then_a_reading_restores_it() -> None:
+    room = Room(config(monitor={"protocol": "masimo", "address": "/dev/ttyUSB0", "silence_s": 3}))
+    room.feed(Started(MONITORED))
+    room.advance(2)
+    assert not events(room.feed(Tick(MONITORED)), "monitor_link_lost")
+    room.advance(2)
+    out = room.feed(Tick(MONITORED))
+    assert "no reading for 4.0 s" in events(out, "monitor_link_lost")[0]["reason"]
+    assert domes(out)[0] == SetDome("blink", 0.1, 1.9)
+    assert bodies(out, HealthMessage)[0]["monitor"]["status"] == "silent"
+    reading = Reading("masimo", room.wall.timestamp(), spo2=97.0, pulse_rate=70.0)
+    out = room.feed(ReadingReceived(reading))
+    assert bodies(out, VitalsMessage)[0]["spo2"] == 97.0
+    assert events(out, "monitor_link_restored") and domes(out)[0] == SetDome("off")
+    seen = MonitorFacts(enabled=True, last_reading_at=room.wall.timestamp(), frames_accepted=1)
+    out = room.feed(Tick(RoomFacts(clock_synced=True, outbox_cap=1000, monitor=seen)))
+    health = bodies(out, HealthMessage)[0]
+    assert health["monitor"]["status"] == "ok" and health["monitor"]["frames_accepted"] == 1
+
+
+def test_low_spo2_raises_an_alert_in_state_and_on_the_dome() -> None:
+    room = Room()
+    room.phase("pre_check", "infusion")
+    for _ in range(12):
+        room.feed(ReadingReceived(Reading("masimo", 0.0, spo2=85.0)))
+        room.advance(1)
+    assert events(room.actions, "alert_raised")[0]["detail"]["value"] == 85.0
+    state = bodies(room.actions, StateMessage)[-1]
+    assert [a.name for a in state["alerts"]] == ["spo2_low"]
+    assert SetDome("blink", 0.5, 0.5) in room.actions
+
+
+def test_every_body_the_core_builds_is_a_valid_contract_message() -> None:
+    room = Room(config(monitor={"protocol": "masimo", "address": "/dev/ttyUSB0"}))
+    room.feed(Started(MONITORED))
+    room.feed(LinkUp(session_present=False))
+    room.phase("pre_check", "infusion")
+    room.feed(ButtonPressed(Button.CALL))
+    room.command("claim", {"call_id": f"{ROOM}-call1", "by": "nurse.kim"})
+    room.feed(ReadingReceived(Reading("masimo", 0.0, spo2=96.0, alarms=("low_battery",))))
+    room.advance(10)
+    room.feed(Tick(MONITORED))
+    room.command("phase", b"[]")
+    published = [a for a in room.actions if isinstance(a, Publish)]
+    assert {p.model for p in published} == set(topics.ROOM_MESSAGES.values())
+    env = {"site": SITE, "room": ROOM, "seq": 1, "ts": T0, "clock_synced": True}
+    for p in published:
+        p.model(**env, **p.body)  # raises if the core built something the contract refuses
+
+
+def test_full_disk_keeps_every_event_and_the_latest_snapshot_per_topic() -> None:
+    msgs = [
+        Publish(CallMessage, {"n": 1}),
+        Publish(EventMessage, {"n": 2}),
+        Publish(VitalsMessage, {"n": 3}),
+        Publish(CallMessage, {"n": 4}),
+        Publish(EventMessage, {"n": 5}),
+        Publish(StateMessage, {"n": 6}),
+    ]
+    assert [m.body["n"] for m in keep_unstored(msgs)] == [2, 4, 5, 6]
