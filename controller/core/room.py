@@ -23,21 +23,18 @@ from pydantic import ValidationError
 from contract import topics
 from contract.alert_rules import DEFAULT_RULES, AlertRule
 from contract.messages import (
-    CallMessage,
     ClaimCommand,
     EventKind,
-    EventMessage,
     HealthMessage,
     Phase,
     PhaseCommand,
     SceneCommand,
     SimButton,
-    StateMessage,
     VitalsMessage,
 )
 from contract.vitals import Reading, vitals_fields
 from controller.config import RoomConfig
-from controller.core import alerts, call_lifecycle, health, lighting, phases
+from controller.core import alerts, call_lifecycle, health, lighting, payloads, phases
 from controller.core.emit import Emit, Scalar
 from controller.core.io_types import (
     Action,
@@ -363,59 +360,15 @@ class RoomCore:
         self._out.append(SetAmbient(lighting.color_at(self.fade, now.wall)))
 
     def _emit(self, emits: list[Emit]) -> None:
-        for e in emits:
-            self._out.append(
-                Publish(
-                    EventMessage,
-                    {
-                        "kind": e.kind,
-                        "call_id": e.call_id,
-                        "priority": e.priority,
-                        "phase": e.phase,
-                        "from_phase": e.from_phase,
-                        "session_id": e.session_id,
-                        "by": e.by,
-                        "reason": e.reason,
-                        "detail": dict(e.detail),
-                    },
-                )
-            )
+        self._out.extend(payloads.event(e) for e in emits)
 
     def _publish_state(self) -> None:
-        s = self.session
         self._out.append(
-            Publish(
-                StateMessage,
-                {
-                    "phase": s.phase,
-                    "session_id": s.session_id,
-                    "since": s.since,
-                    "planned_end": s.planned_end,
-                    "min_recovery_end": s.min_recovery_end,
-                    "overrun": s.overrun,
-                    "alerts": alerts.active_list(self.alerts),
-                    "scene": self.scene().name,
-                    "scene_override": self.scene_override is not None,
-                },
-            )
+            payloads.state(self.session, self.alerts, self.scene(), self.scene_override)
         )
 
     def _publish_call(self) -> None:
-        c = self.call
-        self._out.append(
-            Publish(
-                CallMessage,
-                {
-                    "call_id": c.call_id,
-                    "priority": c.priority,
-                    "status": c.status,
-                    "placed_at": c.placed_at,
-                    "claimed_by": c.claimed_by,
-                    "claimed_at": c.claimed_at,
-                    "escalated_at": c.escalated_at,
-                },
-            )
-        )
+        self._out.append(payloads.call(self.call))
 
     def _publish_health(self, now: Instant, force: bool = False) -> None:
         """Publish health on a change of what it says, every health_every_s, or when forced."""
