@@ -1,4 +1,4 @@
-"""Each denial of DESIGN.md's security section, against a real Mosquitto from the generated config.
+"""Each denial of the ACL table (docs/LOGGER.md), against a real Mosquitto (generated config).
 
 Mosquitto 2.0.11 answers a denied PUBLISH (QoS 1, MQTT 5) with PUBACK 0x87 "Not authorized".
 Its ACL file does NOT refuse a SUBSCRIBE (SUBACK grants it); the read check happens at

@@ -1,7 +1,7 @@
 """Security matrix: every identity x every topic class, write and read, against a real
 Mosquitto running the generated configuration (TLS, client certificates, ACL).
 
-Expected values come from DESIGN.md "Security" (and the ACL table of docs/LOGGER.md),
+Expected values come from the ACL table of docs/LOGGER.md ("Security" in docs/ARCHITECTURE.md),
 re-stated here independently of broker/mosquitto_conf.py:
 - a room writes only its own subtree's data topics and reads only its own `cmd/`;
 - staff read everything of the site and write only `cmd/`;
@@ -109,7 +109,7 @@ def test_write_matrix(clinic: Clinic, tmp_path: Path) -> None:
     wrong = {k: ("allowed" if v else "denied") for k, v in got.items() if v != want[k]}
     record(FaultRecord(
         f"ACL writes: {len(CONNECTING)} identities x {len(TOPICS)} topics", len(got), None, [],
-        f"{sum(got.values())} allowed, {len(wrong)} differ from DESIGN.md", kind="security",
+        f"{sum(got.values())} allowed, {len(wrong)} differ from the ACL table", kind="security",
     ))  # fmt: skip
     assert wrong == {}
     assert sum(want.values()) == 6 + 6 + 4 + 1  # two rooms' data, staff's cmd/, logger status
@@ -145,10 +145,10 @@ def test_read_matrix(clinic: Clinic, tmp_path: Path) -> None:
         record(FaultRecord(
             f"ACL reads: {len(CONNECTING)} identities x {len(TOPICS)} topics",
             len(CONNECTING) * len(TOPICS), None, [],
-            f"{len(got)} delivered, {len(got ^ want)} differ from DESIGN.md", kind="security",
+            f"{len(got)} delivered, {len(got ^ want)} differ from the ACL table", kind="security",
         ))  # fmt: skip
-        assert got - want == set(), "read where DESIGN.md denies"
-        assert want - got == set(), "denied where DESIGN.md allows"
+        assert got - want == set(), "read where the ACL table denies"
+        assert want - got == set(), "denied where the ACL table allows"
         assert not [m for m in sessions["unlisted"].messages], "an unlisted identity read"
     finally:
         for s in sessions.values():
