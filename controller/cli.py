@@ -1,23 +1,46 @@
 """`roomctl`: the one console script. Each installed area registers its own subcommands.
 
 Areas declare a `register(subparsers)` function under the `roomctl.commands` entry-point
-group in `pyproject.toml`; this module imports none of them by name. An area whose extra is
-not installed (a room Pi has no `central` extra, so no web stack) still shows up, and its
-commands say which extra to install instead of failing with a traceback.
+group in `pyproject.toml`, each marked with the extra it needs (`[room]`, `[central]`); this
+module imports none of them by name. An area whose extra is not installed (a room Pi has no
+`central` extra, so no web stack) still shows up, and its commands say which extra to
+install instead of failing with a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from collections.abc import Sequence
-from importlib.metadata import EntryPoint, entry_points
+from importlib.metadata import EntryPoint, PackageNotFoundError, distribution, entry_points
 from typing import Any
 
 GROUP = "roomctl.commands"
+_NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
 
 
-def _missing(ep: EntryPoint, exc: ImportError) -> Any:
+def missing_for_extra(extra: str, dist: str = "roomctl") -> list[str]:
+    """The packages an extra of `dist` asks for that are not installed here."""
+    try:
+        reqs = distribution(dist).requires or []
+    except PackageNotFoundError:
+        return []
+    missing = []
+    for req in reqs:
+        spec, _, marker = req.partition(";")
+        if re.search(rf"extra\s*==\s*['\"]{re.escape(extra)}['\"]", marker):
+            m = _NAME.match(spec)
+            if m is None:
+                continue
+            try:
+                distribution(m.group(1))
+            except PackageNotFoundError:
+                missing.append(m.group(1))
+    return missing
+
+
+def _missing(ep: EntryPoint, why: str) -> Any:
     extra = ep.extras[0] if ep.extras else None
     hint = f"pip install 'roomctl[{extra}]'" if extra else "reinstall roomctl"
 
@@ -28,7 +51,7 @@ def _missing(ep: EntryPoint, exc: ImportError) -> Any:
         def fail(_: argparse.Namespace) -> int:
             print(
                 f"roomctl: the '{ep.name}' commands are not installed on this machine "
-                f"({exc.name or exc}); {hint}",
+                f"({why}); {hint}",
                 file=sys.stderr,
             )
             return 2
@@ -49,10 +72,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for ep in sorted(entry_points(group=GROUP), key=lambda e: e.value):
-        try:
-            register = ep.load()
-        except ImportError as exc:
-            register = _missing(ep, exc)
+        absent = [name for extra in ep.extras for name in missing_for_extra(extra)]
+        if absent:  # an area whose extra is not installed (a room Pi has no web stack)
+            register = _missing(ep, "missing " + ", ".join(absent))
+        else:
+            try:
+                register = ep.load()
+            except ImportError as exc:
+                register = _missing(ep, str(exc.name or exc))
         register(sub)
     return parser
 
