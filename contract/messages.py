@@ -83,6 +83,7 @@ class EventKind(enum.StrEnum):
     COMMAND_REFUSED = "command_refused"
     MONITOR_LINK_LOST = "monitor_link_lost"
     MONITOR_LINK_RESTORED = "monitor_link_restored"
+    CLOCK_STEPPED = "clock_stepped"
 
 
 class _Frozen(BaseModel):

@@ -258,8 +258,12 @@ def test_health_is_quiet_until_something_changes_or_it_is_due() -> None:
     assert bodies(room.feed(Tick(full)), HealthMessage)  # due again
 
 
+MASIMO = {"protocol": "masimo", "address": "/dev/ttyUSB0", "silence_s": 3}
+
+
 def test_silent_monitor_is_reported_then_a_reading_restores_it() -> None:
-    room = Room(config(monitor={"protocol": "masimo", "address": "/dev/ttyUSB0", "silence_s": 3}))
+    room = Room(config(monitor=MASIMO))
+    room.phase("pre_check")
     room.feed(Started(MONITORED))
     room.advance(2)
     assert not events(room.feed(Tick(MONITORED)), "monitor_link_lost")
@@ -318,3 +322,43 @@ def test_full_disk_keeps_every_event_and_the_latest_snapshot_per_topic() -> None
         Publish(StateMessage, {"n": 6}),
     ]
     assert [m.body["n"] for m in keep_unstored(msgs)] == [2, 4, 5, 6]
+
+
+def test_an_idle_room_with_its_monitor_off_does_not_blink_the_dome() -> None:
+    room = Room(config(monitor=MASIMO))
+    room.feed(Started(MONITORED))
+    room.advance(4)
+    out = room.feed(Tick(MONITORED))
+    assert events(out, "monitor_link_lost")  # still reported, and on the status LED
+    assert bodies(out, HealthMessage)[0]["monitor"]["status"] == "silent"
+    assert domes(out) == [SetDome("off")]
+    out = room.command("phase", {"phase": "pre_check", "by": "nurse.kim"})
+    assert domes(out)[0] == SetDome("blink", 0.1, 1.9)  # a patient is in the room now
+    out = room.command("phase", {"phase": "idle", "by": "nurse.kim"})
+    assert domes(out)[0] == SetDome("off")
+
+
+@pytest.mark.parametrize("step_s", [3600.0, -3600.0, 86400.0 * 365])
+def test_a_wall_clock_step_moves_no_timer(step_s: float) -> None:
+    room = Room(
+        config(timing={"escalate_normal_s": 60, "planned_pre_check_min": 2}, monitor=MASIMO)
+    )
+    room.feed(Started(MONITORED))
+    room.phase("pre_check")
+    room.feed(ButtonPressed(Button.CALL))
+    room.advance(30)
+    room.feed(ReadingReceived(Reading("masimo", 0.0, spo2=97.0)))
+    room.wall += timedelta(seconds=step_s)  # chrony makestep: wall jumps, monotonic does not
+    out = room.feed(Tick(MONITORED))
+    (stepped,) = events(out, "clock_stepped")
+    assert stepped["detail"]["step_s"] == step_s
+    assert not events(out, "call_escalated") and not events(out, "monitor_link_lost")
+    call = bodies(out, CallMessage)[0]
+    assert call["placed_at"] == room.wall - timedelta(seconds=30)  # the corrected clock
+    assert bodies(out, StateMessage)[0]["since"] == room.wall - timedelta(seconds=30)
+    room.advance(29.9)
+    assert not events(room.feed(Tick(MONITORED)), "call_escalated")
+    room.advance(0.1)
+    assert events(room.feed(Tick(MONITORED)), "call_escalated")  # 60 s after the press
+    room.advance(60)
+    assert events(room.feed(Tick(MONITORED)), "phase_overrun")  # 2 min after pre_check began

@@ -44,7 +44,8 @@ def test_silent_monitor_is_reported_then_vitals_flow(mosquitto: Mosquitto, tmp_p
                 5,
                 "status LED shows the monitor code",
             )
-            assert room.daemon.hardware.dome.pattern[0] == "blink"  # the technician's cue
+            # an idle room: the corridor dome stays dark (the status LED is the cue)
+            assert room.daemon.hardware.dome.pattern[0] == "off"
             sim = subprocess.Popen(
                 [
                     sys.executable,

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable, Mapping
+from datetime import timedelta
 from typing import Any
 
 from pydantic import ValidationError
@@ -34,7 +35,7 @@ from contract.messages import (
 )
 from contract.vitals import Reading, vitals_fields
 from controller.config import RoomConfig
-from controller.core import alerts, call_lifecycle, health, lighting, payloads, phases
+from controller.core import alerts, call_lifecycle, clock, health, lighting, payloads, phases
 from controller.core.emit import Emit, Scalar
 from controller.core.io_types import (
     Action,
@@ -107,6 +108,8 @@ class RoomCore:
         self.fade = lighting.fade_to(None, self.scene().color, now.wall, 0.0)
 
         self.started_mono = now.mono
+        self._last_instant = now
+        self._last_reading_mono: float | None = None
         self.monitor_ok = True  # until silence_s passes with no reading (grace at start)
         self.link_up = False
         self.facts = RoomFacts()
@@ -123,6 +126,10 @@ class RoomCore:
     def handle(self, event: Event, now: Instant) -> list[Action]:
         """Feed one event; return what to do, in order."""
         self._out = []
+        step = clock.clock_step(self._last_instant, now)
+        self._last_instant = now
+        if step is not None:
+            self._on_clock_step(step, now)
         match event:
             case Started(facts=facts):
                 self._on_start(facts, now)
@@ -176,6 +183,21 @@ class RoomCore:
 
     # -- inputs -------------------------------------------------------------------------
 
+    def _on_clock_step(self, step: timedelta, now: Instant) -> None:
+        """Keep every elapsed time on the monotonic clock: move the kept wall times too."""
+        log.warning(
+            "wall clock stepped by %+.1f s: timers follow the monotonic clock", step.total_seconds()
+        )
+        self.session = clock.shifted(self.session, step)
+        self.call = clock.shifted(self.call, step)
+        self.alerts = clock.shifted(self.alerts, step)
+        self.fade = clock.shifted(self.fade, step)
+        detail: dict[str, Scalar] = {"step_s": round(step.total_seconds(), 3)}
+        self._emit([Emit(EventKind.CLOCK_STEPPED, now.wall, detail=detail)])
+        self._publish_state()
+        if self.call.active:
+            self._publish_call()
+
     def _on_start(self, facts: RoomFacts, now: Instant) -> None:
         self.facts = facts
         self._apply_outputs(now)
@@ -209,6 +231,7 @@ class RoomCore:
             self._publish_call()
 
     def _on_reading(self, reading: Reading, now: Instant) -> None:
+        self._last_reading_mono = now.mono
         self._out.append(Publish(VitalsMessage, vitals_fields(reading)))
         before = alerts.active_list(self.alerts)
         self.alerts, emits = alerts.evaluate(
@@ -326,8 +349,7 @@ class RoomCore:
         mon = self.facts.monitor
         if not mon.enabled or not self.monitor_ok:
             return
-        last = mon.last_reading_at
-        age = now.wall.timestamp() - last if last else now.mono - self.started_mono
+        age = now.mono - (self._last_reading_mono or self.started_mono)
         if age > self.config.monitor.silence_s:
             self.monitor_ok = False
             self._emit(
@@ -354,7 +376,8 @@ class RoomCore:
             self.call.status,
             self.call.priority,
             bool(alerts.active_list(self.alerts)),
-            not self.monitor_ok,
+            # the corridor dome shows monitor trouble only while a patient is in session
+            not self.monitor_ok and self.session.phase is not Phase.IDLE,
         )
         self._out.append(SetDome(pattern.kind, pattern.on_s, pattern.off_s))
         self._out.append(SetAmbient(lighting.color_at(self.fade, now.wall)))
