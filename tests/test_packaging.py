@@ -171,3 +171,10 @@ def test_room_commands_run_in_a_room_install(room_venv: Path, tmp_path: Path) ->
     assert proc.returncode == 0, proc.stderr
     assert "--config" in proc.stdout
 
+
+@pytest.mark.slow
+def test_central_commands_in_a_room_install_name_their_extra(room_venv: Path) -> None:
+    proc = _run(room_venv, "roomctl", "board", "--help")
+    out = proc.stdout + proc.stderr
+    assert "pip install 'roomctl[central]'" in out, out
+    assert "Traceback" not in out, out
