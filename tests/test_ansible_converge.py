@@ -104,9 +104,11 @@ def test_each_host_installs_its_extra_only(converged: Converged) -> None:
     (wheel,) = (converged.root.parent / "wheels/own").glob("roomctl-*.whl")
     room, central = extra_requirements(wheel, "room"), extra_requirements(wheel, "central")
     in_room = _installed(converged, ROOM_VENV)
-    assert room <= in_room and not in_room & central, in_room
+    assert room <= in_room, in_room
+    assert not in_room & central, f"central packages in the room's venv: {in_room & central}"
     in_central = _installed(converged, CENTRAL_VENV)
-    assert central <= in_central and not in_central & room, in_central
+    assert central <= in_central, in_central
+    assert not in_central & room, f"room packages in the central venv: {in_central & room}"
     on_pi = {p.name.split("-")[0].replace("_", "-").lower()
              for p in (converged.root / "opt/roomctl/wheels").glob("*.whl")}  # fmt: skip
     assert "roomctl" in on_pi and not on_pi & central, on_pi
