@@ -8,8 +8,10 @@ Each run unpacks it into a temporary folder, makes it look like a Pi's SD card
 `site.yml` against it (the central host and room 101 in one root) through Ansible's chroot
 connection (community.general.chroot, bundled in the `ansible` package), with
 `roomctl_manage_services: false` since no systemd runs in a chroot. The package is installed
-from this checkout's wheel plus its dependencies' wheels from PyPI (pip --no-index
---find-links on the target). Downloaded .debs and wheels are cached between runs.
+from this checkout's wheel plus, per host, the wheels of its extra's dependencies from PyPI
+(pip --no-index --find-links on the target): the central side gets `roomctl[central]` in its
+own venv and wheel folder, the room `roomctl[room]` with the room's wheels only, as on two
+hosts. Downloaded .debs and wheels are cached between runs.
 
 Then the rendered files are checked for real: each unit with `systemd-analyze verify
 --root`, the room config with `roomctl room check-config` (inside the root), the generated
@@ -37,8 +39,10 @@ from contract.mqtt import close_client
 from tests.test_ansible_support import (
     ANSIBLE_DIR,
     BIN,
+    CENTRAL_VENV,
     PI_CONFIG_TXT,
     ROOM,
+    ROOM_VENV,
     SITE,
     Converged,
     OutputLines,
@@ -49,6 +53,7 @@ from tests.test_ansible_support import (
     uid_gid,
     unit_settings,
 )
+from tests.test_packaging import extra_requirements
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
 
@@ -80,6 +85,35 @@ def test_second_run_changes_nothing(converged: Converged) -> None:
     assert recap["changed"] == 0, converged.runs[1].stdout[-6000:]
     assert not changed
     print(f"second run: {converged.seconds[1]:.0f} s, {recap}")
+
+
+def _installed(converged: Converged, venv: str) -> set[str]:
+    proc = chroot_run(
+        converged.root,
+        f"{venv}/bin/python",
+        "-c",
+        "import importlib.metadata as m, json, re; "
+        "print(json.dumps([re.sub(r'[-_.]+', '-', d.metadata['Name']).lower() "
+        "for d in m.distributions()]))",
+    )
+    assert proc.returncode == 0, proc.stderr
+    return set(json.loads(proc.stdout))
+
+
+def test_each_host_installs_its_extra_only(converged: Converged) -> None:
+    (wheel,) = (converged.root.parent / "wheels/own").glob("roomctl-*.whl")
+    room, central = extra_requirements(wheel, "room"), extra_requirements(wheel, "central")
+    in_room = _installed(converged, ROOM_VENV)
+    assert room <= in_room, in_room
+    assert not in_room & central, f"central packages in the room's venv: {in_room & central}"
+    in_central = _installed(converged, CENTRAL_VENV)
+    assert central <= in_central, in_central
+    assert not in_central & room, f"room packages in the central venv: {in_central & room}"
+    on_pi = {p.name.split("-")[0].replace("_", "-").lower()
+             for p in (converged.root / "opt/roomctl/wheels").glob("*.whl")}  # fmt: skip
+    assert "roomctl" in on_pi and not on_pi & central, on_pi
+    proc = chroot_run(converged.root, f"{ROOM_VENV}/bin/python", "-c", "import starlette")
+    assert "ModuleNotFoundError" in proc.stderr, proc.stdout + proc.stderr
 
 
 UNITS = [

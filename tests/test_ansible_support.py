@@ -26,6 +26,9 @@ BIN = Path(sys.executable).parent
 SUITE = "bookworm"
 SITE = "testsite"
 ROOM = "101"
+ROOM_VENV = "/opt/roomctl/venv"
+CENTRAL_VENV = "/opt/roomctl/central-venv"
+CENTRAL_WHEEL_DIR = "/opt/roomctl/central-wheels"
 
 
 def cache_dir() -> Path:
@@ -84,42 +87,49 @@ def debian_root_tarball() -> Path:
     return tarball
 
 
-def wheelhouse(dest: Path) -> Path:
-    """This checkout's wheel plus its dependencies' wheels (from PyPI, cached)."""
-    dest.mkdir(parents=True)
+EXTRAS = ("room", "central")
+
+
+def wheelhouse(dest: Path) -> dict[str, Path]:
+    """Per extra, a folder with this checkout's wheel and the wheels of that extra's
+    dependencies only (downloaded from PyPI into a cache, then picked from it)."""
+    own_dir = dest / "own"
+    own_dir.mkdir(parents=True)
     subprocess.run(
-        [BIN / "pip", "wheel", "-q", "--no-deps", "-w", dest, REPO],
+        [BIN / "pip", "wheel", "-q", "--no-deps", "-w", own_dir, REPO],
         check=True,
         capture_output=True,
         timeout=300,
     )
-    (own,) = dest.glob("roomctl-*.whl")
+    (own,) = own_dir.glob("roomctl-*.whl")
     deps = cache_dir() / f"wheels-py{sys.version_info.major}{sys.version_info.minor}-{arch()}"
     # pip would take an older roomctl wheel of the same name in `deps` for this one.
     for stale in deps.glob("roomctl-*.whl"):
         stale.unlink()
     env = {k: v for k, v in os.environ.items() if k != "PIP_FIND_LINKS"}
-    subprocess.run(
-        [
-            BIN / "pip",
-            "download",
-            "-q",
-            "-c",
-            REPO / "constraints.txt",
-            "--only-binary=:all:",
-            "-d",
-            deps,
-            own,
-        ],
-        check=True,
-        capture_output=True,
-        timeout=600,
-        env=env,
-    )
-    for wheel in deps.glob("*.whl"):
-        if not wheel.name.startswith("roomctl-"):
-            shutil.copy2(wheel, dest / wheel.name)
-    return dest
+    download = [BIN / "pip", "download", "-q", "-c", REPO / "constraints.txt"]
+    folders = {}
+    for extra in EXTRAS:
+        wanted = f"{own}[{extra}]"
+        subprocess.run(
+            [*download, "--only-binary=:all:", "-d", deps, wanted],
+            check=True,
+            capture_output=True,
+            timeout=600,
+            env=env,
+        )
+        # The cache holds every extra's wheels: pick this extra's from it, offline.
+        folders[extra] = dest / extra
+        subprocess.run(
+            [*download, "--no-index", "--find-links", deps, "-d", folders[extra], wanted],
+            check=True,
+            capture_output=True,
+            timeout=300,
+            env=env,
+        )
+    for stale in deps.glob("roomctl-*.whl"):
+        stale.unlink()
+    return folders
 
 
 PI_CONFIG_TXT = """\
@@ -161,7 +171,9 @@ class Converged:
     seconds: list[float]
 
 
-def chroot_inventory(root: Path, pki: Path, wheels: Path, port: int) -> dict[str, object]:
+def chroot_inventory(
+    root: Path, pki: Path, wheels: dict[str, Path], port: int
+) -> dict[str, object]:
     host = {str(root): {}}
     return {
         "all": {
@@ -183,16 +195,17 @@ def chroot_inventory(root: Path, pki: Path, wheels: Path, port: int) -> dict[str
                 "base_ntp_servers": ["ntp.test"],
                 "central_site": SITE,
                 "central_pki_src": str(pki),
-                "central_wheel_src": str(wheels),
+                # Central and the room share this root: each gets its own venv and wheel
+                # folder (as on two hosts), so the room's venv holds only roomctl[room].
+                "central_wheel_src": str(wheels["central"]),
+                "central_wheel_dir": CENTRAL_WHEEL_DIR,
+                "central_venv": CENTRAL_VENV,
                 "central_mqtt_tls_port": port,
                 "central_mqtt_bind": "127.0.0.1",
                 "room_controller_site": SITE,
                 "room_controller_room": ROOM,
                 "room_controller_pki_src": str(pki),
-                # The central role copied the wheels there (same root): the room role
-                # installs from them without copying again.
-                "room_controller_wheel_src": "",
-                "room_controller_wheels_only": True,
+                "room_controller_wheel_src": str(wheels["room"]),
                 "room_controller_broker_url": f"mqtts://central.test:{port}",
                 "room_controller_gpio": {"call_pin": 5, "cancel_pin": 6, "status_pin": 16},
                 "room_controller_monitor": {
