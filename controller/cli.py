@@ -40,25 +40,45 @@ def missing_for_extra(extra: str, dist: str = "roomctl") -> list[str]:
     return missing
 
 
-def _missing(ep: EntryPoint, why: str) -> Any:
+def _hint(ep: EntryPoint, why: str) -> str:
     extra = ep.extras[0] if ep.extras else None
-    hint = f"pip install 'roomctl[{extra}]'" if extra else "reinstall roomctl"
+    fix = f"pip install 'roomctl[{extra}]'" if extra else "reinstall roomctl"
+    return f"not installed on this machine ({why}): {fix}"
 
-    def register(sub: argparse._SubParsersAction[Any]) -> None:
-        p = sub.add_parser(ep.name, help=f"(not installed here: {hint})", add_help=False)
-        p.add_argument("rest", nargs=argparse.REMAINDER)
 
-        def fail(_: argparse.Namespace) -> int:
-            print(
-                f"roomctl: the '{ep.name}' commands are not installed on this machine "
-                f"({why}); {hint}",
-                file=sys.stderr,
-            )
-            return 2
+def _not_installed(name: str, hint: str) -> Any:
+    def fail(_: argparse.Namespace) -> int:
+        print(f"roomctl {name}: {hint}", file=sys.stderr)
+        return 2
 
-        p.set_defaults(func=fail)
+    fail.accepts_anything = True  # type: ignore[attr-defined]
+    return fail
 
-    return register
+
+def _parsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    """The parser and every subparser below it."""
+    found = [parser]
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                found.extend(_parsers(child))
+    return found
+
+
+def _register_uninstalled(sub: argparse._SubParsersAction[Any], ep: EntryPoint, why: str) -> None:
+    """Show the area's commands, each saying which extra to install instead of running."""
+    hint = _hint(ep, why)
+    before = set(sub.choices)
+    try:
+        ep.load()(sub)  # an area's CLI module imports its heavy packages lazily
+    except ImportError:
+        p = sub.add_parser(ep.name, help=f"({hint})", add_help=False)
+        p.set_defaults(func=_not_installed(ep.name, hint))
+        return
+    for name in set(sub.choices) - before:
+        for parser in _parsers(sub.choices[name]):
+            parser.description = f"{hint.upper()[:1]}{hint[1:]}. {parser.description or ''}"
+            parser.set_defaults(func=_not_installed(name, hint))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -74,20 +94,23 @@ def build_parser() -> argparse.ArgumentParser:
     for ep in sorted(entry_points(group=GROUP), key=lambda e: e.value):
         absent = [name for extra in ep.extras for name in missing_for_extra(extra)]
         if absent:  # an area whose extra is not installed (a room Pi has no web stack)
-            register = _missing(ep, "missing " + ", ".join(absent))
-        else:
-            try:
-                register = ep.load()
-            except ImportError as exc:
-                register = _missing(ep, str(exc.name or exc))
+            _register_uninstalled(sub, ep, "missing " + ", ".join(absent))
+            continue
+        try:
+            register = ep.load()
+        except ImportError as exc:
+            _register_uninstalled(sub, ep, f"cannot import {exc.name or exc}")
+            continue
         register(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
     func = getattr(args, "func", None)
+    if unknown and not getattr(func, "accepts_anything", False):
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     if func is None:
         parser.print_help()
         return 2
