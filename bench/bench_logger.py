@@ -34,11 +34,11 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 
-from broker.logger import Logger
-from broker.logger_config import LoggerConfig
-from broker.mosquitto_conf import BrokerSettings, current_user, write_config
-from broker.mosquitto_run import Mosquitto, free_port
-from broker.pki import Identity, Pki
+from broker.logger.config import LoggerConfig
+from broker.logger.service import Logger
+from broker.mosquitto.conf import BrokerSettings, current_user, write_config
+from broker.mosquitto.pki import Identity, Pki
+from broker.mosquitto.run import Mosquitto, free_port
 from contract import messages, topics
 from contract.mqtt import BrokerEndpoint, close_client, make_client
 

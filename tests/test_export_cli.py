@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from broker.export import parse_time
-from broker.logdb import LogStore
-from broker.logdb_schema import open_db
-from broker.logger_ingest import classify
-from broker.pki import load_cert
+from broker.logger.export import parse_time
+from broker.logger.ingest import classify
+from broker.logger.store.sqlite import LogStore
+from broker.logger.store.sqlite_schema import open_db
+from broker.mosquitto.pki import load_cert
 from contract import messages, topics
 from controller.cli import main
 from tests.test_broker_support import event

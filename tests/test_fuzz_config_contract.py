@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel, ValidationError
 
-from broker import logger_config
+from broker.logger import config as logger_config
 from contract import messages, topics
 from controller.config import ConfigError, load_config
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from broker.export import rooms
-from broker.logger import Logger
+from broker.logger.export import rooms
+from broker.logger.service import Logger
 from contract import topics
 from tests.test_broker_support import SITE, Clinic, db_count, open_session, poll
 from tests.test_logger_mqtt import logger_config

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from broker.logdb import LogStore
-from broker.logdb_schema import SCHEMA_VERSION, open_db
-from broker.logger_ingest import Accepted, Availability, Command, Ignored, Rejected, classify
+from broker.logger.ingest import Accepted, Availability, Command, Ignored, Rejected, classify
+from broker.logger.store.sqlite import LogStore
+from broker.logger.store.sqlite_schema import SCHEMA_VERSION, open_db
 from contract import messages, topics
 from tests.test_broker_support import event, vitals
 
@@ -330,7 +330,7 @@ def test_a_failed_batch_commits_nothing(store: LogStore) -> None:
 def test_a_bug_on_one_message_quarantines_it_and_keeps_the_rest(
     store: LogStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from broker.logger import Inbound, Logger
+    from broker.logger.service import Inbound, Logger
 
     def broken(self: LogStore, *args: object) -> None:
         raise KeyError("simulated bug")

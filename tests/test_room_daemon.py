@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from broker.mosquitto_run import Mosquitto
+from broker.mosquitto.run import Mosquitto
 from contract import topics
 from controller.config import RoomConfig, build_config
 from controller.daemon import RoomDaemon

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from broker.pki import Pki
+from broker.mosquitto.pki import Pki
 from contract.mqtt import BrokerEndpoint
 from tests.mqtt_tools import Recorder
 from tests.reliability_support import FaultRecord, record

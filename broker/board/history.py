@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from broker.logdb_schema import open_db
+from broker.logger.store.sqlite_schema import open_db
 
 VITAL_COLUMNS = (
     "spo2",

@@ -36,10 +36,10 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from broker.logdb import BatchStats, LogStore
-from broker.logdb_schema import open_db
-from broker.logger_config import LoggerConfig
-from broker.logger_ingest import QUARANTINE_RAW_CAP, Classified, Rejected, classify
+from broker.logger.config import LoggerConfig
+from broker.logger.ingest import QUARANTINE_RAW_CAP, Classified, Rejected, classify
+from broker.logger.store.sqlite import BatchStats, LogStore
+from broker.logger.store.sqlite_schema import open_db
 from contract import topics
 from contract.mqtt import BrokerEndpoint, close_client, make_client
 from contract.timefmt import format_ts

@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from operator import attrgetter
 
-from broker import logdb_timeline as timeline
-from broker.logger_ingest import Accepted, Availability, Classified, Command, Ignored, Rejected
+from broker.logger.ingest import Accepted, Availability, Classified, Command, Ignored, Rejected
+from broker.logger.store import sqlite_timeline as timeline
 from contract import messages
 from contract.messages import VITAL_FIELDS
 from contract.timefmt import format_ts

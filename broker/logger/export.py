@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from broker.logdb_schema import open_db
+from broker.logger.store.sqlite_schema import open_db
 from contract import topics
 from contract.timefmt import format_ts
 
