@@ -16,6 +16,7 @@ from broker.board.live import SiteState, call_level
 from broker.board.security import LoginLimiter, is_loopback_host, same_token
 from broker.board.thresholds import thresholds_for
 from broker.board.users import BoardDB, UserError
+from broker.logger.store import open_store
 from contract.messages import CallPriority, CallStatus
 
 TS = "2026-01-31T08:00:00.000Z"
@@ -178,8 +179,9 @@ def test_daily_summary() -> None:
 
 def test_history_without_a_database(tmp_path: Path) -> None:
     missing = tmp_path / "none.sqlite"
-    assert history.vitals(missing, "s1", "101", TS) == []
-    assert history.calls(missing, "s1", TS, TS) == []
+    store = open_store(missing, readonly=True)
+    assert history.vitals(store, "s1", "101", TS) == []
+    assert history.calls(store, "s1", TS, TS) == []
     assert history.session(None, "s1", "101", "x") is None
     assert not missing.exists()
 

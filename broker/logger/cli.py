@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import sqlite3
 import ssl
 import sys
 from pathlib import Path
@@ -49,6 +48,7 @@ def _register_logger(sub: argparse._SubParsersAction[Any]) -> None:
 def _logger(args: argparse.Namespace) -> int:
     from broker.logger.config import ConfigError, LoggerConfig
     from broker.logger.service import run
+    from broker.logger.store import StoreError
 
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
@@ -64,7 +64,7 @@ def _logger(args: argparse.Namespace) -> int:
         return run(cfg)
     except (ConfigError, ValueError) as exc:
         return _fail(str(exc))
-    except (OSError, ssl.SSLError, sqlite3.Error) as exc:  # unreadable key, unwritable db, ...
+    except (OSError, ssl.SSLError, StoreError) as exc:  # unreadable key, unwritable db, ...
         return _fail(f"logger cannot start: {exc}")
 
 
@@ -93,31 +93,40 @@ def _register_log(sub: argparse._SubParsersAction[Any]) -> None:
 
 def _log_export(args: argparse.Namespace) -> int:
     from broker.logger.export import export, parse_time
+    from broker.logger.store import open_store
 
     if not args.db.exists():
         return _fail(f"no database at {args.db}")
+    store = open_store(args.db, readonly=True)
     try:
         since = parse_time(args.since) if args.since else None
         until = parse_time(args.until) if args.until else None
         if args.out:
             with args.out.open("w", newline="") as fh:
-                n = export(args.db, fh, args.kind, args.format, args.site, args.room, since, until)
+                n = export(store, fh, args.kind, args.format, args.site, args.room, since, until)
         else:
             n = export(
-                args.db, sys.stdout, args.kind, args.format, args.site, args.room, since, until
+                store, sys.stdout, args.kind, args.format, args.site, args.room, since, until
             )
     except ValueError as exc:
         return _fail(str(exc))
+    finally:
+        store.close()
     print(f"{n} {args.kind} row(s)", file=sys.stderr)
     return 0
 
 
 def _log_rooms(args: argparse.Namespace) -> int:
-    from broker.logger.export import format_rooms, rooms
+    from broker.logger.export import format_rooms
+    from broker.logger.store import open_store
 
     if not args.db.exists():
         return _fail(f"no database at {args.db}")
-    rows = rooms(args.db)
+    store = open_store(args.db, readonly=True)
+    try:
+        rows = store.rooms()
+    finally:
+        store.close()
     if args.json:
         print(json.dumps(rows, indent=2))
     else:

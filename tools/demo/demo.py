@@ -15,7 +15,6 @@ import argparse
 import shutil
 import signal
 import socket
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -25,6 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from broker.logger.store import StoreError, open_store
 from broker.mosquitto.conf import BrokerSettings, current_user, write_config
 from broker.mosquitto.pki import Identity, Pki
 from broker.mosquitto.run import Mosquitto, free_port
@@ -265,7 +265,7 @@ class Demo:
         return summary
 
     def _logger_caught_up(self) -> bool:
-        db = sqlite3.connect(f"file:{self.db}?mode=ro", uri=True)
+        store = open_store(self.db, readonly=True)
         try:
             for room in self.rooms:
                 path = self.room_dir(room) / "outbox.sqlite3"
@@ -273,16 +273,13 @@ class Demo:
                     continue
                 box = read_outbox(path)
                 expected = box.last_seq - len(box.pending) - box.vitals_thinned
-                stored = db.execute(
-                    "SELECT COUNT(*) FROM messages WHERE site = ? AND room = ?", (script.SITE, room)
-                ).fetchone()[0]
-                if stored < expected:
+                if len(store.stored_seqs(script.SITE, room)) < expected:
                     return False
             return True
-        except sqlite3.Error:
+        except StoreError:
             return False
         finally:
-            db.close()
+            store.close()
 
     def cleanup(self) -> None:
         if self.own_base and not self.args.keep:

@@ -1,364 +1,276 @@
-"""Writes logger batches into SQLite: one transaction per batch, idempotent on (site, room, seq).
+"""The SQLite `LogStore`: one file in WAL mode (schema `sqlite_schema.py`).
 
-How this works: inside the batch's transaction, the `messages` ledger is asked which of the
-batch's `(site, room, seq)` it already holds (one query per room). A known key with the same
-digest is a replay (QoS 1 redelivery, outbox resend) and is skipped; with another digest it goes
-to quarantine as "duplicate seq with different content". New messages go into the ledger and
-`vitals` with `executemany` (`ON CONFLICT(site, room, seq) DO NOTHING` as a second guard);
-events, state, call and health update their tables one by one (`logdb_timeline.py` for calls
-and sessions); `room_state.last_*` is written once per room per batch. Schema:
-`logdb_schema.py`.
+How this works: a writable store opens (creating and migrating) the file once and owns that
+connection; the batch writer (`sqlite_batch.py`) and retention run on it, from one thread.
+A read-only store (the board, exports) opens a fresh `mode=ro` connection per question and
+closes it again, so it can be asked from any thread and never creates the file: while the
+logger has not made the database yet, every question has an empty answer. Every
+`sqlite3.Error` leaves as `StoreError`.
 """
 
 from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from operator import attrgetter
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
 
-from broker.logger.ingest import Accepted, Availability, Classified, Command, Ignored, Rejected
-from broker.logger.store import sqlite_timeline as timeline
-from contract import messages
-from contract.messages import VITAL_FIELDS
-from contract.timefmt import format_ts
-
-_VITAL_INSERT = (
-    "INSERT INTO vitals (site, room, seq, ts, clock_synced, received_at, "
-    + ", ".join(VITAL_FIELDS)
-    + ", protocol, device_time, alarms, quality, alarm_raw, exc_raw) VALUES ("
-    + ", ".join("?" * (6 + len(VITAL_FIELDS) + 6))
-    + ") ON CONFLICT (site, room, seq) DO NOTHING"
+from broker.logger.ingest import Classified
+from broker.logger.store.base import (
+    EXPORT_KINDS,
+    MAX_HISTORY_ROWS,
+    MAX_VITAL_POINTS,
+    ROOM_COLUMNS,
+    VITAL_COLUMNS,
+    BatchStats,
+    LedgerCounts,
+    Row,
+    StoreError,
 )
-_CALL_EVENTS = {
-    messages.EventKind.CALL_PLACED,
-    messages.EventKind.CALL_PRIORITY_RAISED,
-    messages.EventKind.CALL_CLAIMED,
-    messages.EventKind.CALL_ESCALATED,
-    messages.EventKind.CALL_CANCELLED,
+from broker.logger.store.sqlite_batch import BatchWriter
+from broker.logger.store.sqlite_schema import open_db
+from contract import topics
+
+T = TypeVar("T")
+
+_TIME_COLUMN = {
+    "vitals": "ts",
+    "events": "ts",
+    "calls": "placed_at",
+    "sessions": "started_at",
+    "quarantine": "received_at",
 }
+_ORDER = {
+    "vitals": "site, room, seq",
+    "events": "site, room, seq",
+    "calls": "placed_at, site, room, call_id",
+    "sessions": "started_at, site, room, session_id",
+    "quarantine": "id",
+}
+_INTERNAL = {"id"}  # surrogate keys: not part of any exported row
 
 
-@dataclass
-class BatchStats:
-    inserted: int = 0
-    duplicates: int = 0
-    quarantined: int = 0
-    ignored: int = 0
-    commands: int = 0
-    by_kind: dict[str, int] = field(default_factory=dict)
-
-    def add(self, other: BatchStats) -> None:
-        self.inserted += other.inserted
-        self.duplicates += other.duplicates
-        self.quarantined += other.quarantined
-        self.ignored += other.ignored
-        self.commands += other.commands
-        for k, v in other.by_kind.items():
-            self.by_kind[k] = self.by_kind.get(k, 0) + v
+def _dicts(cur: sqlite3.Cursor) -> list[Row]:
+    names = [d[0] for d in cur.description]
+    return [dict(zip(names, row, strict=True)) for row in cur]
 
 
-def _fast_ts(value: datetime) -> str:
-    """`format_ts` for the contract's datetimes (already UTC), without strftime (hot path)."""
-    if value.utcoffset() == _ZERO:
-        return value.isoformat(timespec="milliseconds")[:-6] + "Z"
-    return format_ts(value)
+def _check_kind(kind: str) -> str:
+    if kind not in EXPORT_KINDS:
+        raise ValueError(f"kind must be one of {', '.join(EXPORT_KINDS)}")
+    return kind
 
 
-def _json_list(values: list[str]) -> str:
-    return json.dumps(values) if values else "[]"
+def _export_query(
+    kind: str, site: str, room: str | None, since: str | None, until: str | None
+) -> tuple[str, list[Any]]:
+    _check_kind(kind)
+    where: list[str] = []
+    args: list[Any] = []
+    if kind == "quarantine":
+        prefix = topics.room_prefix(site, room) + "/" if room else topics.site_prefix(site) + "/"
+        where.append("substr(topic, 1, ?) = ?")
+        args += [len(prefix), prefix]
+    else:
+        where.append("site = ?")
+        args.append(site)
+        if room:
+            where.append("room = ?")
+            args.append(room)
+    column = _TIME_COLUMN[kind]
+    if since:
+        where.append(f"{column} >= ?")
+        args.append(since)
+    if until:
+        where.append(f"{column} < ?")
+        args.append(until)
+    sql = f"SELECT * FROM {kind} WHERE {' AND '.join(where)} ORDER BY {_ORDER[kind]}"
+    return sql, args
 
 
-_ZERO = timedelta(0)
-_vital_values = attrgetter(*VITAL_FIELDS)
+class SqliteLogStore:
+    """`LogStore` on one SQLite file. `synchronous`: see `sqlite_schema.open_db`."""
 
+    def __init__(self, path: str | Path, synchronous: str = "FULL", readonly: bool = False):
+        self.path = Path(path)
+        self.readonly = readonly
+        self.conn: sqlite3.Connection | None = None
+        self._writer: BatchWriter | None = None
+        if not readonly:
+            with self._errors():
+                self.conn = open_db(self.path, synchronous=synchronous)
+            self._writer = BatchWriter(self.conn)
 
-class LogStore:
-    """The writer's view of the database. Use from one thread (the logger's writer)."""
-
-    def __init__(self, conn: sqlite3.Connection):
-        self.conn = conn
-
-    # -- one batch --------------------------------------------------------------------
-    def write_batch(self, items: Iterable[tuple[Classified, str]]) -> BatchStats:
-        """Write `(classified, received_at)` items in one transaction; return what happened."""
-        stats = BatchStats()
-        accepted: list[tuple[Accepted, str]] = []
-        cur = self.conn.cursor()
-        cur.execute("BEGIN IMMEDIATE")
+    # -- plumbing -------------------------------------------------------------------------
+    @staticmethod
+    @contextmanager
+    def _errors() -> Iterator[None]:
         try:
-            for item, received_at in items:
-                if isinstance(item, Accepted):
-                    accepted.append((item, received_at))
-                else:
-                    self._write_other(cur, item, received_at, stats)
-            if accepted:
-                self._write_accepted(cur, accepted, stats)
-            cur.execute("COMMIT")
-        except BaseException:
-            cur.execute("ROLLBACK")
-            raise
-        return stats
+            yield
+        except sqlite3.Error as exc:
+            raise StoreError(str(exc)) from exc
 
-    def _write_other(
-        self, cur: sqlite3.Cursor, item: Classified, received_at: str, stats: BatchStats
-    ) -> None:
-        if isinstance(item, Rejected):
-            self.quarantine(cur, received_at, item.topic, item.reason, item.raw, item.size)
-            stats.quarantined += 1
-        elif isinstance(item, Availability):
-            self._availability(cur, item, received_at)
-        elif isinstance(item, Command):
-            cur.execute(
-                "INSERT INTO commands (site, room, name, by, received_at, payload) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                (
-                    item.site,
-                    item.room,
-                    item.name,
-                    getattr(item.cmd, "by", None),
-                    received_at,
-                    item.cmd.model_dump_json(),
-                ),
-            )
-            stats.commands += 1
-        elif isinstance(item, Ignored):
-            stats.ignored += 1
+    @contextmanager
+    def _reading(self) -> Iterator[sqlite3.Connection | None]:
+        """The connection to read with: the store's own, or a fresh read-only one (None while
+        the file does not exist)."""
+        with self._errors():
+            if self.conn is not None:
+                yield self.conn
+                return
+            if not self.path.exists():
+                yield None
+                return
+            conn = open_db(self.path, readonly=True)
+            try:
+                yield conn
+            finally:
+                conn.close()
 
-    @staticmethod
-    def quarantine(
-        cur: sqlite3.Cursor | sqlite3.Connection,
-        received_at: str,
-        topic: str,
-        reason: str,
-        raw: bytes,
-        size: int,
-    ) -> None:
-        cur.execute(
-            "INSERT INTO quarantine (received_at, topic, reason, size, raw) VALUES (?, ?, ?, ?, ?)",
-            (received_at, topic, reason, size, raw),
-        )
+    def _rows(self, sql: str, args: Iterable[Any]) -> list[Row]:
+        with self._reading() as conn:
+            return [] if conn is None else _dicts(conn.execute(sql, tuple(args)))
 
-    @staticmethod
-    def _known(
-        cur: sqlite3.Cursor, accepted: list[tuple[Accepted, str]]
-    ) -> dict[tuple[str, str, int], tuple[str, str]]:
-        """Ledger rows already stored for the batch's keys: {(site, room, seq): (digest, kind)}."""
-        wanted: dict[tuple[str, str], set[int]] = {}
-        for item, _ in accepted:
-            wanted.setdefault((item.msg.site, item.msg.room), set()).add(item.msg.seq)
-        known: dict[tuple[str, str, int], tuple[str, str]] = {}
-        for (site, room), seqs in wanted.items():
-            ordered = sorted(seqs)
-            for i in range(0, len(ordered), 500):
-                chunk = ordered[i : i + 500]
-                marks = ", ".join("?" * len(chunk))
-                for seq, digest, kind in cur.execute(
-                    "SELECT seq, digest, kind FROM messages WHERE site = ? AND room = ? "
-                    f"AND seq IN ({marks})",
-                    (site, room, *chunk),
-                ):
-                    known[(site, room, seq)] = (digest, kind)
-        return known
+    def _scalar(self, sql: str, *args: Any, default: T, cast: Callable[[Any], T]) -> T:
+        with self._reading() as conn:
+            if conn is None:
+                return default
+            return cast(conn.execute(sql, args).fetchone()[0])
 
-    def _write_accepted(
-        self, cur: sqlite3.Cursor, accepted: list[tuple[Accepted, str]], stats: BatchStats
-    ) -> None:
-        known = self._known(cur, accepted)
-        ledger: list[tuple[object, ...]] = []
-        vitals: list[tuple[object, ...]] = []
-        others: list[tuple[messages.Envelope, str]] = []
-        latest: dict[tuple[str, str], tuple[int, str, str]] = {}
-        for item, received_at in accepted:
-            m = item.msg
-            key = (m.site, m.room, m.seq)
-            previous = known.get(key)
-            if previous is not None:
-                if previous[0] == item.digest:
-                    stats.duplicates += 1
-                else:
-                    self.quarantine(
-                        cur,
-                        received_at,
-                        item.topic,
-                        "duplicate seq with different content "
-                        f"(seq {m.seq} already stored as {previous[1]})",
-                        item.raw,
-                        len(item.raw),
-                    )
-                    stats.quarantined += 1
-                continue
-            known[key] = (item.digest, item.leaf)
-            ts = _fast_ts(m.ts)
-            is_vitals = isinstance(m, messages.VitalsMessage)
-            payload = None if is_vitals else item.raw.decode("utf-8", "replace")
-            ledger.append(
-                (*key, item.leaf, ts, int(m.clock_synced), received_at, item.digest, payload)
-            )
-            if isinstance(m, messages.VitalsMessage):
-                vitals.append(self._vitals_row(m, ts, received_at))
-            else:
-                others.append((m, received_at))
-            stats.inserted += 1
-            stats.by_kind[item.leaf] = stats.by_kind.get(item.leaf, 0) + 1
-            last = latest.get((m.site, m.room))
-            if last is None or m.seq > last[0]:
-                latest[(m.site, m.room)] = (m.seq, ts, received_at)
-        cur.executemany(
-            "INSERT INTO messages (site, room, seq, kind, ts, clock_synced, received_at, digest, "
-            "payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
-            "ON CONFLICT (site, room, seq) DO NOTHING",
-            ledger,
-        )
-        cur.executemany(_VITAL_INSERT, vitals)
-        for m, received_at in others:
-            self._dispatch(cur, m, received_at)
-        for (site, room), (seq, ts, received_at) in latest.items():
-            timeline.ensure_room(cur, site, room)
-            cur.execute(
-                "UPDATE room_state SET last_seq = ?, last_ts = ?, last_received_at = ? "
-                "WHERE site = ? AND room = ? AND (last_seq IS NULL OR last_seq < ?)",
-                (seq, ts, received_at, site, room, seq),
-            )
+    def _write(self) -> BatchWriter:
+        if self._writer is None:
+            raise StoreError(f"{self.path} is open read-only")
+        return self._writer
 
-    def _dispatch(self, cur: sqlite3.Cursor, m: messages.Envelope, received_at: str) -> None:
-        if isinstance(m, messages.EventMessage):
-            self._event(cur, m, received_at)
-        elif isinstance(m, messages.StateMessage):
-            self._state(cur, m)
-        elif isinstance(m, messages.CallMessage):
-            self._call_snapshot(cur, m)
-        elif isinstance(m, messages.HealthMessage):
-            timeline.ensure_room(cur, m.site, m.room)
-            cur.execute(
-                "UPDATE room_state SET health_seq = ?, health = ? WHERE site = ? AND room = ? "
-                "AND (health_seq IS NULL OR health_seq < ?)",
-                (m.seq, m.model_dump_json(), m.site, m.room, m.seq),
-            )
+    # -- ingest and upkeep ----------------------------------------------------------------
+    def write_batch(self, items: Iterable[tuple[Classified, str]]) -> BatchStats:
+        writer = self._write()
+        with self._errors():
+            return writer.write_batch(items)
 
-    # -- per kind ---------------------------------------------------------------------
-    @staticmethod
-    @staticmethod
-    def _vitals_row(m: messages.VitalsMessage, ts: str, received_at: str) -> tuple[object, ...]:
-        return (
-            m.site,
-            m.room,
-            m.seq,
-            ts,
-            int(m.clock_synced),
-            received_at,
-            *_vital_values(m),
-            m.protocol,
-            m.device_time,
-            _json_list(m.alarms),
-            _json_list(m.quality),
-            m.alarm_raw,
-            m.exc_raw,
-        )
-
-    def _event(self, cur: sqlite3.Cursor, m: messages.EventMessage, received_at: str) -> None:
-        cur.execute(
-            "INSERT INTO events (site, room, seq, ts, clock_synced, received_at, kind, call_id, "
-            "priority, phase, from_phase, session_id, by, reason, detail) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-            "ON CONFLICT (site, room, seq) DO NOTHING",
-            (
-                m.site,
-                m.room,
-                m.seq,
-                format_ts(m.ts),
-                int(m.clock_synced),
-                received_at,
-                m.kind.value,
-                m.call_id,
-                m.priority,
-                m.phase,
-                m.from_phase,
-                m.session_id,
-                m.by,
-                m.reason,
-                json.dumps(m.detail),
-            ),
-        )
-        if m.kind in _CALL_EVENTS and m.call_id:
-            timeline.call_event(cur, m)
-        elif m.kind is messages.EventKind.PHASE_CHANGED and m.phase is not None:
-            timeline.phase_change(cur, m.site, m.room, m.seq, m.session_id, m.phase, m.ts)
-        elif m.kind is messages.EventKind.PHASE_OVERRUN and m.session_id:
-            cur.execute(
-                "UPDATE sessions SET overruns = overruns + 1 WHERE site = ? AND room = ? "
-                "AND session_id = ?",
-                (m.site, m.room, m.session_id),
-            )
-
-    def _call_snapshot(self, cur: sqlite3.Cursor, m: messages.CallMessage) -> None:
-        timeline.ensure_room(cur, m.site, m.room)
-        cur.execute(
-            "UPDATE room_state SET call_seq = ?, call = ?, call_status = ? WHERE site = ? "
-            "AND room = ? AND (call_seq IS NULL OR call_seq < ?)",
-            (m.seq, m.model_dump_json(), m.status.value, m.site, m.room, m.seq),
-        )
-        timeline.call_snapshot(cur, m)
-
-    def _state(self, cur: sqlite3.Cursor, m: messages.StateMessage) -> None:
-        timeline.ensure_room(cur, m.site, m.room)
-        cur.execute(
-            "UPDATE room_state SET state_seq = ?, state = ?, phase = ?, session_id = ? "
-            "WHERE site = ? AND room = ? AND (state_seq IS NULL OR state_seq < ?)",
-            (m.seq, m.model_dump_json(), m.phase.value, m.session_id, m.site, m.room, m.seq),
-        )
-        if m.session_id is not None or m.phase is messages.Phase.IDLE:
-            timeline.phase_change(cur, m.site, m.room, m.seq, m.session_id, m.phase, m.since)
-
-    def _availability(self, cur: sqlite3.Cursor, a: Availability, received_at: str) -> None:
-        timeline.ensure_room(cur, a.site, a.room)
-        row = cur.execute(
-            "SELECT availability FROM room_state WHERE site = ? AND room = ?", (a.site, a.room)
-        ).fetchone()
-        if row is not None and row[0] == a.status:
-            return
-        cur.execute(
-            "UPDATE room_state SET availability = ?, availability_at = ? "
-            "WHERE site = ? AND room = ?",
-            (a.status, received_at, a.site, a.room),
-        )
-        cur.execute(
-            "INSERT INTO availability_log (site, room, status, received_at) VALUES (?, ?, ?, ?)",
-            (a.site, a.room, a.status, received_at),
-        )
-
-    # -- retention --------------------------------------------------------------------
     def delete_old_vitals(self, cutoff: str, batch: int = 500, max_batches: int = 20) -> int:
-        """Delete vitals with `ts < cutoff`, room by room, `batch` rows per transaction.
+        writer = self._write()
+        with self._errors():
+            return writer.delete_old_vitals(cutoff, batch, max_batches)
 
-        At most `max_batches` transactions per call, so ingest is never held up for long;
-        the logger calls it again at the next interval. Returns the rows deleted.
-        """
-        total = 0
-        budget = max_batches
-        rooms = self.conn.execute("SELECT site, room FROM room_state ORDER BY site, room")
-        for site, room in rooms.fetchall():
-            while budget > 0:
-                budget -= 1
-                self.conn.execute("BEGIN IMMEDIATE")
-                try:
-                    seqs = self.conn.execute(
-                        "DELETE FROM vitals WHERE site = ? AND room = ? AND seq IN ("
-                        "SELECT seq FROM vitals WHERE site = ? AND room = ? AND ts < ? "
-                        "ORDER BY ts LIMIT ?) RETURNING seq",
-                        (site, room, site, room, cutoff, batch),
-                    ).fetchall()
-                    self.conn.executemany(
-                        "DELETE FROM messages WHERE site = ? AND room = ? AND seq = ?",
-                        [(site, room, seq) for (seq,) in seqs],
-                    )
-                    self.conn.execute("COMMIT")
-                except BaseException:
-                    self.conn.execute("ROLLBACK")
-                    raise
-                total += len(seqs)
-                if len(seqs) < batch:
-                    break
-        return total
+    # -- history --------------------------------------------------------------------------
+    def session(self, site: str, room: str, session_id: str) -> Row | None:
+        rows = self._rows(
+            "SELECT * FROM sessions WHERE site = ? AND room = ? AND session_id = ?",
+            (site, room, session_id),
+        )
+        return rows[0] if rows else None
+
+    def sessions(self, site: str, room: str, limit: int = 20) -> list[Row]:
+        return self._rows(
+            "SELECT * FROM sessions WHERE site = ? AND room = ? ORDER BY started_at DESC LIMIT ?",
+            (site, room, limit),
+        )
+
+    def vitals(self, site: str, room: str, since: str, until: str | None = None) -> list[Row]:
+        sql = (
+            f"SELECT seq, ts, {', '.join(VITAL_COLUMNS)} FROM vitals "
+            "WHERE site = ? AND room = ? AND ts >= ?"
+        )
+        args: list[Any] = [site, room, since]
+        if until:
+            sql += " AND ts < ?"
+            args.append(until)
+        sql += " ORDER BY ts, seq LIMIT ?"
+        args.append(MAX_VITAL_POINTS)
+        return self._rows(sql, args)
+
+    def events(self, site: str, room: str, since: str, until: str | None = None) -> list[Row]:
+        sql = (
+            "SELECT seq, ts, kind, call_id, priority, phase, from_phase, session_id, by, "
+            "reason, detail FROM events WHERE site = ? AND room = ? AND ts >= ?"
+        )
+        args: list[Any] = [site, room, since]
+        if until:
+            sql += " AND ts < ?"
+            args.append(until)
+        sql += " ORDER BY ts, seq LIMIT ?"
+        args.append(MAX_HISTORY_ROWS)
+        rows = self._rows(sql, args)
+        for row in rows:
+            row["detail"] = json.loads(row["detail"]) if row["detail"] else {}
+        return rows
+
+    def calls(self, site: str, since: str | None = None, until: str | None = None) -> list[Row]:
+        sql = (
+            "SELECT room, call_id, priority, status, placed_at, claimed_at, claimed_by, "
+            "escalated_at, cancelled_at, cancelled_by, response_s, resolved_s FROM calls "
+            "WHERE site = ?"
+        )
+        args: list[Any] = [site]
+        if since is not None:
+            sql += " AND placed_at >= ?"
+            args.append(since)
+        if until is not None:
+            sql += " AND placed_at < ?"
+            args.append(until)
+        sql += " ORDER BY placed_at DESC LIMIT ?"
+        args.append(MAX_HISTORY_ROWS)
+        return self._rows(sql, args)
+
+    # -- exports --------------------------------------------------------------------------
+    def export_rows(
+        self,
+        kind: str,
+        site: str,
+        room: str | None = None,
+        since: str | None = None,
+        until: str | None = None,
+    ) -> Iterator[Row]:
+        sql, args = _export_query(kind, site, room, since, until)
+        with self._reading() as conn:
+            if conn is None:
+                return
+            cur = conn.execute(sql, args)
+            names = [d[0] for d in cur.description]
+            for row in cur:
+                yield {n: v for n, v in zip(names, row, strict=True) if n not in _INTERNAL}
+
+    def export_columns(self, kind: str) -> list[str]:
+        table = _check_kind(kind)
+        with self._reading() as conn:
+            if conn is None:
+                return []
+            names = [d[0] for d in conn.execute(f"SELECT * FROM {table} LIMIT 0").description]
+        return [n for n in names if n not in _INTERNAL]
+
+    def rooms(self) -> list[Row]:
+        return self._rows(
+            f"SELECT {', '.join(ROOM_COLUMNS)} FROM room_state ORDER BY site, room", ()
+        )
+
+    # -- audits ---------------------------------------------------------------------------
+    def stored_seqs(self, site: str, room: str) -> set[int]:
+        rows = self._rows("SELECT seq FROM messages WHERE site = ? AND room = ?", (site, room))
+        return {int(r["seq"]) for r in rows}
+
+    def counts(self, site: str) -> LedgerCounts:
+        def one(sql: str, *args: Any) -> int:
+            return self._scalar(sql, *args, default=0, cast=int)
+
+        return LedgerCounts(
+            vitals=one("SELECT COUNT(*) FROM vitals WHERE site = ?", site),
+            events=one("SELECT COUNT(*) FROM events WHERE site = ?", site),
+            alerts_raised=one(
+                "SELECT COUNT(*) FROM events WHERE site = ? AND kind = 'alert_raised'", site
+            ),
+            duplicate_seqs=one(
+                "SELECT COUNT(*) - COUNT(DISTINCT site || '/' || room || '/' || seq) "
+                "FROM messages WHERE site = ?",
+                site,
+            ),
+            quarantined=one("SELECT COUNT(*) FROM quarantine"),
+        )
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+            self._writer = None
