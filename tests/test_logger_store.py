@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from broker.logger.ingest import Accepted, Availability, Command, Ignored, Rejected, classify
-from broker.logger.store import StoreError, open_store
+from broker.logger.store import LedgerCounts, StoreError, open_store
 from broker.logger.store.sqlite import SqliteLogStore
 from broker.logger.store.sqlite_batch import BatchWriter
 from broker.logger.store.sqlite_schema import SCHEMA_VERSION, open_db
@@ -355,3 +355,59 @@ def test_a_bug_on_one_message_quarantines_it_and_keeps_the_rest(
     assert q(store, "SELECT seq FROM messages") == [(1,)]
     (reason, raw) = q(store, "SELECT reason, raw FROM quarantine")[0]
     assert str(reason).startswith("logger error: KeyError") and raw == raw_e
+
+
+def test_the_store_answers_the_board_exports_and_audits(tmp_path: Path) -> None:
+    path = tmp_path / "log.db"
+    writer = open_store(f"sqlite://{path}")
+    ev = topics.events(SITE, "101")
+    K = messages.EventKind
+    items = [
+        (classify(topics.vitals(SITE, "101"), vitals(SITE, "101", 1).model_dump_json().encode(),
+                  SITE, 65536), RX),
+        (classify(ev, event(SITE, "101", 2, K.CALL_PLACED, call_id="c1", ts=T0)
+                  .model_dump_json().encode(), SITE, 65536), RX),
+        (classify(ev, event(SITE, "101", 3, K.ALERT_RAISED, ts=T0).model_dump_json().encode(),
+                  SITE, 65536), RX),
+        (classify(topics.vitals(SITE, "101"), b"{", SITE, 65536), RX),
+    ]  # fmt: skip
+    stats = writer.write_batch(items)
+    assert (stats.inserted, stats.quarantined) == (3, 1)
+    reader = open_store(path, readonly=True)
+    with pytest.raises(StoreError, match="read-only"):
+        reader.write_batch([])
+    for store in (writer, reader):
+        assert store.stored_seqs(SITE, "101") == {1, 2, 3}
+        assert store.counts(SITE) == LedgerCounts(
+            vitals=1, events=2, alerts_raised=1, duplicate_seqs=0, quarantined=1
+        )
+        assert [r["seq"] for r in store.vitals(SITE, "101", "2000-01-01")] == [1]
+        assert [r["kind"] for r in store.events(SITE, "101", "2000-01-01")] == [
+            "call_placed",
+            "alert_raised",
+        ]
+        assert isinstance(store.events(SITE, "101", "2000-01-01")[0]["detail"], dict)
+        (call,) = store.calls(SITE)
+        assert call["call_id"] == "c1" and call["status"] == "placed"
+        assert store.calls(SITE, "2000-01-01", "2000-01-02") == []
+        assert [r["room"] for r in store.rooms()] == ["101"]
+        (bad,) = store.export_rows("quarantine", SITE)
+        assert bad["raw"] == b"{" and "id" not in bad
+        assert "id" not in store.export_columns("quarantine")
+        with pytest.raises(ValueError, match="kind must be one of"):
+            store.export_columns("users")
+    writer.close()
+    reader.close()
+
+
+def test_a_read_only_store_of_a_missing_file_is_empty_and_creates_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "none.db"
+    store = open_store(path, readonly=True)
+    assert store.stored_seqs(SITE, "101") == set() and store.rooms() == []
+    assert list(store.export_rows("vitals", SITE)) == [] and store.session(SITE, "1", "x") is None
+    assert store.counts(SITE).quarantined == 0
+    assert not path.exists()
+    with pytest.raises(ValueError, match="PostgreSQL"):
+        open_store("postgresql://db.clinic.lan/roomctl")
+    with pytest.raises(ValueError, match="unknown store URL"):
+        open_store("mysql://x/y")
