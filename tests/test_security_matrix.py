@@ -2,7 +2,7 @@
 Mosquitto running the generated configuration (TLS, client certificates, ACL).
 
 Expected values come from DESIGN.md "Security" (and the ACL table of docs/LOGGER.md),
-re-stated here independently of broker/mosquitto_conf.py:
+re-stated here independently of broker/mosquitto/conf.py:
 - a room writes only its own subtree's data topics and reads only its own `cmd/`;
 - staff read everything of the site and write only `cmd/`;
 - the logger reads everything of the site and writes only its status;
