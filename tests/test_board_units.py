@@ -203,3 +203,35 @@ def test_svg_chart_escapes_and_draws_thresholds() -> None:
     assert charts["spo2"].count("<polyline") == 2  # the missing reading breaks the line
     assert "hr_high &gt; 130 (medium)" in charts["hr"]
     assert "<circle" in charts["nibp"]  # sparse NIBP: drawn as points
+
+
+def test_every_route_goes_through_the_guard() -> None:
+    from starlette.routing import Route
+
+    from broker.board import api, pages
+    from broker.board.guard import GUARDED, Access
+
+    expected = {
+        ("GET", "/login"): Access.PUBLIC,
+        ("POST", "/login"): Access.PUBLIC,
+        ("POST", "/logout"): Access.PUBLIC,
+        ("GET", "/healthz"): Access.PUBLIC,
+        ("GET", "/"): Access.PAGE,
+        ("GET", "/rooms/{room}"): Access.PAGE,
+        ("GET", "/rooms/{room}/report"): Access.PAGE,
+        ("GET", "/rooms/{room}/report.pdf"): Access.PAGE,
+        ("GET", "/calls"): Access.PAGE,
+        ("GET", "/api/stream"): Access.READ,
+        ("GET", "/api/rooms"): Access.READ,
+        ("GET", "/api/rooms/{room}/session"): Access.READ,
+        ("GET", "/api/whoami"): Access.READ,
+        ("POST", "/api/rooms/{room}/claim"): Access.ACT,
+        ("POST", "/api/rooms/{room}/phase"): Access.ACT,
+    }
+    got = {}
+    for route in [*pages.routes(), *api.routes()]:
+        assert isinstance(route, Route)
+        methods = sorted((route.methods or set()) - {"HEAD"})
+        assert route.endpoint in GUARDED, f"{methods} {route.path} is not guarded"
+        got[(methods[0], route.path)] = GUARDED[route.endpoint]
+    assert got == expected

@@ -31,9 +31,14 @@ SessionHandler = Callable[[Request, BoardContext, Session], Awaitable[Response]]
 
 
 class Access(Enum):
+    PUBLIC = "public"
     PAGE = "page"
     READ = "read"
     ACT = "act"
+
+
+# Every endpoint this module made, with its access rule (tests check that each route has one).
+GUARDED: dict[Endpoint, Access] = {}
 
 
 def board_of(request: Request) -> BoardContext:
@@ -62,6 +67,7 @@ def public(handler: PublicHandler) -> Endpoint:
     async def endpoint(request: Request) -> Response:
         return await handler(request, board_of(request))
 
+    GUARDED[endpoint] = Access.PUBLIC
     return endpoint
 
 
@@ -75,6 +81,7 @@ def _guarded(access: Access) -> Callable[[SessionHandler], Endpoint]:
                 return got
             return await handler(request, board, got)
 
+        GUARDED[endpoint] = access
         return endpoint
 
     return decorate
