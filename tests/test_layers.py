@@ -27,9 +27,9 @@ FORBIDDEN = {
     "controller": ("broker", "tools"),
     "broker": ("controller", "tools"),  # the central side needs nothing of the room package
 }
-# The central side (and its tooling) must reach the logger's tables only through the store.
+# The central side, its tooling and the benchmarks reach the logger's tables only via the store.
 # The board's accounts database has its own schema (users, sessions, audit) in its own file.
-SQL_SCOPE = ("broker", "tools")
+SQL_SCOPE = ("broker", "tools", "bench")
 OWN_DATABASE = {"broker.board.users": "the board's accounts database (board.sqlite)"}
 
 
