@@ -12,16 +12,16 @@ PYTEST_ARGS ?=
 .PHONY: demo test lint typecheck unit setup system-deps bench clean
 
 demo: setup
-	$(BIN)/roomctl demo $(ARGS)
+	$(BIN)/python -m tools.demo $(ARGS)
 
 test: setup lint typecheck
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: setup
-	$(BIN)/ruff check firmware_py controller broker tests bench
+	$(BIN)/ruff check contract firmware_py controller broker tools tests bench
 
 typecheck: setup
-	$(BIN)/mypy firmware_py controller broker
+	$(BIN)/mypy contract firmware_py controller broker tools
 
 setup: system-deps $(STAMP)
 

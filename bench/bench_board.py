@@ -35,7 +35,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from playwright.sync_api import sync_playwright
 
 from broker.board.app import Board, BoardConfig
-from broker.mosquitto_run import Mosquitto, free_port
+from broker.mosquitto.run import Mosquitto, free_port
 from contract import messages, topics
 from contract.mqtt import BrokerEndpoint, close_client
 

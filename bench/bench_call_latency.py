@@ -21,7 +21,7 @@ from gpiozero.pins.mock import MockFactory, MockPWMPin
 from paho.mqtt.enums import CallbackAPIVersion
 
 from bench.common import percentile, row, subscribed_client
-from broker.mosquitto_run import Mosquitto
+from broker.mosquitto.run import Mosquitto
 from contract import topics
 from contract.mqtt import close_client
 from controller.config import build_config

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import row
-from broker.mosquitto_run import Mosquitto, free_port, wait_port
+from broker.mosquitto.run import Mosquitto, free_port, wait_port
 
 IMPORTS = "import controller.daemon, controller.room_cli, firmware_py.monitors.link"
 TICKS = os.sysconf("SC_CLK_TCK")

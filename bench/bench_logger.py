@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -34,11 +33,12 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 
-from broker.logger import Logger
-from broker.logger_config import LoggerConfig
-from broker.mosquitto_conf import BrokerSettings, current_user, write_config
-from broker.mosquitto_run import Mosquitto, free_port
-from broker.pki import Identity, Pki
+from broker.logger.config import LoggerConfig
+from broker.logger.service import Logger
+from broker.logger.store import open_store
+from broker.mosquitto.conf import BrokerSettings, current_user, write_config
+from broker.mosquitto.pki import Identity, Pki
+from broker.mosquitto.run import Mosquitto, free_port
 from contract import messages, topics
 from contract.mqtt import BrokerEndpoint, close_client, make_client
 
@@ -216,16 +216,13 @@ def _logger_phase(
         pub.wait()
     finally:
         logger.stop()
-    conn = sqlite3.connect(db)
+    store = open_store(db, readonly=True)
     missing = 0
     for room in rooms:
-        got = [
-            r[0]
-            for r in conn.execute("SELECT seq FROM messages WHERE room = ? ORDER BY seq", (room,))
-        ]
+        got = store.stored_seqs(SITE, room)
         expected = list(range(start, start + count))
-        missing += len(set(expected) - set(got)) + abs(len(got) - len(expected))
-    conn.close()
+        missing += len(set(expected) - got) + abs(len(got) - len(expected))
+    store.close()
     return rate, missing, cpu * 1e6 / total
 
 

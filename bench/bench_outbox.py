@@ -22,7 +22,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from bench.common import row, subscribed_client
-from broker.mosquitto_run import Mosquitto, free_port
+from broker.mosquitto.run import Mosquitto, free_port
 from contract import topics
 from contract.mqtt import BrokerEndpoint, close_client
 from controller.mqtt_link import MqttLink, PubAck

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from broker.mosquitto_run import Mosquitto
+from broker.mosquitto.run import Mosquitto
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ read from their own outboxes (`meta.last_seq`, `meta.vitals_thinned`); `audit()`
 with the logger's database. `wait_converged()` is the recovery clock: it polls (with a
 deadline) until the database holds every seq each room had created when the fault healed.
 
-Used by tests/test_reliability_*.py (few cycles) and by `roomctl reliability` (more).
+Used by tests/test_reliability_*.py (few cycles) and by `python -m tools.reliability` (more).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from broker.mosquitto_run import Mosquitto, dev_config, free_port
+from broker.mosquitto.run import Mosquitto, dev_config, free_port
 from contract import topics
 from firmware_py.monitors.simulate import SimulatorOptions, run_tcp_server
 
@@ -576,7 +576,7 @@ class FaultRecord:
 
 
 def record(*rows: FaultRecord) -> None:
-    """Append report rows to $RELIABILITY_RESULTS (JSON lines) when `roomctl reliability`
+    """Append report rows to $RELIABILITY_RESULTS (JSON lines) when `python -m tools.reliability`
     runs the tests; a plain `make test` records nothing."""
     path = os.environ.get("RELIABILITY_RESULTS")
     if not path:
@@ -587,7 +587,7 @@ def record(*rows: FaultRecord) -> None:
 
 
 def env_number(name: str, default: float) -> float:
-    """A scale knob (cycles, seconds, counts) that `roomctl reliability` turns up."""
+    """A scale knob (cycles, seconds, counts) that `python -m tools.reliability` turns up."""
     return float(os.environ.get(name, default))
 
 

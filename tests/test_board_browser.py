@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from broker.mosquitto_run import Mosquitto
+from broker.mosquitto.run import Mosquitto
 from contract import topics
 from tests.support.mqtt import Recorder
 from tests.support.room_process import start_room, stop_room

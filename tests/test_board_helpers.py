@@ -16,7 +16,7 @@ import uvicorn
 from playwright.sync_api import Browser, Page, sync_playwright
 
 from broker.board.app import Board, BoardConfig
-from broker.mosquitto_run import free_port
+from broker.mosquitto.run import free_port
 from contract import messages, timefmt, topics
 from contract.mqtt import BrokerEndpoint
 from tests.support.mqtt import Recorder, wait_until

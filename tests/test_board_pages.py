@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from broker.board_cli import register  # noqa: F401  (the CLI module imports cleanly)
-from broker.logger import Logger
-from broker.logger_config import LoggerConfig
-from broker.mosquitto_run import Mosquitto
+from broker.board.cli import register  # noqa: F401  (the CLI module imports cleanly)
+from broker.logger.config import LoggerConfig
+from broker.logger.service import Logger
+from broker.mosquitto.run import Mosquitto
 from contract import topics
 from controller.cli import main as roomctl
 from tests.support.mqtt import Recorder, wait_until
@@ -278,7 +278,7 @@ def test_roomctl_board_command_serves_and_stops(mosquitto: Mosquitto, tmp_path: 
     import urllib.error
     import urllib.request
 
-    from broker.mosquitto_run import free_port, wait_port
+    from broker.mosquitto.run import free_port, wait_port
 
     db = tmp_path / "log.sqlite"
     add = subprocess.run(

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, expect
 
-from broker.mosquitto_run import Mosquitto
+from broker.mosquitto.run import Mosquitto
 from contract.messages import StateMessage
 from contract.timefmt import format_ts
 from firmware_py.monitors.session_trace import PRE_CHECK_S, KetamineTrace

@@ -16,6 +16,7 @@ from broker.board.live import SiteState, call_level
 from broker.board.security import LoginLimiter, is_loopback_host, same_token
 from broker.board.thresholds import thresholds_for
 from broker.board.users import BoardDB, UserError
+from broker.logger.store import open_store
 from contract.messages import CallPriority, CallStatus
 
 TS = "2026-01-31T08:00:00.000Z"
@@ -178,8 +179,9 @@ def test_daily_summary() -> None:
 
 def test_history_without_a_database(tmp_path: Path) -> None:
     missing = tmp_path / "none.sqlite"
-    assert history.vitals(missing, "s1", "101", TS) == []
-    assert history.calls(missing, "s1", TS, TS) == []
+    store = open_store(missing, readonly=True)
+    assert history.vitals(store, "s1", "101", TS) == []
+    assert history.calls(store, "s1", TS, TS) == []
     assert history.session(None, "s1", "101", "x") is None
     assert not missing.exists()
 
@@ -201,3 +203,35 @@ def test_svg_chart_escapes_and_draws_thresholds() -> None:
     assert charts["spo2"].count("<polyline") == 2  # the missing reading breaks the line
     assert "hr_high &gt; 130 (medium)" in charts["hr"]
     assert "<circle" in charts["nibp"]  # sparse NIBP: drawn as points
+
+
+def test_every_route_goes_through_the_guard() -> None:
+    from starlette.routing import Route
+
+    from broker.board import api, pages
+    from broker.board.guard import GUARDED, Access
+
+    expected = {
+        ("GET", "/login"): Access.PUBLIC,
+        ("POST", "/login"): Access.PUBLIC,
+        ("POST", "/logout"): Access.PUBLIC,
+        ("GET", "/healthz"): Access.PUBLIC,
+        ("GET", "/"): Access.PAGE,
+        ("GET", "/rooms/{room}"): Access.PAGE,
+        ("GET", "/rooms/{room}/report"): Access.PAGE,
+        ("GET", "/rooms/{room}/report.pdf"): Access.PAGE,
+        ("GET", "/calls"): Access.PAGE,
+        ("GET", "/api/stream"): Access.READ,
+        ("GET", "/api/rooms"): Access.READ,
+        ("GET", "/api/rooms/{room}/session"): Access.READ,
+        ("GET", "/api/whoami"): Access.READ,
+        ("POST", "/api/rooms/{room}/claim"): Access.ACT,
+        ("POST", "/api/rooms/{room}/phase"): Access.ACT,
+    }
+    got = {}
+    for route in [*pages.routes(), *api.routes()]:
+        assert isinstance(route, Route)
+        methods = sorted((route.methods or set()) - {"HEAD"})
+        assert route.endpoint in GUARDED, f"{methods} {route.path} is not guarded"
+        got[(methods[0], route.path)] = GUARDED[route.endpoint]
+    assert got == expected

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from broker.mosquitto_conf import acl_text
-from broker.pki import Identity, Pki
+from broker.mosquitto.conf import acl_text
+from broker.mosquitto.pki import Identity, Pki
 from tests.test_broker_support import Clinic, open_session, raw_connect
 
 pytestmark = pytest.mark.broker

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from broker.mosquitto_run import Mosquitto, dev_config, free_port
+from broker.mosquitto.run import Mosquitto, dev_config, free_port
 from contract import topics
 from tests.support.mqtt import Recorder, retained, wait_until
 from tests.support.room_process import ROOM, SITE, RunningRoom, is_event, room_config

@@ -1,6 +1,6 @@
 """Support for the central-side tests (no tests here): a clinic broker, raw TLS connects, rooms.
 
-`Clinic` makes a PKI, writes the Mosquitto config with `broker.mosquitto_conf` (the same code
+`Clinic` makes a PKI, writes the Mosquitto config with `broker.mosquitto.conf` (the same code
 as `roomctl broker config`) and starts a real Mosquitto on a free loopback TLS port.
 """
 
@@ -20,9 +20,9 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from broker.mosquitto_conf import BrokerSettings, current_user, write_config
-from broker.mosquitto_run import Mosquitto, free_port, wait_port
-from broker.pki import Identity, Pki
+from broker.mosquitto.conf import BrokerSettings, current_user, write_config
+from broker.mosquitto.pki import Identity, Pki
+from broker.mosquitto.run import Mosquitto, free_port, wait_port
 from contract import messages, topics
 from contract.mqtt import BrokerEndpoint, close_client, make_client
 from controller.config import RoomConfig, build_config

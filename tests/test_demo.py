@@ -1,4 +1,4 @@
-"""`roomctl demo --duration`: the whole clinic, then the summary says nothing was lost."""
+"""`python -m tools.demo --duration`: the whole clinic, then the summary says nothing was lost."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def _children_of(pid: int) -> list[int]:
@@ -40,8 +42,7 @@ def test_demo_day_is_logged_exactly_once_and_leaves_nothing_running(tmp_path: Pa
         [
             sys.executable,
             "-m",
-            "controller.cli",
-            "demo",
+            "tools.demo",
             "--duration",
             "60",
             "--speed",
@@ -54,6 +55,7 @@ def test_demo_day_is_logged_exactly_once_and_leaves_nothing_running(tmp_path: Pa
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
+        cwd=REPO,
     )
     out, _ = proc.communicate(timeout=240)
     text = out.decode()

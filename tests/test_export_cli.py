@@ -11,11 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from broker.export import parse_time
-from broker.logdb import LogStore
-from broker.logdb_schema import open_db
-from broker.logger_ingest import classify
-from broker.pki import load_cert
+from broker.logger.export import parse_time
+from broker.logger.ingest import classify
+from broker.logger.store import open_store
+from broker.mosquitto.pki import load_cert
 from contract import messages, topics
 from controller.cli import main
 from tests.test_broker_support import event
@@ -27,7 +26,7 @@ T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 @pytest.fixture
 def db(tmp_path: Path) -> Path:
     path = tmp_path / "log.db"
-    store = LogStore(open_db(path))
+    store = open_store(path)
     items = []
     for room in ("101", "102"):
         for seq in range(1, 6):
@@ -69,7 +68,7 @@ def db(tmp_path: Path) -> Path:
     store.write_batch(
         [(classify(t, p.encode(), SITE, 65536), "2026-03-01T09:30:00.000Z") for t, p in items]
     )
-    store.conn.close()
+    store.close()
     return path
 
 

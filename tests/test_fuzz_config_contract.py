@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel, ValidationError
 
-from broker import logger_config
+from broker.logger import config as logger_config
 from contract import messages, topics
 from controller.config import ConfigError, load_config
 
@@ -125,7 +125,7 @@ def load_logger(tmp_path: Path, text: str | bytes) -> None:
         assert str(f) in str(exc)
     except Exception as exc:
         pytest.fail(
-            f"BUG broker/logger_config.py LoggerConfig.load: {type(exc).__name__}: {exc} "
+            f"BUG broker/logger/config.py LoggerConfig.load: {type(exc).__name__}: {exc} "
             "instead of a ConfigError naming the file. Causes: `data.update(raw.get('logger', "
             "raw))` assumes [logger] is a table (`logger = 5` -> TypeError, a traceback from "
             "`roomctl logger`); `read_text()` of a non-UTF-8 file raises UnicodeDecodeError, "

@@ -243,7 +243,7 @@ def test_wrong_json_types_are_refused_not_coerced(fleet: Fleet) -> None:
         kind="bad input",
     ))  # fmt: skip
     assert stored == [], (
-        f"BUG broker/logger_ingest.py _validate (model.model_validate_json(payload)): seqs "
+        f"BUG broker/logger/ingest.py _validate (model.model_validate_json(payload)): seqs "
         f"{stored} with wrong JSON types (numbers as strings, 1 as a boolean) were coerced "
         "and stored, not quarantined: pydantic's lax mode converts them. Fix: "
         "`model.model_validate_json(payload, strict=True)` there (and in the daemon's "

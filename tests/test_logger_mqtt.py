@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from broker.logger import Logger
-from broker.logger_config import LoggerConfig
+from broker.logger.config import LoggerConfig
+from broker.logger.service import Logger
 from contract import messages, topics
 from tests.test_broker_support import (
     Clinic,
@@ -269,7 +269,7 @@ def test_retention_runs_in_the_logger(clinic: Clinic, tmp_path: Path) -> None:
 
 
 def test_config_file_and_bad_config(tmp_path: Path) -> None:
-    from broker.logger_config import ConfigError
+    from broker.logger.config import ConfigError
 
     path = tmp_path / "logger.toml"
     path.write_text('[logger]\nsite = "s1"\ndb = "x.db"\nretention_days = 30\n')

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from broker.export import rooms
-from broker.logger import Logger
+from broker.logger.service import Logger
+from broker.logger.store import open_store
 from contract import topics
 from tests.support.room_process import RunningRoom
 from tests.test_broker_support import SITE, Clinic, db_count, open_session, poll
@@ -96,7 +96,7 @@ def test_room_session_and_call_are_logged(clinic: Clinic, tmp_path: Path) -> Non
         assert db_count(db, "SELECT COUNT(*) FROM quarantine") == 0, rows(
             db, "SELECT topic, reason FROM quarantine"
         )
-        (state,) = rooms(db)
+        (state,) = open_store(db, readonly=True).rooms()
         assert state["availability"] == "online" and state["phase"] == "infusion"
         assert room.daemon.publisher.refused == 0
     finally:

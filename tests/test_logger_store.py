@@ -9,9 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from broker.logdb import LogStore
-from broker.logdb_schema import SCHEMA_VERSION, open_db
-from broker.logger_ingest import Accepted, Availability, Command, Ignored, Rejected, classify
+from broker.logger.ingest import Accepted, Availability, Command, Ignored, Rejected, classify
+from broker.logger.store import LedgerCounts, StoreError, open_store
+from broker.logger.store.sqlite import SqliteLogStore
+from broker.logger.store.sqlite_batch import BatchWriter
+from broker.logger.store.sqlite_schema import SCHEMA_VERSION, open_db
 from contract import messages, topics
 from tests.test_broker_support import event, vitals
 
@@ -21,16 +23,19 @@ RX = "2026-01-01T08:00:00.000Z"
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> LogStore:
-    return LogStore(open_db(tmp_path / "log.db"))
+def store(tmp_path: Path) -> SqliteLogStore:
+    got = open_store(tmp_path / "log.db")
+    assert isinstance(got, SqliteLogStore)
+    return got
 
 
-def put(store: LogStore, topic: str, payload: bytes | str, max_bytes: int = 65536) -> None:
+def put(store: SqliteLogStore, topic: str, payload: bytes | str, max_bytes: int = 65536) -> None:
     data = payload.encode() if isinstance(payload, str) else payload
     store.write_batch([(classify(topic, data, SITE, max_bytes), RX)])
 
 
-def q(store: LogStore, sql: str, *args: object) -> list[tuple[object, ...]]:
+def q(store: SqliteLogStore, sql: str, *args: object) -> list[tuple[object, ...]]:
+    assert store.conn is not None
     return store.conn.execute(sql, args).fetchall()
 
 
@@ -45,7 +50,7 @@ def test_schema_is_versioned_and_migrations_are_idempotent(tmp_path: Path) -> No
         open_db(tmp_path / "a.db")
 
 
-def test_vitals_stored_once_and_replay_ignored(store: LogStore) -> None:
+def test_vitals_stored_once_and_replay_ignored(store: SqliteLogStore) -> None:
     topic = topics.vitals(SITE, "101")
     payload = vitals(SITE, "101", 1, spo2=95.5).model_dump_json()
     put(store, topic, payload)
@@ -57,7 +62,7 @@ def test_vitals_stored_once_and_replay_ignored(store: LogStore) -> None:
     assert q(store, "SELECT COUNT(*) FROM quarantine") == [(0,)]
 
 
-def test_duplicate_seq_with_different_content_is_quarantined(store: LogStore) -> None:
+def test_duplicate_seq_with_different_content_is_quarantined(store: SqliteLogStore) -> None:
     topic = topics.vitals(SITE, "101")
     put(store, topic, vitals(SITE, "101", 5, spo2=95).model_dump_json())
     put(store, topic, vitals(SITE, "101", 5, spo2=80).model_dump_json())
@@ -89,7 +94,7 @@ def test_duplicate_seq_with_different_content_is_quarantined(store: LogStore) ->
     ],
 )
 def test_bad_payloads_go_to_quarantine_with_reason(
-    store: LogStore, topic: str, payload: bytes | None, reason_part: str
+    store: SqliteLogStore, topic: str, payload: bytes | None, reason_part: str
 ) -> None:
     if payload is None:
         good = json.loads(vitals(SITE, "101", 1).model_dump_json())
@@ -104,14 +109,14 @@ def test_bad_payloads_go_to_quarantine_with_reason(
     assert q(store, "SELECT COUNT(*) FROM messages") == [(0,)]
 
 
-def test_topic_envelope_mismatch_is_quarantined(store: LogStore) -> None:
+def test_topic_envelope_mismatch_is_quarantined(store: SqliteLogStore) -> None:
     put(store, topics.vitals(SITE, "101"), vitals(SITE, "102", 1).model_dump_json())
     (reason,) = q(store, "SELECT reason FROM quarantine")[0]
     assert "topic/envelope mismatch" in str(reason) and "'102'" in str(reason)
     assert q(store, "SELECT COUNT(*) FROM vitals") == [(0,)]
 
 
-def test_oversize_payload_is_refused_with_reason(store: LogStore) -> None:
+def test_oversize_payload_is_refused_with_reason(store: SqliteLogStore) -> None:
     big = b"x" * 5000
     put(store, topics.vitals(SITE, "101"), big, max_bytes=1024)
     (reason, size) = q(store, "SELECT reason, size FROM quarantine")[0]
@@ -128,7 +133,7 @@ def test_classify_kinds() -> None:
     assert isinstance(classify(topics.vitals(SITE, "1"), v, SITE, 10_000), Accepted)
 
 
-def test_call_lifecycle_gives_response_times(store: LogStore) -> None:
+def test_call_lifecycle_gives_response_times(store: SqliteLogStore) -> None:
     ev = topics.events(SITE, "101")
     K = messages.EventKind
     put(
@@ -186,7 +191,7 @@ def test_call_lifecycle_gives_response_times(store: LogStore) -> None:
     assert q(store, "SELECT COUNT(*) FROM events WHERE call_id = 'c1'") == [(4,)]
 
 
-def test_call_snapshot_and_events_in_any_order(store: LogStore) -> None:
+def test_call_snapshot_and_events_in_any_order(store: SqliteLogStore) -> None:
     snap = messages.CallMessage(
         site=SITE,
         room="101",
@@ -214,7 +219,7 @@ def test_call_snapshot_and_events_in_any_order(store: LogStore) -> None:
     assert q(store, "SELECT call_status, call_seq FROM room_state") == [("claimed", 3)]
 
 
-def test_session_timeline(store: LogStore) -> None:
+def test_session_timeline(store: SqliteLogStore) -> None:
     ev = topics.events(SITE, "101")
     P = messages.Phase
     steps = [
@@ -258,7 +263,7 @@ def test_session_timeline(store: LogStore) -> None:
     ]
 
 
-def test_room_state_keeps_latest_by_seq_and_availability(store: LogStore) -> None:
+def test_room_state_keeps_latest_by_seq_and_availability(store: SqliteLogStore) -> None:
     st = topics.state(SITE, "101")
     for seq, phase in ((2, messages.Phase.INFUSION), (1, messages.Phase.PRE_CHECK)):
         msg = messages.StateMessage(
@@ -284,7 +289,7 @@ def test_room_state_keeps_latest_by_seq_and_availability(store: LogStore) -> Non
     ]
 
 
-def test_retention_deletes_old_vitals_in_small_batches(store: LogStore) -> None:
+def test_retention_deletes_old_vitals_in_small_batches(store: SqliteLogStore) -> None:
     topic = topics.vitals(SITE, "101")
     old = T0 - timedelta(days=40)
     items = []
@@ -309,11 +314,12 @@ def test_retention_deletes_old_vitals_in_small_batches(store: LogStore) -> None:
     assert q(store, "SELECT COUNT(*) FROM events") == [(1,)]  # only vitals expire
 
 
-def test_a_failed_batch_commits_nothing(store: LogStore) -> None:
+def test_a_failed_batch_commits_nothing(store: SqliteLogStore) -> None:
     good = classify(
         topics.vitals(SITE, "101"), vitals(SITE, "101", 1).model_dump_json().encode(), SITE, 65536
     )
-    store.conn.execute(
+    q(
+        store,
         "CREATE TRIGGER boom BEFORE INSERT ON events BEGIN SELECT RAISE(ABORT, 'disk trouble'); END"
     )
     bad = classify(
@@ -322,20 +328,21 @@ def test_a_failed_batch_commits_nothing(store: LogStore) -> None:
         SITE,
         65536,
     )
-    with pytest.raises(sqlite3.Error):
+    with pytest.raises(StoreError, match="disk trouble") as raised:
         store.write_batch([(good, RX), (bad, RX)])
+    assert isinstance(raised.value.__cause__, sqlite3.Error)
     assert q(store, "SELECT COUNT(*) FROM messages") == [(0,)]
 
 
 def test_a_bug_on_one_message_quarantines_it_and_keeps_the_rest(
-    store: LogStore, monkeypatch: pytest.MonkeyPatch
+    store: SqliteLogStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from broker.logger import Inbound, Logger
+    from broker.logger.service import Inbound, Logger
 
-    def broken(self: LogStore, *args: object) -> None:
+    def broken(self: BatchWriter, *args: object) -> None:
         raise KeyError("simulated bug")
 
-    monkeypatch.setattr(LogStore, "_event", broken)
+    monkeypatch.setattr(BatchWriter, "_event", broken)
     raw_v = vitals(SITE, "101", 1).model_dump_json().encode()
     raw_e = event(SITE, "101", 2, messages.EventKind.DAEMON_STARTED).model_dump_json().encode()
     batch = [
@@ -348,3 +355,59 @@ def test_a_bug_on_one_message_quarantines_it_and_keeps_the_rest(
     assert q(store, "SELECT seq FROM messages") == [(1,)]
     (reason, raw) = q(store, "SELECT reason, raw FROM quarantine")[0]
     assert str(reason).startswith("logger error: KeyError") and raw == raw_e
+
+
+def test_the_store_answers_the_board_exports_and_audits(tmp_path: Path) -> None:
+    path = tmp_path / "log.db"
+    writer = open_store(f"sqlite://{path}")
+    ev = topics.events(SITE, "101")
+    K = messages.EventKind
+    items = [
+        (classify(topics.vitals(SITE, "101"), vitals(SITE, "101", 1).model_dump_json().encode(),
+                  SITE, 65536), RX),
+        (classify(ev, event(SITE, "101", 2, K.CALL_PLACED, call_id="c1", ts=T0)
+                  .model_dump_json().encode(), SITE, 65536), RX),
+        (classify(ev, event(SITE, "101", 3, K.ALERT_RAISED, ts=T0).model_dump_json().encode(),
+                  SITE, 65536), RX),
+        (classify(topics.vitals(SITE, "101"), b"{", SITE, 65536), RX),
+    ]  # fmt: skip
+    stats = writer.write_batch(items)
+    assert (stats.inserted, stats.quarantined) == (3, 1)
+    reader = open_store(path, readonly=True)
+    with pytest.raises(StoreError, match="read-only"):
+        reader.write_batch([])
+    for store in (writer, reader):
+        assert store.stored_seqs(SITE, "101") == {1, 2, 3}
+        assert store.counts(SITE) == LedgerCounts(
+            vitals=1, events=2, alerts_raised=1, duplicate_seqs=0, quarantined=1
+        )
+        assert [r["seq"] for r in store.vitals(SITE, "101", "2000-01-01")] == [1]
+        assert [r["kind"] for r in store.events(SITE, "101", "2000-01-01")] == [
+            "call_placed",
+            "alert_raised",
+        ]
+        assert isinstance(store.events(SITE, "101", "2000-01-01")[0]["detail"], dict)
+        (call,) = store.calls(SITE)
+        assert call["call_id"] == "c1" and call["status"] == "placed"
+        assert store.calls(SITE, "2000-01-01", "2000-01-02") == []
+        assert [r["room"] for r in store.rooms()] == ["101"]
+        (bad,) = store.export_rows("quarantine", SITE)
+        assert bad["raw"] == b"{" and "id" not in bad
+        assert "id" not in store.export_columns("quarantine")
+        with pytest.raises(ValueError, match="kind must be one of"):
+            store.export_columns("users")
+    writer.close()
+    reader.close()
+
+
+def test_a_read_only_store_of_a_missing_file_is_empty_and_creates_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "none.db"
+    store = open_store(path, readonly=True)
+    assert store.stored_seqs(SITE, "101") == set() and store.rooms() == []
+    assert list(store.export_rows("vitals", SITE)) == [] and store.session(SITE, "1", "x") is None
+    assert store.counts(SITE).quarantined == 0
+    assert not path.exists()
+    with pytest.raises(ValueError, match="PostgreSQL"):
+        open_store("postgresql://db.clinic.lan/roomctl")
+    with pytest.raises(ValueError, match="unknown store URL"):
+        open_store("mysql://x/y")

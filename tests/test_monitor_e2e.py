@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from broker.mosquitto_run import Mosquitto, free_port
+from broker.mosquitto.run import Mosquitto, free_port
 from contract import topics
 from contract.messages import HealthMessage, VitalsMessage
 from tests.support.mqtt import Received, Recorder

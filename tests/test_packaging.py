@@ -65,7 +65,11 @@ def test_wheel_contains_templates_static_files_and_broker_configs(wheel: Path) -
     names = set(zipfile.ZipFile(wheel).namelist())
     needed = [
         p.relative_to(REPO).as_posix()
-        for folder in ("broker/board/templates", "broker/board/static", "broker/mosquitto")
+        for folder in (
+            "broker/board/templates",
+            "broker/board/static",
+            "broker/mosquitto/templates",
+        )
         for p in (REPO / folder).rglob("*")
         if p.is_file() and "__pycache__" not in p.parts
     ]
@@ -73,6 +77,8 @@ def test_wheel_contains_templates_static_files_and_broker_configs(wheel: Path) -
     missing = [n for n in needed if n not in names]
     assert not missing, f"not in the wheel: {missing}"
     assert "controller/cli.py" in names and "firmware_py/monitors/masimo.py" in names
+    shipped_tools = sorted(n for n in names if n.startswith("tools/"))
+    assert not shipped_tools, f"developer tooling in the wheel: {shipped_tools}"
 
 
 # -- the room install ---------------------------------------------------------------------

@@ -11,7 +11,7 @@ import pytest
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from broker.pki import Identity, Pki, PkiError, cert_cn, load_cert
+from broker.mosquitto.pki import Identity, Pki, PkiError, cert_cn, load_cert
 
 
 def test_init_writes_ca_and_server_cert_with_sans(tmp_path: Path) -> None:

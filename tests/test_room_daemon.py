@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from broker.mosquitto_run import Mosquitto
+from broker.mosquitto.run import Mosquitto
 from contract import topics
 from tests.support.mqtt import Recorder, retained, wait_until
 from tests.support.room_process import (

@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from broker.mosquitto_run import Mosquitto, free_port
+from broker.mosquitto.run import Mosquitto, free_port
 from contract import topics
 from controller.core.lighting import StatusCode, blink_sequence
 from tests.support.mqtt import Recorder, wait_until

@@ -52,8 +52,8 @@ def test_room_runs_over_mutual_tls_within_its_acl(clinic: Clinic, tmp_path: Path
 
 
 def test_production_acl_has_no_simulation_grants(tmp_path: Path) -> None:
-    from broker.mosquitto_conf import acl_text
-    from broker.pki import Pki
+    from broker.mosquitto.conf import acl_text
+    from broker.mosquitto.pki import Pki
 
     pki = Pki.init(tmp_path / "pki", SITE)
     pki.issue("room", "101")

@@ -2,7 +2,7 @@
 Mosquitto running the generated configuration (TLS, client certificates, ACL).
 
 Expected values come from the ACL table of docs/LOGGER.md ("Security" in docs/ARCHITECTURE.md),
-re-stated here independently of broker/mosquitto_conf.py:
+re-stated here independently of broker/mosquitto/conf.py:
 - a room writes only its own subtree's data topics and reads only its own `cmd/`;
 - staff read everything of the site and write only `cmd/`;
 - the logger reads everything of the site and writes only its status;
@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from broker.pki import Pki
+from broker.mosquitto.pki import Pki
 from contract.mqtt import BrokerEndpoint
 from tests.reliability_support import FaultRecord, record
 from tests.support.mqtt import Recorder

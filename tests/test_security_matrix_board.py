@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from broker.mosquitto_run import Mosquitto
+from broker.mosquitto.run import Mosquitto
 from contract import topics
 from tests.reliability_support import FaultRecord, record
 from tests.support.mqtt import Recorder, wait_until

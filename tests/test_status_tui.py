@@ -11,8 +11,8 @@ import pytest
 from rich.console import Console
 
 from broker.board.live import SiteState
-from broker.mosquitto_run import Mosquitto
-from broker.status_tui import render_table
+from broker.mosquitto.run import Mosquitto
+from broker.status.tui import render_table
 from tests.support.mqtt import Recorder
 from tests.test_board_helpers import SITE, FakeRoom
 

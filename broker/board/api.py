@@ -14,7 +14,7 @@ import json
 import logging
 import uuid
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
@@ -23,30 +23,20 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from contract.messages import IDENT_RE, CallStatus, Phase
-from contract.timefmt import format_ts
 
-from . import history
+from .context import BoardContext
 from .feed import CommandNotSent
+from .guard import act, public, read
 from .hub import SITE
-from .live import event_dict
-from .pages import session_bounds
-from .thresholds import thresholds_for
-
-if TYPE_CHECKING:
-    from .app import Board
-    from .users import Session
+from .session_data import session_payload
+from .users import Session
 
 log = logging.getLogger("roomctl.board")
 PING_S = 15.0
 MAX_BODY = 4096
 
 
-def _board(request: Request) -> Board:
-    board: Board = request.app.state.board
-    return board
-
-
-def site_view(board: Board) -> dict[str, Any]:
+def site_view(board: BoardContext) -> dict[str, Any]:
     return {
         "site": board.site,
         "broker_connected": board.feed.connected.is_set(),
@@ -60,11 +50,8 @@ def _sse(event: str, data: dict[str, Any]) -> str:
     return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
 
 
-async def stream(request: Request) -> Response:
-    board = _board(request)
-    sess = board.session(request)
-    if sess is None:
-        return board.json_error(401, "log in")
+@read
+async def stream(request: Request, board: BoardContext, sess: Session) -> Response:
     room = request.query_params.get("room") or None
     if room is not None and not IDENT_RE.match(room):
         return board.json_error(404, "no such room")
@@ -104,60 +91,26 @@ async def stream(request: Request) -> Response:
     )
 
 
-async def snapshot(request: Request) -> Response:
-    board = _board(request)
-    if board.session(request) is None:
-        return board.json_error(401, "log in")
+@read
+async def snapshot(request: Request, board: BoardContext, sess: Session) -> Response:
     return JSONResponse({"site": site_view(board), "rooms": board.state.views(board.clock())})
 
 
-def _session_data(board: Board, room: str, session_id: str | None) -> dict[str, Any]:
-    since, until, row = session_bounds(board, room, session_id)
-    rows = history.vitals(board.config.logger_db, board.site, room, since, until)
-    last = max((int(r["seq"]) for r in rows), default=0)
-    for v in board.state.recent_vitals(room, since_seq=last):  # what the logger has not yet
-        if format_ts(v.ts) >= since:
-            rows.append({"seq": v.seq, "ts": format_ts(v.ts),
-                         **{c: getattr(v, c) for c in history.VITAL_COLUMNS}})  # fmt: skip
-    evs = history.events(board.config.logger_db, board.site, room, since, until)
-    seen = {int(e["seq"]) for e in evs}
-    evs += [event_dict(e) for e in board.state.recent_events(room)
-            if e.seq not in seen and format_ts(e.ts) >= since]  # fmt: skip
-    evs.sort(key=lambda e: (e["ts"], e["seq"]))
-    live = board.state.view(room, board.clock()) or {}
-    return {
-        "room": room,
-        "session_id": (row or {}).get("session_id") or live.get("session_id"),
-        "since": since,
-        "until": until,
-        "vitals": rows,
-        "events": evs,
-        "thresholds": thresholds_for(live.get("phase") or "infusion"),
-    }
-
-
-async def session_data(request: Request) -> Response:
-    board = _board(request)
-    if board.session(request) is None:
-        return board.json_error(401, "log in")
+@read
+async def session_data(request: Request, board: BoardContext, sess: Session) -> Response:
     room = str(request.path_params["room"])
     if not IDENT_RE.match(room):
         return board.json_error(404, "no such room")
-    data = await run_in_threadpool(_session_data, board, room, request.query_params.get("session"))
+    wanted = request.query_params.get("session")
+    data = await run_in_threadpool(session_payload, board, room, wanted)
     return JSONResponse(data)
 
 
-async def _actor(request: Request) -> tuple[Session, str, dict[str, Any]] | Response:
-    """The nurse asking, the room and the JSON body of an action, or the refusal."""
-    board = _board(request)
-    sess = board.session(request)
-    if sess is None:
-        return board.json_error(401, "log in")
-    if not board.csrf_ok(request, sess):
-        return board.json_error(403, "missing or wrong CSRF token")
-    if not sess.can_act:
-        board.users.audit(sess.name, "refused", request.path_params.get("room"), None, "viewer")
-        return board.json_error(403, f"{sess.name} is a viewer: viewers cannot act")
+async def _action(
+    request: Request, board: BoardContext
+) -> tuple[str, dict[str, Any]] | Response:
+    """The room and the JSON body of an action (the guard has checked who may act), or the
+    refusal."""
     room = str(request.path_params["room"])
     if not IDENT_RE.match(room):
         return board.json_error(404, "no such room")
@@ -170,10 +123,12 @@ async def _actor(request: Request) -> tuple[Session, str, dict[str, Any]] | Resp
         return board.json_error(400, "body must be JSON")
     if not isinstance(body, dict):
         return board.json_error(400, "body must be a JSON object")
-    return sess, room, body
+    return room, body
 
 
-async def _send(board: Board, sess: Session, room: str, name: str, cmd: dict[str, Any]) -> Response:
+async def _send(
+    board: BoardContext, sess: Session, room: str, name: str, cmd: dict[str, Any]
+) -> Response:
     try:
         sent = await run_in_threadpool(board.feed.publish_command, room, name, cmd)
     except ValidationError as exc:
@@ -186,12 +141,12 @@ async def _send(board: Board, sess: Session, room: str, name: str, cmd: dict[str
     return JSONResponse({"ok": True, "sent": json.loads(sent)})
 
 
-async def claim(request: Request) -> Response:
-    got = await _actor(request)
+@act
+async def claim(request: Request, board: BoardContext, sess: Session) -> Response:
+    got = await _action(request, board)
     if isinstance(got, Response):
         return got
-    sess, room, body = got
-    board = _board(request)
+    room, body = got
     call_id = body.get("call_id")
     current = board.state.current_call(room)
     if current is None or current.status == CallStatus.IDLE or current.call_id != call_id:
@@ -200,12 +155,12 @@ async def claim(request: Request) -> Response:
     return await _send(board, sess, room, "claim", cmd)
 
 
-async def set_phase(request: Request) -> Response:
-    got = await _actor(request)
+@act
+async def set_phase(request: Request, board: BoardContext, sess: Session) -> Response:
+    got = await _action(request, board)
     if isinstance(got, Response):
         return got
-    sess, room, body = got
-    board = _board(request)
+    room, body = got
     if body.get("confirm") is not True:
         return board.json_error(400, "a phase change must be confirmed")
     try:
@@ -222,16 +177,13 @@ async def set_phase(request: Request) -> Response:
     return await _send(board, sess, room, "phase", cmd)
 
 
-async def whoami(request: Request) -> Response:
-    board = _board(request)
-    sess = board.session(request)
-    if sess is None:
-        return board.json_error(401, "log in")
+@read
+async def whoami(request: Request, board: BoardContext, sess: Session) -> Response:
     return JSONResponse({"user": sess.name, "role": sess.role})
 
 
-async def healthz(request: Request) -> Response:
-    board = _board(request)
+@public
+async def healthz(request: Request, board: BoardContext) -> Response:
     ok = board.feed.connected.is_set()
     return JSONResponse({"ok": ok, "broker_connected": ok}, status_code=200 if ok else 503)
 

@@ -1,11 +1,10 @@
-"""The board's Starlette application: who is asking (login sessions), pages, live stream,
-actions.
+"""The board's Starlette application: the handlers' routes around the shared context.
 
-How this works: `Board` owns the live state (SiteState fed by BoardFeed on paho's thread),
-the hub (fan-out to event streams on the server's loop), the board database (accounts,
-sessions, audit) and the path of the logger's database (history, read-only). `Board.app` is
-the ASGI app; `pages.py` and `api.py` hold the handlers and get the Board from
-`request.app.state.board`.
+How this works: `Board` is a `BoardContext` (`context.py`: live state fed by BoardFeed on
+paho's thread, the hub fanning out to event streams on the server's loop, the board database
+of accounts, sessions and audit, and the logger's store, read-only) plus `Board.app`, the
+ASGI app. The handlers (`pages.py`, `api.py`) get the context from `request.app.state.board`
+through one guard (`guard.py`); this module imports them, they never import it.
 
 Authentication: a login form sets an HttpOnly, SameSite=Strict cookie holding a random
 session token (see `users.py`). Every state-changing request (POST) must carry the session's
@@ -18,39 +17,23 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
-import secrets
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
-import jinja2
 from starlette.applications import Starlette
 from starlette.middleware.trustedhost import TrustedHostMiddleware
-from starlette.requests import Request
-from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
-from starlette.templating import Jinja2Templates
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from contract.mqtt import BrokerEndpoint
+from . import api, pages
+from .context import HERE, BoardConfig, BoardContext
 
-from .feed import BoardFeed
-from .hub import Hub
-from .live import SiteState
-from .security import LoginLimiter, same_token
-from .users import BoardDB, Session
+__all__ = ["Board", "BoardConfig", "build_app"]
 
 log = logging.getLogger("roomctl.board")
-HERE = Path(__file__).parent
-SESSION_COOKIE = "roomctl_session"
-LOGIN_COOKIE = "roomctl_login"
-NO_AUTH_USER = "board"
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]", "::1")
 
 _CSP = (
@@ -58,19 +41,6 @@ _CSP = (
     "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; "
     "form-action 'self'"
 )
-
-
-@dataclass
-class BoardConfig:
-    site: str
-    endpoint: BrokerEndpoint
-    logger_db: Path | None
-    board_db: Path
-    no_auth: bool = False
-    session_hours: float = 12.0
-    secure_cookies: bool = False
-    chromium: str = "/usr/bin/chromium"
-    host: str = "127.0.0.1"  # where it is bound (with --no-auth, the only Host names allowed)
 
 
 class SecurityHeaders:
@@ -99,26 +69,11 @@ class SecurityHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
-class Board:
-    def __init__(self, config: BoardConfig, clock: Any = time.time):
-        from . import api, pages
+class Board(BoardContext):
+    """The board: its shared context plus the Starlette application (`self.app`)."""
 
-        self.config = config
-        self.site = config.site
-        self.clock = clock
-        self.state = SiteState(config.site)
-        self.hub = Hub()
-        self.feed = BoardFeed(config.endpoint, self.state, listener=self.hub.notify_threadsafe)
-        self.users = BoardDB(config.board_db)
-        self.limiter = LoginLimiter()
-        self.no_auth_csrf = secrets.token_urlsafe(32)
-        self.stopping = asyncio.Event()
-        env = jinja2.Environment(
-            loader=jinja2.FileSystemLoader(HERE / "templates"),
-            autoescape=True,
-            undefined=jinja2.StrictUndefined,
-        )
-        self.templates = Jinja2Templates(env=env)
+    def __init__(self, config: BoardConfig, clock: Any = time.time):
+        super().__init__(config, clock)
         routes = [
             *pages.routes(),
             *api.routes(),
@@ -146,56 +101,7 @@ class Board:
         finally:
             self.stopping.set()
             self.feed.stop()
-            self.users.close()
-
-    # -- who is asking ------------------------------------------------------------------
-    def session(self, request: Request) -> Session | None:
-        if self.config.no_auth:
-            return Session(NO_AUTH_USER, "nurse", self.no_auth_csrf, math.inf)
-        return self.users.session(request.cookies.get(SESSION_COOKIE))
-
-    def origin_ok(self, request: Request) -> bool:
-        origin = request.headers.get("origin")
-        if origin is None:  # same-origin GET-like navigations and non-browser clients
-            return True
-        host = request.headers.get("host", "")
-        return origin in (f"http://{host}", f"https://{host}")
-
-    def csrf_ok(self, request: Request, sess: Session, form_token: str | None = None) -> bool:
-        token = request.headers.get("x-csrf-token") or form_token
-        return self.origin_ok(request) and same_token(token, sess.csrf)
-
-    def render(self, request: Request, name: str, sess: Session | None, **ctx: Any) -> Response:
-        base = {
-            "site": self.site,
-            "user": sess.name if sess else None,
-            "role": sess.role if sess else None,
-            "can_act": bool(sess and sess.can_act),
-            "csrf": sess.csrf if sess else "",
-            "no_auth": self.config.no_auth,
-        }
-        return self.templates.TemplateResponse(request, name, {**base, **ctx})
-
-    def login_redirect(self, request: Request) -> Response:
-        target = request.url.path
-        if request.url.query:
-            target += "?" + request.url.query
-        return RedirectResponse(f"/login?next={quote(target, safe='')}", status_code=303)
-
-    def set_session_cookie(self, response: Response, token: str) -> None:
-        response.set_cookie(
-            SESSION_COOKIE,
-            token,
-            max_age=int(self.config.session_hours * 3600),
-            httponly=True,
-            samesite="strict",
-            secure=self.config.secure_cookies,
-            path="/",
-        )
-
-    @staticmethod
-    def json_error(status: int, message: str) -> JSONResponse:
-        return JSONResponse({"ok": False, "error": message}, status_code=status)
+            self.close()
 
 
 def build_app(config: BoardConfig) -> Board:

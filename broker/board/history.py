@@ -1,128 +1,47 @@
-"""Read-only queries of the logger's database (schema: `broker/logdb_schema.py`).
+"""The logger's history as the board shows it: read through the logger's store (read-only).
 
-The board never writes there. Each call opens the file read-only (`mode=ro`), so a missing
-database (logger not started yet) gives empty answers rather than creating a file. Times are
-the stored RFC 3339 text, which sorts and compares as text.
+The board never writes there. Without a store (`roomctl board` without `--db`) every question
+has an empty answer; a read-only SQLite store answers empty while its file does not exist yet
+(logger not started), and never creates it. Times are the stored RFC 3339 text.
 """
 
 from __future__ import annotations
 
-import json
-import sqlite3
 import statistics
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
-from broker.logdb_schema import open_db
+from broker.logger.store import LogStore
+from broker.logger.store.base import VITAL_COLUMNS
 
-VITAL_COLUMNS = (
-    "spo2",
-    "heart_rate",
-    "pulse_rate",
-    "nibp_sys",
-    "nibp_dia",
-    "nibp_mean",
-    "resp_rate",
-)
-MAX_POINTS = 20_000  # a 3-hour session at 1 Hz is ~11k
+__all__ = ["VITAL_COLUMNS", "calls", "daily_summary", "events", "session", "sessions", "vitals"]
 
 
-@contextmanager
-def _ro(db: Path | None) -> Iterator[sqlite3.Connection | None]:
-    if db is None or not Path(db).exists():
-        yield None
-        return
-    conn = open_db(db, readonly=True)
-    try:
-        yield conn
-    finally:
-        conn.close()
+def session(
+    store: LogStore | None, site: str, room: str, session_id: str
+) -> dict[str, Any] | None:
+    return None if store is None else store.session(site, room, session_id)
 
 
-def _dicts(cur: sqlite3.Cursor) -> list[dict[str, Any]]:
-    names = [d[0] for d in cur.description]
-    return [dict(zip(names, row, strict=True)) for row in cur]
-
-
-def session(db: Path | None, site: str, room: str, session_id: str) -> dict[str, Any] | None:
-    with _ro(db) as conn:
-        if conn is None:
-            return None
-        rows = _dicts(
-            conn.execute(
-                "SELECT * FROM sessions WHERE site = ? AND room = ? AND session_id = ?",
-                (site, room, session_id),
-            )
-        )
-    return rows[0] if rows else None
-
-
-def sessions(db: Path | None, site: str, room: str, limit: int = 20) -> list[dict[str, Any]]:
-    with _ro(db) as conn:
-        if conn is None:
-            return []
-        return _dicts(
-            conn.execute(
-                "SELECT * FROM sessions WHERE site = ? AND room = ? "
-                "ORDER BY started_at DESC LIMIT ?",
-                (site, room, limit),
-            )
-        )
+def sessions(store: LogStore | None, site: str, room: str, limit: int = 20) -> list[dict[str, Any]]:
+    return [] if store is None else store.sessions(site, room, limit)
 
 
 def vitals(
-    db: Path | None, site: str, room: str, since: str, until: str | None = None
+    store: LogStore | None, site: str, room: str, since: str, until: str | None = None
 ) -> list[dict[str, Any]]:
     """Readings of a room from `since` (inclusive) to `until` (exclusive), oldest first."""
-    sql = (
-        f"SELECT seq, ts, {', '.join(VITAL_COLUMNS)} FROM vitals "
-        "WHERE site = ? AND room = ? AND ts >= ?"
-    )
-    args: list[Any] = [site, room, since]
-    if until:
-        sql += " AND ts < ?"
-        args.append(until)
-    sql += " ORDER BY ts, seq LIMIT ?"
-    args.append(MAX_POINTS)
-    with _ro(db) as conn:
-        return [] if conn is None else _dicts(conn.execute(sql, args))
+    return [] if store is None else store.vitals(site, room, since, until)
 
 
 def events(
-    db: Path | None, site: str, room: str, since: str, until: str | None = None
+    store: LogStore | None, site: str, room: str, since: str, until: str | None = None
 ) -> list[dict[str, Any]]:
-    sql = (
-        "SELECT seq, ts, kind, call_id, priority, phase, from_phase, session_id, by, reason, "
-        "detail FROM events WHERE site = ? AND room = ? AND ts >= ?"
-    )
-    args: list[Any] = [site, room, since]
-    if until:
-        sql += " AND ts < ?"
-        args.append(until)
-    sql += " ORDER BY ts, seq LIMIT 5000"
-    with _ro(db) as conn:
-        rows = [] if conn is None else _dicts(conn.execute(sql, args))
-    for row in rows:
-        row["detail"] = json.loads(row["detail"]) if row["detail"] else {}
-    return rows
+    return [] if store is None else store.events(site, room, since, until)
 
 
-def calls(db: Path | None, site: str, since: str, until: str) -> list[dict[str, Any]]:
+def calls(store: LogStore | None, site: str, since: str, until: str) -> list[dict[str, Any]]:
     """Calls placed in [since, until), newest first."""
-    with _ro(db) as conn:
-        if conn is None:
-            return []
-        return _dicts(
-            conn.execute(
-                "SELECT room, call_id, priority, status, placed_at, claimed_at, claimed_by, "
-                "escalated_at, cancelled_at, cancelled_by, response_s, resolved_s FROM calls "
-                "WHERE site = ? AND placed_at >= ? AND placed_at < ? "
-                "ORDER BY placed_at DESC LIMIT 5000",
-                (site, since, until),
-            )
-        )
+    return [] if store is None else store.calls(site, since, until)
 
 
 def _percentile(values: list[float], q: float) -> float | None:

@@ -9,7 +9,6 @@ import subprocess
 import tempfile
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
 from starlette.concurrency import run_in_threadpool
@@ -20,21 +19,14 @@ from starlette.routing import Route
 from contract.messages import IDENT_RE
 from contract.timefmt import format_ts
 
-from . import history, svg_chart
-from .app import LOGIN_COOKIE, SESSION_COOKIE
-from .live import event_dict
-from .thresholds import thresholds_for
-
-if TYPE_CHECKING:
-    from .app import Board
+from . import history
+from .context import LOGIN_COOKIE, SESSION_COOKIE, BoardContext
+from .guard import page, public
+from .session_data import report_context
+from .users import Session
 
 log = logging.getLogger("roomctl.board")
 MAX_FORM_BYTES = 4096
-
-
-def _board(request: Request) -> Board:
-    board: Board = request.app.state.board
-    return board
 
 
 def _safe_next(value: str | None) -> str:
@@ -51,8 +43,8 @@ async def _form(request: Request) -> dict[str, str]:
     return {k: v[0] for k, v in parsed.items()}
 
 
-async def login_page(request: Request) -> Response:
-    board = _board(request)
+@public
+async def login_page(request: Request, board: BoardContext) -> Response:
     if board.config.no_auth:
         return RedirectResponse("/", status_code=303)
     token = secrets.token_urlsafe(24)
@@ -68,8 +60,8 @@ async def login_page(request: Request) -> Response:
     return resp
 
 
-async def login_submit(request: Request) -> Response:
-    board = _board(request)
+@public
+async def login_submit(request: Request, board: BoardContext) -> Response:
     form = await _form(request)
     nxt = _safe_next(form.get("next"))
     name, password = form.get("username", "").strip(), form.get("password", "")
@@ -105,8 +97,8 @@ async def login_submit(request: Request) -> Response:
     return resp
 
 
-async def logout(request: Request) -> Response:
-    board = _board(request)
+@public
+async def logout(request: Request, board: BoardContext) -> Response:
     sess = board.session(request)
     form = await _form(request)
     if sess is not None and board.csrf_ok(request, sess, form.get("csrf")):
@@ -117,11 +109,8 @@ async def logout(request: Request) -> Response:
     return resp
 
 
-async def overview(request: Request) -> Response:
-    board = _board(request)
-    sess = board.session(request)
-    if sess is None:
-        return board.login_redirect(request)
+@page
+async def overview(request: Request, board: BoardContext, sess: Session) -> Response:
     return board.render(request, "overview.html", sess)
 
 
@@ -130,37 +119,17 @@ def _room_param(request: Request) -> str | None:
     return room if IDENT_RE.match(room) else None
 
 
-async def room_page(request: Request) -> Response:
-    board = _board(request)
-    sess = board.session(request)
-    if sess is None:
-        return board.login_redirect(request)
+@page
+async def room_page(request: Request, board: BoardContext, sess: Session) -> Response:
     room = _room_param(request)
     if room is None:
         return PlainTextResponse("no such room", status_code=404)
-    past = await run_in_threadpool(history.sessions, board.config.logger_db, board.site, room)
+    past = await run_in_threadpool(history.sessions, board.history, board.site, room)
     return board.render(request, "room.html", sess, room=room, sessions=past)
 
 
-def session_bounds(
-    board: Board, room: str, session_id: str | None
-) -> tuple[str, str | None, dict[str, Any] | None]:
-    """(since, until, sessions row) of a session; the live session when session_id is None."""
-    live = board.state.view(room, board.clock())
-    sid = session_id or (live or {}).get("session_id")
-    row = history.session(board.config.logger_db, board.site, room, sid) if sid else None
-    if row is not None:
-        return str(row["started_at"]), row["ended_at"], row
-    if live and live.get("phase_since") and live.get("phase") not in (None, "idle"):
-        return str(live["phase_since"]), None, None
-    return format_ts(datetime.now(UTC) - timedelta(hours=1)), None, None
-
-
-async def report(request: Request) -> Response:
-    board = _board(request)
-    sess = board.session(request)
-    if sess is None:
-        return board.login_redirect(request)
+@page
+async def report(request: Request, board: BoardContext, sess: Session) -> Response:
     room = _room_param(request)
     if room is None:
         return PlainTextResponse("no such room", status_code=404)
@@ -168,47 +137,9 @@ async def report(request: Request) -> Response:
     return board.render(request, "report.html", sess, **ctx)
 
 
-def report_context(board: Board, room: str, session_id: str | None) -> dict[str, Any]:
-    since, until, row = session_bounds(board, room, session_id)
-    rows = history.vitals(board.config.logger_db, board.site, room, since, until)
-    evs = history.events(board.config.logger_db, board.site, room, since, until)
-    if not rows:  # no logger database: what this board saw live
-        rows = [
-            {
-                "seq": v.seq,
-                "ts": format_ts(v.ts),
-                **{c: getattr(v, c) for c in history.VITAL_COLUMNS},
-            }
-            for v in board.state.recent_vitals(room)
-            if format_ts(v.ts) >= since
-        ]
-    if not evs:
-        evs = [event_dict(e) for e in board.state.recent_events(room) if format_ts(e.ts) >= since]
-    phase = (row or {}).get("phase") or "infusion"
-    charts = svg_chart.session_charts(
-        rows, thresholds_for(phase if phase != "idle" else "infusion")
-    )
-    return {
-        "room": room,
-        "session": row,
-        "session_id": (row or {}).get("session_id")
-        or session_id
-        or (board.state.view(room, board.clock()) or {}).get("session_id"),
-        "since": since,
-        "until": until,
-        "charts": charts,
-        "events": evs,
-        "readings": len(rows),
-        "generated": format_ts(datetime.now(UTC)),
-    }
-
-
-async def report_pdf(request: Request) -> Response:
+@page
+async def report_pdf(request: Request, board: BoardContext, sess: Session) -> Response:
     """The report printed by headless Chromium (the same HTML, rendered to a file first)."""
-    board = _board(request)
-    sess = board.session(request)
-    if sess is None:
-        return board.login_redirect(request)
     room = _room_param(request)
     if room is None:
         return PlainTextResponse("no such room", status_code=404)
@@ -249,11 +180,8 @@ def print_pdf(chromium: str, html: str) -> bytes:
         return out.read_bytes()
 
 
-async def call_log(request: Request) -> Response:
-    board = _board(request)
-    sess = board.session(request)
-    if sess is None:
-        return board.login_redirect(request)
+@page
+async def call_log(request: Request, board: BoardContext, sess: Session) -> Response:
     try:
         day = date.fromisoformat(
             request.query_params.get("day") or datetime.now(UTC).date().isoformat()
@@ -263,7 +191,7 @@ async def call_log(request: Request) -> Response:
     start = datetime(day.year, day.month, day.day, tzinfo=UTC)
     rows = await run_in_threadpool(
         history.calls,
-        board.config.logger_db,
+        board.history,
         board.site,
         format_ts(start),
         format_ts(start + timedelta(days=1)),

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from broker.pki import Identity, Pki
+from broker.mosquitto.pki import Identity, Pki
 from contract import topics
 
 ROOM_WRITE_LEAVES = tuple(
@@ -88,7 +88,7 @@ def acl_text(site: str, identities: list[Identity], simulation: bool = False) ->
 
 
 def _template(name: str) -> str:
-    return resources.files("broker").joinpath(f"mosquitto/{name}").read_text()
+    return resources.files("broker.mosquitto").joinpath(f"templates/{name}").read_text()
 
 
 def config_text(settings: BrokerSettings, acl_path: Path) -> str:

@@ -1,4 +1,4 @@
-"""`roomctl board` (web board), `roomctl board user add|list|remove`, `roomctl status` (terminal).
+"""`roomctl board` (web board) and `roomctl board user add|list|remove` (its accounts).
 
 The board's accounts live in its own SQLite file (`--board-db`, default `board.sqlite` beside
 the logger's `--db`), not in the logger's database: see `broker/board/users.py`.
@@ -23,7 +23,7 @@ def _fail(message: str) -> int:
     return 2
 
 
-def _add_broker_args(p: argparse.ArgumentParser) -> None:
+def add_broker_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--broker", help="mqtts://host:8883 (or mqtt:// for development)")
     p.add_argument("--ca", type=Path, help="CA certificate (mqtts://)")
     p.add_argument("--cert", type=Path, help="client certificate (mqtts://)")
@@ -33,7 +33,7 @@ def _add_broker_args(p: argparse.ArgumentParser) -> None:
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
     board = sub.add_parser("board", help="the staff board in the browser (and its accounts)")
-    _add_broker_args(board)
+    add_broker_args(board)
     board.add_argument("--db", type=Path, help="the logger's database (read-only: history)")
     board.add_argument("--board-db", type=Path, help="accounts/sessions (default: beside --db)")
     board.add_argument("--host", default=DEFAULT_HOST, help=f"default {DEFAULT_HOST}")
@@ -60,12 +60,6 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
             p.add_argument("--password-stdin", action="store_true", help="read it from stdin")
             p.add_argument("--replace", action="store_true", help="change an existing account")
         p.set_defaults(func=_user)
-
-    status = sub.add_parser("status", help="every room of a site live in the terminal")
-    _add_broker_args(status)
-    status.add_argument("--once", action="store_true", help="print the overview and exit")
-    status.add_argument("--wait", type=float, default=3.0, help="--once: max seconds to gather")
-    status.set_defaults(func=_status)
 
 
 def board_db_path(board_db: Path | None, db: Path | None) -> Path | None:
@@ -168,18 +162,3 @@ def _serve(args: argparse.Namespace) -> int:
     print(f"board for site {args.site} on http://{args.host}:{args.port}/", file=sys.stderr)
     server.run()
     return 0
-
-
-def _status(args: argparse.Namespace) -> int:
-    from broker.status_tui import run_status
-    from contract import topics
-    from contract.mqtt import BrokerEndpoint
-
-    if not args.broker or not args.site:
-        return _fail("roomctl status needs --broker URL and --site S")
-    try:
-        topics.check_ident("site", args.site)
-        endpoint = BrokerEndpoint.from_url(args.broker, args.ca, args.cert, args.key)
-    except ValueError as exc:
-        return _fail(str(exc))
-    return run_status(endpoint, args.site, once=args.once, wait_s=args.wait)

@@ -1,22 +1,20 @@
-"""`roomctl demo`: the whole clinic on one machine, on loopback.
+"""The simulated clinic on one machine, on loopback (`python -m tools.demo`, `make demo`).
 
 Starts Mosquitto with the production-style configuration (TLS, client certificates from a
 PKI made in a temporary folder, the real ACL plus the simulation grants), the logger with
 SQLite, the board (`--no-auth`), and six simulated rooms (real room daemons with mock GPIO),
 each reading its own simulated bedside monitor over a pty or TCP. Then it plays a scripted
-clinic day (`broker/demo_script.py`) and shows every room live. At the end it compares
-every room's outbox with the logger's database (`broker/demo_summary.py`). Every process it
+clinic day (`script.py`) and shows every room live. At the end it compares
+every room's outbox with the logger's database (`summary.py`). Every process it
 started is stopped on `--duration`, at the end of the day, or on Ctrl-C.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import signal
 import socket
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -26,15 +24,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from broker import demo_script as script
-from broker.demo_summary import summarize
-from broker.demo_view import ClinicView
-from broker.mosquitto_conf import BrokerSettings, current_user, write_config
-from broker.mosquitto_run import Mosquitto, free_port, wait_port
-from broker.pki import Identity, Pki
+from broker.logger.store import StoreError, open_store
+from broker.mosquitto.conf import BrokerSettings, current_user, write_config
+from broker.mosquitto.pki import Identity, Pki
+from broker.mosquitto.run import Mosquitto, free_port
 from contract import topics
 from contract.mqtt import BrokerEndpoint
 from controller.outbox import read_outbox
+from tools.demo import script
+from tools.demo.summary import summarize
+from tools.demo.view import ClinicView
 
 ROOMCTL = [sys.executable, "-m", "controller.cli"]
 
@@ -122,7 +121,7 @@ class Demo:
                 script.SITE,
             ],
         )
-        _wait_for(lambda: self.db.exists(), 30, "the logger's database")
+        wait_for(lambda: self.db.exists(), 30, "the logger's database")
         self._spawn(
             "board",
             [
@@ -257,7 +256,7 @@ class Demo:
             self._stop(f"room-{room}")  # a clean stop drains the outbox first
         summary = None
         if self.db.exists() and "logger" in self.procs:
-            _wait_for(self._logger_caught_up, 30, "the logger to store everything")
+            wait_for(self._logger_caught_up, 30, "the logger to store everything")
             self._stop("logger")
             summary = summarize(self.db, script.SITE, {r: self.room_dir(r) for r in self.rooms})
         for key in list(self.procs):
@@ -266,7 +265,7 @@ class Demo:
         return summary
 
     def _logger_caught_up(self) -> bool:
-        db = sqlite3.connect(f"file:{self.db}?mode=ro", uri=True)
+        store = open_store(self.db, readonly=True)
         try:
             for room in self.rooms:
                 path = self.room_dir(room) / "outbox.sqlite3"
@@ -274,16 +273,13 @@ class Demo:
                     continue
                 box = read_outbox(path)
                 expected = box.last_seq - len(box.pending) - box.vitals_thinned
-                stored = db.execute(
-                    "SELECT COUNT(*) FROM messages WHERE site = ? AND room = ?", (script.SITE, room)
-                ).fetchone()[0]
-                if stored < expected:
+                if len(store.stored_seqs(script.SITE, room)) < expected:
                     return False
             return True
-        except sqlite3.Error:
+        except StoreError:
             return False
         finally:
-            db.close()
+            store.close()
 
     def cleanup(self) -> None:
         if self.own_base and not self.args.keep:
@@ -306,133 +302,10 @@ def _free_or(port: int) -> int:
             return free_port()
 
 
-def _wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
+def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while not check():
         if time.monotonic() > deadline:
             print(f"warning: gave up waiting for {what} after {timeout:.0f} s", flush=True)
             return
         time.sleep(0.1)
-
-
-def _run(args: argparse.Namespace) -> int:
-    started = time.monotonic()
-    demo = Demo(args)
-    previous = signal.signal(signal.SIGTERM, lambda *a: demo.stop_event.set())
-    summary: dict[str, Any] | None = None
-    notes: list[str] = []
-    view: ClinicView | None = None
-    try:
-        print(f"Board: http://127.0.0.1:{demo.board_port}/  (no login: demo only)", flush=True)
-        print(
-            f"Broker: {demo.url} (TLS, client certificates); state and logs in {demo.base}",
-            flush=True,
-        )
-        demo.start_central()
-        demo.start_rooms()
-        wait_port("127.0.0.1", demo.board_port, 30)
-        view = ClinicView(demo.endpoint(f"staff-{script.NURSE}"), script.SITE, demo.rooms)
-        view.start()
-        threading.Thread(target=demo.play, args=(view, notes.append), daemon=True).start()
-        _show(demo, view, notes, started)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-        try:
-            if view is not None:
-                view.stop()
-            print("stopping every process ...", flush=True)
-            summary = demo.wind_down()
-        finally:
-            demo.cleanup()
-    if summary is not None:
-        summary["seconds"] = round(time.monotonic() - started, 1)
-        if demo.own_base and not args.keep:
-            summary["database"] = None  # removed with the temporary folder (use --keep)
-        _print_summary(summary)
-        if args.summary:
-            Path(args.summary).write_text(json.dumps(summary, indent=2) + "\n")
-    return 0
-
-
-def _show(demo: Demo, view: ClinicView, notes: list[str], started: float) -> None:
-    deadline: float | None = started + float(demo.args.duration) if demo.args.duration else None
-
-    def done() -> bool:
-        """--duration, or else a few seconds after the scripted day ends."""
-        now = time.monotonic()
-        if deadline is not None:
-            return now >= deadline
-        return bool(demo.day_over.is_set() and now >= demo.day_over_at + 5)
-
-    if sys.stdout.isatty() and not demo.args.no_table:
-        from rich.live import Live
-
-        title = f"roomctl demo, site '{script.SITE}'"
-        with Live(view.table(0, title), refresh_per_second=4) as screen:
-            while not demo.stop_event.wait(0.25) and not done():
-                screen.update(view.table(time.monotonic() - started, title))
-        for note in notes:
-            print(f"  - {note}")
-        return
-    shown, last_line = 0, 0.0
-    while not demo.stop_event.wait(0.5) and not done():
-        for note in notes[shown:]:
-            print(f"  - {note}", flush=True)
-        shown = len(notes)
-        if time.monotonic() - last_line >= 5:
-            last_line = time.monotonic()
-            print(view.progress_line(last_line - started), flush=True)
-    for note in notes[shown:]:
-        print(f"  - {note}", flush=True)
-
-
-def _print_summary(s: dict[str, Any]) -> None:
-    answered = [c for c in s["calls"] if c["response_s"] is not None]
-    print(
-        f"\nsummary: {s['rooms']} rooms, {s['vitals_published']} vitals published, "
-        f"{s['vitals_logged']} logged, {s['events_logged']} events, {len(s['calls'])} calls "
-        f"({len(answered)} claimed), {s['alerts_raised']} vital alerts; lost {s['lost']}, "
-        f"duplicates {s['duplicates']}, quarantined {s['quarantined']}"
-    )
-    for c in s["calls"]:
-        resp = "-" if c["response_s"] is None else f"{c['response_s']:.1f} s"
-        print(
-            f"  call in room {c['room']}: {c['priority']}, {c['status']}, claimed after {resp}"
-            f" by {c['claimed_by'] or '-'}"
-        )
-    if s.get("database"):
-        print(f"  database: {s['database']}")
-
-
-def register(sub: argparse._SubParsersAction[Any]) -> None:
-    p = sub.add_parser("demo", help="run a whole simulated clinic on this machine")
-    p.add_argument(
-        "--duration",
-        type=float,
-        default=0,
-        help="stop after SECONDS (default: at the end of the scripted day)",
-    )
-    p.add_argument(
-        "--speed",
-        type=float,
-        default=1.0,
-        help="time compression: 1 = a session takes about two minutes",
-    )
-    p.add_argument(
-        "--rooms",
-        type=int,
-        default=6,
-        choices=range(1, 21),
-        metavar="N",
-        help="number of simulated rooms (default 6)",
-    )
-    p.add_argument("--board-port", type=int, default=0, help="board port (default 8080 if free)")
-    p.add_argument("--state-dir", help="keep logs, state and the database here")
-    p.add_argument("--keep", action="store_true", help="keep the temporary folder")
-    p.add_argument("--summary", metavar="FILE", help="also write the end summary as JSON")
-    p.add_argument(
-        "--no-table", action="store_true", help="progress lines instead of the live table"
-    )
-    p.set_defaults(func=_run)

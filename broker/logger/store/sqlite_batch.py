@@ -1,13 +1,13 @@
-"""Writes logger batches into SQLite: one transaction per batch, idempotent on (site, room, seq).
+"""SQLite store, write side: one transaction per batch, idempotent on (site, room, seq).
 
 How this works: inside the batch's transaction, the `messages` ledger is asked which of the
 batch's `(site, room, seq)` it already holds (one query per room). A known key with the same
 digest is a replay (QoS 1 redelivery, outbox resend) and is skipped; with another digest it goes
 to quarantine as "duplicate seq with different content". New messages go into the ledger and
 `vitals` with `executemany` (`ON CONFLICT(site, room, seq) DO NOTHING` as a second guard);
-events, state, call and health update their tables one by one (`logdb_timeline.py` for calls
+events, state, call and health update their tables one by one (`sqlite_timeline.py` for calls
 and sessions); `room_state.last_*` is written once per room per batch. Schema:
-`logdb_schema.py`.
+`sqlite_schema.py`. Only `sqlite.py` (the store) uses this module.
 """
 
 from __future__ import annotations
@@ -15,12 +15,12 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from operator import attrgetter
 
-from broker import logdb_timeline as timeline
-from broker.logger_ingest import Accepted, Availability, Classified, Command, Ignored, Rejected
+from broker.logger.ingest import Accepted, Availability, Classified, Command, Ignored, Rejected
+from broker.logger.store import sqlite_timeline as timeline
+from broker.logger.store.base import BatchStats
 from contract import messages
 from contract.messages import VITAL_FIELDS
 from contract.timefmt import format_ts
@@ -41,25 +41,6 @@ _CALL_EVENTS = {
 }
 
 
-@dataclass
-class BatchStats:
-    inserted: int = 0
-    duplicates: int = 0
-    quarantined: int = 0
-    ignored: int = 0
-    commands: int = 0
-    by_kind: dict[str, int] = field(default_factory=dict)
-
-    def add(self, other: BatchStats) -> None:
-        self.inserted += other.inserted
-        self.duplicates += other.duplicates
-        self.quarantined += other.quarantined
-        self.ignored += other.ignored
-        self.commands += other.commands
-        for k, v in other.by_kind.items():
-            self.by_kind[k] = self.by_kind.get(k, 0) + v
-
-
 def _fast_ts(value: datetime) -> str:
     """`format_ts` for the contract's datetimes (already UTC), without strftime (hot path)."""
     if value.utcoffset() == _ZERO:
@@ -75,8 +56,8 @@ _ZERO = timedelta(0)
 _vital_values = attrgetter(*VITAL_FIELDS)
 
 
-class LogStore:
-    """The writer's view of the database. Use from one thread (the logger's writer)."""
+class BatchWriter:
+    """Writes batches and runs retention on one connection (the store's; one thread)."""
 
     def __init__(self, conn: sqlite3.Connection):
         self.conn = conn
@@ -239,7 +220,6 @@ class LogStore:
             )
 
     # -- per kind ---------------------------------------------------------------------
-    @staticmethod
     @staticmethod
     def _vitals_row(m: messages.VitalsMessage, ts: str, received_at: str) -> tuple[object, ...]:
         return (

@@ -1,4 +1,4 @@
-"""The central logger: every room message from MQTT into SQLite, nothing lost, nothing twice.
+"""The central logger: every room message from MQTT into the store, nothing lost, nothing twice.
 
 How this works:
 - One paho MQTT 5 client with a stable client id, `clean_start=False` and a session expiry of at
@@ -24,7 +24,6 @@ from __future__ import annotations
 import logging
 import queue
 import signal
-import sqlite3
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -36,10 +35,9 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from broker.logdb import BatchStats, LogStore
-from broker.logdb_schema import open_db
-from broker.logger_config import LoggerConfig
-from broker.logger_ingest import QUARANTINE_RAW_CAP, Classified, Rejected, classify
+from broker.logger.config import LoggerConfig
+from broker.logger.ingest import QUARANTINE_RAW_CAP, Classified, Rejected, classify
+from broker.logger.store import BatchStats, LogStore, StoreError, open_store
 from contract import topics
 from contract.mqtt import BrokerEndpoint, close_client, make_client
 from contract.timefmt import format_ts
@@ -146,7 +144,7 @@ class Logger:
 
     # -- writer thread -----------------------------------------------------------------
     def _writer_loop(self) -> None:
-        store = LogStore(open_db(self.cfg.db, synchronous=self.cfg.synchronous))
+        store = open_store(self.cfg.db, synchronous=self.cfg.synchronous)
         try:
             done = False
             while not done:
@@ -172,7 +170,7 @@ class Logger:
                 self._ack(batch)
                 self._maybe_retention(store)
         finally:
-            store.conn.close()
+            store.close()
 
     def _commit(self, store: LogStore, batch: list[Inbound]) -> bool:
         """Write a batch; on a database error retry (bounded by stop) and never ack a failure."""
@@ -188,7 +186,7 @@ class Logger:
             try:
                 stats = self._write(store, batch, items)
                 break
-            except sqlite3.Error as exc:
+            except StoreError as exc:
                 log.error("database write failed (%s); retrying the batch", exc)
                 if self._stopping.wait(delay):
                     return False
@@ -208,7 +206,7 @@ class Logger:
         one and quarantine the ones that still fail, so one message cannot stop the logger."""
         try:
             return store.write_batch(items)
-        except sqlite3.Error:
+        except StoreError:
             raise
         except Exception:
             log.exception("writing a batch failed; writing its messages one by one")
@@ -216,7 +214,7 @@ class Logger:
         for inbound, (item, received_at) in zip(batch, items, strict=True):
             try:
                 stats.add(store.write_batch([(item, received_at)]))
-            except sqlite3.Error:
+            except StoreError:
                 raise
             except Exception as exc:
                 reason = f"logger error: {type(exc).__name__}: {exc}"[:500]
@@ -251,7 +249,7 @@ class Logger:
         cutoff = format_ts(datetime.now(UTC) - timedelta(days=days))
         try:
             deleted = store.delete_old_vitals(cutoff, batch=self.cfg.retention_batch)
-        except sqlite3.Error as exc:
+        except StoreError as exc:
             log.error("retention failed: %s", exc)
             return
         if deleted:
@@ -259,7 +257,7 @@ class Logger:
 
     # -- lifecycle ---------------------------------------------------------------------
     def start(self) -> Logger:
-        open_db(self.cfg.db, synchronous=self.cfg.synchronous).close()  # migrate up front
+        open_store(self.cfg.db, synchronous=self.cfg.synchronous).close()  # migrate up front
         self._writer = threading.Thread(target=self._writer_loop, name="logger-writer", daemon=True)
         self._writer.start()
         self.client.connect_async(

@@ -35,7 +35,7 @@ def find_mosquitto() -> str:
 
 
 def dev_config(port: int, state_dir: Path) -> str:
-    template = resources.files("broker").joinpath("mosquitto/dev.conf.tmpl").read_text()
+    template = resources.files("broker.mosquitto").joinpath("templates/dev.conf.tmpl").read_text()
     return template.format(port=port, state_dir=str(state_dir), user=getpass.getuser())
 
 

@@ -1,12 +1,8 @@
-"""Central-side subcommands: `pki init|issue`, `broker config`, `logger`, `log export|rooms`."""
+"""`roomctl pki init|issue` and `roomctl broker config`: the clinic PKI and Mosquitto's config."""
 
 from __future__ import annotations
 
 import argparse
-import json
-import logging
-import sqlite3
-import ssl
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,8 +13,6 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     """Add this area's subcommands to `roomctl`."""
     _register_pki(sub)
     _register_broker(sub)
-    _register_logger(sub)
-    _register_log(sub)
 
 
 def _fail(message: str) -> int:
@@ -64,7 +58,7 @@ def _time_arg(value: str | None) -> datetime | None:
 
 
 def _pki_init(args: argparse.Namespace) -> int:
-    from broker.pki import Pki, PkiError
+    from broker.mosquitto.pki import Pki, PkiError
 
     try:
         pki = Pki.init(
@@ -83,7 +77,7 @@ def _pki_init(args: argparse.Namespace) -> int:
 
 
 def _pki_issue(args: argparse.Namespace) -> int:
-    from broker.pki import Pki, PkiError
+    from broker.mosquitto.pki import Pki, PkiError
 
     try:
         issued = Pki(args.dir).issue(
@@ -129,8 +123,8 @@ def _register_broker(sub: argparse._SubParsersAction[Any]) -> None:
 
 
 def _broker_config(args: argparse.Namespace) -> int:
-    from broker.mosquitto_conf import BrokerSettings, write_config
-    from broker.pki import PkiError
+    from broker.mosquitto.conf import BrokerSettings, write_config
+    from broker.mosquitto.pki import PkiError
 
     settings = BrokerSettings(
         site=args.site,
@@ -149,106 +143,4 @@ def _broker_config(args: argparse.Namespace) -> int:
     except (PkiError, ValueError) as exc:
         return _fail(str(exc))
     print(f"wrote {conf} and {acl}")
-    return 0
-
-
-# -- logger -----------------------------------------------------------------------------
-def _register_logger(sub: argparse._SubParsersAction[Any]) -> None:
-    lg = sub.add_parser("logger", help="store every room message in SQLite")
-    lg.add_argument("--config", type=Path, help="TOML file (keys as the long options, _ for -)")
-    lg.add_argument("--broker", help="mqtts://host:8883 (or mqtt:// for development)")
-    lg.add_argument("--ca", type=Path)
-    lg.add_argument("--cert", type=Path)
-    lg.add_argument("--key", type=Path)
-    lg.add_argument("--db", type=Path)
-    lg.add_argument("--site")
-    lg.add_argument("--client-id")
-    lg.add_argument("--share-group", help="subscribe through $share/GROUP/ (several loggers)")
-    lg.add_argument("--session-expiry-s", type=int)
-    lg.add_argument("--receive-maximum", type=int)
-    lg.add_argument("--batch-max", type=int)
-    lg.add_argument("--max-bytes", type=int, help="larger payloads go to quarantine")
-    lg.add_argument("--synchronous", choices=("FULL", "NORMAL"))
-    lg.add_argument("--retention-days", type=float)
-    lg.add_argument("--retention-interval-s", type=float)
-    lg.add_argument("-v", "--verbose", action="store_true")
-    lg.set_defaults(func=_logger)
-
-
-def _logger(args: argparse.Namespace) -> int:
-    from broker.logger import run
-    from broker.logger_config import ConfigError, LoggerConfig
-
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    keys = (
-        "broker", "ca", "cert", "key", "db", "site", "client_id", "share_group",
-        "session_expiry_s", "receive_maximum", "batch_max", "max_bytes", "synchronous",
-        "retention_days", "retention_interval_s",
-    )  # fmt: skip
-    try:
-        cfg = LoggerConfig.load(args.config, {k: getattr(args, k) for k in keys})
-        return run(cfg)
-    except (ConfigError, ValueError) as exc:
-        return _fail(str(exc))
-    except (OSError, ssl.SSLError, sqlite3.Error) as exc:  # unreadable key, unwritable db, ...
-        return _fail(f"logger cannot start: {exc}")
-
-
-# -- log export / rooms ------------------------------------------------------------------
-def _register_log(sub: argparse._SubParsersAction[Any]) -> None:
-    from broker.export import FORMATS, KINDS
-
-    lg = sub.add_parser("log", help="read the logger's database")
-    lg_sub = lg.add_subparsers(dest="log_command", metavar="ACTION")
-    lg_sub.required = True
-    exp = lg_sub.add_parser("export", help="vitals, events, calls, sessions or quarantine")
-    exp.add_argument("--db", type=Path, required=True)
-    exp.add_argument("--site", required=True)
-    exp.add_argument("--room")
-    exp.add_argument("--kind", choices=KINDS, required=True)
-    exp.add_argument("--format", choices=FORMATS, default="csv")
-    exp.add_argument("--since", help="inclusive, RFC 3339 or date (UTC if no zone)")
-    exp.add_argument("--until", help="exclusive")
-    exp.add_argument("--out", type=Path, help="file (default: stdout)")
-    exp.set_defaults(func=_log_export)
-    rooms = lg_sub.add_parser("rooms", help="every room the logger knows, latest state")
-    rooms.add_argument("--db", type=Path, required=True)
-    rooms.add_argument("--json", action="store_true")
-    rooms.set_defaults(func=_log_rooms)
-
-
-def _log_export(args: argparse.Namespace) -> int:
-    from broker.export import export, parse_time
-
-    if not args.db.exists():
-        return _fail(f"no database at {args.db}")
-    try:
-        since = parse_time(args.since) if args.since else None
-        until = parse_time(args.until) if args.until else None
-        if args.out:
-            with args.out.open("w", newline="") as fh:
-                n = export(args.db, fh, args.kind, args.format, args.site, args.room, since, until)
-        else:
-            n = export(
-                args.db, sys.stdout, args.kind, args.format, args.site, args.room, since, until
-            )
-    except ValueError as exc:
-        return _fail(str(exc))
-    print(f"{n} {args.kind} row(s)", file=sys.stderr)
-    return 0
-
-
-def _log_rooms(args: argparse.Namespace) -> int:
-    from broker.export import format_rooms, rooms
-
-    if not args.db.exists():
-        return _fail(f"no database at {args.db}")
-    rows = rooms(args.db)
-    if args.json:
-        print(json.dumps(rows, indent=2))
-    else:
-        sys.stdout.write(format_rooms(rows))
     return 0

@@ -1,0 +1,130 @@
+"""What every board handler works with: `BoardContext` (live state, hub, feed, accounts, the
+logger's store, templates) and the helpers that answer a request with it.
+
+Handlers reach it as `request.app.state.board` (through `guard.py`); they never import
+`app.py`, which builds the Starlette application from the handlers' routes. Shared names
+(cookies, the `--no-auth` user) live here so that no handler needs `app.py`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import jinja2
+from starlette.requests import Request
+from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.templating import Jinja2Templates
+
+from broker.logger.store import LogStore, open_store
+from contract.mqtt import BrokerEndpoint
+
+from .feed import BoardFeed
+from .hub import Hub
+from .live import SiteState
+from .security import LoginLimiter, same_token
+from .users import BoardDB, Session
+
+HERE = Path(__file__).parent
+SESSION_COOKIE = "roomctl_session"
+LOGIN_COOKIE = "roomctl_login"
+NO_AUTH_USER = "board"
+
+
+@dataclass
+class BoardConfig:
+    site: str
+    endpoint: BrokerEndpoint
+    logger_db: Path | None
+    board_db: Path
+    no_auth: bool = False
+    session_hours: float = 12.0
+    secure_cookies: bool = False
+    chromium: str = "/usr/bin/chromium"
+    host: str = "127.0.0.1"  # where it is bound (with --no-auth, the only Host names allowed)
+
+
+class BoardContext:
+    """Everything the handlers share. `app.Board` adds the ASGI application around it."""
+
+    def __init__(self, config: BoardConfig, clock: Any = time.time):
+        self.config = config
+        self.site = config.site
+        self.clock = clock
+        self.state = SiteState(config.site)
+        self.hub = Hub()
+        self.feed = BoardFeed(config.endpoint, self.state, listener=self.hub.notify_threadsafe)
+        self.users = BoardDB(config.board_db)
+        self.history: LogStore | None = (
+            open_store(config.logger_db, readonly=True) if config.logger_db else None
+        )
+        self.limiter = LoginLimiter()
+        self.no_auth_csrf = secrets.token_urlsafe(32)
+        self.stopping = asyncio.Event()
+        env = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(HERE / "templates"),
+            autoescape=True,
+            undefined=jinja2.StrictUndefined,
+        )
+        self.templates = Jinja2Templates(env=env)
+
+    # -- who is asking ------------------------------------------------------------------
+    def session(self, request: Request) -> Session | None:
+        if self.config.no_auth:
+            return Session(NO_AUTH_USER, "nurse", self.no_auth_csrf, math.inf)
+        return self.users.session(request.cookies.get(SESSION_COOKIE))
+
+    def origin_ok(self, request: Request) -> bool:
+        origin = request.headers.get("origin")
+        if origin is None:  # same-origin GET-like navigations and non-browser clients
+            return True
+        host = request.headers.get("host", "")
+        return origin in (f"http://{host}", f"https://{host}")
+
+    def csrf_ok(self, request: Request, sess: Session, form_token: str | None = None) -> bool:
+        token = request.headers.get("x-csrf-token") or form_token
+        return self.origin_ok(request) and same_token(token, sess.csrf)
+
+    # -- answers ------------------------------------------------------------------------
+    def render(self, request: Request, name: str, sess: Session | None, **ctx: Any) -> Response:
+        base = {
+            "site": self.site,
+            "user": sess.name if sess else None,
+            "role": sess.role if sess else None,
+            "can_act": bool(sess and sess.can_act),
+            "csrf": sess.csrf if sess else "",
+            "no_auth": self.config.no_auth,
+        }
+        return self.templates.TemplateResponse(request, name, {**base, **ctx})
+
+    def login_redirect(self, request: Request) -> Response:
+        target = request.url.path
+        if request.url.query:
+            target += "?" + request.url.query
+        return RedirectResponse(f"/login?next={quote(target, safe='')}", status_code=303)
+
+    def set_session_cookie(self, response: Response, token: str) -> None:
+        response.set_cookie(
+            SESSION_COOKIE,
+            token,
+            max_age=int(self.config.session_hours * 3600),
+            httponly=True,
+            samesite="strict",
+            secure=self.config.secure_cookies,
+            path="/",
+        )
+
+    @staticmethod
+    def json_error(status: int, message: str) -> JSONResponse:
+        return JSONResponse({"ok": False, "error": message}, status_code=status)
+
+    def close(self) -> None:
+        self.users.close()
+        if self.history is not None:
+            self.history.close()

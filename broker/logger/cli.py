@@ -1,0 +1,134 @@
+"""`roomctl logger` (run the logger) and `roomctl log export|rooms` (read what it stored)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import ssl
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def register(sub: argparse._SubParsersAction[Any]) -> None:
+    """Add this area's subcommands to `roomctl`."""
+    _register_logger(sub)
+    _register_log(sub)
+
+
+def _fail(message: str) -> int:
+    print(f"roomctl: error: {message}", file=sys.stderr)
+    return 2
+
+
+# -- logger -----------------------------------------------------------------------------
+def _register_logger(sub: argparse._SubParsersAction[Any]) -> None:
+    lg = sub.add_parser("logger", help="store every room message in SQLite")
+    lg.add_argument("--config", type=Path, help="TOML file (keys as the long options, _ for -)")
+    lg.add_argument("--broker", help="mqtts://host:8883 (or mqtt:// for development)")
+    lg.add_argument("--ca", type=Path)
+    lg.add_argument("--cert", type=Path)
+    lg.add_argument("--key", type=Path)
+    lg.add_argument("--db", type=Path)
+    lg.add_argument("--site")
+    lg.add_argument("--client-id")
+    lg.add_argument("--share-group", help="subscribe through $share/GROUP/ (several loggers)")
+    lg.add_argument("--session-expiry-s", type=int)
+    lg.add_argument("--receive-maximum", type=int)
+    lg.add_argument("--batch-max", type=int)
+    lg.add_argument("--max-bytes", type=int, help="larger payloads go to quarantine")
+    lg.add_argument("--synchronous", choices=("FULL", "NORMAL"))
+    lg.add_argument("--retention-days", type=float)
+    lg.add_argument("--retention-interval-s", type=float)
+    lg.add_argument("-v", "--verbose", action="store_true")
+    lg.set_defaults(func=_logger)
+
+
+def _logger(args: argparse.Namespace) -> int:
+    from broker.logger.config import ConfigError, LoggerConfig
+    from broker.logger.service import run
+    from broker.logger.store import StoreError
+
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    keys = (
+        "broker", "ca", "cert", "key", "db", "site", "client_id", "share_group",
+        "session_expiry_s", "receive_maximum", "batch_max", "max_bytes", "synchronous",
+        "retention_days", "retention_interval_s",
+    )  # fmt: skip
+    try:
+        cfg = LoggerConfig.load(args.config, {k: getattr(args, k) for k in keys})
+        return run(cfg)
+    except (ConfigError, ValueError) as exc:
+        return _fail(str(exc))
+    except (OSError, ssl.SSLError, StoreError) as exc:  # unreadable key, unwritable db, ...
+        return _fail(f"logger cannot start: {exc}")
+
+
+# -- log export / rooms ------------------------------------------------------------------
+def _register_log(sub: argparse._SubParsersAction[Any]) -> None:
+    from broker.logger.export import FORMATS, KINDS
+
+    lg = sub.add_parser("log", help="read the logger's database")
+    lg_sub = lg.add_subparsers(dest="log_command", metavar="ACTION")
+    lg_sub.required = True
+    exp = lg_sub.add_parser("export", help="vitals, events, calls, sessions or quarantine")
+    exp.add_argument("--db", type=Path, required=True)
+    exp.add_argument("--site", required=True)
+    exp.add_argument("--room")
+    exp.add_argument("--kind", choices=KINDS, required=True)
+    exp.add_argument("--format", choices=FORMATS, default="csv")
+    exp.add_argument("--since", help="inclusive, RFC 3339 or date (UTC if no zone)")
+    exp.add_argument("--until", help="exclusive")
+    exp.add_argument("--out", type=Path, help="file (default: stdout)")
+    exp.set_defaults(func=_log_export)
+    rooms = lg_sub.add_parser("rooms", help="every room the logger knows, latest state")
+    rooms.add_argument("--db", type=Path, required=True)
+    rooms.add_argument("--json", action="store_true")
+    rooms.set_defaults(func=_log_rooms)
+
+
+def _log_export(args: argparse.Namespace) -> int:
+    from broker.logger.export import export, parse_time
+    from broker.logger.store import open_store
+
+    if not args.db.exists():
+        return _fail(f"no database at {args.db}")
+    store = open_store(args.db, readonly=True)
+    try:
+        since = parse_time(args.since) if args.since else None
+        until = parse_time(args.until) if args.until else None
+        if args.out:
+            with args.out.open("w", newline="") as fh:
+                n = export(store, fh, args.kind, args.format, args.site, args.room, since, until)
+        else:
+            n = export(
+                store, sys.stdout, args.kind, args.format, args.site, args.room, since, until
+            )
+    except ValueError as exc:
+        return _fail(str(exc))
+    finally:
+        store.close()
+    print(f"{n} {args.kind} row(s)", file=sys.stderr)
+    return 0
+
+
+def _log_rooms(args: argparse.Namespace) -> int:
+    from broker.logger.export import format_rooms
+    from broker.logger.store import open_store
+
+    if not args.db.exists():
+        return _fail(f"no database at {args.db}")
+    store = open_store(args.db, readonly=True)
+    try:
+        rows = store.rooms()
+    finally:
+        store.close()
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        sys.stdout.write(format_rooms(rows))
+    return 0

@@ -1,0 +1,160 @@
+"""The logger's store: what the logger, the board, exports and audits ask of the database.
+
+`LogStore` is the seam between the central side and the database engine (SQLite today in
+`sqlite.py`, PostgreSQL later). Nothing outside `broker/logger/store/` writes SQL against the
+logger's schema; everything goes through these methods. The interface speaks in plain Python
+values only: times are the stored RFC 3339 UTC text (`contract.timefmt.format_ts`, sorts as
+text), rows are dicts keyed by column name, and engine errors come out as `StoreError`.
+
+Row shapes (the column names are the contract; `docs/LOGGER.md` lists them):
+- history rows (`session`, `sessions`, `vitals`, `events`, `calls`): as documented per method;
+  `events` rows carry `detail` already decoded to a dict.
+- export rows: every stored column of the kind, in table order, without internal ids; JSON
+  columns (`alarms`, `quality`, `detail`) as JSON text, quarantine `raw` as bytes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from broker.logger.ingest import Classified
+
+EXPORT_KINDS = ("vitals", "events", "calls", "sessions", "quarantine")
+ROOM_COLUMNS = (
+    "site",
+    "room",
+    "availability",
+    "phase",
+    "session_id",
+    "call_status",
+    "last_seq",
+    "last_ts",
+    "last_received_at",
+)
+VITAL_COLUMNS = (
+    "spo2",
+    "heart_rate",
+    "pulse_rate",
+    "nibp_sys",
+    "nibp_dia",
+    "nibp_mean",
+    "resp_rate",
+)
+MAX_VITAL_POINTS = 20_000  # a 3-hour session at 1 Hz is ~11k
+MAX_HISTORY_ROWS = 5000
+
+Row = dict[str, Any]
+
+
+class StoreError(Exception):
+    """The database failed (I/O, disk full, locked, schema). The logger retries a batch that
+    failed this way and never acknowledges it; anything else is a bug in the caller's data."""
+
+
+@dataclass
+class BatchStats:
+    """What one `write_batch` (or the logger's running total) did."""
+
+    inserted: int = 0
+    duplicates: int = 0
+    quarantined: int = 0
+    ignored: int = 0
+    commands: int = 0
+    by_kind: dict[str, int] = field(default_factory=dict)
+
+    def add(self, other: BatchStats) -> None:
+        self.inserted += other.inserted
+        self.duplicates += other.duplicates
+        self.quarantined += other.quarantined
+        self.ignored += other.ignored
+        self.commands += other.commands
+        for k, v in other.by_kind.items():
+            self.by_kind[k] = self.by_kind.get(k, 0) + v
+
+
+@dataclass(frozen=True)
+class LedgerCounts:
+    """Totals of one site, for audits (the demo's summary)."""
+
+    vitals: int
+    events: int
+    alerts_raised: int
+    duplicate_seqs: int  # ledger rows sharing a (site, room, seq): 0 unless the key broke
+    quarantined: int  # the whole quarantine (it is not per site)
+
+
+class LogStore(Protocol):
+    """The logger's database. A writable store is used from one thread (the logger's writer);
+    a read-only one (`open_store(..., readonly=True)`) from any thread, and answers empty while
+    the database does not exist yet."""
+
+    # -- ingest and upkeep (the logger) ----------------------------------------------------
+    def write_batch(self, items: Iterable[tuple[Classified, str]]) -> BatchStats:
+        """Store `(classified, received_at)` items atomically, idempotent on (site, room, seq):
+        a replay is skipped, the same seq with other content goes to quarantine."""
+        ...
+
+    def delete_old_vitals(self, cutoff: str, batch: int = 500, max_batches: int = 20) -> int:
+        """Retention: delete vitals with `ts < cutoff` in short transactions of `batch` rows, at
+        most `max_batches` per call; return how many were deleted."""
+        ...
+
+    # -- history (the board) ---------------------------------------------------------------
+    def session(self, site: str, room: str, session_id: str) -> Row | None:
+        """The `sessions` row of one session (all its columns), or None."""
+        ...
+
+    def sessions(self, site: str, room: str, limit: int = 20) -> list[Row]:
+        """A room's latest sessions, newest first (all columns)."""
+        ...
+
+    def vitals(self, site: str, room: str, since: str, until: str | None = None) -> list[Row]:
+        """`seq`, `ts` and VITAL_COLUMNS of a room in [since, until), oldest first (capped)."""
+        ...
+
+    def events(self, site: str, room: str, since: str, until: str | None = None) -> list[Row]:
+        """Events of a room in [since, until), oldest first (capped): seq, ts, kind, call_id,
+        priority, phase, from_phase, session_id, by, reason, detail (a dict)."""
+        ...
+
+    def calls(self, site: str, since: str | None = None, until: str | None = None) -> list[Row]:
+        """Calls of a site placed in [since, until) (unbounded sides when None), newest first
+        (capped): room, call_id, priority, status, placed_at, claimed_at, claimed_by,
+        escalated_at, cancelled_at, cancelled_by, response_s, resolved_s."""
+        ...
+
+    # -- exports and `roomctl log rooms` ---------------------------------------------------
+    def export_rows(
+        self,
+        kind: str,
+        site: str,
+        room: str | None = None,
+        since: str | None = None,
+        until: str | None = None,
+    ) -> Iterator[Row]:
+        """Stream every row of `kind` (EXPORT_KINDS) for a site (and room), `since` inclusive,
+        `until` exclusive on the kind's own time (ts, placed_at, started_at, received_at)."""
+        ...
+
+    def export_columns(self, kind: str) -> list[str]:
+        """The column names `export_rows(kind, ...)` yields, in order (for an empty export)."""
+        ...
+
+    def rooms(self) -> list[Row]:
+        """Every room the logger knows (ROOM_COLUMNS), by site and room."""
+        ...
+
+    # -- audits (the demo, tests) ----------------------------------------------------------
+    def stored_seqs(self, site: str, room: str) -> set[int]:
+        """Every seq of a room in the ledger."""
+        ...
+
+    def counts(self, site: str) -> LedgerCounts:
+        """Totals of a site."""
+        ...
+
+    def close(self) -> None:
+        """Release the connection(s)."""
+        ...

@@ -1,0 +1,37 @@
+"""`roomctl status`: every room of a site live in the terminal (`--once`: print and exit)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from broker.board.cli import add_broker_args
+
+
+def _fail(message: str) -> int:
+    print(f"roomctl: error: {message}", file=sys.stderr)
+    return 2
+
+
+def register(sub: argparse._SubParsersAction[Any]) -> None:
+    status = sub.add_parser("status", help="every room of a site live in the terminal")
+    add_broker_args(status)
+    status.add_argument("--once", action="store_true", help="print the overview and exit")
+    status.add_argument("--wait", type=float, default=3.0, help="--once: max seconds to gather")
+    status.set_defaults(func=_status)
+
+
+def _status(args: argparse.Namespace) -> int:
+    from broker.status.tui import run_status
+    from contract import topics
+    from contract.mqtt import BrokerEndpoint
+
+    if not args.broker or not args.site:
+        return _fail("roomctl status needs --broker URL and --site S")
+    try:
+        topics.check_ident("site", args.site)
+        endpoint = BrokerEndpoint.from_url(args.broker, args.ca, args.cert, args.key)
+    except ValueError as exc:
+        return _fail(str(exc))
+    return run_status(endpoint, args.site, once=args.once, wait_s=args.wait)

@@ -1,0 +1,2 @@
+"""Developer tooling run from a repository checkout (`python -m tools.demo`,
+`python -m tools.reliability`); not part of the installed package."""

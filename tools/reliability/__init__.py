@@ -1,0 +1,1 @@
+"""The fault campaign (`python -m tools.reliability`) and its Markdown report."""
