@@ -239,8 +239,21 @@ class HealthMessage(Envelope):
 # -- commands from staff: no envelope (they are not the room's), never retained --
 
 
+# How old a staff command may be when it reaches the room (the room's `commands.max_age_s`
+# default, and the MQTT 5 message expiry the board sets).
+DEFAULT_COMMAND_MAX_AGE_S = 30.0
+
+
 class Command(_Frozen):
+    """A staff command. Never retained; the room refuses one older than its max age.
+
+    `by` is the sender's authenticated identity (the board's logged-in user, the CN of a
+    staff certificate), never typed in by hand; `issued_at` is when it was sent (the board
+    also sets the MQTT 5 message expiry, so the broker drops one that waits too long).
+    """
+
     by: Who
+    issued_at: UtcDatetime
     request_id: str | None = Field(default=None, max_length=64)
 
 

@@ -7,6 +7,7 @@ version are set the same way everywhere.
 
 from __future__ import annotations
 
+import math
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +15,8 @@ from urllib.parse import urlparse
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 DEFAULT_PORTS = {"mqtt": 1883, "mqtts": 8883}
 
@@ -86,6 +89,14 @@ def make_client(endpoint: BrokerEndpoint, client_id: str) -> mqtt.Client:
     if endpoint.username:
         client.username_pw_set(endpoint.username, endpoint.password)
     return client
+
+
+def expiry_properties(seconds: float) -> Properties:
+    """PUBLISH properties with an MQTT 5 message expiry: the broker drops the message (for
+    an offline subscriber too) once it has waited this long."""
+    props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+    props.MessageExpiryInterval = max(1, math.ceil(seconds))
+    return props
 
 
 def close_client(client: mqtt.Client) -> None:

@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from contract.messages import IDENT_PATTERN, CallPriority, Phase
+from contract.messages import DEFAULT_COMMAND_MAX_AGE_S, IDENT_PATTERN, CallPriority, Phase
 
 MonitorProtocol = Literal["masimo", "nonin-df2", "nonin-df7", "hl7"]
 MonitorTransport = Literal["serial", "tcp-client", "mllp-listen"]
@@ -149,6 +149,12 @@ class AlertRuleSettings(_Section):
     severity: Literal["high", "medium", "low"] = "high"
 
 
+class CommandSettings(_Section):
+    # A staff command older than this when it reaches the room is refused (expired): a
+    # command sent to an offline room must not act minutes later when it reconnects.
+    max_age_s: float = Field(default=DEFAULT_COMMAND_MAX_AGE_S, gt=0, le=3600)
+
+
 class OutboxSettings(_Section):
     max_rows: int = Field(default=200_000, ge=100)
     window: int = Field(default=100, ge=1, le=10_000)
@@ -165,6 +171,7 @@ class RoomConfig(_Section):
     monitor: MonitorSettings = MonitorSettings()
     timing: TimingSettings = TimingSettings()
     outbox: OutboxSettings = OutboxSettings()
+    commands: CommandSettings = CommandSettings()
     # Per phase, the alert rules; a phase left out uses the defaults of controller.core.alerts.
     alerts: dict[Phase, list[AlertRuleSettings]] | None = None
     # Per phase, the lighting scene name; scenes are those of controller.core.lighting.

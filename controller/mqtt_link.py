@@ -23,6 +23,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from contract.mqtt import BrokerEndpoint, close_client, make_client
 from controller.core.io_types import LinkDown, LinkUp, MessageReceived
@@ -83,7 +84,9 @@ class MqttLink:
         self.connected = True
         client.publish(self.will_topic, b"online", qos=1, retain=True)
         if self.subscriptions:
-            client.subscribe([(f, 1) for f in self.subscriptions])
+            # retain-as-published: the room sees a retained command as retained (and refuses it)
+            opts = SubscribeOptions(qos=1, retainAsPublished=True)
+            client.subscribe([(f, opts) for f in self.subscriptions])
         self._post(LinkUp(bool(flags.session_present)))
 
     def _on_disconnect(
@@ -100,7 +103,7 @@ class MqttLink:
         self._post(PubAck(mid, not rc.is_failure, str(rc)))
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
-        self._post(MessageReceived(msg.topic, bytes(msg.payload)))
+        self._post(MessageReceived(msg.topic, bytes(msg.payload), bool(msg.retain)))
 
     # -- daemon side -----------------------------------------------------------------
 

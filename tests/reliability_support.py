@@ -32,6 +32,7 @@ from typing import Any
 from broker.mosquitto.run import Mosquitto, dev_config, free_port
 from contract import topics
 from firmware_py.monitors.simulate import SimulatorOptions, run_tcp_server
+from tests.support.mqtt import staff_command
 
 SITE = "rel"
 CALL_ORDER = {"call_placed": 0, "call_priority_raised": 1, "call_escalated": 2}
@@ -370,7 +371,7 @@ class Presser:
     def phase(self, room: str, phase: str) -> None:
         self._connected()
         self.rec.publish(
-            topics.room_topic(SITE, room, "cmd/phase"), {"by": "reliability", "phase": phase}
+            topics.room_topic(SITE, room, "cmd/phase"), staff_command(by="reliability", phase=phase)
         )
 
     def stop(self) -> None:

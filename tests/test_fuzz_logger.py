@@ -28,6 +28,7 @@ from tests.reliability_support import (
     record,
     wait_for,
 )
+from tests.support.mqtt import staff_command
 
 pytestmark = [pytest.mark.reliability, pytest.mark.broker]
 
@@ -176,22 +177,23 @@ def test_room_refuses_bad_commands_with_an_event_and_keeps_working(fleet: Fleet)
     bad: list[tuple[str, bytes, str]] = [
         (cmd("phase"), b"not json", "bad phase command"),
         (cmd("phase"), b"\xff\x00", "bad phase command"),
-        (cmd("phase"), json.dumps({"by": "x", "phase": "flying"}).encode(), "bad phase command"),
-        (cmd("phase"), json.dumps({"by": "x", "phase": "recovery"}).encode(), ""),  # illegal
-        (cmd("phase"), json.dumps({"by": 5, "phase": "pre_check", "x": 1}).encode(),
+        (cmd("phase"), json.dumps(staff_command(by="x", phase="flying")).encode(),
+         "bad phase command"),
+        (cmd("phase"), json.dumps(staff_command(by="x", phase="recovery")).encode(), ""),  # illegal
+        (cmd("phase"), json.dumps(staff_command(by=5, phase="pre_check", x=1)).encode(),
          "bad phase command"),
         (cmd("phase"), b"[" * 50_000 + b"]" * 50_000, "bad phase command"),
-        (cmd("phase"), json.dumps({"by": "x" * 300_000, "phase": "idle"}).encode(),
+        (cmd("phase"), json.dumps(staff_command(by="x" * 300_000, phase="idle")).encode(),
          "bad phase command"),
-        (cmd("claim"), json.dumps({"by": "x", "call_id": "nope"}).encode(), ""),
-        (cmd("claim"), json.dumps({"by": "x"}).encode(), "bad claim command"),
-        (cmd("scene"), json.dumps({"by": "x", "scene": "disco"}).encode(), ""),
+        (cmd("claim"), json.dumps(staff_command(by="x", call_id="nope")).encode(), ""),
+        (cmd("claim"), json.dumps(staff_command(by="x")).encode(), "bad claim command"),
+        (cmd("scene"), json.dumps(staff_command(by="x", scene="disco")).encode(), ""),
         (cmd("bogus"), b"{}", "unknown command topic"),
         (topics.sim_button(SITE, "301"), b'{"button": "call"}', "bad sim/button payload"),
     ]  # fmt: skip
     for topic, payload, _ in bad:
         rec.publish(topic, payload)
-    rec.publish(cmd("phase"), json.dumps({"by": "nurse", "phase": "pre_check"}).encode())
+    rec.publish(cmd("phase"), json.dumps(staff_command(by="nurse", phase="pre_check")).encode())
 
     def changed() -> bool:
         return any(k == "phase_changed" for _, k, _ in room_events(fleet, start))

@@ -3,6 +3,7 @@ what a room publishes in a session lands in the right tables, and nothing is qua
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 from broker.logger.service import Logger
 from broker.logger.store import open_store
 from contract import topics
+from tests.support.mqtt import staff_command
 from tests.support.room_process import RunningRoom
 from tests.test_broker_support import SITE, Clinic, db_count, open_session, poll
 from tests.test_logger_mqtt import logger_config
@@ -53,7 +55,7 @@ def test_room_session_and_call_are_logged(clinic: Clinic, tmp_path: Path) -> Non
         for phase in ("pre_check", "infusion"):
             staff.publish(
                 topics.cmd(SITE, "101", "phase"),
-                f'{{"phase": "{phase}", "by": "alice", "session_id": "sess-e2e"}}',
+                json.dumps(staff_command(phase=phase, by="alice", session_id="sess-e2e")),
             )
             poll(
                 lambda p=phase: (
@@ -67,7 +69,8 @@ def test_room_session_and_call_are_logged(clinic: Clinic, tmp_path: Path) -> Non
         poll(lambda: db_count(db, "SELECT COUNT(*) FROM calls") == 1, 30, "call stored")
         (call_id,) = rows(db, "SELECT call_id FROM calls")[0]
         staff.publish(
-            topics.cmd(SITE, "101", "claim"), f'{{"call_id": "{call_id}", "by": "alice"}}'
+            topics.cmd(SITE, "101", "claim"),
+            json.dumps(staff_command(call_id=call_id, by="alice")),
         )
         poll(
             lambda: (

@@ -15,6 +15,7 @@ from broker.logger.store.sqlite import SqliteLogStore
 from broker.logger.store.sqlite_batch import BatchWriter
 from broker.logger.store.sqlite_schema import SCHEMA_VERSION, open_db
 from contract import messages, topics
+from tests.support.mqtt import staff_command
 from tests.test_broker_support import event, vitals
 
 SITE = "s1"
@@ -125,7 +126,7 @@ def test_oversize_payload_is_refused_with_reason(store: SqliteLogStore) -> None:
 
 def test_classify_kinds() -> None:
     assert isinstance(classify(topics.availability(SITE, "1"), b"online", SITE, 100), Availability)
-    cmd = json.dumps({"call_id": "c1", "by": "alice"}).encode()
+    cmd = json.dumps(staff_command(call_id="c1", by="alice")).encode()
     assert isinstance(classify(topics.cmd(SITE, "1", "claim"), cmd, SITE, 1000), Command)
     assert isinstance(classify(topics.sim_button(SITE, "1"), b"{}", SITE, 1000), Ignored)
     assert isinstance(classify("other/topic", b"{}", SITE, 1000), Rejected)

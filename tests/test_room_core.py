@@ -1,39 +1,31 @@
 """Room behaviour on the pure core: typed events in, typed actions out, no broker, no GPIO.
 
 Every behaviour that tests/test_room_daemon.py once checked through Mosquitto is checked
-here in microseconds; tests/test_room_daemon.py keeps a few end-to-end runs of the real
-daemon against a real broker.
+here in microseconds (commands: tests/test_room_core_commands.py); tests/test_room_daemon.py
+keeps a few end-to-end runs of the real daemon against a real broker.
 """
 
 from __future__ import annotations
 
-import json
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from datetime import timedelta
 
 import pytest
 
 from contract import topics
 from contract.messages import (
     CallMessage,
-    Envelope,
     EventMessage,
     HealthMessage,
     StateMessage,
     VitalsMessage,
 )
 from contract.vitals import Reading
-from controller.config import RoomConfig, build_config
 from controller.core import lighting
 from controller.core.io_types import (
-    Action,
     Button,
     ButtonPressed,
-    Event,
-    Instant,
     LinkDown,
     LinkUp,
-    MessageReceived,
     MonitorFacts,
     Publish,
     ReadingReceived,
@@ -41,72 +33,22 @@ from controller.core.io_types import (
     RoomFacts,
     SetDome,
     SetStatusLed,
-    SimulateButton,
     Started,
     Tick,
 )
-from controller.core.room import RoomCore
 from controller.daemon import keep_unstored
-
-SITE, ROOM = "test", "101"
-T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
-FACTS = RoomFacts(clock_synced=True, outbox_cap=1000)
-MONITORED = RoomFacts(clock_synced=True, outbox_cap=1000, monitor=MonitorFacts(enabled=True))
-
-
-def config(**over: Any) -> RoomConfig:
-    raw: dict[str, Any] = {"site": SITE, "room": ROOM, "simulate": True, "clock": "synced"}
-    raw.update(over)
-    return build_config(raw)
-
-
-class Room:
-    """A core with a hand-driven clock; records every action it returned."""
-
-    def __init__(self, cfg: RoomConfig | None = None, saved: dict[str, Any] | None = None):
-        self.wall, self.mono = T0, 1000.0
-        self.ids = iter(f"{ROOM}-call{n}" for n in range(1, 100))
-        self.core = RoomCore(
-            cfg or config(),
-            saved or {},
-            self.now,
-            version="test",
-            new_call_id=lambda: next(self.ids),
-        )
-        self.actions: list[Action] = []
-
-    @property
-    def now(self) -> Instant:
-        return Instant(self.wall, self.mono)
-
-    def advance(self, seconds: float) -> None:
-        self.wall += timedelta(seconds=seconds)
-        self.mono += seconds
-
-    def feed(self, event: Event) -> list[Action]:
-        out = self.core.handle(event, self.now)
-        self.actions.extend(out)
-        return out
-
-    def command(self, name: str, body: dict[str, Any] | bytes) -> list[Action]:
-        raw = body if isinstance(body, bytes) else json.dumps(body).encode()
-        return self.feed(MessageReceived(topics.cmd(SITE, ROOM, name), raw))
-
-    def phase(self, *phases: str) -> None:
-        for p in phases:
-            self.command("phase", {"phase": p, "by": "nurse.kim"})
-
-
-def bodies(actions: list[Action], model: type[Envelope]) -> list[dict[str, Any]]:
-    return [dict(a.body) for a in actions if isinstance(a, Publish) and a.model is model]
-
-
-def events(actions: list[Action], kind: str | None = None) -> list[dict[str, Any]]:
-    return [b for b in bodies(actions, EventMessage) if kind is None or b["kind"] == kind]
-
-
-def domes(actions: list[Action]) -> list[SetDome]:
-    return [a for a in actions if isinstance(a, SetDome)]
+from tests.support.room_core import (
+    FACTS,
+    MONITORED,
+    ROOM,
+    SITE,
+    T0,
+    Room,
+    bodies,
+    config,
+    domes,
+    events,
+)
 
 
 def test_start_sets_outputs_and_publishes_every_retained_topic() -> None:
@@ -159,41 +101,6 @@ def test_emergency_input_places_an_emergency_call() -> None:
     assert domes(out)[0] == SetDome("blink", 0.25, 0.25)
 
 
-def test_bad_commands_are_refused_and_the_room_keeps_working() -> None:
-    room = Room()
-    out = room.command("phase", b"{not json")
-    assert "bad phase command" in events(out, "command_refused")[0]["reason"]
-    out = room.command("phase", {"phase": "infusion", "by": "nurse.kim"})
-    refused = events(out, "phase_refused")[0]["reason"]
-    assert "idle" in refused and "pre_check" in refused
-    assert not bodies(out, StateMessage)
-    out = room.command("claim", {"call_id": "nope", "by": "nurse.kim"})
-    assert events(out, "command_refused")[0]["by"] == "nurse.kim"
-    out = room.command("scene", {"scene": "disco", "by": "nurse.kim"})
-    assert "disco" in events(out, "command_refused")[0]["reason"]
-    reboot = topics.room_prefix(SITE, ROOM) + "/cmd/reboot"
-    out = room.feed(MessageReceived(reboot, b'{"by": "nurse.kim"}'))
-    assert "unknown command topic" in events(out, "command_refused")[0]["reason"]
-    out = room.feed(MessageReceived("clinic/test/room/999/cmd/phase", b"{}"))
-    assert events(out, "command_refused")  # another room's topic is never acted on
-    # a good command still acts
-    room.feed(ButtonPressed(Button.CALL))
-    out = room.command("claim", {"call_id": f"{ROOM}-call1", "by": "nurse.kim"})
-    claimed = bodies(out, CallMessage)[0]
-    assert claimed["status"] == "claimed" and claimed["claimed_by"] == "nurse.kim"
-    out = room.command("phase", {"phase": "pre_check", "by": "nurse.kim"})
-    assert events(out, "phase_changed") and bodies(out, StateMessage)[0]["phase"] == "pre_check"
-
-
-def test_scene_override_and_hand_back() -> None:
-    room = Room()
-    out = room.command("scene", {"scene": "clean", "by": "nurse.kim"})
-    assert bodies(out, StateMessage)[0]["scene_override"] is True
-    assert events(out, "scene_changed")[0]["detail"]["override"] is True
-    out = room.command("scene", {"scene": None, "by": "nurse.kim"})
-    assert bodies(out, StateMessage)[0]["scene_override"] is False
-
-
 def test_unclaimed_call_escalates_on_the_injected_clock() -> None:
     room = Room(config(timing={"escalate_normal_s": 60}))
     room.feed(ButtonPressed(Button.CALL))
@@ -217,17 +124,6 @@ def test_saved_state_is_restored_and_corrupt_state_starts_clean() -> None:
     assert started["detail"]["restored"] is True
     corrupt = Room(saved={"call": {"status": "ringing", "call_id": 7}, "session": {"phase": "x"}})
     assert corrupt.core.call.status == "idle" and corrupt.core.session.phase == "idle"
-
-
-def test_sim_button_only_in_a_simulated_room() -> None:
-    press = json.dumps({"button": "call", "action": "press"}).encode()
-    topic = topics.sim_button(SITE, ROOM)
-    sim = Room()
-    assert SimulateButton("call", "press") in sim.feed(MessageReceived(topic, press))
-    real = Room(config(simulate=False))
-    assert real.feed(MessageReceived(topic, press)) == []
-    out = sim.feed(MessageReceived(topic, b'{"button": "fire"}'))
-    assert "bad sim/button payload" in events(out, "command_refused")[0]["reason"]
 
 
 def test_link_up_resends_then_republishes_retained_topics_and_health_follows() -> None:

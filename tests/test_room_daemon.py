@@ -15,7 +15,7 @@ import pytest
 
 from broker.mosquitto.run import Mosquitto
 from contract import topics
-from tests.support.mqtt import Recorder, retained, wait_until
+from tests.support.mqtt import Recorder, retained, staff_command, wait_until
 from tests.support.room_process import (
     ROOM,
     SITE,
@@ -87,7 +87,7 @@ def test_long_press_and_infusion_priority_and_cancel(
     with Recorder(mosquitto.url, [topics.room_prefix(SITE, ROOM) + "/#"]) as rec:
         rec.wait_for(is_event("daemon_started"))
         for phase in ("pre_check", "infusion"):
-            rec.publish(topics.cmd(SITE, ROOM, "phase"), {"phase": phase, "by": "nurse.kim"})
+            rec.publish(topics.cmd(SITE, ROOM, "phase"), staff_command(phase=phase, by="nurse.kim"))
             rec.wait_for(lambda m, p=phase: m.topic.endswith("/state") and m.json()["phase"] == p)
         room.press(call_pin)
         rec.wait_for(lambda m: m.topic.endswith("/call") and m.json()["priority"] == "infusion")
@@ -116,7 +116,9 @@ def test_sigkill_keeps_call_and_phase_and_seq_continues(
         try:
             rec.wait_for(lambda m: m.topic.endswith("/availability") and m.payload == b"online", 20)
             for phase in ("pre_check", "infusion"):
-                rec.publish(topics.cmd(SITE, ROOM, "phase"), {"phase": phase, "by": "nurse.kim"})
+                rec.publish(
+                    topics.cmd(SITE, ROOM, "phase"), staff_command(phase=phase, by="nurse.kim")
+                )
                 rec.wait_for(
                     lambda m, p=phase: m.topic.endswith("/state") and m.json()["phase"] == p
                 )

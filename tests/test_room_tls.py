@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from contract import topics
-from tests.support.mqtt import Recorder, wait_until
+from tests.support.mqtt import Recorder, staff_command, wait_until
 from tests.support.room_process import RunningRoom
 from tests.test_broker_support import SITE, Clinic
 
@@ -33,14 +33,17 @@ def test_room_runs_over_mutual_tls_within_its_acl(clinic: Clinic, tmp_path: Path
         with Recorder(clinic.url, [topics.room_prefix(SITE, "101") + "/#"], endpoint=staff) as rec:
             rec.wait_for(lambda m: m.topic.endswith("/availability") and m.payload == b"online", 20)
             # staff commands reach the room (it reads its own cmd/), its answers reach staff
-            rec.publish(topics.cmd(SITE, "101", "phase"), {"phase": "pre_check", "by": "alice"})
+            rec.publish(
+                topics.cmd(SITE, "101", "phase"), staff_command(phase="pre_check", by="alice")
+            )
             rec.wait_for(lambda m: m.topic.endswith("/state") and m.json()["phase"] == "pre_check")
             room.press(config.gpio.call_pin)
             placed = rec.wait_for(
                 lambda m: m.topic.endswith("/call") and m.json()["status"] == "placed"
             ).json()
             rec.publish(
-                topics.cmd(SITE, "101", "claim"), {"call_id": placed["call_id"], "by": "alice"}
+                topics.cmd(SITE, "101", "claim"),
+                staff_command(call_id=placed["call_id"], by="alice"),
             )
             rec.wait_for(lambda m: m.topic.endswith("/call") and m.json()["claimed_by"] == "alice")
         # nothing the room sent was refused by the ACL

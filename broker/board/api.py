@@ -129,6 +129,9 @@ async def _action(
 async def _send(
     board: BoardContext, sess: Session, room: str, name: str, cmd: dict[str, Any]
 ) -> Response:
+    if board.state.is_offline(room):  # it would act late, or never: say so instead
+        board.users.audit(sess.name, name, room, json.dumps(cmd), "not sent: room offline")
+        return board.json_error(409, f"room {room} is offline: command not sent")
     try:
         sent = await run_in_threadpool(board.feed.publish_command, room, name, cmd)
     except ValidationError as exc:

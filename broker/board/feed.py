@@ -14,13 +14,15 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.reasoncodes import ReasonCode
 
 from contract import topics
-from contract.mqtt import BrokerEndpoint, close_client, make_client
+from contract.messages import DEFAULT_COMMAND_MAX_AGE_S
+from contract.mqtt import BrokerEndpoint, close_client, expiry_properties, make_client
 from contract.topics import COMMANDS
 
 from .live import SiteState
@@ -131,11 +133,19 @@ class BoardFeed:
         Returns the JSON sent. Raises ValueError for an invalid command, CommandNotSent when
         the broker does not take it.
         """
-        model = COMMANDS[name].model_validate(body)
+        # issued now: the room refuses it once it is older than its max age, and the broker
+        # drops it (message expiry) rather than deliver it late to a room that was offline
+        model = COMMANDS[name].model_validate({**body, "issued_at": datetime.now(UTC)})
         payload = model.model_dump_json(exclude_none=True)
         if not self.connected.is_set():
             raise CommandNotSent("the board is not connected to the broker")
-        info = self.client.publish(topics.cmd(self.site, room, name), payload, qos=1, retain=False)
+        info = self.client.publish(
+            topics.cmd(self.site, room, name),
+            payload,
+            qos=1,
+            retain=False,
+            properties=expiry_properties(DEFAULT_COMMAND_MAX_AGE_S),
+        )
         if info.rc != mqtt.MQTT_ERR_SUCCESS:
             raise CommandNotSent(f"publish failed ({mqtt.error_string(info.rc)})")
         try:

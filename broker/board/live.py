@@ -169,6 +169,12 @@ class SiteState:
         with self._lock:
             return [room_view(self.rooms[k], now) for k in sorted(self.rooms)]
 
+    def is_offline(self, room: str) -> bool:
+        """The room said `offline` (or its Will did) and has not come back."""
+        with self._lock:
+            r = self.rooms.get(room)
+            return r is not None and r.availability == "offline"
+
     def current_call(self, room: str) -> CallMessage | None:
         with self._lock:
             r = self.rooms.get(room)

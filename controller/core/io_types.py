@@ -86,10 +86,14 @@ class ReadingReceived:
 
 @dataclass(frozen=True)
 class MessageReceived:
-    """A message on the room's own subtree (a staff command, or sim input)."""
+    """A message on the room's own subtree (a staff command, or sim input).
+
+    `retained` is the flag as published (the link subscribes with retain-as-published).
+    """
 
     topic: str
     payload: bytes
+    retained: bool = False
 
 
 @dataclass(frozen=True)

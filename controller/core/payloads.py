@@ -11,7 +11,7 @@ from contract.messages import CallMessage, EventMessage, StateMessage
 from controller.core import alerts, lighting
 from controller.core.call_lifecycle import CallState
 from controller.core.emit import Emit
-from controller.core.io_types import Publish
+from controller.core.io_types import Action, Publish
 from controller.core.phases import SessionState
 
 
@@ -64,3 +64,14 @@ def call(c: CallState) -> Publish:
             "escalated_at": c.escalated_at,
         },
     )
+
+
+def with_request_id(action: Action, request_id: str) -> Action:
+    """An event the room made for a command carries the command's `request_id` in `detail`.
+
+    The board shows a command as applied or refused from this answer, never from a PUBACK.
+    """
+    if not isinstance(action, Publish) or action.model is not EventMessage:
+        return action
+    detail = {**action.body["detail"], "request_id": request_id}
+    return Publish(EventMessage, {**action.body, "detail": detail})

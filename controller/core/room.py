@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable, Mapping
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
@@ -137,8 +137,8 @@ class RoomCore:
                 self._on_button(button, now)
             case ReadingReceived(reading=reading):
                 self._on_reading(reading, now)
-            case MessageReceived(topic=topic, payload=payload):
-                self._on_message(topic, payload, now)
+            case MessageReceived(topic=topic, payload=payload, retained=retained):
+                self._on_message(topic, payload, retained, now)
             case LinkUp():
                 self.link_up = True
                 # Retained topics are republished on every (re)connect, after the backlog.
@@ -249,8 +249,11 @@ class RoomCore:
             self._apply_outputs(now)
             self._health_due = True
 
-    def _on_message(self, topic: str, payload: bytes, now: Instant) -> None:
+    def _on_message(self, topic: str, payload: bytes, retained: bool, now: Instant) -> None:
         leaf = topic[len(self._prefix) :] if topic.startswith(self._prefix) else ""
+        if retained:  # a standing command would act again on every restart
+            self._refuse(now, "retained message refused: commands are never retained", None, leaf)
+            return
         if leaf == "sim/button":
             self._on_sim_button(payload, now)
             return
@@ -264,13 +267,31 @@ class RoomCore:
         except ValidationError as exc:
             self._refuse(now, f"bad {name} command: {short_errors(exc)}", None, leaf)
             return
-        if isinstance(cmd, PhaseCommand):
+        first = len(self._out)
+        problem = self._stale(cmd.issued_at, now)
+        if problem is not None:
+            self._refuse(now, problem, cmd.by, leaf)
+        elif isinstance(cmd, PhaseCommand):
             self._on_phase_cmd(cmd, now)
         elif isinstance(cmd, ClaimCommand):
             outcome = call_lifecycle.claim(self.call, cmd.call_id, cmd.by, now.wall)
             self._set_call(outcome.state, outcome.emits, now)  # a refusal is its emit
         elif isinstance(cmd, SceneCommand):
             self._on_scene_cmd(cmd, now, leaf)
+        if cmd.request_id is not None:  # the sender matches the room's answer to its request
+            self._out[first:] = [
+                payloads.with_request_id(a, cmd.request_id) for a in self._out[first:]
+            ]
+
+    def _stale(self, issued_at: datetime, now: Instant) -> str | None:
+        """Why a command must not act now (expired, or from a clock far ahead), or None."""
+        max_age = self.config.commands.max_age_s
+        age = (now.wall - issued_at).total_seconds()
+        if age > max_age:
+            return f"expired: issued {age:.1f} s ago (max age {max_age:g} s)"
+        if age < -max_age:
+            return f"issued {-age:.1f} s in the future: the clocks disagree (max {max_age:g} s)"
+        return None
 
     def _on_sim_button(self, payload: bytes, now: Instant) -> None:
         if not self.config.simulate:

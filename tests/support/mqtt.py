@@ -14,6 +14,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from contract.mqtt import BrokerEndpoint, close_client, make_client
+from contract.timefmt import format_ts, utcnow
 
 
 @dataclass
@@ -135,3 +136,8 @@ def retained(url: str, topic: str, timeout: float = 10.0) -> Received:
     """The retained message on a topic, as a newly connected subscriber sees it."""
     with Recorder(url, [topic]) as rec:
         return rec.wait_for(lambda m: m.topic == topic and m.retain, timeout)
+
+
+def staff_command(**fields: Any) -> dict[str, Any]:
+    """A staff command body as the board sends it: issued now (`issued_at`)."""
+    return {"issued_at": format_ts(utcnow()), **fields}

@@ -227,15 +227,13 @@ class Demo:
     def do(self, step: script.Step, room: str, view: ClinicView) -> None:
         kind, _, arg = step.what.partition(":")
         if kind == "phase":
-            view.publish(topics.cmd(script.SITE, room, "phase"), {"phase": arg, "by": script.NURSE})
+            view.command(room, "phase", phase=arg, by=script.NURSE)
         elif kind in ("press", "release"):
             view.publish(topics.sim_button(script.SITE, room), {"button": arg, "action": kind})
         elif kind == "claim":
             call_id = view.call_of(room).get("call_id")
             if call_id:
-                view.publish(
-                    topics.cmd(script.SITE, room, "claim"), {"call_id": call_id, "by": script.NURSE}
-                )
+                view.command(room, "claim", call_id=call_id, by=script.NURSE)
         elif kind == "kill-pi":
             self._stop(f"room-{room}", signal.SIGKILL)
         elif kind == "start-pi":

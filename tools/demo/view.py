@@ -11,13 +11,15 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import paho.mqtt.client as mqtt
 
 from contract import topics
-from contract.mqtt import BrokerEndpoint, close_client, make_client
+from contract.messages import DEFAULT_COMMAND_MAX_AGE_S
+from contract.mqtt import BrokerEndpoint, close_client, expiry_properties, make_client
+from contract.topics import COMMANDS
 
 
 @dataclass
@@ -61,6 +63,16 @@ class ClinicView:
 
     def publish(self, topic: str, payload: dict[str, Any]) -> None:
         self.client.publish(topic, json.dumps(payload), qos=1)
+
+    def command(self, room: str, name: str, **fields: Any) -> None:
+        """A staff command as the board sends it: issued now, with the MQTT 5 expiry."""
+        cmd = COMMANDS[name].model_validate({**fields, "issued_at": datetime.now(UTC)})
+        self.client.publish(
+            topics.cmd(self.site, room, name),
+            cmd.model_dump_json(exclude_none=True),
+            qos=1,
+            properties=expiry_properties(DEFAULT_COMMAND_MAX_AGE_S),
+        )
 
     def all_online(self) -> bool:
         with self.lock:

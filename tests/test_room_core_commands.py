@@ -1,0 +1,106 @@
+"""Staff commands on the pure room core: validation, refusals, expiry, retained commands,
+the request id in the room's answer, sim input."""
+
+from __future__ import annotations
+
+import json
+
+from contract import topics
+from contract.messages import (
+    CallMessage,
+    StateMessage,
+)
+from controller.core.io_types import (
+    Button,
+    ButtonPressed,
+    MessageReceived,
+    SimulateButton,
+)
+from tests.support.room_core import (
+    ROOM,
+    SITE,
+    Room,
+    bodies,
+    config,
+    events,
+)
+
+
+def test_bad_commands_are_refused_and_the_room_keeps_working() -> None:
+    room = Room()
+    out = room.command("phase", b"{not json")
+    assert "bad phase command" in events(out, "command_refused")[0]["reason"]
+    out = room.command("phase", {"phase": "infusion", "by": "nurse.kim"})
+    refused = events(out, "phase_refused")[0]["reason"]
+    assert "idle" in refused and "pre_check" in refused
+    assert not bodies(out, StateMessage)
+    out = room.command("claim", {"call_id": "nope", "by": "nurse.kim"})
+    assert events(out, "command_refused")[0]["by"] == "nurse.kim"
+    out = room.command("scene", {"scene": "disco", "by": "nurse.kim"})
+    assert "disco" in events(out, "command_refused")[0]["reason"]
+    reboot = topics.room_prefix(SITE, ROOM) + "/cmd/reboot"
+    out = room.feed(MessageReceived(reboot, b'{"by": "nurse.kim"}'))
+    assert "unknown command topic" in events(out, "command_refused")[0]["reason"]
+    out = room.feed(MessageReceived("clinic/test/room/999/cmd/phase", b"{}"))
+    assert events(out, "command_refused")  # another room's topic is never acted on
+    # a good command still acts
+    room.feed(ButtonPressed(Button.CALL))
+    out = room.command("claim", {"call_id": f"{ROOM}-call1", "by": "nurse.kim"})
+    claimed = bodies(out, CallMessage)[0]
+    assert claimed["status"] == "claimed" and claimed["claimed_by"] == "nurse.kim"
+    out = room.command("phase", {"phase": "pre_check", "by": "nurse.kim"})
+    assert events(out, "phase_changed") and bodies(out, StateMessage)[0]["phase"] == "pre_check"
+
+
+def test_scene_override_and_hand_back() -> None:
+    room = Room()
+    out = room.command("scene", {"scene": "clean", "by": "nurse.kim"})
+    assert bodies(out, StateMessage)[0]["scene_override"] is True
+    assert events(out, "scene_changed")[0]["detail"]["override"] is True
+    out = room.command("scene", {"scene": None, "by": "nurse.kim"})
+    assert bodies(out, StateMessage)[0]["scene_override"] is False
+
+
+def test_sim_button_only_in_a_simulated_room() -> None:
+    press = json.dumps({"button": "call", "action": "press"}).encode()
+    topic = topics.sim_button(SITE, ROOM)
+    sim = Room()
+    assert SimulateButton("call", "press") in sim.feed(MessageReceived(topic, press))
+    real = Room(config(simulate=False))
+    assert real.feed(MessageReceived(topic, press)) == []
+    out = sim.feed(MessageReceived(topic, b'{"button": "fire"}'))
+    assert "bad sim/button payload" in events(out, "command_refused")[0]["reason"]
+
+
+def test_a_command_older_than_the_max_age_is_refused_as_expired() -> None:
+    room = Room(config(commands={"max_age_s": 30}))
+    out = room.command("phase", {"phase": "pre_check", "by": "nurse.kim"}, age_s=40)
+    refused = events(out, "command_refused")[0]
+    assert (
+        refused["reason"].startswith("expired: issued 40.0 s ago") and refused["by"] == "nurse.kim"
+    )
+    assert room.core.session.phase == "idle" and not bodies(out, StateMessage)
+    out = room.command("phase", {"phase": "pre_check", "by": "nurse.kim"}, age_s=-45)
+    assert "in the future" in events(out, "command_refused")[0]["reason"]
+    out = room.command("phase", {"phase": "pre_check", "by": "nurse.kim"}, age_s=29)
+    assert events(out, "phase_changed")  # within the max age it acts
+
+
+def test_a_command_without_issued_at_or_retained_is_refused() -> None:
+    room = Room()
+    bare = json.dumps({"phase": "pre_check", "by": "nurse.kim"}).encode()
+    out = room.command("phase", bare)
+    assert "issued_at" in events(out, "command_refused")[0]["reason"]
+    out = room.command("phase", {"phase": "pre_check", "by": "nurse.kim"}, retained=True)
+    assert "retained" in events(out, "command_refused")[0]["reason"]
+    assert room.core.session.phase == "idle"
+
+
+def test_the_room_answers_a_command_with_its_request_id() -> None:
+    room = Room()
+    out = room.command("phase", {"phase": "pre_check", "by": "nurse.kim", "request_id": "r1"})
+    assert events(out, "phase_changed")[0]["detail"]["request_id"] == "r1"
+    out = room.command("phase", {"phase": "discharge_ready", "by": "nurse.kim", "request_id": "r2"})
+    assert events(out, "phase_refused")[0]["detail"]["request_id"] == "r2"
+    out = room.command("scene", {"scene": "x", "by": "nurse.kim", "request_id": "r3"}, age_s=99)
+    assert events(out, "command_refused")[0]["detail"]["request_id"] == "r3"
