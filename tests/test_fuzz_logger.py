@@ -18,16 +18,9 @@ from typing import Any
 import pytest
 
 from contract import messages, topics
-from tests.reliability_support import (
-    SITE,
-    FaultRecord,
-    Fleet,
-    RoomSpec,
-    db_connect,
-    env_number,
-    record,
-    wait_for,
-)
+from tests.support.reliability_audit import FaultRecord, db_connect, env_number, record
+from tests.support.reliability_fleet import Fleet
+from tests.support.reliability_rooms import SITE, RoomSpec, wait_for
 
 pytestmark = [pytest.mark.reliability, pytest.mark.broker]
 

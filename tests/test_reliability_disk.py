@@ -24,16 +24,9 @@ from pathlib import Path
 import pytest
 
 from firmware_py.monitors.simulate import SimulatorOptions
-from tests.reliability_support import (
-    FaultRecord,
-    Fleet,
-    InProcessRoom,
-    MonitorSim,
-    audit,
-    db_connect,
-    record,
-    wait_for,
-)
+from tests.support.reliability_audit import FaultRecord, audit, db_connect, record
+from tests.support.reliability_fleet import Fleet
+from tests.support.reliability_rooms import InProcessRoom, MonitorSim, wait_for
 
 pytestmark = [pytest.mark.reliability, pytest.mark.broker, pytest.mark.slow]
 

@@ -28,18 +28,9 @@ import pytest
 
 from contract import messages, timefmt, topics
 from firmware_py.monitors.simulate import SimulatorOptions
-from tests.reliability_support import (
-    SITE,
-    FaultRecord,
-    Fleet,
-    InProcessRoom,
-    RoomSpec,
-    audit,
-    db_connect,
-    env_number,
-    record,
-    wait_for,
-)
+from tests.support.reliability_audit import FaultRecord, audit, db_connect, env_number, record
+from tests.support.reliability_fleet import Fleet
+from tests.support.reliability_rooms import SITE, InProcessRoom, RoomSpec, wait_for
 
 pytestmark = [pytest.mark.reliability, pytest.mark.broker, pytest.mark.slow]
 

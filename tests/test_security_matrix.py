@@ -29,8 +29,8 @@ import pytest
 
 from broker.mosquitto.pki import Pki
 from contract.mqtt import BrokerEndpoint
-from tests.reliability_support import FaultRecord, record
 from tests.support.mqtt import Recorder
+from tests.support.reliability_audit import FaultRecord, record
 from tests.test_broker_support import Clinic, Session, open_session, raw_connect
 
 pytestmark = pytest.mark.broker

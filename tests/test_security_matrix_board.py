@@ -21,8 +21,8 @@ import pytest
 
 from broker.mosquitto.run import Mosquitto
 from contract import topics
-from tests.reliability_support import FaultRecord, record
 from tests.support.mqtt import Recorder, wait_until
+from tests.support.reliability_audit import FaultRecord, record
 from tests.test_board_helpers import PASSWORDS, SITE, BoardServer, FakeRoom
 
 pytestmark = pytest.mark.broker
