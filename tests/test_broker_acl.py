@@ -17,7 +17,7 @@ import pytest
 
 from broker.mosquitto.conf import acl_text
 from broker.mosquitto.pki import Identity, Pki
-from tests.test_broker_support import Clinic, open_session, raw_connect
+from tests.support.clinic import Clinic, open_session, raw_connect
 
 pytestmark = pytest.mark.broker
 

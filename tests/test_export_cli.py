@@ -17,7 +17,7 @@ from broker.logger.store import open_store
 from broker.mosquitto.pki import load_cert
 from contract import messages, topics
 from controller.cli import main
-from tests.test_broker_support import event
+from tests.support.clinic_rooms import event
 
 SITE = "s1"
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)

@@ -16,15 +16,8 @@ from pathlib import Path
 import pytest
 
 from contract import topics
-from tests.test_broker_support import (
-    Clinic,
-    FakeRoom,
-    Session,
-    db_count,
-    db_seqs,
-    open_session,
-    poll,
-)
+from tests.support.clinic import Clinic, Session, open_session
+from tests.support.clinic_rooms import FakeRoom, db_count, db_seqs, poll
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
 

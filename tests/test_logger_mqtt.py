@@ -12,15 +12,8 @@ import pytest
 from broker.logger.config import LoggerConfig
 from broker.logger.service import Logger
 from contract import messages, topics
-from tests.test_broker_support import (
-    Clinic,
-    FakeRoom,
-    db_count,
-    db_seqs,
-    open_session,
-    poll,
-    vitals,
-)
+from tests.support.clinic import Clinic, open_session
+from tests.support.clinic_rooms import FakeRoom, db_count, db_seqs, poll, vitals
 
 pytestmark = pytest.mark.broker
 

@@ -12,8 +12,9 @@ import pytest
 from broker.logger.service import Logger
 from broker.logger.store import open_store
 from contract import topics
+from tests.support.clinic import SITE, Clinic, open_session
+from tests.support.clinic_rooms import db_count, poll
 from tests.support.room_process import RunningRoom
-from tests.test_broker_support import SITE, Clinic, db_count, open_session, poll
 from tests.test_logger_mqtt import logger_config
 
 pytestmark = pytest.mark.broker

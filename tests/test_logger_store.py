@@ -15,7 +15,7 @@ from broker.logger.store.sqlite import SqliteLogStore
 from broker.logger.store.sqlite_batch import BatchWriter
 from broker.logger.store.sqlite_schema import SCHEMA_VERSION, open_db
 from contract import messages, topics
-from tests.test_broker_support import event, vitals
+from tests.support.clinic_rooms import event, vitals
 
 SITE = "s1"
 T0 = datetime(2026, 1, 1, 8, 0, 0, tzinfo=UTC)
@@ -320,7 +320,7 @@ def test_a_failed_batch_commits_nothing(store: SqliteLogStore) -> None:
     )
     q(
         store,
-        "CREATE TRIGGER boom BEFORE INSERT ON events BEGIN SELECT RAISE(ABORT, 'disk trouble'); END"
+        "CREATE TRIGGER boom BEFORE INSERT ON events BEGIN SELECT RAISE(ABORT, 'disk trouble'); END",
     )
     bad = classify(
         topics.events(SITE, "101"),

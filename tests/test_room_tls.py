@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from contract import topics
+from tests.support.clinic import SITE, Clinic
 from tests.support.mqtt import Recorder, wait_until
 from tests.support.room_process import RunningRoom
-from tests.test_broker_support import SITE, Clinic
 
 pytestmark = pytest.mark.broker
 

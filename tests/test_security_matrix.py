@@ -29,9 +29,9 @@ import pytest
 
 from broker.mosquitto.pki import Pki
 from contract.mqtt import BrokerEndpoint
+from tests.support.clinic import Clinic, Session, open_session, raw_connect
 from tests.support.mqtt import Recorder
 from tests.support.reliability_audit import FaultRecord, record
-from tests.test_broker_support import Clinic, Session, open_session, raw_connect
 
 pytestmark = pytest.mark.broker
 
