@@ -19,9 +19,9 @@ from playwright.sync_api import Browser, Page, expect
 
 from broker.mosquitto.run import Mosquitto
 from contract import topics
+from tests.support.board import SITE, BoardServer, FakeRoom, chromium, login
 from tests.support.mqtt import Recorder
 from tests.support.room_process import start_room, stop_room
-from tests.test_board_helpers import SITE, BoardServer, FakeRoom, chromium, login
 
 pytestmark = pytest.mark.broker
 WAIT_MS = 15_000

@@ -17,9 +17,9 @@ from broker.logger.service import Logger
 from broker.mosquitto.run import Mosquitto
 from contract import topics
 from controller.cli import main as roomctl
+from tests.support.board import PASSWORDS, SITE, BoardServer, FakeRoom, chromium, login
 from tests.support.mqtt import Recorder, wait_until
 from tests.support.room_process import start_room, stop_room
-from tests.test_board_helpers import PASSWORDS, SITE, BoardServer, FakeRoom, chromium, login
 
 pytestmark = pytest.mark.broker
 WAIT_MS = 15_000

@@ -19,8 +19,8 @@ from broker.mosquitto.run import Mosquitto
 from contract.messages import StateMessage
 from contract.timefmt import format_ts
 from firmware_py.monitors.session_trace import PRE_CHECK_S, KetamineTrace
+from tests.support.board import BoardServer, FakeRoom, chromium, login
 from tests.support.mqtt import Recorder
-from tests.test_board_helpers import BoardServer, FakeRoom, chromium, login
 
 pytestmark = pytest.mark.broker
 WAIT_MS = 15_000

@@ -320,7 +320,7 @@ def test_a_failed_batch_commits_nothing(store: SqliteLogStore) -> None:
     )
     q(
         store,
-        "CREATE TRIGGER boom BEFORE INSERT ON events BEGIN SELECT RAISE(ABORT, 'disk trouble'); END",
+        "CREATE TRIGGER boom BEFORE INSERT ON events BEGIN SELECT RAISE(ABORT, 'disk trouble'); END"
     )
     bad = classify(
         topics.events(SITE, "101"),

@@ -21,9 +21,9 @@ import pytest
 
 from broker.mosquitto.run import Mosquitto
 from contract import topics
+from tests.support.board import PASSWORDS, SITE, BoardServer, FakeRoom
 from tests.support.mqtt import Recorder, wait_until
 from tests.support.reliability_audit import FaultRecord, record
-from tests.test_board_helpers import PASSWORDS, SITE, BoardServer, FakeRoom
 
 pytestmark = pytest.mark.broker
 
