@@ -1,4 +1,5 @@
-"""Shared fixtures: a real Mosquitto started from the project's own config on a free port."""
+"""Shared fixtures: a real Mosquitto started from the project's own config on a free port; the
+clinic (TLS broker with its PKI) and the board fixtures come from tests/support/."""
 
 from __future__ import annotations
 
@@ -8,6 +9,18 @@ from pathlib import Path
 import pytest
 
 from broker.mosquitto.run import Mosquitto
+from tests.support.board_fixtures import board, browser, page
+from tests.support.clinic_fixtures import clinic, clinic_rooms
+
+__all__ = [
+    "board",
+    "browser",
+    "clinic",
+    "clinic_rooms",
+    "mosquitto",
+    "page",
+    "shared_mosquitto",
+]
 
 
 @pytest.fixture

@@ -26,11 +26,8 @@ NOT_AUTHORIZED = 0x87
 
 @pytest.fixture(scope="module")
 def clinic(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Clinic]:
-    c = Clinic(tmp_path_factory.mktemp("clinic-acl")).start()
-    try:
+    with Clinic(tmp_path_factory.mktemp("clinic-acl")) as c:
         yield c
-    finally:
-        c.stop()
 
 
 def test_valid_room_certificate_connects(clinic: Clinic) -> None:

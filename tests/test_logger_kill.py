@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,12 +22,9 @@ pytestmark = [pytest.mark.broker, pytest.mark.slow]
 
 
 @pytest.fixture
-def clinic(tmp_path: Path) -> Iterator[Clinic]:
-    c = Clinic(tmp_path / "clinic", rooms=("101", "102", "103")).start()
-    try:
-        yield c
-    finally:
-        c.stop()
+def clinic_rooms() -> tuple[str, ...]:
+    """Three rooms for the shared `clinic` fixture (tests/support/clinic_fixtures.py)."""
+    return ("101", "102", "103")
 
 
 class LoggerProcess:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,15 +12,6 @@ from tests.support.mqtt import Recorder, wait_until
 from tests.support.room_process import RunningRoom
 
 pytestmark = pytest.mark.broker
-
-
-@pytest.fixture
-def clinic(tmp_path: Path) -> Iterator[Clinic]:
-    c = Clinic(tmp_path / "clinic").start()
-    try:
-        yield c
-    finally:
-        c.stop()
 
 
 def test_room_runs_over_mutual_tls_within_its_acl(clinic: Clinic, tmp_path: Path) -> None:

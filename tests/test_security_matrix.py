@@ -80,11 +80,8 @@ def sentinel_topic(who: str) -> str | None:
 
 @pytest.fixture(scope="module")
 def clinic(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Clinic]:
-    c = Clinic(tmp_path_factory.mktemp("matrix"), dev_port=True).start()
-    try:
+    with Clinic(tmp_path_factory.mktemp("matrix"), dev_port=True) as c:
         yield c
-    finally:
-        c.stop()
 
 
 def endpoint(clinic: Clinic, who: str, tmp: Path) -> BrokerEndpoint:

@@ -13,8 +13,6 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -78,15 +76,6 @@ class Client:
             {"Content-Type": "application/json", "X-CSRF-Token": self.csrf},
         )
         return status, json.loads(raw or b"{}")
-
-
-@pytest.fixture
-def board(mosquitto: Mosquitto, tmp_path: Path) -> Iterator[BoardServer]:
-    b = BoardServer(mosquitto.url, tmp_path).start()
-    try:
-        yield b
-    finally:
-        b.stop()
 
 
 def test_unauthenticated_requests_are_refused(board: BoardServer) -> None:

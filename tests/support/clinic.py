@@ -18,6 +18,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.reasoncodes import ReasonCode
 
+from broker.logger.config import LoggerConfig
 from broker.mosquitto.conf import BrokerSettings, current_user, write_config
 from broker.mosquitto.pki import Identity, Pki
 from broker.mosquitto.run import Mosquitto, free_port, wait_port
@@ -79,6 +80,12 @@ class Clinic:
     def stop(self) -> None:
         self.broker.stop()
 
+    def __enter__(self) -> Clinic:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
     def creds(self, cn: str) -> tuple[Path, Path]:
         ident = Identity.from_cn(cn)
         assert ident is not None, cn
@@ -103,6 +110,21 @@ class Clinic:
                 },
             }
         )
+
+    def logger_config(self, db: Path, **over: object) -> LoggerConfig:
+        """The logger of this clinic (its own certificate) storing into `db`; `over` for the
+        other settings (max_bytes, client_id, share_group, queue_max, retention_*, ...)."""
+        cert, key = self.creds("logger")
+        data: dict[str, object] = {
+            "broker": self.url,
+            "ca": self.pki.ca_cert,
+            "cert": cert,
+            "key": key,
+            "db": db,
+            "site": self.site,
+        }
+        data.update(over)
+        return LoggerConfig.model_validate(data)
 
     def endpoint(self, cn: str) -> BrokerEndpoint:
         cert, key = self.creds(cn)
