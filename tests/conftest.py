@@ -1,5 +1,6 @@
 """Shared fixtures: a real Mosquitto started from the project's own config on a free port; the
-clinic (TLS broker with its PKI) and the board fixtures come from tests/support/."""
+clinic (TLS broker with its PKI), the board and the logger's store fixtures come from
+tests/support/."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pytest
 from broker.mosquitto.run import Mosquitto
 from tests.support.board_fixtures import board, browser, page
 from tests.support.clinic_fixtures import clinic, clinic_rooms
+from tests.support.logger_store import store
 
 __all__ = [
     "board",
@@ -20,6 +22,7 @@ __all__ = [
     "mosquitto",
     "page",
     "shared_mosquitto",
+    "store",
 ]
 
 
