@@ -56,6 +56,15 @@ def db_connect(db: Path) -> sqlite3.Connection:
     return sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
 
 
+def db_rows(db: Path, sql: str, *args: object) -> list[tuple[Any, ...]]:
+    """Rows of one query on the logger's database, read-only."""
+    conn = db_connect(db)
+    try:
+        return conn.execute(sql, args).fetchall()
+    finally:
+        conn.close()
+
+
 def db_has_all(db: Path, targets: dict[str, int], thinned: dict[str, int] | None = None) -> bool:
     """True when the ledger holds every seq <= target for each room (minus thinned gaps)."""
     if not db.exists():
