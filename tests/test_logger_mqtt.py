@@ -11,7 +11,7 @@ import pytest
 from broker.logger.config import LoggerConfig
 from broker.logger.service import Logger
 from contract import messages, topics
-from tests.support.clinic import Clinic, open_session
+from tests.support.clinic import Clinic, open_session, running_logger
 from tests.support.clinic_rooms import FakeRoom, db_count, db_seqs, poll, vitals
 
 pytestmark = pytest.mark.broker
@@ -67,9 +67,10 @@ def test_logger_stores_every_message_and_publishes_status(clinic: Clinic, tmp_pa
 
 def test_bad_messages_through_the_broker_land_in_quarantine(clinic: Clinic, tmp_path: Path) -> None:
     db = tmp_path / "log.db"
-    logger = Logger(clinic.logger_config(db, max_bytes=2048)).start()
-    room = FakeRoom(clinic, "101")
-    try:
+    with (
+        running_logger(clinic.logger_config(db, max_bytes=2048)) as logger,
+        FakeRoom(clinic, "101") as room,
+    ):
         assert logger.subscribed.wait(10)
         good = json.loads(vitals(clinic.site, "101", 1).model_dump_json())
         room.send("vitals", json.dumps(good).encode())
@@ -102,9 +103,6 @@ def test_bad_messages_through_the_broker_land_in_quarantine(clinic: Clinic, tmp_
         for check in expected:
             assert sum(1 for r in reasons if check(r)) == 1, reasons
         assert db_seqs(db) == {"101": [1]}
-    finally:
-        room.stop()
-        logger.stop()
 
 
 def test_size_limit_is_the_loggers_not_the_brokers(clinic: Clinic) -> None:
@@ -188,35 +186,31 @@ def test_queued_messages_survive_a_broker_restart_while_the_logger_is_down(
 
 def test_shared_subscription_group(clinic: Clinic, tmp_path: Path) -> None:
     db = tmp_path / "log.db"
-    logger = Logger(clinic.logger_config(db, share_group="loggers")).start()
-    room = FakeRoom(clinic, "102")
-    try:
+    with (
+        running_logger(clinic.logger_config(db, share_group="loggers")) as logger,
+        FakeRoom(clinic, "102") as room,
+    ):
         assert logger.filter == "$share/loggers/clinic/s1/room/+/#"
         assert logger.subscribed.wait(10)
         room.send_mix(30)
         room.wait_all_acked()
         assert logger.wait_committed(lambda t: t.inserted >= 30, timeout=30)
         assert db_seqs(db) == {"102": list(range(1, 31))}
-    finally:
-        room.stop()
-        logger.stop()
 
 
 def test_tiny_queue_blocks_the_network_thread_and_drops_nothing(
     clinic: Clinic, tmp_path: Path
 ) -> None:
     db = tmp_path / "log.db"
-    logger = Logger(clinic.logger_config(db, queue_max=1, batch_max=1)).start()
-    room = FakeRoom(clinic, "101")
-    try:
+    with (
+        running_logger(clinic.logger_config(db, queue_max=1, batch_max=1)) as logger,
+        FakeRoom(clinic, "101") as room,
+    ):
         assert logger.subscribed.wait(10)
         room.send_mix(300)
         room.wait_all_acked()
         assert logger.wait_committed(lambda t: t.inserted >= 300, timeout=60)
         assert db_seqs(db) == {"101": list(range(1, 301))}
-    finally:
-        room.stop()
-        logger.stop()
 
 
 def test_retention_runs_in_the_logger(clinic: Clinic, tmp_path: Path) -> None:
@@ -224,9 +218,7 @@ def test_retention_runs_in_the_logger(clinic: Clinic, tmp_path: Path) -> None:
 
     db = tmp_path / "log.db"
     cfg = clinic.logger_config(db, retention_days=30, retention_interval_s=0.05, retention_batch=7)
-    logger = Logger(cfg).start()
-    room = FakeRoom(clinic, "102")
-    try:
+    with running_logger(cfg) as logger, FakeRoom(clinic, "102") as room:
         assert logger.subscribed.wait(10)
         old = datetime.now(UTC) - timedelta(days=31)
         for _ in range(40):
@@ -238,9 +230,6 @@ def test_retention_runs_in_the_logger(clinic: Clinic, tmp_path: Path) -> None:
         assert logger.wait_committed(lambda t: t.inserted >= 45, timeout=30)
         poll(lambda: db_count(db, "SELECT COUNT(*) FROM vitals") == 5, 30, "old vitals deleted")
         assert db_seqs(db) == {"102": list(range(41, 46))}
-    finally:
-        room.stop()
-        logger.stop()
 
 
 def test_config_file_and_bad_config(tmp_path: Path) -> None:

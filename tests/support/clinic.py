@@ -11,6 +11,8 @@ import socket
 import ssl
 import threading
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.reasoncodes import ReasonCode
 
 from broker.logger.config import LoggerConfig
+from broker.logger.service import Logger
 from broker.mosquitto.conf import BrokerSettings, current_user, write_config
 from broker.mosquitto.pki import Identity, Pki
 from broker.mosquitto.run import Mosquitto, free_port, wait_port
@@ -146,6 +149,16 @@ class Clinic:
     def broker_log(self) -> str:
         path = self.settings.log_file
         return path.read_text() if path and path.exists() else ""
+
+
+@contextmanager
+def running_logger(config: LoggerConfig) -> Iterator[Logger]:
+    """The logger (in this process) started with `config`, stopped afterwards."""
+    logger = Logger(config).start()
+    try:
+        yield logger
+    finally:
+        logger.stop()
 
 
 def _varint(n: int) -> bytes:

@@ -144,6 +144,12 @@ class FakeRoom:
         self.client.disconnect()
         close_client(self.client)
 
+    def __enter__(self) -> FakeRoom:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
 
 def db_seqs(db: Path) -> dict[str, list[int]]:
     """Every stored seq per room (from the messages ledger), read-only."""
