@@ -1,4 +1,6 @@
-"""Shared fixtures: a real Mosquitto started from the project's own config on a free port."""
+"""Shared fixtures: a real Mosquitto started from the project's own config on a free port; the
+clinic (TLS broker with its PKI), the board and the logger's store fixtures come from
+tests/support/."""
 
 from __future__ import annotations
 
@@ -8,6 +10,20 @@ from pathlib import Path
 import pytest
 
 from broker.mosquitto.run import Mosquitto
+from tests.support.board_fixtures import board, browser, page
+from tests.support.clinic_fixtures import clinic, clinic_rooms
+from tests.support.logger_store import store
+
+__all__ = [
+    "board",
+    "browser",
+    "clinic",
+    "clinic_rooms",
+    "mosquitto",
+    "page",
+    "shared_mosquitto",
+    "store",
+]
 
 
 @pytest.fixture

@@ -36,7 +36,7 @@ from collections.abc import Iterator
 import pytest
 
 from contract.mqtt import close_client
-from tests.test_ansible_support import (
+from tests.support.ansible_converge import (
     ANSIBLE_DIR,
     BIN,
     CENTRAL_VENV,
@@ -53,7 +53,7 @@ from tests.test_ansible_support import (
     uid_gid,
     unit_settings,
 )
-from tests.test_packaging import extra_requirements
+from tests.support.wheel_metadata import extra_requirements
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
 

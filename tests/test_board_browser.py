@@ -15,41 +15,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Page, expect
 
 from broker.mosquitto.run import Mosquitto
 from contract import topics
+from tests.support.board import SITE, BoardServer, FakeRoom, login
 from tests.support.mqtt import Recorder
 from tests.support.room_process import start_room, stop_room
-from tests.test_board_helpers import SITE, BoardServer, FakeRoom, chromium, login
 
 pytestmark = pytest.mark.broker
 WAIT_MS = 15_000
-
-
-@pytest.fixture
-def board(mosquitto: Mosquitto, tmp_path: Path) -> Iterator[BoardServer]:
-    server = BoardServer(mosquitto.url, tmp_path).start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with chromium() as b:
-        yield b
-
-
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    pg = context.new_page()
-    try:
-        yield pg
-    finally:
-        context.close()
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Page, expect
 
 from broker.board.cli import register  # noqa: F401  (the CLI module imports cleanly)
 from broker.logger.config import LoggerConfig
@@ -17,28 +17,12 @@ from broker.logger.service import Logger
 from broker.mosquitto.run import Mosquitto
 from contract import topics
 from controller.cli import main as roomctl
+from tests.support.board import PASSWORDS, SITE, BoardServer, FakeRoom, login
 from tests.support.mqtt import Recorder, wait_until
 from tests.support.room_process import start_room, stop_room
-from tests.test_board_helpers import PASSWORDS, SITE, BoardServer, FakeRoom, chromium, login
 
 pytestmark = pytest.mark.broker
 WAIT_MS = 15_000
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with chromium() as b:
-        yield b
-
-
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    pg = context.new_page()
-    try:
-        yield pg
-    finally:
-        context.close()
 
 
 @pytest.fixture
@@ -152,59 +136,57 @@ def test_room_page_report_and_call_log_from_the_logger(
         board.stop()
 
 
-def test_login_csrf_rate_limit_and_expiry(mosquitto: Mosquitto, page: Page, tmp_path: Path) -> None:
-    board = BoardServer(mosquitto.url, tmp_path).start()
+def test_login_csrf_rate_limit_and_expiry(
+    mosquitto: Mosquitto, board: BoardServer, page: Page
+) -> None:
+    page.goto(board.url + "/rooms/101")
+    expect(page).to_have_url(f"{board.url}/login?next=%2Frooms%2F101")
+    page.fill("#username", "alice")
+    page.fill("#password", "wrong-password")
+    page.click("button[type=submit]")
+    expect(page.get_by_role("alert").first).to_contain_text("Wrong name or password")
+
+    # actions need the session's CSRF token
+    login(page, board.url, "alice")
+    rec = Recorder(mosquitto.url, [topics.all_rooms_filter(SITE)]).start()
     try:
-        page.goto(board.url + "/rooms/101")
-        expect(page).to_have_url(f"{board.url}/login?next=%2Frooms%2F101")
-        page.fill("#username", "alice")
-        page.fill("#password", "wrong-password")
-        page.click("button[type=submit]")
-        expect(page.get_by_role("alert").first).to_contain_text("Wrong name or password")
-
-        # actions need the session's CSRF token
-        login(page, board.url, "alice")
-        rec = Recorder(mosquitto.url, [topics.all_rooms_filter(SITE)]).start()
-        try:
-            FakeRoom(rec, "106").call("placed", call_id="c-106", priority="normal")
-            expect(page.locator("#room-106 .call")).to_have_attribute(
-                "data-status", "placed", timeout=WAIT_MS
-            )
-        finally:
-            rec.stop()
-        url = f"{board.url}/api/rooms/106/claim"
-        assert _post(page, url, {"call_id": "c-106"}, None)[0] == 403
-        assert _post(page, url, {"call_id": "c-106"}, "not-the-token")[0] == 403
-        assert _post(page, url, {"call_id": "c-106"}, _csrf(page))[0] == 200
-        assert _post(page, url, {"call_id": "other"}, _csrf(page))[0] == 409
-        status, body = _post(
-            page, f"{board.url}/api/rooms/106/phase", {"phase": "pre_check"}, _csrf(page)
+        FakeRoom(rec, "106").call("placed", call_id="c-106", priority="normal")
+        expect(page.locator("#room-106 .call")).to_have_attribute(
+            "data-status", "placed", timeout=WAIT_MS
         )
-        assert status == 400 and "confirmed" in body["error"]
+    finally:
+        rec.stop()
+    url = f"{board.url}/api/rooms/106/claim"
+    assert _post(page, url, {"call_id": "c-106"}, None)[0] == 403
+    assert _post(page, url, {"call_id": "c-106"}, "not-the-token")[0] == 403
+    assert _post(page, url, {"call_id": "c-106"}, _csrf(page))[0] == 200
+    assert _post(page, url, {"call_id": "other"}, _csrf(page))[0] == 409
+    status, body = _post(
+        page, f"{board.url}/api/rooms/106/phase", {"phase": "pre_check"}, _csrf(page)
+    )
+    assert status == 400 and "confirmed" in body["error"]
 
-        # an expired login session sends the browser back to the login page
-        board.board.users.conn.execute("UPDATE sessions SET expires_at = 0")
-        page.goto(board.url + "/")
-        expect(page).to_have_url(f"{board.url}/login?next=%2F")
+    # an expired login session sends the browser back to the login page
+    board.board.users.conn.execute("UPDATE sessions SET expires_at = 0")
+    page.goto(board.url + "/")
+    expect(page).to_have_url(f"{board.url}/login?next=%2F")
 
-        # five wrong passwords for a name, then even the right one is refused for a while
-        for _ in range(5):
-            resp = page.request.post(
-                board.url + "/login",
-                form={"username": "victor", "password": "nope", "login_csrf": "x"},
-                headers={"Cookie": "roomctl_login=x"},
-                max_redirects=0,
-            )
-            assert resp.status == 303
+    # five wrong passwords for a name, then even the right one is refused for a while
+    for _ in range(5):
         resp = page.request.post(
             board.url + "/login",
-            form={"username": "victor", "password": PASSWORDS["victor"], "login_csrf": "x"},
+            form={"username": "victor", "password": "nope", "login_csrf": "x"},
             headers={"Cookie": "roomctl_login=x"},
             max_redirects=0,
         )
-        assert resp.status == 429
-    finally:
-        board.stop()
+        assert resp.status == 303
+    resp = page.request.post(
+        board.url + "/login",
+        form={"username": "victor", "password": PASSWORDS["victor"], "login_csrf": "x"},
+        headers={"Cookie": "roomctl_login=x"},
+        max_redirects=0,
+    )
+    assert resp.status == 429
 
 
 def test_no_auth_only_on_loopback(

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -19,17 +18,11 @@ from broker.mosquitto.run import Mosquitto
 from contract.messages import StateMessage
 from contract.timefmt import format_ts
 from firmware_py.monitors.session_trace import PRE_CHECK_S, KetamineTrace
+from tests.support.board import BoardServer, FakeRoom, login
 from tests.support.mqtt import Recorder
-from tests.test_board_helpers import BoardServer, FakeRoom, chromium, login
 
 pytestmark = pytest.mark.broker
 WAIT_MS = 15_000
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with chromium() as b:
-        yield b
 
 
 def _ago(minutes: float) -> str:
@@ -102,9 +95,8 @@ def _session_room(rec: Recorder) -> None:
 
 
 def test_screenshots_of_a_busy_clinic(
-    mosquitto: Mosquitto, browser: Browser, tmp_path: Path
+    mosquitto: Mosquitto, board: BoardServer, browser: Browser, tmp_path: Path
 ) -> None:
-    board = BoardServer(mosquitto.url, tmp_path).start()
     context = browser.new_context(viewport={"width": 1400, "height": 900}, device_scale_factor=1)
     page = context.new_page()
     try:
@@ -133,4 +125,3 @@ def test_screenshots_of_a_busy_clinic(
                 shutil.copy(png, Path(out) / png.name)
     finally:
         context.close()
-        board.stop()

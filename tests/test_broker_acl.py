@@ -17,7 +17,7 @@ import pytest
 
 from broker.mosquitto.conf import acl_text
 from broker.mosquitto.pki import Identity, Pki
-from tests.test_broker_support import Clinic, open_session, raw_connect
+from tests.support.clinic import Clinic, open_session, raw_connect
 
 pytestmark = pytest.mark.broker
 
@@ -26,11 +26,8 @@ NOT_AUTHORIZED = 0x87
 
 @pytest.fixture(scope="module")
 def clinic(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Clinic]:
-    c = Clinic(tmp_path_factory.mktemp("clinic-acl")).start()
-    try:
+    with Clinic(tmp_path_factory.mktemp("clinic-acl")) as c:
         yield c
-    finally:
-        c.stop()
 
 
 def test_valid_room_certificate_connects(clinic: Clinic) -> None:

@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 
 from broker.logger.export import parse_time
-from broker.logger.ingest import classify
 from broker.logger.store import open_store
 from broker.mosquitto.pki import load_cert
 from contract import messages, topics
 from controller.cli import main
-from tests.test_broker_support import event
+from tests.support.clinic_rooms import event
+from tests.support.logger_store import received
 
 SITE = "s1"
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
@@ -65,9 +65,7 @@ def db(tmp_path: Path) -> Path:
         items.append((topics.events(SITE, room), ev.model_dump_json()))
         items.append((topics.availability(SITE, room), "online"))
     items.append((topics.vitals(SITE, "101"), "{broken"))
-    store.write_batch(
-        [(classify(t, p.encode(), SITE, 65536), "2026-03-01T09:30:00.000Z") for t, p in items]
-    )
+    store.write_batch([received(t, p, rx="2026-03-01T09:30:00.000Z") for t, p in items])
     store.close()
     return path
 
@@ -78,21 +76,22 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     return code, out, err
 
 
+def export(
+    capsys: pytest.CaptureFixture[str], db: Path, kind: str, *options: str, site: str = SITE
+) -> tuple[int, str, str]:
+    """`roomctl log export --db DB --site SITE --kind KIND [options]`."""
+    return run(capsys, "log", "export", "--db", str(db), "--site", site, "--kind", kind, *options)
+
+
 def test_export_vitals_csv_with_room_and_time_filters(
     db: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, out, err = run(
+    code, out, err = export(
         capsys,
-        "log",
-        "export",
-        "--db",
-        str(db),
-        "--site",
-        SITE,
+        db,
+        "vitals",
         "--room",
         "101",
-        "--kind",
-        "vitals",
         "--format",
         "csv",
         "--since",
@@ -113,19 +112,7 @@ def test_export_vitals_csv_with_room_and_time_filters(
 
 
 def test_export_events_ndjson(db: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = run(
-        capsys,
-        "log",
-        "export",
-        "--db",
-        str(db),
-        "--site",
-        SITE,
-        "--kind",
-        "events",
-        "--format",
-        "ndjson",
-    )
+    code, out, _ = export(capsys, db, "events", "--format", "ndjson")
     assert code == 0
     rows = [json.loads(line) for line in out.splitlines()]
     assert [(r["room"], r["seq"], r["kind"]) for r in rows] == [
@@ -138,56 +125,18 @@ def test_export_events_ndjson(db: Path, capsys: pytest.CaptureFixture[str]) -> N
 
 
 def test_export_calls_has_response_seconds(db: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = run(
-        capsys,
-        "log",
-        "export",
-        "--db",
-        str(db),
-        "--site",
-        SITE,
-        "--kind",
-        "calls",
-        "--format",
-        "ndjson",
-        "--room",
-        "102",
-    )
+    code, out, _ = export(capsys, db, "calls", "--format", "ndjson", "--room", "102")
     assert code == 0
     (row,) = [json.loads(line) for line in out.splitlines()]
     assert row["call_id"] == "c-102" and row["status"] == "claimed" and row["response_s"] == 42.0
 
 
 def test_export_quarantine_and_empty_sessions(db: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = run(
-        capsys,
-        "log",
-        "export",
-        "--db",
-        str(db),
-        "--site",
-        SITE,
-        "--kind",
-        "quarantine",
-        "--format",
-        "ndjson",
-    )
+    code, out, _ = export(capsys, db, "quarantine", "--format", "ndjson")
     (row,) = [json.loads(line) for line in out.splitlines()]
     assert code == 0 and row["reason"].startswith("invalid JSON")
     assert base64.b64decode(row["raw_b64"]) == b"{broken"
-    code, out, _ = run(
-        capsys,
-        "log",
-        "export",
-        "--db",
-        str(db),
-        "--site",
-        SITE,
-        "--kind",
-        "sessions",
-        "--format",
-        "csv",
-    )
+    code, out, _ = export(capsys, db, "sessions", "--format", "csv")
     assert code == 0 and out.startswith("site,room,session_id,phase,started_at")
     assert len(out.splitlines()) == 1  # header only
 
@@ -195,63 +144,17 @@ def test_export_quarantine_and_empty_sessions(db: Path, capsys: pytest.CaptureFi
 def test_export_other_site_is_empty_and_bad_input_is_refused(
     db: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    code, out, _ = run(
-        capsys,
-        "log",
-        "export",
-        "--db",
-        str(db),
-        "--site",
-        "s2",
-        "--kind",
-        "vitals",
-        "--format",
-        "ndjson",
-    )
+    code, out, _ = export(capsys, db, "vitals", "--format", "ndjson", site="s2")
     assert code == 0 and out == ""
-    code, _, err = run(
-        capsys,
-        "log",
-        "export",
-        "--db",
-        str(db),
-        "--site",
-        SITE,
-        "--kind",
-        "vitals",
-        "--since",
-        "yesterday",
-    )
+    code, _, err = export(capsys, db, "vitals", "--since", "yesterday")
     assert code == 2 and "bad time" in err
-    code, _, err = run(
-        capsys,
-        "log",
-        "export",
-        "--db",
-        str(tmp_path / "none.db"),
-        "--site",
-        SITE,
-        "--kind",
-        "vitals",
-    )
+    code, _, err = export(capsys, tmp_path / "none.db", "vitals")
     assert code == 2 and "no database" in err
 
 
 def test_export_to_a_file(db: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     out = tmp_path / "calls.csv"
-    code, stdout, _ = run(
-        capsys,
-        "log",
-        "export",
-        "--db",
-        str(db),
-        "--site",
-        SITE,
-        "--kind",
-        "calls",
-        "--out",
-        str(out),
-    )
+    code, stdout, _ = export(capsys, db, "calls", "--out", str(out))
     assert code == 0 and stdout == ""
     rows = list(csv.DictReader(io.StringIO(out.read_text())))
     assert [(r["call_id"], r["response_s"]) for r in rows] == [("c-101", "42.0"), ("c-102", "42.0")]

@@ -12,23 +12,15 @@ import json
 import random
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from contract import messages, topics
-from tests.reliability_support import (
-    SITE,
-    FaultRecord,
-    Fleet,
-    RoomSpec,
-    db_connect,
-    env_number,
-    record,
-    wait_for,
-)
 from tests.support.mqtt import staff_command
+from tests.support.reliability_audit import FaultRecord, db_rows, env_number, record
+from tests.support.reliability_fleet import Fleet
+from tests.support.reliability_rooms import SITE, RoomSpec, wait_for
 
 pytestmark = [pytest.mark.reliability, pytest.mark.broker]
 
@@ -44,14 +36,6 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
         yield f
     finally:
         f.stop()
-
-
-def q(db: Path, sql: str, *args: object) -> list[tuple[Any, ...]]:
-    conn = db_connect(db)
-    try:
-        return conn.execute(sql, args).fetchall()
-    finally:
-        conn.close()
 
 
 def vitals(n: int, room: str = FUZZ_ROOM, **over: Any) -> dict[str, Any]:
@@ -116,25 +100,25 @@ def test_logger_fuzz_every_bad_payload_quarantined_with_reason(fleet: Fleet) -> 
     # a replay of seq 100 with other content; a byte-identical replay is ignored
     cases.append((topics.vitals(SITE, FUZZ_ROOM), json.dumps(vitals(100, spo2=50.0)).encode(),
                   ("duplicate seq with different content",)))  # fmt: skip
-    wait_for(lambda: q(fleet.db, "SELECT COUNT(*) FROM messages WHERE room = ?", FUZZ_ROOM)[0][0]
-             == 1, 30, "the good message stored")  # fmt: skip
+    stored_sql = "SELECT COUNT(*) FROM messages WHERE room = ?"
+    wait_for(lambda: db_rows(fleet.db, stored_sql, FUZZ_ROOM)[0][0] == 1, 30,
+             "the good message stored")  # fmt: skip
     for topic, payload, _ in cases:
         rec.publish(topic, payload)
     rec.publish(topics.vitals(SITE, FUZZ_ROOM), good_first)  # identical replay
     rec.publish(topics.vitals(SITE, FUZZ_ROOM), json.dumps(vitals(101)).encode())
-    wait_for(lambda: q(fleet.db, "SELECT COUNT(*) FROM messages WHERE room = ?", FUZZ_ROOM)[0][0]
-             == 2, 60, "the good message after the fuzz stored")  # fmt: skip
+    wait_for(lambda: db_rows(fleet.db, stored_sql, FUZZ_ROOM)[0][0] == 2, 60,
+             "the good message after the fuzz stored")  # fmt: skip
     prefix = topics.room_prefix(SITE, FUZZ_ROOM) + "/"
+    quarantined_sql = "SELECT COUNT(*) FROM quarantine WHERE topic LIKE ?"
     wait_for(
-        lambda: (
-            q(fleet.db, "SELECT COUNT(*) FROM quarantine WHERE topic LIKE ?", prefix + "%")[0][0]
-            >= len(cases)
-        ),
+        lambda: db_rows(fleet.db, quarantined_sql, prefix + "%")[0][0] >= len(cases),
         60,
         "every bad payload quarantined",
     )
-    rows = q(fleet.db, "SELECT topic, reason, size FROM quarantine WHERE topic LIKE ? ORDER BY id",
-             prefix + "%")  # fmt: skip
+    rows = db_rows(fleet.db,
+                   "SELECT topic, reason, size FROM quarantine WHERE topic LIKE ? ORDER BY id",
+                   prefix + "%")  # fmt: skip
     assert len(rows) == len(cases)
     wrong = [
         (topic, len(payload), reason)
@@ -151,16 +135,16 @@ def test_logger_fuzz_every_bad_payload_quarantined_with_reason(fleet: Fleet) -> 
     ))  # fmt: skip
     assert wrong == []
     assert fleet.logger.alive() and fleet.logger.tracebacks() == 0
-    seqs = [r[0] for r in q(fleet.db, "SELECT seq FROM messages WHERE room = ?", FUZZ_ROOM)]
+    seqs = [r[0] for r in db_rows(fleet.db, "SELECT seq FROM messages WHERE room = ?", FUZZ_ROOM)]
     assert sorted(seqs) == [100, 101]
-    spo2 = q(fleet.db, "SELECT spo2 FROM vitals WHERE room = ? AND seq = 100", FUZZ_ROOM)
+    spo2 = db_rows(fleet.db, "SELECT spo2 FROM vitals WHERE room = ? AND seq = 100", FUZZ_ROOM)
     assert spo2 == [(97.0,)]  # the replay with other content did not overwrite it
 
 
 def room_events(fleet: Fleet, after: int) -> list[tuple[Any, ...]]:
-    return q(fleet.db, "SELECT seq, kind, reason FROM events WHERE room = '301' AND seq > ? "
-             "AND kind IN ('command_refused', 'phase_refused', 'phase_changed') ORDER BY seq",
-             after)  # fmt: skip
+    return db_rows(fleet.db, "SELECT seq, kind, reason FROM events WHERE room = '301' AND seq > ? "
+                   "AND kind IN ('command_refused', 'phase_refused', 'phase_changed') ORDER BY seq",
+                   after)  # fmt: skip
 
 
 @pytest.mark.timeout(120)
@@ -232,12 +216,14 @@ def test_wrong_json_types_are_refused_not_coerced(fleet: Fleet) -> None:
     prefix = topics.room_prefix(SITE, room) + "/%"
 
     def seen() -> int:
-        stored = q(fleet.db, "SELECT COUNT(*) FROM messages WHERE room = ?", room)[0][0]
-        held = q(fleet.db, "SELECT COUNT(*) FROM quarantine WHERE topic LIKE ?", prefix)[0][0]
+        stored = db_rows(fleet.db, "SELECT COUNT(*) FROM messages WHERE room = ?", room)[0][0]
+        held = db_rows(fleet.db, "SELECT COUNT(*) FROM quarantine WHERE topic LIKE ?", prefix)[0][0]
         return int(stored) + int(held)
 
     wait_for(lambda: seen() == len(cases), 30, "every wrong-type message handled")
-    stored = sorted(r[0] for r in q(fleet.db, "SELECT seq FROM messages WHERE room = ?", room))
+    stored = sorted(
+        r[0] for r in db_rows(fleet.db, "SELECT seq FROM messages WHERE room = ?", room)
+    )
     record(FaultRecord(
         "wrong JSON types (number as string, 1 as boolean)", len(cases), 0, [],
         f"{len(stored)} of {len(cases)} coerced and stored instead of quarantined"

@@ -10,32 +10,21 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from contract import topics
-from tests.test_broker_support import (
-    Clinic,
-    FakeRoom,
-    Session,
-    db_count,
-    db_seqs,
-    open_session,
-    poll,
-)
+from tests.support.clinic import Clinic, Session, open_session
+from tests.support.clinic_rooms import FakeRoom, db_count, db_seqs, poll
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
 
 
 @pytest.fixture
-def clinic(tmp_path: Path) -> Iterator[Clinic]:
-    c = Clinic(tmp_path / "clinic", rooms=("101", "102", "103")).start()
-    try:
-        yield c
-    finally:
-        c.stop()
+def clinic_rooms() -> tuple[str, ...]:
+    """Three rooms for the shared `clinic` fixture (tests/support/clinic_fixtures.py)."""
+    return ("101", "102", "103")
 
 
 class LoggerProcess:

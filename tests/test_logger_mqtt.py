@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,47 +11,23 @@ import pytest
 from broker.logger.config import LoggerConfig
 from broker.logger.service import Logger
 from contract import messages, topics
-from tests.test_broker_support import (
-    Clinic,
-    FakeRoom,
-    db_count,
-    db_seqs,
-    open_session,
-    poll,
-    vitals,
-)
+from tests.support.clinic import Clinic, open_session, running_logger
+from tests.support.clinic_rooms import FakeRoom, db_count, db_seqs, poll, vitals
 
 pytestmark = pytest.mark.broker
 
 
 @pytest.fixture
-def clinic(tmp_path: Path) -> Iterator[Clinic]:
-    c = Clinic(tmp_path / "clinic", rooms=("101", "102", "103")).start()
-    try:
-        yield c
-    finally:
-        c.stop()
-
-
-def logger_config(clinic: Clinic, db: Path, **kw: object) -> LoggerConfig:
-    cert, key = clinic.creds("logger")
-    data: dict[str, object] = {
-        "broker": clinic.url,
-        "ca": clinic.pki.ca_cert,
-        "cert": cert,
-        "key": key,
-        "db": db,
-        "site": clinic.site,
-    }
-    data.update(kw)
-    return LoggerConfig.model_validate(data)
+def clinic_rooms() -> tuple[str, ...]:
+    """Three rooms for the shared `clinic` fixture (tests/support/clinic_fixtures.py)."""
+    return ("101", "102", "103")
 
 
 def test_logger_stores_every_message_and_publishes_status(clinic: Clinic, tmp_path: Path) -> None:
     db = tmp_path / "log.db"
     watcher = open_session(clinic.endpoint("staff-alice"))
     watcher.subscribe(topics.logger_status(clinic.site))
-    logger = Logger(logger_config(clinic, db)).start()
+    logger = Logger(clinic.logger_config(db)).start()
     rooms: list[FakeRoom] = []
     try:
         assert logger.subscribed.wait(10)
@@ -92,9 +67,10 @@ def test_logger_stores_every_message_and_publishes_status(clinic: Clinic, tmp_pa
 
 def test_bad_messages_through_the_broker_land_in_quarantine(clinic: Clinic, tmp_path: Path) -> None:
     db = tmp_path / "log.db"
-    logger = Logger(logger_config(clinic, db, max_bytes=2048)).start()
-    room = FakeRoom(clinic, "101")
-    try:
+    with (
+        running_logger(clinic.logger_config(db, max_bytes=2048)) as logger,
+        FakeRoom(clinic, "101") as room,
+    ):
         assert logger.subscribed.wait(10)
         good = json.loads(vitals(clinic.site, "101", 1).model_dump_json())
         room.send("vitals", json.dumps(good).encode())
@@ -127,9 +103,6 @@ def test_bad_messages_through_the_broker_land_in_quarantine(clinic: Clinic, tmp_
         for check in expected:
             assert sum(1 for r in reasons if check(r)) == 1, reasons
         assert db_seqs(db) == {"101": [1]}
-    finally:
-        room.stop()
-        logger.stop()
 
 
 def test_size_limit_is_the_loggers_not_the_brokers(clinic: Clinic) -> None:
@@ -140,7 +113,7 @@ def test_size_limit_is_the_loggers_not_the_brokers(clinic: Clinic) -> None:
 
 def test_broker_restart_mid_stream_loses_nothing(clinic: Clinic, tmp_path: Path) -> None:
     db = tmp_path / "log.db"
-    logger = Logger(logger_config(clinic, db)).start()
+    logger = Logger(clinic.logger_config(db)).start()
     rooms = [FakeRoom(clinic, r) for r in ("101", "102", "103")]
     stop = threading.Event()
     threads = [threading.Thread(target=r.pump, args=(stop, 3000)) for r in rooms]
@@ -171,7 +144,7 @@ def test_broker_restart_mid_stream_loses_nothing(clinic: Clinic, tmp_path: Path)
 
 def test_logger_down_then_back_gets_the_queued_messages(clinic: Clinic, tmp_path: Path) -> None:
     db = tmp_path / "log.db"
-    cfg = logger_config(clinic, db, client_id="logger-persist")
+    cfg = clinic.logger_config(db, client_id="logger-persist")
     first = Logger(cfg).start()
     assert first.subscribed.wait(10)
     first.stop()  # session stays on the broker (clean_start=False, expiry 7 days)
@@ -194,7 +167,7 @@ def test_queued_messages_survive_a_broker_restart_while_the_logger_is_down(
     clinic: Clinic, tmp_path: Path
 ) -> None:
     db = tmp_path / "log.db"
-    cfg = logger_config(clinic, db, client_id="logger-persist")
+    cfg = clinic.logger_config(db, client_id="logger-persist")
     first = Logger(cfg).start()
     assert first.subscribed.wait(10)
     first.stop()
@@ -213,45 +186,39 @@ def test_queued_messages_survive_a_broker_restart_while_the_logger_is_down(
 
 def test_shared_subscription_group(clinic: Clinic, tmp_path: Path) -> None:
     db = tmp_path / "log.db"
-    logger = Logger(logger_config(clinic, db, share_group="loggers")).start()
-    room = FakeRoom(clinic, "102")
-    try:
+    with (
+        running_logger(clinic.logger_config(db, share_group="loggers")) as logger,
+        FakeRoom(clinic, "102") as room,
+    ):
         assert logger.filter == "$share/loggers/clinic/s1/room/+/#"
         assert logger.subscribed.wait(10)
         room.send_mix(30)
         room.wait_all_acked()
         assert logger.wait_committed(lambda t: t.inserted >= 30, timeout=30)
         assert db_seqs(db) == {"102": list(range(1, 31))}
-    finally:
-        room.stop()
-        logger.stop()
 
 
 def test_tiny_queue_blocks_the_network_thread_and_drops_nothing(
     clinic: Clinic, tmp_path: Path
 ) -> None:
     db = tmp_path / "log.db"
-    logger = Logger(logger_config(clinic, db, queue_max=1, batch_max=1)).start()
-    room = FakeRoom(clinic, "101")
-    try:
+    with (
+        running_logger(clinic.logger_config(db, queue_max=1, batch_max=1)) as logger,
+        FakeRoom(clinic, "101") as room,
+    ):
         assert logger.subscribed.wait(10)
         room.send_mix(300)
         room.wait_all_acked()
         assert logger.wait_committed(lambda t: t.inserted >= 300, timeout=60)
         assert db_seqs(db) == {"101": list(range(1, 301))}
-    finally:
-        room.stop()
-        logger.stop()
 
 
 def test_retention_runs_in_the_logger(clinic: Clinic, tmp_path: Path) -> None:
     from datetime import UTC, datetime, timedelta
 
     db = tmp_path / "log.db"
-    cfg = logger_config(clinic, db, retention_days=30, retention_interval_s=0.05, retention_batch=7)
-    logger = Logger(cfg).start()
-    room = FakeRoom(clinic, "102")
-    try:
+    cfg = clinic.logger_config(db, retention_days=30, retention_interval_s=0.05, retention_batch=7)
+    with running_logger(cfg) as logger, FakeRoom(clinic, "102") as room:
         assert logger.subscribed.wait(10)
         old = datetime.now(UTC) - timedelta(days=31)
         for _ in range(40):
@@ -263,9 +230,6 @@ def test_retention_runs_in_the_logger(clinic: Clinic, tmp_path: Path) -> None:
         assert logger.wait_committed(lambda t: t.inserted >= 45, timeout=30)
         poll(lambda: db_count(db, "SELECT COUNT(*) FROM vitals") == 5, 30, "old vitals deleted")
         assert db_seqs(db) == {"102": list(range(41, 46))}
-    finally:
-        room.stop()
-        logger.stop()
 
 
 def test_config_file_and_bad_config(tmp_path: Path) -> None:

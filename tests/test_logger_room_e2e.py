@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,21 +12,12 @@ import pytest
 from broker.logger.service import Logger
 from broker.logger.store import open_store
 from contract import topics
+from tests.support.clinic import SITE, Clinic, open_session
+from tests.support.clinic_rooms import db_count, poll
 from tests.support.mqtt import staff_command
 from tests.support.room_process import RunningRoom
-from tests.test_broker_support import SITE, Clinic, db_count, open_session, poll
-from tests.test_logger_mqtt import logger_config
 
 pytestmark = pytest.mark.broker
-
-
-@pytest.fixture
-def clinic(tmp_path: Path) -> Iterator[Clinic]:
-    c = Clinic(tmp_path / "clinic").start()
-    try:
-        yield c
-    finally:
-        c.stop()
 
 
 def rows(db: Path, sql: str) -> list[tuple[object, ...]]:
@@ -40,7 +30,7 @@ def rows(db: Path, sql: str) -> list[tuple[object, ...]]:
 
 def test_room_session_and_call_are_logged(clinic: Clinic, tmp_path: Path) -> None:
     db = tmp_path / "log.db"
-    logger = Logger(logger_config(clinic, db)).start()
+    logger = Logger(clinic.logger_config(db)).start()
     config = clinic.room_config("101", tmp_path / "room")
     room = RunningRoom(config)
     staff = open_session(clinic.endpoint("staff-alice"))

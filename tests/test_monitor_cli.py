@@ -15,7 +15,7 @@ import serial
 from contract.messages import VitalsMessage
 from controller.cli import main
 from firmware_py.monitors.parsers import make_parser
-from tests.test_monitor_fixtures import DATA, fixture_files, protocol_for
+from tests.support.monitor_fixtures import DATA, fixture_files, protocol_for
 
 ROOMCTL = [sys.executable, "-m", "controller.cli"]
 ENVELOPE = {"v", "site", "room", "seq", "ts", "clock_synced"}

@@ -9,7 +9,13 @@ from hypothesis import strategies as st
 
 from firmware_py.monitors.hl7_pcd01 import Hl7Parser, split_plain_messages
 from firmware_py.monitors.parsers import PROTOCOLS, make_parser
-from tests.test_monitor_fixtures import as_message, fixed_clock, fixture_files, load, protocol_for
+from tests.support.monitor_fixtures import (
+    as_message,
+    fixed_clock,
+    fixture_files,
+    load,
+    protocol_for,
+)
 
 FIXTURE_BYTES: dict[str, list[bytes]] = {p: [] for p in PROTOCOLS}
 for _path in fixture_files():

@@ -8,7 +8,7 @@ import pytest
 from firmware_py.monitors.hl7_codes import canonical_unit, convert, field_for
 from firmware_py.monitors.hl7_pcd01 import Hl7Parser, split_plain_messages
 from firmware_py.monitors.mllp import MllpDeframer, mllp_frame
-from tests.test_monitor_fixtures import DATA, feed, fixed_clock, load
+from tests.support.monitor_fixtures import DATA, feed, fixed_clock, load
 
 H = DATA / "hl7"
 

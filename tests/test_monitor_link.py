@@ -4,7 +4,6 @@ coming back), a TCP serial bridge, and the MLLP listener with ACKs over loopback
 from __future__ import annotations
 
 import os
-import queue
 import select
 import socket
 import threading
@@ -19,34 +18,10 @@ from contract.vitals import Reading
 from firmware_py.monitors.link import MonitorLink
 from firmware_py.monitors.mllp import mllp_frame
 from firmware_py.monitors.transports import Backoff, parse_host_port
-from tests.test_monitor_fixtures import DATA, load
+from tests.support.monitor_events import WAIT, Events
+from tests.support.monitor_fixtures import DATA, load
 
-WAIT = 10.0
 MASIMO_LINE = (DATA / "masimo" / "rad8_yahnatan_ascii1.txt").read_bytes().replace(b"\n", b"\r\n")
-
-
-class Events:
-    """Readings and link-state changes as queues, so tests block on them with timeouts."""
-
-    def __init__(self) -> None:
-        self.readings: queue.Queue[Reading] = queue.Queue()
-        self.states: queue.Queue[tuple[bool, str]] = queue.Queue()
-
-    def on_reading(self, reading: Reading) -> None:
-        self.readings.put(reading)
-
-    def on_state(self, up: bool, detail: str) -> None:
-        self.states.put((up, detail))
-
-    def reading(self) -> Reading:
-        return self.readings.get(timeout=WAIT)
-
-    def state(self, want: bool) -> str:
-        for _ in range(50):  # bounded: skip repeated failures while reconnecting
-            up, detail = self.states.get(timeout=WAIT)
-            if up is want:
-                return detail
-        raise AssertionError(f"link never became connected={want}")
 
 
 class Pty:

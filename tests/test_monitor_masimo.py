@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from firmware_py.monitors.masimo import EXC_BITS, MasimoParser, decode_bits, masimo_value
-from tests.test_monitor_fixtures import DATA, feed, fixed_clock, load
+from tests.support.monitor_fixtures import DATA, feed, fixed_clock, load
 
 M = DATA / "masimo"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from firmware_py.monitors.nonin import NoninParser
-from tests.test_monitor_fixtures import DATA, feed, fixed_clock, load
+from tests.support.monitor_fixtures import DATA, feed, fixed_clock, load
 
 N = DATA / "nonin"
 FORMATS = ["df2", "df7"]

@@ -19,7 +19,7 @@ from firmware_py.monitors.simulate import (
     run_pty,
     run_tcp_server,
 )
-from tests.test_monitor_link import WAIT, Events
+from tests.support.monitor_events import WAIT, Events
 
 
 def test_trace_rises_in_infusion_and_settles_in_recovery() -> None:

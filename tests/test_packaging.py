@@ -5,7 +5,6 @@ and what a room Pi installs (`roomctl[room]`) is what a room needs, with no web 
 from __future__ import annotations
 
 import json
-import re
 import shutil
 import subprocess
 import sys
@@ -14,6 +13,8 @@ import zipfile
 from pathlib import Path
 
 import pytest
+
+from tests.support.wheel_metadata import canonical_name, extra_requirements
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -107,24 +108,6 @@ address = "/dev/serial/by-id/usb-FTDI_FT232R-if00-port0"
 """
 
 
-def _canonical(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
-
-
-def extra_requirements(wheel: Path, extra: str) -> set[str]:
-    """The project names the wheel's METADATA requires for `extra` (canonical)."""
-    with zipfile.ZipFile(wheel) as zf:
-        (meta,) = (n for n in zf.namelist() if n.endswith(".dist-info/METADATA"))
-        text = zf.read(meta).decode()
-    names = set()
-    for line in text.splitlines():
-        if line.startswith("Requires-Dist:") and f'extra == "{extra}"' in line:
-            m = re.match(r"[A-Za-z0-9._-]+", line.split(":", 1)[1].strip())
-            assert m, line
-            names.add(_canonical(m.group(0)))
-    return names
-
-
 @pytest.fixture(scope="module")
 def room_venv(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A fresh venv with `roomctl[room]` from the wheel, as the room_controller role does."""
@@ -157,7 +140,7 @@ def test_room_install_has_no_central_package(room_venv: Path, wheel: Path) -> No
         "print(json.dumps([d.metadata['Name'] for d in m.distributions()]))",
     )
     assert proc.returncode == 0, proc.stderr
-    installed = {_canonical(n) for n in json.loads(proc.stdout)}
+    installed = {canonical_name(n) for n in json.loads(proc.stdout)}
     assert extra_requirements(wheel, "room") <= installed
     assert not installed & central, f"central packages in a room install: {installed & central}"
     for module in CENTRAL_ONLY_IMPORTS:

@@ -15,15 +15,9 @@ from pathlib import Path
 import pytest
 
 from firmware_py.monitors.simulate import SimulatorOptions
-from tests.reliability_support import (
-    FaultRecord,
-    Fleet,
-    RoomSpec,
-    audit,
-    env_number,
-    kill_cycles,
-    record,
-)
+from tests.support.reliability_audit import FaultRecord, audit, env_number, record
+from tests.support.reliability_fleet import Fleet, kill_cycles
+from tests.support.reliability_rooms import RoomSpec
 
 pytestmark = [pytest.mark.reliability, pytest.mark.broker, pytest.mark.slow]
 

@@ -28,18 +28,15 @@ import pytest
 
 from contract import messages, timefmt, topics
 from firmware_py.monitors.simulate import SimulatorOptions
-from tests.reliability_support import (
-    SITE,
+from tests.support.reliability_audit import (
     FaultRecord,
-    Fleet,
-    InProcessRoom,
-    RoomSpec,
     audit,
-    db_connect,
+    db_rows,
     env_number,
     record,
-    wait_for,
 )
+from tests.support.reliability_fleet import Fleet
+from tests.support.reliability_rooms import SITE, InProcessRoom, RoomSpec, wait_for
 
 pytestmark = [pytest.mark.reliability, pytest.mark.broker, pytest.mark.slow]
 
@@ -78,14 +75,6 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
         f.stop()
 
 
-def q(db: Path, sql: str, *args: object) -> list[tuple[Any, ...]]:
-    conn = db_connect(db)
-    try:
-        return conn.execute(sql, args).fetchall()
-    finally:
-        conn.close()
-
-
 @pytest.mark.timeout(180 + OUTAGE_S)
 def test_broker_down_for_a_while_calls_placed_vitals_flow_nothing_lost(fleet: Fleet) -> None:
     inproc = fleet.rooms["111"]
@@ -109,7 +98,7 @@ def test_broker_down_for_a_while_calls_placed_vitals_flow_nothing_lost(fleet: Fl
     # messages were created while the broker was down (vitals, escalations, calls)
     grew = {r: during[r] - before[r] for r in during}
     assert all(n > 0 for n in grew.values()), grew
-    rows = q(
+    rows = db_rows(
         fleet.db,
         "SELECT COUNT(*) FROM events WHERE site = ? AND room = '111' AND kind = 'call_placed' "
         "AND ts >= ? AND ts < ?",
@@ -118,14 +107,14 @@ def test_broker_down_for_a_while_calls_placed_vitals_flow_nothing_lost(fleet: Fl
         timefmt.format_ts(up_at),
     )
     assert rows[0][0] == placed >= 2
-    escalated = q(
+    escalated = db_rows(
         fleet.db,
         "SELECT DISTINCT room FROM events WHERE kind = 'call_escalated' AND ts >= ? AND ts < ?",
         timefmt.format_ts(down_at),
         timefmt.format_ts(up_at),
     )
     assert {r[0] for r in escalated} == set(subprocess_rooms)
-    vitals = q(
+    vitals = db_rows(
         fleet.db,
         "SELECT DISTINCT room FROM vitals WHERE ts >= ? AND ts < ?",
         timefmt.format_ts(down_at + timedelta(seconds=1)),
@@ -154,20 +143,22 @@ def test_broker_down_for_a_while_calls_placed_vitals_flow_nothing_lost(fleet: Fl
 @pytest.mark.timeout(120 + GARBAGE_S)
 def test_monitor_unplugged_and_garbage_recover_by_themselves(fleet: Fleet) -> None:
     def kinds(room: str) -> list[str]:
-        rows = q(fleet.db, "SELECT kind FROM events WHERE room = ? ORDER BY seq", room)
+        rows = db_rows(fleet.db, "SELECT kind FROM events WHERE room = ? ORDER BY seq", room)
         return [str(r[0]) for r in rows]
 
     # 109's monitor is unplugged 4 s in every 16 s: lost, restored, and vitals after that
     wait_for(lambda: kinds("109").count("monitor_link_restored") >= 2, 90, "109 replugged")
-    last_restore = q(
+    last_restore = db_rows(
         fleet.db,
         "SELECT MAX(seq) FROM events WHERE room = '109' AND kind = 'monitor_link_restored'",
     )[0][0]
     wait_for(
         lambda: (
-            q(fleet.db, "SELECT COUNT(*) FROM vitals WHERE room = '109' AND seq > ?", last_restore)[
-                0
-            ][0]
+            db_rows(
+                fleet.db,
+                "SELECT COUNT(*) FROM vitals WHERE room = '109' AND seq > ?",
+                last_restore,
+            )[0][0]
             > 0
         ),
         30,
@@ -182,13 +173,13 @@ def test_monitor_unplugged_and_garbage_recover_by_themselves(fleet: Fleet) -> No
     fleet.wait_converged(60)
 
     def rejected() -> int:
-        row = q(fleet.db, "SELECT health FROM room_state WHERE room = '110'")[0][0]
+        row = db_rows(fleet.db, "SELECT health FROM room_state WHERE room = '110'")[0][0]
         return int(json.loads(str(row))["monitor"]["frames_rejected"])
 
     assert rejected() > 0
     assert "monitor_link_lost" not in kinds("110")
-    n_vitals = q(fleet.db, "SELECT COUNT(*) FROM vitals WHERE room = '110'")[0][0]
-    n_109 = q(fleet.db, "SELECT COUNT(*) FROM vitals WHERE room = '109'")[0][0]
+    n_vitals = db_rows(fleet.db, "SELECT COUNT(*) FROM vitals WHERE room = '110'")[0][0]
+    n_109 = db_rows(fleet.db, "SELECT COUNT(*) FROM vitals WHERE room = '109'")[0][0]
     outages = link_outages(fleet.db, "109")
     result = fleet.audit_live()
     record(
@@ -206,8 +197,8 @@ def test_monitor_unplugged_and_garbage_recover_by_themselves(fleet: Fleet) -> No
 def link_outages(db: Path, room: str) -> list[float]:
     """Seconds from each monitor_link_lost to the next monitor_link_restored."""
     out, lost_at = [], None
-    for kind, ts in q(db, "SELECT kind, ts FROM events WHERE room = ? AND kind LIKE "
-                      "'monitor_link_%' ORDER BY seq", room):  # fmt: skip
+    for kind, ts in db_rows(db, "SELECT kind, ts FROM events WHERE room = ? AND kind LIKE "
+                            "'monitor_link_%' ORDER BY seq", room):  # fmt: skip
         at = datetime.fromisoformat(str(ts).replace("Z", "+00:00"))
         if kind == "monitor_link_lost":
             lost_at = at
@@ -222,7 +213,9 @@ def test_unsynced_clock_is_flagged_and_resynced_after_restart(fleet: Fleet) -> N
     def flags(room: str) -> set[int]:
         return {
             int(r[0])
-            for r in q(fleet.db, "SELECT DISTINCT clock_synced FROM messages WHERE room = ?", room)
+            for r in db_rows(
+                fleet.db, "SELECT DISTINCT clock_synced FROM messages WHERE room = ?", room
+            )
         }
 
     assert flags("102") == {0}
@@ -234,7 +227,9 @@ def test_unsynced_clock_is_flagged_and_resynced_after_restart(fleet: Fleet) -> N
     room.start()
     wait_for(lambda: room.outbox_stats()[0] >= restart_seq + 4, 30, "101 restarted")
     fleet.wait_converged(60)
-    rows = q(fleet.db, "SELECT seq, clock_synced FROM messages WHERE room = '101' ORDER BY seq")
+    rows = db_rows(
+        fleet.db, "SELECT seq, clock_synced FROM messages WHERE room = '101' ORDER BY seq"
+    )
     assert {int(s) for q_, s in rows if int(q_) <= restart_seq} == {0}
     assert {int(s) for q_, s in rows if int(q_) > restart_seq} == {1}
     result = fleet.audit_live()
@@ -300,15 +295,20 @@ def test_clock_stepped_back_logger_orders_by_seq(fleet: Fleet) -> None:
         ),
     )
     wait_for(
-        lambda: len(q(fleet.db, "SELECT seq FROM messages WHERE room = '199'")) == 5,
+        lambda: len(db_rows(fleet.db, "SELECT seq FROM messages WHERE room = '199'")) == 5,
         30,
         "stepped messages stored",
     )
-    phase, state_seq = q(fleet.db, "SELECT phase, state_seq FROM room_state WHERE room = '199'")[0]
+    phase, state_seq = db_rows(
+        fleet.db, "SELECT phase, state_seq FROM room_state WHERE room = '199'"
+    )[0]
     assert (phase, state_seq) == ("infusion", 4)
-    status = q(fleet.db, "SELECT status FROM calls WHERE room = '199' AND call_id = 'c1'")[0][0]
+    status_sql = "SELECT status FROM calls WHERE room = '199' AND call_id = 'c1'"
+    status = db_rows(fleet.db, status_sql)[0][0]
     assert status == "cancelled"
-    kinds = [r[0] for r in q(fleet.db, "SELECT kind FROM events WHERE room = '199' ORDER BY seq")]
+    kinds = [
+        r[0] for r in db_rows(fleet.db, "SELECT kind FROM events WHERE room = '199' ORDER BY seq")
+    ]
     assert kinds == ["call_placed", "call_cancelled"]
     with sqlite3.connect(f"file:{fleet.db}?mode=ro", uri=True) as conn:
         flags = {r[0] for r in conn.execute("SELECT clock_synced FROM messages WHERE room='199'")}

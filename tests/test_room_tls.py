@@ -2,26 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from contract import topics
+from tests.support.clinic import SITE, Clinic
 from tests.support.mqtt import Recorder, staff_command, wait_until
 from tests.support.room_process import RunningRoom
-from tests.test_broker_support import SITE, Clinic
 
 pytestmark = pytest.mark.broker
-
-
-@pytest.fixture
-def clinic(tmp_path: Path) -> Iterator[Clinic]:
-    c = Clinic(tmp_path / "clinic").start()
-    try:
-        yield c
-    finally:
-        c.stop()
 
 
 def test_room_runs_over_mutual_tls_within_its_acl(clinic: Clinic, tmp_path: Path) -> None:
@@ -33,9 +23,8 @@ def test_room_runs_over_mutual_tls_within_its_acl(clinic: Clinic, tmp_path: Path
         with Recorder(clinic.url, [topics.room_prefix(SITE, "101") + "/#"], endpoint=staff) as rec:
             rec.wait_for(lambda m: m.topic.endswith("/availability") and m.payload == b"online", 20)
             # staff commands reach the room (it reads its own cmd/), its answers reach staff
-            rec.publish(
-                topics.cmd(SITE, "101", "phase"), staff_command(phase="pre_check", by="alice")
-            )
+            cmd = staff_command(phase="pre_check", by="alice")
+            rec.publish(topics.cmd(SITE, "101", "phase"), cmd)
             rec.wait_for(lambda m: m.topic.endswith("/state") and m.json()["phase"] == "pre_check")
             room.press(config.gpio.call_pin)
             placed = rec.wait_for(

@@ -29,9 +29,9 @@ import pytest
 
 from broker.mosquitto.pki import Pki
 from contract.mqtt import BrokerEndpoint
-from tests.reliability_support import FaultRecord, record
+from tests.support.clinic import Clinic, Session, open_session, raw_connect
 from tests.support.mqtt import Recorder
-from tests.test_broker_support import Clinic, Session, open_session, raw_connect
+from tests.support.reliability_audit import FaultRecord, record
 
 pytestmark = pytest.mark.broker
 
@@ -80,11 +80,8 @@ def sentinel_topic(who: str) -> str | None:
 
 @pytest.fixture(scope="module")
 def clinic(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Clinic]:
-    c = Clinic(tmp_path_factory.mktemp("matrix"), dev_port=True).start()
-    try:
+    with Clinic(tmp_path_factory.mktemp("matrix"), dev_port=True) as c:
         yield c
-    finally:
-        c.stop()
 
 
 def endpoint(clinic: Clinic, who: str, tmp: Path) -> BrokerEndpoint:

@@ -13,17 +13,15 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from broker.mosquitto.run import Mosquitto
 from contract import topics
-from tests.reliability_support import FaultRecord, record
+from tests.support.board import PASSWORDS, SITE, BoardServer, FakeRoom
 from tests.support.mqtt import Recorder, wait_until
-from tests.test_board_helpers import PASSWORDS, SITE, BoardServer, FakeRoom
+from tests.support.reliability_audit import FaultRecord, record
 
 pytestmark = pytest.mark.broker
 
@@ -78,15 +76,6 @@ class Client:
             {"Content-Type": "application/json", "X-CSRF-Token": self.csrf},
         )
         return status, json.loads(raw or b"{}")
-
-
-@pytest.fixture
-def board(mosquitto: Mosquitto, tmp_path: Path) -> Iterator[BoardServer]:
-    b = BoardServer(mosquitto.url, tmp_path).start()
-    try:
-        yield b
-    finally:
-        b.stop()
 
 
 def test_unauthenticated_requests_are_refused(board: BoardServer) -> None:

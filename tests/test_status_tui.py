@@ -13,8 +13,8 @@ from rich.console import Console
 from broker.board.live import SiteState
 from broker.mosquitto.run import Mosquitto
 from broker.status.tui import render_table
+from tests.support.board import SITE, FakeRoom
 from tests.support.mqtt import Recorder
-from tests.test_board_helpers import SITE, FakeRoom
 
 pytestmark = pytest.mark.broker
 

@@ -299,7 +299,7 @@ def main(quick: bool, out: Path, seed: int, workdir: Path | None, rerender: bool
         workdir = Path(tempfile.mkdtemp(prefix="roomctl-reliability-"))
     workdir.mkdir(parents=True, exist_ok=True)
     if not rerender:
-        if not (REPO / "tests" / "reliability_support.py").exists():
+        if not (REPO / "tests" / "support" / "reliability_fleet.py").exists():
             print("tools.reliability: needs a repository checkout (tests/)", file=sys.stderr)
             return 2
         print(f"running the campaign ({'quick' if quick else 'full'}) in {workdir} ...",

@@ -1,5 +1,5 @@
-"""Helpers for the board tests (no tests here): the board served by uvicorn on a loopback port
-in a thread, headless Debian Chromium through Playwright, and contract-valid room messages.
+"""Helpers for the board tests: the board served by uvicorn on a loopback port in a thread,
+headless Debian Chromium through Playwright, and contract-valid room messages.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Helpers of the Ansible converge test (test_ansible_converge.py): no tests here.
+"""Helpers of the Ansible converge test (tests/test_ansible_converge.py).
 
 The Debian root (debootstrap, cached as a tarball), the wheels, the chroot inventory, one
 `converge()` that runs site.yml twice, and small readers for what it left in the root.
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 ANSIBLE_DIR = REPO / "ansible"
 BIN = Path(sys.executable).parent
 SUITE = "bookworm"
