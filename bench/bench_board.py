@@ -118,7 +118,8 @@ def _publisher(url: str) -> mqtt.Client:
 
 def _vitals(room: str, seq: int) -> bytes:
     msg = messages.VitalsMessage(
-        site=SITE, room=room, seq=seq, ts=datetime.now(UTC), clock_synced=True,
+        site=SITE, room=room, epoch="0000000000000001", seq=seq, ts=datetime.now(UTC),
+        clock_synced=True,
         spo2=95 + seq % 5, pulse_rate=70 + seq % 20, nibp_sys=120, nibp_dia=80,
         resp_rate=14, protocol="bench",
     )  # fmt: skip

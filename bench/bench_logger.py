@@ -80,6 +80,7 @@ def publisher_main(args: argparse.Namespace) -> int:
                 msg: messages.Envelope = messages.EventMessage(
                     site=SITE,
                     room=room,
+                    epoch="0000000000000001",
                     seq=seq,
                     ts=now,
                     clock_synced=True,
@@ -90,6 +91,7 @@ def publisher_main(args: argparse.Namespace) -> int:
                 msg = messages.VitalsMessage(
                     site=SITE,
                     room=room,
+                    epoch="0000000000000001",
                     seq=seq,
                     ts=now,
                     clock_synced=True,

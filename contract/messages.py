@@ -1,7 +1,7 @@
 """The message contract: one pydantic model per payload of the topic tree.
 
 Every message a room publishes (except `availability`, see below) is JSON with the
-envelope `v, site, room, seq, ts, clock_synced`. The room daemon and the logger both import
+envelope `v, site, room, epoch, seq, ts, clock_synced`. The room daemon and the logger both import
 these models; nothing else defines a payload.
 
 `availability` (and the logger's `status`) are the plain strings `online` / `offline`: they
@@ -14,6 +14,7 @@ from __future__ import annotations
 import enum
 import math
 import re
+import secrets
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -90,12 +91,28 @@ class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
+EPOCH_PATTERN = r"^[0-9a-f]{16}$"
+Epoch = Annotated[str, Field(pattern=EPOCH_PATTERN)]
+
+
+def new_epoch() -> str:
+    """A new numbering epoch: 64 random bits, as 16 lower-case hex digits."""
+    return secrets.token_hex(8)
+
+
 class Envelope(_Frozen):
-    """Fields every room message carries. `(site, room, seq)` is unique."""
+    """Fields every room message carries. `(site, room, epoch, seq)` is unique.
+
+    `epoch` names a numbering life of the room: a new random id whenever the room's store
+    is created (first boot, re-imaged card, lost state), as Sparkplug's bdSeq pairs births
+    with deaths. Within an epoch `seq` strictly increases; a new epoch starts again at 1
+    (or above a replacement Pi's seq floor), and every consumer accepts it at once.
+    """
 
     v: Literal[1] = SCHEMA_VERSION
     site: Ident
     room: Ident
+    epoch: Epoch
     seq: Annotated[int, Field(ge=1)]
     ts: UtcDatetime
     clock_synced: bool

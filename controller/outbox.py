@@ -5,7 +5,7 @@ How this works:
   is strictly increasing across restarts and a row exists before anyone sees the message.
 - The MQTT link hands rows to paho in `seq` order (a bounded window) and calls `ack(seq)`
   only on PUBACK. After a restart every row still pending is replayed in order (the
-  logger dedupes on `(site, room, seq)`, so a resend is harmless).
+  logger dedupes on `(site, room, epoch, seq)`, so a resend is harmless).
 - An acknowledged row is kept for a replay window (longer than the broker's autosave
   interval) and resent on every reconnect: Mosquitto PUBACKs before it saves, so a broker
   killed with SIGKILL forgets what it took in since its last save. Then it is purged.
@@ -34,6 +34,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from contract.messages import new_epoch
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -111,6 +113,12 @@ class Outbox:
         self._migrate()
         self._db.executescript(SCHEMA)
         self._last_seq = int(self._meta("last_seq", "0"))
+        # The numbering epoch: made once, when this store is first opened (a new store, a
+        # re-imaged card, a replacement Pi's seeded store), and kept for its whole life.
+        self.epoch = self._meta("epoch", "")
+        if not self.epoch:
+            self.epoch = new_epoch()
+            self._set_meta("epoch", self.epoch)
         self.vitals_thinned = int(self._meta("vitals_thinned", "0"))
         self._depth = int(
             self._db.execute("SELECT COUNT(*) FROM outbox WHERE acked_at IS NULL").fetchone()[0]
@@ -357,7 +365,7 @@ class Outbox:
 
         Committed without fsync (synchronous=NORMAL): if power fails before the WAL reaches
         the disk, the rows come back as pending and are resent; the logger drops the
-        duplicates on `(site, room, seq)`. Inserts keep their fsync.
+        duplicates on `(site, room, epoch, seq)`. Inserts keep their fsync.
         """
         if not seqs:
             return
@@ -417,6 +425,7 @@ class Outbox:
 class OutboxAudit:
     """What a room's outbox says about every seq it made (read from another process)."""
 
+    epoch: str
     last_seq: int
     created: dict[str, int]
     vitals_thinned: int
@@ -432,6 +441,7 @@ def read_outbox(path: Path | str) -> OutboxAudit:
     finally:
         db.close()
     return OutboxAudit(
+        epoch=str(meta.get("epoch", "")),
         last_seq=int(meta.get("last_seq", 0)),
         created={
             k.removeprefix("created_"): int(v) for k, v in meta.items() if k.startswith("created_")

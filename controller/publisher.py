@@ -90,6 +90,7 @@ class Publisher:
             envelope = {
                 "site": self.site,
                 "room": self.room,
+                "epoch": self.outbox.epoch,
                 "seq": seq,
                 "ts": now,
                 "clock_synced": synced,

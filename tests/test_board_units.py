@@ -23,7 +23,15 @@ TS = "2026-01-31T08:00:00.000Z"
 
 
 def env(room: str = "101", seq: int = 1, site: str = "s1") -> dict[str, Any]:
-    return {"v": 1, "site": site, "room": room, "seq": seq, "ts": TS, "clock_synced": True}
+    return {
+        "v": 1,
+        "site": site,
+        "room": room,
+        "epoch": "0000000000000001",
+        "seq": seq,
+        "ts": TS,
+        "clock_synced": True,
+    }
 
 
 def raw(**fields: Any) -> bytes:
@@ -54,10 +62,20 @@ def test_room_view_call_vitals_trouble() -> None:
     s = SiteState("s1")
     s.apply("101", "call", raw(**env(seq=1), call_id="c1", priority="infusion", status="placed",
                                placed_at=TS), 1.0)  # fmt: skip
-    s.apply("101", "vitals", raw(**env(seq=2), pulse_rate=80, spo2=97, protocol="x"), 10.0)
+    s.apply(
+        "101",
+        "vitals",
+        raw(**env(seq=2), pulse_rate=80, spo2=97, protocol="x"),
+        10.0,
+    )
     health = {"monitor": {"status": "silent"}, "buttons": "ok", "lights": "fault",
               "outbox": {"depth": 120, "cap": 1000}, "uptime_s": 1, "version": "t"}  # fmt: skip
-    s.apply("101", "health", raw(**{**env(seq=3), "clock_synced": False}, **health), 10.0)
+    s.apply(
+        "101",
+        "health",
+        raw(**{**env(seq=3), "clock_synced": False}, **health),
+        10.0,
+    )
     view = s.view("101", 12.0)
     assert view is not None
     assert view["call"]["level"] == "medium" and view["call"]["status"] == "placed"

@@ -20,7 +20,13 @@ from controller.cli import main
 from controller.schema_cli import BEGIN_MARK, END_MARK, contract_markdown
 
 ROOT = Path(__file__).resolve().parents[1]
-ENV = {"site": "downtown", "room": "101", "seq": 1, "clock_synced": True}
+ENV = {
+    "site": "downtown",
+    "room": "101",
+    "epoch": "0000000000000001",
+    "seq": 1,
+    "clock_synced": True,
+}
 TS = datetime(2026, 11, 25, 8, 15, 2, 125000, tzinfo=UTC)
 
 

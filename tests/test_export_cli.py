@@ -33,6 +33,7 @@ def db(tmp_path: Path) -> Path:
             msg = messages.VitalsMessage(
                 site=SITE,
                 room=room,
+                epoch="0000000000000001",
                 seq=seq,
                 ts=T0 + timedelta(minutes=seq),
                 clock_synced=True,

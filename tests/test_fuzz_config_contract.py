@@ -260,7 +260,8 @@ def test_valid_vitals_round_trip(
     alarms: list[str],
 ) -> None:
     msg = messages.VitalsMessage(
-        site=site, room=room, seq=seq, ts=ts, clock_synced=synced, protocol="masimo",
+        site=site, room=room, epoch="0000000000000001", seq=seq, ts=ts, clock_synced=synced,
+        protocol="masimo",
         alarms=alarms, **vitals,
     )  # fmt: skip
     back = messages.VitalsMessage.model_validate_json(msg.model_dump_json())
@@ -275,7 +276,14 @@ def test_valid_vitals_round_trip(
 )
 def test_vitals_limits_nan_and_infinities(name: str, value: float) -> None:
     lo, hi = messages.VITAL_LIMITS[name]
-    env = {"site": "s", "room": "r", "seq": 1, "ts": datetime.now(UTC), "clock_synced": True}
+    env = {
+        "site": "s",
+        "room": "r",
+        "epoch": "0000000000000001",
+        "seq": 1,
+        "ts": datetime.now(UTC),
+        "clock_synced": True,
+    }
     ok = math.isfinite(value) and lo <= value <= hi
     try:
         messages.VitalsMessage(**env, protocol="masimo", **{name: value})
@@ -302,7 +310,8 @@ def test_any_topic_parses_or_is_none(topic: str) -> None:
 @pytest.mark.parametrize("bad", ["", "A", "-x", "a/b", "a+b", "a#", "x" * 64, "é"])
 def test_bad_idents_refused_by_models_and_topics(bad: str) -> None:
     with pytest.raises(ValidationError):
-        messages.EventMessage(site=bad, room="r", seq=1, ts=datetime.now(UTC), clock_synced=True,
+        messages.EventMessage(site=bad, room="r", epoch="0000000000000001", seq=1,
+                              ts=datetime.now(UTC), clock_synced=True,
                               kind=messages.EventKind.DAEMON_STARTED)  # fmt: skip
     with pytest.raises(ValueError):
         topics.room_topic(bad, "r", "events")

@@ -40,7 +40,8 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
 
 def vitals(n: int, room: str = FUZZ_ROOM, **over: Any) -> dict[str, Any]:
     msg = messages.VitalsMessage(
-        site=SITE, room=room, seq=n, ts=datetime.now(UTC), clock_synced=True,
+        site=SITE, room=room, epoch="0000000000000001", seq=n, ts=datetime.now(UTC),
+        clock_synced=True,
         spo2=97.0, pulse_rate=70.0, protocol="masimo",
     )  # fmt: skip
     return {**json.loads(msg.model_dump_json()), **over}
@@ -207,7 +208,7 @@ def test_wrong_json_types_are_refused_not_coerced(fleet: Fleet) -> None:
     room = "fz2"
     cases = {
         1: vitals(1, room=room, spo2="97"),
-        2: vitals(2, room=room, seq="2"),
+        2: vitals(2, room=room, epoch="0000000000000001", seq="2"),
         3: vitals(3, room=room, clock_synced=1),
         4: vitals(4, room=room, pulse_rate="70.5"),
     }

@@ -26,7 +26,8 @@ from tests.support.mqtt import staff_command
 def test_schema_is_versioned_and_migrations_are_idempotent(tmp_path: Path) -> None:
     open_db(tmp_path / "a.db").close()
     conn = open_db(tmp_path / "a.db")
-    assert conn.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
+    versions = conn.execute("SELECT version FROM schema_version ORDER BY version").fetchall()
+    assert versions == [(v,) for v in range(1, SCHEMA_VERSION + 1)]
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     conn.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION + 1,))
     conn.close()
@@ -124,7 +125,14 @@ def test_retention_deletes_old_vitals_in_small_batches(store: SqliteLogStore) ->
     for seq in range(1, 26):
         ts = old if seq <= 23 else T0
         msg = messages.VitalsMessage(
-            site=SITE, room="101", seq=seq, ts=ts, clock_synced=True, spo2=97, protocol="masimo"
+            site=SITE,
+            room="101",
+            epoch="0000000000000001",
+            seq=seq,
+            ts=ts,
+            clock_synced=True,
+            spo2=97,
+            protocol="masimo",
         )
         items.append(received(topic, msg))
     store.write_batch(items)

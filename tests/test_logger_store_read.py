@@ -42,6 +42,7 @@ def test_call_snapshot_and_events_in_any_order(store: SqliteLogStore) -> None:
     snap = messages.CallMessage(
         site=SITE,
         room="101",
+        epoch="0000000000000001",
         seq=3,
         ts=T0 + timedelta(seconds=30),
         clock_synced=True,
@@ -114,6 +115,7 @@ def test_room_state_keeps_latest_by_seq_and_availability(store: SqliteLogStore) 
         msg = messages.StateMessage(
             site=SITE,
             room="101",
+            epoch="0000000000000001",
             seq=seq,
             ts=T0,
             clock_synced=True,

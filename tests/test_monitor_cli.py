@@ -12,13 +12,13 @@ from pathlib import Path
 import pytest
 import serial
 
-from contract.messages import VitalsMessage
+from contract.messages import Envelope, VitalsMessage
 from controller.cli import main
 from firmware_py.monitors.parsers import make_parser
 from tests.support.monitor_fixtures import DATA, fixture_files, protocol_for
 
 ROOMCTL = [sys.executable, "-m", "controller.cli"]
-ENVELOPE = {"v", "site", "room", "seq", "ts", "clock_synced"}
+ENVELOPE = set(Envelope.model_fields)
 
 
 def decode(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, list[dict], str]:

@@ -255,7 +255,7 @@ def test_clock_stepped_back_logger_orders_by_seq(fleet: Fleet) -> None:
     """Crafted messages from a room whose clock steps back one hour between seq 1 and 2."""
     t1 = datetime.now(UTC)
     t2 = t1 - timedelta(hours=1)  # stepped back
-    env = {"site": SITE, "room": "199", "clock_synced": False}
+    env = {"site": SITE, "room": "199", "epoch": "0000000000000001", "clock_synced": False}
     send(
         fleet,
         "events",

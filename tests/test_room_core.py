@@ -203,7 +203,14 @@ def test_every_body_the_core_builds_is_a_valid_contract_message() -> None:
     room.command("phase", b"[]")
     published = [a for a in room.actions if isinstance(a, Publish)]
     assert {p.model for p in published} == set(topics.ROOM_MESSAGES.values())
-    env = {"site": SITE, "room": ROOM, "seq": 1, "ts": T0, "clock_synced": True}
+    env = {
+        "site": SITE,
+        "room": ROOM,
+        "epoch": "0000000000000001",
+        "seq": 1,
+        "ts": T0,
+        "clock_synced": True,
+    }
     for p in published:
         p.model(**env, **p.body)  # raises if the core built something the contract refuses
 

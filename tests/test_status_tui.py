@@ -60,7 +60,7 @@ def test_status_refuses_a_bad_broker_url() -> None:
 def test_render_table_marks_levels_and_stale_without_colour() -> None:
     state = SiteState(SITE)
     env = {"v": 1, "site": SITE, "room": "304", "ts": "2026-01-31T08:00:00.000Z",
-           "clock_synced": True}  # fmt: skip
+           "epoch": "0000000000000001", "clock_synced": True}  # fmt: skip
     state.apply("304", "call", json.dumps({**env, "seq": 1, "status": "escalated",
                 "call_id": "c", "priority": "infusion"}).encode(), 0.0)  # fmt: skip
     state.apply("304", "vitals", json.dumps({**env, "seq": 2, "spo2": 95,

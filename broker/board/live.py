@@ -69,6 +69,15 @@ class RoomLive:
     )
     last_at: float | None = None
     version: int = 0
+    # The room's numbering epochs in the order this board first saw them: a re-imaged room
+    # (new epoch, seq from 1 again) is newer at once, whatever its seq.
+    epochs: list[str] = field(default_factory=list)
+
+    def position(self, msg: messages.Envelope) -> tuple[int, int]:
+        """Where a message stands in the room's history: (epoch order, seq)."""
+        if msg.epoch not in self.epochs:
+            self.epochs.append(msg.epoch)
+        return self.epochs.index(msg.epoch), msg.seq
 
 
 @dataclass(frozen=True)
@@ -122,12 +131,13 @@ class SiteState:
             return self._reject()
         with self._lock:
             r = self._room(room)
+            here = r.position(msg)
             if isinstance(msg, StateMessage):
-                if r.state is not None and msg.seq < r.state.seq:
+                if r.state is not None and here < r.position(r.state):
                     return None  # an older retained copy after a newer live one
                 r.state = msg
             elif isinstance(msg, CallMessage):
-                if r.call is not None and msg.seq < r.call.seq:
+                if r.call is not None and here < r.position(r.call):
                     return None
                 r.call = msg
             elif isinstance(msg, HealthMessage):
@@ -180,10 +190,10 @@ class SiteState:
             r = self.rooms.get(room)
             return None if r is None else r.call
 
-    def recent_vitals(self, room: str, since_seq: int = 0) -> list[VitalsMessage]:
+    def recent_vitals(self, room: str) -> list[VitalsMessage]:
         with self._lock:
             r = self.rooms.get(room)
-            return [] if r is None else [m for _, m in r.vitals_ring if m.seq > since_seq]
+            return [] if r is None else [m for _, m in r.vitals_ring]
 
     def recent_events(self, room: str) -> list[EventMessage]:
         with self._lock:
@@ -285,6 +295,7 @@ def room_view(r: RoomLive, now: float) -> dict[str, Any]:
 
 def event_dict(e: EventMessage) -> dict[str, Any]:
     return {
+        "epoch": e.epoch,
         "seq": e.seq,
         "ts": _ts(e.ts),
         "kind": e.kind.value,

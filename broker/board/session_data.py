@@ -71,15 +71,15 @@ def session_payload(board: BoardContext, room: str, session_id: str | None) -> d
     """The JSON of `/api/rooms/{room}/session`: stored rows, then what the logger has not yet."""
     since, until, row = session_bounds(board, room, session_id)
     rows = history.vitals(board.history, board.site, room, since, until)
-    last = max((int(r["seq"]) for r in rows), default=0)
-    for v in board.state.recent_vitals(room, since_seq=last):  # what the logger has not yet
-        if format_ts(v.ts) >= since:
-            rows.append({"seq": v.seq, "ts": format_ts(v.ts),
+    stored = {(r["epoch"], int(r["seq"])) for r in rows}
+    for v in board.state.recent_vitals(room):  # what the logger has not stored yet
+        if (v.epoch, v.seq) not in stored and format_ts(v.ts) >= since:
+            rows.append({"epoch": v.epoch, "seq": v.seq, "ts": format_ts(v.ts),
                          **{c: getattr(v, c) for c in history.VITAL_COLUMNS}})  # fmt: skip
     evs = history.events(board.history, board.site, room, since, until)
-    seen = {int(e["seq"]) for e in evs}
+    seen = {(e["epoch"], int(e["seq"])) for e in evs}
     evs += [event_dict(e) for e in board.state.recent_events(room)
-            if e.seq not in seen and format_ts(e.ts) >= since]  # fmt: skip
+            if (e.epoch, e.seq) not in seen and format_ts(e.ts) >= since]  # fmt: skip
     evs.sort(key=lambda e: (e["ts"], e["seq"]))
     live = board.state.view(room, board.clock()) or {}
     return {

@@ -9,7 +9,7 @@ How this works:
   enqueues; the writer thread commits a batch in one transaction and only then acks each
   message of it. A kill before the commit means no PUBACK, and the broker redelivers on
   reconnect; a kill between commit and ack means a redelivery that the idempotent insert on
-  `(site, room, seq)` ignores.
+  `(site, room, epoch, seq)` ignores.
 - The queue is bounded. When it is full, `on_message` blocks the paho network thread instead of
   dropping: the broker stops sending (TCP back-pressure), keeps the messages queued for our
   session, and nothing is lost. In practice it never fills: the CONNECT property

@@ -110,6 +110,7 @@ class FakeRoom:
             "v": 1,
             "site": self.site,
             "room": self.room,
+            "epoch": "0000000000000001",
             "seq": next(self._seq),
             "ts": timefmt.format_ts(datetime.now(UTC)),
             "clock_synced": True,

@@ -30,6 +30,7 @@ def vitals(site: str, room: str, seq: int, spo2: float = 97.0) -> messages.Vital
     return messages.VitalsMessage(
         site=site,
         room=room,
+        epoch="0000000000000001",
         seq=seq,
         ts=now(),
         clock_synced=True,
@@ -43,7 +44,14 @@ def event(
     site: str, room: str, seq: int, kind: messages.EventKind, **kw: Any
 ) -> messages.EventMessage:
     return messages.EventMessage(
-        site=site, room=room, seq=seq, ts=kw.pop("ts", now()), clock_synced=True, kind=kind, **kw
+        site=site,
+        room=room,
+        epoch="0000000000000001",
+        seq=seq,
+        ts=kw.pop("ts", now()),
+        clock_synced=True,
+        kind=kind,
+        **kw,
     )
 
 
@@ -117,6 +125,7 @@ class FakeRoom:
                     messages.StateMessage(
                         site=self.site,
                         room=self.room,
+                        epoch="0000000000000001",
                         seq=seq,
                         ts=now(),
                         clock_synced=True,

@@ -83,6 +83,7 @@ def as_message(reading: Reading) -> VitalsMessage:
     return VitalsMessage(
         site="test",
         room="r1",
+        epoch="0000000000000001",
         seq=1,
         ts=datetime.now(UTC),
         clock_synced=True,

@@ -94,6 +94,9 @@ def audit(db: Path, created: dict[str, int], thinned: dict[str, int], live: bool
     out = Audit(created=dict(created), thinned=dict(thinned))
     conn = db_connect(db)
     try:
+        # one read transaction: the counts below come from one snapshot of the WAL, even
+        # while the logger keeps committing (rooms still running)
+        conn.execute("BEGIN")
         for room, last in created.items():
             got = [
                 r[0]

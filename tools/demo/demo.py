@@ -271,7 +271,7 @@ class Demo:
                     continue
                 box = read_outbox(path)
                 expected = box.last_seq - len(box.pending) - box.vitals_thinned
-                if len(store.stored_seqs(script.SITE, room)) < expected:
+                if len(store.stored_seqs(script.SITE, room, box.epoch)) < expected:
                     return False
             return True
         except StoreError:

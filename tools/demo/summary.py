@@ -1,13 +1,15 @@
 """What the demo delivered: every room's outbox against the logger's database.
 
-For each room, the outbox knows every `seq` it ever created (1..last_seq), how many of each
-kind, how many vitals it thinned, and which rows still wait for a PUBACK. The logger's
-store knows every `(site, room, seq)` it stored (`stored_seqs`). So, per room:
+For each room, the outbox knows its numbering epoch, every `seq` it ever created
+(1..last_seq), how many of each kind, how many vitals it thinned, and which rows still wait
+for a PUBACK. The logger's store knows every `(site, room, epoch, seq)` it stored
+(`stored_seqs`). So, per room and its current epoch:
 
     lost = created seqs - thinned - still pending - stored
 
-and duplicates are stored rows that share a `(site, room, seq)` (the primary key forbids
-them; counted anyway, by the store).
+and duplicates are stored rows that share a `(site, room, epoch, seq)` (the primary key
+forbids them; counted anyway, by the store). A room whose state was lost starts a new
+epoch: its old epoch's rows stay in the database and are not counted against the new one.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ def summarize(db_path: Path, site: str, room_dirs: dict[str, Path]) -> dict[str,
             box = read_outbox(state_dir / "outbox.sqlite3")
             created, last_seq, thinned = box.created, box.last_seq, box.vitals_thinned
             pending = set(box.pending)
-            stored = store.stored_seqs(site, room)
+            stored = store.stored_seqs(site, room, box.epoch)
             missing = set(range(1, last_seq + 1)) - stored - pending
             lost = max(0, len(missing) - thinned)  # thinned vitals left gaps on purpose
             per_room[room] = {

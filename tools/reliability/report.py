@@ -185,7 +185,8 @@ def render(
         "",
         f"**Lost across all faults: {lost}**"
         + (f"; not measured where a run failed: {', '.join(unmeasured)}" if unmeasured else "")
-        + '. "Lost" counts `(site, room, seq)` a room created (its outbox\'s `last_seq`) that '
+        + '. "Lost" counts `(site, room, epoch, seq)` a room created '
+        "(its outbox's `last_seq`) that "
         "are not in the logger's database, less the vitals the outbox says it thinned "
         "(`vitals_thinned`); duplicates cannot exist (primary key), and each table is checked "
         "against the ledger. Recovery: for a SIGKILL, from the restart until every room has made "

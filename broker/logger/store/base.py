@@ -81,7 +81,7 @@ class LedgerCounts:
     vitals: int
     events: int
     alerts_raised: int
-    duplicate_seqs: int  # ledger rows sharing a (site, room, seq): 0 unless the key broke
+    duplicate_seqs: int  # ledger rows sharing a (site, room, epoch, seq): 0 unless the key broke
     quarantined: int  # the whole quarantine (it is not per site)
 
 
@@ -92,8 +92,9 @@ class LogStore(Protocol):
 
     # -- ingest and upkeep (the logger) ----------------------------------------------------
     def write_batch(self, items: Iterable[tuple[Classified, str]]) -> BatchStats:
-        """Store `(classified, received_at)` items atomically, idempotent on (site, room, seq):
-        a replay is skipped, the same seq with other content goes to quarantine."""
+        """Store `(classified, received_at)` items atomically, idempotent on (site, room, epoch,
+        seq): a replay is skipped, the same key with other content goes to quarantine; a new
+        epoch of a room (re-imaged, lost state) is accepted at once and its snapshots win."""
         ...
 
     def delete_old_vitals(self, cutoff: str, batch: int = 500, max_batches: int = 20) -> int:
@@ -111,11 +112,12 @@ class LogStore(Protocol):
         ...
 
     def vitals(self, site: str, room: str, since: str, until: str | None = None) -> list[Row]:
-        """`seq`, `ts` and VITAL_COLUMNS of a room in [since, until), oldest first (capped)."""
+        """`epoch`, `seq`, `ts` and VITAL_COLUMNS of a room in [since, until), oldest first
+        (capped)."""
         ...
 
     def events(self, site: str, room: str, since: str, until: str | None = None) -> list[Row]:
-        """Events of a room in [since, until), oldest first (capped): seq, ts, kind, call_id,
+        """Events of a room in [since, until), oldest first (capped): epoch, seq, ts, kind, call_id,
         priority, phase, from_phase, session_id, by, reason, detail (a dict)."""
         ...
 
@@ -147,8 +149,8 @@ class LogStore(Protocol):
         ...
 
     # -- audits (the demo, tests) ----------------------------------------------------------
-    def stored_seqs(self, site: str, room: str) -> set[int]:
-        """Every seq of a room in the ledger."""
+    def stored_seqs(self, site: str, room: str, epoch: str | None = None) -> set[int]:
+        """Every seq of a room in the ledger (of one numbering epoch, or of all)."""
         ...
 
     def counts(self, site: str) -> LedgerCounts:

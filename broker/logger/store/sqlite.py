@@ -42,9 +42,14 @@ _TIME_COLUMN = {
     "sessions": "started_at",
     "quarantine": "received_at",
 }
+_EPOCH_RANK = (
+    "(SELECT e.id FROM epochs e WHERE e.site = {t}.site AND e.room = {t}.room "
+    "AND e.epoch = {t}.epoch)"
+)
 _ORDER = {
-    "vitals": "site, room, seq",
-    "events": "site, room, seq",
+    # a room's epochs in the order the logger first saw them, then seq
+    "vitals": f"site, room, {_EPOCH_RANK}, seq",
+    "events": f"site, room, {_EPOCH_RANK}, seq",
     "calls": "placed_at, site, room, call_id",
     "sessions": "started_at, site, room, session_id",
     "quarantine": "id",
@@ -86,7 +91,8 @@ def _export_query(
     if until:
         where.append(f"{column} < ?")
         args.append(until)
-    sql = f"SELECT * FROM {kind} WHERE {' AND '.join(where)} ORDER BY {_ORDER[kind]}"
+    order = _ORDER[kind].replace("{t}", kind)
+    sql = f"SELECT * FROM {kind} WHERE {' AND '.join(where)} ORDER BY {order}"
     return sql, args
 
 
@@ -171,7 +177,7 @@ class SqliteLogStore:
 
     def vitals(self, site: str, room: str, since: str, until: str | None = None) -> list[Row]:
         sql = (
-            f"SELECT seq, ts, {', '.join(VITAL_COLUMNS)} FROM vitals "
+            f"SELECT epoch, seq, ts, {', '.join(VITAL_COLUMNS)} FROM vitals "
             "WHERE site = ? AND room = ? AND ts >= ?"
         )
         args: list[Any] = [site, room, since]
@@ -184,7 +190,7 @@ class SqliteLogStore:
 
     def events(self, site: str, room: str, since: str, until: str | None = None) -> list[Row]:
         sql = (
-            "SELECT seq, ts, kind, call_id, priority, phase, from_phase, session_id, by, "
+            "SELECT epoch, seq, ts, kind, call_id, priority, phase, from_phase, session_id, by, "
             "reason, detail FROM events WHERE site = ? AND room = ? AND ts >= ?"
         )
         args: list[Any] = [site, room, since]
@@ -247,8 +253,14 @@ class SqliteLogStore:
         )
 
     # -- audits ---------------------------------------------------------------------------
-    def stored_seqs(self, site: str, room: str) -> set[int]:
-        rows = self._rows("SELECT seq FROM messages WHERE site = ? AND room = ?", (site, room))
+    def stored_seqs(self, site: str, room: str, epoch: str | None = None) -> set[int]:
+        if epoch is None:
+            rows = self._rows("SELECT seq FROM messages WHERE site = ? AND room = ?", (site, room))
+        else:
+            rows = self._rows(
+                "SELECT seq FROM messages WHERE site = ? AND room = ? AND epoch = ?",
+                (site, room, epoch),
+            )
         return {int(r["seq"]) for r in rows}
 
     def counts(self, site: str) -> LedgerCounts:
@@ -262,8 +274,8 @@ class SqliteLogStore:
                 "SELECT COUNT(*) FROM events WHERE site = ? AND kind = 'alert_raised'", site
             ),
             duplicate_seqs=one(
-                "SELECT COUNT(*) - COUNT(DISTINCT site || '/' || room || '/' || seq) "
-                "FROM messages WHERE site = ?",
+                "SELECT COUNT(*) - COUNT(DISTINCT site || '/' || room || '/' || epoch || '/' "
+                "|| seq) FROM messages WHERE site = ?",
                 site,
             ),
             quarantined=one("SELECT COUNT(*) FROM quarantine"),

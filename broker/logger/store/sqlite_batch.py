@@ -1,12 +1,16 @@
-"""SQLite store, write side: one transaction per batch, idempotent on (site, room, seq).
+"""SQLite store, write side: one transaction per batch, idempotent on (site, room, epoch, seq).
 
 How this works: inside the batch's transaction, the `messages` ledger is asked which of the
-batch's `(site, room, seq)` it already holds (one query per room). A known key with the same
-digest is a replay (QoS 1 redelivery, outbox resend) and is skipped; with another digest it goes
-to quarantine as "duplicate seq with different content". New messages go into the ledger and
-`vitals` with `executemany` (`ON CONFLICT(site, room, seq) DO NOTHING` as a second guard);
+batch's `(site, room, epoch, seq)` it already holds (one query per room and epoch). A known key
+with the same digest is a replay (QoS 1 redelivery, outbox resend) and is skipped; with another
+digest it goes to quarantine as "duplicate seq with different content". New messages go into
+the ledger and `vitals` with `executemany` (`ON CONFLICT ... DO NOTHING` as a second guard);
 events, state, call and health update their tables one by one (`sqlite_timeline.py` for calls
-and sessions); `room_state.last_*` is written once per room per batch. Schema:
+and sessions); `room_state.last_*` is written once per room per batch.
+
+Which snapshot is the latest: the one with the highest `(rank, seq)`, where `rank` is the
+order in which the logger first saw the message's epoch (`epochs`): a re-imaged room's new
+epoch wins over the old one at its first message, whatever its seq. Schema:
 `sqlite_schema.py`. Only `sqlite.py` (the store) uses this module.
 """
 
@@ -26,11 +30,11 @@ from contract.messages import VITAL_FIELDS
 from contract.timefmt import format_ts
 
 _VITAL_INSERT = (
-    "INSERT INTO vitals (site, room, seq, ts, clock_synced, received_at, "
+    "INSERT INTO vitals (site, room, epoch, seq, ts, clock_synced, received_at, "
     + ", ".join(VITAL_FIELDS)
     + ", protocol, device_time, alarms, quality, alarm_raw, exc_raw) VALUES ("
-    + ", ".join("?" * (6 + len(VITAL_FIELDS) + 6))
-    + ") ON CONFLICT (site, room, seq) DO NOTHING"
+    + ", ".join("?" * (7 + len(VITAL_FIELDS) + 6))
+    + ") ON CONFLICT (site, room, epoch, seq) DO NOTHING"
 )
 _CALL_EVENTS = {
     messages.EventKind.CALL_PLACED,
@@ -54,6 +58,15 @@ def _json_list(values: list[str]) -> str:
 
 _ZERO = timedelta(0)
 _vital_values = attrgetter(*VITAL_FIELDS)
+Key = tuple[str, str, str, int]  # (site, room, epoch, seq)
+
+
+def _newer(prefix: str) -> str:
+    """SQL: the snapshot at (rank, seq) = (?, ?) is newer than the stored `prefix_*` one."""
+    return (
+        f"({prefix}_rank IS NULL OR {prefix}_rank < ? "
+        f"OR ({prefix}_rank = ? AND {prefix}_seq < ?))"
+    )
 
 
 class BatchWriter:
@@ -61,12 +74,32 @@ class BatchWriter:
 
     def __init__(self, conn: sqlite3.Connection):
         self.conn = conn
+        self._ranks: dict[tuple[str, str, str], int] = {}  # committed epochs only
+        self._pending_ranks: dict[tuple[str, str, str], int] = {}  # this batch's
+
+    def _rank(self, cur: sqlite3.Cursor, site: str, room: str, epoch: str, seen: str) -> int:
+        """The order in which the logger first saw this epoch of the room (added if new)."""
+        key = (site, room, epoch)
+        rank = self._ranks.get(key) or self._pending_ranks.get(key)
+        if rank is None:
+            cur.execute(
+                "INSERT INTO epochs (site, room, epoch, first_seen) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (site, room, epoch) DO NOTHING",
+                (site, room, epoch, seen),
+            )
+            row = cur.execute(
+                "SELECT id FROM epochs WHERE site = ? AND room = ? AND epoch = ?", key
+            ).fetchone()
+            rank = int(row[0])
+            self._pending_ranks[key] = rank
+        return rank
 
     # -- one batch --------------------------------------------------------------------
     def write_batch(self, items: Iterable[tuple[Classified, str]]) -> BatchStats:
         """Write `(classified, received_at)` items in one transaction; return what happened."""
         stats = BatchStats()
         accepted: list[tuple[Accepted, str]] = []
+        self._pending_ranks = {}
         cur = self.conn.cursor()
         cur.execute("BEGIN IMMEDIATE")
         try:
@@ -81,6 +114,7 @@ class BatchWriter:
         except BaseException:
             cur.execute("ROLLBACK")
             raise
+        self._ranks.update(self._pending_ranks)  # a rolled-back epoch row is not remembered
         return stats
 
     def _write_other(
@@ -125,23 +159,25 @@ class BatchWriter:
     @staticmethod
     def _known(
         cur: sqlite3.Cursor, accepted: list[tuple[Accepted, str]]
-    ) -> dict[tuple[str, str, int], tuple[str, str]]:
-        """Ledger rows already stored for the batch's keys: {(site, room, seq): (digest, kind)}."""
-        wanted: dict[tuple[str, str], set[int]] = {}
+    ) -> dict[Key, tuple[str, str]]:
+        """Ledger rows already stored for the batch's keys: {(site, room, epoch, seq): (digest,
+        kind)}."""
+        wanted: dict[tuple[str, str, str], set[int]] = {}
         for item, _ in accepted:
-            wanted.setdefault((item.msg.site, item.msg.room), set()).add(item.msg.seq)
-        known: dict[tuple[str, str, int], tuple[str, str]] = {}
-        for (site, room), seqs in wanted.items():
+            m = item.msg
+            wanted.setdefault((m.site, m.room, m.epoch), set()).add(m.seq)
+        known: dict[Key, tuple[str, str]] = {}
+        for (site, room, epoch), seqs in wanted.items():
             ordered = sorted(seqs)
             for i in range(0, len(ordered), 500):
                 chunk = ordered[i : i + 500]
                 marks = ", ".join("?" * len(chunk))
                 for seq, digest, kind in cur.execute(
                     "SELECT seq, digest, kind FROM messages WHERE site = ? AND room = ? "
-                    f"AND seq IN ({marks})",
-                    (site, room, *chunk),
+                    f"AND epoch = ? AND seq IN ({marks})",
+                    (site, room, epoch, *chunk),
                 ):
-                    known[(site, room, seq)] = (digest, kind)
+                    known[(site, room, epoch, seq)] = (digest, kind)
         return known
 
     def _write_accepted(
@@ -150,11 +186,11 @@ class BatchWriter:
         known = self._known(cur, accepted)
         ledger: list[tuple[object, ...]] = []
         vitals: list[tuple[object, ...]] = []
-        others: list[tuple[messages.Envelope, str]] = []
-        latest: dict[tuple[str, str], tuple[int, str, str]] = {}
+        others: list[tuple[messages.Envelope, int, str]] = []
+        latest: dict[tuple[str, str], tuple[int, int, str, str, str]] = {}
         for item, received_at in accepted:
             m = item.msg
-            key = (m.site, m.room, m.seq)
+            key = (m.site, m.room, m.epoch, m.seq)
             previous = known.get(key)
             if previous is not None:
                 if previous[0] == item.digest:
@@ -178,45 +214,48 @@ class BatchWriter:
             ledger.append(
                 (*key, item.leaf, ts, int(m.clock_synced), received_at, item.digest, payload)
             )
+            rank = self._rank(cur, m.site, m.room, m.epoch, received_at)
             if isinstance(m, messages.VitalsMessage):
                 vitals.append(self._vitals_row(m, ts, received_at))
             else:
-                others.append((m, received_at))
+                others.append((m, rank, received_at))
             stats.inserted += 1
             stats.by_kind[item.leaf] = stats.by_kind.get(item.leaf, 0) + 1
             last = latest.get((m.site, m.room))
-            if last is None or m.seq > last[0]:
-                latest[(m.site, m.room)] = (m.seq, ts, received_at)
+            if last is None or (rank, m.seq) > (last[0], last[1]):
+                latest[(m.site, m.room)] = (rank, m.seq, m.epoch, ts, received_at)
         cur.executemany(
-            "INSERT INTO messages (site, room, seq, kind, ts, clock_synced, received_at, digest, "
-            "payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
-            "ON CONFLICT (site, room, seq) DO NOTHING",
+            "INSERT INTO messages (site, room, epoch, seq, kind, ts, clock_synced, received_at, "
+            "digest, payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (site, room, epoch, seq) DO NOTHING",
             ledger,
         )
         cur.executemany(_VITAL_INSERT, vitals)
-        for m, received_at in others:
-            self._dispatch(cur, m, received_at)
-        for (site, room), (seq, ts, received_at) in latest.items():
+        for m, rank, received_at in others:
+            self._dispatch(cur, m, rank, received_at)
+        for (site, room), (rank, seq, epoch, ts, received_at) in latest.items():
             timeline.ensure_room(cur, site, room)
             cur.execute(
-                "UPDATE room_state SET last_seq = ?, last_ts = ?, last_received_at = ? "
-                "WHERE site = ? AND room = ? AND (last_seq IS NULL OR last_seq < ?)",
-                (seq, ts, received_at, site, room, seq),
+                "UPDATE room_state SET last_rank = ?, last_seq = ?, epoch = ?, last_ts = ?, "
+                f"last_received_at = ? WHERE site = ? AND room = ? AND {_newer('last')}",
+                (rank, seq, epoch, ts, received_at, site, room, rank, rank, seq),
             )
 
-    def _dispatch(self, cur: sqlite3.Cursor, m: messages.Envelope, received_at: str) -> None:
+    def _dispatch(
+        self, cur: sqlite3.Cursor, m: messages.Envelope, rank: int, received_at: str
+    ) -> None:
         if isinstance(m, messages.EventMessage):
             self._event(cur, m, received_at)
         elif isinstance(m, messages.StateMessage):
-            self._state(cur, m)
+            self._state(cur, m, rank)
         elif isinstance(m, messages.CallMessage):
-            self._call_snapshot(cur, m)
+            self._call_snapshot(cur, m, rank)
         elif isinstance(m, messages.HealthMessage):
             timeline.ensure_room(cur, m.site, m.room)
             cur.execute(
-                "UPDATE room_state SET health_seq = ?, health = ? WHERE site = ? AND room = ? "
-                "AND (health_seq IS NULL OR health_seq < ?)",
-                (m.seq, m.model_dump_json(), m.site, m.room, m.seq),
+                "UPDATE room_state SET health_rank = ?, health_seq = ?, health = ? "
+                f"WHERE site = ? AND room = ? AND {_newer('health')}",
+                (rank, m.seq, m.model_dump_json(), m.site, m.room, rank, rank, m.seq),
             )
 
     # -- per kind ---------------------------------------------------------------------
@@ -225,6 +264,7 @@ class BatchWriter:
         return (
             m.site,
             m.room,
+            m.epoch,
             m.seq,
             ts,
             int(m.clock_synced),
@@ -240,13 +280,14 @@ class BatchWriter:
 
     def _event(self, cur: sqlite3.Cursor, m: messages.EventMessage, received_at: str) -> None:
         cur.execute(
-            "INSERT INTO events (site, room, seq, ts, clock_synced, received_at, kind, call_id, "
-            "priority, phase, from_phase, session_id, by, reason, detail) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-            "ON CONFLICT (site, room, seq) DO NOTHING",
+            "INSERT INTO events (site, room, epoch, seq, ts, clock_synced, received_at, kind, "
+            "call_id, priority, phase, from_phase, session_id, by, reason, detail) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (site, room, epoch, seq) DO NOTHING",
             (
                 m.site,
                 m.room,
+                m.epoch,
                 m.seq,
                 format_ts(m.ts),
                 int(m.clock_synced),
@@ -273,22 +314,25 @@ class BatchWriter:
                 (m.site, m.room, m.session_id),
             )
 
-    def _call_snapshot(self, cur: sqlite3.Cursor, m: messages.CallMessage) -> None:
+    def _call_snapshot(self, cur: sqlite3.Cursor, m: messages.CallMessage, rank: int) -> None:
         timeline.ensure_room(cur, m.site, m.room)
         cur.execute(
-            "UPDATE room_state SET call_seq = ?, call = ?, call_status = ? WHERE site = ? "
-            "AND room = ? AND (call_seq IS NULL OR call_seq < ?)",
-            (m.seq, m.model_dump_json(), m.status.value, m.site, m.room, m.seq),
+            "UPDATE room_state SET call_rank = ?, call_seq = ?, call = ?, call_status = ? "
+            f"WHERE site = ? AND room = ? AND {_newer('call')}",
+            (rank, m.seq, m.model_dump_json(), m.status.value, m.site, m.room, rank, rank, m.seq),
         )
         timeline.call_snapshot(cur, m)
 
-    def _state(self, cur: sqlite3.Cursor, m: messages.StateMessage) -> None:
+    def _state(self, cur: sqlite3.Cursor, m: messages.StateMessage, rank: int) -> None:
         timeline.ensure_room(cur, m.site, m.room)
         cur.execute(
-            "UPDATE room_state SET state_seq = ?, state = ?, phase = ?, session_id = ? "
-            "WHERE site = ? AND room = ? AND (state_seq IS NULL OR state_seq < ?)",
-            (m.seq, m.model_dump_json(), m.phase.value, m.session_id, m.site, m.room, m.seq),
-        )
+            "UPDATE room_state SET state_rank = ?, state_seq = ?, state = ?, phase = ?, "
+            f"session_id = ? WHERE site = ? AND room = ? AND {_newer('state')}",
+            (
+                rank, m.seq, m.model_dump_json(), m.phase.value, m.session_id,
+                m.site, m.room, rank, rank, m.seq,
+            ),
+        )  # fmt: skip
         if m.session_id is not None or m.phase is messages.Phase.IDLE:
             timeline.phase_change(cur, m.site, m.room, m.seq, m.session_id, m.phase, m.since)
 
@@ -325,14 +369,15 @@ class BatchWriter:
                 self.conn.execute("BEGIN IMMEDIATE")
                 try:
                     seqs = self.conn.execute(
-                        "DELETE FROM vitals WHERE site = ? AND room = ? AND seq IN ("
-                        "SELECT seq FROM vitals WHERE site = ? AND room = ? AND ts < ? "
-                        "ORDER BY ts LIMIT ?) RETURNING seq",
+                        "DELETE FROM vitals WHERE site = ? AND room = ? AND (epoch, seq) IN ("
+                        "SELECT epoch, seq FROM vitals WHERE site = ? AND room = ? AND ts < ? "
+                        "ORDER BY ts LIMIT ?) RETURNING epoch, seq",
                         (site, room, site, room, cutoff, batch),
                     ).fetchall()
                     self.conn.executemany(
-                        "DELETE FROM messages WHERE site = ? AND room = ? AND seq = ?",
-                        [(site, room, seq) for (seq,) in seqs],
+                        "DELETE FROM messages WHERE site = ? AND room = ? AND epoch = ? "
+                        "AND seq = ?",
+                        [(site, room, epoch, seq) for (epoch, seq) in seqs],
                     )
                     self.conn.execute("COMMIT")
                 except BaseException:

@@ -8,6 +8,7 @@ as text and SQLite's `julianday()` reads them.
 
 Tables (version 1):
 - `messages`   the ledger: one row per accepted `(site, room, seq)` with its kind, `ts` and a
+               (version 2: `(site, room, epoch, seq)`)
                SHA-256 of its payload bytes (a replay is byte-identical; anything else
                with a known seq is "duplicate seq with different content").
                `payload` holds the JSON for everything but vitals (vitals have their own columns).
@@ -20,6 +21,10 @@ Tables (version 1):
 - `availability_log` changes of a room's availability (online/offline) as the logger saw them.
 - `commands`   staff commands seen on `cmd/` (audit; commands carry no seq).
 - `quarantine` everything refused: received_at, topic, reason, raw bytes (capped), size.
+
+Version 2 adds the numbering epoch: `messages`, `vitals` and `events` are keyed on
+`(site, room, epoch, seq)`, `epochs` orders each room's epochs as first seen, and
+`room_state` records the epoch (and its rank) of its latest snapshots.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from pathlib import Path
 from contract.messages import VITAL_FIELDS
 
 _VITAL_COLS = ",\n    ".join(f"{f} REAL" for f in VITAL_FIELDS)
+_VITAL_NAMES = ", ".join(VITAL_FIELDS)
 
 MIGRATIONS: tuple[str, ...] = (
     # 1: initial schema
@@ -173,6 +179,107 @@ CREATE TABLE quarantine (
     raw BLOB NOT NULL
 );
 CREATE INDEX quarantine_received ON quarantine (received_at);
+""",
+    # 2: numbering epochs. A room's messages are unique per (site, room, epoch, seq): a
+    # re-imaged room (new store, new epoch) starts again at seq 1 and is never taken for a
+    # replay. `epochs` keeps the order the logger first saw each epoch of a room; the
+    # room_state `*_rank` columns say which epoch the latest snapshot came from, so a newer
+    # epoch's snapshot replaces an older one whatever its seq. Rows from before epochs keep
+    # the epoch '' (ranked first).
+    f"""
+CREATE TABLE epochs (
+    id INTEGER PRIMARY KEY,
+    site TEXT NOT NULL,
+    room TEXT NOT NULL,
+    epoch TEXT NOT NULL,
+    first_seen TEXT NOT NULL,
+    UNIQUE (site, room, epoch)
+);
+INSERT INTO epochs (site, room, epoch, first_seen)
+    SELECT site, room, '', COALESCE(last_received_at, '') FROM room_state ORDER BY site, room;
+
+CREATE TABLE messages_v2 (
+    site TEXT NOT NULL,
+    room TEXT NOT NULL,
+    epoch TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    ts TEXT NOT NULL,
+    clock_synced INTEGER NOT NULL,
+    received_at TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    payload TEXT,
+    PRIMARY KEY (site, room, epoch, seq)
+) WITHOUT ROWID;
+INSERT INTO messages_v2 SELECT site, room, '', seq, kind, ts, clock_synced, received_at,
+    digest, payload FROM messages;
+DROP TABLE messages;
+ALTER TABLE messages_v2 RENAME TO messages;
+
+CREATE TABLE vitals_v2 (
+    site TEXT NOT NULL,
+    room TEXT NOT NULL,
+    epoch TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    ts TEXT NOT NULL,
+    clock_synced INTEGER NOT NULL,
+    received_at TEXT NOT NULL,
+    {_VITAL_COLS},
+    protocol TEXT NOT NULL,
+    device_time TEXT,
+    alarms TEXT NOT NULL,
+    quality TEXT NOT NULL,
+    alarm_raw TEXT,
+    exc_raw TEXT,
+    PRIMARY KEY (site, room, epoch, seq)
+) WITHOUT ROWID;
+INSERT INTO vitals_v2 SELECT site, room, '', seq, ts, clock_synced, received_at,
+    {_VITAL_NAMES}, protocol, device_time, alarms, quality, alarm_raw, exc_raw FROM vitals;
+DROP TABLE vitals;
+ALTER TABLE vitals_v2 RENAME TO vitals;
+CREATE INDEX vitals_room_ts ON vitals (site, room, ts);
+
+CREATE TABLE events_v2 (
+    id INTEGER PRIMARY KEY,
+    site TEXT NOT NULL,
+    room TEXT NOT NULL,
+    epoch TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    ts TEXT NOT NULL,
+    clock_synced INTEGER NOT NULL,
+    received_at TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    call_id TEXT,
+    priority TEXT,
+    phase TEXT,
+    from_phase TEXT,
+    session_id TEXT,
+    by TEXT,
+    reason TEXT,
+    detail TEXT NOT NULL,
+    UNIQUE (site, room, epoch, seq)
+);
+INSERT INTO events_v2 SELECT id, site, room, '', seq, ts, clock_synced, received_at, kind,
+    call_id, priority, phase, from_phase, session_id, by, reason, detail FROM events;
+DROP TABLE events;
+ALTER TABLE events_v2 RENAME TO events;
+CREATE INDEX events_room_ts ON events (site, room, ts);
+CREATE INDEX events_session ON events (session_id);
+CREATE INDEX events_call ON events (call_id);
+
+ALTER TABLE room_state ADD COLUMN epoch TEXT;
+ALTER TABLE room_state ADD COLUMN state_rank INTEGER;
+ALTER TABLE room_state ADD COLUMN call_rank INTEGER;
+ALTER TABLE room_state ADD COLUMN health_rank INTEGER;
+ALTER TABLE room_state ADD COLUMN last_rank INTEGER;
+UPDATE room_state SET epoch = '', last_rank = (SELECT id FROM epochs e
+    WHERE e.site = room_state.site AND e.room = room_state.room AND e.epoch = ''),
+    state_rank = (SELECT id FROM epochs e
+    WHERE e.site = room_state.site AND e.room = room_state.room AND e.epoch = ''),
+    call_rank = (SELECT id FROM epochs e
+    WHERE e.site = room_state.site AND e.room = room_state.room AND e.epoch = ''),
+    health_rank = (SELECT id FROM epochs e
+    WHERE e.site = room_state.site AND e.room = room_state.room AND e.epoch = '')
 """,
 )
 
