@@ -32,8 +32,17 @@ from contract.timefmt import format_ts, require_aware
 from contract.vitals import VITAL_LIMITS, VITAL_NAMES
 
 SCHEMA_VERSION: Literal[1] = 1
-IDENT_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
-IDENT_PATTERN = IDENT_RE.pattern
+# A site, room or person id: it becomes a topic segment, a file name, a certificate CN.
+# Always checked whole (`is_ident`: fullmatch; pydantic's patterns match the whole string):
+# Python's `re.match` with `$` would accept a trailing newline ("101\n"), which Mosquitto
+# refuses as a malformed topic and paho then resends for ever.
+IDENT_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+IDENT_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
+
+
+def is_ident(value: object) -> bool:
+    """True when `value` is a whole, valid id (no trailing newline, no `/`, `+`, `#`)."""
+    return isinstance(value, str) and IDENT_RE.fullmatch(value) is not None
 AVAILABILITY_VALUES = ("online", "offline")
 
 

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from pydantic import BaseModel
 
 from contract.messages import (
-    IDENT_RE,
     CallMessage,
     ClaimCommand,
     Command,
@@ -23,6 +22,7 @@ from contract.messages import (
     SimButton,
     StateMessage,
     VitalsMessage,
+    is_ident,
 )
 
 ROOT = "clinic"
@@ -93,7 +93,7 @@ RETAINED_LEAVES = frozenset(s.leaf for s in ROOM_TOPICS if s.retained)
 
 def check_ident(kind: str, value: str) -> str:
     """Refuse a site or room id that could break the topic tree (`/`, `+`, `#`, ...)."""
-    if not IDENT_RE.match(value):
+    if not is_ident(value):
         raise ValueError(
             f"{kind} {value!r} must be lower-case letters, digits, '-' or '_' "
             "(1-63 characters, starting with a letter or digit)"
@@ -173,6 +173,6 @@ def parse_room_topic(topic: str) -> ParsedTopic | None:
     if len(parts) < 5 or parts[0] != ROOT or parts[2] != "room":
         return None
     site, room, leaf = parts[1], parts[3], "/".join(parts[4:])
-    if not IDENT_RE.match(site) or not IDENT_RE.match(room) or leaf not in SPEC_BY_LEAF:
+    if not is_ident(site) or not is_ident(room) or leaf not in SPEC_BY_LEAF:
         return None
     return ParsedTopic(site, room, leaf)

@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from contract.messages import IDENT_RE, CallStatus, Phase
+from contract.messages import CallStatus, Phase, is_ident
 
 from .context import BoardContext
 from .feed import CommandNotSent
@@ -53,7 +53,7 @@ def _sse(event: str, data: dict[str, Any]) -> str:
 @read
 async def stream(request: Request, board: BoardContext, sess: Session) -> Response:
     room = request.query_params.get("room") or None
-    if room is not None and not IDENT_RE.match(room):
+    if room is not None and not is_ident(room):
         return board.json_error(404, "no such room")
     sub = board.hub.subscribe(room)
 
@@ -99,7 +99,7 @@ async def snapshot(request: Request, board: BoardContext, sess: Session) -> Resp
 @read
 async def session_data(request: Request, board: BoardContext, sess: Session) -> Response:
     room = str(request.path_params["room"])
-    if not IDENT_RE.match(room):
+    if not is_ident(room):
         return board.json_error(404, "no such room")
     wanted = request.query_params.get("session")
     data = await run_in_threadpool(session_payload, board, room, wanted)
@@ -112,7 +112,7 @@ async def _action(
     """The room and the JSON body of an action (the guard has checked who may act), or the
     refusal."""
     room = str(request.path_params["room"])
-    if not IDENT_RE.match(room):
+    if not is_ident(room):
         return board.json_error(404, "no such room")
     raw = await request.body()
     if len(raw) > MAX_BODY:

@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from contract.messages import IDENT_RE
+from contract.messages import is_ident
 from contract.timefmt import format_ts
 
 from . import history
@@ -116,7 +116,7 @@ async def overview(request: Request, board: BoardContext, sess: Session) -> Resp
 
 def _room_param(request: Request) -> str | None:
     room = str(request.path_params["room"])
-    return room if IDENT_RE.match(room) else None
+    return room if is_ident(room) else None
 
 
 @page

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from ipaddress import ip_address
@@ -34,13 +33,13 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from contract.messages import is_ident
 from contract.topics import check_ident
 
 CA_DAYS = 3650
 SERVER_DAYS = 825
 CLIENT_DAYS = 825
 KINDS = ("room", "staff", "logger")
-_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 
 
 class PkiError(RuntimeError):
@@ -66,7 +65,7 @@ class Identity:
             raise PkiError(f"identity kind {kind!r} must be one of {', '.join(KINDS)}")
         if kind != "logger" and not name:
             raise PkiError(f"a {kind} certificate needs a name")
-        if name is not None and not _NAME_RE.match(name):
+        if name is not None and not is_ident(name):
             raise PkiError(
                 f"{kind} name {name!r} must be lower-case letters, digits, '-' or '_' "
                 "(1-63 characters)"
@@ -79,7 +78,7 @@ class Identity:
         if cn == "logger":
             return cls("logger", None)
         kind, sep, name = cn.partition("-")
-        if not sep or kind not in KINDS or not _NAME_RE.match(name):
+        if not sep or kind not in KINDS or not is_ident(name):
             return None
         return cls(kind, name)
 
