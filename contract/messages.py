@@ -257,9 +257,9 @@ class HealthMessage(Envelope):
     lights: PeripheralStatus
     outbox: OutboxHealth
     status_code: Annotated[int, Field(ge=0, le=9)] = 0
-    status_text: str = "ok"
+    status_text: str = Field(default="ok", max_length=200)
     uptime_s: float = Field(ge=0)
-    version: str
+    version: str = Field(max_length=64)
 
 
 # -- commands from staff: no envelope (they are not the room's), never retained --

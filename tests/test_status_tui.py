@@ -70,3 +70,22 @@ def test_render_table_marks_levels_and_stale_without_colour() -> None:
     text = console.export_text()
     assert "!!! infusion escalated" in text
     assert "95 stale" not in text and "stale" in text
+
+
+def test_room_text_is_shown_plain_and_cannot_steer_the_terminal() -> None:
+    state = SiteState(SITE)
+    env = {"v": 1, "site": SITE, "room": "305", "ts": "2026-01-31T08:00:00.000Z",
+           "epoch": "0000000000000001", "clock_synced": True}  # fmt: skip
+    evil = "[/]\x1b]0;pwned\x07\x1b[2J[bold]x"
+    call = {**env, "seq": 1, "status": "claimed", "call_id": "c", "priority": "normal",
+            "claimed_by": evil}  # fmt: skip
+    assert state.apply("305", "call", json.dumps(call).encode(), 0.0) is not None
+    health = {**env, "seq": 2, "monitor": {"status": "ok"}, "buttons": "ok", "lights": "ok",
+              "outbox": {"depth": 0, "cap": 10}, "status_code": 5, "status_text": evil,
+              "uptime_s": 1, "version": "x"}  # fmt: skip
+    assert state.apply("305", "health", json.dumps(health).encode(), 0.0) is not None
+    console = Console(record=True, width=300, color_system=None)
+    console.print(render_table(SITE, state.views(100.0), 100.0, "live"))  # no MarkupError
+    text = console.export_text()
+    assert "claimed by [/]" in text and "status 5: [/]" in text and "[bold]x" in text
+    assert "\x1b" not in text and "\x07" not in text

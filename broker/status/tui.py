@@ -4,6 +4,10 @@ without a browser. Same live state as the web board (`broker.board.live.SiteStat
 
 Like the web board, nothing relies on colour alone: levels carry `!!!`/`!!`/`!` and a word,
 offline rooms say OFFLINE, stale vitals say so.
+
+Text a room supplies (who claimed, alert names, its status text) is shown as plain text:
+never parsed as rich markup (`[/]` would crash the view) and with control characters (a
+terminal escape sequence) replaced, so a room cannot repaint or retitle the terminal.
 """
 
 from __future__ import annotations
@@ -23,6 +27,13 @@ from broker.board.live import SiteState
 from contract.mqtt import BrokerEndpoint
 
 MARK = {"high": "!!!", "medium": "!!", "low": "!"}
+# C0 and C1 control characters and DEL (ESC starts a terminal escape sequence)
+_CONTROL = dict.fromkeys([*range(0x20), 0x7F, *range(0x80, 0xA0)], "\ufffd")
+
+
+def plain(value: object, style: str = "") -> Text:
+    """Room-supplied text as it is: no markup, no control characters."""
+    return Text(str(value).translate(_CONTROL), style=style)
 STYLE = {"high": "bold white on red", "medium": "bold black on yellow", "low": "bold black on cyan"}
 QUIET_S = 0.3  # --once: retained messages have stopped arriving for this long
 
@@ -50,7 +61,7 @@ def render_table(site: str, views: list[dict[str, Any]], now: float, link: str) 
         status = (
             Text("OFFLINE", style="bold white on grey37")
             if v["offline"]
-            else Text(v["availability"] or "?")
+            else plain(v["availability"] or "?")
         )
         phase = f"{v['phase'] or '-'} {_since(v['phase_since'], now)}"
         if v["overrun"]:
@@ -63,7 +74,7 @@ def render_table(site: str, views: list[dict[str, Any]], now: float, link: str) 
             )
             if c["claimed_by"]:
                 label += f" claimed by {c['claimed_by']}"
-            call = Text(label, style=STYLE[c["level"]])
+            call = plain(label, style=STYLE[c["level"]])
         else:
             call = Text("-")
         vit = v["vitals"] or {}
@@ -81,10 +92,13 @@ def render_table(site: str, views: list[dict[str, Any]], now: float, link: str) 
         ]
         alerts = Text()
         for a in v["alerts"]:
-            alerts.append(
-                f"{MARK.get(a['severity'], '!')} {a['name']} ", style=STYLE.get(a["severity"], "")
+            alerts.append_text(
+                plain(f"{MARK.get(a['severity'], '!')} {a['name']} ", STYLE.get(a["severity"], ""))
             )
-        table.add_row(v["room"], status, phase, call, *cells, alerts, ", ".join(v["trouble"]))
+        table.add_row(
+            plain(v["room"]), status, plain(phase), call, *cells, alerts,
+            plain(", ".join(v["trouble"])),
+        )  # fmt: skip
     return table
 
 
