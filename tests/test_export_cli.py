@@ -256,3 +256,39 @@ def test_logger_command_reports_unreadable_files(
         str(tmp_path / "missing-ca.crt"),
     )
     assert code == 2 and "logger cannot start" in err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["logger", "--site", "s1", "--broker", "mqtt://127.0.0.1:1"],
+        ["log", "export", "--site", "s1", "--kind", "vitals"],
+        ["log", "rooms"],
+        ["board", "--site", "s1", "--broker", "mqtt://127.0.0.1:1"],
+    ],
+)
+def test_a_database_url_is_never_taken_for_a_file_name(
+    argv: list[str],
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    for url in ("postgresql://nurse:secret@db.clinic.lan/roomctl", "mysql://db/x"):
+        with pytest.raises(SystemExit) as exit_:
+            run(capsys, *argv, "--db", url)
+        err = capsys.readouterr().err
+        assert exit_.value.code == 2 and "argument --db" in err
+        assert ("PostgreSQL store is not available" in err) or ("unknown store URL" in err)
+        assert "secret" not in err
+    assert list(tmp_path.iterdir()) == []  # no folder named "postgresql:" was made
+
+
+def test_a_database_url_in_the_logger_config_file_is_refused(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    config = tmp_path / "logger.toml"
+    config.write_text('site = "s1"\ndb = "postgresql://db.clinic.lan/roomctl"\n')
+    code, _, err = run(capsys, "logger", "--config", str(config))
+    assert code == 2 and f"{config}: db:" in err and "PostgreSQL" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["logger.toml"]

@@ -14,6 +14,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from broker.logger.cli import db_arg
+
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
 
@@ -34,7 +36,7 @@ def add_broker_args(p: argparse.ArgumentParser) -> None:
 def register(sub: argparse._SubParsersAction[Any]) -> None:
     board = sub.add_parser("board", help="the staff board in the browser (and its accounts)")
     add_broker_args(board)
-    board.add_argument("--db", type=Path, help="the logger's database (read-only: history)")
+    board.add_argument("--db", type=db_arg, help="the logger's database (read-only: history)")
     board.add_argument("--board-db", type=Path, help="accounts/sessions (default: beside --db)")
     board.add_argument("--host", default=DEFAULT_HOST, help=f"default {DEFAULT_HOST}")
     board.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"default {DEFAULT_PORT}")
@@ -52,7 +54,7 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
                            ("remove", "remove an account")):  # fmt: skip
         p = user_sub.add_parser(name, help=helptext)
         p.add_argument("--board-db", type=Path, help="default: board.sqlite beside --db")
-        p.add_argument("--db", type=Path, help="the logger's database (locates board.sqlite)")
+        p.add_argument("--db", type=db_arg, help="the logger's database (locates board.sqlite)")
         if name != "list":
             p.add_argument("name")
         if name == "add":

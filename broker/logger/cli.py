@@ -11,6 +11,16 @@ from pathlib import Path
 from typing import Any
 
 
+def db_arg(text: str) -> Path:
+    """`--db`: a SQLite file; a URL this version cannot serve is refused, never made a path."""
+    from broker.logger.store import store_path
+
+    try:
+        return store_path(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def register(sub: argparse._SubParsersAction[Any]) -> None:
     """Add this area's subcommands to `roomctl`."""
     _register_logger(sub)
@@ -30,7 +40,7 @@ def _register_logger(sub: argparse._SubParsersAction[Any]) -> None:
     lg.add_argument("--ca", type=Path)
     lg.add_argument("--cert", type=Path)
     lg.add_argument("--key", type=Path)
-    lg.add_argument("--db", type=Path)
+    lg.add_argument("--db", type=db_arg, help="SQLite file (or sqlite:///path)")
     lg.add_argument("--site")
     lg.add_argument("--client-id")
     lg.add_argument("--share-group", help="subscribe through $share/GROUP/ (several loggers)")
@@ -76,7 +86,7 @@ def _register_log(sub: argparse._SubParsersAction[Any]) -> None:
     lg_sub = lg.add_subparsers(dest="log_command", metavar="ACTION")
     lg_sub.required = True
     exp = lg_sub.add_parser("export", help="vitals, events, calls, sessions or quarantine")
-    exp.add_argument("--db", type=Path, required=True)
+    exp.add_argument("--db", type=db_arg, required=True)
     exp.add_argument("--site", required=True)
     exp.add_argument("--room")
     exp.add_argument("--kind", choices=KINDS, required=True)
@@ -86,7 +96,7 @@ def _register_log(sub: argparse._SubParsersAction[Any]) -> None:
     exp.add_argument("--out", type=Path, help="file (default: stdout)")
     exp.set_defaults(func=_log_export)
     rooms = lg_sub.add_parser("rooms", help="every room the logger knows, latest state")
-    rooms.add_argument("--db", type=Path, required=True)
+    rooms.add_argument("--db", type=db_arg, required=True)
     rooms.add_argument("--json", action="store_true")
     rooms.set_defaults(func=_log_rooms)
 

@@ -36,6 +36,15 @@ class LoggerConfig(BaseModel):
     retention_interval_s: float = Field(default=300.0, gt=0)
     retention_batch: int = Field(default=500, ge=1)
 
+    @field_validator("db", mode="before")
+    @classmethod
+    def _db(cls, value: object) -> object:
+        if isinstance(value, str):  # before pydantic makes it a Path (which folds "//")
+            from broker.logger.store import store_path
+
+            return store_path(value)
+        return value
+
     @field_validator("site")
     @classmethod
     def _site(cls, value: str) -> str:

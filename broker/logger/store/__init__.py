@@ -7,13 +7,37 @@ store (`sqlite.py`); `postgresql://...` is reserved for the PostgreSQL store (no
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from broker.logger.store.base import BatchStats, LedgerCounts, LogStore, StoreError
 from broker.logger.store.sqlite import SqliteLogStore
 
-__all__ = ["BatchStats", "LedgerCounts", "LogStore", "StoreError", "open_store"]
+__all__ = ["BatchStats", "LedgerCounts", "LogStore", "StoreError", "open_store", "store_path"]
 
 SQLITE_SCHEME = "sqlite://"
+
+
+def store_path(location: str | Path) -> Path:
+    """The SQLite file a `--db` value names, or a ValueError that says why it names none.
+
+    Checked on the text the user gave, before anything becomes a `Path`: `Path` folds
+    `postgresql://host/db` into `postgresql:/host/db`, which would then be created as a
+    folder and a file instead of being refused.
+    """
+    target = str(location)
+    if target.startswith(("postgresql://", "postgres://")):
+        url = urlsplit(target)  # shown without its user and password
+        raise ValueError(
+            f"{url.scheme}://{url.hostname or ''}{url.path}: the PostgreSQL store is not "
+            "available in this version; give a SQLite file path (or sqlite:///path)"
+        )
+    if target.startswith(SQLITE_SCHEME):
+        target = target[len(SQLITE_SCHEME) :]
+    elif "://" in target:
+        raise ValueError(f"unknown store URL {target!r}: give a path or sqlite:///path")
+    if not target.strip():
+        raise ValueError("the store location is empty")
+    return Path(target)
 
 
 def open_store(
@@ -24,11 +48,4 @@ def open_store(
     `readonly=True`: never creates or migrates anything (the board, exports). `synchronous`
     only matters to the writer (see `sqlite_schema.open_db`).
     """
-    target = str(url_or_path)
-    if target.startswith(("postgresql://", "postgres://")):
-        raise ValueError("a PostgreSQL store is not available yet: use a SQLite path")
-    if target.startswith(SQLITE_SCHEME):
-        target = target[len(SQLITE_SCHEME) :]
-    elif "://" in target:
-        raise ValueError(f"unknown store URL {target!r}: give a path or sqlite:///path")
-    return SqliteLogStore(Path(target), synchronous=synchronous, readonly=readonly)
+    return SqliteLogStore(store_path(url_or_path), synchronous=synchronous, readonly=readonly)
