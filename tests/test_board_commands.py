@@ -9,6 +9,7 @@ room being played by contract-valid messages published with paho.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -239,3 +240,27 @@ def test_refused_phase_change_shows_the_room_reason_and_offline_disables_actions
     expect(phase_button).to_be_disabled()
     expect(tile.locator(".offline-note")).to_be_visible()
     expect(tile.locator(".offline-note")).to_have_text("room offline: commands are not sent")
+
+
+@pytest.mark.broker
+def test_a_command_the_room_never_answers_says_no_answer(
+    board: BoardServer, page: Page, recorder: Recorder
+) -> None:
+    room = FakeRoom(recorder, "124")
+    room.online()
+    room.state("idle")
+    login(page, board.url, "alice")
+    tile = page.locator("#room-124")
+    expect(tile.locator(".phase-name")).to_have_text("Idle", timeout=WAIT_MS)
+    _set_phase(page, "124", "pre_check")
+    recorder.wait_for(lambda m: m.topic.endswith("/cmd/phase"))
+    status = tile.locator(".cmd-status")
+    expect(status).to_have_attribute("data-status", "sent", timeout=WAIT_MS)
+    # the board's clock passes the bound (the room refuses anything older: nothing will come)
+    board.board.clock = lambda: time.time() + ANSWER_WITHIN_S + 1
+    assert _commands(page, board.url, "124")[0]["status"] == "no answer"
+    room.vitals(spo2=96, pulse_rate=72)  # any news from the room redraws its tile
+    expect(status).to_have_attribute("data-status", "no answer", timeout=WAIT_MS)
+    expect(status).to_have_text(
+        "? Phase → Pre-check by alice: no answer from the room (not confirmed)"
+    )
