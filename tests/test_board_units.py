@@ -242,6 +242,7 @@ def test_every_route_goes_through_the_guard() -> None:
         ("GET", "/api/stream"): Access.READ,
         ("GET", "/api/rooms"): Access.READ,
         ("GET", "/api/rooms/{room}/session"): Access.READ,
+        ("GET", "/api/rooms/{room}/commands"): Access.READ,
         ("GET", "/api/whoami"): Access.READ,
         ("POST", "/api/rooms/{room}/claim"): Access.ACT,
         ("POST", "/api/rooms/{room}/phase"): Access.ACT,

@@ -26,7 +26,13 @@ from tests.support.reliability_audit import FaultRecord, record
 pytestmark = pytest.mark.broker
 
 PAGES = ["/", "/rooms/101", "/rooms/101/report", "/rooms/101/report.pdf", "/calls"]
-API_GET = ["/api/rooms", "/api/rooms/101/session", "/api/whoami", "/api/stream"]
+API_GET = [
+    "/api/rooms",
+    "/api/rooms/101/session",
+    "/api/rooms/101/commands",
+    "/api/whoami",
+    "/api/stream",
+]
 API_POST = ["/api/rooms/101/claim", "/api/rooms/101/phase"]
 
 

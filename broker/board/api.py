@@ -5,6 +5,9 @@ Server-sent events: `event: site` (broker link, logger status, server clock) and
 *before* taking its snapshot, so nothing that changes in between is missed. A comment line
 every 15 s keeps proxies from closing it; the stream ends when the login session expires
 (the browser then reconnects, is refused and goes to the login page).
+
+Actions answer with the command's `request_id`; what became of it (sent, applied, refused,
+no answer: see `commands.py`) comes with the room's view and from `/api/rooms/{room}/commands`.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from starlette.routing import Route
 
 from contract.messages import CallStatus, Phase, is_ident
 
+from .commands import ANSWER_WITHIN_S
 from .context import BoardContext
 from .feed import CommandNotSent
 from .guard import act, public, read
@@ -127,21 +131,33 @@ async def _action(
 
 
 async def _send(
-    board: BoardContext, sess: Session, room: str, name: str, cmd: dict[str, Any]
+    board: BoardContext, sess: Session, room: str, name: str, cmd: dict[str, Any], what: str
 ) -> Response:
     if board.state.is_offline(room):  # it would act late, or never: say so instead
         board.users.audit(sess.name, name, room, json.dumps(cmd), "not sent: room offline")
         return board.json_error(409, f"room {room} is offline: command not sent")
+    request_id = str(cmd["request_id"])
+    # tracked before it is published: the room's answer may come back before the PUBACK
+    board.state.command_sent(room, name, sess.name, request_id, board.clock(), what)
     try:
         sent = await run_in_threadpool(board.feed.publish_command, room, name, cmd)
     except ValidationError as exc:
+        board.state.command_not_sent(room, request_id)
         return board.json_error(400, f"invalid command: {exc.errors()[0]['msg']}")
     except CommandNotSent as exc:
+        board.state.command_not_sent(room, request_id)
         board.users.audit(sess.name, name, room, json.dumps(cmd), f"not sent: {exc}")
         return board.json_error(503, f"command not sent: {exc}")
     board.users.audit(sess.name, name, room, sent, "sent")
     log.info("%s sent cmd/%s to room %s: %s", sess.name, name, room, sent)
-    return JSONResponse({"ok": True, "sent": json.loads(sent)})
+    board.hub.notify_threadsafe(room)  # streams show it as sent
+    # and, if the room never answers, as "no answer" once the bound has passed
+    asyncio.get_running_loop().call_later(
+        ANSWER_WITHIN_S + 0.5, board.hub.notify_threadsafe, room
+    )
+    return JSONResponse(
+        {"ok": True, "request_id": request_id, "status": "sent", "sent": json.loads(sent)}
+    )
 
 
 @act
@@ -155,7 +171,7 @@ async def claim(request: Request, board: BoardContext, sess: Session) -> Respons
     if current is None or current.status == CallStatus.IDLE or current.call_id != call_id:
         return board.json_error(409, "that call is no longer active in this room")
     cmd = {"call_id": call_id, "by": sess.name, "request_id": uuid.uuid4().hex[:16]}
-    return await _send(board, sess, room, "claim", cmd)
+    return await _send(board, sess, room, "claim", cmd, f"call {call_id}")
 
 
 @act
@@ -177,7 +193,16 @@ async def set_phase(request: Request, board: BoardContext, sess: Session) -> Res
     }
     if body.get("planned_minutes") not in (None, ""):
         cmd["planned_minutes"] = body["planned_minutes"]
-    return await _send(board, sess, room, "phase", cmd)
+    return await _send(board, sess, room, "phase", cmd, phase.value)
+
+
+@read
+async def room_commands(request: Request, board: BoardContext, sess: Session) -> Response:
+    """The room's recent staff commands, newest first, each with its status."""
+    room = str(request.path_params["room"])
+    if not IDENT_RE.match(room):
+        return board.json_error(404, "no such room")
+    return JSONResponse({"room": room, "commands": board.state.commands(room, board.clock())})
 
 
 @read
@@ -196,6 +221,7 @@ def routes() -> list[Route]:
         Route("/api/stream", stream, methods=["GET"]),
         Route("/api/rooms", snapshot, methods=["GET"]),
         Route("/api/rooms/{room}/session", session_data, methods=["GET"]),
+        Route("/api/rooms/{room}/commands", room_commands, methods=["GET"]),
         Route("/api/rooms/{room}/claim", claim, methods=["POST"]),
         Route("/api/rooms/{room}/phase", set_phase, methods=["POST"]),
         Route("/api/whoami", whoami, methods=["GET"]),

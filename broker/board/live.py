@@ -5,8 +5,10 @@ the room topic tree (leaf = `state`, `call`, `vitals`, ...), validates it with t
 models and keeps the latest of each per room (plus a short ring of events and vitals).
 Invalid payloads are counted and ignored (the logger quarantines them; the board only shows).
 `view(room, now)` turns a room into the JSON-ready dict the browser tiles and the terminal
-table draw. Thread safety: one lock around every read and write; callers may use it from the
-MQTT thread and from the web server's loop.
+table draw, with the room's recent staff commands and what became of them (`commands.py`:
+sent, then applied or refused from the room's own answer, or no answer). Thread safety: one
+lock around every read and write; callers may use it from the MQTT thread and from the web
+server's loop.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ from contract.messages import (
     VitalsMessage,
 )
 from contract.timefmt import format_ts
+
+from .commands import CommandLog, TrackedCommand
 
 EVENTS_KEPT = 100
 VITALS_KEPT = 3600  # one hour at 1 Hz per room
@@ -105,6 +109,7 @@ class SiteState:
         self.rooms: dict[str, RoomLive] = {}
         self.rejected = 0
         self.logger_status: str | None = None
+        self._commands = CommandLog()
         self._lock = threading.Lock()
 
     def apply(self, room: str, leaf: str, payload: bytes, received_at: float) -> Applied | None:
@@ -147,9 +152,26 @@ class SiteState:
                 r.vitals_ring.append((received_at, msg))
             elif isinstance(msg, EventMessage):
                 r.events.append(msg)
+                self._commands.answer(room, msg, received_at)
             r.last_at = received_at
             r.version += 1
         return Applied(room, leaf)
+
+    def command_sent(
+        self, room: str, name: str, by: str, request_id: str, sent_at: float, what: str = ""
+    ) -> None:
+        """Track a staff command about to be published: `sent` until the room answers."""
+        with self._lock:
+            self._commands.register(TrackedCommand(room, name, by, request_id, sent_at, what))
+
+    def command_not_sent(self, room: str, request_id: str) -> None:
+        with self._lock:
+            self._commands.forget(room, request_id)
+
+    def commands(self, room: str, now: float) -> list[dict[str, Any]]:
+        """The room's recent commands, newest first, with their status at `now`."""
+        with self._lock:
+            return self._commands.recent(room, now)
 
     def set_logger_status(self, payload: bytes) -> None:
         with self._lock:
@@ -173,11 +195,14 @@ class SiteState:
     def view(self, room: str, now: float) -> dict[str, Any] | None:
         with self._lock:
             r = self.rooms.get(room)
-            return None if r is None else room_view(r, now)
+            return None if r is None else self._view(r, now)
 
     def views(self, now: float) -> list[dict[str, Any]]:
         with self._lock:
-            return [room_view(self.rooms[k], now) for k in sorted(self.rooms)]
+            return [self._view(self.rooms[k], now) for k in sorted(self.rooms)]
+
+    def _view(self, r: RoomLive, now: float) -> dict[str, Any]:
+        return {**room_view(r, now), "commands": self._commands.recent(r.room, now)}
 
     def is_offline(self, room: str) -> bool:
         """The room said `offline` (or its Will did) and has not come back."""

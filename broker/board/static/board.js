@@ -96,14 +96,42 @@ const Board = (() => {
     return data;
   }
 
-  function claim(room, callId, button, status) {
+  // -- staff commands ---------------------------------------------------------------------
+  // A 200 only means the broker took the command: the tile then shows what the room itself
+  // answered (the server's command table, in each room view: sent, applied, refused, no answer).
+  const OFFLINE_TEXT = "room offline: commands are not sent";
+
+  function commandLabel(c) {
+    if (c.name === "phase") return "Phase → " + (PHASE_NAME[c.what] || c.what || "?");
+    if (c.name === "claim") return "Claim";
+    return c.name.charAt(0).toUpperCase() + c.name.slice(1) + (c.what ? " " + c.what : "");
+  }
+
+  function commandText(c) {
+    const who = `${commandLabel(c)} by ${c.by}`;
+    if (c.status === "applied") return `✓ ${who}: applied by the room`;
+    if (c.status === "refused") return `✕ ${who}: refused: ${c.reason || "no reason given"}`;
+    if (c.status === "no answer") return `? ${who}: no answer from the room (not confirmed)`;
+    return `… ${who}: sent, waiting for the room`;
+  }
+
+  function told(kind, detail) { document.dispatchEvent(new CustomEvent(kind, { detail })); }
+
+  function send(room, name, what, body) {
+    return post(`/api/rooms/${encodeURIComponent(room)}/${name}`, body).then((data) => {
+      told("command-sent", { room, command: { request_id: data.request_id, name, what,
+        by: data.sent && data.sent.by, status: "sent", reason: null } });
+      return data;
+    }, (e) => {
+      told("command-failed", { room, name, what, message: e.message });
+      throw e;
+    });
+  }
+
+  function claim(room, callId, button) {
     if (button) button.disabled = true;
-    return post(`/api/rooms/${encodeURIComponent(room)}/claim`, { call_id: callId })
-      .then(() => { if (status) status.textContent = "claim sent, waiting for the room…"; })
-      .catch((e) => {
-        if (status) status.textContent = "claim failed: " + e.message;
-        if (button) button.disabled = false;
-      });
+    return send(room, "claim", "call " + callId, { call_id: callId })
+      .catch(() => { if (button) button.disabled = false; });
   }
 
   // -- phase dialog (nurses only) -------------------------------------------------------
@@ -131,7 +159,7 @@ const Board = (() => {
       const minutes = document.getElementById("phase-minutes").value;
       const body = { phase: phase, confirm: true };
       if (minutes) body.planned_minutes = Number(minutes);
-      post(`/api/rooms/${encodeURIComponent(room)}/phase`, body).catch((e) => {
+      send(room, "phase", phase, body).catch((e) => {
         document.getElementById("phase-error").textContent = "phase change failed: " + e.message;
         dlg.showModal();
       });
@@ -142,6 +170,6 @@ const Board = (() => {
 
   return {
     csrf, canAct, now, el, duration, since, num, connect, post, claim, openPhaseDialog,
-    LEVEL_MARK, LEVEL_WORD, PHASE_NAME,
+    commandLabel, commandText, OFFLINE_TEXT, LEVEL_MARK, LEVEL_WORD, PHASE_NAME,
   };
 })();

@@ -19,6 +19,7 @@
       alerts: el("ul", { class: "alerts", "aria-label": "active alerts" }),
       trouble: el("ul", { class: "trouble", "aria-label": "device trouble" }),
       actions: el("div", { class: "actions" }),
+      command: el("p", { class: "cmd-status", role: "status", "aria-live": "polite" }),
     };
     const v = {};
     for (const [key, label, unit] of [["spo2", "SpO₂", "%"], ["hr", "HR", "/min"],
@@ -30,7 +31,8 @@
     parts.v = v;
     if (Board.canAct) {
       parts.phaseButton = el("button", { type: "button", class: "phase-button", text: "Set phase…" });
-      parts.actions.append(parts.phaseButton);
+      parts.offlineNote = el("span", { class: "offline-note", text: Board.OFFLINE_TEXT, hidden: true });
+      parts.actions.append(parts.phaseButton, parts.offlineNote);
     }
     const node = el("article", { class: "tile", id: "room-" + room, "data-room": room,
       "aria-labelledby": "title-" + room },
@@ -38,8 +40,9 @@
         el("h2", { id: "title-" + room }, el("a", { href: "/rooms/" + encodeURIComponent(room), text: "Room " + room })),
         parts.avail),
       el("p", { class: "phase" }, parts.phase, " · ", parts.phaseTime),
-      parts.call, parts.vitals, parts.vitalsAge, parts.alerts, parts.trouble, parts.actions);
-    return { node, parts, view: null, callKey: null, alertsKey: null, troubleKey: null };
+      parts.call, parts.vitals, parts.vitalsAge, parts.alerts, parts.trouble, parts.actions,
+      parts.command);
+    return { node, parts, view: null, callKey: null, alertsKey: null, troubleKey: null, commandKey: null };
   }
 
   function place(room, tile) {
@@ -67,21 +70,73 @@
       el("strong", { class: "call-what", text: `${what} · ${LEVEL_WORD[c.level]}` }));
     if (c.status === "escalated") box.append(el("span", { class: "escalated", text: " ESCALATED" }));
     box.append(el("span", { class: "call-elapsed", "data-since": c.placed_at, text: " " + since(c.placed_at) }));
-    const status = el("span", { class: "call-status", role: "status" });
     if (c.claimed_by) {
       box.append(el("span", { class: "claimed", text: `✓ Claimed by ${c.claimed_by}` }));
     } else if (Board.canAct) {
       const b = el("button", { type: "button", class: "claim", text: `Claim call in room ${view.room}` });
-      b.addEventListener("click", () => Board.claim(view.room, c.call_id, b, status));
+      b.addEventListener("click", () => Board.claim(view.room, c.call_id, b));
       box.append(b);
     } else {
       box.append(el("span", { class: "unclaimed", text: "not claimed" }));
     }
-    box.append(status);
     if (c.status !== "claimed" && (!prev || !prev.startsWith(c.call_id + "|" + c.status))) {
       announce.textContent = `Room ${view.room}: ${what.toLowerCase()}, ${LEVEL_WORD[c.level].toLowerCase()} priority`;
     }
   }
+
+  // The room's latest staff command and what the room answered (never the HTTP 200 alone).
+  const COMMAND_SHOWN_MS = 10 * 60 * 1000;
+
+  function showCommand(tile, c) {
+    const key = c ? c.request_id + "|" + c.status : "none";
+    if (key === tile.commandKey) return;
+    tile.commandKey = key;
+    const p = tile.parts.command;
+    p.dataset.status = c ? c.status : "";
+    p.dataset.requestId = c ? c.request_id || "" : "";
+    p.textContent = c ? Board.commandText(c) : "";
+  }
+
+  function renderCommand(tile, view) {
+    const c = (view.commands || [])[0];
+    const recent = c && Board.now() - Date.parse(c.sent_at) < COMMAND_SHOWN_MS;
+    // a refusal by the board itself (offline, broker down) stays until the next command
+    if (tile.commandKey === "not-sent" && (!c || c.request_id === tile.notSentAfter)) return;
+    showCommand(tile, recent ? c : null);
+  }
+
+  function renderActions(tile, view) {
+    const p = tile.parts;
+    if (!Board.canAct) return;
+    const busy = (view.commands || []).some((c) => c.name === "claim" && c.status === "sent");
+    p.offlineNote.hidden = !view.offline;
+    p.phaseButton.disabled = view.offline;
+    p.phaseButton.title = view.offline ? Board.OFFLINE_TEXT : "";
+    const b = p.call.querySelector("button.claim");
+    if (b) {
+      b.disabled = view.offline || busy;
+      b.title = view.offline ? Board.OFFLINE_TEXT : "";
+    }
+  }
+
+  document.addEventListener("command-sent", (ev) => {
+    const tile = tiles.get(ev.detail.room);
+    if (!tile) return;
+    const known = (tile.view.commands || []).find((c) => c.request_id === ev.detail.command.request_id);
+    if (!known) showCommand(tile, ev.detail.command); // the room view may already be ahead
+  });
+
+  document.addEventListener("command-failed", (ev) => {
+    const tile = tiles.get(ev.detail.room);
+    if (!tile) return;
+    const c = (tile.view.commands || [])[0];
+    tile.commandKey = "not-sent";
+    tile.notSentAfter = c ? c.request_id : undefined;
+    const p = tile.parts.command;
+    p.dataset.status = "not sent";
+    p.dataset.requestId = "";
+    p.textContent = `✕ ${Board.commandLabel(ev.detail)}: not sent: ${ev.detail.message}`;
+  });
 
   function renderList(tile, keyName, ul, items, build) {
     const key = JSON.stringify(items);
@@ -103,6 +158,8 @@
     p.phaseTime.dataset.since = view.phase_since || "";
     p.phaseTime.textContent = (view.overrun ? "⏰ overrun · " : "") + since(view.phase_since);
     renderCall(tile, view);
+    renderActions(tile, view);
+    renderCommand(tile, view);
     const v = view.vitals;
     p.v.spo2.textContent = v ? num(v.spo2) : "–";
     p.v.hr.textContent = v ? num(v.hr) : "–";
@@ -132,6 +189,7 @@
     tile.parts.vitalsAge.textContent = age === null ? "no vitals received" :
       stale ? `⌛ stale: last reading ${duration(age)} ago` : "";
     tile.parts.phaseTime.textContent = (view.overrun ? "⏰ overrun · " : "") + since(view.phase_since);
+    renderCommand(tile, view);
     const el2 = tile.parts.call.querySelector(".call-elapsed");
     if (el2) el2.textContent = " " + since(el2.dataset.since);
   }
