@@ -200,7 +200,7 @@ async def set_phase(request: Request, board: BoardContext, sess: Session) -> Res
 async def room_commands(request: Request, board: BoardContext, sess: Session) -> Response:
     """The room's recent staff commands, newest first, each with its status."""
     room = str(request.path_params["room"])
-    if not IDENT_RE.match(room):
+    if not is_ident(room):
         return board.json_error(404, "no such room")
     return JSONResponse({"room": room, "commands": board.state.commands(room, board.clock())})
 
