@@ -26,6 +26,12 @@ from tests.support.clinic_rooms import FakeRoom, db_seqs
 pytestmark = pytest.mark.broker
 
 
+@pytest.fixture
+def clinic_rooms() -> tuple[str, ...]:
+    """102 is the thief; 103 a neighbour that has nothing to do with it."""
+    return ("101", "102", "103")
+
+
 def _watch_disconnects(logger: Logger) -> threading.Event:
     """An event set when the logger's MQTT connection drops (its own handler still runs)."""
     dropped = threading.Event()
@@ -71,7 +77,7 @@ def test_a_room_certificate_cannot_flip_another_rooms_availability(clinic: Clini
     room = open_session(
         clinic.endpoint("room-101"), client_id=f"roomctl-{site}-101", will=(avail_101, "offline")
     )
-    neighbour = open_session(clinic.endpoint("room-102"))
+    neighbour = open_session(clinic.endpoint("room-103"))
     try:
         room.publish(avail_101, "online", retain=True)
         watcher.wait_message(avail_101)
@@ -83,8 +89,8 @@ def test_a_room_certificate_cannot_flip_another_rooms_availability(clinic: Clini
             # Sentinels, both after the thief's CONNACK: a will would already be queued to
             # the watcher before the neighbour's message, and a kicked room would have seen
             # its DISCONNECT before this PUBACK.
-            neighbour.publish(topics.availability(site, "102"), "online", retain=True)
-            watcher.wait_message(topics.availability(site, "102"))
+            neighbour.publish(topics.availability(site, "103"), "online", retain=True)
+            watcher.wait_message(topics.availability(site, "103"))
             assert not room.publish(topics.room_topic(site, "101", "health"), "{}").is_failure
         seen_101 = [m.payload for m in watcher.messages if m.topic == avail_101]
         assert seen_101 == [b"online"], seen_101
