@@ -37,6 +37,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from broker.mosquitto.crl import write_crl
 from contract.topics import check_ident
 
 CA_DAYS = 3650
@@ -239,9 +240,7 @@ class Pki:
         if force:
             for old in (pki.crl, *pki.archive_dir.glob("*.crt")):
                 old.unlink(missing_ok=True)  # a new CA: the old one's CRL would not verify
-        from broker.mosquitto.revocation import write_crl  # it builds on this module
-
-        write_crl(pki)  # empty, so the broker config always has a CRL to point at
+        write_crl(pki.crl, *pki.ca())  # empty: the broker config always has a CRL to point at
         return pki
 
     def ca(self) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:

@@ -15,17 +15,16 @@ revokes the old one by serial, so the new Pi's certificate is the room's only va
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
 
+from broker.mosquitto import crl as crl_file
+from broker.mosquitto.crl import CRL_DAYS
 from broker.mosquitto.pki import Identity, Pki, PkiError, cert_cn, load_cert
 
-CRL_DAYS = 180
 WARN_DAYS = 30
 
 
@@ -44,14 +43,11 @@ def parse_serial(text: str) -> int | None:
 
 
 def read_crl(pki: Pki) -> x509.CertificateRevocationList | None:
-    """The current CRL, checked against the clinic CA; None when there is none yet."""
-    if not pki.crl.exists():
-        return None
-    crl = x509.load_pem_x509_crl(pki.crl.read_bytes())
-    ca_cert, _ = pki.ca()
-    if not crl.is_signature_valid(ca_cert.public_key()):  # type: ignore[arg-type]
-        raise PkiError(f"{pki.crl} is not signed by this clinic's CA")
-    return crl
+    """The PKI's CRL, checked against its CA; None when there is none yet."""
+    try:
+        return crl_file.read_crl(pki.crl, pki.ca()[0])
+    except ValueError as exc:
+        raise PkiError(str(exc)) from exc
 
 
 def revoked_serials(pki: Pki) -> dict[int, datetime]:
@@ -69,41 +65,11 @@ def write_crl(
     now: datetime | None = None,
 ) -> Path:
     """(Re)write `crl.pem`: what it already revokes plus `add`, valid until now + `days`."""
-    if days < 1:
-        raise PkiError("a CRL must be valid for at least one day")
-    now = now or datetime.now(UTC)
-    old = read_crl(pki)
-    revoked = revoked_serials(pki)
-    for serial in add:
-        revoked.setdefault(serial, now)
-    numbers = [
-        ext.value.crl_number
-        for ext in (old.extensions if old is not None else [])
-        if isinstance(ext.value, x509.CRLNumber)
-    ]
-    number = max(numbers, default=0) + 1
     ca_cert, ca_key = pki.ca()
-    builder = (
-        x509.CertificateRevocationListBuilder()
-        .issuer_name(ca_cert.subject)
-        .last_update(now - timedelta(minutes=5))
-        .next_update(now + timedelta(days=days))
-        .add_extension(x509.CRLNumber(number), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
-            critical=False,
-        )
-    )
-    for serial, when in sorted(revoked.items()):
-        builder = builder.add_revoked_certificate(
-            x509.RevokedCertificateBuilder().serial_number(serial).revocation_date(when).build()
-        )
-    crl = builder.sign(ca_key, hashes.SHA256())
-    tmp = pki.crl.with_suffix(".pem.tmp")
-    tmp.write_bytes(crl.public_bytes(serialization.Encoding.PEM))
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, pki.crl)
-    return pki.crl
+    try:
+        return crl_file.write_crl(pki.crl, ca_cert, ca_key, add, days, now)
+    except ValueError as exc:
+        raise PkiError(str(exc)) from exc
 
 
 def crl_due(pki: Pki, within_days: int, now: datetime | None = None) -> bool:
