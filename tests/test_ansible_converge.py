@@ -32,6 +32,7 @@ import threading
 import time
 import tomllib
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -231,9 +232,8 @@ def test_uart_enabled_and_serial_console_off(converged: Converged) -> None:
     )
 
 
-def test_generated_mosquitto_config_runs_with_the_pki(converged: Converged) -> None:
-    import paho.mqtt.client as mqtt
-
+def _start_root_mosquitto(converged: Converged) -> tuple[subprocess.Popen[str], OutputLines]:
+    """The root's Mosquitto with the config the central role generated."""
     proc = subprocess.Popen(
         [
             "chroot",
@@ -247,7 +247,21 @@ def test_generated_mosquitto_config_runs_with_the_pki(converged: Converged) -> N
         stderr=subprocess.STDOUT,
         text=True,
     )
-    out = OutputLines(proc)
+    return proc, OutputLines(proc)
+
+
+def _stop_root_mosquitto(proc: subprocess.Popen[str], out: OutputLines) -> None:
+    proc.terminate()
+    proc.wait(timeout=10)
+    out.join()
+    assert proc.stdout is not None
+    proc.stdout.close()
+
+
+def test_generated_mosquitto_config_runs_with_the_pki(converged: Converged) -> None:
+    import paho.mqtt.client as mqtt
+
+    proc, out = _start_root_mosquitto(converged)
     clients: list[mqtt.Client] = []
     try:
         assert out.wait_for(" running", 20), "".join(out.lines)
@@ -284,11 +298,7 @@ def test_generated_mosquitto_config_runs_with_the_pki(converged: Converged) -> N
         for c in clients:
             close_client(c)
             c.disconnect()
-        proc.terminate()
-        proc.wait(timeout=10)
-        out.join()
-        assert proc.stdout is not None
-        proc.stdout.close()
+        _stop_root_mosquitto(proc, out)
 
 
 def test_backup_script_backs_up_and_prunes(converged: Converged) -> None:
@@ -376,3 +386,53 @@ def test_a_replacement_pi_numbers_messages_above_the_floor(converged: Converged)
         assert box.last_seq == 123456
     finally:
         box.close()
+
+
+def test_replacing_a_room_revokes_its_old_certificate(converged: Converged) -> None:
+    """replace-room.yml's certificate steps on the root (last: it changes the PKI): the pki
+    role's replace.yml issues a new room certificate and revokes the old one, the central
+    role's broker.yml gives the broker the CRL; the old Pi is refused, the new one connects."""
+    from tests.support.clinic import raw_connect
+
+    work, pki, cn = converged.root.parent, converged.pki, f"room-{ROOM}"
+    old_pi = work / "old-pi"
+    old_pi.mkdir()
+    old_cert = Path(shutil.copy(pki / "clients" / f"{cn}.crt", old_pi))
+    old_key = Path(shutil.copy(pki / "clients" / f"{cn}.key", old_pi))
+    playbook = work / "replace-cert.yml"
+    playbook.write_text(
+        "- name: Replace the room's certificate\n"
+        f"  hosts: {json.dumps(str(converged.root))}\n"
+        "  gather_facts: false\n"
+        "  tasks:\n"
+        "    - name: New certificate, the old one revoked\n"
+        "      ansible.builtin.include_role:\n"
+        "        name: pki\n"
+        "        tasks_from: replace.yml\n"
+        "      vars:\n"
+        "        pki_replace_kind: room\n"
+        f"        pki_replace_name: {json.dumps(ROOM)}\n"
+        "    - name: The broker gets the certificate and the CRL\n"
+        "      ansible.builtin.include_role:\n"
+        "        name: central\n"
+        "        tasks_from: broker.yml\n"
+    )
+    proc = subprocess.run(
+        [BIN / "ansible-playbook", "-i", work / "inventory.json", playbook],
+        cwd=ANSIBLE_DIR, env=ansible_env(work), capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-6000:]
+    assert (converged.root / "etc/mosquitto/roomctl-pki/crl.pem").read_bytes() == (
+        pki / "crl.pem"
+    ).read_bytes()
+    new_cert, new_key = pki / "clients" / f"{cn}.crt", pki / "clients" / f"{cn}.key"
+    assert new_cert.read_bytes() != old_cert.read_bytes()
+    broker, out = _start_root_mosquitto(converged)
+    try:
+        assert out.wait_for(" running", 20), "".join(out.lines)
+        ca = pki / "ca.crt"
+        outcome = raw_connect(converged.port, ca, old_cert, old_key, tls12=True)
+        assert "CERTIFICATE_REVOKED" in outcome, outcome + "".join(out.lines)
+        assert raw_connect(converged.port, ca, new_cert, new_key, tls12=True) == "connack:0"
+    finally:
+        _stop_root_mosquitto(broker, out)

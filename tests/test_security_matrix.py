@@ -7,9 +7,9 @@ re-stated here independently of broker/mosquitto/conf.py:
 - staff read everything of the site and write only `cmd/`;
 - the logger reads everything of the site and writes only its status;
 - nobody else gets anything: no certificate, a certificate from another CA, an expired
-  certificate are refused at the TLS handshake; a valid certificate that has no ACL block
-  (issued after the config was written, or removed from `clients/` and the config
-  regenerated: the way to revoke, as there is no CRL support) connects but may do nothing.
+  certificate are refused at the TLS handshake (a revoked one too: tests/test_broker_revocation.py);
+  a valid certificate that has no ACL block (issued after the config was written, or removed
+  from `clients/` and the config regenerated) connects but may do nothing.
 
 Writes: QoS 1 PUBLISH answered by PUBACK (success) or 0x87 (Mosquitto 2.0.11). Reads: each
 identity subscribes to `#` (Mosquitto grants it and filters at delivery); a publisher on the

@@ -1,4 +1,5 @@
-"""`roomctl pki init|issue` and `roomctl broker config`: the clinic PKI and Mosquitto's config."""
+"""`roomctl pki init|issue|revoke|crl|list` and `roomctl broker config`: the clinic PKI and
+Mosquitto's config."""
 
 from __future__ import annotations
 
@@ -49,6 +50,33 @@ def _register_pki(sub: argparse._SubParsersAction[Any]) -> None:
     issue.add_argument("--not-before", help="start of validity (RFC 3339)")
     issue.set_defaults(func=_pki_issue)
 
+    revoke = pki_sub.add_parser(
+        "revoke", help="revoke a client certificate (by identity or serial) and rewrite the CRL"
+    )
+    revoke.add_argument("dir", type=Path)
+    revoke.add_argument("target", help="identity (room-101: its current certificate) or serial")
+    revoke.add_argument("--crl-days", type=int, default=180, help="validity of the new CRL")
+    revoke.set_defaults(func=_pki_revoke)
+
+    crl = pki_sub.add_parser("crl", help="(re)write the CRL with a new next-update date")
+    crl.add_argument("dir", type=Path)
+    crl.add_argument("--days", type=int, default=180, help="validity of the CRL")
+    crl.add_argument(
+        "--if-due",
+        type=int,
+        metavar="DAYS",
+        help="only if there is no CRL or it runs out within DAYS (prints CHANGED when written)",
+    )
+    crl.set_defaults(func=_pki_crl)
+
+    lst = pki_sub.add_parser(
+        "list", help="every certificate: identity, serial, not-after, revoked, expiring"
+    )
+    lst.add_argument("dir", type=Path)
+    lst.add_argument("--warn-days", type=int, default=30, help="flag what ends within DAYS")
+    lst.add_argument("--json", action="store_true")
+    lst.set_defaults(func=_pki_list)
+
 
 def _time_arg(value: str | None) -> datetime | None:
     if value is None:
@@ -91,6 +119,84 @@ def _pki_issue(args: argparse.Namespace) -> int:
         return _fail(str(exc))
     print(f"{issued.identity.cn}: {issued.cert} {issued.key} (until {issued.not_after:%Y-%m-%d})")
     print("regenerate the broker config (roomctl broker config) so the ACL includes it")
+    return 0
+
+
+def _pki_revoke(args: argparse.Namespace) -> int:
+    from broker.mosquitto.pki import Pki, PkiError
+    from broker.mosquitto.revocation import revoke, serial_hex
+
+    try:
+        pki = Pki(args.dir)
+        rows = revoke(pki, args.target, days=args.crl_days)
+    except (PkiError, ValueError) as exc:
+        return _fail(str(exc))
+    for row in rows:
+        print(f"revoked {row.identity} serial {serial_hex(row.serial)} ({row.path})")
+    print(f"CRL: {pki.crl}; copy it to the broker and reload it (docs/LOGGER.md, PKI)")
+    return 0
+
+
+def _pki_crl(args: argparse.Namespace) -> int:
+    from broker.mosquitto.pki import Pki, PkiError
+    from broker.mosquitto.revocation import crl_due, write_crl
+
+    try:
+        pki = Pki(args.dir)
+        if args.if_due is not None and not crl_due(pki, args.if_due):
+            print(f"{pki.crl}: valid for more than {args.if_due} days, kept")
+            return 0
+        path = write_crl(pki, days=args.days)
+    except (PkiError, ValueError) as exc:
+        return _fail(str(exc))
+    print(f"CHANGED {path} (valid {args.days} days)")
+    return 0
+
+
+def _pki_list(args: argparse.Namespace) -> int:
+    import json
+
+    from broker.mosquitto.pki import Pki, PkiError
+    from broker.mosquitto.revocation import certificates, read_crl, serial_hex
+
+    now = datetime.now(UTC)
+    try:
+        pki = Pki(args.dir)
+        rows = certificates(pki)
+        crl = read_crl(pki)
+    except (PkiError, ValueError) as exc:
+        return _fail(str(exc))
+    crl_next = crl.next_update_utc if crl is not None else None
+    if args.json:
+        out = {
+            "certificates": [
+                {
+                    "identity": r.identity,
+                    "serial": serial_hex(r.serial),
+                    "not_after": r.not_after.isoformat(),
+                    "revoked": r.revoked.isoformat() if r.revoked else None,
+                    "current": r.current,
+                    "status": r.status(now, args.warn_days),
+                }
+                for r in rows
+            ],
+            "crl_next_update": crl_next.isoformat() if crl_next else None,
+        }
+        print(json.dumps(out, indent=2))
+        return 0
+    print(f"{'IDENTITY':<22} {'SERIAL':<42} {'NOT AFTER':<11} STATUS")
+    for r in rows:
+        status = r.status(now, args.warn_days)
+        flag = "  <-- renew" if status in ("expiring", "expired") else ""
+        if status == "superseded":
+            flag = "  <-- still valid: revoke it"
+        print(f"{r.identity:<22} {serial_hex(r.serial):<42} {r.not_after:%Y-%m-%d}  {status}{flag}")
+    if crl_next is None:
+        print("CRL: none (roomctl pki crl DIR writes one)")
+    else:
+        late = crl_next - now
+        note = "  <-- rewrite it (roomctl pki crl)" if late.days < args.warn_days else ""
+        print(f"CRL: next update {crl_next:%Y-%m-%d}{note}")
     return 0
 
 

@@ -14,6 +14,11 @@ from the certificates in the PKI's `clients/` folder:
 There are no lines before the first `user`, so a client without a username gets nothing, and an
 identity without a block (a certificate issued after the config was written, or removed from
 `clients/`) gets nothing either: fail closed. Adding a room = issue, regenerate, SIGHUP.
+Taking a certificate back = `roomctl pki revoke` (the CRL, `crlfile`: refused at the handshake).
+
+The TLS listener also forces the client id to the username (`use_username_as_clientid`), so a
+certificate cannot take over another identity's session; the development listener keeps the
+client's own id (no certificate, no username).
 """
 
 from __future__ import annotations
@@ -106,6 +111,9 @@ def config_text(settings: BrokerSettings, acl_path: Path) -> str:
     else:
         log_lines = "log_dest stderr"
     user_line = f"user {settings.run_as}" if settings.run_as else ""
+    # Revoked certificates are refused at the handshake. `roomctl pki init` always writes a CRL;
+    # a PKI made before revocation existed gets one with `roomctl pki crl`.
+    crl_line = f"crlfile {pki.crl.resolve()}" if pki.crl.exists() else ""
     return _template("central.conf.tmpl").format(
         site=settings.site,
         user_line=user_line,
@@ -120,6 +128,7 @@ def config_text(settings: BrokerSettings, acl_path: Path) -> str:
         cafile=pki.ca_cert.resolve(),
         certfile=pki.server_cert.resolve(),
         keyfile=pki.server_key.resolve(),
+        crl_line=crl_line,
         acl_file=acl_path.resolve(),
         dev_listener=dev,
     )

@@ -6,9 +6,12 @@ How this works: `Pki.init(DIR, site)` writes
     DIR/ca.crt, ca.key      the clinic CA (EC P-256, 10 years by default)
     DIR/server.crt/.key     the broker's certificate; SAN: localhost, 127.0.0.1, ::1 + hostnames
     DIR/clients/            one `<identity>.crt` / `<identity>.key` per issued client
+    DIR/crl.pem             the CA's revocation list, empty at first (see `revocation.py`)
+    DIR/archive/            superseded and revoked client certificates (`<cn>.<serial>.crt`)
 
 Client identities are the certificate's CN, and Mosquitto maps the CN to the MQTT username
-(`use_identity_as_username true`), so the ACL is written per identity:
+(`use_identity_as_username true`) and the username to the client id (`use_username_as_clientid
+true`), so the ACL is written per identity and a session belongs to one identity:
 
     room-<room>      a room controller (one per Pi)
     staff-<name>     a member of staff (board, CLI)
@@ -33,6 +36,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from broker.mosquitto.crl import write_crl
 from contract.messages import is_ident
 from contract.topics import check_ident
 
@@ -161,6 +165,14 @@ class Pki:
     def clients_dir(self) -> Path:
         return self.root / "clients"
 
+    @property
+    def crl(self) -> Path:
+        return self.root / "crl.pem"
+
+    @property
+    def archive_dir(self) -> Path:
+        return self.root / "archive"
+
     def client_paths(self, identity: Identity) -> tuple[Path, Path]:
         return self.clients_dir / f"{identity.cn}.crt", self.clients_dir / f"{identity.cn}.key"
 
@@ -224,9 +236,13 @@ class Pki:
         (root / "clients").mkdir(exist_ok=True)
         pki = cls(root)
         pki.issue_server(hostnames=hostnames, ips=ips, days=server_days)
+        if force:
+            for old in (pki.crl, *pki.archive_dir.glob("*.crt")):
+                old.unlink(missing_ok=True)  # a new CA: the old one's CRL would not verify
+        write_crl(pki.crl, *pki.ca())  # empty: the broker config always has a CRL to point at
         return pki
 
-    def _ca(self) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    def ca(self) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
         key = serialization.load_pem_private_key(self.ca_key.read_bytes(), password=None)
         if not isinstance(key, ec.EllipticCurvePrivateKey):
             raise PkiError(f"{self.ca_key} is not an EC key")
@@ -241,7 +257,7 @@ class Pki:
         not_after: datetime,
         san: list[x509.GeneralName] | None,
     ) -> x509.Certificate:
-        ca_cert, ca_key = self._ca()
+        ca_cert, ca_key = self.ca()
         builder = (
             x509.CertificateBuilder()
             .subject_name(subject)
@@ -338,11 +354,23 @@ class Pki:
         cert = self._sign(subject, key, ExtendedKeyUsageOID.CLIENT_AUTH, start, end, None)
         if out_dir is None:
             cert_path, key_path = self.client_paths(identity)
+            if cert_path.exists():
+                self.archive(cert_path)  # still valid until revoked: see revocation.py
         else:
             cert_path, key_path = out_dir / f"{identity.cn}.crt", out_dir / f"{identity.cn}.key"
         _write_key(key_path, key)
         _write_cert(cert_path, cert)
         return IssuedCert(identity, cert_path, key_path, end)
+
+    def archive(self, cert_path: Path) -> Path:
+        """Move a client certificate out of `clients/` (out of the ACL) into `archive/`, named
+        `<cn>.<serial hex>.crt`; its private key, if here, is deleted."""
+        cert = load_cert(cert_path)
+        self.archive_dir.mkdir(exist_ok=True)
+        dest = self.archive_dir / f"{cert_cn(cert)}.{cert.serial_number:x}.crt"
+        os.replace(cert_path, dest)
+        cert_path.with_suffix(".key").unlink(missing_ok=True)
+        return dest
 
     def inventory(self) -> list[Identity]:
         """Every identity with a certificate in `clients/`, sorted by CN (the ACL's source)."""

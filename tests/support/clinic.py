@@ -170,9 +170,14 @@ def _varint(n: int) -> bytes:
             return bytes(out)
 
 
-def mqtt5_connect_packet(client_id: str) -> bytes:
+def mqtt5_connect_packet(client_id: str, clean_start: bool = True) -> bytes:
+    """CONNECT, MQTT 5, keepalive 60; `clean_start=False` also asks for a session that never
+    expires (Session Expiry Interval 0xFFFFFFFF), to resume (take over) a persistent one."""
     cid = client_id.encode()
-    var = b"\x00\x04MQTT\x05\x02\x00\x3c\x00"  # v5, clean start, keepalive 60, no properties
+    if clean_start:
+        var = b"\x00\x04MQTT\x05\x02\x00\x3c\x00"  # no properties
+    else:
+        var = b"\x00\x04MQTT\x05\x00\x00\x3c\x05\x11\xff\xff\xff\xff"
     payload = len(cid).to_bytes(2, "big") + cid
     body = var + payload
     return b"\x10" + _varint(len(body)) + body
@@ -217,6 +222,26 @@ def raw_connect(
         return "closed"
 
 
+@contextmanager
+def raw_session(
+    port: int, ca: Path, cert: Path, key: Path, client_id: str, clean_start: bool = False
+) -> Iterator[int]:
+    """A hand-made MQTT 5 connection that stays open (and never reads, acks or reconnects)
+    while the `with` body runs; yields the CONNACK reason code. The session thief of the
+    identity tests: with `clean_start=False` it resumes `client_id`'s session if it may."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.load_verify_locations(str(ca))
+    ctx.load_cert_chain(str(cert), str(key))
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=10) as sock,
+        ctx.wrap_socket(sock, server_hostname="127.0.0.1") as tls,
+    ):
+        tls.sendall(mqtt5_connect_packet(client_id, clean_start))
+        head = tls.recv(4)
+        assert len(head) == 4 and head[0] >> 4 == 2, head
+        yield head[3]
+
+
 @dataclass
 class Session:
     """A connected paho client with its acks recorded, for the ACL tests."""
@@ -227,6 +252,7 @@ class Session:
     pubacks: dict[int, ReasonCode] = field(default_factory=dict)
     subacks: dict[int, list[ReasonCode]] = field(default_factory=dict)
     messages: list[mqtt.MQTTMessage] = field(default_factory=list)
+    disconnects: int = 0
 
     def _wait(self, pred: Any, timeout: float = 10.0) -> None:
         with self.cond:
@@ -255,8 +281,13 @@ class Session:
         close_client(self.client)
 
 
-def open_session(endpoint: BrokerEndpoint, client_id: str | None = None) -> Session:
+def open_session(
+    endpoint: BrokerEndpoint, client_id: str | None = None, will: tuple[str, str] | None = None
+) -> Session:
+    """A connected `Session`; `will` = (topic, payload), retained QoS 1, as a room's."""
     client = make_client(endpoint, client_id or f"t-{uuid.uuid4().hex[:8]}")
+    if will is not None:
+        client.will_set(will[0], will[1], qos=1, retain=True)
     sess = Session(client)
 
     def on_connect(c: mqtt.Client, u: Any, flags: Any, rc: ReasonCode, props: Any = None) -> None:
@@ -281,7 +312,13 @@ def open_session(endpoint: BrokerEndpoint, client_id: str | None = None) -> Sess
             sess.messages.append(msg)
             sess.cond.notify_all()
 
+    def on_disconnect(c: mqtt.Client, u: Any, f: Any, rc: ReasonCode, props: Any = None) -> None:
+        with sess.cond:
+            sess.disconnects += 1
+            sess.cond.notify_all()
+
     client.on_connect = on_connect
+    client.on_disconnect = on_disconnect
     client.on_publish = on_publish
     client.on_subscribe = on_subscribe
     client.on_message = on_message
