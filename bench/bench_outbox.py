@@ -24,7 +24,9 @@ from paho.mqtt.enums import CallbackAPIVersion
 from bench.common import row, subscribed_client
 from broker.mosquitto.run import Mosquitto, free_port
 from contract import topics
+from contract.messages import VitalsMessage
 from contract.mqtt import BrokerEndpoint, close_client
+from controller.core.io_types import Publish
 from controller.mqtt_link import MqttLink, PubAck
 from controller.outbox import Outbox
 from controller.publisher import Publisher
@@ -59,16 +61,8 @@ class Counter:
 def fill(outbox: Outbox, publisher: Publisher, n: int) -> float:
     t0 = time.perf_counter()
     for i in range(n):
-        publisher.enqueue(
-            "vitals",
-            {
-                "protocol": "masimo",
-                "spo2": 95 + i % 4,
-                "pulse_rate": 70,
-                "quality": [],
-                "alarms": [],
-            },
-        )
+        body = {"protocol": "masimo", "spo2": 95 + i % 4, "pulse_rate": 70}
+        publisher.enqueue_many([Publish(VitalsMessage, {**body, "quality": [], "alarms": []})])
     return time.perf_counter() - t0
 
 

@@ -20,7 +20,8 @@ from broker.logger.store import open_store
 from broker.logger.store.sqlite_schema import MIGRATIONS, SCHEMA_VERSION, open_db
 from contract import topics
 from contract.messages import CallMessage, Envelope, StateMessage, new_epoch
-from controller.outbox import Outbox, read_outbox
+from controller.outbox import Outbox
+from controller.outbox_audit import read_outbox
 
 SITE, ROOM = "s1", "101"
 OLD, NEW = "a" * 16, "b" * 16

@@ -6,7 +6,8 @@ import contextlib
 import sqlite3
 from pathlib import Path
 
-from controller.outbox import Outbox, read_outbox
+from controller.outbox import Outbox
+from controller.outbox_audit import read_outbox
 
 
 def put(box: Outbox, kind: str = "vitals") -> int | None:

@@ -72,3 +72,24 @@ def health_body(
         "uptime_s": round(max(0.0, uptime_s), 1),
         "version": version,
     }
+
+
+class HealthCadence:
+    """When health is published: at once when what it says changes (`health_key`), every
+    `every_s`, when forced, or when an event marked it `due` (published at the next Tick,
+    with fresh facts)."""
+
+    def __init__(self, every_s: float):
+        self.every_s = every_s
+        self.due = False
+        self._key: tuple[Any, ...] | None = None
+        self._last_mono: float | None = None
+
+    def step(self, key: tuple[Any, ...], mono: float, force: bool) -> tuple[bool, bool]:
+        """Return (what it says changed, publish now)."""
+        changed = key != self._key
+        periodic = self._last_mono is None or mono - self._last_mono >= self.every_s
+        publish = force or self.due or periodic or changed
+        if publish:
+            self._key, self._last_mono, self.due = key, mono, False
+        return changed, publish

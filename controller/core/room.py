@@ -22,7 +22,6 @@ from typing import Any
 from pydantic import ValidationError
 
 from contract import topics
-from contract.alert_rules import DEFAULT_RULES, AlertRule
 from contract.messages import (
     ClaimCommand,
     EventKind,
@@ -57,6 +56,7 @@ from controller.core.io_types import (
     Started,
     Tick,
 )
+from controller.core.settings import RoomSettings, restore, short_errors
 
 log = logging.getLogger(__name__)
 
@@ -83,26 +83,20 @@ class RoomCore:
         self.site, self.room = config.site, config.room
         self.version = version
         self._new_call_id = new_call_id or (lambda: f"{self.room}-{uuid.uuid4().hex[:12]}")
-        t = config.timing
-        self.phase_settings = phases.PhaseSettings(
-            planned_pre_check_s=t.planned_pre_check_min * 60,
-            planned_infusion_s=t.planned_infusion_min * 60,
-            planned_recovery_s=t.planned_recovery_min * 60,
-            min_recovery_s=t.min_recovery_min * 60,
-            reminder_every_s=t.reminder_every_min * 60,
-        )
-        self.call_settings = call_lifecycle.CallSettings(escalate_after_s=t.escalate_after())
-        self.alert_rules = alert_rules(config)
-        self.phase_scenes = {**lighting.DEFAULT_PHASE_SCENES, **(config.scenes or {})}
+        settings = RoomSettings.from_config(config)
+        self.phase_settings = settings.phases
+        self.call_settings = settings.calls
+        self.alert_rules = settings.alert_rules
+        self.phase_scenes = settings.phase_scenes
         self._prefix = topics.room_prefix(self.site, self.room) + "/"
 
-        self.session = _restore(
+        self.session = restore(
             "session", saved.get("session"), phases.from_dict, phases.initial(now.wall)
         )
-        self.call = _restore(
+        self.call = restore(
             "call", saved.get("call"), call_lifecycle.from_dict, call_lifecycle.idle()
         )
-        self.alerts = _restore("alerts", saved.get("alerts"), alerts.from_dict, alerts.initial())
+        self.alerts = restore("alerts", saved.get("alerts"), alerts.from_dict, alerts.initial())
         self.scene_override: str | None = (saved.get("scene") or {}).get("override")
         self.restored = saved.get("session") is not None or saved.get("call") is not None
         self.fade = lighting.fade_to(None, self.scene().color, now.wall, 0.0)
@@ -113,12 +107,10 @@ class RoomCore:
         self.monitor_ok = True  # until silence_s passes with no reading (grace at start)
         self.link_up = False
         self.facts = RoomFacts()
-        self._health_key: tuple[Any, ...] | None = None
-        self._last_health_mono: float | None = None
         # Health is built from the facts the daemon samples with every Tick: an event that
         # changes it (link, monitor) marks it due, and the Tick that follows (in the same
         # round of the daemon loop) publishes it with fresh facts.
-        self._health_due = False
+        self._health = health.HealthCadence(config.timing.health_every_s)
         self._out: list[Action] = []
 
     # -- the one entry point ------------------------------------------------------------
@@ -145,11 +137,11 @@ class RoomCore:
                 self._out.append(ResendRecent())
                 self._publish_state()
                 self._publish_call()
-                self._health_due = True
+                self._health.due = True
             case LinkDown(reason=reason):
                 self.link_up = False
                 log.warning("broker link down: %s", reason)
-                self._health_due = True
+                self._health.due = True
             case Tick(facts=facts):
                 self._on_tick(facts, now)
         return self._out
@@ -247,7 +239,7 @@ class RoomCore:
             detail = {"protocol": reading.protocol}
             self._emit([Emit(EventKind.MONITOR_LINK_RESTORED, now.wall, detail=detail)])
             self._apply_outputs(now)
-            self._health_due = True
+            self._health.due = True
 
     def _on_message(self, topic: str, payload: bytes, retained: bool, now: Instant) -> None:
         leaf = topic[len(self._prefix) :] if topic.startswith(self._prefix) else ""
@@ -364,7 +356,7 @@ class RoomCore:
             self._set_call(state, emits, now)
         self._out.append(SetAmbient(lighting.color_at(self.fade, now.wall)))
         self._check_monitor(now)
-        self._publish_health(now, force=self._health_due)
+        self._publish_health(now)
 
     def _check_monitor(self, now: Instant) -> None:
         mon = self.facts.monitor
@@ -384,7 +376,7 @@ class RoomCore:
                 ]
             )
             self._apply_outputs(now)
-            self._health_due = True
+            self._health.due = True
 
     # -- outputs ------------------------------------------------------------------------
 
@@ -415,18 +407,13 @@ class RoomCore:
         self._out.append(payloads.call(self.call))
 
     def _publish_health(self, now: Instant, force: bool = False) -> None:
-        """Publish health on a change of what it says, every health_every_s, or when forced."""
+        """Publish health on a change of what it says, every health_every_s, or when due."""
         key = health.health_key(self.facts, self.link_up, self.monitor_ok)
-        changed = key != self._health_key
+        changed, publish = self._health.step(key, now.mono, force)
         if changed:
             code = health.status_code(self.facts, self.link_up, self.monitor_ok)
             self._out.append(SetStatusLed(lighting.blink_sequence(code)))
-        last = self._last_health_mono
-        due = last is None or now.mono - last >= self.config.timing.health_every_s
-        if force or due or changed:
-            self._health_key = key
-            self._last_health_mono = now.mono
-            self._health_due = False
+        if publish:
             body = health.health_body(
                 self.config,
                 self.facts,
@@ -436,29 +423,3 @@ class RoomCore:
                 version=self.version,
             )
             self._out.append(Publish(HealthMessage, body))
-
-
-def alert_rules(config: RoomConfig) -> dict[Phase, tuple[AlertRule, ...]]:
-    """The default rules per phase, with the room's own rules from its config on top."""
-    rules = dict(DEFAULT_RULES)
-    for phase, items in (config.alerts or {}).items():
-        rules[phase] = tuple(AlertRule(**item.model_dump()) for item in items)
-    return rules
-
-
-def short_errors(exc: ValidationError) -> str:
-    parts = []
-    for err in exc.errors()[:5]:
-        loc = ".".join(str(p) for p in err["loc"]) or "payload"
-        parts.append(f"{loc}: {err['msg']}")
-    return "; ".join(parts)
-
-
-def _restore(name: str, data: Mapping[str, Any] | None, load: Any, default: Any) -> Any:
-    if data is None:
-        return default
-    try:
-        return load(data)
-    except (ValueError, KeyError, TypeError) as exc:
-        log.error("saved %s state is unreadable (%s): starting from a clean %s", name, exc, name)
-        return default

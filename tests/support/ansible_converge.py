@@ -347,3 +347,29 @@ class OutputLines:
             return self._cond.wait_for(
                 lambda: any(text in ln or ln == "<exit>" for ln in self.lines), timeout
             ) and any(text in ln for ln in self.lines)
+
+
+def start_root_mosquitto(converged: Converged) -> tuple[subprocess.Popen[str], OutputLines]:
+    """The root's Mosquitto with the config the central role generated."""
+    proc = subprocess.Popen(
+        [
+            "chroot",
+            str(converged.root),
+            "/usr/sbin/mosquitto",
+            "-v",
+            "-c",
+            "/etc/mosquitto/mosquitto.conf",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    return proc, OutputLines(proc)
+
+
+def stop_root_mosquitto(proc: subprocess.Popen[str], out: OutputLines) -> None:
+    proc.terminate()
+    proc.wait(timeout=10)
+    out.join()
+    assert proc.stdout is not None
+    proc.stdout.close()

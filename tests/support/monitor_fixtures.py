@@ -16,7 +16,6 @@ from firmware_py.monitors.parser_base import ParserBase
 from firmware_py.monitors.parsers import make_parser
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "monitors"
-SHARED_SAMPLES = Path("/work/shared/monitor-samples")
 
 
 def fixed_clock() -> float:

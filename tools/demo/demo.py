@@ -30,7 +30,7 @@ from broker.mosquitto.pki import Identity, Pki
 from broker.mosquitto.run import Mosquitto, free_port
 from contract import topics
 from contract.mqtt import BrokerEndpoint
-from controller.outbox import read_outbox
+from controller.outbox_audit import read_outbox
 from tools.demo import script
 from tools.demo.summary import summarize
 from tools.demo.view import ClinicView

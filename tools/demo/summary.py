@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from broker.logger.store import open_store
-from controller.outbox import read_outbox
+from controller.outbox_audit import read_outbox
 
 
 def summarize(db_path: Path, site: str, room_dirs: dict[str, Path]) -> dict[str, Any]:
