@@ -1,6 +1,6 @@
 """Shared fixtures: a real Mosquitto started from the project's own config on a free port; the
-clinic (TLS broker with its PKI), the board and the logger's store fixtures come from
-tests/support/."""
+clinic (TLS broker with its PKI), the board, the logger's store and the converged Ansible root
+fixtures come from tests/support/."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from broker.mosquitto.run import Mosquitto
+from tests.support.ansible_fixtures import converged
 from tests.support.board_fixtures import board, browser, page
 from tests.support.clinic_fixtures import clinic, clinic_rooms
 from tests.support.logger_store import store
@@ -19,6 +20,7 @@ __all__ = [
     "browser",
     "clinic",
     "clinic_rooms",
+    "converged",
     "mosquitto",
     "page",
     "shared_mosquitto",
