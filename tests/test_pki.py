@@ -93,3 +93,28 @@ def test_init_refuses_to_overwrite_and_bad_site(tmp_path: Path) -> None:
         Pki.init(tmp_path / "other", "S 1")
     with pytest.raises(PkiError, match="not a PKI"):
         Pki(tmp_path / "nothing")
+
+
+def test_issue_web_makes_the_boards_https_certificate(tmp_path: Path) -> None:
+    from broker.mosquitto.revocation import certificates
+
+    pki = Pki.init(tmp_path / "pki", "s1", hostnames=("mqtt.test",))
+    broker_serial = load_cert(pki.server_cert).serial_number
+    cert_path = pki.issue_web(hostnames=("board.test",), ips=("10.0.0.5",))
+    cert_path_, key_path = pki.web_paths()
+    assert cert_path == cert_path_ == tmp_path / "pki/web/board.crt"
+    assert stat.S_IMODE(key_path.stat().st_mode) == 0o600
+    cert = load_cert(cert_path)
+    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert set(san.get_values_for_type(x509.DNSName)) == {"localhost", "board.test"}
+    assert set(san.get_values_for_type(x509.IPAddress)) == {
+        ip_address("127.0.0.1"), ip_address("::1"), ip_address("10.0.0.5")
+    }  # fmt: skip
+    eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    assert list(eku) == [ExtendedKeyUsageOID.SERVER_AUTH]
+    cert.verify_directly_issued_by(load_cert(pki.ca_cert))
+    assert load_cert(pki.server_cert).serial_number == broker_serial  # the broker's is untouched
+    rows = {row.identity: row for row in certificates(pki)}
+    assert rows["(board https)"].serial == cert.serial_number
+    with pytest.raises(ValueError, match="web service"):
+        pki.issue_web(name="../x")

@@ -11,6 +11,11 @@ session token (see `users.py`). Every state-changing request (POST) must carry t
 CSRF token (header `X-CSRF-Token` or form field `csrf`) and, when the browser sends an
 `Origin`, it must be this server. `--no-auth` (loopback only, for the demo) acts as the
 nurse `board`.
+
+Transport: in production uvicorn serves this app over TLS (`--tls-cert/--tls-key`, a server
+certificate from the clinic CA), every HTTPS response carries HSTS, and the plain-HTTP port
+only redirects (`redirect.py`). Plain HTTP serves the board only on loopback (demo, tests) or
+behind an HTTPS proxy with `--insecure-http` (see `cli.py`).
 """
 
 from __future__ import annotations
@@ -43,8 +48,12 @@ _CSP = (
 )
 
 
+HSTS = b"max-age=31536000"
+
+
 class SecurityHeaders:
-    """Pure ASGI middleware: CSP and friends on every response (streaming ones too)."""
+    """Pure ASGI middleware: CSP and friends on every response (streaming ones too), and
+    `Strict-Transport-Security` on every response sent over HTTPS."""
 
     def __init__(self, app: ASGIApp):
         self.app = app
@@ -63,6 +72,8 @@ class SecurityHeaders:
                     (b"referrer-policy", b"same-origin"),
                     (b"x-frame-options", b"DENY"),
                 ]
+                if scope.get("scheme") == "https":
+                    headers.append((b"strict-transport-security", HSTS))
                 message["headers"] = headers
             await send(message)
 

@@ -1,5 +1,13 @@
 """`roomctl board` (web board) and `roomctl board user add|list|remove` (its accounts).
 
+Transport (production serves the board over HTTPS; docs/BOARD.md, "HTTPS"):
+
+- `--tls-cert/--tls-key`: uvicorn's own TLS (a server certificate from the clinic CA, `roomctl
+  pki issue-web`); session cookies are `Secure`, responses carry HSTS. `--redirect-port P`
+  adds a plain-HTTP listener that only redirects to the HTTPS port (`redirect.py`).
+- Without TLS the board speaks plain HTTP only on loopback (demo, tests), unless
+  `--insecure-http` says an HTTPS proxy in front of it terminates TLS (cookies stay `Secure`).
+
 The board's accounts live in its own SQLite file (`--board-db`, default `board.sqlite` beside
 the logger's `--db`), not in the logger's database: see `broker/board/users.py`.
 """
@@ -10,7 +18,9 @@ import argparse
 import getpass
 import logging
 import os
+import socket
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -38,11 +48,23 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     add_broker_args(board)
     board.add_argument("--db", type=db_arg, help="the logger's database (read-only: history)")
     board.add_argument("--board-db", type=Path, help="accounts/sessions (default: beside --db)")
-    board.add_argument("--host", default=DEFAULT_HOST, help=f"default {DEFAULT_HOST}")
+    board.add_argument("--host", "--bind", default=DEFAULT_HOST, help=f"default {DEFAULT_HOST}")
     board.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"default {DEFAULT_PORT}")
+    board.add_argument("--tls-cert", type=Path, help="HTTPS: the board's server certificate")
+    board.add_argument("--tls-key", type=Path, help="HTTPS: its private key")
+    board.add_argument(
+        "--redirect-port", type=int, help="with TLS: a plain-HTTP port that only redirects to it"
+    )
+    board.add_argument(
+        "--insecure-http",
+        action="store_true",
+        help="allow plain HTTP off loopback (only behind an HTTPS proxy)",
+    )
     board.add_argument("--no-auth", action="store_true", help="no login (loopback only: demo)")
     board.add_argument("--session-hours", type=float, default=12.0, help="login lifetime")
-    board.add_argument("--secure-cookies", action="store_true", help="behind an HTTPS proxy")
+    board.add_argument(
+        "--secure-cookies", action="store_true", help="Secure cookies on loopback too (proxy)"
+    )
     board.add_argument("--chromium", default="/usr/bin/chromium", help="for PDF reports")
     board.add_argument("-v", "--verbose", action="store_true")
     board.set_defaults(func=_serve)
@@ -110,6 +132,35 @@ def _user(args: argparse.Namespace) -> int:
         users.close()
 
 
+def transport_refusal(args: argparse.Namespace) -> str | None:
+    """Why these transport options are refused (None: they are fine)."""
+    from broker.board.security import is_loopback_host
+
+    if (args.tls_cert is None) != (args.tls_key is None):
+        return "give both --tls-cert and --tls-key (HTTPS), or neither"
+    tls = args.tls_cert is not None
+    if args.redirect_port is not None and not tls:
+        return "--redirect-port redirects to HTTPS: give --tls-cert and --tls-key"
+    if not tls and not args.insecure_http and not is_loopback_host(args.host):
+        return (
+            f"plain HTTP on {args.host} is refused: give --tls-cert and --tls-key (HTTPS), or "
+            "--insecure-http if an HTTPS proxy in front of the board terminates TLS"
+        )
+    return None
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host.strip("[]"), port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -126,6 +177,10 @@ def _serve(args: argparse.Namespace) -> int:
         return _fail("roomctl board needs --broker URL and --site S (and --db PATH for history)")
     if args.no_auth and not is_loopback_host(args.host):
         return _fail(f"--no-auth is refused on {args.host}: only on loopback (127.0.0.1, ::1)")
+    refusal = transport_refusal(args)
+    if refusal is not None:
+        return _fail(refusal)
+    tls = args.tls_cert is not None
     board_db = board_db_path(args.board_db, args.db)
     if board_db is None:
         return _fail("give --db (the logger's database) or --board-db")
@@ -141,7 +196,9 @@ def _serve(args: argparse.Namespace) -> int:
         board_db=board_db,
         no_auth=args.no_auth,
         session_hours=args.session_hours,
-        secure_cookies=args.secure_cookies,
+        # Secure unless the board is plain HTTP on loopback (demo, tests): over TLS, and behind
+        # an HTTPS proxy (--insecure-http), the browser sees https
+        secure_cookies=tls or args.secure_cookies or not is_loopback_host(args.host),
         chromium=args.chromium,
         host=args.host,
     )
@@ -159,8 +216,48 @@ def _serve(args: argparse.Namespace) -> int:
             port=args.port,
             log_level="info" if args.verbose else "warning",
             timeout_graceful_shutdown=2,
+            ssl_certfile=args.tls_cert,
+            ssl_keyfile=args.tls_key,
         )
     )
-    print(f"board for site {args.site} on http://{args.host}:{args.port}/", file=sys.stderr)
-    server.run()
+    scheme = "https" if tls else "http"
+    print(f"board for site {args.site} on {scheme}://{args.host}:{args.port}/", file=sys.stderr)
+    if args.redirect_port is None:
+        server.run()
+        return 0
+    return _serve_with_redirect(server, args)
+
+
+def _serve_with_redirect(server: Any, args: argparse.Namespace) -> int:
+    """The board's server in this thread, the redirect-only HTTP server in another (uvicorn
+    handles signals in the main thread only: stopping the board stops the redirect too)."""
+    import uvicorn
+
+    from broker.board.redirect import HttpsRedirect
+
+    try:
+        sock = _listen(args.host, args.redirect_port)
+    except OSError as exc:
+        return _fail(f"cannot listen on {args.host}:{args.redirect_port}: {exc}")
+    redirect = uvicorn.Server(
+        uvicorn.Config(
+            HttpsRedirect(args.port),
+            lifespan="off",
+            log_level="info" if args.verbose else "warning",
+            timeout_graceful_shutdown=1,
+        )
+    )
+    thread = threading.Thread(
+        target=redirect.run, kwargs={"sockets": [sock]}, name="http-redirect", daemon=True
+    )
+    thread.start()
+    print(
+        f"http://{args.host}:{args.redirect_port}/ redirects to port {args.port}", file=sys.stderr
+    )
+    try:
+        server.run()
+    finally:
+        redirect.should_exit = True
+        thread.join(5)
+        sock.close()
     return 0

@@ -45,7 +45,7 @@ class BoardConfig:
     board_db: Path
     no_auth: bool = False
     session_hours: float = 12.0
-    secure_cookies: bool = False
+    secure_cookies: bool = True  # plain loopback HTTP (demo, tests) turns it off explicitly
     chromium: str = "/usr/bin/chromium"
     host: str = "127.0.0.1"  # where it is bound (with --no-auth, the only Host names allowed)
 

@@ -56,7 +56,15 @@ async def login_page(request: Request, board: BoardContext) -> Response:
         login_csrf=token,
         error=request.query_params.get("error"),
     )
-    resp.set_cookie(LOGIN_COOKIE, token, max_age=600, httponly=True, samesite="strict", path="/")
+    resp.set_cookie(
+        LOGIN_COOKIE,
+        token,
+        max_age=600,
+        httponly=True,
+        samesite="strict",
+        secure=board.config.secure_cookies,
+        path="/",
+    )
     return resp
 
 

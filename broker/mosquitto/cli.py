@@ -50,6 +50,17 @@ def _register_pki(sub: argparse._SubParsersAction[Any]) -> None:
     issue.add_argument("--not-before", help="start of validity (RFC 3339)")
     issue.set_defaults(func=_pki_issue)
 
+    web = pki_sub.add_parser(
+        "issue-web", help="issue the staff board's HTTPS certificate (web/board.crt)"
+    )
+    web.add_argument("dir", type=Path)
+    web.add_argument(
+        "--hostname", action="append", default=[], help="board DNS name for the SAN (repeat)"
+    )
+    web.add_argument("--ip", action="append", default=[], help="board IP for the SAN (repeat)")
+    web.add_argument("--days", type=int, default=825)
+    web.set_defaults(func=_pki_issue_web)
+
     revoke = pki_sub.add_parser(
         "revoke", help="revoke a client certificate (by identity or serial) and rewrite the CRL"
     )
@@ -119,6 +130,19 @@ def _pki_issue(args: argparse.Namespace) -> int:
         return _fail(str(exc))
     print(f"{issued.identity.cn}: {issued.cert} {issued.key} (until {issued.not_after:%Y-%m-%d})")
     print("regenerate the broker config (roomctl broker config) so the ACL includes it")
+    return 0
+
+
+def _pki_issue_web(args: argparse.Namespace) -> int:
+    from broker.mosquitto.pki import Pki, PkiError
+
+    try:
+        pki = Pki(args.dir)
+        cert = pki.issue_web(hostnames=tuple(args.hostname), ips=tuple(args.ip), days=args.days)
+    except (PkiError, ValueError) as exc:
+        return _fail(str(exc))
+    print(f"board HTTPS certificate: {cert} {pki.web_paths()[1]}")
+    print("give them to `roomctl board --tls-cert CERT --tls-key KEY` (docs/BOARD.md, HTTPS)")
     return 0
 
 

@@ -6,6 +6,7 @@ How this works: `Pki.init(DIR, site)` writes
     DIR/ca.crt, ca.key      the clinic CA (EC P-256, 10 years by default)
     DIR/server.crt/.key     the broker's certificate; SAN: localhost, 127.0.0.1, ::1 + hostnames
     DIR/clients/            one `<identity>.crt` / `<identity>.key` per issued client
+    DIR/web/board.crt/.key  the staff board's HTTPS certificate (`issue_web`), same SAN rule
     DIR/crl.pem             the CA's revocation list, empty at first (see `revocation.py`)
     DIR/archive/            superseded and revoked client certificates (`<cn>.<serial>.crt`)
 
@@ -161,6 +162,10 @@ class Pki:
     def server_key(self) -> Path:
         return self.root / "server.key"
 
+    def web_paths(self, name: str = "board") -> tuple[Path, Path]:
+        """The HTTPS server certificate and key of a web service (the staff board)."""
+        return self.root / "web" / f"{name}.crt", self.root / "web" / f"{name}.key"
+
     @property
     def clients_dir(self) -> Path:
         return self.root / "clients"
@@ -298,6 +303,30 @@ class Pki:
         self, hostnames: tuple[str, ...] = (), ips: tuple[str, ...] = (), days: int = SERVER_DAYS
     ) -> Path:
         """(Re)issue the broker certificate: SAN localhost, 127.0.0.1, ::1 plus the given names."""
+        return self._issue_server(self.server_cert, self.server_key, hostnames, ips, days)
+
+    def issue_web(
+        self,
+        hostnames: tuple[str, ...] = (),
+        ips: tuple[str, ...] = (),
+        days: int = SERVER_DAYS,
+        name: str = "board",
+    ) -> Path:
+        """(Re)issue the staff board's HTTPS certificate (`web/board.crt`), the broker's SAN
+        rule: localhost, 127.0.0.1, ::1 plus the names staff type in the browser."""
+        check_ident("web service", name)
+        cert_path, key_path = self.web_paths(name)
+        cert_path.parent.mkdir(exist_ok=True)
+        return self._issue_server(cert_path, key_path, hostnames, ips, days)
+
+    def _issue_server(
+        self,
+        cert_path: Path,
+        key_path: Path,
+        hostnames: tuple[str, ...],
+        ips: tuple[str, ...],
+        days: int,
+    ) -> Path:
         names: list[x509.GeneralName] = [x509.DNSName("localhost")]
         names += [x509.DNSName(h) for h in hostnames if h != "localhost"]
         all_ips = ["127.0.0.1", "::1", *ips]
@@ -323,9 +352,9 @@ class Pki:
             now + timedelta(days=days),
             names,
         )
-        _write_key(self.server_key, key)
-        _write_cert(self.server_cert, cert)
-        return self.server_cert
+        _write_key(key_path, key)
+        _write_cert(cert_path, cert)
+        return cert_path
 
     def issue(
         self,

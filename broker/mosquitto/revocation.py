@@ -105,10 +105,14 @@ class CertRow:
 
 
 def certificates(pki: Pki) -> list[CertRow]:
-    """Every certificate the PKI issued that it still holds: CA, broker, clients, archive."""
+    """Every certificate the PKI issued that it still holds: CA, broker, board, clients,
+    archive."""
     revoked = revoked_serials(pki)
     rows: list[CertRow] = []
-    for name, path in (("(ca)", pki.ca_cert), ("(server)", pki.server_cert)):
+    servers = [("(ca)", pki.ca_cert), ("(server)", pki.server_cert)]
+    if pki.web_paths()[0].exists():
+        servers.append(("(board https)", pki.web_paths()[0]))
+    for name, path in servers:
         cert = load_cert(path)
         rows.append(CertRow(name, cert.serial_number, cert.not_valid_after_utc, path, True, None))
     for folder, current in ((pki.clients_dir, True), (pki.archive_dir, False)):

@@ -48,6 +48,7 @@ class BoardServer:
             logger_db=logger_db,
             board_db=tmp / "board.sqlite",
             no_auth=no_auth,
+            secure_cookies=False,  # plain HTTP on loopback, as `roomctl board` sets it
         )
         self.board = Board(self.config)
         self.board.users.add_user("alice", "nurse", PASSWORDS["alice"])
