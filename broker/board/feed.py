@@ -19,6 +19,7 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.reasoncodes import ReasonCode
+from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from contract import topics
 from contract.messages import DEFAULT_COMMAND_MAX_AGE_S
@@ -85,8 +86,14 @@ class BoardFeed:
             log.warning("broker refused the board: %s", rc)
             return
         self.connected.set()
+        # retain-as-published: a retained `vitals`/`events` message published while the board
+        # is connected carries its flag too, so SiteState ignores it like a stale one.
+        options = SubscribeOptions(qos=1, retainAsPublished=True)
         client.subscribe(
-            [(topics.all_rooms_filter(self.site), 1), (topics.logger_status(self.site), 1)]
+            [
+                (topics.all_rooms_filter(self.site), options),
+                (topics.logger_status(self.site), options),
+            ]
         )
         self._tell(None)
 
@@ -113,7 +120,9 @@ class BoardFeed:
         parsed = topics.parse_room_topic(msg.topic)
         if parsed is None or parsed.site != self.site:
             return
-        applied = self.state.apply(parsed.room, parsed.leaf, bytes(msg.payload), self.clock())
+        applied = self.state.apply(
+            parsed.room, parsed.leaf, bytes(msg.payload), self.clock(), bool(msg.retain)
+        )
         if applied is not None:
             self._tell(applied.room)
 

@@ -4,6 +4,9 @@ How this works: `SiteState.apply(room, leaf, payload, received_at)` takes one MQ
 the room topic tree (leaf = `state`, `call`, `vitals`, ...), validates it with the contract
 models and keeps the latest of each per room (plus a short ring of events and vitals).
 Invalid payloads are counted and ignored (the logger quarantines them; the board only shows).
+A retained message on a topic the contract does not retain (`events`, `vitals`) is stale by
+nature (the broker hands it to every new subscriber): it is ignored and counted in
+`retained_ignored`, never shown as live.
 `view(room, now)` turns a room into the JSON-ready dict the browser tiles and the terminal
 table draw, with the room's recent staff commands and what became of them (`commands.py`:
 sent, then applied or refused from the room's own answer, or no answer). Thread safety: one
@@ -20,7 +23,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from contract import messages
+from contract import messages, topics
 from contract.messages import (
     CallMessage,
     CallPriority,
@@ -108,12 +111,22 @@ class SiteState:
         self.site = site
         self.rooms: dict[str, RoomLive] = {}
         self.rejected = 0
+        self.retained_ignored = 0
         self.logger_status: str | None = None
         self._commands = CommandLog()
         self._lock = threading.Lock()
 
-    def apply(self, room: str, leaf: str, payload: bytes, received_at: float) -> Applied | None:
-        """Take one message; return what changed, or None (ignored or invalid)."""
+    def apply(
+        self, room: str, leaf: str, payload: bytes, received_at: float, retained: bool = False
+    ) -> Applied | None:
+        """Take one message; return what changed, or None (ignored or invalid).
+
+        `retained`: the message's MQTT retain flag; on a non-retained leaf it is ignored.
+        """
+        if retained and leaf in _MODELS and not topics.SPEC_BY_LEAF[leaf].retained:
+            with self._lock:
+                self.retained_ignored += 1
+            return None
         if leaf == "availability":
             text = payload.decode("utf-8", "replace").strip()
             if text not in messages.AVAILABILITY_VALUES:

@@ -1,7 +1,10 @@
 """Classify one received MQTT message for the logger: accepted, availability, command, or rejected.
 
-Pure: no paho, no sqlite. `classify(topic, payload, site, max_bytes)` never raises; anything the
-contract refuses comes back as `Rejected` with a reason for the quarantine table.
+Pure: no paho, no sqlite. `classify(topic, payload, site, max_bytes, retain)` never raises;
+anything the contract refuses comes back as `Rejected` with a reason for the quarantine table.
+`retain` is the MQTT retain flag as published (the logger subscribes with retain-as-published):
+a retained message on a topic the contract does not retain (`events`, `vitals`, `cmd/...`)
+would be handed to every new subscriber and every board restart, so it is refused.
 """
 
 from __future__ import annotations
@@ -59,6 +62,7 @@ class Ignored:
 
 Classified = Accepted | Availability | Command | Rejected | Ignored
 QUARANTINE_RAW_CAP = 65_536
+RETAINED_ON_NON_RETAINED = "retained message on a non-retained topic"
 
 
 def _reject(topic: str, reason: str, payload: bytes) -> Rejected:
@@ -89,7 +93,9 @@ def _validate(topic: str, model: type[BaseModel], payload: bytes) -> BaseModel |
         return _reject(topic, f"validation failed: {type(exc).__name__}: {exc}", payload)
 
 
-def classify(topic: str, payload: bytes, site: str, max_bytes: int) -> Classified:
+def classify(
+    topic: str, payload: bytes, site: str, max_bytes: int, retain: bool = False
+) -> Classified:
     """Decide what one message is. Never raises."""
     if len(payload) > max_bytes:
         return _reject(topic, f"oversize: {len(payload)} bytes > limit {max_bytes}", payload)
@@ -103,6 +109,8 @@ def classify(topic: str, payload: bytes, site: str, max_bytes: int) -> Classifie
     if parsed.site != site:
         return _reject(topic, f"topic site {parsed.site!r} is not this logger's {site!r}", payload)
     leaf = parsed.leaf
+    if retain and not topics.SPEC_BY_LEAF[leaf].retained:
+        return _reject(topic, f"{RETAINED_ON_NON_RETAINED} ({leaf})", payload)
     if leaf == "availability":
         text = payload.decode("utf-8", "replace").strip()
         if text not in messages.AVAILABILITY_VALUES:

@@ -54,6 +54,7 @@ class Inbound(NamedTuple):
     qos: int
     generation: int
     received_at: float  # time.time(); formatted by the writer
+    retain: bool = False  # as published (the subscription asks for retain-as-published)
 
 
 _STOP = object()
@@ -112,7 +113,13 @@ class Logger:
             self._generation += 1
         log.info("connected to %s (session present: %s)", self.endpoint.url, flags.session_present)
         client.publish(self.status_topic, "online", qos=1, retain=True)
-        options = SubscribeOptions(qos=1, retainHandling=SubscribeOptions.RETAIN_SEND_IF_NEW_SUB)
+        # retain-as-published: the flag says whether the publisher retained the message, so a
+        # retained `events`/`vitals`/`cmd` message is seen (and quarantined) as such.
+        options = SubscribeOptions(
+            qos=1,
+            retainAsPublished=True,
+            retainHandling=SubscribeOptions.RETAIN_SEND_IF_NEW_SUB,
+        )
         client.subscribe(self.filter, options=options)
         self.connected.set()
 
@@ -138,7 +145,15 @@ class Logger:
         except UnicodeDecodeError:
             topic = repr(msg._topic)
         # `_generation` only changes in on_connect, on this same paho thread: no lock needed.
-        item = Inbound(topic, bytes(msg.payload), msg.mid, msg.qos, self._generation, time.time())
+        item = Inbound(
+            topic,
+            bytes(msg.payload),
+            msg.mid,
+            msg.qos,
+            self._generation,
+            time.time(),
+            bool(msg.retain),
+        )
         # Blocks when full: back-pressure to the broker, never a drop (see module docstring).
         self.queue.put(item)
 
@@ -176,7 +191,7 @@ class Logger:
         """Write a batch; on a database error retry (bounded by stop) and never ack a failure."""
         items = [
             (
-                classify(i.topic, i.payload, self.cfg.site, self.cfg.max_bytes),
+                classify(i.topic, i.payload, self.cfg.site, self.cfg.max_bytes, i.retain),
                 self._ts(i.received_at),
             )
             for i in batch
