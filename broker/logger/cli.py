@@ -49,6 +49,8 @@ def _register_logger(sub: argparse._SubParsersAction[Any]) -> None:
     lg.add_argument("--batch-max", type=int)
     lg.add_argument("--max-bytes", type=int, help="larger payloads go to quarantine")
     lg.add_argument("--synchronous", choices=("FULL", "NORMAL"))
+    lg.add_argument("--quarantine-max-rows-per-room", type=int, help="default 10000")
+    lg.add_argument("--quarantine-max-bytes-per-room", type=int, help="default 50 MiB")
     lg.add_argument("--retention-days", type=float)
     lg.add_argument("--retention-interval-s", type=float)
     lg.add_argument("-v", "--verbose", action="store_true")
@@ -67,6 +69,7 @@ def _logger(args: argparse.Namespace) -> int:
     keys = (
         "broker", "ca", "cert", "key", "db", "site", "client_id", "share_group",
         "session_expiry_s", "receive_maximum", "batch_max", "max_bytes", "synchronous",
+        "quarantine_max_rows_per_room", "quarantine_max_bytes_per_room",
         "retention_days", "retention_interval_s",
     )  # fmt: skip
     try:

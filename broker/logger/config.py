@@ -32,6 +32,8 @@ class LoggerConfig(BaseModel):
     batch_max: int = Field(default=1000, ge=1)
     max_bytes: int = Field(default=65536, ge=256)
     synchronous: Literal["FULL", "NORMAL"] = "FULL"
+    quarantine_max_rows_per_room: int = Field(default=10_000, ge=1)
+    quarantine_max_bytes_per_room: int = Field(default=50 * 1024 * 1024, ge=65_536)
     retention_days: float | None = Field(default=None, gt=0)
     retention_interval_s: float = Field(default=300.0, gt=0)
     retention_batch: int = Field(default=500, ge=1)

@@ -37,7 +37,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from broker.logger.config import LoggerConfig
 from broker.logger.ingest import QUARANTINE_RAW_CAP, Classified, Rejected, classify
-from broker.logger.store import BatchStats, LogStore, StoreError, open_store
+from broker.logger.store import BatchStats, LogStore, QuarantineLimits, StoreError, open_store
 from contract import topics
 from contract.mqtt import BrokerEndpoint, close_client, make_client
 from contract.timefmt import format_ts
@@ -159,7 +159,11 @@ class Logger:
 
     # -- writer thread -----------------------------------------------------------------
     def _writer_loop(self) -> None:
-        store = open_store(self.cfg.db, synchronous=self.cfg.synchronous)
+        limits = QuarantineLimits(
+            max_rows=self.cfg.quarantine_max_rows_per_room,
+            max_bytes=self.cfg.quarantine_max_bytes_per_room,
+        )
+        store = open_store(self.cfg.db, synchronous=self.cfg.synchronous, quarantine=limits)
         try:
             done = False
             while not done:
@@ -211,6 +215,11 @@ class Logger:
             self._cond.notify_all()
         if stats.quarantined:
             log.warning("%d message(s) quarantined", stats.quarantined)
+        if stats.quarantine_dropped:
+            log.warning(
+                "%d old quarantine row(s) dropped (a room over its quarantine caps)",
+                stats.quarantine_dropped,
+            )
         return True
 
     @staticmethod

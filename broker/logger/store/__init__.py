@@ -9,10 +9,24 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from broker.logger.store.base import BatchStats, LedgerCounts, LogStore, StoreError
+from broker.logger.store.base import (
+    BatchStats,
+    LedgerCounts,
+    LogStore,
+    QuarantineLimits,
+    StoreError,
+)
 from broker.logger.store.sqlite import SqliteLogStore
 
-__all__ = ["BatchStats", "LedgerCounts", "LogStore", "StoreError", "open_store", "store_path"]
+__all__ = [
+    "BatchStats",
+    "LedgerCounts",
+    "LogStore",
+    "QuarantineLimits",
+    "StoreError",
+    "open_store",
+    "store_path",
+]
 
 SQLITE_SCHEME = "sqlite://"
 
@@ -41,11 +55,18 @@ def store_path(location: str | Path) -> Path:
 
 
 def open_store(
-    url_or_path: str | Path, *, synchronous: str = "FULL", readonly: bool = False
+    url_or_path: str | Path,
+    *,
+    synchronous: str = "FULL",
+    readonly: bool = False,
+    quarantine: QuarantineLimits | None = None,
 ) -> LogStore:
     """The store at `url_or_path`: a file path or `sqlite:///abs/path` (`sqlite://rel/path`).
 
     `readonly=True`: never creates or migrates anything (the board, exports). `synchronous`
-    only matters to the writer (see `sqlite_schema.open_db`).
+    only matters to the writer (see `sqlite_schema.open_db`), and so do the `quarantine` caps
+    (`QuarantineLimits()` when None).
     """
-    return SqliteLogStore(store_path(url_or_path), synchronous=synchronous, readonly=readonly)
+    return SqliteLogStore(
+        store_path(url_or_path), synchronous=synchronous, readonly=readonly, quarantine=quarantine
+    )

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from broker.logger.ingest import Classified
+from contract import topics
+from contract.messages import is_ident
 
 EXPORT_KINDS = ("vitals", "events", "calls", "sessions", "quarantine")
 ROOM_COLUMNS = (
@@ -46,6 +48,27 @@ MAX_VITAL_POINTS = 20_000  # a 3-hour session at 1 Hz is ~11k
 MAX_HISTORY_ROWS = 5000
 
 Row = dict[str, Any]
+QUARANTINE_COLUMNS = ("site", "room", "rows", "bytes", "dropped")
+
+
+@dataclass(frozen=True)
+class QuarantineLimits:
+    """Caps of the quarantine per bucket (a room, or ('', '') for topics that name none): past
+    either, the bucket's oldest rows are dropped (and counted) in the batch that went over.
+    `max_bytes` counts the stored raw bytes (each capped at 64 KiB)."""
+
+    max_rows: int = 10_000
+    max_bytes: int = 50 * 1024 * 1024
+
+
+def quarantine_bucket(topic: str) -> tuple[str, str]:
+    """The (site, room) a quarantined message is counted against: its topic's, when the topic
+    is `clinic/<site>/room/<room>/...` with valid ids; ('', '') otherwise (one shared bucket)."""
+    parts = topic.split("/")
+    named = len(parts) >= 5 and parts[0] == topics.ROOT and parts[2] == "room"
+    if named and is_ident(parts[1]) and is_ident(parts[3]):
+        return parts[1], parts[3]
+    return "", ""
 
 
 class StoreError(Exception):
@@ -62,6 +85,7 @@ class BatchStats:
     quarantined: int = 0
     ignored: int = 0
     commands: int = 0
+    quarantine_dropped: int = 0  # old quarantine rows dropped to keep a room under its caps
     by_kind: dict[str, int] = field(default_factory=dict)
 
     def add(self, other: BatchStats) -> None:
@@ -70,6 +94,7 @@ class BatchStats:
         self.quarantined += other.quarantined
         self.ignored += other.ignored
         self.commands += other.commands
+        self.quarantine_dropped += other.quarantine_dropped
         for k, v in other.by_kind.items():
             self.by_kind[k] = self.by_kind.get(k, 0) + v
 
@@ -83,6 +108,7 @@ class LedgerCounts:
     alerts_raised: int
     duplicate_seqs: int  # ledger rows sharing a (site, room, epoch, seq): 0 unless the key broke
     quarantined: int  # the whole quarantine (it is not per site)
+    quarantine_dropped: int = 0  # rows of the site's rooms dropped to keep under the caps
 
 
 class LogStore(Protocol):
@@ -149,6 +175,11 @@ class LogStore(Protocol):
         ...
 
     # -- audits (the demo, tests) ----------------------------------------------------------
+    def quarantine_usage(self) -> list[Row]:
+        """Each quarantine bucket (QUARANTINE_COLUMNS): its site and room ('' for topics that
+        name no room), the rows and stored bytes it holds, and how many rows were dropped."""
+        ...
+
     def stored_seqs(self, site: str, room: str, epoch: str | None = None) -> set[int]:
         """Every seq of a room in the ledger (of one numbering epoch, or of all)."""
         ...

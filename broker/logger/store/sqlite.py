@@ -26,6 +26,7 @@ from broker.logger.store.base import (
     VITAL_COLUMNS,
     BatchStats,
     LedgerCounts,
+    QuarantineLimits,
     Row,
     StoreError,
 )
@@ -99,7 +100,13 @@ def _export_query(
 class SqliteLogStore:
     """`LogStore` on one SQLite file. `synchronous`: see `sqlite_schema.open_db`."""
 
-    def __init__(self, path: str | Path, synchronous: str = "FULL", readonly: bool = False):
+    def __init__(
+        self,
+        path: str | Path,
+        synchronous: str = "FULL",
+        readonly: bool = False,
+        quarantine: QuarantineLimits | None = None,
+    ):
         self.path = Path(path)
         self.readonly = readonly
         self.conn: sqlite3.Connection | None = None
@@ -107,7 +114,7 @@ class SqliteLogStore:
         if not readonly:
             with self._errors():
                 self.conn = open_db(self.path, synchronous=synchronous)
-            self._writer = BatchWriter(self.conn)
+            self._writer = BatchWriter(self.conn, quarantine or QuarantineLimits())
 
     # -- plumbing -------------------------------------------------------------------------
     @staticmethod
@@ -252,6 +259,13 @@ class SqliteLogStore:
             f"SELECT {', '.join(ROOM_COLUMNS)} FROM room_state ORDER BY site, room", ()
         )
 
+    def quarantine_usage(self) -> list[Row]:
+        return self._rows(
+            "SELECT site, room, row_count AS rows, byte_count AS bytes, dropped "
+            "FROM quarantine_buckets ORDER BY site, room",
+            (),
+        )
+
     # -- audits ---------------------------------------------------------------------------
     def stored_seqs(self, site: str, room: str, epoch: str | None = None) -> set[int]:
         if epoch is None:
@@ -279,6 +293,9 @@ class SqliteLogStore:
                 site,
             ),
             quarantined=one("SELECT COUNT(*) FROM quarantine"),
+            quarantine_dropped=one(
+                "SELECT COALESCE(SUM(dropped), 0) FROM quarantine_buckets WHERE site = ?", site
+            ),
         )
 
     def close(self) -> None:

@@ -10,7 +10,13 @@ and sessions); `room_state.last_*` is written once per room per batch.
 
 Which snapshot is the latest: the one with the highest `(rank, seq)`, where `rank` is the
 order in which the logger first saw the message's epoch (`epochs`): a re-imaged room's new
-epoch wins over the old one at its first message, whatever its seq. Schema:
+epoch wins over the old one at its first message, whatever its seq.
+
+The quarantine is bounded per bucket (the room its topic names, `base.quarantine_bucket`):
+`quarantine_buckets` keeps each bucket's row and byte counts; at the end of a batch, every
+bucket the batch added to and that is over a cap (`QuarantineLimits`) loses its oldest rows
+(walked on the `(site, room, id)` index), counted in `dropped`, in the batch's transaction.
+Schema:
 `sqlite_schema.py`. Only `sqlite.py` (the store) uses this module.
 """
 
@@ -24,7 +30,7 @@ from operator import attrgetter
 
 from broker.logger.ingest import Accepted, Availability, Classified, Command, Ignored, Rejected
 from broker.logger.store import sqlite_timeline as timeline
-from broker.logger.store.base import BatchStats
+from broker.logger.store.base import BatchStats, QuarantineLimits, quarantine_bucket
 from contract import messages
 from contract.messages import VITAL_FIELDS
 from contract.timefmt import format_ts
@@ -72,8 +78,10 @@ def _newer(prefix: str) -> str:
 class BatchWriter:
     """Writes batches and runs retention on one connection (the store's; one thread)."""
 
-    def __init__(self, conn: sqlite3.Connection):
+    def __init__(self, conn: sqlite3.Connection, limits: QuarantineLimits | None = None):
         self.conn = conn
+        self.limits = limits or QuarantineLimits()
+        self._quarantined: dict[tuple[str, str], list[int]] = {}  # this batch's [rows, bytes]
         self._ranks: dict[tuple[str, str, str], int] = {}  # committed epochs only
         self._pending_ranks: dict[tuple[str, str, str], int] = {}  # this batch's
 
@@ -100,6 +108,7 @@ class BatchWriter:
         stats = BatchStats()
         accepted: list[tuple[Accepted, str]] = []
         self._pending_ranks = {}
+        self._quarantined = {}
         cur = self.conn.cursor()
         cur.execute("BEGIN IMMEDIATE")
         try:
@@ -110,6 +119,7 @@ class BatchWriter:
                     self._write_other(cur, item, received_at, stats)
             if accepted:
                 self._write_accepted(cur, accepted, stats)
+            self._bound_quarantine(cur, stats)
             cur.execute("COMMIT")
         except BaseException:
             cur.execute("ROLLBACK")
@@ -142,19 +152,62 @@ class BatchWriter:
         elif isinstance(item, Ignored):
             stats.ignored += 1
 
-    @staticmethod
     def quarantine(
-        cur: sqlite3.Cursor | sqlite3.Connection,
+        self,
+        cur: sqlite3.Cursor,
         received_at: str,
         topic: str,
         reason: str,
         raw: bytes,
         size: int,
     ) -> None:
+        site, room = quarantine_bucket(topic)
         cur.execute(
-            "INSERT INTO quarantine (received_at, topic, reason, size, raw) VALUES (?, ?, ?, ?, ?)",
-            (received_at, topic, reason, size, raw),
+            "INSERT INTO quarantine (received_at, topic, reason, size, raw, site, room) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (received_at, topic, reason, size, raw, site, room),
         )
+        added = self._quarantined.setdefault((site, room), [0, 0])
+        added[0] += 1
+        added[1] += len(raw)
+
+    def _bound_quarantine(self, cur: sqlite3.Cursor, stats: BatchStats) -> None:
+        """Count this batch's quarantine rows per bucket; trim the buckets now over a cap."""
+        for (site, room), (rows, size) in self._quarantined.items():
+            row_count, byte_count = cur.execute(
+                "INSERT INTO quarantine_buckets (site, room, row_count, byte_count) "
+                "VALUES (?, ?, ?, ?) ON CONFLICT (site, room) DO UPDATE SET "
+                "row_count = row_count + excluded.row_count, "
+                "byte_count = byte_count + excluded.byte_count RETURNING row_count, byte_count",
+                (site, room, rows, size),
+            ).fetchone()
+            extra_rows = row_count - self.limits.max_rows
+            extra_bytes = byte_count - self.limits.max_bytes
+            if extra_rows <= 0 and extra_bytes <= 0:
+                continue
+            dropped, freed, last_id = 0, 0, -1
+            while dropped < extra_rows or freed < extra_bytes:
+                oldest = cur.execute(
+                    "SELECT id, length(raw) FROM quarantine WHERE site = ? AND room = ? "
+                    "AND id > ? ORDER BY id LIMIT 1000",
+                    (site, room, last_id),
+                ).fetchall()
+                if not oldest:
+                    break
+                for qid, length in oldest:
+                    dropped, freed, last_id = dropped + 1, freed + int(length or 0), qid
+                    if dropped >= extra_rows and freed >= extra_bytes:
+                        break
+            cur.execute(
+                "DELETE FROM quarantine WHERE site = ? AND room = ? AND id <= ?",
+                (site, room, last_id),
+            )
+            cur.execute(
+                "UPDATE quarantine_buckets SET row_count = row_count - ?, "
+                "byte_count = byte_count - ?, dropped = dropped + ? WHERE site = ? AND room = ?",
+                (dropped, freed, dropped, site, room),
+            )
+            stats.quarantine_dropped += dropped
 
     @staticmethod
     def _known(

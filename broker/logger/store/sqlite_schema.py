@@ -25,6 +25,11 @@ Tables (version 1):
 Version 2 adds the numbering epoch: `messages`, `vitals` and `events` are keyed on
 `(site, room, epoch, seq)`, `epochs` orders each room's epochs as first seen, and
 `room_state` records the epoch (and its rank) of its latest snapshots.
+
+Version 3 bounds the quarantine per room: each row names its bucket (`site`, `room` of its
+topic; both '' when the topic names no room), and `quarantine_buckets` keeps each bucket's
+row count, stored bytes (`length(raw)`) and how many rows were dropped to keep it under the
+caps, so trimming never counts the table.
 """
 
 from __future__ import annotations
@@ -280,6 +285,33 @@ UPDATE room_state SET epoch = '', last_rank = (SELECT id FROM epochs e
     WHERE e.site = room_state.site AND e.room = room_state.room AND e.epoch = ''),
     health_rank = (SELECT id FROM epochs e
     WHERE e.site = room_state.site AND e.room = room_state.room AND e.epoch = '')
+""",
+    # 3: the quarantine bounded per room (issue 13). Existing rows get their bucket from their
+    # topic (`clinic/<site>/room/<room>/<leaf>`; anything else is the bucket ('', '')).
+    """
+ALTER TABLE quarantine ADD COLUMN site TEXT NOT NULL DEFAULT '';
+ALTER TABLE quarantine ADD COLUMN room TEXT NOT NULL DEFAULT '';
+UPDATE quarantine SET room = substr(topic, 8) WHERE topic LIKE 'clinic/%/room/%/%';
+UPDATE quarantine SET
+    site = CASE WHEN substr(room, instr(room, '/') + 1, 5) = 'room/'
+        THEN substr(room, 1, instr(room, '/') - 1) ELSE '' END,
+    room = CASE WHEN substr(room, instr(room, '/') + 1, 5) = 'room/'
+        THEN substr(room, instr(room, '/') + 6) ELSE '' END
+    WHERE room <> '';
+UPDATE quarantine SET room = substr(room, 1, instr(room, '/') - 1) WHERE room <> '';
+UPDATE quarantine SET site = '' WHERE room = '';
+CREATE INDEX quarantine_bucket ON quarantine (site, room, id);
+CREATE TABLE quarantine_buckets (
+    site TEXT NOT NULL,
+    room TEXT NOT NULL,
+    row_count INTEGER NOT NULL DEFAULT 0,
+    byte_count INTEGER NOT NULL DEFAULT 0,
+    dropped INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (site, room)
+);
+INSERT INTO quarantine_buckets (site, room, row_count, byte_count)
+    SELECT site, room, COUNT(*), COALESCE(SUM(length(raw)), 0) FROM quarantine
+    GROUP BY site, room
 """,
 )
 
