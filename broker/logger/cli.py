@@ -51,7 +51,8 @@ def _register_logger(sub: argparse._SubParsersAction[Any]) -> None:
     lg.add_argument("--synchronous", choices=("FULL", "NORMAL"))
     lg.add_argument("--quarantine-max-rows-per-room", type=int, help="default 10000")
     lg.add_argument("--quarantine-max-bytes-per-room", type=int, help="default 50 MiB")
-    lg.add_argument("--retention-days", type=float)
+    lg.add_argument("--retention-days", type=float, help="clinical data (default 400)")
+    lg.add_argument("--quarantine-retention-days", type=float, help="default 30")
     lg.add_argument("--retention-interval-s", type=float)
     lg.add_argument("-v", "--verbose", action="store_true")
     lg.set_defaults(func=_logger)
@@ -70,7 +71,7 @@ def _logger(args: argparse.Namespace) -> int:
         "broker", "ca", "cert", "key", "db", "site", "client_id", "share_group",
         "session_expiry_s", "receive_maximum", "batch_max", "max_bytes", "synchronous",
         "quarantine_max_rows_per_room", "quarantine_max_bytes_per_room",
-        "retention_days", "retention_interval_s",
+        "retention_days", "quarantine_retention_days", "retention_interval_s",
     )  # fmt: skip
     try:
         cfg = LoggerConfig.load(args.config, {k: getattr(args, k) for k in keys})

@@ -34,7 +34,10 @@ class LoggerConfig(BaseModel):
     synchronous: Literal["FULL", "NORMAL"] = "FULL"
     quarantine_max_rows_per_room: int = Field(default=10_000, ge=1)
     quarantine_max_bytes_per_room: int = Field(default=50 * 1024 * 1024, ge=65_536)
-    retention_days: float | None = Field(default=None, gt=0)
+    # Retention is always on: clinical data (vitals, events, calls, sessions, availability and
+    # command logs) for `retention_days`, the quarantine for `quarantine_retention_days`.
+    retention_days: float = Field(default=400.0, gt=0)
+    quarantine_retention_days: float = Field(default=30.0, gt=0)
     retention_interval_s: float = Field(default=300.0, gt=0)
     retention_batch: int = Field(default=500, ge=1)
 

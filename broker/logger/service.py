@@ -80,7 +80,7 @@ class Logger:
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._writer: threading.Thread | None = None
-        self._last_retention = 0.0
+        self._last_retention = float("-inf")  # the first pass runs at once
         self._ts_second = -1
         self._ts_prefix = ""
         self.client = self._make_client()
@@ -263,21 +263,23 @@ class Logger:
                 self.client.ack(item.mid, item.qos)
 
     def _maybe_retention(self, store: LogStore) -> None:
-        days = self.cfg.retention_days
-        if days is None:
-            return
+        """Every `retention_interval_s`: one bounded retention pass (the store resumes where the
+        last one stopped, so every room and table is reached across passes)."""
         now = time.monotonic()
         if now - self._last_retention < self.cfg.retention_interval_s:
             return
         self._last_retention = now
-        cutoff = format_ts(datetime.now(UTC) - timedelta(days=days))
+        at = datetime.now(UTC)
+        clinical = format_ts(at - timedelta(days=self.cfg.retention_days))
+        quarantine = format_ts(at - timedelta(days=self.cfg.quarantine_retention_days))
         try:
-            deleted = store.delete_old_vitals(cutoff, batch=self.cfg.retention_batch)
+            deleted = store.delete_expired(clinical, quarantine, batch=self.cfg.retention_batch)
         except StoreError as exc:
             log.error("retention failed: %s", exc)
             return
-        if deleted:
-            log.info("retention: deleted %d vitals older than %s", deleted, cutoff)
+        if any(deleted.values()):
+            done = ", ".join(f"{n} {table}" for table, n in deleted.items() if n)
+            log.info("retention: deleted %s (before %s; quarantine %s)", done, clinical, quarantine)
 
     # -- lifecycle ---------------------------------------------------------------------
     def start(self) -> Logger:

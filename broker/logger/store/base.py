@@ -128,6 +128,17 @@ class LogStore(Protocol):
         most `max_batches` per call; return how many were deleted."""
         ...
 
+    def delete_expired(
+        self, clinical_cutoff: str, quarantine_cutoff: str, batch: int = 500, max_batches: int = 20
+    ) -> dict[str, int]:
+        """Retention of every table but `room_state`/`epochs`: vitals and events (`ts`, with
+        their ledger rows), calls (first time known), sessions (`started_at`),
+        availability_log and commands (`received_at`) older than `clinical_cutoff`; quarantine
+        (`received_at`) older than `quarantine_cutoff`. At most `max_batches` transactions of
+        `batch` rows per call; the next call resumes where this one stopped, so every room is
+        reached across calls. Returns the rows deleted per table."""
+        ...
+
     # -- history (the board) ---------------------------------------------------------------
     def session(self, site: str, room: str, session_id: str) -> Row | None:
         """The `sessions` row of one session (all its columns), or None."""

@@ -31,6 +31,7 @@ from broker.logger.store.base import (
     StoreError,
 )
 from broker.logger.store.sqlite_batch import BatchWriter
+from broker.logger.store.sqlite_retention import Retention
 from broker.logger.store.sqlite_schema import open_db
 from contract import topics
 
@@ -111,10 +112,14 @@ class SqliteLogStore:
         self.readonly = readonly
         self.conn: sqlite3.Connection | None = None
         self._writer: BatchWriter | None = None
+        self._retention: Retention | None = None
+        self._vitals_retention: Retention | None = None
         if not readonly:
             with self._errors():
                 self.conn = open_db(self.path, synchronous=synchronous)
             self._writer = BatchWriter(self.conn, quarantine or QuarantineLimits())
+            self._retention = Retention(self.conn)
+            self._vitals_retention = Retention(self.conn)
 
     # -- plumbing -------------------------------------------------------------------------
     @staticmethod
@@ -164,9 +169,19 @@ class SqliteLogStore:
             return writer.write_batch(items)
 
     def delete_old_vitals(self, cutoff: str, batch: int = 500, max_batches: int = 20) -> int:
-        writer = self._write()
+        self._write()
+        assert self._vitals_retention is not None
         with self._errors():
-            return writer.delete_old_vitals(cutoff, batch, max_batches)
+            done = self._vitals_retention.run(cutoff, "", batch, max_batches, tables=("vitals",))
+        return done["vitals"]
+
+    def delete_expired(
+        self, clinical_cutoff: str, quarantine_cutoff: str, batch: int = 500, max_batches: int = 20
+    ) -> dict[str, int]:
+        self._write()
+        assert self._retention is not None
+        with self._errors():
+            return self._retention.run(clinical_cutoff, quarantine_cutoff, batch, max_batches)
 
     # -- history --------------------------------------------------------------------------
     def session(self, site: str, room: str, session_id: str) -> Row | None:
@@ -303,3 +318,4 @@ class SqliteLogStore:
             self.conn.close()
             self.conn = None
             self._writer = None
+            self._retention = self._vitals_retention = None

@@ -76,7 +76,8 @@ def _newer(prefix: str) -> str:
 
 
 class BatchWriter:
-    """Writes batches and runs retention on one connection (the store's; one thread)."""
+    """Writes batches on one connection (the store's; one thread; retention is
+    `sqlite_retention.py`)."""
 
     def __init__(self, conn: sqlite3.Connection, limits: QuarantineLimits | None = None):
         self.conn = conn
@@ -405,38 +406,3 @@ class BatchWriter:
             "INSERT INTO availability_log (site, room, status, received_at) VALUES (?, ?, ?, ?)",
             (a.site, a.room, a.status, received_at),
         )
-
-    # -- retention --------------------------------------------------------------------
-    def delete_old_vitals(self, cutoff: str, batch: int = 500, max_batches: int = 20) -> int:
-        """Delete vitals with `ts < cutoff`, room by room, `batch` rows per transaction.
-
-        At most `max_batches` transactions per call, so ingest is never held up for long;
-        the logger calls it again at the next interval. Returns the rows deleted.
-        """
-        total = 0
-        budget = max_batches
-        rooms = self.conn.execute("SELECT site, room FROM room_state ORDER BY site, room")
-        for site, room in rooms.fetchall():
-            while budget > 0:
-                budget -= 1
-                self.conn.execute("BEGIN IMMEDIATE")
-                try:
-                    seqs = self.conn.execute(
-                        "DELETE FROM vitals WHERE site = ? AND room = ? AND (epoch, seq) IN ("
-                        "SELECT epoch, seq FROM vitals WHERE site = ? AND room = ? AND ts < ? "
-                        "ORDER BY ts LIMIT ?) RETURNING epoch, seq",
-                        (site, room, site, room, cutoff, batch),
-                    ).fetchall()
-                    self.conn.executemany(
-                        "DELETE FROM messages WHERE site = ? AND room = ? AND epoch = ? "
-                        "AND seq = ?",
-                        [(site, room, epoch, seq) for (epoch, seq) in seqs],
-                    )
-                    self.conn.execute("COMMIT")
-                except BaseException:
-                    self.conn.execute("ROLLBACK")
-                    raise
-                total += len(seqs)
-                if len(seqs) < batch:
-                    break
-        return total

@@ -286,8 +286,9 @@ UPDATE room_state SET epoch = '', last_rank = (SELECT id FROM epochs e
     health_rank = (SELECT id FROM epochs e
     WHERE e.site = room_state.site AND e.room = room_state.room AND e.epoch = '')
 """,
-    # 3: the quarantine bounded per room (issue 13). Existing rows get their bucket from their
-    # topic (`clinic/<site>/room/<room>/<leaf>`; anything else is the bucket ('', '')).
+    # 3: the quarantine bounded per room (issue 13), and the indexes retention walks
+    # (availability_log and commands by received_at). Existing quarantine rows get their
+    # bucket from their topic (`clinic/<site>/room/<room>/<leaf>`; anything else is ('', '')).
     """
 ALTER TABLE quarantine ADD COLUMN site TEXT NOT NULL DEFAULT '';
 ALTER TABLE quarantine ADD COLUMN room TEXT NOT NULL DEFAULT '';
@@ -301,6 +302,8 @@ UPDATE quarantine SET
 UPDATE quarantine SET room = substr(room, 1, instr(room, '/') - 1) WHERE room <> '';
 UPDATE quarantine SET site = '' WHERE room = '';
 CREATE INDEX quarantine_bucket ON quarantine (site, room, id);
+CREATE INDEX availability_log_received ON availability_log (received_at);
+CREATE INDEX commands_received ON commands (received_at);
 CREATE TABLE quarantine_buckets (
     site TEXT NOT NULL,
     room TEXT NOT NULL,
