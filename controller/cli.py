@@ -5,6 +5,9 @@ group in `pyproject.toml`, each marked with the extra it needs (`[room]`, `[cent
 module imports none of them by name. An area whose extra is not installed (a room Pi has no
 `central` extra, so no web stack) still shows up, and its commands say which extra to
 install instead of failing with a traceback.
+
+`roomctl AREA ...` loads only AREA's entry point (a room daemon imports no PKI, logger,
+board or demo module: issue 17); `roomctl --help` or an unknown area loads them all.
 """
 
 from __future__ import annotations
@@ -81,7 +84,13 @@ def _register_uninstalled(sub: argparse._SubParsersAction[Any], ep: EntryPoint, 
             parser.set_defaults(func=_not_installed(name, hint))
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _area(argv: Sequence[str]) -> str | None:
+    """The area named on the command line (its first word), if any."""
+    return next((a for a in argv if not a.startswith("-")), None)
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """All areas' commands, or only the area `only` if one of that name is installed."""
     parser = argparse.ArgumentParser(
         prog="roomctl",
         description=(
@@ -91,7 +100,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for ep in sorted(entry_points(group=GROUP), key=lambda e: e.value):
+    eps = sorted(entry_points(group=GROUP), key=lambda e: e.value)
+    if any(ep.name == only for ep in eps):
+        eps = [ep for ep in eps if ep.name == only]
+    for ep in eps:
         absent = [name for extra in ep.extras for name in missing_for_extra(extra)]
         if absent:  # an area whose extra is not installed (a room Pi has no web stack)
             _register_uninstalled(sub, ep, "missing " + ", ".join(absent))
@@ -106,7 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(_area(argv))
     args, unknown = parser.parse_known_args(argv)
     func = getattr(args, "func", None)
     if unknown and not getattr(func, "accepts_anything", False):

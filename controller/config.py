@@ -158,6 +158,8 @@ class CommandSettings(_Section):
 class OutboxSettings(_Section):
     max_rows: int = Field(default=200_000, ge=100)
     window: int = Field(default=100, ge=1, le=10_000)
+    # vitals and health not acknowledged by the broker within this are stored together
+    group_commit_s: float = Field(default=5.0, gt=0, le=60)
 
 
 class RoomConfig(_Section):

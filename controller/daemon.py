@@ -6,8 +6,11 @@ callbacks, paho callbacks and the monitor reader thread only post typed events t
 it to `RoomCore.handle` with the time, and performs the actions it returns in order:
 outputs at once (a press lights the dome before anything touches disk or network), then
 the messages, stored with the room state in one outbox transaction, then handed to the
-MQTT link. Each round ends with a `Tick` (timers, health), the outbox pump and the
-systemd watchdog. A room therefore works with no broker at all.
+MQTT link. Vitals and health skip the disk when the broker acknowledges them within
+`outbox.group_commit_s` (see `publisher.py`). A round ends with a `Tick` only when the
+core has a deadline due (no busy ticking: the loop sleeps until the next deadline of the
+core, of the held telemetry, of housekeeping or of the watchdog), then the outbox pump and
+the systemd watchdog. A room therefore works with no broker at all.
 """
 
 from __future__ import annotations
@@ -53,7 +56,7 @@ from controller.sdnotify import SystemdNotifier
 log = logging.getLogger(__name__)
 
 SHUTDOWN_DRAIN_S = 3.0
-PURGE_EVERY_S = 10.0
+PURGE_EVERY_S = 60.0  # also writes the buffered PUBACKs
 CLOCK_CHECK_S = 10.0
 MAX_BATCH = 500
 
@@ -96,6 +99,8 @@ class RoomDaemon:
             lambda: self._clock_synced,
             lambda: self._now().wall,
             config.outbox.window,
+            hold_s=config.outbox.group_commit_s,
+            replay_window_s=config.broker.replay_window_s,
         )
         saved = {name: self.outbox.load_state(name) for name in STATE_KEYS}
         self.core = RoomCore(config, saved, self._now(), version=__version__)
@@ -162,7 +167,9 @@ class RoomDaemon:
                     log.info("stopping: %s", item.reason)
                     return
                 self._guarded(self._handle, item)
-            self._guarded(self._tick, None)
+            if self.core.seconds_to_next_deadline(self._now()) <= 0:
+                self._guarded(self._tick, None)
+            self._guarded(self._housekeeping, None)
             self._guarded(self._deliver, None)
             self.notifier.ping_if_due()
 
@@ -196,6 +203,11 @@ class RoomDaemon:
                 log.info("broker connected; resending %d recent messages", replayed)
 
     def _tick(self, _: object) -> None:
+        self._feed(Tick(self._facts()))
+
+    def _housekeeping(self, _: object) -> None:
+        """The daemon's own timers: held telemetry, purge (with the PUBACKs), the clock."""
+        self.publisher.store_held()
         mono = time.monotonic()
         if mono - self._purged >= PURGE_EVERY_S:
             self._purged = mono
@@ -205,7 +217,17 @@ class RoomDaemon:
         if mono - self._clock_checked >= CLOCK_CHECK_S:
             self._clock_checked = mono
             self._clock_synced = self._clock.synced()
-        self._feed(Tick(self._facts()))
+
+    def _seconds_to_housekeeping(self) -> float:
+        mono = time.monotonic()
+        waits = [
+            self._purged + PURGE_EVERY_S - mono,
+            self._clock_checked + CLOCK_CHECK_S - mono,
+        ]
+        held = self.publisher.seconds_to_store()
+        if held is not None:
+            waits.append(held)
+        return min(waits)
 
     def _facts(self) -> RoomFacts:
         """Sample what the core needs to know about the edges (cheap: once per tick)."""
@@ -242,8 +264,12 @@ class RoomDaemon:
         self._staged, self._unstored = [], []
         if not staged:
             return
+        state = self.core.state_blobs()
         try:
-            self.publisher.enqueue_many(staged, state=self.core.state_blobs())
+            if self.publisher.can_hold(staged) and not self.outbox.state_changed(state):
+                self.publisher.hold(staged, self.link if self.link.connected else None)
+                return
+            self.publisher.enqueue_many(staged, state=state)
         except (OutboxFull, sqlite3.Error) as exc:
             dropped = sum(1 for m in staged if topics.SPEC_BY_MODEL[m.model].leaf == "vitals")
             self.outbox.count_dropped_vitals(dropped)
@@ -261,7 +287,9 @@ class RoomDaemon:
         self.publisher.pump(self.link)
 
     def _next_event(self) -> object | None:
-        timeout = self.core.seconds_to_next_deadline(self._now())
+        timeout = min(
+            self.core.seconds_to_next_deadline(self._now()), self._seconds_to_housekeeping()
+        )
         wd = self.notifier.watchdog_due()
         if wd is not None:
             timeout = min(timeout, wd)
@@ -289,6 +317,7 @@ class RoomDaemon:
             self.monitor.stop()
         try:
             self._drain_before_stop(SHUTDOWN_DRAIN_S)
+            self.publisher.store_held(force=True)  # a clean stop loses no telemetry
         finally:
             self.link.stop()
             self.hardware.close()

@@ -10,7 +10,21 @@ How this works:
   interval) and resent on every reconnect: Mosquitto PUBACKs before it saves, so a broker
   killed with SIGKILL forgets what it took in since its last save. Then it is purged.
 - The same database keeps the room's persistent state (phase, call, alerts) in `room_state`,
-  so a SIGKILL loses neither the call nor the phase.
+  so a SIGKILL loses neither the call nor the phase. A blob is written only when it changed.
+
+Sparing the SD card (issue 17): every commit costs whole 4 KiB pages (table, indexes, meta,
+WAL frame, fsync), so a row per second costs about 30 KiB/s. Three things keep a 1 Hz room
+under 2 KiB/s:
+- Telemetry (vitals, health) may be sent before it is stored: `take_seq` gives it a seq
+  from a block reserved durably in `meta.seq_reserved` (one small write per `SEQ_BLOCK`
+  seqs), and the publisher stores it with `store_sent` only if the broker has not
+  acknowledged it within the hold bound (group commit). After an unclean stop the seqs
+  between the last stored one and the reservation are skipped (never reused: the logger
+  dedupes on the key) and recorded in `meta.seq_gaps`, so an audit can tell them from loss.
+  A clean `close` leaves no gap.
+- PUBACKs are buffered (`ack`) and written with the next transaction, at the latest with
+  `purge_acked`; a power cut loses only acknowledgement records, and those rows are resent.
+- Deleted rows are not zeroed on the card (`secure_delete=FAST`).
 
 Size cap (the policy `docs/CONTRACT.md` repeats): when the table holds `max_rows` rows,
 calls, events, state and health are still always stored (never dropped); a new vitals
@@ -56,6 +70,7 @@ CREATE TABLE IF NOT EXISTS room_state (key TEXT PRIMARY KEY, value TEXT NOT NULL
 
 
 BALLAST_BYTES = 4 * 1024 * 1024
+SEQ_BLOCK = 600  # seqs reserved at once for telemetry sent before it is stored
 
 
 class OutboxFull(Exception):
@@ -110,6 +125,7 @@ class Outbox:
         self._db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("PRAGMA secure_delete=FAST")  # no extra page writes on DELETE
         self._migrate()
         self._db.executescript(SCHEMA)
         self._last_seq = int(self._meta("last_seq", "0"))
@@ -120,10 +136,34 @@ class Outbox:
             self.epoch = new_epoch()
             self._set_meta("epoch", self.epoch)
         self.vitals_thinned = int(self._meta("vitals_thinned", "0"))
+        self._acks: dict[int, float] = {}  # PUBACKed seq -> when; written with the next commit
+        self._created: Counter[str] = Counter()  # made but not yet counted in meta
+        self._state_saved: dict[str, str] = {}  # blob key -> JSON as stored
+        self.seqs_skipped = self._skip_unstored_seqs()
         self._depth = int(
             self._db.execute("SELECT COUNT(*) FROM outbox WHERE acked_at IS NULL").fetchone()[0]
         )
         self.ensure_ballast()
+
+    def _skip_unstored_seqs(self) -> int:
+        """After an unclean stop, never reuse a seq that telemetry may have been sent with."""
+        reserved = int(self._meta("seq_reserved", "0"))
+        if reserved <= self._last_seq:
+            self._reserved = self._last_seq
+            return 0
+        gaps = json.loads(self._meta("seq_gaps", "[]"))
+        gaps.append([self._last_seq + 1, reserved])
+        self._db.execute("BEGIN IMMEDIATE")
+        self._set_meta("seq_gaps", json.dumps(gaps[-1000:]))
+        self._set_meta("last_seq", str(reserved))
+        self._db.execute("COMMIT")
+        skipped = reserved - self._last_seq
+        self._last_seq = self._reserved = reserved
+        return skipped
+
+    def seq_gaps(self) -> list[tuple[int, int]]:
+        """Seq ranges skipped after unclean stops (telemetry sent from memory, or unused)."""
+        return [(int(a), int(b)) for a, b in json.loads(self._meta("seq_gaps", "[]"))]
 
     # -- disk space ----------------------------------------------------------------------
 
@@ -179,16 +219,31 @@ class Outbox:
         )
 
     def save_state(self, key: str, value: dict[str, Any]) -> None:
-        """Persist one piece of room state (JSON) durably."""
+        """Persist one piece of room state (JSON) durably (a no-op if it did not change).
+
+        Called inside a transaction; `_state_saved` is updated by the caller on COMMIT.
+        """
+        text = json.dumps(value, sort_keys=True)
+        if self._state_saved.get(key) == text:
+            return
         self._db.execute(
             "INSERT INTO room_state (key, value) VALUES (?, ?) "
             "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-            (key, json.dumps(value, sort_keys=True)),
+            (key, text),
+        )
+
+    def state_changed(self, state: dict[str, dict[str, Any]]) -> bool:
+        """True if storing `state` would write anything."""
+        return any(
+            self._state_saved.get(k) != json.dumps(v, sort_keys=True) for k, v in state.items()
         )
 
     def load_state(self, key: str) -> dict[str, Any] | None:
         row = self._db.execute("SELECT value FROM room_state WHERE key = ?", (key,)).fetchone()
-        return json.loads(row[0]) if row else None
+        if not row:
+            return None
+        self._state_saved[key] = str(row[0])
+        return json.loads(row[0])  # type: ignore[no-any-return]
 
     # -- queue -------------------------------------------------------------------------
 
@@ -202,10 +257,14 @@ class Outbox:
 
     def oldest_created(self) -> float | None:
         # seq order is creation order: the first pending row by primary key, not a scan
-        row = self._db.execute(
-            "SELECT created FROM outbox WHERE acked_at IS NULL ORDER BY seq LIMIT 1"
-        ).fetchone()
-        return float(row[0]) if row and row[0] is not None else None
+        rows = self._db.execute(
+            "SELECT seq, created FROM outbox WHERE acked_at IS NULL ORDER BY seq LIMIT ?",
+            (len(self._acks) + 1,),
+        ).fetchall()
+        for seq, created in rows:
+            if seq not in self._acks:  # a buffered PUBACK is an acknowledgement already
+                return float(created) if created is not None else None
+        return None
 
     def enqueue(
         self,
@@ -303,25 +362,102 @@ class Outbox:
                 "VALUES (?, ?, ?, ?, ?, ?, ?)",
                 rows,
             )
-            self._set_meta("last_seq", str(seq))
-            if self._thinned_dirty:
-                self._set_meta("vitals_thinned", str(self.vitals_thinned))
-            for kind, n in Counter(r[1] for r in rows).items():
-                self._db.execute(
-                    "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE "
-                    "SET value = CAST(value AS INTEGER) + excluded.value",
-                    (f"created_{kind}", n),
-                )
+            if rows:
+                self._set_meta("last_seq", str(seq))
+            created = self._created + Counter(r[1] for r in rows)
+            self._write_counters(created)
             for key, value in (state or {}).items():
                 self.save_state(key, value)
+            acked = self._write_acks()
             self._db.execute("COMMIT")
         except BaseException:
             self._rollback()
             raise
         self._last_seq = seq
         self._depth += len(rows)
-        self._thinned_dirty = False
+        self._after_commit(acked)
+        for key, value in (state or {}).items():
+            self._state_saved[key] = json.dumps(value, sort_keys=True)
         return seqs
+
+    def _write_counters(self, created: Counter[str]) -> None:
+        """Inside a transaction: the thinned count and the per-kind created counters."""
+        if self._thinned_dirty:
+            self._set_meta("vitals_thinned", str(self.vitals_thinned))
+        for kind, n in created.items():
+            self._db.execute(
+                "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE "
+                "SET value = CAST(value AS INTEGER) + excluded.value",
+                (f"created_{kind}", n),
+            )
+
+    def _after_commit(self, acked: dict[int, float]) -> None:
+        self._thinned_dirty = False
+        self._created = Counter()
+        for s in acked:
+            self._acks.pop(s, None)
+
+    def _write_acks(self) -> dict[int, float]:
+        """Inside a transaction: record the buffered PUBACKs; return what was written."""
+        acked = dict(self._acks)
+        if acked:
+            cur = self._db.executemany(
+                "UPDATE outbox SET acked_at = ? WHERE seq = ? AND acked_at IS NULL",
+                [(t, s) for s, t in acked.items()],
+            )
+            # `ack` counted every buffered seq as done; a row thinned meanwhile was not pending
+            self._depth += len(acked) - max(0, cur.rowcount)
+        return acked
+
+    # -- telemetry sent before it is stored ----------------------------------------------
+
+    def take_seq(self) -> int:
+        """The next seq, for a message sent before it is stored (vitals, health).
+
+        The seq is covered by `meta.seq_reserved` (written with fsync, a block at a time)
+        before it is returned, so no later message can reuse it, even after a power cut.
+        """
+        seq = self._last_seq + 1
+        if seq > self._reserved:
+            self._set_meta("seq_reserved", str(seq + SEQ_BLOCK - 1))  # autocommit: one fsync
+            self._reserved = seq + SEQ_BLOCK - 1
+        self._last_seq = seq
+        return seq
+
+    def store_sent(self, rows: list[tuple[OutboxRow, float | None]]) -> int:
+        """Store messages that already have a seq (and a payload) in one transaction.
+
+        Each row goes in pending (`None`) or as acknowledged at the given time (for the
+        replay window). A seq stored already is left alone. Returns how many were stored.
+        """
+        if not rows and not self._acks:
+            return 0
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            cur = self._db.executemany(
+                "INSERT OR IGNORE INTO outbox "
+                "(seq, kind, topic, payload, qos, retain, created, acked_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (r.seq, r.kind, r.topic, r.payload, r.qos, int(r.retain), r.created, acked)
+                    for r, acked in rows
+                ],
+            )
+            stored = max(0, cur.rowcount)
+            self._set_meta("last_seq", str(self._last_seq))
+            self._write_counters(self._created)
+            acked_now = self._write_acks()
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._rollback()
+            raise
+        self._depth += sum(1 for _, acked in rows if acked is None) if stored else 0
+        self._after_commit(acked_now)
+        return stored
+
+    def count_sent(self, kind: str) -> None:
+        """A message made and sent from memory: counted in `created_<kind>` with the next write."""
+        self._created[kind] += 1
 
     def _rollback(self) -> None:
         if self._db.in_transaction:
@@ -356,34 +492,45 @@ class Outbox:
         rows = self._db.execute(
             "SELECT seq, kind, topic, payload, qos, retain, created FROM outbox "
             "WHERE seq > ? AND acked_at IS NULL ORDER BY seq LIMIT ?",
-            (after_seq, limit),
+            (after_seq, limit + len(self._acks)),
         ).fetchall()
-        return [OutboxRow(r[0], r[1], r[2], bytes(r[3]), r[4], bool(r[5]), r[6]) for r in rows]
+        return [
+            OutboxRow(r[0], r[1], r[2], bytes(r[3]), r[4], bool(r[5]), r[6])
+            for r in rows
+            if r[0] not in self._acks
+        ][:limit]
 
     def ack(self, seqs: list[int]) -> None:
         """PUBACKs received: the rows are done, but kept for the replay window.
 
-        Committed without fsync (synchronous=NORMAL): if power fails before the WAL reaches
-        the disk, the rows come back as pending and are resent; the logger drops the
-        duplicates on `(site, room, epoch, seq)`. Inserts keep their fsync.
+        Buffered in memory and written with the next transaction, when nothing is left
+        pending, or at the latest by `purge_acked` (every minute), without an fsync:
+        if power fails first, the rows come back as pending and are resent; the logger
+        drops the duplicates on `(site, room, epoch, seq)`. Inserts keep their fsync.
         """
-        if not seqs:
-            return
         now = self._clock()
+        for s in seqs:
+            if s not in self._acks:
+                self._acks[s] = now
+                self._depth -= 1
+        if self._depth <= 0:  # drained: say so on disk too (rare while telemetry skips it)
+            self.write_acks()
+
+    def write_acks(self) -> None:
+        """Write the buffered PUBACKs now (one transaction, no fsync)."""
+        if not self._acks:
+            return
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("BEGIN IMMEDIATE")
         try:
-            cur = self._db.executemany(
-                "UPDATE outbox SET acked_at = ? WHERE seq = ? AND acked_at IS NULL",
-                [(now, s) for s in seqs],
-            )
+            acked = self._write_acks()
             self._db.execute("COMMIT")
         except BaseException:
             self._rollback()
             raise
         finally:
             self._db.execute("PRAGMA synchronous=FULL")
-        self._depth -= cur.rowcount
+        self._after_commit(acked)
 
     def replay_recent(self, window_s: float) -> int:
         """Make rows acknowledged in the last `window_s` seconds pending again.
@@ -392,6 +539,7 @@ class Outbox:
         `autosave_interval` seconds), so a broker killed with SIGKILL loses what it took in
         since its last save. Resending the recent window on every reconnect closes that gap.
         """
+        self.write_acks()
         cur = self._db.execute(
             "UPDATE outbox SET acked_at = NULL WHERE acked_at IS NOT NULL AND acked_at >= ?",
             (self._clock() - window_s,),
@@ -400,14 +548,21 @@ class Outbox:
         return int(cur.rowcount)
 
     def purge_acked(self, window_s: float, limit: int = 5000) -> int:
-        """Delete acknowledged rows older than the replay window (a bounded batch)."""
+        """Delete acknowledged rows older than the replay window (a bounded batch).
+
+        The buffered PUBACKs are written in the same transaction (no fsync).
+        """
         self._db.execute("PRAGMA synchronous=NORMAL")
         try:
+            self._db.execute("BEGIN IMMEDIATE")
+            acked = self._write_acks()
             cur = self._db.execute(
                 "DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox "
                 "WHERE acked_at IS NOT NULL AND acked_at < ? LIMIT ?)",
                 (self._clock() - window_s, limit),
             )
+            self._db.execute("COMMIT")
+            self._after_commit(acked)
         except sqlite3.OperationalError as exc:
             if not _is_disk_full(exc):
                 raise
@@ -418,4 +573,16 @@ class Outbox:
         return int(cur.rowcount)
 
     def close(self) -> None:
+        """A clean stop: write the buffered PUBACKs and counters, release the seq reservation
+        (the next start continues at the next seq, with no gap)."""
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            acked = self._write_acks()
+            self._write_counters(self._created)
+            self._set_meta("last_seq", str(self._last_seq))
+            self._set_meta("seq_reserved", str(self._last_seq))
+            self._db.execute("COMMIT")
+            self._after_commit(acked)
+        except sqlite3.Error:
+            self._rollback()  # a full disk: the next start skips the reserved seqs instead
         self._db.close()

@@ -5,12 +5,23 @@
 `pump` hands stored rows to the MQTT link in `seq` order, at most `window` unacknowledged
 at once; `on_puback` records the PUBACK and `flush_acks` deletes the acknowledged rows in
 one transaction.
+
+Telemetry (vitals, health) takes a cheaper road while the link is up and nothing else
+waits (issue 17, sparing the SD card): `hold` builds it with a reserved seq and sends it
+at once from memory; if the broker acknowledges it within `hold_s` it never touches the
+disk (it is kept in memory for the replay window instead); whatever is not acknowledged by
+then is stored in one transaction by `store_due` (group commit), and everything held is
+stored with the next durable message. While the link is down, telemetry is held unsent
+and stored in groups the same way. Calls, events and state always go through the outbox
+(fsync) before they are published.
 """
 
 from __future__ import annotations
 
 import logging
 import sqlite3
+import time
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -21,9 +32,11 @@ from contract import topics
 from contract.messages import VITAL_FIELDS, Envelope, VitalsMessage
 from contract.topics import ROOM_MESSAGES
 from controller.core.io_types import Publish
-from controller.outbox import Outbox, OutboxItem
+from controller.outbox import Outbox, OutboxItem, OutboxRow
 
 log = logging.getLogger(__name__)
+
+TELEMETRY = frozenset({"vitals", "health"})  # may be sent before it is stored
 
 
 class Link(Protocol):
@@ -39,6 +52,9 @@ class Publisher:
         clock_synced: Callable[[], bool],
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         window: int = 100,
+        hold_s: float = 5.0,
+        replay_window_s: float = 180.0,
+        mono: Callable[[], float] = time.monotonic,
     ):
         self.outbox = outbox
         self.site = site
@@ -51,6 +67,86 @@ class Publisher:
         self._acked: list[int] = []
         self.refused = 0  # PUBACKs with a failure reason code (e.g. not authorised)
         self.published = {leaf: 0 for leaf in ROOM_MESSAGES}
+        self.hold_s = hold_s
+        self.replay_window_s = replay_window_s
+        self._mono = mono
+        # seq -> (row, held since, sent): telemetry neither acknowledged nor stored yet
+        self._held: dict[int, tuple[OutboxRow, float, bool]] = {}
+        self._recent: deque[tuple[float, OutboxRow]] = deque()  # acked from memory: replay
+        self.stored_telemetry = 0  # telemetry rows the hold bound sent to disk
+        self._caught_up = False  # the last pump handed every stored pending row
+
+    def can_hold(self, messages: Sequence[Publish]) -> bool:
+        """True if every message is telemetry (vitals, health): it may skip the disk."""
+        return bool(messages) and all(
+            topics.SPEC_BY_MODEL[m.model].leaf in TELEMETRY for m in messages
+        )
+
+    def hold(self, messages: Sequence[Publish], link: Link | None) -> None:
+        """Build telemetry with reserved seqs; send it now if `link` is given (connected)
+        and nothing stored waits before it; keep it until acknowledged or stored."""
+        if link is not None:
+            if any(not sent for _, _, sent in self._held.values()):
+                self.store_held(force=True, unsent_only=True)  # the link is back
+            self.pump(link)  # what is stored goes first, in seq order
+        now, synced, mono = self._now(), self._clock_synced(), self._mono()
+        send = link is not None and self._caught_up
+        for msg in messages:
+            spec = topics.SPEC_BY_MODEL[msg.model]
+            seq = self.outbox.take_seq()
+            payload = self._builder(msg.model, msg.body, now, synced)(seq)
+            row = OutboxRow(
+                seq,
+                spec.leaf,
+                topics.room_topic(self.site, self.room, spec.leaf),
+                payload,
+                spec.qos,
+                spec.retained,
+                now.timestamp(),
+            )
+            self.outbox.count_sent(spec.leaf)
+            self.published[spec.leaf] += 1
+            sent = send and link is not None and len(self._handed) < self.window
+            if sent and link is not None:
+                mid = link.publish(row.topic, row.payload, row.qos, row.retain)
+                self._handed[mid] = seq
+                self._last_handed = max(self._last_handed, seq)
+            self._held[seq] = (row, mono, sent)
+            send = sent  # once one waits, the rest wait behind it (seq order)
+
+    def seconds_to_store(self) -> float | None:
+        """How long until held telemetry must be stored (None: nothing held)."""
+        if not self._held:
+            return None
+        oldest = min(since for _, since, _ in self._held.values())
+        return max(0.0, oldest + self.hold_s - self._mono())
+
+    def store_held(self, force: bool = False, unsent_only: bool = False) -> int:
+        """Store held telemetry once the oldest has waited `hold_s` (or now, if `force`).
+
+        `unsent_only`: store only what was never handed to the link (before a durable
+        message, so the pump keeps `seq` order); what is in flight waits for its PUBACK.
+        """
+        wait = self.seconds_to_store()
+        if wait is None or (wait > 0 and not force):
+            return 0
+        rows = sorted(
+            (h for h in self._held.values() if not (unsent_only and h[2])),
+            key=lambda h: h[0].seq,
+        )
+        if not rows:
+            return 0
+        try:
+            self.outbox.store_sent([(row, None) for row, _, _ in rows])
+        except sqlite3.OperationalError as exc:  # a full disk: telemetry is counted, not kept
+            vitals = sum(1 for row, _, _ in rows if row.kind == "vitals")
+            self.outbox.count_dropped_vitals(vitals)
+            log.warning("cannot store %d held telemetry messages: %s", len(rows), exc)
+        for row, _, _ in rows:
+            del self._held[row.seq]
+        self._caught_up = False
+        self.stored_telemetry += len(rows)
+        return len(rows)
 
     def enqueue_many(
         self,
@@ -62,6 +158,7 @@ class Publisher:
 
         Returns each message's seq (None for a vitals reading the outbox thinned).
         """
+        self.store_held(force=True, unsent_only=True)  # stored before, so pumped before
         synced = self._clock_synced()
         now = self._now()
         items = []
@@ -78,6 +175,7 @@ class Publisher:
                 )
             )
         seqs = self.outbox.enqueue_many(items, state)
+        self._caught_up = False
         for msg, seq in zip(messages, seqs, strict=True):
             if seq is not None:
                 self.published[topics.SPEC_BY_MODEL[msg.model].leaf] += 1
@@ -108,9 +206,10 @@ class Publisher:
     def pump(self, link: Link) -> int:
         """Hand waiting rows to the link; return how many were handed."""
         room = self.window - len(self._handed)
-        if room <= 0:
+        if room <= 0 or self._caught_up:  # nothing stored since the last full pump
             return 0
         rows = self.outbox.pending(self._last_handed, room)
+        self._caught_up = len(rows) < room
         for row in rows:
             mid = link.publish(row.topic, row.payload, row.qos, row.retain)
             self._handed[mid] = row.seq
@@ -119,8 +218,14 @@ class Publisher:
 
     def replay_recent(self, window_s: float) -> int:
         """After a (re)connect: resend what the broker acknowledged in the last window_s."""
+        cutoff = self._now().timestamp() - window_s
+        recent = [(row, at) for at, row in self._recent if at >= cutoff]
+        self._recent.clear()
+        if recent:  # acknowledged from memory: stored now as acknowledged, then replayed
+            self.outbox.store_sent([(row, at) for row, at in recent])
         n = self.outbox.replay_recent(window_s)
         if n:
+            self._caught_up = False
             self._last_handed = 0  # the pump starts again from the lowest pending seq
         return n
 
@@ -132,6 +237,13 @@ class Publisher:
             # The broker refused it (ACL): resending cannot help. Count and say so loudly.
             self.refused += 1
             log.error("broker refused message seq=%s: %s", seq, reason)
+        held = self._held.pop(seq, None)
+        if held is not None:  # telemetry acknowledged before it was stored: never stored
+            at = self._now().timestamp()
+            self._recent.append((at, held[0]))
+            while self._recent and self._recent[0][0] < at - self.replay_window_s:
+                self._recent.popleft()
+            return
         self._acked.append(seq)
 
     def flush_acks(self) -> None:

@@ -33,7 +33,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from gpiozero import LED, RGBLED, Button
+from gpiozero import LED, RGBLED, DigitalInputDevice
 from gpiozero.threads import GPIOThread
 
 log = logging.getLogger(__name__)
@@ -58,6 +58,67 @@ def _post(on_event: Callable[[ButtonEdge], None], name: ButtonEdge) -> Callable[
             log.exception("posting button event %s failed", name)
 
     return callback
+
+
+class Button(DigitalInputDevice):  # type: ignore[misc]  # gpiozero is untyped
+    """A push button (pulled up, pressed = low) whose long press is a timer, not a poll.
+
+    gpiozero's `Button` runs a hold thread per button that wakes ten times a second, pressed
+    or not (issue 17: no busy ticking on a Pi). Here a press starts a one-shot timer of
+    `hold_time` seconds that fires `when_held` if the button is still pressed; a release
+    cancels it. `when_pressed` runs on the pin's edge, as with gpiozero's button.
+    """
+
+    def __init__(
+        self,
+        pin: int,
+        *,
+        pull_up: bool = True,
+        bounce_time: float | None = None,
+        hold_time: float = 1.0,
+        pin_factory: Any = None,
+    ) -> None:
+        self.hold_time = hold_time
+        self.when_pressed: Callable[[], None] | None = None
+        self.when_held: Callable[[], None] | None = None
+        self._timer: threading.Timer | None = None
+        self._lock = threading.Lock()
+        super().__init__(pin, pull_up=pull_up, bounce_time=bounce_time, pin_factory=pin_factory)
+
+    @property
+    def is_pressed(self) -> bool:
+        return bool(self.is_active)
+
+    def _fire_activated(self) -> None:
+        super()._fire_activated()
+        with self._lock:
+            self._cancel_timer()
+            if self.when_held is not None:
+                self._timer = threading.Timer(self.hold_time, self._held)
+                self._timer.daemon = True
+                self._timer.start()
+        if self.when_pressed is not None:
+            self.when_pressed()
+
+    def _fire_deactivated(self) -> None:
+        with self._lock:
+            self._cancel_timer()
+        super()._fire_deactivated()
+
+    def _held(self) -> None:
+        callback = self.when_held
+        if callback is not None and not self.closed and self.is_active:
+            callback()
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def close(self) -> None:
+        with self._lock:
+            self._cancel_timer()
+        super().close()
 
 
 class RoomButtons:

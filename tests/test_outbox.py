@@ -6,7 +6,7 @@ import contextlib
 import sqlite3
 from pathlib import Path
 
-from controller.outbox import Outbox
+from controller.outbox import SEQ_BLOCK, Outbox, OutboxRow
 from controller.outbox_audit import read_outbox
 
 
@@ -137,3 +137,73 @@ def test_old_outbox_without_acked_column_is_migrated(tmp_path: Path) -> None:
     db.close()
     box = Outbox(path)
     assert sorted(read_outbox(path).pending) == [1] and box.depth == 1
+
+
+def sent_row(box: Outbox, kind: str = "vitals") -> OutboxRow:
+    """A telemetry row as the publisher makes it: a reserved seq, sent before it is stored."""
+    seq = box.take_seq()
+    return OutboxRow(seq, kind, f"t/{kind}", f'{{"seq": {seq}}}'.encode(), 1, False, 0.0)
+
+
+def test_seqs_sent_before_storing_are_never_reused_after_an_unclean_stop(tmp_path: Path) -> None:
+    path = tmp_path / "o.sqlite3"
+    box = Outbox(path)
+    assert put(box, "events") == 1
+    assert [sent_row(box).seq for _ in range(3)] == [2, 3, 4]  # sent from memory, not stored
+    del box  # SIGKILL: no close
+    again = Outbox(path)
+    assert again.seqs_skipped == SEQ_BLOCK and again.seq_gaps() == [(2, SEQ_BLOCK + 1)]
+    assert put(again, "events") == SEQ_BLOCK + 2  # the seqs that may have been sent stay used
+    again.close()
+    clean = Outbox(path)  # a clean stop released the reservation: no new gap
+    assert clean.seqs_skipped == 0 and sent_row(clean).seq == SEQ_BLOCK + 3
+    clean.close()
+    assert Outbox(path).seqs_skipped == 0
+
+
+def test_telemetry_not_acknowledged_in_time_is_stored_with_its_seq(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "o.sqlite3")
+    rows = [sent_row(box) for _ in range(3)]
+    box.count_sent("vitals")
+    assert box.store_sent([(r, None) for r in rows[1:]]) == 2  # rows[0] was acknowledged
+    assert [r.seq for r in box.pending()] == [2, 3] and box.depth == 2
+    assert box.store_sent([(rows[2], None)]) == 0  # stored once
+    box.close()
+    audit = read_outbox(tmp_path / "o.sqlite3")
+    assert audit.last_seq == 3 and audit.pending == {2, 3} and audit.created == {"vitals": 1}
+
+
+def test_pubacks_are_buffered_and_written_with_the_next_transaction(tmp_path: Path) -> None:
+    path = tmp_path / "o.sqlite3"
+    box = Outbox(path)
+    for _ in range(3):
+        put(box, "events")
+    box.ack([1, 2])
+    assert box.depth == 1 and [r.seq for r in box.pending()] == [3]  # acked in memory
+    assert read_outbox(path).pending == {1, 2, 3}  # not written yet: no write per PUBACK
+    put(box, "events")  # the next transaction carries them
+    assert read_outbox(path).pending == {3, 4}
+    box.ack([3])
+    box.purge_acked(window_s=3600)  # ... or the purge, at the latest
+    assert read_outbox(path).pending == {4}
+    put(box, "events")
+    box.ack([4])
+    del box  # a power cut before the PUBACK was written: the row is resent, never lost
+    assert [r.seq for r in Outbox(path).pending()] == [4, 5]
+
+
+def test_a_drained_outbox_writes_its_pubacks_at_once(tmp_path: Path) -> None:
+    path = tmp_path / "o.sqlite3"
+    box = Outbox(path)
+    put(box, "events")
+    box.ack([1])
+    assert read_outbox(path).pending == set()  # another process sees it drained
+
+
+def test_unchanged_room_state_is_not_written_again(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "o.sqlite3")
+    state = {"call": {"status": "idle"}}
+    assert box.state_changed(state)
+    box.enqueue("events", "t/events", lambda s: b"{}", state=state)
+    assert not box.state_changed(state)
+    assert box.state_changed({"call": {"status": "placed"}})

@@ -327,7 +327,7 @@ def test_clock_stepped_back_logger_orders_by_seq(fleet: Fleet) -> None:
 @pytest.mark.timeout(120)
 def test_after_everything_every_seq_exactly_once(fleet: Fleet) -> None:
     created, thinned = fleet.drain_and_stop()
-    result = audit(fleet.db, created, thinned)
+    result = audit(fleet.db, created, thinned, gaps=fleet.seq_gaps())
     record(
         FaultRecord(
             "all of the above: final audit of the outage fleet",

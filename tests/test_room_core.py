@@ -102,10 +102,11 @@ def test_emergency_input_places_an_emergency_call() -> None:
 
 
 def test_unclaimed_call_escalates_on_the_injected_clock() -> None:
-    room = Room(config(timing={"escalate_normal_s": 60}))
+    room = Room(config(timing={"escalate_normal_s": 50, "health_every_s": 3600}))
+    room.feed(Started(FACTS))
     room.feed(ButtonPressed(Button.CALL))
-    assert room.core.seconds_to_next_deadline(room.now) == pytest.approx(1.0)
-    room.advance(59.9)
+    assert room.core.seconds_to_next_deadline(room.now) == pytest.approx(50.0)
+    room.advance(49.9)
     assert not events(room.feed(Tick(FACTS)), "call_escalated")
     room.advance(0.1)
     out = room.feed(Tick(FACTS))
@@ -176,6 +177,29 @@ def test_silent_monitor_is_reported_then_a_reading_restores_it() -> None:
     out = room.feed(Tick(RoomFacts(clock_synced=True, outbox_cap=1000, monitor=seen)))
     health = bodies(out, HealthMessage)[0]
     assert health["monitor"]["status"] == "ok" and health["monitor"]["frames_accepted"] == 1
+
+
+def test_an_idle_room_sleeps_until_the_next_deadline_of_its_core() -> None:
+    """No busy ticking (issue 17): health cadence, monitor silence and fades are deadlines."""
+    room = Room(config(monitor=MASIMO, timing={"health_every_s": 30}))
+    assert room.core.seconds_to_next_deadline(room.now) == 0.0  # health never published
+    room.feed(Started(MONITORED))
+    assert room.core.seconds_to_next_deadline(room.now) == pytest.approx(3.01)  # silence limit
+    room.advance(2)
+    room.feed(ReadingReceived(Reading("masimo", 0.0, spo2=97.0)))
+    assert room.core.seconds_to_next_deadline(room.now) == pytest.approx(3.01)
+    idle = Room(config(timing={"health_every_s": 30}))
+    idle.feed(Started(FACTS))
+    idle.advance(10)
+    assert idle.core.seconds_to_next_deadline(idle.now) == pytest.approx(20.0)  # health
+    idle.feed(LinkUp(session_present=False))
+    assert idle.core.seconds_to_next_deadline(idle.now) == 0.0  # health due with fresh facts
+    idle.feed(Tick(FACTS))
+    idle.command("scene", {"scene": "calm", "by": "nurse.kim"})
+    assert idle.core.seconds_to_next_deadline(idle.now) == pytest.approx(0.05)  # fading
+    idle.advance(3600)
+    idle.feed(Tick(FACTS))
+    assert idle.core.seconds_to_next_deadline(idle.now) == pytest.approx(30.0)  # fade done
 
 
 def test_low_spo2_raises_an_alert_in_state_and_on_the_dome() -> None:

@@ -85,6 +85,12 @@ class HealthCadence:
         self._key: tuple[Any, ...] | None = None
         self._last_mono: float | None = None
 
+    def seconds_to_next(self, mono: float) -> float:
+        """How long until the periodic publish is due (0 if due now)."""
+        if self.due or self._last_mono is None:
+            return 0.0
+        return max(0.0, self._last_mono + self.every_s - mono)
+
     def step(self, key: tuple[Any, ...], mono: float, force: bool) -> tuple[bool, bool]:
         """Return (what it says changed, publish now)."""
         changed = key != self._key

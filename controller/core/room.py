@@ -61,7 +61,8 @@ from controller.core.settings import RoomSettings, restore, short_errors
 log = logging.getLogger(__name__)
 
 FADE_TICK_S = 0.05
-IDLE_WAIT_S = 1.0
+IDLE_WAIT_S = 60.0  # nothing due at all: the daemon still ticks this often
+SILENCE_SLACK_S = 0.01  # tick just after the monitor's silence limit, not on it
 
 SavedState = Mapping[str, Mapping[str, Any] | None]
 STATE_KEYS = ("session", "call", "alerts", "scene")  # the blobs of `state_blobs()`
@@ -156,8 +157,18 @@ class RoomCore:
         }
 
     def seconds_to_next_deadline(self, now: Instant) -> float:
-        """How long the daemon may sleep before the next `Tick` is due."""
-        waits = [IDLE_WAIT_S]
+        """How long the daemon may sleep before the next `Tick` is due (0: tick now).
+
+        Every timer of the core is a deadline here, so an idle room sleeps instead of
+        ticking: phase and call timers, the monitor's silence limit, the health cadence,
+        and a fade (ticked every FADE_TICK_S only while it runs).
+        """
+        if self._health.due:
+            return 0.0
+        waits = [IDLE_WAIT_S, self._health.seconds_to_next(now.mono)]
+        if self.facts.monitor.enabled and self.monitor_ok:
+            since = self._last_reading_mono or self.started_mono
+            waits.append(since + self.config.monitor.silence_s + SILENCE_SLACK_S - now.mono)
         for deadline in (
             phases.next_deadline(self.session, self.phase_settings),
             call_lifecycle.next_deadline(self.call, self.call_settings),

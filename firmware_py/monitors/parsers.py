@@ -1,12 +1,13 @@
-"""`make_parser`: the one place that turns a protocol name into a sans-IO parser."""
+"""`make_parser`: the one place that turns a protocol name into a sans-IO parser.
+
+Each parser module is imported when its protocol is asked for: a room imports only the
+parser of its own monitor (an HL7 room needs the `hl7` package, a Masimo room does not).
+"""
 
 from __future__ import annotations
 
 import time
 
-from firmware_py.monitors.hl7_pcd01 import Hl7Parser
-from firmware_py.monitors.masimo import MasimoParser
-from firmware_py.monitors.nonin import NoninParser
 from firmware_py.monitors.parser_base import Clock, ParserBase
 
 PROTOCOLS: tuple[str, ...] = ("masimo", "nonin-df2", "nonin-df7", "hl7")
@@ -15,12 +16,16 @@ PROTOCOLS: tuple[str, ...] = ("masimo", "nonin-df2", "nonin-df7", "hl7")
 def make_parser(protocol: str, clock: Clock = time.time) -> ParserBase:
     """A fresh parser for `protocol` (one of PROTOCOLS); ValueError for anything else."""
     if protocol == "masimo":
+        from firmware_py.monitors.masimo import MasimoParser
+
         return MasimoParser(clock)
-    if protocol == "nonin-df2":
-        return NoninParser("df2", clock)
-    if protocol == "nonin-df7":
-        return NoninParser("df7", clock)
+    if protocol in ("nonin-df2", "nonin-df7"):
+        from firmware_py.monitors.nonin import NoninParser
+
+        return NoninParser(protocol.removeprefix("nonin-"), clock)
     if protocol == "hl7":
+        from firmware_py.monitors.hl7_pcd01 import Hl7Parser
+
         return Hl7Parser(clock)
     expected = ", ".join(PROTOCOLS)
     raise ValueError(f"unknown monitor protocol {protocol!r}; expected one of {expected}")

@@ -23,7 +23,9 @@ import serial
 Handler = Callable[[bytes], bytes]
 SessionFactory = Callable[[], Handler]
 StateCallback = Callable[[bool, str], None]
-READ_TIMEOUT_S = 0.1
+# A backstop only: `stop()` interrupts a blocked read (cancel_read / shutdown), so a link
+# need not wake ten times a second to look at `stopping` (issue 17: no busy ticking).
+READ_TIMEOUT_S = 1.0
 MAX_MLLP_CONNECTIONS = 4
 
 

@@ -65,8 +65,21 @@ def db_rows(db: Path, sql: str, *args: object) -> list[tuple[Any, ...]]:
         conn.close()
 
 
-def db_has_all(db: Path, targets: dict[str, int], thinned: dict[str, int] | None = None) -> bool:
-    """True when the ledger holds every seq <= target for each room (minus thinned gaps)."""
+Gaps = dict[str, list[tuple[int, int]]]  # room -> seq ranges sent from memory, never stored
+
+
+def in_gaps(seq: int, gaps: list[tuple[int, int]]) -> bool:
+    return any(a <= seq <= b for a, b in gaps)
+
+
+def db_has_all(
+    db: Path,
+    targets: dict[str, int],
+    thinned: dict[str, int] | None = None,
+    gaps: Gaps | None = None,
+) -> bool:
+    """True when the ledger holds every seq <= target for each room (minus thinned seqs and
+    the seq gaps of telemetry that was never stored)."""
     if not db.exists():
         return False
     try:
@@ -75,11 +88,17 @@ def db_has_all(db: Path, targets: dict[str, int], thinned: dict[str, int] | None
         return False
     try:
         for room, last in targets.items():
-            row = conn.execute(
-                "SELECT COUNT(*) FROM messages WHERE site = ? AND room = ? AND seq <= ?",
-                (SITE, room, last),
-            ).fetchone()
-            if int(row[0]) + (thinned or {}).get(room, 0) < last:
+            room_gaps = (gaps or {}).get(room, [])
+            have = [
+                r[0]
+                for r in conn.execute(
+                    "SELECT seq FROM messages WHERE site = ? AND room = ? AND seq <= ?",
+                    (SITE, room, last),
+                )
+                if not in_gaps(r[0], room_gaps)
+            ]
+            expected = last - sum(max(0, min(b, last) - a + 1) for a, b in room_gaps)
+            if len(have) + (thinned or {}).get(room, 0) < expected:
                 return False
         return True
     except sqlite3.OperationalError:
@@ -88,9 +107,18 @@ def db_has_all(db: Path, targets: dict[str, int], thinned: dict[str, int] | None
         conn.close()
 
 
-def audit(db: Path, created: dict[str, int], thinned: dict[str, int], live: bool = False) -> Audit:
+def audit(
+    db: Path,
+    created: dict[str, int],
+    thinned: dict[str, int],
+    live: bool = False,
+    gaps: Gaps | None = None,
+) -> Audit:
     """Compare the database with what the rooms created. `live`: rooms still running, so
-    seqs above `created` (made after it was read) are expected, not suspicious."""
+    seqs above `created` (made after it was read) are expected, not suspicious. `gaps`:
+    seqs of telemetry sent from memory and never stored (issue 17: vitals and health a
+    room had not stored when it died) are not counted as missing; nothing stored is ever
+    in one."""
     out = Audit(created=dict(created), thinned=dict(thinned))
     conn = db_connect(db)
     try:
@@ -106,7 +134,10 @@ def audit(db: Path, created: dict[str, int], thinned: dict[str, int], live: bool
                 )
             ]
             have = set(got)
-            out.missing[room] = [s for s in range(1, last + 1) if s not in have]
+            room_gaps = (gaps or {}).get(room, [])
+            out.missing[room] = [
+                s for s in range(1, last + 1) if s not in have and not in_gaps(s, room_gaps)
+            ]
             out.unexpected[room] = [s for s in got if s < 1 or (s > last and not live)]
         for kind in ("vitals", "events"):
             ledger = conn.execute(

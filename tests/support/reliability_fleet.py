@@ -154,13 +154,19 @@ class Fleet:
             seqs[name], thinned[name] = last, thin
         return seqs, thinned
 
+    def seq_gaps(self) -> dict[str, list[tuple[int, int]]]:
+        """Per room, the seqs of telemetry it sent from memory and never stored."""
+        return {name: room.seq_gaps() for name, room in self.rooms.items()}
+
     def wait_converged(self, timeout: float = 60) -> float:
         """Seconds until the database holds everything each room had created by now."""
         targets, thinned = self.created()
         try:
-            return wait_for(lambda: db_has_all(self.db, targets, thinned), timeout, "drained")
+            return wait_for(
+                lambda: db_has_all(self.db, targets, thinned, self.seq_gaps()), timeout, "drained"
+            )
         except TimeoutError:
-            late = audit(self.db, targets, thinned)
+            late = audit(self.db, targets, thinned, gaps=self.seq_gaps())
             gaps = {r: m[:10] for r, m in late.missing.items() if m}
             raise TimeoutError(f"rooms not drained in {timeout} s; missing seqs {gaps}") from None
 
@@ -181,8 +187,10 @@ class Fleet:
         """Audit while the rooms run: what they had made by now, once it has arrived."""
         targets, thinned = self.created()
         with contextlib.suppress(TimeoutError):  # a real loss shows in the audit itself
-            wait_for(lambda: db_has_all(self.db, targets, thinned), timeout, "drained")
-        return audit(self.db, targets, thinned, live=True)
+            wait_for(
+                lambda: db_has_all(self.db, targets, thinned, self.seq_gaps()), timeout, "drained"
+            )
+        return audit(self.db, targets, thinned, live=True, gaps=self.seq_gaps())
 
     def add_inprocess(self, room: InProcessRoom) -> None:
         self.rooms[room.name] = room  # type: ignore[assignment]
@@ -222,7 +230,11 @@ class Fleet:
                     break
                 room.start()
         seqs, thinned = self.created()
-        wait_for(lambda: db_has_all(self.db, seqs, thinned), timeout, "database complete")
+        wait_for(
+            lambda: db_has_all(self.db, seqs, thinned, self.seq_gaps()),
+            timeout,
+            "database complete",
+        )
         return seqs, thinned
 
     def stop(self) -> None:

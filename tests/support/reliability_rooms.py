@@ -9,6 +9,7 @@ logger's database, `tests.support.reliability_fleet` runs the clinic.
 
 from __future__ import annotations
 
+import json
 import signal
 import sqlite3
 import subprocess
@@ -166,6 +167,9 @@ class Room(Process):
         """(last_seq, rows waiting for a PUBACK, vitals_thinned) read from the room's outbox."""
         return outbox_stats(self.outbox)
 
+    def seq_gaps(self) -> list[tuple[int, int]]:
+        return outbox_gaps(self.outbox)
+
 
 def room_toml(fleet: Fleet, spec: RoomSpec, state_dir: Path, monitor: str | None) -> str:
     lines = [
@@ -209,7 +213,29 @@ def outbox_stats(path: Path) -> tuple[int, int, int]:
         return 0, 0, 0  # created, schema not yet committed
     finally:
         conn.close()
-    return int(meta.get("last_seq", 0)), depth, int(meta.get("vitals_thinned", 0))
+    # Telemetry sent before it was stored may use seqs up to `seq_reserved` (issue 17)
+    last = max(int(meta.get("last_seq", 0)), int(meta.get("seq_reserved", 0)))
+    return last, depth, int(meta.get("vitals_thinned", 0))
+
+
+def outbox_gaps(path: Path) -> list[tuple[int, int]]:
+    """Seq ranges the room may have sent from memory and never stored (issue 17): those
+    skipped after unclean stops (`meta.seq_gaps`), and above the last stored seq while the
+    room runs or after it died (`seq_reserved`). A stored message is never in one."""
+    if not path.exists():
+        return []
+    conn = sqlite3.connect(str(path), timeout=10)
+    try:
+        meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+    except sqlite3.OperationalError:
+        return []
+    finally:
+        conn.close()
+    gaps = [(int(a), int(b)) for a, b in json.loads(meta.get("seq_gaps", "[]"))]
+    last, reserved = int(meta.get("last_seq", 0)), int(meta.get("seq_reserved", 0))
+    if reserved > last:
+        gaps.append((last + 1, reserved))
+    return gaps
 
 
 class InProcessRoom:
@@ -255,6 +281,9 @@ class InProcessRoom:
 
     def outbox_stats(self) -> tuple[int, int, int]:
         return outbox_stats(self.outbox)
+
+    def seq_gaps(self) -> list[tuple[int, int]]:
+        return outbox_gaps(self.outbox)
 
     def start(self) -> None:
         self.thread.start()

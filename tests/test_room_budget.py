@@ -1,0 +1,121 @@
+"""A room on a Pi's budget (issue 17). Through the real daemon and a real Mosquitto: vitals
+the broker acknowledges never touch the disk; with the broker down they are stored in groups
+and delivered in order when it returns; a call is stored before it is published. And a room
+imports nothing it does not use. (The figures themselves are in bench/bench_footprint.py.)"""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from broker.mosquitto.run import Mosquitto
+from contract import topics
+from contract.vitals import Reading
+from tests.support.mqtt import Recorder, wait_until
+from tests.support.room_process import ROOM, SITE, RunningRoom, room_config
+
+
+def stored_kinds(room: RunningRoom) -> dict[str, int]:
+    """Rows in the room's outbox per kind, read from another connection."""
+    db = sqlite3.connect(f"file:{room.config.state_dir / 'outbox.sqlite3'}?mode=ro", uri=True)
+    try:
+        return dict(db.execute("SELECT kind, COUNT(*) FROM outbox GROUP BY kind").fetchall())
+    finally:
+        db.close()
+
+
+def post_readings(room: RunningRoom, n: int) -> None:
+    for i in range(n):
+        room.daemon._post_reading(
+            Reading("masimo", 0.0, spo2=96.0 + i % 4, pulse_rate=70.0 + i % 5)
+        )
+
+
+@pytest.fixture
+def room(mosquitto: Mosquitto, tmp_path: Path) -> Iterator[RunningRoom]:
+    r = RunningRoom(room_config(mosquitto, tmp_path / "room", outbox={"group_commit_s": 0.5}))
+    r.thread.start()
+    try:
+        wait_until(lambda: r.daemon.link.connected, 10, "room connected")
+        yield r
+    finally:
+        r.daemon.stop()
+        r.thread.join(15)
+        assert not r.thread.is_alive(), "daemon did not stop"
+
+
+@pytest.mark.broker
+def test_vitals_the_broker_acknowledges_never_touch_the_disk(
+    room: RunningRoom, mosquitto: Mosquitto
+) -> None:
+    with Recorder(mosquitto.url, [topics.vitals(SITE, ROOM)]) as rec:
+        wait_until(lambda: room.daemon.publisher._caught_up, 10, "start-up messages delivered")
+        post_readings(room, 30)
+        wait_until(lambda: len(rec.messages) >= 30, 10, "30 vitals delivered")
+        wait_until(lambda: room.daemon.publisher.seconds_to_store() is None, 10, "all acked")
+    seqs = [m.json()["seq"] for m in rec.messages]
+    assert seqs == sorted(set(seqs))  # unique and in order
+    assert stored_kinds(room).get("vitals", 0) == 0
+    assert room.daemon.publisher.stored_telemetry == 0
+
+
+@pytest.mark.broker
+def test_vitals_with_the_broker_down_are_stored_in_groups_and_delivered_in_order(
+    room: RunningRoom, mosquitto: Mosquitto
+) -> None:
+    mosquitto.stop()
+    wait_until(lambda: not room.daemon.link.connected, 10, "room noticed the broker is gone")
+    post_readings(room, 20)
+    wait_until(lambda: stored_kinds(room).get("vitals", 0) == 20, 10, "20 vitals stored")
+    room.press(room.config.gpio.call_pin)  # a call while vitals wait: stored at once
+    wait_until(lambda: stored_kinds(room).get("call", 0) >= 1, 5, "call stored")
+    mosquitto.start()
+    with Recorder(mosquitto.url, [topics.vitals(SITE, ROOM), topics.call(SITE, ROOM)]) as rec:
+        wait_until(
+            lambda: len(rec.matching(lambda m: m.topic.endswith("/vitals"))) >= 20, 20, "vitals"
+        )
+        rec.wait_for(lambda m: m.topic.endswith("/call") and m.json()["status"] == "placed", 10)
+    vitals = [m.json()["seq"] for m in rec.messages if m.topic.endswith("/vitals")]
+    first = list(dict.fromkeys(vitals))  # a replay after the reconnect may repeat some
+    assert len(first) == 20 and first == sorted(first)
+    call_seq = max(m.json()["seq"] for m in rec.messages if m.topic.endswith("/call"))
+    assert call_seq > max(vitals)  # the call came after the vitals held before it
+
+
+# Modules a room never uses: the central side, tools, the simulators, other monitors' parsers.
+NOT_IN_A_ROOM = (
+    "broker",
+    "tools",
+    "bench",
+    "cryptography",
+    "rich",
+    "starlette",
+    "uvicorn",
+    "jinja2",
+    "hl7",
+    "firmware_py.monitors.simulate",
+    "firmware_py.monitors.hl7_pcd01",
+    "firmware_py.monitors.nonin",
+    "controller.monitor_cli",
+    "controller.schema_cli",
+)
+
+
+def test_a_room_imports_nothing_it_does_not_use() -> None:
+    """`roomctl room run` with a Masimo monitor: what the process has imported once running."""
+    code = (
+        "import sys; from controller import cli; cli.build_parser('room'); "
+        "import controller.daemon, firmware_py.monitors.link; "
+        "from firmware_py.monitors.parsers import make_parser; make_parser('masimo'); "
+        "print(' '.join(sorted(sys.modules)))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    loaded = proc.stdout.split()
+    assert "controller.daemon" in loaded and "firmware_py.monitors.masimo" in loaded
+    unused = [m for m in loaded if any(m == n or m.startswith(n + ".") for n in NOT_IN_A_ROOM)]
+    assert unused == []
