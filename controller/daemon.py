@@ -92,6 +92,13 @@ class RoomDaemon:
 
         config.state_dir.mkdir(parents=True, exist_ok=True)
         self.outbox = Outbox(config.state_dir / "outbox.sqlite3", max_rows=config.outbox.max_rows)
+        if self.outbox.seqs_skipped:
+            gap = self.outbox.seq_gaps()[-1]
+            log.warning(
+                "unclean stop: seqs %d-%d skipped (telemetry sent but not stored may have "
+                "used some; nothing stored is lost)",
+                *gap,
+            )
         self.publisher = Publisher(
             self.outbox,
             self.site,

@@ -44,7 +44,7 @@ import os
 import sqlite3
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -126,6 +126,7 @@ class Outbox:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("PRAGMA secure_delete=FAST")  # no extra page writes on DELETE
+        self._db.execute("PRAGMA cache_size=-1024")  # 1 MiB of page cache (a Pi's RSS budget)
         self._migrate()
         self._db.executescript(SCHEMA)
         self._last_seq = int(self._meta("last_seq", "0"))
@@ -138,7 +139,7 @@ class Outbox:
         self.vitals_thinned = int(self._meta("vitals_thinned", "0"))
         self._acks: dict[int, float] = {}  # PUBACKed seq -> when; written with the next commit
         self._created: Counter[str] = Counter()  # made but not yet counted in meta
-        self._state_saved: dict[str, str] = {}  # blob key -> JSON as stored
+        self._state_saved: dict[str, Any] = {}  # blob key -> the value as last stored
         self.seqs_skipped = self._skip_unstored_seqs()
         self._depth = int(
             self._db.execute("SELECT COUNT(*) FROM outbox WHERE acked_at IS NULL").fetchone()[0]
@@ -223,27 +224,25 @@ class Outbox:
 
         Called inside a transaction; `_state_saved` is updated by the caller on COMMIT.
         """
-        text = json.dumps(value, sort_keys=True)
-        if self._state_saved.get(key) == text:
+        if self._state_saved.get(key) == value:
             return
         self._db.execute(
             "INSERT INTO room_state (key, value) VALUES (?, ?) "
             "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-            (key, text),
+            (key, json.dumps(value, sort_keys=True)),
         )
 
     def state_changed(self, state: dict[str, dict[str, Any]]) -> bool:
-        """True if storing `state` would write anything."""
-        return any(
-            self._state_saved.get(k) != json.dumps(v, sort_keys=True) for k, v in state.items()
-        )
+        """True if storing `state` would write anything (a dict comparison: cheap at 1 Hz)."""
+        return any(self._state_saved.get(k) != v for k, v in state.items())
 
     def load_state(self, key: str) -> dict[str, Any] | None:
         row = self._db.execute("SELECT value FROM room_state WHERE key = ?", (key,)).fetchone()
         if not row:
             return None
-        self._state_saved[key] = str(row[0])
-        return json.loads(row[0])  # type: ignore[no-any-return]
+        value: dict[str, Any] = json.loads(row[0])
+        self._state_saved[key] = value
+        return value
 
     # -- queue -------------------------------------------------------------------------
 
@@ -284,11 +283,19 @@ class Outbox:
         return self.enqueue_many([OutboxItem(kind, topic, build, qos, retain)], state)[0]
 
     def enqueue_many(
-        self, items: list[OutboxItem], state: dict[str, dict[str, Any]] | None = None
+        self,
+        items: list[OutboxItem],
+        state: dict[str, dict[str, Any]] | None = None,
+        sent: Sequence[OutboxRow] = (),
     ) -> list[int | None]:
-        """Store several messages (consecutive seqs) and the state in ONE transaction."""
+        """Store several messages (consecutive seqs) and the state in ONE transaction.
+
+        `sent`: telemetry that already has its seq (sent from memory, not yet acknowledged)
+        is stored first in the same transaction, so every seq up to `last_seq` is either
+        stored or acknowledged by the broker.
+        """
         try:
-            return self._enqueue_once(items, state)
+            return self._enqueue_once(items, state, sent)
         except sqlite3.OperationalError as exc:
             if not _is_disk_full(exc):
                 raise
@@ -298,7 +305,7 @@ class Outbox:
             self._release_ballast()
             self._thin_vitals_safely()
             try:
-                return self._enqueue_once(items, state)
+                return self._enqueue_once(items, state, sent)
             except sqlite3.OperationalError as exc2:
                 if not _is_disk_full(exc2):
                     raise
@@ -323,7 +330,10 @@ class Outbox:
             return 0
 
     def _enqueue_once(
-        self, items: list[OutboxItem], state: dict[str, dict[str, Any]] | None
+        self,
+        items: list[OutboxItem],
+        state: dict[str, dict[str, Any]] | None,
+        sent: Sequence[OutboxRow] = (),
     ) -> list[int | None]:
         keep: list[OutboxItem | None] = []
         for item in items:
@@ -353,10 +363,11 @@ class Outbox:
                 )
             )
             seqs.append(seq)
-        if not rows and not state:
+        if not rows and not state and not sent:
             return seqs
         self._db.execute("BEGIN IMMEDIATE")
         try:
+            stored_sent = self._insert_sent([(r, None) for r in sent])
             self._db.executemany(
                 "INSERT INTO outbox (seq, kind, topic, payload, qos, retain, created) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -374,10 +385,10 @@ class Outbox:
             self._rollback()
             raise
         self._last_seq = seq
-        self._depth += len(rows)
+        self._depth += len(rows) + stored_sent
         self._after_commit(acked)
         for key, value in (state or {}).items():
-            self._state_saved[key] = json.dumps(value, sort_keys=True)
+            self._state_saved[key] = value
         return seqs
 
     def _write_counters(self, created: Counter[str]) -> None:
@@ -428,22 +439,14 @@ class Outbox:
         """Store messages that already have a seq (and a payload) in one transaction.
 
         Each row goes in pending (`None`) or as acknowledged at the given time (for the
-        replay window). A seq stored already is left alone. Returns how many were stored.
+        replay window). A seq stored already is left alone. Returns how many new rows are
+        pending.
         """
         if not rows and not self._acks:
             return 0
         self._db.execute("BEGIN IMMEDIATE")
         try:
-            cur = self._db.executemany(
-                "INSERT OR IGNORE INTO outbox "
-                "(seq, kind, topic, payload, qos, retain, created, acked_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (r.seq, r.kind, r.topic, r.payload, r.qos, int(r.retain), r.created, acked)
-                    for r, acked in rows
-                ],
-            )
-            stored = max(0, cur.rowcount)
+            stored = self._insert_sent(rows)
             self._set_meta("last_seq", str(self._last_seq))
             self._write_counters(self._created)
             acked_now = self._write_acks()
@@ -451,9 +454,22 @@ class Outbox:
         except BaseException:
             self._rollback()
             raise
-        self._depth += sum(1 for _, acked in rows if acked is None) if stored else 0
+        self._depth += stored
         self._after_commit(acked_now)
         return stored
+
+    def _insert_sent(self, rows: Sequence[tuple[OutboxRow, float | None]]) -> int:
+        """Inside a transaction: insert rows with their own seq; return how many new pending."""
+        pending = 0
+        for r, acked in rows:
+            cur = self._db.execute(
+                "INSERT OR IGNORE INTO outbox "
+                "(seq, kind, topic, payload, qos, retain, created, acked_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (r.seq, r.kind, r.topic, r.payload, r.qos, int(r.retain), r.created, acked),
+            )
+            pending += int(cur.rowcount > 0 and acked is None)
+        return pending
 
     def count_sent(self, kind: str) -> None:
         """A message made and sent from memory: counted in `created_<kind>` with the next write."""

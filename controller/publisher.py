@@ -158,7 +158,6 @@ class Publisher:
 
         Returns each message's seq (None for a vitals reading the outbox thinned).
         """
-        self.store_held(force=True, unsent_only=True)  # stored before, so pumped before
         synced = self._clock_synced()
         now = self._now()
         items = []
@@ -174,7 +173,12 @@ class Publisher:
                     spec.retained,
                 )
             )
-        seqs = self.outbox.enqueue_many(items, state)
+        # Held telemetry goes first, in the same transaction: every seq below a stored one
+        # is then stored or acknowledged (and what was never sent is pumped in seq order).
+        held = sorted((row for row, _, _ in self._held.values()), key=lambda r: r.seq)
+        seqs = self.outbox.enqueue_many(items, state, sent=held)
+        self._held.clear()
+        self.stored_telemetry += len(held)
         self._caught_up = False
         for msg, seq in zip(messages, seqs, strict=True):
             if seq is not None:

@@ -32,6 +32,7 @@ from tests.support.reliability_audit import (
     audit,
     db_connect,
     db_has_all,
+    db_max_seqs,
 )
 from tests.support.reliability_rooms import (
     SITE,
@@ -174,9 +175,13 @@ class Fleet:
         """Seconds from now (a process just restarted) until every room has made a new
         message and the database holds everything made up to it: the pipeline works again."""
         start = time.monotonic()
-        before, _ = self.created()
+        # A room's outbox does not show every message it makes (vitals and health the broker
+        # acknowledges at once are never stored, issue 17): a seq above both what the ledger
+        # holds and what the outbox stored, arriving in the ledger, is a new message.
+        seen = db_max_seqs(self.db)
+        before = {r: max(room.stored_last(), seen.get(r, 0)) for r, room in self.rooms.items()}
         wait_for(
-            lambda: all(self.created()[0][r] > n for r, n in before.items()),
+            lambda: all(db_max_seqs(self.db).get(r, 0) > n for r, n in before.items()),
             timeout,
             "every room made a message after the restart",
         )

@@ -170,6 +170,9 @@ class Room(Process):
     def seq_gaps(self) -> list[tuple[int, int]]:
         return outbox_gaps(self.outbox)
 
+    def stored_last(self) -> int:
+        return int(outbox_meta(self.outbox).get("last_seq", 0))
+
 
 def room_toml(fleet: Fleet, spec: RoomSpec, state_dir: Path, monitor: str | None) -> str:
     lines = [
@@ -213,24 +216,28 @@ def outbox_stats(path: Path) -> tuple[int, int, int]:
         return 0, 0, 0  # created, schema not yet committed
     finally:
         conn.close()
-    # Telemetry sent before it was stored may use seqs up to `seq_reserved` (issue 17)
-    last = max(int(meta.get("last_seq", 0)), int(meta.get("seq_reserved", 0)))
-    return last, depth, int(meta.get("vitals_thinned", 0))
+    # the last seq stored: telemetry sent from memory may be above it (`outbox_gaps`)
+    return int(meta.get("last_seq", 0)), depth, int(meta.get("vitals_thinned", 0))
+
+
+def outbox_meta(path: Path) -> dict[str, str]:
+    """The outbox's meta table (empty before the room made it)."""
+    if not path.exists():
+        return {}
+    conn = sqlite3.connect(str(path), timeout=10)
+    try:
+        return dict(conn.execute("SELECT key, value FROM meta").fetchall())
+    except sqlite3.OperationalError:
+        return {}
+    finally:
+        conn.close()
 
 
 def outbox_gaps(path: Path) -> list[tuple[int, int]]:
     """Seq ranges the room may have sent from memory and never stored (issue 17): those
     skipped after unclean stops (`meta.seq_gaps`), and above the last stored seq while the
     room runs or after it died (`seq_reserved`). A stored message is never in one."""
-    if not path.exists():
-        return []
-    conn = sqlite3.connect(str(path), timeout=10)
-    try:
-        meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
-    except sqlite3.OperationalError:
-        return []
-    finally:
-        conn.close()
+    meta = outbox_meta(path)
     gaps = [(int(a), int(b)) for a, b in json.loads(meta.get("seq_gaps", "[]"))]
     last, reserved = int(meta.get("last_seq", 0)), int(meta.get("seq_reserved", 0))
     if reserved > last:
@@ -284,6 +291,9 @@ class InProcessRoom:
 
     def seq_gaps(self) -> list[tuple[int, int]]:
         return outbox_gaps(self.outbox)
+
+    def stored_last(self) -> int:
+        return int(outbox_meta(self.outbox).get("last_seq", 0))
 
     def start(self) -> None:
         self.thread.start()
