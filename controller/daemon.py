@@ -162,7 +162,7 @@ class RoomDaemon:
 
     def _loop(self) -> None:
         while True:
-            ev = self._next_event()
+            ev = self._next_event(self.core.seconds_to_next_deadline(self._now()))
             batch = [] if ev is None else [ev]
             while len(batch) < MAX_BATCH:  # drain what is ready, bounded
                 try:
@@ -293,10 +293,8 @@ class RoomDaemon:
         self.publisher.flush_acks()
         self.publisher.pump(self.link)
 
-    def _next_event(self) -> object | None:
-        timeout = min(
-            self.core.seconds_to_next_deadline(self._now()), self._seconds_to_housekeeping()
-        )
+    def _next_event(self, core_wait: float) -> object | None:
+        timeout = min(core_wait, self._seconds_to_housekeeping())
         wd = self.notifier.watchdog_due()
         if wd is not None:
             timeout = min(timeout, wd)

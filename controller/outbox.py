@@ -386,7 +386,7 @@ class Outbox:
             raise
         self._last_seq = seq
         self._depth += len(rows) + stored_sent
-        self._after_commit(acked)
+        self._after_commit(acked, counters=True)
         for key, value in (state or {}).items():
             self._state_saved[key] = value
         return seqs
@@ -402,9 +402,11 @@ class Outbox:
                 (f"created_{kind}", n),
             )
 
-    def _after_commit(self, acked: dict[int, float]) -> None:
-        self._thinned_dirty = False
-        self._created = Counter()
+    def _after_commit(self, acked: dict[int, float], counters: bool = False) -> None:
+        """After COMMIT: the written PUBACKs leave the buffer; `counters`: so did the counts."""
+        if counters:
+            self._thinned_dirty = False
+            self._created = Counter()
         for s in acked:
             self._acks.pop(s, None)
 
@@ -455,7 +457,7 @@ class Outbox:
             self._rollback()
             raise
         self._depth += stored
-        self._after_commit(acked_now)
+        self._after_commit(acked_now, counters=True)
         return stored
 
     def _insert_sent(self, rows: Sequence[tuple[OutboxRow, float | None]]) -> int:
@@ -598,7 +600,7 @@ class Outbox:
             self._set_meta("last_seq", str(self._last_seq))
             self._set_meta("seq_reserved", str(self._last_seq))
             self._db.execute("COMMIT")
-            self._after_commit(acked)
+            self._after_commit(acked, counters=True)
         except sqlite3.Error:
             self._rollback()  # a full disk: the next start skips the reserved seqs instead
         self._db.close()

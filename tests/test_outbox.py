@@ -207,3 +207,16 @@ def test_unchanged_room_state_is_not_written_again(tmp_path: Path) -> None:
     box.enqueue("events", "t/events", lambda s: b"{}", state=state)
     assert not box.state_changed(state)
     assert box.state_changed({"call": {"status": "placed"}})
+
+
+def test_counts_of_telemetry_sent_from_memory_survive_other_writes(tmp_path: Path) -> None:
+    path = tmp_path / "o.sqlite3"
+    box = Outbox(path)
+    put(box, "events")
+    sent_row(box)
+    box.count_sent("vitals")
+    box.ack([1])  # drained: the PUBACK is written at once, the count waits for its own write
+    sent_row(box)
+    box.count_sent("vitals")
+    box.close()
+    assert read_outbox(path).created == {"events": 1, "vitals": 2}

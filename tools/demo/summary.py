@@ -31,7 +31,7 @@ def summarize(db_path: Path, site: str, room_dirs: dict[str, Path]) -> dict[str,
             created, last_seq, thinned = box.created, box.last_seq, box.vitals_thinned
             pending = set(box.pending)
             stored = store.stored_seqs(site, room, box.epoch)
-            missing = set(range(1, last_seq + 1)) - stored - pending
+            missing = {s for s in range(1, last_seq + 1) if not box.in_gap(s)} - stored - pending
             lost = max(0, len(missing) - thinned)  # thinned vitals left gaps on purpose
             per_room[room] = {
                 "created": last_seq,
@@ -40,7 +40,16 @@ def summarize(db_path: Path, site: str, room_dirs: dict[str, Path]) -> dict[str,
                 "thinned": thinned,
                 "lost": lost,
             }
-            totals["vitals_published"] += created.get("vitals", 0) - thinned
+            # `created_vitals` counts the vitals up to the last stored seq; those a room sent
+            # from memory just before it lost power have seqs in its gaps (issue 17): the
+            # ones that arrived are in the log, the others are what a power cut can lose.
+            sent_before_crash = 0
+            if box.gaps:
+                rows = store.vitals(site, room, "1970-01-01T00:00:00.000Z")
+                sent_before_crash = sum(
+                    1 for r in rows if r["epoch"] == box.epoch and box.in_gap(int(r["seq"]))
+                )
+            totals["vitals_published"] += created.get("vitals", 0) - thinned + sent_before_crash
             totals["lost"] += lost
             totals["pending"] += len(pending)
             totals["thinned"] += thinned
