@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -153,6 +153,10 @@ class CommandSettings(_Section):
     # A staff command older than this when it reaches the room is refused (expired): a
     # command sent to an offline room must not act minutes later when it reconnects.
     max_age_s: float = Field(default=DEFAULT_COMMAND_MAX_AGE_S, gt=0, le=3600)
+    # Staff identities that act for people they authenticated themselves (the board logs
+    # nurses in): their commands may carry another `by`. Any other sender must send its own
+    # name as `by` (the topic's sender is what the broker's ACL proved).
+    delegates: tuple[Annotated[str, Field(pattern=IDENT_PATTERN)], ...] = ("board",)
 
 
 class OutboxSettings(_Section):

@@ -36,7 +36,8 @@ def test_a_command_queued_while_the_room_was_offline_is_refused_as_expired(
                 "issued_at": format_ts(utcnow() - timedelta(seconds=40)),
                 "request_id": "late-1",
             }
-            rec.publish(topics.cmd(SITE, ROOM, "phase"), stale)  # queued in the room's session
+            # queued in the room's persistent session
+            rec.publish(topics.cmd(SITE, ROOM, "phase", "board"), stale)
             n_before = len(rec.messages)
             proc = start_room(mosquitto.url, state_dir, SITE, ROOM)
             refused = rec.wait_for(is_event("command_refused"), 20, since=n_before).json()

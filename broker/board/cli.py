@@ -202,7 +202,10 @@ def _serve(args: argparse.Namespace) -> int:
         chromium=args.chromium,
         host=args.host,
     )
-    board = Board(config)
+    try:
+        board = Board(config)
+    except ValueError as exc:  # a certificate that is not a staff identity
+        return _fail(str(exc))
     if not config.no_auth and not board.users.users():
         print(
             f"roomctl: warning: no accounts in {board_db}; add one with "

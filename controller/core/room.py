@@ -249,20 +249,32 @@ class RoomCore:
         if leaf == "sim/button":
             self._on_sim_button(payload, now)
             return
-        name = leaf.removeprefix("cmd/") if leaf.startswith("cmd/") else ""
-        model = topics.COMMANDS.get(name)
-        if model is None:
+        command = topics.split_cmd(leaf)
+        if command is None:
             self._refuse(now, f"unknown command topic {topic!r}", None, leaf)
             return
+        name, sender = command
+        leaf = f"cmd/{name}"
+        if sender is None:
+            self._refuse(now, f"{leaf} names no sender: commands go to {leaf}/<sender>", None, leaf)
+            return
         try:
-            cmd = model.model_validate_json(payload, strict=True)
+            cmd = topics.COMMANDS[name].model_validate_json(payload, strict=True)
         except ValidationError as exc:
             self._refuse(now, f"bad {name} command: {short_errors(exc)}", None, leaf)
             return
         first = len(self._out)
+        # who acted: the sender the broker authenticated, or whom a delegate (the board)
+        # authenticated itself
+        actor = cmd.by if sender in self.config.commands.delegates else sender
         problem = self._stale(cmd.issued_at, now)
+        if problem is None and cmd.by != actor:
+            problem = (
+                f"by {cmd.by!r} is not the sender {sender!r}: only "
+                f"{', '.join(self.config.commands.delegates) or 'no one'} may act for others"
+            )
         if problem is not None:
-            self._refuse(now, problem, cmd.by, leaf)
+            self._refuse(now, problem, actor, leaf)
         elif isinstance(cmd, PhaseCommand):
             self._on_phase_cmd(cmd, now)
         elif isinstance(cmd, ClaimCommand):
