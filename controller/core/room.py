@@ -111,6 +111,7 @@ class RoomCore:
         # changes it (link, monitor) marks it due, and the Tick that follows (in the same
         # round of the daemon loop) publishes it with fresh facts.
         self._health = health.HealthCadence(config.timing.health_every_s)
+        self._conditions = health.Conditions()  # journal lines when conditions start/end
         self._out: list[Action] = []
 
     # -- the one entry point ------------------------------------------------------------
@@ -236,6 +237,7 @@ class RoomCore:
             self._publish_state()
         if not self.monitor_ok:
             self.monitor_ok = True
+            log.warning("monitor link restored (%s)", reading.protocol)
             detail = {"protocol": reading.protocol}
             self._emit([Emit(EventKind.MONITOR_LINK_RESTORED, now.wall, detail=detail)])
             self._apply_outputs(now)
@@ -359,6 +361,8 @@ class RoomCore:
 
     def _on_tick(self, facts: RoomFacts, now: Instant) -> None:
         self.facts = facts
+        for level, line in self._conditions.update(facts):
+            log.log(level, "%s", line)
         self.session, emits = phases.tick(self.session, now.wall, self.phase_settings)
         if emits:
             self._emit(list(emits))
@@ -377,6 +381,7 @@ class RoomCore:
         age = now.mono - (self._last_reading_mono or self.started_mono)
         if age > self.config.monitor.silence_s:
             self.monitor_ok = False
+            log.warning("monitor link lost: no reading for %.1f s", age)
             self._emit(
                 [
                     Emit(
