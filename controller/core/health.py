@@ -123,8 +123,9 @@ class Conditions:
         age = facts.outbox_oldest_age_s or 0.0
         waiting = facts.outbox_depth > 0 and age >= BACKLOG_WARN_AGE_S
         if waiting and not self.backlog:
-            lines.append((logging.WARNING, f"outbox backing up: {facts.outbox_depth} messages "
-                          f"waiting, the oldest for {age:.0f} s (is the broker reachable?)"))  # fmt: skip
+            depth = facts.outbox_depth
+            lines.append((logging.WARNING, f"outbox backing up: {depth} messages waiting, the "
+                          f"oldest for {age:.0f} s (is the broker reachable?)"))  # fmt: skip
             self.backlog = True
         elif self.backlog and facts.outbox_depth == 0:
             lines.append((logging.WARNING, "outbox drained: every message delivered"))
