@@ -49,6 +49,7 @@ from controller.outbox import Outbox, OutboxFull
 from controller.publisher import Publisher
 from controller.room_hardware import RoomHardware
 from controller.sdnotify import SystemdNotifier
+from controller.state_lock import StateLock
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +89,8 @@ class RoomDaemon:
         self._purged = time.monotonic()
 
         config.state_dir.mkdir(parents=True, exist_ok=True)
+        # one daemon per state folder (raises StateLocked, which `room run` reports)
+        self.state_lock = StateLock(config.state_dir).acquire()
         self.outbox = Outbox(config.state_dir / "outbox.sqlite3", max_rows=config.outbox.max_rows)
         self.publisher = Publisher(
             self.outbox,
@@ -294,6 +297,7 @@ class RoomDaemon:
             self.hardware.close()
             self.outbox.close()
             self.notifier.close()
+            self.state_lock.release()
 
     def _make_monitor(self) -> Any:
         m = self.config.monitor

@@ -11,6 +11,7 @@ from typing import Any
 
 from controller.config import ConfigError, RoomConfig, build_config, load_config
 from controller.config_check import file_problems
+from controller.state_lock import StateLocked
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -63,6 +64,9 @@ def _run(args: argparse.Namespace) -> int:
 
     try:
         daemon = RoomDaemon(config)
+    except StateLocked as exc:
+        print(f"roomctl room run: {exc}; only one may run per state folder", file=sys.stderr)
+        return 2
     except GPIOZeroError as exc:
         print(
             f"roomctl room run: cannot open the GPIO pins ({exc}). On a Raspberry Pi, install "
@@ -75,6 +79,16 @@ def _run(args: argparse.Namespace) -> int:
         signal.signal(sig, lambda signum, frame: daemon.stop(signal.Signals(signum).name))
     daemon.run()
     return 0
+
+
+def _selftest(args: argparse.Namespace) -> int:
+    from controller import selftest
+
+    def report(check: selftest.Check) -> None:
+        for line in selftest.lines(check):
+            print(line, flush=True)
+
+    return selftest.run(args, report)
 
 
 def _check(args: argparse.Namespace) -> int:
@@ -132,3 +146,17 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         help="check the settings only, not that the files and devices they name exist",
     )
     check.set_defaults(func=_check)
+
+    test = rsub.add_parser(
+        "selftest",
+        help="commissioning checks: config, files, clock, inputs, outputs, broker, monitor",
+        description="Run with the room controller stopped. Prints PASS/WARN/FAIL per check, "
+        "and LOOK for a light only a person in the room can see; exit 1 if any failed.",
+    )
+    test.add_argument("--config", type=Path, required=True, help="the room's TOML file")
+    test.add_argument("--simulate", action="store_true", help="mock GPIO pins")
+    test.add_argument("--look-s", type=float, default=2.0, help="how long each light is on")
+    test.add_argument("--no-outputs", action="store_true", help="do not drive the lights")
+    test.add_argument("--broker-wait", type=float, default=10.0, help="seconds (default 10)")
+    test.add_argument("--monitor-wait", type=float, default=15.0, help="seconds (default 15)")
+    test.set_defaults(func=_selftest)
