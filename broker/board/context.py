@@ -27,6 +27,7 @@ from contract.mqtt import BrokerEndpoint
 
 from .feed import BoardFeed
 from .hub import Hub
+from .limits import RenderQueue
 from .live import SiteState
 from .security import LoginLimiter, same_token
 from .users import BoardDB, Session
@@ -65,6 +66,7 @@ class BoardContext:
             open_store(config.logger_db, readonly=True) if config.logger_db else None
         )
         self.limiter = LoginLimiter()
+        self.renders = RenderQueue()
         self.no_auth_csrf = secrets.token_urlsafe(32)
         self.stopping = asyncio.Event()
         env = jinja2.Environment(

@@ -16,6 +16,7 @@ import uvicorn
 from playwright.sync_api import Browser, Page, sync_playwright
 
 from broker.board.app import Board, BoardConfig
+from broker.board.server import serve_config
 from broker.mosquitto.run import free_port
 from contract import messages, timefmt, topics
 from contract.mqtt import BrokerEndpoint
@@ -54,8 +55,9 @@ class BoardServer:
         self.board.users.add_user("alice", "nurse", PASSWORDS["alice"])
         self.board.users.add_user("victor", "viewer", PASSWORDS["victor"])
         self.server = uvicorn.Server(
-            uvicorn.Config(
+            serve_config(  # the board's own server limits, as `roomctl board` serves it
                 self.board.app,
+                None,
                 host="127.0.0.1",
                 port=self.port,
                 log_level="warning",
