@@ -104,33 +104,38 @@ class RenderQueue:
         self.slots = slots
         self.max_waiting = max_waiting
         self.max_wait_s = max_wait_s
+        self.admitted = 0  # rendering or waiting: counted on entry, before any await
         self.active = 0
-        self.waiting = 0
         self.refused = 0
         self._free = asyncio.Semaphore(slots)
+
+    @property
+    def waiting(self) -> int:
+        return self.admitted - self.active
 
     @asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:
         """Hold a render slot for the block; QueueFull when none comes (at once or in time)."""
-        if self._free.locked() and self.waiting >= self.max_waiting:
+        if self.admitted >= self.slots + self.max_waiting:
             self.refused += 1
             raise QueueFull(
                 f"{self.active} reports are being printed and {self.waiting} are waiting",
                 self.RETRY_AFTER_S,
             )
-        self.waiting += 1
+        self.admitted += 1
         try:
-            await asyncio.wait_for(self._free.acquire(), self.max_wait_s)
-        except TimeoutError:
-            self.refused += 1
-            raise QueueFull(
-                f"no printer slot within {self.max_wait_s:g} s", self.RETRY_AFTER_S
-            ) from None
+            try:
+                await asyncio.wait_for(self._free.acquire(), self.max_wait_s)
+            except TimeoutError:
+                self.refused += 1
+                raise QueueFull(
+                    f"no printer slot within {self.max_wait_s:g} s", self.RETRY_AFTER_S
+                ) from None
+            self.active += 1
+            try:
+                yield
+            finally:
+                self.active -= 1
+                self._free.release()
         finally:
-            self.waiting -= 1
-        self.active += 1
-        try:
-            yield
-        finally:
-            self.active -= 1
-            self._free.release()
+            self.admitted -= 1

@@ -18,7 +18,10 @@ protocol plus three rules it lacks:
   with 503 and `Retry-After`. So a thousand slow sockets cannot keep a nurse out: her
   connection takes the place of the oldest of them.
 - The open-files soft limit is raised to the hard limit at start (`raise_open_files_limit`),
-  since systemd's default soft limit (1024) is what a thousand slow clients used to exhaust.
+  since systemd's default soft limit (1024) is what a thousand slow clients used to exhaust;
+  the listen backlog (`ACCEPT_BURST`) is also how many connections asyncio accepts at once,
+  so the budget keeps room for that burst and the process never runs out of files (where
+  asyncio would stop accepting, nurse included, for a second at a time).
 
 What this does not cover: a TLS handshake is asyncio's until it completes (its own 60 s
 handshake timeout); bodies are bounded by `limits.BodyLimit` in the application.
@@ -42,7 +45,11 @@ __all__ = ["ServeLimits", "serve_config"]
 
 log = logging.getLogger("roomctl.board")
 
-RESERVED_FILES = 128  # open files kept for everything but client connections (db, MQTT, PDF)
+# asyncio accepts up to `backlog` connections per wake-up before our protocol can evict any,
+# and a connection it drops frees its file one loop turn later: so the files kept free beyond
+# the connection budget cover two such bursts plus the process's own (db, MQTT, PDF pipes).
+ACCEPT_BURST = 100
+RESERVED_FILES = 2 * ACCEPT_BURST + 56
 
 
 def raise_open_files_limit() -> int:
@@ -210,5 +217,6 @@ def serve_config(app: Any, limits: ServeLimits | None = None, **kwargs: Any) -> 
         http=protocol_class(limits, budget),
         timeout_keep_alive=limits.keep_alive_s,
         h11_max_incomplete_event_size=limits.max_header_bytes,
+        backlog=ACCEPT_BURST,
         **kwargs,
     )
