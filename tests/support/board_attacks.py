@@ -94,7 +94,11 @@ class WebClient:
         )
 
     def request(
-        self, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        headers: dict[str, str] | None = None,
     ) -> Answer:
         conn = self.connect()
         try:
@@ -163,10 +167,7 @@ def open_stream(client: WebClient) -> Iterator[http.client.HTTPResponse]:
 def stream_ends(resp: http.client.HTTPResponse, max_lines: int = 10_000) -> bool:
     """Read the stream until the server ends it (True) or `max_lines` were read (False).
     A socket timeout (the connection's) raises: the stream stayed open."""
-    for _ in range(max_lines):
-        if resp.readline() == b"":
-            return True
-    return False
+    return any(resp.readline() == b"" for _ in range(max_lines))
 
 
 @dataclass
