@@ -49,6 +49,7 @@ def site_view(board: BoardContext) -> dict[str, Any]:
         "logger_status": board.state.logger_status,
         "server_now_ms": int(board.clock() * 1000),
         "rejected": board.state.rejected,
+        "cert_warnings": board.certs.current(),
     }
 
 

@@ -67,6 +67,11 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         "--secure-cookies", action="store_true", help="Secure cookies on loopback too (proxy)"
     )
     board.add_argument("--chromium", default="/usr/bin/chromium", help="for PDF reports")
+    board.add_argument(
+        "--watch-cert", type=Path, action="append", default=[], metavar="PATH",
+        help="a certificate file, or a folder of .crt/.pem, to warn about 30 days before it "
+        "expires (repeatable; the board's own --ca, --cert and --tls-cert are always watched)",
+    )  # fmt: skip
     limits = ServeLimits()
     board.add_argument(
         "--request-timeout", type=float, default=limits.request_timeout_s, metavar="S",
@@ -226,6 +231,7 @@ def _serve(args: argparse.Namespace) -> int:
         secure_cookies=tls or args.secure_cookies or not is_loopback_host(args.host),
         chromium=args.chromium,
         host=args.host,
+        watch_certs=tuple(p for p in (args.tls_cert, *args.watch_cert) if p is not None),
     )
     board = Board(config)
     if not config.no_auth and not board.users.users():

@@ -25,6 +25,7 @@ from starlette.templating import Jinja2Templates
 from broker.logger.store import LogStore, open_store
 from contract.mqtt import BrokerEndpoint
 
+from .cert_watch import CertWatch
 from .feed import BoardFeed
 from .hub import Hub
 from .limits import RenderQueue
@@ -49,6 +50,7 @@ class BoardConfig:
     secure_cookies: bool = True  # plain loopback HTTP (demo, tests) turns it off explicitly
     chromium: str = "/usr/bin/chromium"
     host: str = "127.0.0.1"  # where it is bound (with --no-auth, the only Host names allowed)
+    watch_certs: tuple[Path, ...] = ()  # certificate files/folders to warn about (and its own)
 
 
 class BoardContext:
@@ -67,6 +69,8 @@ class BoardContext:
         )
         self.limiter = LoginLimiter()
         self.renders = RenderQueue()
+        endpoint = config.endpoint
+        self.certs = CertWatch([endpoint.ca, endpoint.cert, *config.watch_certs], self.state)
         self.no_auth_csrf = secrets.token_urlsafe(32)
         self.stopping = asyncio.Event()
         env = jinja2.Environment(
@@ -102,6 +106,7 @@ class BoardContext:
             "can_act": bool(sess and sess.can_act),
             "csrf": sess.csrf if sess else "",
             "no_auth": self.config.no_auth,
+            "cert_warnings": self.certs.current() if sess else [],
         }
         return self.templates.TemplateResponse(request, name, {**base, **ctx})
 
