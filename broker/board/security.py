@@ -12,7 +12,9 @@ sliding `window_s`:
   nurse's name, but cannot lock her out of her own workstation.
 
 Further attempts are refused, without checking the password, until the oldest failure leaves
-the window. The clock is injected so tests need no sleeping; memory is bounded (`max_keys`).
+the window. A successful login forgives its address's failures (a nurse who mistyped), not
+the name's failures from elsewhere. The clock is injected so tests need no sleeping; memory
+is bounded (`max_keys`).
 """
 
 from __future__ import annotations
@@ -111,16 +113,18 @@ class LoginLimiter:
         return 0.0, now
 
     def succeeded(self, address: str, name: str, ticket: float) -> None:
-        """The attempt with this ticket was right: it was no failure, and the address is
-        trusted for this name from now on."""
+        """The attempt with this ticket was right: it was no failure, the address's earlier
+        failures are forgiven (a nurse who mistyped), the name's from elsewhere are not, and
+        the address is trusted for this name from now on."""
         now = self.clock()
+        ip_key, user_key = self._keys(address, name)
         with self._lock:
-            for key in self._keys(address, name):
-                q = self._fails.get(key)
-                if q is not None and ticket in q:
-                    q.remove(ticket)
-                    if not q:
-                        del self._fails[key]
+            self._fails.pop(ip_key, None)
+            q = self._fails.get(user_key)
+            if q is not None and ticket in q:
+                q.remove(ticket)
+                if not q:
+                    del self._fails[user_key]
             pair = (name.lower(), address)
             self._trusted[pair] = now
             self._trusted.move_to_end(pair)
