@@ -313,3 +313,52 @@ def test_pdf_renders_queue_and_a_phase_command_stays_fast(
         f"{44 - queue.slots - queue.max_waiting} got 503 with Retry-After; a phase command "
         "was answered while the renders were held",
     )
+
+
+def test_one_address_cannot_take_every_connection(mosquitto: Mosquitto, tmp_path: Path) -> None:
+    """Per address: a new connection takes the place of that address's oldest waiting one;
+    open live streams are never dropped, and when only they are left the new one gets 503
+    with Retry-After. Streams outlive the request deadline (their request arrived)."""
+    limits = ServeLimits(request_timeout_s=1.0, max_per_address=4)
+    server = BoardServer(mosquitto.url, tmp_path, limits=limits).start()
+    opened: list[socket.socket] = []
+    try:
+        nurse = WebClient(server.port, "127.0.0.5", timeout=15)
+        assert nurse.login("alice", PASSWORDS["alice"]).status == 303
+        cookie = f"roomctl_session={nurse.cookies['roomctl_session']}"
+        slow = [slow_socket(server.port, "127.0.0.5") for _ in range(4)]
+        streams: list[socket.socket] = []
+        opened.extend(slow)
+        assert nurse.logged_in()  # took the place of the oldest slow one
+        wait_until(lambda: closed_by_server(slow[0]), 10, "the oldest slow socket dropped")
+        for _ in range(4):
+            sock = socket.socket()
+            opened.append(sock)
+            sock.bind(("127.0.0.5", 0))
+            sock.connect(("127.0.0.1", server.port))
+            sock.sendall(
+                f"GET /api/stream HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: {cookie}\r\n\r\n".encode()
+            )
+            sock.settimeout(10)
+            assert sock.recv(4096).startswith(b"HTTP/1.1 200")
+            streams.append(sock)
+        assert all(closed_by_server(s) for s in slow)  # every slow one made way
+        refused = nurse.request("GET", "/api/whoami")
+        assert refused.status == 503 and int(refused.headers["retry-after"]) > 0
+        # another address is not affected
+        assert WebClient(server.port, "127.0.0.6").request("GET", "/login").status == 200
+        # after a request deadline has passed (a new slow socket got its 408) ...
+        late = slow_socket(server.port, "127.0.0.6")
+        with late:
+            assert status_of(read_until_closed(late)) == 408
+        assert not any(closed_by_server(s) for s in streams)  # ... the streams are still open
+    finally:
+        for s in opened:
+            s.close()
+        server.stop()
+    _attack(
+        "one address opens slow connections, then live streams, up to its bound",
+        9,
+        "its oldest waiting connection made way for the nurse; live streams were never "
+        "dropped (503 with Retry-After when only streams were left); other addresses unaffected",
+    )
