@@ -20,6 +20,7 @@ import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 MAX_BODY_BYTES = 16 * 1024  # the largest body the board takes: a login form, a command
@@ -85,6 +86,8 @@ class BodyLimit:
         except BodyTooLarge:
             if not started:
                 await _send_413(send, self.limit)
+        except ClientDisconnect:
+            pass  # the body never came (closed at the request deadline, or evicted): no answer
 
 
 class QueueFull(Exception):

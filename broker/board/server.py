@@ -15,8 +15,8 @@ protocol plus three rules it lacks:
   `max_per_address` from one client address. A new connection over either bound evicts the
   oldest connection that is still *waiting* for its request (a slow or idle one, never one
   being answered or an open live stream); only when none is waiting is the new one refused
-  with 503 and `Retry-After`. So a thousand slow sockets cannot keep a nurse out: her
-  connection takes the place of the oldest of them.
+  with 503 and `Retry-After`. So a thousand slow sockets (half-sent headers or a body that
+  trickles) cannot keep a nurse out: her connection takes the place of the oldest of them.
 - The open-files soft limit is raised to the hard limit at start (`raise_open_files_limit`),
   since systemd's default soft limit (1024) is what a thousand slow clients used to exhaust;
   the listen backlog (`ACCEPT_BURST`) is also how many connections asyncio accepts at once,
@@ -155,7 +155,7 @@ class LimitedH11Protocol(H11Protocol):
 
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
-        if not self.waiting_for_request() and self._their_state() is not h11.SEND_BODY:
+        if self._their_state() not in (h11.IDLE, h11.SEND_BODY):
             self._cancel_deadline()  # the whole request is in
 
     def on_response_complete(self) -> None:
@@ -168,10 +168,12 @@ class LimitedH11Protocol(H11Protocol):
         return self.conn.their_state
 
     def waiting_for_request(self) -> bool:
-        """No request (or only part of its line and headers) has arrived on it yet."""
-        return self._their_state() is h11.IDLE and (
-            self.cycle is None or self.cycle.response_complete
-        )
+        """Its request has not fully arrived (nothing, part of the line and headers, or part
+        of the body) and nothing is being answered on it: a slow or idle connection."""
+        state = self._their_state()
+        if state is h11.IDLE:
+            return self.cycle is None or self.cycle.response_complete
+        return state is h11.SEND_BODY and (self.cycle is None or not self.cycle.response_started)
 
     def evict(self) -> None:
         """Drop it now to make room for a new connection (the file is freed at once)."""
@@ -192,9 +194,10 @@ class LimitedH11Protocol(H11Protocol):
         self._deadline = None
         if self.transport.is_closing():
             return
-        if self.waiting_for_request() or self._their_state() is h11.SEND_BODY:
-            if self.cycle is None or self.cycle.response_complete:
-                self.transport.write(_RAW_408)  # nothing else has been answered on it
+        if self._their_state() in (h11.IDLE, h11.SEND_BODY):
+            cycle = self.cycle
+            if cycle is None or not cycle.response_started or cycle.response_complete:
+                self.transport.write(_RAW_408)  # no answer is half-written on it
             self.transport.close()
 
 

@@ -28,14 +28,19 @@ from broker.mosquitto.run import free_port, wait_port
 from tests.support.board import CHROMIUM, PASSWORDS, SITE
 
 HALF_REQUEST = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: "  # never finished
+HALF_BODY = (  # headers complete, the body never is
+    b"POST /login HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1000\r\n"
+    b"Content-Type: application/x-www-form-urlencoded\r\n\r\nusername=al"
+)
 
 
-def slow_socket(port: int, source: str) -> socket.socket:
-    """A connection that sends half a request line and headers, then nothing."""
+def slow_socket(port: int, source: str, body: bool = False) -> socket.socket:
+    """A connection that sends half a request line and headers (or whole headers and part
+    of a body: `body`), then nothing."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind((source, 0))
     sock.connect(("127.0.0.1", port))
-    sock.sendall(HALF_REQUEST)
+    sock.sendall(HALF_BODY if body else HALF_REQUEST)
     return sock
 
 
