@@ -193,7 +193,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     from broker.board.app import Board, BoardConfig
     from broker.board.security import is_loopback_host
-    from broker.board.server import serve_config
+    from broker.board.server import connection_table, serve_config
     from contract import topics
     from contract.mqtt import BrokerEndpoint
 
@@ -245,10 +245,12 @@ def _serve(args: argparse.Namespace) -> int:
         max_connections=args.max_connections,
         max_per_address=args.max_per_address,
     )
+    table = connection_table(limits)  # shared with the redirect: one process, one file budget
     server = uvicorn.Server(
         serve_config(
             board.app,
             limits,
+            table,
             host=args.host,
             port=args.port,
             log_level="info" if args.verbose else "warning",
@@ -262,10 +264,12 @@ def _serve(args: argparse.Namespace) -> int:
     if args.redirect_port is None:
         server.run()
         return 0
-    return _serve_with_redirect(server, args, limits)
+    return _serve_with_redirect(server, args, limits, table)
 
 
-def _serve_with_redirect(server: Any, args: argparse.Namespace, limits: ServeLimits) -> int:
+def _serve_with_redirect(
+    server: Any, args: argparse.Namespace, limits: ServeLimits, table: Any
+) -> int:
     """The board's server in this thread, the redirect-only HTTP server in another (uvicorn
     handles signals in the main thread only: stopping the board stops the redirect too)."""
     import uvicorn
@@ -281,6 +285,7 @@ def _serve_with_redirect(server: Any, args: argparse.Namespace, limits: ServeLim
         serve_config(
             HttpsRedirect(args.port),
             limits,
+            table,
             lifespan="off",
             log_level="info" if args.verbose else "warning",
             timeout_graceful_shutdown=1,

@@ -41,7 +41,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from .security import ServeLimits
 
-__all__ = ["ServeLimits", "serve_config"]
+__all__ = ["ServeLimits", "connection_table", "serve_config"]
 
 log = logging.getLogger("roomctl.board")
 
@@ -201,9 +201,15 @@ class LimitedH11Protocol(H11Protocol):
             self.transport.close()
 
 
-def protocol_class(limits: ServeLimits, max_connections: int) -> type[LimitedH11Protocol]:
-    """A protocol class for one server: its own connection table."""
-    table = ConnectionTable(max_connections, limits.max_per_address)
+def connection_table(limits: ServeLimits) -> ConnectionTable:
+    """The connection table of one process: every server of the board shares it, since they
+    share the process's open files (the HTTPS board and its HTTP redirect)."""
+    budget = connection_budget(limits, raise_open_files_limit())
+    return ConnectionTable(budget, limits.max_per_address)
+
+
+def protocol_class(limits: ServeLimits, table: ConnectionTable) -> type[LimitedH11Protocol]:
+    """A protocol class for one server, counting its connections in `table`."""
     return type(
         "BoardH11Protocol",
         (LimitedH11Protocol,),
@@ -211,13 +217,18 @@ def protocol_class(limits: ServeLimits, max_connections: int) -> type[LimitedH11
     )
 
 
-def serve_config(app: Any, limits: ServeLimits | None = None, **kwargs: Any) -> uvicorn.Config:
-    """A uvicorn Config with the board's limits (kwargs: host, port, TLS, log level...)."""
+def serve_config(
+    app: Any,
+    limits: ServeLimits | None = None,
+    table: ConnectionTable | None = None,
+    **kwargs: Any,
+) -> uvicorn.Config:
+    """A uvicorn Config with the board's limits (kwargs: host, port, TLS, log level...).
+    Servers in one process pass the same `table` (`connection_table`)."""
     limits = limits or ServeLimits()
-    budget = connection_budget(limits, raise_open_files_limit())
     return uvicorn.Config(
         app,
-        http=protocol_class(limits, budget),
+        http=protocol_class(limits, table or connection_table(limits)),
         timeout_keep_alive=limits.keep_alive_s,
         h11_max_incomplete_event_size=limits.max_header_bytes,
         backlog=ACCEPT_BURST,
