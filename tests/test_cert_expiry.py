@@ -4,6 +4,7 @@ real Mosquitto) and in `roomctl status --once`, 30 days ahead."""
 
 from __future__ import annotations
 
+import base64
 import os
 import subprocess
 import sys
@@ -12,6 +13,9 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from broker.board.cert_watch import CertExpiry, file_expiries, warnings
 from broker.mosquitto.pki import Pki
@@ -59,6 +63,30 @@ def test_the_stdlib_reader_agrees_with_cryptography(pki: Pki, tmp_path: Path) ->
     assert warnings(past, datetime.now(UTC)) == [
         "certificate of room 9 EXPIRED on 2020-01-01: renew it now"
     ]
+
+
+@pytest.fixture(scope="module")
+def ca_der(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    ca = Pki.init(tmp_path_factory.mktemp("pki"), SITE).ca_cert
+    cert = x509.load_pem_x509_certificate(ca.read_bytes())
+    return cert.public_bytes(serialization.Encoding.DER)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=400), st.integers(min_value=0, max_value=400))
+def test_no_bytes_crash_the_reader(
+    tmp_path_factory: pytest.TempPathFactory, ca_der: bytes, der: bytes, cut: int
+) -> None:
+    """Whatever a file holds (garbage, a truncated certificate), the answer is a datetime or
+    a ValueError naming the file: the room daemon and the board go on."""
+    path = tmp_path_factory.mktemp("f") / "x.crt"
+    for blob in (der, ca_der[:cut], ca_der[:cut] + der):
+        pem = base64.encodebytes(blob).decode()
+        path.write_text(f"-----BEGIN CERTIFICATE-----\n{pem}-----END CERTIFICATE-----\n")
+        try:
+            assert isinstance(cert_not_after(path), datetime)
+        except ValueError as exc:
+            assert "x.crt" in str(exc)
 
 
 def test_the_room_publishes_its_certificate_expiry(pki: Pki) -> None:
