@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 
 from contract import topics
+from contract.certs import cert_not_after
+from contract.timefmt import format_ts
 from tests.support.clinic import SITE, Clinic
 from tests.support.mqtt import Recorder, staff_command, wait_until
 from tests.support.room_process import RunningRoom
@@ -22,6 +24,11 @@ def test_room_runs_over_mutual_tls_within_its_acl(clinic: Clinic, tmp_path: Path
     try:
         with Recorder(clinic.url, [topics.room_prefix(SITE, "101") + "/#"], endpoint=staff) as rec:
             rec.wait_for(lambda m: m.topic.endswith("/availability") and m.payload == b"online", 20)
+            # its health says when its certificate expires (the board warns 30 days ahead)
+            health = rec.wait_for(lambda m: m.topic.endswith("/health"), 20).json()
+            assert config.broker.cert is not None
+            expected = cert_not_after(config.broker.cert)
+            assert health["cert_not_after"] == format_ts(expected)
             # staff commands reach the room (it reads its own cmd/), its answers reach staff
             cmd = staff_command(phase="pre_check", by="alice")
             rec.publish(topics.cmd(SITE, "101", "phase", "alice"), cmd)

@@ -195,7 +195,7 @@ def test_sessions_expire_and_logout_ends_them(board: BoardServer) -> None:
 
 def test_login_is_rate_limited_per_name_and_per_address(board: BoardServer) -> None:
     attacker = Client(board.url)
-    for _ in range(board.board.limiter.max_failures):
+    for _ in range(board.board.limiter.per_address):
         assert attacker.login("victor", "guess") == 303
     assert attacker.login("victor", PASSWORDS["victor"]) == 429  # even the right password
     # the same address trying other names is refused too (per-address key)
@@ -207,7 +207,7 @@ def test_login_is_rate_limited_per_name_and_per_address(board: BoardServer) -> N
     record(
         FaultRecord(
             "board: login brute force",
-            board.board.limiter.max_failures + 3,
+            board.board.limiter.per_address + 3,
             None,
             [],
             "429 after 5 failures per name and per address, even with the "

@@ -25,8 +25,10 @@ from starlette.templating import Jinja2Templates
 from broker.logger.store import LogStore, open_store
 from contract.mqtt import BrokerEndpoint
 
+from .cert_watch import CertWatch
 from .feed import BoardFeed
 from .hub import Hub
+from .limits import RenderQueue
 from .live import SiteState
 from .security import LoginLimiter, same_token
 from .users import BoardDB, Session
@@ -48,6 +50,7 @@ class BoardConfig:
     secure_cookies: bool = True  # plain loopback HTTP (demo, tests) turns it off explicitly
     chromium: str = "/usr/bin/chromium"
     host: str = "127.0.0.1"  # where it is bound (with --no-auth, the only Host names allowed)
+    watch_certs: tuple[Path, ...] = ()  # certificate files/folders to warn about (and its own)
 
 
 def staff_name(cert: Path | None) -> str:
@@ -93,6 +96,9 @@ class BoardContext:
             open_store(config.logger_db, readonly=True) if config.logger_db else None
         )
         self.limiter = LoginLimiter()
+        self.renders = RenderQueue()
+        endpoint = config.endpoint
+        self.certs = CertWatch([endpoint.ca, endpoint.cert, *config.watch_certs], self.state)
         self.no_auth_csrf = secrets.token_urlsafe(32)
         self.stopping = asyncio.Event()
         env = jinja2.Environment(
@@ -128,6 +134,7 @@ class BoardContext:
             "can_act": bool(sess and sess.can_act),
             "csrf": sess.csrf if sess else "",
             "no_auth": self.config.no_auth,
+            "cert_warnings": self.certs.current() if sess else [],
         }
         return self.templates.TemplateResponse(request, name, {**base, **ctx})
 

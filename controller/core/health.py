@@ -73,6 +73,9 @@ def health_body(
         "status_text": lighting.STATUS_TEXT[code],
         "uptime_s": round(max(0.0, uptime_s), 1),
         "version": version,
+        "cert_not_after": (
+            datetime.fromtimestamp(facts.cert_not_after, UTC) if facts.cert_not_after else None
+        ),
     }
 
 
