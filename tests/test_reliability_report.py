@@ -26,7 +26,10 @@ def test_every_attack_table_names_a_test_that_exists() -> None:
         assert len(rows) > 1, f"{table.name}: no rows"
         for row in rows[1:]:
             cell = row.split(" | ")[1]
-            names = [n.strip().split("::")[0] for n in cell.split(",")]
+            names = [
+                n.strip().strip("`").split("::")[0].removeprefix("tests/").removesuffix(".py")
+                for n in cell.split(",")
+            ]
             missing = [n for n in names if n not in tests]
             assert not missing, f"{table.name}: {row[:60]}... names no test file {missing}"
 
