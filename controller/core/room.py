@@ -17,13 +17,16 @@ import logging
 import uuid
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import ValidationError
 
 from contract import topics
 from contract.messages import (
+    ActiveAlert,
+    CallType,
     ClaimCommand,
+    CleaningCommand,
     EventKind,
     HealthMessage,
     Phase,
@@ -34,12 +37,26 @@ from contract.messages import (
 )
 from contract.vitals import Reading, vitals_fields
 from controller.config import RoomConfig
-from controller.core import alerts, call_lifecycle, clock, health, lighting, payloads, phases
+from controller.core import (
+    alerts,
+    call_lifecycle,
+    clock,
+    cord,
+    dome,
+    health,
+    lighting,
+    monitor_alarms,
+    payloads,
+    phases,
+    presence,
+)
+from controller.core.call_types import EndedBy
 from controller.core.emit import Emit, Scalar
 from controller.core.io_types import (
     Action,
     Button,
     ButtonPressed,
+    CordChanged,
     Event,
     Instant,
     LinkDown,
@@ -64,7 +81,15 @@ FADE_TICK_S = 0.05
 IDLE_WAIT_S = 1.0
 
 SavedState = Mapping[str, Mapping[str, Any] | None]
-STATE_KEYS = ("session", "call", "alerts", "scene")  # the blobs of `state_blobs()`
+# the blobs of `state_blobs()`
+STATE_KEYS = ("session", "call", "alerts", "scene", "modes", "cord", "monitor_alarms")
+# The call inputs, as the call-type input names of `gpio.call_types`.
+CALL_INPUTS: dict[Button, str] = {
+    Button.CALL: "call",
+    Button.EMERGENCY: "emergency",
+    Button.ASSIST: "assist",
+    Button.BATH: "bath",
+}
 
 
 class RoomCore:
@@ -88,6 +113,8 @@ class RoomCore:
         self.call_settings = settings.calls
         self.alert_rules = settings.alert_rules
         self.phase_scenes = settings.phase_scenes
+        self.settings = settings
+        self.call_table = settings.calls.table
         self._prefix = topics.room_prefix(self.site, self.room) + "/"
 
         self.session = restore(
@@ -97,6 +124,17 @@ class RoomCore:
             "call", saved.get("call"), call_lifecycle.from_dict, call_lifecycle.idle()
         )
         self.alerts = restore("alerts", saved.get("alerts"), alerts.from_dict, alerts.initial())
+        no_modes: tuple[presence.Presence | None, presence.Cleaning | None] = (None, None)
+        self.presence, self.cleaning = restore(
+            "modes", saved.get("modes"), presence.from_dict, no_modes
+        )
+        self.cord = restore("cord", saved.get("cord"), cord.from_dict, cord.CordState())
+        self.monitor_alarms = restore(
+            "monitor_alarms",
+            saved.get("monitor_alarms"),
+            monitor_alarms.from_dict,
+            monitor_alarms.AlarmState(),
+        )
         self.scene_override: str | None = (saved.get("scene") or {}).get("override")
         self.restored = saved.get("session") is not None or saved.get("call") is not None
         self.fade = lighting.fade_to(None, self.scene().color, now.wall, 0.0)
@@ -127,6 +165,8 @@ class RoomCore:
                 self._on_start(facts, now)
             case ButtonPressed(button=button):
                 self._on_button(button, now)
+            case CordChanged(closed=closed):
+                self._on_cord(closed, now)
             case ReadingReceived(reading=reading):
                 self._on_reading(reading, now)
             case MessageReceived(topic=topic, payload=payload, retained=retained):
@@ -153,6 +193,9 @@ class RoomCore:
             "call": call_lifecycle.to_dict(self.call),
             "alerts": alerts.to_dict(self.alerts),
             "scene": {"override": self.scene_override},
+            "modes": presence.to_dict(self.presence, self.cleaning),
+            "cord": cord.to_dict(self.cord),
+            "monitor_alarms": monitor_alarms.to_dict(self.monitor_alarms),
         }
 
     def seconds_to_next_deadline(self, now: Instant) -> float:
@@ -183,6 +226,10 @@ class RoomCore:
         self.session = clock.shifted(self.session, step)
         self.call = clock.shifted(self.call, step)
         self.alerts = clock.shifted(self.alerts, step)
+        self.presence = clock.shifted(self.presence, step)
+        self.cleaning = clock.shifted(self.cleaning, step)
+        self.cord = clock.shifted(self.cord, step)
+        self.monitor_alarms = clock.shifted(self.monitor_alarms, step)
         self.fade = clock.shifted(self.fade, step)
         detail: dict[str, Scalar] = {"step_s": round(step.total_seconds(), 3)}
         self._emit([Emit(EventKind.CLOCK_STEPPED, now.wall, detail=detail)])
@@ -201,15 +248,109 @@ class RoomCore:
 
     def _on_button(self, button: Button, now: Instant) -> None:
         wall = now.wall
-        if button is Button.CALL:
-            state, emits = call_lifecycle.press(
-                self.call, wall, self.session.phase, self._new_call_id()
+        if button is Button.CANCEL:
+            self._set_call(
+                *call_lifecycle.end(self.call, EndedBy.CANCEL, wall, self.call_settings), now
             )
-        elif button in (Button.CALL_HELD, Button.EMERGENCY):
-            state, emits = call_lifecycle.emergency(self.call, wall, self._new_call_id())
+            return
+        if button is Button.CANCEL_HELD:
+            if self.cleaning is None:
+                self._start_cleaning(now, self.settings.cleaning_minutes, None)
+            else:
+                self._end_cleaning(now, "ended by holding the cancel button")
+            return
+        if button is Button.PRESENCE:
+            self._toggle_presence(now)
+            return
+        if button is Button.CALL_HELD:
+            call_type = CallType.EMERGENCY  # a long press is always an emergency
         else:
-            state, emits = call_lifecycle.cancel(self.call, wall)
+            name = CALL_INPUTS[button]
+            call_type = self.config.gpio.call_types.get(name, CallType.NORMAL)  # type: ignore[call-overload]
+        if self.cleaning is not None and not self.call_table[call_type].in_cleaning:
+            detail: dict[str, Scalar] = {"input": button.value, "call_type": call_type.value}
+            self._emit([Emit(EventKind.INPUT_IGNORED, wall, reason="cleaning mode", detail=detail)])
+            return
+        self._place(call_type, now)
+
+    def _place(self, call_type: CallType, now: Instant) -> None:
+        state, emits = call_lifecycle.place(
+            self.call,
+            call_type,
+            now.wall,
+            self.session.phase,
+            self._new_call_id(),
+            self.call_settings,
+        )
         self._set_call(state, emits, now)
+
+    def _toggle_presence(self, now: Instant) -> None:
+        if self.presence is not None:
+            self._end_presence(now, "second press")
+            return
+        self.presence = presence.start_presence(now.wall, self.settings.presence_max_s)
+        state, ended = call_lifecycle.end(self.call, EndedBy.PRESENCE, now.wall, self.call_settings)
+        detail: dict[str, Scalar] = {"answered": len(ended)}
+        if self.presence.until is not None:
+            detail["until"] = self.presence.until.isoformat()
+        if state == self.call:
+            self._apply_outputs(now)  # the dome shows presence; _set_call does it otherwise
+        self._set_call(
+            state, (Emit(EventKind.PRESENCE_STARTED, now.wall, detail=detail), *ended), now
+        )
+        self._publish_state()
+
+    def _end_presence(self, now: Instant, reason: str) -> None:
+        assert self.presence is not None
+        present_s = round((now.wall - self.presence.since).total_seconds(), 3)
+        self.presence = None
+        self._apply_outputs(now)
+        detail: dict[str, Scalar] = {"present_s": present_s}
+        self._emit([Emit(EventKind.PRESENCE_ENDED, now.wall, reason=reason, detail=detail)])
+        self._publish_state()
+
+    def _start_cleaning(self, now: Instant, minutes: float, by: str | None) -> None:
+        self.cleaning = presence.start_cleaning(now.wall, minutes, by)
+        self._apply_outputs(now)
+        detail: dict[str, Scalar] = {"minutes": minutes, "until": self.cleaning.until.isoformat()}
+        self._emit([Emit(EventKind.CLEANING_STARTED, now.wall, by=by, detail=detail)])
+        self._publish_state()
+
+    def _end_cleaning(self, now: Instant, reason: str, by: str | None = None) -> None:
+        if self.cleaning is None:
+            return
+        lasted = round((now.wall - self.cleaning.since).total_seconds(), 3)
+        self.cleaning = None
+        self._apply_outputs(now)
+        detail: dict[str, Scalar] = {"cleaning_s": lasted}
+        self._emit([Emit(EventKind.CLEANING_ENDED, now.wall, by=by, reason=reason, detail=detail)])
+        self._publish_state()
+
+    def _on_cord(self, closed: bool, now: Instant) -> None:
+        self.cord, signals = cord.changed(self.cord, closed, now.wall, self.settings.cord)
+        self._cord_signals(signals, now)
+
+    def _cord_signals(self, signals: tuple[cord.Signal, ...], now: Instant) -> None:
+        for signal in signals:
+            if signal is cord.Signal.FLAPPING:
+                detail: dict[str, Scalar] = {
+                    "loop": "cord",
+                    "edges": len(self.cord.edges),
+                    "window_s": self.settings.cord.flap_window_s,
+                }
+                reason = "call cord loop opening and closing: check the jack"
+                self._emit([Emit(EventKind.CORD_FLAPPING, now.wall, reason=reason, detail=detail)])
+            elif signal is cord.Signal.RAISE:
+                self._place(CallType.CORD_OUT, now)
+            else:
+                self._set_call(
+                    *call_lifecycle.end(
+                        self.call, EndedBy.CORD, now.wall, self.call_settings, CallType.CORD_OUT
+                    ),
+                    now,
+                )
+        if signals:
+            self._publish_state()
 
     def _set_call(
         self, state: call_lifecycle.CallState, emits: tuple[Emit, ...], now: Instant
@@ -225,14 +366,17 @@ class RoomCore:
     def _on_reading(self, reading: Reading, now: Instant) -> None:
         self._last_reading_mono = now.mono
         self._out.append(Publish(VitalsMessage, vitals_fields(reading)))
-        before = alerts.active_list(self.alerts)
+        before = self._active_alerts()
         self.alerts, emits = alerts.evaluate(
             self.alerts, reading.vitals(), now.wall, self.session.phase, self.alert_rules
         )
-        if emits:
+        self.monitor_alarms, alarm_emits = monitor_alarms.evaluate(
+            self.monitor_alarms, reading.alarms, now.wall, self.settings.alarms
+        )
+        if emits or alarm_emits:
             self._apply_outputs(now)
-            self._emit(list(emits))
-        if alerts.active_list(self.alerts) != before:
+            self._emit([*emits, *alarm_emits])
+        if self._active_alerts() != before:
             self._publish_state()
         if not self.monitor_ok:
             self.monitor_ok = True
@@ -270,6 +414,14 @@ class RoomCore:
             self._set_call(outcome.state, outcome.emits, now)  # a refusal is its emit
         elif isinstance(cmd, SceneCommand):
             self._on_scene_cmd(cmd, now, leaf)
+        elif isinstance(cmd, CleaningCommand):
+            if cmd.minutes == 0:
+                self._end_cleaning(now, "ended by staff", cmd.by)
+            elif self.cleaning is None:
+                self._start_cleaning(now, cmd.minutes or self.settings.cleaning_minutes, cmd.by)
+            else:
+                self._end_cleaning(now, "restarted by staff", cmd.by)
+                self._start_cleaning(now, cmd.minutes or self.settings.cleaning_minutes, cmd.by)
         if cmd.request_id is not None:  # the sender matches the room's answer to its request
             self._out[first:] = [
                 payloads.with_request_id(a, cmd.request_id) for a in self._out[first:]
@@ -354,6 +506,12 @@ class RoomCore:
         state, emits = call_lifecycle.tick(self.call, now.wall, self.call_settings)
         if state != self.call:
             self._set_call(state, emits, now)
+        if presence.expired(self.presence, now.wall):
+            self._end_presence(now, "presence time over")
+        if presence.expired(self.cleaning, now.wall):
+            self._end_cleaning(now, "cleaning time over")
+        self.cord, signals = cord.tick(self.cord, now.wall, self.settings.cord)
+        self._cord_signals(signals, now)
         self._out.append(SetAmbient(lighting.color_at(self.fade, now.wall)))
         self._check_monitor(now)
         self._publish_health(now)
@@ -384,15 +542,27 @@ class RoomCore:
         scene = self.scene()
         self.fade = lighting.fade_to(self.fade, scene.color, now.wall, scene.fade_s)
 
-    def _apply_outputs(self, now: Instant) -> None:
-        pattern = lighting.dome_pattern(
-            self.call.status,
-            self.call.priority,
-            bool(alerts.active_list(self.alerts)),
+    def _active_alerts(self) -> list[ActiveAlert]:
+        """Vital-rule alerts, then the monitor's own alarms (the retained `state.alerts`)."""
+        return [*alerts.active_list(self.alerts), *monitor_alarms.active_list(self.monitor_alarms)]
+
+    def dome_layers(self) -> tuple[dome.DomeLayer, ...]:
+        return dome.layers(
+            self.call.calls,
+            self.call_table,
+            self._active_alerts(),
             # the corridor dome shows monitor trouble only while a patient is in session
             not self.monitor_ok and self.session.phase is not Phase.IDLE,
+            cleaning=self.cleaning is not None,
+            presence=self.presence is not None,
+            roles=self.settings.dome_roles,
         )
-        self._out.append(SetDome(pattern.kind, pattern.on_s, pattern.off_s))
+
+    def _apply_outputs(self, now: Instant) -> None:
+        layers = self.dome_layers()
+        top = dome.top(layers)
+        kind: Literal["off", "steady", "blink"] = top.kind  # type: ignore[assignment]
+        self._out.append(SetDome(kind, top.on_s, top.off_s, top.colour, layers))
         self._out.append(SetAmbient(lighting.color_at(self.fade, now.wall)))
 
     def _emit(self, emits: list[Emit]) -> None:
@@ -400,11 +570,19 @@ class RoomCore:
 
     def _publish_state(self) -> None:
         self._out.append(
-            payloads.state(self.session, self.alerts, self.scene(), self.scene_override)
+            payloads.state(
+                self.session,
+                self._active_alerts(),
+                self.scene(),
+                self.scene_override,
+                self.presence,
+                self.cleaning,
+                ("cord",) if not self.cord.closed else (),
+            )
         )
 
     def _publish_call(self) -> None:
-        self._out.append(payloads.call(self.call))
+        self._out.append(payloads.call(self.call, self.call_table))
 
     def _publish_health(self, now: Instant, force: bool = False) -> None:
         """Publish health on a change of what it says, every health_every_s, or when due."""
