@@ -154,7 +154,9 @@ def test_api_answers_with_the_request_id_and_refuses_an_offline_room(
     [cmd] = _commands(page, board.url, "121")
     assert cmd["request_id"] == rid and cmd["status"] == "sent" and cmd["by"] == "alice"
     room.event("phase_changed", from_phase="idle", phase="pre_check", detail={"request_id": rid})
-    wait_until(lambda: _commands(page, board.url, "121")[0]["status"] == "applied", 10, "applied")
+    wait_until(
+        lambda: _commands(page, board.url, "121")[0]["status"] == "applied", 10, "applied"
+    )
 
     # the room goes offline: the board says so and sends nothing
     recorder.publish(topics.availability(SITE, "121"), "offline", retain=True)

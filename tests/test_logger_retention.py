@@ -118,11 +118,9 @@ def test_the_logger_expires_every_room_with_its_defaults(clinic: Clinic, tmp_pat
     with running_logger(cfg) as logger:
         assert logger.subscribed.wait(10)
         poll(
-            lambda: (
-                db_count(db, "SELECT COUNT(*) FROM vitals") == 30
-                and db_count(db, "SELECT COUNT(*) FROM quarantine") == 0
-                and db_count(db, "SELECT COUNT(*) FROM sessions") == 0
-            ),
+            lambda: db_count(db, "SELECT COUNT(*) FROM vitals") == 30
+            and db_count(db, "SELECT COUNT(*) FROM quarantine") == 0
+            and db_count(db, "SELECT COUNT(*) FROM sessions") == 0,
             30,
             "every room's old rows deleted",
         )

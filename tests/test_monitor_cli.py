@@ -63,10 +63,7 @@ def test_decode_hex_from_stdin_in_a_real_process() -> None:
     data = (DATA / "nonin" / "df7_sentinels.hex").read_bytes()
     proc = subprocess.run(
         [*ROOMCTL, "monitor", "decode", "--protocol", "nonin-df7", "--hex", "-"],
-        input=data,
-        capture_output=True,
-        timeout=60,
-        check=False,
+        input=data, capture_output=True, timeout=60, check=False,
     )
     assert proc.returncode == 0, proc.stderr
     rows = [json.loads(line) for line in proc.stdout.splitlines()]
@@ -93,23 +90,9 @@ def first_line(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> str:
 
 def test_simulate_pty_process_prints_path_first_and_streams_records() -> None:
     proc = subprocess.Popen(
-        [
-            *ROOMCTL,
-            "monitor",
-            "simulate",
-            "--protocol",
-            "masimo",
-            "--pty",
-            "--speed",
-            "60",
-            "--desat",
-            "--seed",
-            "4",
-            "--duration",
-            "30",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        [*ROOMCTL, "monitor", "simulate", "--protocol", "masimo", "--pty",
+         "--speed", "60", "--desat", "--seed", "4", "--duration", "30"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )
     try:
         path = first_line(proc)
@@ -130,9 +113,8 @@ def test_simulate_pty_process_prints_path_first_and_streams_records() -> None:
 
 
 def test_simulate_help_documents_who_listens() -> None:
-    proc = subprocess.run(
-        [*ROOMCTL, "monitor", "simulate", "--help"], capture_output=True, timeout=60, check=True
-    )
+    proc = subprocess.run([*ROOMCTL, "monitor", "simulate", "--help"],
+                          capture_output=True, timeout=60, check=True)
     text = proc.stdout.decode()
     assert "LISTENS" in text and "CONNECTS" in text and "tcp-client" in text
     assert "mllp-listen" in text

@@ -116,32 +116,13 @@ def test_masimo_on_a_pty_to_vitals(
     shared_mosquitto: Mosquitto, recorder: Recorder, tmp_path: Path
 ) -> None:
     link = tmp_path / "usb-Masimo_Rad-8_SN56661-if00-port0"
-    sim = Simulator(
-        "--protocol",
-        "masimo",
-        "--pty",
-        "--pty-link",
-        str(link),
-        "--speed",
-        "60",
-        "--desat",
-        "--seed",
-        "3",
-    )
+    sim = Simulator("--protocol", "masimo", "--pty", "--pty-link", str(link),
+                    "--speed", "60", "--desat", "--seed", "3")
     room = None
     try:
         assert sim.first_line().startswith("/dev/")
-        room = run_room(
-            shared_mosquitto,
-            tmp_path,
-            "m1",
-            "--monitor-protocol",
-            "masimo",
-            "--monitor-transport",
-            "serial",
-            "--monitor-address",
-            str(link),
-        )
+        room = run_room(shared_mosquitto, tmp_path, "m1", "--monitor-protocol", "masimo",
+                        "--monitor-transport", "serial", "--monitor-address", str(link))
         vitals = vitals_from(recorder, "m1", 3)
         assert all(v.protocol == "masimo" and v.spo2 is not None for v in vitals)
         assert all(v.pulse_rate is not None and 40 < v.pulse_rate < 160 for v in vitals)
@@ -163,17 +144,8 @@ def test_nonin_through_a_tcp_bridge_to_vitals(
     room = None
     try:
         address = sim.first_line()
-        room = run_room(
-            shared_mosquitto,
-            tmp_path,
-            "n1",
-            "--monitor-protocol",
-            "nonin-df7",
-            "--monitor-transport",
-            "tcp-client",
-            "--monitor-address",
-            address,
-        )
+        room = run_room(shared_mosquitto, tmp_path, "n1", "--monitor-protocol", "nonin-df7",
+                        "--monitor-transport", "tcp-client", "--monitor-address", address)
         vitals = vitals_from(recorder, "n1", 4)
         assert all(v.protocol == "nonin-df7" and v.spo2 is not None for v in vitals)
         assert all(v.heart_rate is None and v.nibp_sys is None for v in vitals)
@@ -186,34 +158,17 @@ def test_hl7_monitor_pushes_to_the_room_mllp_listener(
     shared_mosquitto: Mosquitto, recorder: Recorder, tmp_path: Path
 ) -> None:
     port = free_port()
-    room = run_room(
-        shared_mosquitto,
-        tmp_path,
-        "h1",
-        "--monitor-protocol",
-        "hl7",
-        "--monitor-transport",
-        "mllp-listen",
-        "--monitor-address",
-        f"127.0.0.1:{port}",
-    )
-    sim = Simulator(
-        "--protocol", "hl7", "--tcp", f"127.0.0.1:{port}", "--speed", "120", "--seed", "5"
-    )
+    room = run_room(shared_mosquitto, tmp_path, "h1", "--monitor-protocol", "hl7",
+                    "--monitor-transport", "mllp-listen", "--monitor-address", f"127.0.0.1:{port}")
+    sim = Simulator("--protocol", "hl7", "--tcp", f"127.0.0.1:{port}", "--speed", "120",
+                    "--seed", "5")
     try:
         assert sim.first_line() == f"127.0.0.1:{port}"
         vitals = vitals_from(recorder, "h1", 3)
         for v in vitals:
             assert v.protocol == "hl7"
-            assert None not in (
-                v.spo2,
-                v.heart_rate,
-                v.nibp_sys,
-                v.nibp_dia,
-                v.resp_rate,
-                v.etco2,
-                v.temp_c,
-            )
+            assert None not in (v.spo2, v.heart_rate, v.nibp_sys, v.nibp_dia, v.resp_rate,
+                                v.etco2, v.temp_c)
         assert monitor_health(recorder, "h1").monitor.transport == "mllp-listen"
     finally:
         stats = stop_both(sim, room)
@@ -232,35 +187,13 @@ def test_unplugged_serial_monitor_is_reported_lost_then_restored(
     """`--fault unplug` pulls the pty from 10 s to 18 s; the room sees silence (3 s), says
     so, reopens the by-id style symlink when it points at the new pty, and says so."""
     link = tmp_path / "usb-Nonin_Medical_3150-if00"
-    sim = Simulator(
-        "--protocol",
-        "nonin-df2",
-        "--pty",
-        "--pty-link",
-        str(link),
-        "--fault",
-        "unplug",
-        "--speed",
-        "30",
-        "--seed",
-        "11",
-        "--duration",
-        "60",
-    )
+    sim = Simulator("--protocol", "nonin-df2", "--pty", "--pty-link", str(link),
+                    "--fault", "unplug", "--speed", "30", "--seed", "11", "--duration", "60")
     room = None
     try:
         assert sim.first_line().startswith("/dev/")
-        room = run_room(
-            shared_mosquitto,
-            tmp_path,
-            "u1",
-            "--monitor-protocol",
-            "nonin-df2",
-            "--monitor-transport",
-            "serial",
-            "--monitor-address",
-            str(link),
-        )
+        room = run_room(shared_mosquitto, tmp_path, "u1", "--monitor-protocol", "nonin-df2",
+                        "--monitor-transport", "serial", "--monitor-address", str(link))
         vitals_from(recorder, "u1", 3)
         lost = recorder.wait_for(is_event("u1", "monitor_link_lost"), 30)
         seq_lost = json.loads(lost.payload)["seq"]

@@ -31,16 +31,9 @@ def one(name: str) -> tuple[object, Hl7Parser]:
 def test_ge_pcd01_with_cuff_nibp_family() -> None:
     r, parser = one("ge_b40_pcd01_cuff_nibp.hl7")
     assert r.vitals() == {  # type: ignore[attr-defined]
-        "spo2": 97.0,
-        "pulse_rate": 88.0,
-        "heart_rate": 87.0,
-        "pi": None,
-        "nibp_sys": 142.0,
-        "nibp_dia": 91.0,
-        "nibp_mean": 108.0,
-        "resp_rate": 16.0,
-        "etco2": 38.0,
-        "temp_c": 36.8,
+        "spo2": 97.0, "pulse_rate": 88.0, "heart_rate": 87.0, "pi": None,
+        "nibp_sys": 142.0, "nibp_dia": 91.0, "nibp_mean": 108.0,
+        "resp_rate": 16.0, "etco2": 38.0, "temp_c": 36.8,
     }
     assert r.device_time == "20261125081500+0000"  # type: ignore[attr-defined]
     assert r.quality == ()  # type: ignore[attr-defined]
@@ -85,10 +78,7 @@ def test_gateway_fahrenheit_and_invalid_values() -> None:
     assert v["nibp_sys"] == 138.0  # 18.4 kPa
     assert (v["spo2"], v["pulse_rate"], v["heart_rate"], v["nibp_dia"]) == (None,) * 4
     assert set(r.quality) == {  # type: ignore[attr-defined]
-        "spo2_out_of_range",
-        "pulse_rate_invalid",
-        "heart_rate_status_x",
-        "nibp_dia_unit_unknown",
+        "spo2_out_of_range", "pulse_rate_invalid", "heart_rate_status_x", "nibp_dia_unit_unknown"
     }
     assert r.alarms == ("resp_rate_high",)  # type: ignore[attr-defined]
 

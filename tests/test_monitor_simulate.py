@@ -32,10 +32,7 @@ def test_trace_rises_in_infusion_and_settles_in_recovery() -> None:
     assert abs(settled.heart_rate - pre.heart_rate) <= 6
     assert abs(settled.nibp_sys - pre.nibp_sys) <= 8
     assert [trace.phase_at(t) for t in (0, PRE_CHECK_S, PRE_CHECK_S + INFUSION_S, SESSION_S)] == [
-        "pre_check",
-        "infusion",
-        "recovery",
-        "discharge_ready",
+        "pre_check", "infusion", "recovery", "discharge_ready"
     ]
 
 
@@ -78,11 +75,7 @@ def test_garbage_fault_is_survived(protocol: str) -> None:
 def test_unplug_window_and_bad_options() -> None:
     signal = DeviceSignal(SimulatorOptions("masimo", fault="unplug"))
     assert [signal.unplugged(t) for t in (5.0, 10.0, 17.9, 18.0, 40.0)] == [
-        False,
-        True,
-        True,
-        False,
-        True,
+        False, True, True, False, True
     ]
     with pytest.raises(ValueError):
         DeviceSignal(SimulatorOptions("philips"))
@@ -110,13 +103,8 @@ class LineSink(io.StringIO):
 def test_pty_simulator_with_unplug_drives_a_serial_link(tmp_path: Path) -> None:
     by_id = tmp_path / "usb-Masimo_Rad-8-if00"
     opts = SimulatorOptions(
-        "masimo",
-        speed=60,
-        fault="unplug",
-        seed=2,
-        fault_every_s=100.0,
-        fault_start_s=2.2,
-        fault_len_s=1.0,
+        "masimo", speed=60, fault="unplug", seed=2,
+        fault_every_s=100.0, fault_start_s=2.2, fault_len_s=1.0,
     )
     out = LineSink()
     stop = threading.Event()
@@ -126,15 +114,9 @@ def test_pty_simulator_with_unplug_drives_a_serial_link(tmp_path: Path) -> None:
     sim.start()
     try:
         assert out.line().startswith("/dev/pts/")
-        events_link = MonitorLink(
-            "masimo",
-            "serial",
-            str(by_id),
-            events.on_reading,
-            reconnect_min_s=0.05,
-            reconnect_max_s=0.2,
-            on_state=events.on_state,
-        )
+        events_link = MonitorLink("masimo", "serial", str(by_id), events.on_reading,
+                                  reconnect_min_s=0.05, reconnect_max_s=0.2,
+                                  on_state=events.on_state)
         events_link.start()
         events.state(True)
         first = events.reading()
@@ -166,14 +148,8 @@ def test_tcp_bridge_simulator_feeds_a_tcp_client_link() -> None:
     link: MonitorLink | None = None
     try:
         address = out.line()
-        link = MonitorLink(
-            "nonin-df7",
-            "tcp-client",
-            address,
-            events.on_reading,
-            reconnect_min_s=0.05,
-            on_state=events.on_state,
-        )
+        link = MonitorLink("nonin-df7", "tcp-client", address, events.on_reading,
+                           reconnect_min_s=0.05, on_state=events.on_state)
         link.start()
         readings = [events.reading() for _ in range(4)]
         assert all(r.spo2 is not None and 90 <= r.spo2 <= 100 for r in readings)
@@ -187,9 +163,8 @@ def test_tcp_bridge_simulator_feeds_a_tcp_client_link() -> None:
 
 def test_hl7_simulator_pushes_to_an_mllp_listener_and_gets_acks() -> None:
     events = Events()
-    link = MonitorLink(
-        "hl7", "mllp-listen", "127.0.0.1:0", events.on_reading, on_state=events.on_state
-    )
+    link = MonitorLink("hl7", "mllp-listen", "127.0.0.1:0", events.on_reading,
+                       on_state=events.on_state)
     link.start()
     try:
         port = link.wait_listening(WAIT)

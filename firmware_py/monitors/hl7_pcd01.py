@@ -201,7 +201,8 @@ class Hl7Parser(ParserBase):
         for field, value in values.items():
             if value is not None:
                 quality[:] = [
-                    q for q in quality if not q.startswith(f"{field}_") or q == f"{field}_duplicate"
+                    q for q in quality
+                    if not q.startswith(f"{field}_") or q == f"{field}_duplicate"
                 ]
         if not device_time:
             device_time = _get(msh, 7)
@@ -261,21 +262,10 @@ class Hl7Parser(ParserBase):
 
         trigger = src(9).split(comp)[1] if comp in src(9) else ""
         stamp = time.strftime("%Y%m%d%H%M%S", time.gmtime(self.clock()))
-        msh = sep.join(
-            [
-                "MSH",
-                enc,
-                self.application,
-                "",
-                src(3),
-                src(4),
-                stamp,
-                "",
-                f"ACK{comp}{trigger}{comp}ACK" if trigger else "ACK",
-                f"{self.application[:8]}{self._ack_counter}",
-                src(11) or "P",
-                src(12) or "2.6",
-            ]
-        )
+        msh = sep.join([
+            "MSH", enc, self.application, "", src(3), src(4), stamp, "",
+            f"ACK{comp}{trigger}{comp}ACK" if trigger else "ACK",
+            f"{self.application[:8]}{self._ack_counter}", src(11) or "P", src(12) or "2.6",
+        ])
         msa = sep.join(["MSA", code, src(10)] + ([error] if error else []))
         return mllp_frame(f"{msh}\r{msa}\r".encode("utf-8", "replace"))

@@ -71,18 +71,8 @@ EXC_MASIMO_SET = 0x000800
 EXC_RESERVED = 0x000200
 # Exceptions under which the numbers on the wire do not describe the patient.
 EXC_INVALIDATES = (
-    0x000001
-    | 0x000002
-    | 0x000008
-    | 0x000020
-    | 0x000080
-    | 0x000100
-    | 0x001000
-    | 0x004000
-    | 0x008000
-    | 0x010000
-    | 0x020000
-    | 0x040000
+    0x000001 | 0x000002 | 0x000008 | 0x000020 | 0x000080 | 0x000100 | 0x001000 | 0x004000
+    | 0x008000 | 0x010000 | 0x020000 | 0x040000
 )
 _FIELDS = {"SPO2": "spo2", "BPM": "pulse_rate", "PI": "pi"}
 

@@ -118,15 +118,8 @@ class SerialTransport(ThreadedTransport):
 
     kind = "serial"
 
-    def __init__(
-        self,
-        address: str,
-        new_session: SessionFactory,
-        on_state: StateCallback,
-        *,
-        baudrate: int = 9600,
-        **kwargs: float,
-    ) -> None:
+    def __init__(self, address: str, new_session: SessionFactory, on_state: StateCallback,
+                 *, baudrate: int = 9600, **kwargs: float) -> None:
         super().__init__(address, new_session, on_state, **kwargs)
         self.baudrate = baudrate
         self._port: Any = None
@@ -161,9 +154,8 @@ class TcpClientTransport(ThreadedTransport):
 
     kind = "tcp-client"
 
-    def __init__(
-        self, address: str, new_session: SessionFactory, on_state: StateCallback, **kwargs: float
-    ) -> None:
+    def __init__(self, address: str, new_session: SessionFactory, on_state: StateCallback,
+                 **kwargs: float) -> None:
         super().__init__(address, new_session, on_state, **kwargs)
         self.host, self.port = parse_host_port(address)
         self._sock: socket.socket | None = None
@@ -207,9 +199,8 @@ class MllpListenTransport(ThreadedTransport):
 
     kind = "mllp-listen"
 
-    def __init__(
-        self, address: str, new_session: SessionFactory, on_state: StateCallback, **kwargs: float
-    ) -> None:
+    def __init__(self, address: str, new_session: SessionFactory, on_state: StateCallback,
+                 **kwargs: float) -> None:
         super().__init__(address, new_session, on_state, **kwargs)
         self.host, self.port = parse_host_port(address)
         self.bound_port: int | None = None
