@@ -4,6 +4,7 @@ cleaning mode, the monitor's own alarms, and restoring all of it after a restart
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -356,3 +357,15 @@ def test_calls_presence_cleaning_cord_and_alarms_survive_a_restart() -> None:
         "cord_out",
     ]
     assert again.core.call.calls[0].call_id == f"{ROOM}-call1"
+
+
+def test_the_core_says_when_its_nurse_call_timers_fall_due() -> None:
+    room = started(presence={"max_min": 10}, cord={"debounce_s": 0.8})
+    assert room.core.nurse_call_deadline() is None
+    press(room, Button.PRESENCE)
+    room.feed(CordChanged(False))
+    room.advance(0.5)
+    assert room.core.seconds_to_next_deadline(room.now) == pytest.approx(0.3)
+    tick(room, 0.3)  # the cord out is raised: presence's end is next
+    assert call_types(room) == ["cord_out"]
+    assert room.core.nurse_call_deadline() == room.wall + timedelta(seconds=599.2)

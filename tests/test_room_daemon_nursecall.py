@@ -84,8 +84,8 @@ def test_every_new_input_on_sim_button_reaches_the_retained_call_and_state(
 
 
 def test_a_bad_sim_action_is_refused_with_a_reason(room: RunningRoom, mosquitto: Mosquitto) -> None:
-    with Recorder(mosquitto.url, [topics.events(SITE, ROOM)]) as rec:
-        wait_until(lambda: room.daemon.link.connected, 10, "room connected")
+    with Recorder(mosquitto.url, [topics.events(SITE, ROOM), topics.call(SITE, ROOM)]) as rec:
+        rec.wait_for(calls_are())  # published after the room subscribed: sim/button is heard
         sim(rec, "cord", "press")
         refused = rec.wait_for(is_event("command_refused")).json()
     assert "does not fit 'cord'" in refused["reason"]

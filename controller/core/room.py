@@ -23,13 +23,10 @@ from pydantic import ValidationError
 
 from contract import topics
 from contract.messages import (
-    ActiveAlert,
-    CallType,
     ClaimCommand,
     CleaningCommand,
     EventKind,
     HealthMessage,
-    Phase,
     PhaseCommand,
     SceneCommand,
     SimButton,
@@ -50,11 +47,9 @@ from controller.core import (
     phases,
     presence,
 )
-from controller.core.call_types import EndedBy
 from controller.core.emit import Emit, Scalar
 from controller.core.io_types import (
     Action,
-    Button,
     ButtonPressed,
     CordChanged,
     Event,
@@ -73,6 +68,7 @@ from controller.core.io_types import (
     Started,
     Tick,
 )
+from controller.core.room_nurse_call import NurseCallInputs
 from controller.core.settings import RoomSettings, restore, short_errors
 
 log = logging.getLogger(__name__)
@@ -83,17 +79,13 @@ IDLE_WAIT_S = 1.0
 SavedState = Mapping[str, Mapping[str, Any] | None]
 # the blobs of `state_blobs()`
 STATE_KEYS = ("session", "call", "alerts", "scene", "modes", "cord", "monitor_alarms")
-# The call inputs, as the call-type input names of `gpio.call_types`.
-CALL_INPUTS: dict[Button, str] = {
-    Button.CALL: "call",
-    Button.EMERGENCY: "emergency",
-    Button.ASSIST: "assist",
-    Button.BATH: "bath",
-}
 
 
-class RoomCore:
-    """One room's behaviour. Not thread-safe: the daemon's one thread owns it."""
+class RoomCore(NurseCallInputs):
+    """One room's behaviour. Not thread-safe: the daemon's one thread owns it.
+
+    The nurse-call inputs (buttons, presence, cleaning, the cord loop) and the dome's layers
+    are in `room_nurse_call.NurseCallInputs`."""
 
     def __init__(
         self,
@@ -204,6 +196,7 @@ class RoomCore:
         for deadline in (
             phases.next_deadline(self.session, self.phase_settings),
             call_lifecycle.next_deadline(self.call, self.call_settings),
+            self.nurse_call_deadline(),
         ):
             if deadline is not None:
                 waits.append((deadline - now.wall).total_seconds())
@@ -245,112 +238,6 @@ class RoomCore:
         self._publish_state()
         self._publish_call()
         self._publish_health(now, force=True)
-
-    def _on_button(self, button: Button, now: Instant) -> None:
-        wall = now.wall
-        if button is Button.CANCEL:
-            self._set_call(
-                *call_lifecycle.end(self.call, EndedBy.CANCEL, wall, self.call_settings), now
-            )
-            return
-        if button is Button.CANCEL_HELD:
-            if self.cleaning is None:
-                self._start_cleaning(now, self.settings.cleaning_minutes, None)
-            else:
-                self._end_cleaning(now, "ended by holding the cancel button")
-            return
-        if button is Button.PRESENCE:
-            self._toggle_presence(now)
-            return
-        if button is Button.CALL_HELD:
-            call_type = CallType.EMERGENCY  # a long press is always an emergency
-        else:
-            name = CALL_INPUTS[button]
-            call_type = self.config.gpio.call_types.get(name, CallType.NORMAL)  # type: ignore[call-overload]
-        if self.cleaning is not None and not self.call_table[call_type].in_cleaning:
-            detail: dict[str, Scalar] = {"input": button.value, "call_type": call_type.value}
-            self._emit([Emit(EventKind.INPUT_IGNORED, wall, reason="cleaning mode", detail=detail)])
-            return
-        self._place(call_type, now)
-
-    def _place(self, call_type: CallType, now: Instant) -> None:
-        state, emits = call_lifecycle.place(
-            self.call,
-            call_type,
-            now.wall,
-            self.session.phase,
-            self._new_call_id(),
-            self.call_settings,
-        )
-        self._set_call(state, emits, now)
-
-    def _toggle_presence(self, now: Instant) -> None:
-        if self.presence is not None:
-            self._end_presence(now, "second press")
-            return
-        self.presence = presence.start_presence(now.wall, self.settings.presence_max_s)
-        state, ended = call_lifecycle.end(self.call, EndedBy.PRESENCE, now.wall, self.call_settings)
-        detail: dict[str, Scalar] = {"answered": len(ended)}
-        if self.presence.until is not None:
-            detail["until"] = self.presence.until.isoformat()
-        if state == self.call:
-            self._apply_outputs(now)  # the dome shows presence; _set_call does it otherwise
-        self._set_call(
-            state, (Emit(EventKind.PRESENCE_STARTED, now.wall, detail=detail), *ended), now
-        )
-        self._publish_state()
-
-    def _end_presence(self, now: Instant, reason: str) -> None:
-        assert self.presence is not None
-        present_s = round((now.wall - self.presence.since).total_seconds(), 3)
-        self.presence = None
-        self._apply_outputs(now)
-        detail: dict[str, Scalar] = {"present_s": present_s}
-        self._emit([Emit(EventKind.PRESENCE_ENDED, now.wall, reason=reason, detail=detail)])
-        self._publish_state()
-
-    def _start_cleaning(self, now: Instant, minutes: float, by: str | None) -> None:
-        self.cleaning = presence.start_cleaning(now.wall, minutes, by)
-        self._apply_outputs(now)
-        detail: dict[str, Scalar] = {"minutes": minutes, "until": self.cleaning.until.isoformat()}
-        self._emit([Emit(EventKind.CLEANING_STARTED, now.wall, by=by, detail=detail)])
-        self._publish_state()
-
-    def _end_cleaning(self, now: Instant, reason: str, by: str | None = None) -> None:
-        if self.cleaning is None:
-            return
-        lasted = round((now.wall - self.cleaning.since).total_seconds(), 3)
-        self.cleaning = None
-        self._apply_outputs(now)
-        detail: dict[str, Scalar] = {"cleaning_s": lasted}
-        self._emit([Emit(EventKind.CLEANING_ENDED, now.wall, by=by, reason=reason, detail=detail)])
-        self._publish_state()
-
-    def _on_cord(self, closed: bool, now: Instant) -> None:
-        self.cord, signals = cord.changed(self.cord, closed, now.wall, self.settings.cord)
-        self._cord_signals(signals, now)
-
-    def _cord_signals(self, signals: tuple[cord.Signal, ...], now: Instant) -> None:
-        for signal in signals:
-            if signal is cord.Signal.FLAPPING:
-                detail: dict[str, Scalar] = {
-                    "loop": "cord",
-                    "edges": len(self.cord.edges),
-                    "window_s": self.settings.cord.flap_window_s,
-                }
-                reason = "call cord loop opening and closing: check the jack"
-                self._emit([Emit(EventKind.CORD_FLAPPING, now.wall, reason=reason, detail=detail)])
-            elif signal is cord.Signal.RAISE:
-                self._place(CallType.CORD_OUT, now)
-            else:
-                self._set_call(
-                    *call_lifecycle.end(
-                        self.call, EndedBy.CORD, now.wall, self.call_settings, CallType.CORD_OUT
-                    ),
-                    now,
-                )
-        if signals:
-            self._publish_state()
 
     def _set_call(
         self, state: call_lifecycle.CallState, emits: tuple[Emit, ...], now: Instant
@@ -415,13 +302,7 @@ class RoomCore:
         elif isinstance(cmd, SceneCommand):
             self._on_scene_cmd(cmd, now, leaf)
         elif isinstance(cmd, CleaningCommand):
-            if cmd.minutes == 0:
-                self._end_cleaning(now, "ended by staff", cmd.by)
-            elif self.cleaning is None:
-                self._start_cleaning(now, cmd.minutes or self.settings.cleaning_minutes, cmd.by)
-            else:
-                self._end_cleaning(now, "restarted by staff", cmd.by)
-                self._start_cleaning(now, cmd.minutes or self.settings.cleaning_minutes, cmd.by)
+            self._on_cleaning_cmd(cmd, now)
         if cmd.request_id is not None:  # the sender matches the room's answer to its request
             self._out[first:] = [
                 payloads.with_request_id(a, cmd.request_id) for a in self._out[first:]
@@ -506,12 +387,7 @@ class RoomCore:
         state, emits = call_lifecycle.tick(self.call, now.wall, self.call_settings)
         if state != self.call:
             self._set_call(state, emits, now)
-        if presence.expired(self.presence, now.wall):
-            self._end_presence(now, "presence time over")
-        if presence.expired(self.cleaning, now.wall):
-            self._end_cleaning(now, "cleaning time over")
-        self.cord, signals = cord.tick(self.cord, now.wall, self.settings.cord)
-        self._cord_signals(signals, now)
+        self._nurse_call_tick(now)
         self._out.append(SetAmbient(lighting.color_at(self.fade, now.wall)))
         self._check_monitor(now)
         self._publish_health(now)
@@ -541,22 +417,6 @@ class RoomCore:
     def _fade_to_scene(self, now: Instant) -> None:
         scene = self.scene()
         self.fade = lighting.fade_to(self.fade, scene.color, now.wall, scene.fade_s)
-
-    def _active_alerts(self) -> list[ActiveAlert]:
-        """Vital-rule alerts, then the monitor's own alarms (the retained `state.alerts`)."""
-        return [*alerts.active_list(self.alerts), *monitor_alarms.active_list(self.monitor_alarms)]
-
-    def dome_layers(self) -> tuple[dome.DomeLayer, ...]:
-        return dome.layers(
-            self.call.calls,
-            self.call_table,
-            self._active_alerts(),
-            # the corridor dome shows monitor trouble only while a patient is in session
-            not self.monitor_ok and self.session.phase is not Phase.IDLE,
-            cleaning=self.cleaning is not None,
-            presence=self.presence is not None,
-            roles=self.settings.dome_roles,
-        )
 
     def _apply_outputs(self, now: Instant) -> None:
         layers = self.dome_layers()
