@@ -5,13 +5,14 @@ cleaning mode, the monitor's own alarms, and restoring all of it after a restart
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
+from typing import Any, get_args
 
 import pytest
 
 from contract.messages import CallMessage, StateMessage
 from contract.vitals import Reading
-from controller.config import ConfigError
+from controller.config import ConfigError, PatternName
+from controller.core.dome import PATTERNS
 from controller.core.io_types import (
     Button,
     ButtonPressed,
@@ -369,3 +370,7 @@ def test_the_core_says_when_its_nurse_call_timers_fall_due() -> None:
     tick(room, 0.3)  # the cord out is raised: presence's end is next
     assert call_types(room) == ["cord_out"]
     assert room.core.nurse_call_deadline() == room.wall + timedelta(seconds=599.2)
+
+
+def test_the_config_knows_every_dome_pattern_by_name() -> None:
+    assert set(get_args(PatternName)) == set(PATTERNS)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from contract.messages import ActiveAlert, CallType, CleaningCommand, EventKind, Phase
 from controller.config import RoomConfig
@@ -25,6 +25,7 @@ from controller.core import presence as modes
 from controller.core.call_types import CallTable, EndedBy
 from controller.core.emit import Emit, Scalar
 from controller.core.io_types import Button, Instant
+from controller.core.phases import SessionState
 from controller.core.settings import RoomSettings
 
 # The call inputs, as the input names of `gpio.call_types`.
@@ -45,7 +46,7 @@ class NurseCallInputs:
         call: call_lifecycle.CallState
         call_settings: call_lifecycle.CallSettings
         call_table: CallTable
-        session: Any
+        session: SessionState
         presence: modes.Presence | None
         cleaning: modes.Cleaning | None
         cord: cord_loop.CordState
