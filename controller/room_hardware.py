@@ -137,7 +137,7 @@ class RoomHardware:
         colour: str = "white",
         layers: Sequence[DomeLayer] = (),
     ) -> None:
-        if not layers and kind != "off":
+        if not layers and kind != "off":  # an action built by hand: one layer
             layers = (DomeLayer(colour, kind, on_s, off_s),)
         want = tuple((x.colour, x.kind, x.on_s, x.off_s) for x in layers)
         if want != self._dome:

@@ -226,6 +226,8 @@ class DomeLayerLike(Protocol):
     def on_s(self) -> float: ...
     @property
     def off_s(self) -> float: ...
+    @property
+    def colour_only(self) -> bool: ...
 
 
 def _show_top(light: DomeLight, layers: Sequence[DomeLayerLike]) -> None:
@@ -237,13 +239,14 @@ def _show_top(light: DomeLight, layers: Sequence[DomeLayerLike]) -> None:
 
 
 class SingleDome:
-    """A single-colour dome: the most urgent layer's pattern (priorities differ by blink)."""
+    """A single-colour dome: the most urgent layer's pattern (priorities differ by blink);
+    colour-only layers (presence, cleaning) are left out, so a lit lamp means a call."""
 
     def __init__(self, pin: int, pin_factory: Any = None) -> None:
         self.light = DomeLight(pin, pin_factory=pin_factory)
 
     def show(self, layers: Sequence[DomeLayerLike]) -> None:
-        _show_top(self.light, layers)
+        _show_top(self.light, [x for x in layers if not x.colour_only])
 
     @property
     def pattern(self) -> tuple[str, float, float]:
