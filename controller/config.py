@@ -91,6 +91,16 @@ class GpioSettings(_Section):
     # Which call type each call input places (a long press on `call` is always an emergency).
     call_types: dict[CallInput, CallType] = Field(default_factory=lambda: dict(DEFAULT_INPUT_TYPES))
 
+    @field_validator("call_types")
+    @classmethod
+    def _no_trouble_input(cls, value: dict[CallInput, CallType]) -> dict[CallInput, CallType]:
+        for name, call_type in value.items():
+            if call_type is CallType.CORD_OUT:
+                raise ValueError(
+                    f"{name}: cord_out is the cord loop's own trouble call, not a call input"
+                )
+        return value
+
     @model_validator(mode="after")
     def _pins(self) -> GpioSettings:
         used: dict[int, str] = {}

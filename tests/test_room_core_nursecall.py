@@ -331,6 +331,7 @@ def test_call_type_colour_and_pattern_come_from_the_table() -> None:
         ({"dome": {"kind": "rgb"}}, "rgb_pins"),
         ({"dome": {"kind": "sections", "sections": {"white": 23}}}, "both use GPIO23"),
         ({"gpio": {"presence_pin": 17}}, "both use GPIO17"),
+        ({"gpio": {"call_types": {"bath": "cord_out"}}}, "not a call input"),
     ],
 )
 def test_config_refuses_an_unsafe_or_inconsistent_table(over: dict[str, Any], field: str) -> None:
