@@ -150,17 +150,11 @@ class TimingSettings(_Section):
     planned_recovery_min: float = Field(default=45, gt=0, le=600)
     min_recovery_min: float = Field(default=30, ge=0, le=600)
     reminder_every_min: float = Field(default=5, gt=0, le=120)
+    # First-tier timers of the default call-type rows (normal, infusion, emergency).
     escalate_normal_s: float = Field(default=180, gt=0, le=3600)
     escalate_infusion_s: float = Field(default=90, gt=0, le=3600)
     escalate_emergency_s: float = Field(default=30, gt=0, le=3600)
     health_every_s: float = Field(default=30, ge=1, le=3600)
-
-    def escalate_after(self) -> dict[CallPriority, float]:
-        return {
-            CallPriority.NORMAL: self.escalate_normal_s,
-            CallPriority.INFUSION: self.escalate_infusion_s,
-            CallPriority.EMERGENCY: self.escalate_emergency_s,
-        }
 
 
 class AlertRuleSettings(_Section):
