@@ -21,7 +21,7 @@ from controller.core.io_types import (
     SetStatusLed,
     SimulateButton,
 )
-from firmware_py import room_io
+from firmware_py import dome_lights, room_io
 from firmware_py.room_io import ButtonEdge
 
 log = logging.getLogger(__name__)
@@ -100,7 +100,7 @@ class RoomHardware:
         )
         if self.sim is not None:
             self.sim.apply("cord", "close")  # a simulated room starts with its cord plugged in
-        self.dome = room_io.build_dome(
+        self.dome = dome_lights.build_dome(
             config.dome.kind,
             g.dome_pin,
             config.dome.rgb_pins,
