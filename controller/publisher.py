@@ -18,7 +18,7 @@ from typing import Any, Protocol
 from pydantic import ValidationError
 
 from contract import topics
-from contract.messages import VITAL_FIELDS, Envelope, VitalsMessage
+from contract.messages import VITAL_FIELDS, Envelope, VitalsMessage, wire_exclude
 from contract.topics import ROOM_MESSAGES
 from controller.core.io_types import Publish
 from controller.outbox import Outbox, OutboxItem
@@ -101,7 +101,7 @@ class Publisher:
                 if model is not VitalsMessage:
                     raise
                 msg = model(**envelope, **_drop_invalid_vitals(fields, exc))
-            return msg.model_dump_json().encode()
+            return msg.model_dump_json(exclude=wire_exclude(msg)).encode()
 
         return build
 
