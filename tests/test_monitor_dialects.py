@@ -7,11 +7,17 @@ fixture by test_monitor_fixtures.py.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import get_args
 
 import pytest
 
+from contract.messages import OPTIONAL_VITALS_FIELDS, VitalsMessage, wire_exclude
 from contract.vitals import ALERT_MAX_AGE_S, DEMO_FLAG, Reading
+from controller.cli import main as cli_main
+from controller.config import ConfigError, MonitorDialect
+from controller.core.io_types import ReadingReceived
 from firmware_py.monitors.dialect import (
     DIALECTS,
     DialectError,
@@ -22,7 +28,8 @@ from firmware_py.monitors.dialect import (
 from firmware_py.monitors.hl7_codes import hl7_time, resolve
 from firmware_py.monitors.hl7_pcd01 import Hl7Parser
 from firmware_py.monitors.mllp import mllp_frame
-from tests.support.monitor_fixtures import DATA, feed, fixed_clock, load
+from tests.support.monitor_fixtures import DATA, as_message, feed, fixed_clock, load
+from tests.support.room_core import Room, bodies, config, events
 
 H = DATA / "hl7"
 
@@ -257,3 +264,68 @@ def test_unknown_dialect_name_is_a_clear_error() -> None:
 def test_hl7_times(text: str, iso: str | None) -> None:
     moment = hl7_time(text)
     assert (moment.isoformat() if moment else None) == iso
+
+
+# -- the room: config, alerts, payload ----------------------------------------------------
+
+
+def test_config_takes_a_dialect_and_checks_the_local_map(tmp_path: Path) -> None:
+    good = tmp_path / "map.toml"
+    good.write_text('[codes]\n"90001" = { field = "temp_c", site = "oral" }\n')
+    monitor = {"protocol": "hl7", "transport": "mllp-listen", "address": "127.0.0.1:2575"}
+    cfg = config(monitor={**monitor, "dialect": "nihon-kohden", "dialect_map": str(good)})
+    assert cfg.monitor.dialect == "nihon-kohden" and cfg.monitor.dialect_map == good
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[codes]\n"1" = { field = "bp" }\n')
+    with pytest.raises(ConfigError) as info:
+        config(monitor={**monitor, "dialect_map": str(bad)})
+    assert "monitor.dialect_map: codes.1.field: 'bp' is not a vital" in str(info.value)
+    with pytest.raises(ConfigError, match=r"monitor\.dialect: Input should be"):
+        config(monitor={**monitor, "dialect": "philips"})
+    masimo = {"protocol": "masimo", "address": "/dev/ttyUSB0", "dialect": "mdc"}
+    with pytest.raises(ConfigError, match="apply to protocol hl7 only"):
+        config(monitor=masimo)
+
+
+def test_config_dialect_names_match_the_packaged_tables() -> None:
+    assert set(get_args(MonitorDialect)) == {"auto", *DIALECTS}
+
+
+def test_stale_nibp_and_demo_mode_never_raise_an_alert() -> None:
+    room = Room()
+    room.phase("pre_check", "infusion")
+    stale = Reading("hl7", 0.0, nibp_sys=210.0, age_s=(("nibp_sys", 900.0),))
+    out = room.feed(ReadingReceived(stale))
+    assert not events(out, "alert_raised")
+    body = bodies(out, VitalsMessage)[0]
+    assert body["nibp_sys"] == 210.0 and body["age_s"] == {"nibp_sys": 900.0}
+    demo = Reading("hl7", 0.0, nibp_sys=210.0, quality=(DEMO_FLAG,))
+    assert not events(room.feed(ReadingReceived(demo)), "alert_raised")
+    fresh = Reading("hl7", 0.0, nibp_sys=210.0, age_s=(("nibp_sys", 20.0),))
+    assert events(room.feed(ReadingReceived(fresh)), "alert_raised")[0]["detail"]["value"] == 210.0
+
+
+def test_new_fields_left_out_of_the_wire_when_absent() -> None:
+    plain = as_message(Reading("hl7", 0.0, spo2=97.0))
+    wire = json.loads(plain.model_dump_json(exclude=wire_exclude(plain)))
+    assert not set(OPTIONAL_VITALS_FIELDS) & set(wire)
+    (r,), _ = readings_of("nihon_kohden_two_groups.hl7")
+    full = as_message(r)
+    wire = json.loads(full.model_dump_json(exclude=wire_exclude(full)))
+    assert wire["age_s"]["nibp_sys"] == 1080.0 and "alarm_details" not in wire
+
+
+def test_decode_cli_with_dialect(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    path = str(H / "mindray_legacy_t8_session.hl7")
+    assert cli_main(["monitor", "decode", "--protocol", "hl7", "--dialect", "mdc", path]) == 0
+    out, err = capsys.readouterr()
+    assert "hl7 dialects: mdc x11" in err
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert not any(row["nibp_sys"] for row in rows)  # 170 is no MDC code: nothing guessed
+    assert cli_main(["monitor", "decode", "--protocol", "hl7", path]) == 0
+    out, err = capsys.readouterr()
+    assert "mindray-legacy x11" in err and '"nibp_sys":131.0' in out
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[dialect]\nconflict = 1\n")
+    code = cli_main(["monitor", "decode", "--protocol", "hl7", "--dialect-map", str(bad), path])
+    assert code == 2 and "dialect.conflict" in capsys.readouterr().err

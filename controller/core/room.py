@@ -227,7 +227,7 @@ class RoomCore:
         self._out.append(Publish(VitalsMessage, vitals_fields(reading)))
         before = alerts.active_list(self.alerts)
         self.alerts, emits = alerts.evaluate(
-            self.alerts, reading.vitals(), now.wall, self.session.phase, self.alert_rules
+            self.alerts, reading.alert_values(), now.wall, self.session.phase, self.alert_rules
         )
         if emits:
             self._apply_outputs(now)

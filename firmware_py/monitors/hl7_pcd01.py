@@ -28,67 +28,21 @@ from datetime import datetime
 from typing import Any
 
 import hl7
-from hl7.util import unescape as hl7_unescape
 
 from contract.vitals import DEMO_FLAG, AlarmDetail, Reading
 from firmware_py.monitors import hl7_codes
 from firmware_py.monitors.dialect import AUTO, DialectSet
 from firmware_py.monitors.hl7_alarms import MAX_ALARMS, AlertCollector, vendor_alarm
 from firmware_py.monitors.hl7_codes import hl7_time, iso
+from firmware_py.monitors.hl7_fields import field_text as _field_text
+from firmware_py.monitors.hl7_fields import get as _get
+from firmware_py.monitors.hl7_fields import reps as _reps
 from firmware_py.monitors.hl7_rows import Rows as _Rows
 from firmware_py.monitors.mllp import MllpDeframer, mllp_frame
 from firmware_py.monitors.parser_base import Clock, ParserBase
 
 MAX_QUEUED_ACKS = 256
 SEGMENT_IN_HEADER = re.compile(r"(OBX|OBR|PID|PV1|ORC|EVN)\|")
-
-
-def _get(seg: Any, field: int, comp: int = 1) -> str:
-    """Field `field`, component `comp` (first repetition) of an hl7.Segment; "" if absent.
-
-    Walks the library's containers directly (its `extract_field` builds an Accessor per
-    call and raises on short paths) and unescapes with the library's `unescape`.
-    """
-    try:
-        if field >= len(seg):
-            return ""
-        parts = seg[field]
-        if not parts:
-            return ""
-        rep = parts[0]
-        if isinstance(rep, str):
-            value = rep if comp == 1 else ""
-        elif comp > len(rep):
-            return ""
-        else:
-            part = rep[comp - 1]
-            value = part if isinstance(part, str) else str(part[0]) if part else ""
-        if seg.esc in value and field > 2:
-            return str(hl7_unescape(seg, value))
-        return value
-    except Exception:  # a container shape we did not foresee: treat as absent
-        return ""
-
-
-def _field_text(seg: Any, field: int) -> str:
-    """Every component of field `field` (first repetition), joined by spaces."""
-    parts = [_get(seg, field, n) for n in range(1, 4)]
-    return " ".join(p for p in parts if p)
-
-
-def _reps(seg: Any, field: int) -> list[str]:
-    """The first component of every repetition of field `field`, upper-case."""
-    try:
-        if field >= len(seg) or not seg[field]:
-            return []
-        out = []
-        for rep in list(seg[field])[:8]:
-            text = rep if isinstance(rep, str) else str(rep[0]) if len(rep) else ""
-            if text.strip():
-                out.append(text.strip().upper())
-        return out
-    except Exception:
-        return []
 
 
 def decode_text(message: bytes) -> str:

@@ -24,16 +24,11 @@ from typing import Any
 from contract.vitals import AlarmDetail, check_vital, parse_number
 from firmware_py.monitors import hl7_codes
 from firmware_py.monitors.dialect import Dialect, Entry
+from firmware_py.monitors.hl7_fields import get
 
 ABNORMAL_FLAGS = {"L": "low", "LL": "low", "<": "low", "H": "high", "HH": "high", ">": "high"}
 STICKY = ("_duplicate", "_code_name_conflict", "_time_ahead")
 AHEAD_TOLERANCE_S = 60.0
-
-
-def _text(seg: Any, field: int, comp: int = 1) -> str:
-    from firmware_py.monitors.hl7_pcd01 import _get  # one accessor for the library's shapes
-
-    return _get(seg, field, comp)
 
 
 class Rows:
@@ -75,14 +70,14 @@ class Rows:
 
     def _value(self, seg: Any, entry: Entry, flags: list[str]) -> float | None:
         field, dialect = entry.field, self.dialect
-        status = _text(seg, 11).strip().upper()
+        status = get(seg, 11).strip().upper()
         if status in dialect.no_value_status:
             self.quality.append(f"{field}_status_{status.lower()}")
             return None
         if any(flag in dialect.no_value_flags for flag in flags):
             self.quality.append(f"{field}_no_value")
             return None
-        raw = _text(seg, 5).strip()
+        raw = get(seg, 5).strip()
         if not raw:
             self.quality.append(f"{field}_missing")
             return None
@@ -93,7 +88,7 @@ class Rows:
         if number in dialect.sentinels:
             self.quality.append(f"{field}_no_value")
             return None
-        unit = hl7_codes.canonical_unit([_text(seg, 6, 1), _text(seg, 6, 2)], dialect)
+        unit = hl7_codes.canonical_unit([get(seg, 6, 1), get(seg, 6, 2)], dialect)
         if unit == "":
             unit = entry.unit
         converted = None if unit is None else hl7_codes.convert(field, number * entry.scale, unit)
