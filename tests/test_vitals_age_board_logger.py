@@ -1,5 +1,6 @@
 """The board keeps the last blood pressure with its age, and says when a monitor is in demo
-mode (issue 18): an NIBP measured minutes ago is never shown as current."""
+mode; the logger keeps each value's time and age (issue 18): an NIBP measured minutes ago
+is never shown as current."""
 
 from __future__ import annotations
 
@@ -7,6 +8,11 @@ import json
 from typing import Any
 
 from broker.board.live import SiteState
+from broker.logger.store.sqlite import SqliteLogStore
+from contract import topics
+from contract.messages import VitalsMessage, wire_exclude
+from tests.support.logger_store import SITE, put, q
+from tests.support.monitor_fixtures import DATA, as_message, feed, load
 
 TS = "2026-11-25T08:44:00.000Z"
 
@@ -43,3 +49,23 @@ def test_demo_mode_is_shown() -> None:
     view = s.view("101", 101.0)
     assert view is not None and view["demo"] is True
     assert view["trouble"] == ["monitor in demo mode: not patient data"]
+
+
+def test_logger_keeps_times_ages_site_and_alarm_details(store: SqliteLogStore) -> None:
+    """The logger's `vitals.detail` (schema 4) holds what a reading says beyond its numbers;
+    NULL for a reading without any."""
+    (reading,), _ = feed("hl7", load(DATA / "hl7" / "nihon_kohden_two_groups.hl7"))
+    with_times = VitalsMessage(**{**as_message(reading).model_dump(), "site": SITE})
+    put(store, topics.vitals(with_times.site, with_times.room), wire(with_times))
+    plain = VitalsMessage(**{**with_times.model_dump(), "seq": 2, "observed_at": None,
+                             "age_s": None})  # fmt: skip
+    put(store, topics.vitals(plain.site, plain.room), wire(plain))
+    rows = q(store, "SELECT seq, detail FROM vitals ORDER BY seq")
+    detail = json.loads(str(rows[0][1]))
+    assert detail["age_s"]["nibp_sys"] == 1080.0
+    assert detail["observed_at"]["nibp_sys"] == "2026-11-25T08:26:00"
+    assert rows[1] == (2, None)
+
+
+def wire(message: VitalsMessage) -> str:
+    return message.model_dump_json(exclude=wire_exclude(message))
