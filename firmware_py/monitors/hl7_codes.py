@@ -99,6 +99,7 @@ def convert(field: str, value: float, unit: str) -> float | None:
     return value
 
 
+@lru_cache(maxsize=512)  # the same stamps repeat on every row of a message
 def hl7_time(text: str) -> datetime | None:
     """An HL7 v2 TS as a datetime (aware when it has an offset); None if zero or unreadable.
 
@@ -124,6 +125,7 @@ def hl7_time(text: str) -> datetime | None:
         return None
 
 
+@lru_cache(maxsize=512)
 def iso(moment: datetime) -> str:
     """A device time written back as ISO 8601 (with its offset when it had one)."""
     return moment.isoformat(timespec="seconds")

@@ -175,7 +175,8 @@ class Hl7Parser(ParserBase):
                     device_time = _get(seg, 7)
             if name != "OBX":
                 continue
-            when = hl7_time(_get(seg, 14)) or group_time or rows.msh_time
+            obx14 = _get(seg, 14)
+            when = hl7_time(obx14) or group_time or rows.msh_time
             stamp = iso(when) if when else None
             value_text = (_get(seg, 5, 1), _get(seg, 5, 2))
             if message_kind.startswith("alarm_"):
@@ -192,8 +193,8 @@ class Hl7Parser(ParserBase):
             if entry is None or field is None:
                 continue
             if not device_time:
-                device_time = _get(seg, 14)
-            rows.add(seg, entry, flags, when)
+                device_time = obx14
+            rows.add(seg, entry, flags, when, value_text[0])
         details = collector.details(iso(rows.msh_time) if rows.msh_time else None)
         details.extend(rows.limit_alarms)
         details.extend(vendor)

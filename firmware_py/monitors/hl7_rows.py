@@ -44,11 +44,14 @@ class Rows:
         self.limit_alarms: list[AlarmDetail] = []
         self._newest: datetime | None = None
 
-    def add(self, seg: Any, entry: Entry, flags: list[str], when: datetime | None) -> None:
+    def add(
+        self, seg: Any, entry: Entry, flags: list[str], when: datetime | None, raw: str
+    ) -> None:
+        """One row of `entry`'s vital: OBX-5 component 1 is `raw`, its time `when`."""
         field = entry.field
         if when is not None and (self._newest is None or _later(when, self._newest)):
             self._newest = when
-        value = self._value(seg, entry, flags)
+        value = self._value(seg, entry, flags, raw.strip())
         for flag in flags:
             direction = ABNORMAL_FLAGS.get(flag)
             if direction and len(self.limit_alarms) < 32:
@@ -68,7 +71,7 @@ class Rows:
         if field == "temp_c":
             self.temp_site = entry.site
 
-    def _value(self, seg: Any, entry: Entry, flags: list[str]) -> float | None:
+    def _value(self, seg: Any, entry: Entry, flags: list[str], raw: str) -> float | None:
         field, dialect = entry.field, self.dialect
         status = get(seg, 11).strip().upper()
         if status in dialect.no_value_status:
@@ -77,7 +80,6 @@ class Rows:
         if any(flag in dialect.no_value_flags for flag in flags):
             self.quality.append(f"{field}_no_value")
             return None
-        raw = get(seg, 5).strip()
         if not raw:
             self.quality.append(f"{field}_missing")
             return None
