@@ -3,19 +3,19 @@
 How this works: `feed()` passes bytes to the MLLP deframer (mllp.py); every complete
 message goes to `feed_message()`, which may also be called with an unframed message
 (files). The `hl7` library (python-hl7 0.4.5) splits the message into segments, fields,
-repetitions and components and unescapes values; this module decides what the OBX rows
-mean (hl7_codes.py), checks values, and builds the original-mode ACK itself (the library's
-`create_ack` reads the wall clock and draws a random id; ours uses the injected clock and
-a counter, so it is testable and works even when the message did not parse).
+repetitions and components and unescapes values (hl7_fields.py reads them). The message's
+dialect (dialect.py: fixed by the room's config, or picked from the MSH header) says what
+each OBX row means (hl7_codes.py); hl7_rows.py keeps each value with its own time and the
+reason for every null; hl7_alarms.py reads PCD-04 alerts and vendor alarm messages. The
+original-mode ACK is built here (the library's `create_ack` reads the wall clock and draws
+a random id; ours uses the injected clock and a counter, so it is testable and works even
+when the message did not parse).
 
 Every message gets an ACK, queued for `acks()` as MLLP-framed bytes: `MSA|AA` when it was
-parsed (including message types we ignore), `MSA|AE` when it was not HL7 at all. A monitor
-that gets no ACK re-sends (GE) and logs errors.
+parsed (including message types we ignore), `MSA|AE` when it was not HL7 at all or its
+segment separators were lost. A monitor that gets no ACK re-sends (GE) and logs errors.
 
-Values: the first usable row of a metric wins; a second row (same metric on another
-channel, e.g. Comen SpO2 at 1.3.1 and 1.3.2) is flagged `<field>_duplicate`. An empty
-OBX-5, OBX-11 `X`/`D`/`W`, a non-number, an out-of-range value (`-100`) or an unknown
-unit gives None plus a quality flag. OBX-8 abnormal flags (L/H/LL/HH) become alarms.
+Values, flags, times and alarm identifiers: docs/MONITORS.md.
 """
 
 from __future__ import annotations
