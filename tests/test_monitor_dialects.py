@@ -329,3 +329,17 @@ def test_decode_cli_with_dialect(capsys: pytest.CaptureFixture[str], tmp_path: P
     bad.write_text("[dialect]\nconflict = 1\n")
     code = cli_main(["monitor", "decode", "--protocol", "hl7", "--dialect-map", str(bad), path])
     assert code == 2 and "dialect.conflict" in capsys.readouterr().err
+
+
+def test_simulated_hl7_monitor_dates_its_held_nibp() -> None:
+    """The simulator's NIBP rows carry the cuff's time (OBX-14), so they arrive with an age."""
+    from firmware_py.monitors.device_encoders import hl7_oru
+    from firmware_py.monitors.session_trace import NIBP_INTERVAL_S, KetamineTrace
+
+    point = KetamineTrace(seed=1).at(NIBP_INTERVAL_S + 200.0)
+    assert point.nibp_t == NIBP_INTERVAL_S
+    parser = Hl7Parser(fixed_clock)
+    parser.feed_message(hl7_oru(point, "S1", 1_764_057_600.0, nibp_time=1_764_057_400.0))
+    (r,) = list(parser.readings())
+    assert dict(r.age_s)["nibp_sys"] == 200.0 and dict(r.age_s)["spo2"] == 0.0
+    assert r.alert_values()["nibp_sys"] is None and r.nibp_sys is not None

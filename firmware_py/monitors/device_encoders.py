@@ -73,10 +73,19 @@ def _pulse_shape(x: float) -> float:
 
 
 def hl7_oru(
-    point: TracePoint, control_id: str, device_time: float, sensor_off: bool = False
+    point: TracePoint,
+    control_id: str,
+    device_time: float,
+    sensor_off: bool = False,
+    nibp_time: float | None = None,
 ) -> bytes:
-    """A GE-style IHE PCD-01 ORU^R01 (unframed; wrap with `mllp_frame`)."""
-    ts = time.strftime("%Y%m%d%H%M%S", time.gmtime(device_time)) + "+0000"
+    """A GE-style IHE PCD-01 ORU^R01 (unframed; wrap with `mllp_frame`).
+
+    `nibp_time` (device clock) is when the cuff measured the NIBP rows' values: their
+    OBX-14, so a receiver sees how old the held blood pressure is (issue 18).
+    """
+    ts = _hl7_ts(device_time)
+    nibp_ts = ts if nibp_time is None else _hl7_ts(nibp_time)
     segs = [
         f"MSH|^~\\&|SIM B40^00A0C8FFFE000001^EUI-64|ROOMCTL-SIM|ROOMCTL||{ts}||ORU^R01^ORU_R01|"
         f"{control_id}|P|2.6|||NE|AL||UNICODE UTF-8|||{PCD01_PROFILE}",
@@ -89,8 +98,13 @@ def hl7_oru(
         blank = sensor_off and oximetry
         value = "" if blank else _fmt(getattr(point, name))
         status = "X" if blank else "R"
-        segs.append(f"OBX|{n}|NM|{code}|{path}|{value}|{unit}|||||{status}|||{ts}")
+        when = nibp_ts if name.startswith("nibp_") else ts
+        segs.append(f"OBX|{n}|NM|{code}|{path}|{value}|{unit}|||||{status}|||{when}")
     return ("\r".join(segs) + "\r").encode("ascii")
+
+
+def _hl7_ts(device_time: float) -> str:
+    return time.strftime("%Y%m%d%H%M%S", time.gmtime(device_time)) + "+0000"
 
 
 def _fmt(value: float) -> str:
@@ -98,6 +112,10 @@ def _fmt(value: float) -> str:
 
 
 def hl7_frame(
-    point: TracePoint, control_id: str, device_time: float, sensor_off: bool = False
+    point: TracePoint,
+    control_id: str,
+    device_time: float,
+    sensor_off: bool = False,
+    nibp_time: float | None = None,
 ) -> bytes:
-    return mllp_frame(hl7_oru(point, control_id, device_time, sensor_off))
+    return mllp_frame(hl7_oru(point, control_id, device_time, sensor_off, nibp_time))

@@ -95,7 +95,12 @@ class DeviceSignal:
         elif protocol.startswith("nonin"):
             data = enc.nonin_packet(protocol[-3:], point, self.sent * 25, sensor_off=off)
         else:
-            data = enc.hl7_frame(point, f"SIM{self.sent:08d}", wall, sensor_off=off)
+            # the cuff measured the NIBP at `nibp_t` of the trace: that many trace seconds
+            # ago, i.e. (t - nibp_t) / speed seconds of the device clock
+            nibp_wall = wall - (point.t - point.nibp_t) / self.opts.speed
+            data = enc.hl7_frame(
+                point, f"SIM{self.sent:08d}", wall, sensor_off=off, nibp_time=nibp_wall
+            )
         if self.opts.fault == "garbage" and self.fault_active(real_t):
             junk = bytes(self.rng.randrange(256) for _ in range(self.rng.randrange(1, 24)))
             if protocol == "masimo":  # line noise between records: a junk line
