@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from controller.config import ConfigError, RoomConfig, build_config, load_config
+from controller.config_check import file_problems
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -51,6 +52,13 @@ def _run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 2
+    errors, warnings = file_problems(config)
+    for line in warnings:
+        logging.getLogger("roomctl.room").warning("%s", line)
+    if errors:  # which file, not a traceback from deep inside the TLS set-up
+        for line in errors:
+            print(f"roomctl room run: {line}", file=sys.stderr)
+        return 2
     from gpiozero.exc import GPIOZeroError
 
     from controller.daemon import RoomDaemon
@@ -76,6 +84,13 @@ def _check(args: argparse.Namespace) -> int:
         config = load_config(args.file)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
+        return 1
+    errors, warnings = ([], []) if args.settings_only else file_problems(config)
+    for line in warnings:
+        print(f"{args.file}: warning: {line}", file=sys.stderr)
+    if errors:
+        for line in errors:
+            print(f"{args.file}: {line}", file=sys.stderr)
         return 1
     print(f"{args.file}: ok (site {config.site}, room {config.room}, broker {config.broker.url})")
     return 0
@@ -121,4 +136,9 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
 
     check = rsub.add_parser("check-config", help="validate a room TOML file and say what is wrong")
     check.add_argument("file", type=Path)
+    check.add_argument(
+        "--settings-only",
+        action="store_true",
+        help="check the settings only, not that the files and devices they name exist",
+    )
     check.set_defaults(func=_check)

@@ -280,7 +280,7 @@ def test_config_takes_a_dialect_and_checks_the_local_map(tmp_path: Path) -> None
     with pytest.raises(ConfigError) as info:
         config(monitor={**monitor, "dialect_map": str(bad)})
     assert "monitor.dialect_map: codes.1.field: 'bp' is not a vital" in str(info.value)
-    with pytest.raises(ConfigError, match=r"monitor\.dialect: Input should be"):
+    with pytest.raises(ConfigError, match=r"monitor\.dialect: must be one of .auto., .mdc."):
         config(monitor={**monitor, "dialect": "philips"})
     masimo = {"protocol": "masimo", "address": "/dev/ttyUSB0", "dialect": "mdc"}
     with pytest.raises(ConfigError, match="apply to protocol hl7 only"):

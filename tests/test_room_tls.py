@@ -24,14 +24,14 @@ def test_room_runs_over_mutual_tls_within_its_acl(clinic: Clinic, tmp_path: Path
             rec.wait_for(lambda m: m.topic.endswith("/availability") and m.payload == b"online", 20)
             # staff commands reach the room (it reads its own cmd/), its answers reach staff
             cmd = staff_command(phase="pre_check", by="alice")
-            rec.publish(topics.cmd(SITE, "101", "phase"), cmd)
+            rec.publish(topics.cmd(SITE, "101", "phase", "alice"), cmd)
             rec.wait_for(lambda m: m.topic.endswith("/state") and m.json()["phase"] == "pre_check")
             room.press(config.gpio.call_pin)
             placed = rec.wait_for(
                 lambda m: m.topic.endswith("/call") and m.json()["status"] == "placed"
             ).json()
             rec.publish(
-                topics.cmd(SITE, "101", "claim"),
+                topics.cmd(SITE, "101", "claim", "alice"),
                 staff_command(call_id=placed["call_id"], by="alice"),
             )
             rec.wait_for(lambda m: m.topic.endswith("/call") and m.json()["claimed_by"] == "alice")

@@ -119,9 +119,19 @@ def _user(args: argparse.Namespace) -> int:
             return 0
         if args.password_stdin:
             password = sys.stdin.readline().rstrip("\r\n")
+        elif not sys.stdin.isatty():
+            return _fail(
+                "no terminal to ask for the password: type it at a terminal, or pipe it "
+                "in with --password-stdin"
+            )
         else:
-            password = getpass.getpass(f"password for {args.name}: ")
-            if getpass.getpass("again: ") != password:
+            try:
+                password = getpass.getpass(f"password for {args.name}: ")
+                again = getpass.getpass("again: ")
+            except (EOFError, KeyboardInterrupt):
+                print(file=sys.stderr)
+                return _fail("no password given; nothing saved")
+            if again != password:
                 return _fail("the passwords differ")
         users.add_user(args.name, args.role, password, replace=args.replace)
         print(f"{args.name} ({args.role}) saved in {path}")
@@ -202,7 +212,10 @@ def _serve(args: argparse.Namespace) -> int:
         chromium=args.chromium,
         host=args.host,
     )
-    board = Board(config)
+    try:
+        board = Board(config)
+    except ValueError as exc:  # a certificate that is not a staff identity
+        return _fail(str(exc))
     if not config.no_auth and not board.users.users():
         print(
             f"roomctl: warning: no accounts in {board_db}; add one with "

@@ -50,6 +50,29 @@ class BoardConfig:
     host: str = "127.0.0.1"  # where it is bound (with --no-auth, the only Host names allowed)
 
 
+def staff_name(cert: Path | None) -> str:
+    """The staff name in the board's client certificate (CN `staff-<name>`): what the broker's
+    ACL lets it write commands under. Without a certificate (the loopback development
+    listener, which has no ACL) it is `board`."""
+    if cert is None:
+        return NO_AUTH_USER
+    from cryptography import x509
+
+    try:
+        subject = x509.load_pem_x509_certificate(cert.read_bytes()).subject
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"--cert {cert}: cannot read the certificate ({exc})") from exc
+    cns = subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
+    cn = str(cns[0].value) if cns else ""
+    kind, _, name = cn.partition("-")
+    if kind != "staff" or not name:
+        raise ValueError(
+            f"--cert {cert}: CN {cn!r} is not a staff identity (staff-<name>): the board "
+            "sends commands under its staff name"
+        )
+    return name
+
+
 class BoardContext:
     """Everything the handlers share. `app.Board` adds the ASGI application around it."""
 
@@ -59,7 +82,12 @@ class BoardContext:
         self.clock = clock
         self.state = SiteState(config.site)
         self.hub = Hub()
-        self.feed = BoardFeed(config.endpoint, self.state, listener=self.hub.notify_threadsafe)
+        self.feed = BoardFeed(
+            config.endpoint,
+            self.state,
+            listener=self.hub.notify_threadsafe,
+            sender=staff_name(config.endpoint.cert),
+        )
         self.users = BoardDB(config.board_db)
         self.history: LogStore | None = (
             open_store(config.logger_db, readonly=True) if config.logger_db else None
