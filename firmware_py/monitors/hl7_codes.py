@@ -38,7 +38,8 @@ ACCEPTED_UNITS: dict[str, tuple[str, ...]] = {
     "temp_c": ("degC", "degF"),
 }
 MMHG_PER_KPA = 7.500615758
-_TS = re.compile(r"(\d{4})(\d\d)?(\d\d)?(\d\d)?(\d\d)?(\d\d)?(?:\.\d{1,6})?([+-]\d{4})?")
+# Fractions of a second with or without the dot: Mindray writes `20260124124738000+0800`.
+_TS = re.compile(r"(\d{4})(\d\d)?(\d\d)?(\d\d)?(\d\d)?(\d\d)?(?:\.?\d{1,4})?([+-]\d{4})?")
 
 
 @lru_cache(maxsize=1)
