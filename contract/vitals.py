@@ -144,6 +144,11 @@ class Reading:
     def vitals(self) -> dict[str, float | None]:
         return {name: getattr(self, name) for name in VITAL_NAMES}
 
+    def alert_alarms(self) -> tuple[str, ...]:
+        """The monitor alarm identifiers room alerts may use: none from a monitor in demo
+        mode (its alarms are about a simulated patient)."""
+        return () if DEMO_FLAG in self.quality else self.alarms
+
     def alert_values(self, max_age_s: float = ALERT_MAX_AGE_S) -> dict[str, float | None]:
         """The values the alert rules may use: none from a monitor in demo mode, and none
         whose own observation time was more than `max_age_s` old when it arrived."""

@@ -343,3 +343,27 @@ def test_simulated_hl7_monitor_dates_its_held_nibp() -> None:
     (r,) = list(parser.readings())
     assert dict(r.age_s)["nibp_sys"] == 200.0 and dict(r.age_s)["spo2"] == 0.0
     assert r.alert_values()["nibp_sys"] is None and r.nibp_sys is not None
+
+
+def test_a_reset_device_clock_gives_no_age_and_demo_alarms_are_not_for_alerts() -> None:
+    msg = (
+        "MSH|^~\\&|GW|GW|||20261125090000||ORU^R01|1|D|2.6\n"
+        "OBX|1|NM|150301^MDC_PRESS_CUFF_SYS^MDC||150|266016^MDC_DIM_MMHG^MDC||H|||R|||19900101\n"
+    )
+    r = parse_one(msg)
+    assert r.nibp_sys == 150.0 and r.age_s == () and "nibp_sys_time_invalid" in r.quality
+    assert r.alarms == ("nibp_sys_high",) and r.alert_alarms() == ()  # MSH-11 D: demo
+    as_message(r)
+
+
+def test_publisher_drops_an_optional_field_the_contract_refuses() -> None:
+    from controller.publisher import _drop_invalid_vitals
+
+    fields = {"protocol": "hl7", "spo2": 97.0, "age_s": {"spo2": -5.0}}
+    try:
+        VitalsMessage(site="s", room="r", epoch="0" * 16, seq=1, ts="2026-11-25T09:00:00Z",
+                      clock_synced=True, **fields)  # fmt: skip
+    except ValueError as exc:
+        fixed = _drop_invalid_vitals(fields, exc)  # type: ignore[arg-type]
+    assert fixed["age_s"] is None and "invalid_age_s" in fixed["quality"]
+    assert fixed["spo2"] == 97.0

@@ -27,8 +27,9 @@ from firmware_py.monitors.dialect import Dialect, Entry
 from firmware_py.monitors.hl7_fields import get
 
 ABNORMAL_FLAGS = {"L": "low", "LL": "low", "<": "low", "H": "high", "HH": "high", ">": "high"}
-STICKY = ("_duplicate", "_code_name_conflict", "_time_ahead")
+STICKY = ("_duplicate", "_code_name_conflict", "_time_ahead", "_time_invalid")
 AHEAD_TOLERANCE_S = 60.0
+MAX_AGE_S = 1e7  # the contract's bound on `age_s` (about 115 days)
 
 
 class Rows:
@@ -116,6 +117,9 @@ class Rows:
             age = _seconds_between(reference, when)
             if age < -AHEAD_TOLERANCE_S:
                 self.quality.append(f"{field}_time_ahead")
+                continue
+            if age > MAX_AGE_S:  # a device clock reset, not a measurement: no age
+                self.quality.append(f"{field}_time_invalid")
                 continue
             out.append((field, round(max(age, 0.0), 1)))
         return tuple(out)
