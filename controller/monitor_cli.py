@@ -92,6 +92,10 @@ def decode_bytes(
     if isinstance(parser, Hl7Parser) and parser.dialects_seen:
         seen = ", ".join(f"{name} x{n}" for name, n in sorted(parser.dialects_seen.items()))
         print(f"hl7 dialects: {seen}", file=sys.stderr)
+    if isinstance(parser, Hl7Parser) and parser.unmapped:
+        print("hl7 rows no table maps (a local map file may name them):", file=sys.stderr)
+        for (code, name, unit), (n, sample) in sorted(parser.unmapped.items()):
+            print(f"  {code}^{name} unit {unit or '-'}: x{n}, e.g. {sample}", file=sys.stderr)
     return parser.frames_accepted, parser.frames_rejected, count
 
 

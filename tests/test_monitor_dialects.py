@@ -325,6 +325,7 @@ def test_decode_cli_with_dialect(capsys: pytest.CaptureFixture[str], tmp_path: P
     assert cli_main(["monitor", "decode", "--protocol", "hl7", path]) == 0
     out, err = capsys.readouterr()
     assert "mindray-legacy x11" in err and '"nibp_sys":131.0' in out
+    assert "600^PR unit -: x1, e.g. 74" in err  # what a local map file could name
     bad = tmp_path / "bad.toml"
     bad.write_text("[dialect]\nconflict = 1\n")
     code = cli_main(["monitor", "decode", "--protocol", "hl7", "--dialect-map", str(bad), path])

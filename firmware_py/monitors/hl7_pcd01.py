@@ -42,6 +42,7 @@ from firmware_py.monitors.mllp import MllpDeframer, mllp_frame
 from firmware_py.monitors.parser_base import Clock, ParserBase
 
 MAX_QUEUED_ACKS = 256
+MAX_UNMAPPED = 200
 SEGMENT_IN_HEADER = re.compile(r"(OBX|OBR|PID|PV1|ORC|EVN)\|")
 
 
@@ -95,6 +96,9 @@ class Hl7Parser(ParserBase):
         self.dialects = DialectSet(dialect, dialect_map)
         self.messages_ignored = 0
         self.dialects_seen: dict[str, int] = {}
+        # OBX-3 rows no table maps (code, name, OBX-6) -> [count, a sample OBX-5]: what a
+        # technician would put in a local map file (`roomctl monitor decode` lists them).
+        self.unmapped: dict[tuple[str, str, str], list[Any]] = {}
         self._deframer = MllpDeframer()
         self._dropped_seen = 0
         self._acks: deque[bytes] = deque(maxlen=MAX_QUEUED_ACKS)
@@ -191,6 +195,8 @@ class Hl7Parser(ParserBase):
             field = entry.field if entry is not None else None
             collector.add(_get(seg, 4), code, refid, value_text, flags, stamp, field)
             if entry is None or field is None:
+                if not conflict and value_text[0].strip():
+                    self._note_unmapped(code, refid, _get(seg, 6, 1), value_text[0])
                 continue
             if not device_time:
                 device_time = obx14
@@ -234,6 +240,14 @@ class Hl7Parser(ParserBase):
             temp_site=rows.temp_site,
             alarm_details=tuple(unique[i] for i in ids),
         )
+
+    def _note_unmapped(self, code: str, name: str, unit: str, value: str) -> None:
+        key = (code.strip()[:32], name.strip()[:64], unit.strip()[:32])
+        seen = self.unmapped.get(key)
+        if seen is not None:
+            seen[0] += 1
+        elif len(self.unmapped) < MAX_UNMAPPED:
+            self.unmapped[key] = [1, value.strip()[:32]]
 
     def _ack(self, text: str, code: str, error: str = "") -> bytes:
         """An original-mode ACK for `text` (which may be damaged): MSH + MSA."""
