@@ -23,6 +23,7 @@ from firmware_py.monitors.hl7_pcd01 import Hl7Parser, split_plain_messages
 from firmware_py.monitors.parsers import PROTOCOLS, make_parser
 from firmware_py.monitors.simulate import (
     FAULTS,
+    HL7_DIALECTS,
     SimulatorOptions,
     run_hl7_client,
     run_pty,
@@ -135,6 +136,9 @@ def cmd_decode(args: argparse.Namespace) -> int:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
+    if args.dialect != "mdc" and args.protocol != "hl7":
+        print("roomctl monitor simulate: --dialect applies to --protocol hl7 only", file=sys.stderr)
+        return 2
     opts = SimulatorOptions(
         protocol=args.protocol,
         speed=args.speed,
@@ -143,6 +147,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         fault=args.fault,
         duration=args.duration,
         seed=args.seed,
+        dialect=args.dialect,
     )
     stop = threading.Event()
 
@@ -238,6 +243,13 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         help="stop after S real seconds (default: run until stopped)",
     )
     sim.add_argument("--seed", type=int, default=0, help="seed of the patient and noise")
+    sim.add_argument(
+        "--dialect",
+        choices=HL7_DIALECTS,
+        default="mdc",
+        help="hl7: GE-style IHE PCD-01 (mdc, default) or Mindray's legacy HL7 2.3.1 (one "
+        "message per module, NIBP in its own aperiodic message)",
+    )
     sim.add_argument(
         "--pty-link", metavar="PATH", help="with --pty: keep a symlink to the current slave at PATH"
     )

@@ -6,7 +6,10 @@ monitor's alarm content. (That a stale NIBP raises no alert is tested on the cor
 from __future__ import annotations
 
 import json
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -98,3 +101,44 @@ def test_nibp_age_and_legacy_alarms_reach_the_broker(
     finally:
         assert stop_room(room) == 0
 
+
+
+def test_simulated_mindray_legacy_monitor_to_vitals(
+    shared_mosquitto: Mosquitto, recorder: Recorder, tmp_path: Path
+) -> None:
+    """`roomctl monitor simulate --protocol hl7 --dialect mindray-legacy`: one message per
+    module each second, the NIBP alone in an aperiodic 503 with its own time; the room
+    (auto-detection) reads each; every message gets its AA."""
+    port = free_port()
+    state = tmp_path / "state"
+    state.mkdir()
+    room = start_room(shared_mosquitto.url, state, SITE, "d2", "--monitor-protocol", "hl7",
+                      "--monitor-transport", "mllp-listen",
+                      "--monitor-address", f"127.0.0.1:{port}")  # fmt: skip
+    topic = topics.room_topic(SITE, "d2", "vitals")
+    command = [sys.executable, "-m", "controller.cli", "monitor", "simulate", "--protocol",
+               "hl7", "--dialect", "mindray-legacy", "--tcp", f"127.0.0.1:{port}",
+               "--speed", "120", "--seed", "4"]  # fmt: skip
+    sim = subprocess.Popen(
+        command,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+
+        def nibp(m: Received) -> bool:
+            return m.topic == topic and json.loads(m.payload)["nibp_sys"] is not None
+
+        body = json.loads(recorder.wait_for(nibp, WAIT).payload)
+        assert body["observed_at"]["nibp_sys"] and "age_s" in body
+        assert body["spo2"] is None and body["heart_rate"] is None  # NIBP comes alone
+        spo2 = recorder.wait_for(
+            lambda m: m.topic == topic and json.loads(m.payload)["spo2"] is not None, WAIT
+        )
+        assert json.loads(spo2.payload)["pulse_rate"] is not None
+    finally:
+        sim.send_signal(signal.SIGTERM)
+        _, err = sim.communicate(timeout=WAIT)
+        assert stop_room(room) == 0
+    stats = json.loads(err.decode().strip().splitlines()[-1])
+    assert sim.returncode == 0 and stats["acked_aa"] >= 5 and stats["acked_other"] == 0
