@@ -21,9 +21,13 @@ from contract.messages import (
 )
 from controller.config_check import describe, with_lines
 from controller.core.dome import DEFAULT_PALETTE, DEFAULT_ROLES
+from firmware_py.monitors.dialect import DialectError, DialectSet, read_map_file
 
 MonitorProtocol = Literal["masimo", "nonin-df2", "nonin-df7", "hl7"]
 MonitorTransport = Literal["serial", "tcp-client", "mllp-listen"]
+# HL7 dialects (firmware_py/monitors/dialect_tables/, docs/MONITORS.md); "auto" picks one per
+# message from its header where that is safe.
+MonitorDialect = Literal["auto", "mdc", "mindray-legacy", "nihon-kohden", "comen"]
 
 # BCM numbers a Pi exposes on its 40-pin header.
 BCM_PINS = range(0, 28)
@@ -125,6 +129,21 @@ class MonitorSettings(_Section):
     address: str | None = None
     baudrate: int = Field(default=9600, ge=1200, le=921600)
     silence_s: float = Field(default=3.0, gt=0, le=120)
+    dialect: MonitorDialect = "auto"
+    # A technician's local map file (same shape as the dialect tables) laid over the dialect.
+    dialect_map: Path | None = None
+
+    @model_validator(mode="after")
+    def _dialect(self) -> MonitorSettings:
+        is_hl7 = self.protocol in (None, "hl7")
+        if not is_hl7 and (self.dialect != "auto" or self.dialect_map is not None):
+            raise ValueError("monitor.dialect and monitor.dialect_map apply to protocol hl7 only")
+        if self.dialect_map is not None:
+            try:
+                DialectSet(self.dialect, read_map_file(self.dialect_map))
+            except DialectError as exc:
+                raise ValueError(str(exc)) from None
+        return self
 
     @model_validator(mode="after")
     def _address(self) -> MonitorSettings:

@@ -326,10 +326,13 @@ class RoomDaemon:
         m = self.config.monitor
         if m.protocol is None or m.address is None:
             return None
+        from firmware_py.monitors.dialect import read_map_file
         from firmware_py.monitors.link import MonitorLink
 
+        local_map = read_map_file(m.dialect_map) if m.dialect_map is not None else None
         return MonitorLink(
-            m.protocol, m.transport, m.address, self._post_reading, baudrate=m.baudrate
+            m.protocol, m.transport, m.address, self._post_reading, baudrate=m.baudrate,
+            dialect=m.dialect, dialect_map=local_map,
         )
 
 

@@ -35,6 +35,7 @@ from contract.messages import (
     VitalsMessage,
 )
 from contract.timefmt import format_ts
+from contract.vitals import DEMO_FLAG
 
 from .commands import CommandLog, TrackedCommand
 
@@ -80,6 +81,10 @@ class RoomLive:
     health: HealthMessage | None = None
     vitals: VitalsMessage | None = None
     vitals_at: float | None = None
+    # The last reading that carried a blood pressure, and when it arrived: NIBP is measured
+    # every few minutes and some monitors send it alone, so the tile keeps it with its age.
+    nibp: VitalsMessage | None = None
+    nibp_at: float | None = None
     events: deque[EventMessage] = field(default_factory=lambda: deque(maxlen=EVENTS_KEPT))
     vitals_ring: deque[tuple[float, VitalsMessage]] = field(
         default_factory=lambda: deque(maxlen=VITALS_KEPT)
@@ -173,6 +178,8 @@ class SiteState:
             elif isinstance(msg, VitalsMessage):
                 r.vitals, r.vitals_at = msg, received_at
                 r.vitals_ring.append((received_at, msg))
+                if msg.nibp_sys is not None:
+                    r.nibp, r.nibp_at = msg, received_at
             elif isinstance(msg, EventMessage):
                 r.events.append(msg)
                 self._commands.answer(room, msg, received_at)
@@ -277,11 +284,29 @@ def vitals_view(v: VitalsMessage) -> dict[str, Any]:
     }
 
 
+def nibp_view(r: RoomLive, now: float) -> dict[str, Any] | None:
+    """The last blood pressure and how old it is now: its age when the monitor sent it
+    (`age_s`, from the value's own observation time) plus the time since it arrived."""
+    if r.nibp is None or r.nibp_at is None:
+        return None
+    sent_age = (r.nibp.age_s or {}).get("nibp_sys", 0.0)
+    return {
+        "sys": r.nibp.nibp_sys,
+        "dia": r.nibp.nibp_dia,
+        "mean": r.nibp.nibp_mean,
+        "observed_at": (r.nibp.observed_at or {}).get("nibp_sys"),
+        "age_s": round(sent_age + max(0.0, now - r.nibp_at), 1),
+        "at_ms": int(now * 1000),
+    }
+
+
 def trouble(r: RoomLive, now: float) -> list[str]:
     """Device trouble a technician must see, as short sentences."""
     out: list[str] = []
     if r.state is not None and r.state.cords_open:
         out.append("call cord out: " + ", ".join(r.state.cords_open))
+    if r.vitals is not None and DEMO_FLAG in r.vitals.quality:
+        out.append("monitor in demo mode: not patient data")
     h = r.health
     if h is not None:
         if h.monitor.status not in (PeripheralStatus.OK, PeripheralStatus.DISABLED):
@@ -377,6 +402,8 @@ def room_view(r: RoomLive, now: float) -> dict[str, Any]:
         else {"since": _ts(s.cleaning.since), "until": _ts(s.cleaning.until), "by": s.cleaning.by},
         "cord_out": bool(s and s.cords_open) or any(x["type"] == "cord_out" for x in calls),
         "vitals": vitals_view(v) if v is not None else None,
+        "nibp": nibp_view(r, now),
+        "demo": v is not None and DEMO_FLAG in v.quality,
         "vitals_received_ms": None if r.vitals_at is None else int(r.vitals_at * 1000),
         "vitals_stale": vitals_age is None or vitals_age > STALE_VITALS_S,
         "trouble": trouble(r, now),
