@@ -49,6 +49,9 @@ class BrokerSettings(_Section):
     # Acknowledged messages are resent on every reconnect for this long: it must exceed the
     # broker's autosave_interval (60 s in the generated config), see controller/outbox.py.
     replay_window_s: float = Field(default=180.0, ge=0, le=86400)
+    # The broker's packet limit (`max_packet_size`, 128 KiB in the generated config) until the
+    # broker announces its own in CONNACK: a bigger message is set aside, never sent.
+    max_packet_bytes: int = Field(default=131_072, ge=4096, le=268_435_460)
 
     @field_validator("url")
     @classmethod
