@@ -333,8 +333,16 @@ class RoomDaemon:
 
         local_map = read_map_file(m.dialect_map) if m.dialect_map is not None else None
         return MonitorLink(
-            m.protocol, m.transport, m.address, self._post_reading, baudrate=m.baudrate,
-            dialect=m.dialect, dialect_map=local_map,
+            m.protocol,
+            m.transport,
+            m.address,
+            self._post_reading,
+            baudrate=m.baudrate,
+            dialect=m.dialect,
+            dialect_map=local_map,
+            allowed_peers=m.allowed_peers,
+            max_connections=m.max_connections,
+            idle_timeout_s=m.idle_timeout_s,
         )
 
 
