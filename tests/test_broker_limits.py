@@ -248,3 +248,14 @@ def test_a_client_asking_for_no_keepalive_is_given_the_brokers(clinic: Clinic) -
         close_client(client)
     # A silent (half-open) client is dropped within 1.5 x 120 s instead of never.
     assert got == {"keepalive": 120, "max_packet": 131072}
+
+
+def test_what_one_room_can_leave_retained_is_bounded(clinic: Clinic) -> None:
+    """Retained size rule: a room writes only its own exact topics (no wildcard), each message at
+    most max_packet_size, so it can leave at most that many retained messages of that size."""
+    block = clinic.acl.read_text().split("user room-101\n", 1)[1].split("\n\n", 1)[0]
+    writes = [ln.split()[-1] for ln in block.splitlines() if ln.startswith("topic write ")]
+    assert writes and not any("#" in t or "+" in t for t in writes)
+    assert all(t.startswith(f"{topics.site_prefix(SITE)}/room/101/") for t in writes)
+    bound = len(writes) * clinic.settings.max_packet_size
+    assert bound <= 1024 * 1024  # 6 topics x 128 KiB: under 1 MiB per room
