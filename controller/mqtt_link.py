@@ -21,11 +21,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from contract.mqtt import BrokerEndpoint, close_client, make_client
+from contract.mqtt import BrokerEndpoint, close_client, connect_properties, make_client
 from controller.core.io_types import LinkDown, LinkUp, MessageReceived
 
 log = logging.getLogger(__name__)
@@ -114,8 +112,7 @@ class MqttLink:
     # -- daemon side -----------------------------------------------------------------
 
     def start(self) -> None:
-        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-        props.SessionExpiryInterval = self._session_expiry
+        props = connect_properties(self._session_expiry)
         self.client.connect_async(
             self.endpoint.host,
             self.endpoint.port,

@@ -19,14 +19,24 @@ import pytest
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from broker.board.feed import BoardFeed
+from broker.board.live import SiteState
+from broker.logger.config import LoggerConfig
 from broker.mosquitto.conf import BrokerSettings, config_text
 from broker.mosquitto.pki import Pki
-from broker.mosquitto.run import dev_config
+from broker.mosquitto.run import Mosquitto, dev_config, free_port
 from contract import topics
-from contract.mqtt import close_client, make_client
+from contract.mqtt import BrokerEndpoint, close_client, make_client
 from controller.outbox import Outbox
-from tests.support.clinic import SITE, Clinic, mqtt5_connect_packet, open_session, raw_session
-from tests.support.clinic_rooms import poll
+from tests.support.clinic import (
+    SITE,
+    Clinic,
+    mqtt5_connect_packet,
+    open_session,
+    raw_session,
+    running_logger,
+)
+from tests.support.clinic_rooms import poll, vitals
 from tests.support.room_process import RunningRoom
 
 pytestmark = pytest.mark.broker
@@ -47,6 +57,8 @@ def test_generated_configs_carry_the_limits(tmp_path: Path) -> None:
         "max_inflight_messages 100",
     ):
         assert f"\n{line}\n" in text, line
+    unlimited = BrokerSettings(site=SITE, pki_dir=pki.root, max_packet_size=0)
+    assert "\nmax_packet_size" not in config_text(unlimited, tmp_path / "acl")  # 0: no start
     dev = dev_config(1883, tmp_path)
     assert "\nmax_packet_size 131072\n" in dev and "\nmax_keepalive 120\n" in dev
 
@@ -259,3 +271,44 @@ def test_what_one_room_can_leave_retained_is_bounded(clinic: Clinic) -> None:
     assert all(t.startswith(f"{topics.site_prefix(SITE)}/room/101/") for t in writes)
     bound = len(writes) * clinic.settings.max_packet_size
     assert bound <= 1024 * 1024  # 6 topics x 128 KiB: under 1 MiB per room
+
+
+def test_a_huge_retained_message_an_old_broker_holds_never_reaches_board_or_logger(
+    tmp_path: Path,
+) -> None:
+    """A broker upgraded from a config without a size limit may still hold a 1 MB retained
+    message in its persistence: our clients announce Maximum Packet Size 256 KiB in CONNECT,
+    so the broker drops it for them instead of sending it (the board loads nothing)."""
+    port = free_port()
+    old = dev_config(port, tmp_path / "old").replace("max_packet_size 131072", "")
+    (tmp_path / "old").mkdir()
+    state = topics.room_topic("s1", "101", "state")
+    with Mosquitto(tmp_path / "old", port=port, config_text=old) as broker:
+        endpoint = BrokerEndpoint.from_url(broker.url)
+        publisher = make_client(endpoint, "old-room")
+        publisher.connect("127.0.0.1", port)
+        publisher.loop_start()
+        try:
+            publisher.publish(state, b"x" * 1_000_000, qos=1, retain=True).wait_for_publish(10)
+            board = SiteState("s1")
+            feed = BoardFeed(endpoint, board).start()
+            with running_logger(
+                LoggerConfig(db=tmp_path / "log.db", site="s1", broker=broker.url)
+            ) as logger:
+                assert feed.wait_subscribed(10) and logger.subscribed.wait(10)
+                live = vitals("s1", "101", 1).model_dump_json().encode()
+                publisher.publish(topics.vitals("s1", "101"), live, qos=1).wait_for_publish(10)
+                poll(lambda: logger.totals.inserted == 1, 20, "the live vitals logged")
+                poll(lambda: board.rooms.get("101") is not None, 20, "the board saw room 101")
+                assert logger.totals.quarantined == 0  # the 1 MB state never came
+                feed.stop()
+                assert feed.messages == 2  # the logger's status and the live vitals only
+            control = open_session(endpoint)  # no Maximum Packet Size: it is still there
+            try:
+                control.subscribe(state)
+                assert len(control.wait_message(state).payload) == 1_000_000
+            finally:
+                control.stop()
+        finally:
+            publisher.loop_stop()
+            close_client(publisher)

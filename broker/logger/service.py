@@ -30,7 +30,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
@@ -40,7 +39,7 @@ from broker.logger.ingest import QUARANTINE_RAW_CAP, Classified, Rejected, class
 from broker.logger.quarantine_rate import QuarantineRateLimiter
 from broker.logger.store import BatchStats, LogStore, QuarantineLimits, StoreError, open_store
 from contract import topics
-from contract.mqtt import BrokerEndpoint, close_client, make_client
+from contract.mqtt import BrokerEndpoint, close_client, connect_properties, make_client
 from contract.timefmt import format_ts
 
 log = logging.getLogger("roomctl.logger")
@@ -102,10 +101,7 @@ class Logger:
         return client
 
     def _connect_properties(self) -> Properties:
-        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-        props.SessionExpiryInterval = self.cfg.session_expiry_s
-        props.ReceiveMaximum = self.cfg.receive_maximum
-        return props
+        return connect_properties(self.cfg.session_expiry_s, self.cfg.receive_maximum)
 
     def _on_connect(
         self, client: mqtt.Client, userdata: Any, flags: Any, rc: ReasonCode, props: Any = None

@@ -162,7 +162,10 @@ def config_text(settings: BrokerSettings, acl_path: Path) -> str:
         persistent_client_expiration=settings.persistent_client_expiration,
         max_queued_bytes=settings.max_queued_bytes,
         message_size_limit=settings.message_size_limit,
-        max_packet_size=settings.max_packet_size,
+        # Mosquitto refuses `max_packet_size 0`: no limit is no line.
+        max_packet_line=(
+            f"max_packet_size {settings.max_packet_size}" if settings.max_packet_size else ""
+        ),
         max_inflight_messages=settings.max_inflight_messages,
         max_inflight_bytes=settings.max_inflight_bytes,
         max_keepalive=settings.max_keepalive,
