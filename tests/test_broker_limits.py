@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import resource
+import select
 import socket
 import ssl
 import threading
@@ -312,3 +313,36 @@ def test_a_huge_retained_message_an_old_broker_holds_never_reaches_board_or_logg
         finally:
             publisher.loop_stop()
             close_client(publisher)
+
+
+def test_the_listener_caps_its_connections_and_keeps_the_ones_it_has(tmp_path: Path) -> None:
+    """max_connections per listener: past it, new connections are closed at once, and the
+    clients already connected (a room) stay; why the firewall caps each source address."""
+    with Clinic(tmp_path / "clinic", rooms=("101",), max_connections=20) as clinic:
+        room = open_session(clinic.endpoint("room-101"))
+        flood: list[socket.socket] = []
+        try:
+            for _ in range(40):  # bounded
+                flood.append(socket.create_connection(("127.0.0.1", clinic.tls_port), 10))
+            closed: set[socket.socket] = set()
+
+            def count_closed() -> int:
+                ready, _, _ = select.select([s for s in flood if s not in closed], [], [], 0.05)
+                for sock in ready:
+                    try:
+                        if sock.recv(16) == b"":
+                            closed.add(sock)
+                    except OSError:
+                        closed.add(sock)
+                return len(closed)
+
+            # The room holds one of the 20 places: 19 idle sockets are admitted, 21 closed.
+            poll(lambda: count_closed() >= 21, 20, "the connections past the cap closed")
+            assert len(closed) == 21
+            assert room.disconnects == 0
+            topic = topics.room_topic(SITE, "101", "health")
+            assert not room.publish(topic, b"{}").is_failure  # the room's link still works
+        finally:
+            for sock in flood:
+                sock.close()
+            room.stop()
