@@ -36,55 +36,67 @@ CENTRAL = {
 }
 
 
-def _render_all(
-    tmp_path: Path, role: Path, templates: list[str], overrides: dict[str, object]
-) -> dict[str, str]:
-    """The templates rendered by Ansible (one run) with the role's defaults and `overrides`."""
-    tasks = [
-        {
-            "name": f"Render {template}",
-            "ansible.builtin.copy": {
-                "content": "{{ lookup('ansible.builtin.template', '"
-                + f"{role}/templates/{template}') }}}}",
-                "dest": str(tmp_path / f"{template}.out"),
-                "mode": "0644",
-            },
-        }
-        for template in templates
-    ]
+Case = tuple[str, Path, list[str], dict[str, object]]  # name, role, templates, variables
+
+
+def _render_cases(tmp_path: Path, cases: list[Case]) -> dict[str, dict[str, str]]:
+    """Each case's templates rendered by Ansible with the role's defaults updated by the case's
+    variables: one play per case, one ansible-playbook run for all."""
+    plays = []
+    for name, role, templates, overrides in cases:
+        variables = yaml.safe_load((role / "defaults/main.yml").read_text())
+        variables.update(overrides)
+        (tmp_path / name).mkdir()
+        tasks = [
+            {
+                "name": f"Render {template}",
+                "ansible.builtin.copy": {
+                    "content": "{{ lookup('ansible.builtin.template', '"
+                    + f"{role}/templates/{template}') }}}}",
+                    "dest": str(tmp_path / name / template),
+                    "mode": "0644",
+                },
+            }
+            for template in templates
+        ]
+        plays.append({"name": name, "hosts": "localhost", "connection": "local",
+                      "gather_facts": False, "vars": variables, "tasks": tasks})  # fmt: skip
     playbook = tmp_path / "render.yml"
-    playbook.write_text(yaml.safe_dump([{
-        "name": "Render", "hosts": "localhost", "connection": "local", "gather_facts": False,
-        "vars_files": [str(role / "defaults/main.yml")], "tasks": tasks,
-    }]))  # fmt: skip
-    extra = {"ansible_python_interpreter": sys.executable, **overrides}
+    playbook.write_text(yaml.safe_dump(plays))
     env = {"PATH": f"{BIN}:/usr/sbin:/usr/bin:/bin", "ANSIBLE_NOCOLOR": "1",
            "ANSIBLE_CONFIG": str(ANSIBLE_DIR / "ansible.cfg")}  # fmt: skip
+    extra = {"ansible_python_interpreter": sys.executable}
     proc = subprocess.run(
         [BIN / "ansible-playbook", "-i", "localhost,", "-e", json.dumps(extra), playbook],
         cwd=ANSIBLE_DIR, env=env, capture_output=True, text=True, timeout=180,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
-    return {t: (tmp_path / f"{t}.out").read_text() for t in templates}
-
-
-def _render(tmp_path: Path, role: Path, template: str, overrides: dict[str, object]) -> str:
-    return _render_all(tmp_path, role, [template], overrides)[template]
+    return {
+        name: {t: (tmp_path / name / t).read_text() for t in templates}
+        for name, _, templates, _ in cases
+    }
 
 
 CRL_UNITS = ["roomctl-crl-refresh.service.j2", "roomctl-crl-refresh.timer.j2"]
-CRL_VARS = {
+CRL_VARS: dict[str, object] = {
     "pki_site": "downtown",
     "pki_dir": "/home/tech/pki/downtown",
     "pki_crl_push_hosts": ["central.downtown.example"],
     "pki_crl_timer_user": "tech",
 }
+RULES = "nftables.conf.j2"
 
 
 @pytest.fixture(scope="module")
-def crl_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    return _render_all(
-        tmp_path_factory.mktemp("crl"), PKI, ["roomctl-crl-refresh.j2", *CRL_UNITS], CRL_VARS
+def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, str]]:
+    return _render_cases(
+        tmp_path_factory.mktemp("render"),
+        [
+            ("room", BASE, [RULES], ROOM),
+            ("central", BASE, [RULES], CENTRAL),
+            ("defaults", BASE, [RULES], {}),
+            ("crl", PKI, ["roomctl-crl-refresh.j2", *CRL_UNITS], CRL_VARS),
+        ],
     )
 
 
@@ -111,8 +123,10 @@ def _rules(text: str) -> list[str]:
     return [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.strip().startswith("#")]
 
 
-def test_a_rooms_hl7_port_is_open_to_its_monitor_only(tmp_path: Path) -> None:
-    text = _render(tmp_path, BASE, "nftables.conf.j2", ROOM)
+def test_a_rooms_hl7_port_is_open_to_its_monitor_only(
+    tmp_path: Path, rendered: dict[str, dict[str, str]]
+) -> None:
+    text = rendered["room"][RULES]
     _nft_check(tmp_path, text)
     rules = _rules(text)
     assert "type filter hook input priority filter; policy drop;" in rules
@@ -124,8 +138,10 @@ def test_a_rooms_hl7_port_is_open_to_its_monitor_only(tmp_path: Path) -> None:
     assert text.index("table inet roomctl\ndelete table inet roomctl") > 0  # replaced whole
 
 
-def test_the_central_hosts_services_with_a_per_source_cap_on_mqtt(tmp_path: Path) -> None:
-    text = _render(tmp_path, BASE, "nftables.conf.j2", CENTRAL)
+def test_the_central_hosts_services_with_a_per_source_cap_on_mqtt(
+    tmp_path: Path, rendered: dict[str, dict[str, str]]
+) -> None:
+    text = rendered["central"][RULES]
     _nft_check(tmp_path, text)
     rules = _rules(text)
     caps = [r for r in rules if "ct count over 16" in r]
@@ -140,8 +156,10 @@ def test_the_central_hosts_services_with_a_per_source_cap_on_mqtt(tmp_path: Path
     assert not any("2575" in r for r in rules)
 
 
-def test_the_defaults_render_a_host_that_serves_only_ssh(tmp_path: Path) -> None:
-    text = _render(tmp_path, BASE, "nftables.conf.j2", {})
+def test_the_defaults_render_a_host_that_serves_only_ssh(
+    tmp_path: Path, rendered: dict[str, dict[str, str]]
+) -> None:
+    text = rendered["defaults"][RULES]
     _nft_check(tmp_path, text)
     accepts = [r for r in _rules(text) if "dport" in r and r.endswith('"ssh"')]
     assert accepts == ['tcp dport { 22 } accept comment "ssh"']
@@ -159,8 +177,9 @@ def test_the_base_role_refuses_an_hl7_port_without_the_monitors_address() -> Non
 
 
 def test_the_crl_refresh_timer_resigns_early_and_reloads_the_broker(
-    crl_files: dict[str, str],
+    rendered: dict[str, dict[str, str]],
 ) -> None:
+    crl_files = rendered["crl"]
     script = crl_files["roomctl-crl-refresh.j2"]
     assert "pki=/home/tech/pki/downtown\n" in script
     assert re.search(r'roomctl pki crl "\$pki" --days 180 --if-due 60', script)
@@ -178,8 +197,9 @@ def test_the_crl_refresh_timer_resigns_early_and_reloads_the_broker(
 
 @pytest.mark.parametrize("unit", CRL_UNITS)
 def test_the_crl_units_pass_systemd_analyze(
-    tmp_path: Path, crl_files: dict[str, str], unit: str
+    tmp_path: Path, rendered: dict[str, dict[str, str]], unit: str
 ) -> None:
+    crl_files = rendered["crl"]
     analyze = shutil.which("systemd-analyze")
     if analyze is None:
         pytest.skip("systemd-analyze is not installed")
