@@ -110,6 +110,27 @@ def test_squatters_that_connected_first_do_not_lock_the_monitor_out() -> None:
                 sock.close()
 
 
+def test_a_rapid_stream_of_squatters_never_evicts_the_monitor() -> None:
+    events = Events()
+    with _link(events, max_connections=4) as (link, port), _connect(
+        port, MONITOR_ADDRESS
+    ) as monitor:
+        monitor.sendall(MESSAGE)
+        assert b"MSA|AA" in _ack(monitor)
+        assert events.reading().nibp_sys == 142.0
+        squatters = []
+        try:
+            for _ in range(20):  # each newer than the monitor's last message
+                squatters.append(_connect(port))
+            _wait(lambda: link.stats()["evicted"] >= 17, "squatters evicting squatters")
+            monitor.sendall(MESSAGE)
+            assert b"MSA|AA" in _ack(monitor)  # still connected, still served
+            assert events.reading().nibp_sys == 142.0
+        finally:
+            for sock in squatters:
+                sock.close()
+
+
 def test_a_connection_that_brings_no_hl7_message_is_closed() -> None:
     events = Events()
     with _link(events, idle_timeout_s=0.5) as (link, port):

@@ -13,8 +13,9 @@ The MLLP listener is the room's only open port, so it admits only the monitor: a
 `allowed_peers` (addresses or networks; empty = anyone, for loopback and the bench) is closed
 at once; at most `max_connections` are served; a connection that brings no complete HL7
 message for `idle_timeout_s` is closed (TCP keepalive also ends half-open ones); and when all
-slots are taken, a new peer takes the slot of the connection whose last HL7 message is the
-oldest, so squatters that connected first cannot lock the real monitor out.
+slots are taken, a new peer takes the slot of the oldest connection that never brought an HL7
+message (else of the one whose last message is the oldest), so squatters, first or in a rapid
+stream, cannot lock the real monitor out.
 """
 
 from __future__ import annotations
@@ -245,6 +246,7 @@ class _MllpConn:
     thread: threading.Thread
     peer: str
     last_message_at: float  # monotonic: accepted, then each time a whole HL7 message came
+    proven: bool = False  # it has brought a whole HL7 message
     evicted: bool = False
 
 
@@ -313,8 +315,11 @@ class MllpListenTransport(ThreadedTransport):
             return
         with self._lock:
             if len(self._conns) >= self.max_connections:
-                # Full: the connection whose last HL7 message is the oldest gives way.
-                sock, oldest = min(self._conns.items(), key=lambda kv: kv[1].last_message_at)
+                # Full: a connection that never brought an HL7 message gives way first (the
+                # oldest of them), else the one whose last message is the oldest.
+                sock, oldest = min(
+                    self._conns.items(), key=lambda kv: (kv[1].proven, kv[1].last_message_at)
+                )
                 oldest.evicted = True
                 self.evicted += 1
                 with contextlib.suppress(OSError):
@@ -365,6 +370,7 @@ class MllpListenTransport(ThreadedTransport):
             if replies:
                 with self._lock:
                     state.last_message_at = time.monotonic()
+                    state.proven = True
                 conn.sendall(replies)
 
     @property
