@@ -18,6 +18,7 @@ class OutboxAudit:
     created: dict[str, int]
     vitals_thinned: int
     pending: frozenset[int]
+    refused: int = 0  # set aside: too large for the broker (Outbox.refuse)
     # seq ranges of vitals/health sent from memory and never stored (issue 17): skipped
     # after unclean stops, and (last_seq, seq_reserved] while the room runs or after a crash
     gaps: tuple[tuple[int, int], ...] = ()
@@ -50,5 +51,6 @@ def read_outbox(path: Path | str) -> OutboxAudit:
         },
         vitals_thinned=int(meta.get("vitals_thinned", 0)),
         pending=frozenset(pending),
+        refused=int(meta.get("refused", 0)),
         gaps=tuple(gaps),
     )
