@@ -87,6 +87,7 @@ def test_wheel_contains_templates_static_files_and_broker_configs(wheel: Path) -
 # the terminal status view.
 CENTRAL_ONLY_IMPORTS = [
     "starlette", "uvicorn", "jinja2", "markupsafe", "argon2", "cryptography", "rich",
+    "prometheus_client",
 ]  # fmt: skip
 
 ROOM_TOML = """\

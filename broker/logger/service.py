@@ -37,7 +37,9 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from broker.logger.config import LoggerConfig
 from broker.logger.ingest import QUARANTINE_RAW_CAP, Classified, Rejected, classify
+from broker.logger.metrics import LoggerMetrics, logger_health
 from broker.logger.store import BatchStats, LogStore, QuarantineLimits, StoreError, open_store
+from broker.ops.metrics import OpsServer
 from contract import topics
 from contract.mqtt import BrokerEndpoint, close_client, make_client
 from contract.timefmt import format_ts
@@ -83,6 +85,16 @@ class Logger:
         self._last_retention = float("-inf")  # the first pass runs at once
         self._ts_second = -1
         self._ts_prefix = ""
+        self.db_problem: str | None = None  # the last database write's error, until one succeeds
+        self.metrics = LoggerMetrics(
+            cfg.site, self.queue, self.connected, self.subscribed, [cfg.cert]
+        )
+        self.health = logger_health(
+            self.connected,
+            self.subscribed,
+            lambda: self._writer is not None and self._writer.is_alive(),
+            lambda: self.db_problem,
+        )
         self.client = self._make_client()
 
     # -- MQTT side (paho thread): convert and enqueue, nothing more ---------------------
@@ -202,14 +214,21 @@ class Logger:
         ]
         delay = 0.1
         while True:
+            started = time.perf_counter()
             try:
                 stats = self._write(store, batch, items)
                 break
             except StoreError as exc:
+                self.db_problem = str(exc)[:200]
+                self.metrics.write_failed()
                 log.error("database write failed (%s); retrying the batch", exc)
                 if self._stopping.wait(delay):
                     return False
                 delay = min(delay * 2, 5.0)
+        self.db_problem = None
+        self.metrics.batch_written(
+            items, [i.received_at for i in batch], stats, time.perf_counter() - started
+        )
         with self._cond:
             self.totals.add(stats)
             self._cond.notify_all()
@@ -275,8 +294,10 @@ class Logger:
         try:
             deleted = store.delete_expired(clinical, quarantine, batch=self.cfg.retention_batch)
         except StoreError as exc:
+            self.db_problem = f"retention: {exc}"[:200]
             log.error("retention failed: %s", exc)
             return
+        self.db_problem = None
         if any(deleted.values()):
             done = ", ".join(f"{n} {table}" for table, n in deleted.items() if n)
             log.info("retention: deleted %s (before %s; quarantine %s)", done, clinical, quarantine)
@@ -316,6 +337,11 @@ class Logger:
 def run(cfg: LoggerConfig) -> int:
     """Run until SIGTERM/SIGINT (the `roomctl logger` command)."""
     logger = Logger(cfg).start()
+    ops = None
+    if cfg.ops_port is not None:
+        ops = OpsServer(logger.metrics.registry, logger.health, cfg.ops_host, cfg.ops_port)
+        ops.start()
+        log.info("metrics and health on http://%s:%d/metrics, /healthz", cfg.ops_host, ops.port)
     stop = threading.Event()
 
     def _handler(signum: int, frame: Any) -> None:
@@ -334,4 +360,6 @@ def run(cfg: LoggerConfig) -> int:
             logger.queue.qsize(),
         )
     logger.stop()
+    if ops is not None:
+        ops.stop()
     return 0
