@@ -28,6 +28,7 @@ from contract.mqtt import BrokerEndpoint
 from .feed import BoardFeed
 from .hub import Hub
 from .live import SiteState
+from .metrics import BoardMetrics
 from .security import LoginLimiter, same_token
 from .users import BoardDB, Session
 
@@ -60,6 +61,13 @@ class BoardContext:
         self.state = SiteState(config.site)
         self.hub = Hub()
         self.feed = BoardFeed(config.endpoint, self.state, listener=self.hub.notify_threadsafe)
+        self.metrics = BoardMetrics(
+            config.site,
+            self.state,
+            lambda: self.hub.subscribers,
+            self.feed.connected.is_set,
+            [config.endpoint.cert],
+        )
         self.users = BoardDB(config.board_db)
         self.history: LogStore | None = (
             open_store(config.logger_db, readonly=True) if config.logger_db else None
