@@ -66,6 +66,9 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         "--secure-cookies", action="store_true", help="Secure cookies on loopback too (proxy)"
     )
     board.add_argument("--chromium", default="/usr/bin/chromium", help="for PDF reports")
+    board.add_argument(
+        "--paper", choices=("A4", "Letter"), default="A4", help="the PDF report's paper size"
+    )
     board.add_argument("-v", "--verbose", action="store_true")
     board.set_defaults(func=_serve)
     board_sub = board.add_subparsers(dest="board_command", metavar="ACTION")
@@ -201,6 +204,7 @@ def _serve(args: argparse.Namespace) -> int:
         secure_cookies=tls or args.secure_cookies or not is_loopback_host(args.host),
         chromium=args.chromium,
         host=args.host,
+        paper=args.paper,
     )
     board = Board(config)
     if not config.no_auth and not board.users.users():

@@ -49,6 +49,7 @@ class BoardConfig:
     secure_cookies: bool = True  # plain loopback HTTP (demo, tests) turns it off explicitly
     chromium: str = "/usr/bin/chromium"
     host: str = "127.0.0.1"  # where it is bound (with --no-auth, the only Host names allowed)
+    paper: str = "A4"  # the printed report's paper: "A4" or "Letter" (the site's setting)
 
 
 class BoardContext:

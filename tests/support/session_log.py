@@ -1,6 +1,6 @@
 """A scripted infusion session written into a real SQLite log store, as the logger would store it.
 
-Room 101 of site s1, session `sess-1`, starting at T0 (09:00 UTC):
+Room 101 of site s1 (or another), session `sess-1`, starting at T0 (09:00 UTC):
 
 | time  | what |
 |-------|------|
@@ -43,17 +43,18 @@ def _at(minutes: float) -> datetime:
 
 
 class _Script:
-    def __init__(self) -> None:
+    def __init__(self, site: str) -> None:
+        self.site = site
         self.seq = 0
         self.items: list[tuple[str, str]] = []
 
     def event(self, minutes: float, kind: messages.EventKind, **kw: Any) -> None:
         self.seq += 1
         msg = messages.EventMessage(
-            site=SITE, room=ROOM, epoch=EPOCH, seq=self.seq, ts=_at(minutes),
+            site=self.site, room=ROOM, epoch=EPOCH, seq=self.seq, ts=_at(minutes),
             clock_synced=True, kind=kind, **kw,
         )  # fmt: skip
-        self.items.append((topics.events(SITE, ROOM), msg.model_dump_json()))
+        self.items.append((topics.events(self.site, ROOM), msg.model_dump_json()))
 
     def phase(self, minutes: float, phase: str, before: str) -> None:
         self.event(
@@ -64,15 +65,15 @@ class _Script:
     def reading(self, minutes: float, **values: Any) -> None:
         self.seq += 1
         msg = messages.VitalsMessage(
-            site=SITE, room=ROOM, epoch=EPOCH, seq=self.seq, ts=_at(minutes),
+            site=self.site, room=ROOM, epoch=EPOCH, seq=self.seq, ts=_at(minutes),
             clock_synced=True, protocol="masimo", **values,
         )  # fmt: skip
-        self.items.append((topics.vitals(SITE, ROOM), msg.model_dump_json()))
+        self.items.append((topics.vitals(self.site, ROOM), msg.model_dump_json()))
 
 
-def scripted_session() -> list[tuple[str, str]]:
+def scripted_session(site: str = SITE) -> list[tuple[str, str]]:
     """(topic, payload) of the whole session, in the order the room published them."""
-    s = _Script()
+    s = _Script(site)
     s.phase(0, "pre_check", "idle")
     s.phase(5, "infusion", "pre_check")
     for minute in range(5, 50):
@@ -108,12 +109,15 @@ def scripted_session() -> list[tuple[str, str]]:
     return s.items
 
 
-def write_session(db: Path) -> Path:
-    """Store the scripted session in the SQLite database `db` (created); return `db`."""
+def write_session(db: Path, site: str = SITE) -> Path:
+    """Store the scripted session of `site` in the SQLite database `db` (created); return `db`."""
     store = open_store(db)
     try:
         store.write_batch(
-            [received(t, p, rx="2026-03-01T10:30:00.000Z") for t, p in scripted_session()]
+            [
+                received(t, p, site=site, rx="2026-03-01T10:30:00.000Z")
+                for t, p in scripted_session(site)
+            ]
         )
     finally:
         store.close()
