@@ -16,7 +16,14 @@ from prometheus_client.parser import text_string_to_metric_families
 from broker.logger.config import LoggerConfig
 from broker.logger.service import Logger
 from broker.ops.cli import healthy
-from broker.ops.metrics import ALLOWED_LABELS, OpsServer, quarantine_reason
+from broker.ops.metrics import (
+    ALLOWED_LABELS,
+    Health,
+    NotifierMetrics,
+    OpsServer,
+    check_labels,
+    quarantine_reason,
+)
 from controller.cli import main
 from tests.support.clinic import Clinic, running_logger
 from tests.support.clinic_rooms import FakeRoom, vitals
@@ -42,7 +49,8 @@ def healthz(port: int) -> tuple[int, dict[str, Any]]:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=10) as resp:
             return resp.status, json.loads(resp.read())
     except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
+        with exc:
+            return exc.code, json.loads(exc.read())
 
 
 def test_logger_metrics_count_what_it_stored(clinic: Clinic, tmp_path: Path) -> None:
@@ -129,3 +137,28 @@ def test_quarantine_reasons_are_a_fixed_set() -> None:
     assert quarantine_reason("oversize: 70000 bytes > limit 65536") == "oversize"
     assert quarantine_reason("duplicate seq with different content") == "duplicate_conflict"
     assert quarantine_reason("something new") == "other"
+
+
+def test_ops_server_serves_any_service_registry() -> None:
+    """What the notifier will run: its counters and checks behind `OpsServer`."""
+    notifier = NotifierMetrics("s1")
+    notifier.delivered("emergency")
+    notifier.delivered("emergency")
+    notifier.failure("normal")
+    health = Health({"phone gateway": lambda: "gateway refused the login"})
+    ops = OpsServer(notifier.registry, health).start()
+    try:
+        got = scrape(ops.port)
+        status, doc = healthz(ops.port)
+        with pytest.raises(urllib.error.HTTPError) as missing:
+            urllib.request.urlopen(f"http://127.0.0.1:{ops.port}/other", timeout=10)
+    finally:
+        ops.stop()
+    sent = (("priority", "emergency"), ("site", "s1"))
+    assert got[("roomctl_notifications_sent_total", sent)] == 2
+    failed = (("priority", "normal"), ("site", "s1"))
+    assert got[("roomctl_notifications_failed_total", failed)] == 1
+    assert status == 503 and doc["checks"] == {"phone gateway": "gateway refused the login"}
+    assert missing.value.code == 404
+    missing.value.close()
+    check_labels(notifier.registry)

@@ -89,8 +89,9 @@ def test_report_without_a_session_covers_the_latest_one(report_board: BoardServe
 def test_a_bad_patient_reference_is_refused_by_name(report_board: BoardServer) -> None:
     with pytest.raises(urllib.error.HTTPError) as refused:
         get(f"{report_board.url}/rooms/{ROOM}/report?patient=Jane%20Doe")
-    assert refused.value.code == 400
-    assert "patient 'Jane Doe' is not a patient reference" in refused.value.read().decode()
+    with refused.value as answer:
+        assert answer.code == 400
+        assert "patient 'Jane Doe' is not a patient reference" in answer.read().decode()
 
 
 @pytest.mark.parametrize(("paper", "size"), [("A4", (595, 842)), ("Letter", (612, 792))])

@@ -136,7 +136,8 @@ def post_bundle(
                     resp.headers.get("Location"), _describe(resp.read()),
                 )  # fmt: skip
         except urllib.error.HTTPError as exc:
-            outcome = PostOutcome(False, exc.code, attempt, None, _describe(exc.read()))
+            with exc:
+                outcome = PostOutcome(False, exc.code, attempt, None, _describe(exc.read()))
             if exc.code != 429 and exc.code < 500:
                 return outcome
             retry_after = exc.headers.get("Retry-After") if exc.headers else None

@@ -35,10 +35,11 @@ def ask(url: str, ca: str | None = None, timeout: float = 5.0) -> tuple[int | No
         with urllib.request.urlopen(url, timeout=timeout, context=context) as resp:
             return resp.status, json.loads(resp.read() or b"{}")
     except urllib.error.HTTPError as exc:
-        try:
-            return exc.code, json.loads(exc.read() or b"{}")
-        except ValueError:
-            return exc.code, {"error": f"HTTP {exc.code}"}
+        with exc:
+            try:
+                return exc.code, json.loads(exc.read() or b"{}")
+            except ValueError:
+                return exc.code, {"error": f"HTTP {exc.code}"}
     except (urllib.error.URLError, OSError, ValueError) as exc:
         return None, {"error": str(getattr(exc, "reason", exc))}
 

@@ -27,7 +27,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry, Counter, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -95,6 +95,26 @@ class CertExpiry(Collector):
         if ends:
             family.add_metric([self.site], min(ends))
         yield family
+
+
+class NotifierMetrics:
+    """What the notifier (phones, pagers: to come) counts, so its names are fixed now:
+    `roomctl_notifications_sent_total{site,priority}` and `..._failed_total{site,priority}`.
+    It serves them with `OpsServer` next to its `/healthz`."""
+
+    def __init__(self, site: str, registry: CollectorRegistry | None = None) -> None:
+        self.site = site
+        self.registry = registry or CollectorRegistry(auto_describe=True)
+        self.sent = Counter("roomctl_notifications_sent", "Notifications delivered",
+                            ["site", "priority"], registry=self.registry)  # fmt: skip
+        self.failed = Counter("roomctl_notifications_failed", "Notifications that failed",
+                              ["site", "priority"], registry=self.registry)  # fmt: skip
+
+    def delivered(self, priority: str) -> None:
+        self.sent.labels(self.site, priority).inc()
+
+    def failure(self, priority: str) -> None:
+        self.failed.labels(self.site, priority).inc()
 
 
 class Health:
