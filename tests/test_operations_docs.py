@@ -14,7 +14,7 @@ import yaml
 from broker.board.live import SiteState
 from broker.board.metrics import BoardMetrics
 from broker.logger.metrics import LoggerMetrics
-from broker.ops.metrics import CertExpiry
+from broker.ops.metrics import CertExpiry, PkiExpiry
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "OPERATIONS.md"
@@ -29,8 +29,8 @@ def exported_names() -> set[str]:
     for registry in (logger.registry, board.registry):
         for family in registry.collect():
             names.update(family.name + s for s in _SUFFIXES.get(family.type, ("",)))
-    for family in CertExpiry("s1", []).collect():
-        names.add(family.name)
+    for collector in (CertExpiry("s1", []), PkiExpiry("s1", Path("/nonexistent"))):
+        names.update(family.name for family in collector.collect())
     return names
 
 

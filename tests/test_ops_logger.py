@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -54,7 +55,8 @@ def healthz(port: int) -> tuple[int, dict[str, Any]]:
 
 
 def test_logger_metrics_count_what_it_stored(clinic: Clinic, tmp_path: Path) -> None:
-    with running_logger(clinic.logger_config(tmp_path / "log.db")) as logger:
+    config = clinic.logger_config(tmp_path / "log.db", pki_dir=clinic.pki.root)
+    with running_logger(config) as logger:
         ops = OpsServer(logger.metrics.registry, logger.health).start()
         try:
             assert logger.subscribed.wait(10)
@@ -92,6 +94,12 @@ def test_logger_metrics_count_what_it_stored(clinic: Clinic, tmp_path: Path) -> 
     assert got[("roomctl_logger_ingest_lag_seconds", site)] >= 0
     assert got[("roomctl_logger_last_commit_timestamp_seconds", site)] > 0
     assert got[("roomctl_cert_expiry_timestamp_seconds", site)] > 0
+    now = time.time()  # the clinic's test certificates: 825 days, the CRL 180
+    room_cert = got[("roomctl_room_cert_expiry_timestamp_seconds", (("room", "101"), *site))]
+    assert 800 * 86400 < room_cert - now < 826 * 86400
+    assert ("roomctl_room_cert_expiry_timestamp_seconds", (("room", "102"), *site)) in got
+    assert got[("roomctl_broker_cert_expiry_timestamp_seconds", site)] > now
+    assert 170 * 86400 < got[("roomctl_crl_next_update_timestamp_seconds", site)] - now
     assert status == 200 and doc["ok"] and doc["checks"] == {"broker": "ok", "database": "ok"}
 
 

@@ -57,6 +57,7 @@ def _register_logger(sub: argparse._SubParsersAction[Any]) -> None:
     lg.add_argument("--retention-interval-s", type=float)
     lg.add_argument("--ops-host", help="address of /metrics and /healthz (default 127.0.0.1)")
     lg.add_argument("--ops-port", type=int, help="serve /metrics and /healthz on this port")
+    lg.add_argument("--pki-dir", type=Path, help="the broker's PKI copy: expiry metrics")
     lg.add_argument("-v", "--verbose", action="store_true")
     lg.set_defaults(func=_logger)
 
@@ -75,7 +76,7 @@ def _logger(args: argparse.Namespace) -> int:
         "session_expiry_s", "receive_maximum", "batch_max", "max_bytes", "synchronous",
         "quarantine_max_rows_per_room", "quarantine_max_bytes_per_room",
         "retention_days", "quarantine_retention_days", "retention_interval_s",
-        "ops_host", "ops_port",
+        "ops_host", "ops_port", "pki_dir",
     )  # fmt: skip
     try:
         cfg = LoggerConfig.load(args.config, {k: getattr(args, k) for k in keys})

@@ -43,6 +43,9 @@ class LoggerConfig(BaseModel):
     # `/metrics` (Prometheus) and `/healthz` on their own port; None: not served.
     ops_host: str = "127.0.0.1"
     ops_port: int | None = Field(default=None, ge=0, le=65535)
+    # The broker's copy of the PKI: its certificates' expiry and the CRL's next update as
+    # metrics (no key is read).
+    pki_dir: Path | None = None
 
     @field_validator("db", mode="before")
     @classmethod

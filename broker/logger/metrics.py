@@ -29,7 +29,7 @@ from prometheus_client.registry import Collector
 
 from broker.logger.ingest import Accepted, Classified, Rejected
 from broker.logger.store import BatchStats
-from broker.ops.metrics import CertExpiry, Health, quarantine_reason
+from broker.ops.metrics import CertExpiry, Health, PkiExpiry, quarantine_reason
 
 WRITE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -65,6 +65,7 @@ class LoggerMetrics:
         connected: threading.Event,
         subscribed: threading.Event,
         cert_files: Sequence[Any] = (),
+        pki_dir: Any = None,
     ) -> None:
         self.site = site
         self.registry = CollectorRegistry(auto_describe=True)
@@ -106,6 +107,8 @@ class LoggerMetrics:
         )
         if cert_files:
             self.registry.register(CertExpiry(site, cert_files))
+        if pki_dir is not None:
+            self.registry.register(PkiExpiry(site, pki_dir))
 
     def batch_written(
         self,

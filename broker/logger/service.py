@@ -87,7 +87,7 @@ class Logger:
         self._ts_prefix = ""
         self.db_problem: str | None = None  # the last database write's error, until one succeeds
         self.metrics = LoggerMetrics(
-            cfg.site, self.queue, self.connected, self.subscribed, [cfg.cert]
+            cfg.site, self.queue, self.connected, self.subscribed, [cfg.cert], cfg.pki_dir
         )
         self.health = logger_health(
             self.connected,

@@ -97,6 +97,60 @@ class CertExpiry(Collector):
         yield family
 
 
+class PkiExpiry(Collector):
+    """The clinic PKI as the broker holds it (`clients/*.crt`, `server.crt`, `crl.pem`), read
+    at scrape time: `roomctl_room_cert_expiry_timestamp_seconds{site,room}` for each
+    `room-<R>` certificate, `roomctl_broker_cert_expiry_timestamp_seconds{site}`, and
+    `roomctl_crl_next_update_timestamp_seconds{site}` (a CRL past its next update locks every
+    client out: docs/LOGGER.md)."""
+
+    def __init__(self, site: str, pki_dir: Path) -> None:
+        self.site = site
+        self.pki_dir = Path(pki_dir)
+
+    def collect(self) -> Iterable[Metric]:
+        from cryptography import x509
+        from cryptography.x509.oid import NameOID
+
+        rooms = GaugeMetricFamily(
+            "roomctl_room_cert_expiry_timestamp_seconds",
+            "Not-after (Unix time) of each room's client certificate",
+            labels=["site", "room"],
+        )
+        for path in sorted((self.pki_dir / "clients").glob("room-*.crt")):
+            try:
+                cert = x509.load_pem_x509_certificate(path.read_bytes())
+                names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+            except (OSError, ValueError):
+                continue
+            cn = str(names[0].value) if names else ""
+            if cn.startswith("room-"):
+                rooms.add_metric([self.site, cn[5:]], cert.not_valid_after_utc.timestamp())
+        yield rooms
+        broker = GaugeMetricFamily(
+            "roomctl_broker_cert_expiry_timestamp_seconds",
+            "Not-after (Unix time) of the broker's server certificate", labels=["site"],
+        )  # fmt: skip
+        try:
+            server = x509.load_pem_x509_certificate((self.pki_dir / "server.crt").read_bytes())
+            broker.add_metric([self.site], server.not_valid_after_utc.timestamp())
+        except (OSError, ValueError):
+            pass
+        yield broker
+        crl = GaugeMetricFamily(
+            "roomctl_crl_next_update_timestamp_seconds",
+            "When the CRL must be renewed by (Unix time); past it every client is refused",
+            labels=["site"],
+        )
+        try:
+            loaded = x509.load_pem_x509_crl((self.pki_dir / "crl.pem").read_bytes())
+            if loaded.next_update_utc is not None:
+                crl.add_metric([self.site], loaded.next_update_utc.timestamp())
+        except (OSError, ValueError):
+            pass
+        yield crl
+
+
 class NotifierMetrics:
     """What the notifier (phones, pagers: to come) counts, so its names are fixed now:
     `roomctl_notifications_sent_total{site,priority}` and `..._failed_total{site,priority}`.
