@@ -69,6 +69,12 @@ class RoomHardware:
             self.sim = room_io.SimulatedButtons(pin_factory, pins)
             self.sim_pins = pins
 
+    def inputs(self) -> dict[str, bool]:
+        """Each call input by name: does it read as pressed now (the self-test's check)."""
+        b = self.buttons
+        found = {"call": b.call, "cancel": b.cancel, "emergency": b.emergency}
+        return {name: bool(btn.is_pressed) for name, btn in found.items() if btn is not None}
+
     def _guard(self, what: str, action: Callable[[], None]) -> None:
         try:
             action()
