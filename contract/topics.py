@@ -13,6 +13,7 @@ from pydantic import BaseModel
 from contract.messages import (
     CallMessage,
     ClaimCommand,
+    CleaningCommand,
     Command,
     Envelope,
     EventMessage,
@@ -67,6 +68,7 @@ ROOM_TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec("cmd/phase", False, 1, PhaseCommand),
     TopicSpec("cmd/claim", False, 1, ClaimCommand),
     TopicSpec("cmd/scene", False, 1, SceneCommand),
+    TopicSpec("cmd/cleaning", False, 1, CleaningCommand),
     TopicSpec("sim/button", False, 1, SimButton, "simulation only"),
 )
 SPEC_BY_LEAF = {spec.leaf: spec for spec in ROOM_TOPICS}
@@ -74,9 +76,7 @@ SPEC_BY_MODEL = {spec.model: spec for spec in ROOM_TOPICS if spec.model is not N
 
 # Everything the room publishes with an envelope, by leaf.
 ROOM_MESSAGES: dict[str, type[Envelope]] = {
-    s.leaf: s.model
-    for s in ROOM_TOPICS
-    if s.model is not None and issubclass(s.model, Envelope)
+    s.leaf: s.model for s in ROOM_TOPICS if s.model is not None and issubclass(s.model, Envelope)
 }
 # Staff commands, by name (the leaf after `cmd/`).
 COMMANDS: dict[str, type[Command]] = {

@@ -35,6 +35,7 @@ from controller.core.io_types import (
     Action,
     Button,
     ButtonPressed,
+    CordChanged,
     Event,
     Instant,
     MonitorFacts,
@@ -119,7 +120,11 @@ class RoomDaemon:
         self._staged: list[Publish] = []  # stored by _flush
         self._unstored: list[Publish] = []  # kept while the disk is full
 
-        self.hardware = RoomHardware(config, self._post_button, pin_factory=pin_factory)
+        self.hardware = RoomHardware(
+            config, self._post_button, pin_factory=pin_factory, on_cord=self._post_cord
+        )
+        if self.hardware.cord_closed() is False:  # unplugged while the room was down
+            self._post_cord(False)
         self.monitor = self._make_monitor()
 
         endpoint = BrokerEndpoint.from_url(
@@ -145,6 +150,9 @@ class RoomDaemon:
 
     def _post_button(self, button: Button) -> None:
         self.events.put(ButtonPressed(button))
+
+    def _post_cord(self, closed: bool) -> None:
+        self.events.put(CordChanged(closed))
 
     def _post_reading(self, reading: Reading) -> None:
         self.events.put(ReadingReceived(reading))
@@ -318,10 +326,13 @@ class RoomDaemon:
         m = self.config.monitor
         if m.protocol is None or m.address is None:
             return None
+        from firmware_py.monitors.dialect import read_map_file
         from firmware_py.monitors.link import MonitorLink
 
+        local_map = read_map_file(m.dialect_map) if m.dialect_map is not None else None
         return MonitorLink(
-            m.protocol, m.transport, m.address, self._post_reading, baudrate=m.baudrate
+            m.protocol, m.transport, m.address, self._post_reading, baudrate=m.baudrate,
+            dialect=m.dialect, dialect_map=local_map,
         )
 
 

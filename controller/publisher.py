@@ -18,7 +18,13 @@ from typing import Any, Protocol
 from pydantic import ValidationError
 
 from contract import topics
-from contract.messages import VITAL_FIELDS, Envelope, VitalsMessage
+from contract.messages import (
+    OPTIONAL_VITALS_FIELDS,
+    VITAL_FIELDS,
+    Envelope,
+    VitalsMessage,
+    wire_exclude,
+)
 from contract.topics import ROOM_MESSAGES
 from controller.core.io_types import Publish
 from controller.outbox import Outbox, OutboxItem
@@ -101,7 +107,7 @@ class Publisher:
                 if model is not VitalsMessage:
                     raise
                 msg = model(**envelope, **_drop_invalid_vitals(fields, exc))
-            return msg.model_dump_json().encode()
+            return msg.model_dump_json(exclude=wire_exclude(msg)).encode()
 
         return build
 
@@ -146,12 +152,13 @@ class Publisher:
 
 
 def _drop_invalid_vitals(fields: Mapping[str, Any], exc: ValidationError) -> dict[str, Any]:
-    """A value outside the contract's physiological range becomes null plus a flag."""
+    """A value outside the contract's physiological range becomes null plus a flag; so does
+    an optional field (per-value times, ages, alarm details) the contract refuses."""
     fixed = dict(fields)
     quality = list(fixed.get("quality") or [])
     for err in exc.errors():
         name = str(err["loc"][0]) if err["loc"] else ""
-        if name in VITAL_FIELDS:
+        if name in VITAL_FIELDS or name in OPTIONAL_VITALS_FIELDS:
             fixed[name] = None
             quality.append(f"invalid_{name}")
     fixed["quality"] = quality

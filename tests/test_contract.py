@@ -14,7 +14,14 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from contract import topics
-from contract.messages import VITAL_LIMITS, CallMessage, CallStatus, PhaseCommand, VitalsMessage
+from contract.messages import (
+    SCHEMA_VERSION,
+    VITAL_LIMITS,
+    CallMessage,
+    CallStatus,
+    PhaseCommand,
+    VitalsMessage,
+)
 from contract.topics import ALL_PAYLOAD_MODELS
 from controller.cli import main
 from controller.schema_cli import BEGIN_MARK, END_MARK, contract_markdown
@@ -38,7 +45,7 @@ def test_envelope_serialises_rfc3339_utc_with_z() -> None:
     other_zone = TS.astimezone(timezone(timedelta(hours=-5)))
     data = json.loads(VitalsMessage(**ENV, ts=other_zone, protocol="nonin-df2").model_dump_json())
     assert data["ts"] == "2026-11-25T08:15:02.125Z"
-    assert data["v"] == 1
+    assert data["v"] == SCHEMA_VERSION == 2
     assert VitalsMessage.model_validate_json(json.dumps(data)).ts == TS
 
 

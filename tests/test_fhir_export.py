@@ -103,6 +103,12 @@ def test_effective_time_is_the_readings_own_time(
     high = [o for o in vitals(bundle) if "85354-9" in codes(o, LOINC)
             and o["component"][0]["valueQuantity"]["value"] == 162.0]  # fmt: skip
     assert [o["effectiveDateTime"] for o in high] == ["2026-03-01T09:20:00.000Z"]
+    # a blood pressure the monitor dated 5 minutes back (age_s): its own time, not the reading's
+    at_40 = [o for o in vitals(bundle) if o["identifier"][0]["value"].endswith(
+        ("/40/nibp", "/40/spo2"))]  # fmt: skip
+    assert {codes(o, LOINC)[0]: o["effectiveDateTime"] for o in at_40} == {
+        "85354-9": "2026-03-01T09:35:00.000Z", "2708-6": "2026-03-01T09:40:00.000Z"
+    }  # fmt: skip
 
 
 def test_invalid_and_demo_values_are_left_out_and_counted(

@@ -70,6 +70,7 @@ def test_wheel_contains_templates_static_files_and_broker_configs(wheel: Path) -
             "broker/board/templates",
             "broker/board/static",
             "broker/mosquitto/templates",
+            "firmware_py/monitors/dialect_tables",
         )
         for p in (REPO / folder).rglob("*")
         if p.is_file() and "__pycache__" not in p.parts

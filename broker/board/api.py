@@ -27,7 +27,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from contract.messages import CallStatus, Phase, is_ident
+from contract.messages import Phase, is_ident
 
 from . import ops_routes
 from .commands import ANSWER_WITHIN_S
@@ -178,8 +178,7 @@ async def claim(request: Request, board: BoardContext, sess: Session) -> Respons
         return got
     room, body = got
     call_id = body.get("call_id")
-    current = board.state.current_call(room)
-    if current is None or current.status == CallStatus.IDLE or current.call_id != call_id:
+    if call_id not in board.state.active_call_ids(room):  # any of the room's active calls
         return board.json_error(409, "that call is no longer active in this room")
     cmd = {"call_id": call_id, "by": sess.name, "request_id": uuid.uuid4().hex[:16]}
     return await _send(board, sess, room, "claim", cmd, f"call {call_id}")

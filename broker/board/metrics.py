@@ -34,7 +34,7 @@ from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamil
 from prometheus_client.registry import Collector
 
 from broker.ops.metrics import CertExpiry
-from contract.messages import CallStatus, EventKind, EventMessage, PeripheralStatus
+from contract.messages import CallPriority, CallStatus, EventKind, EventMessage, PeripheralStatus
 
 from .live import SiteState
 
@@ -68,7 +68,7 @@ class _Live(Collector):
                                    labels=room_labels)  # fmt: skip
         monitor = GaugeMetricFamily("roomctl_room_monitor_up", "1 when the monitor link is ok",
                                     labels=room_labels)  # fmt: skip
-        calls: dict[str, int] = {"normal": 0, "infusion": 0, "emergency": 0}
+        calls: dict[str, int] = {p.value: 0 for p in CallPriority}
         n_online = 0
         for view in self.state.views(now):
             room = view["room"]
@@ -79,10 +79,10 @@ class _Live(Collector):
             session.add_metric([site, room], 0.0 if view["phase"] in (None, "idle") else 1.0)
             if view["vitals_received_ms"] is not None:
                 age.add_metric([site, room], max(0.0, now - view["vitals_received_ms"] / 1000))
-            call = view["call"]
-            if call is not None and call["status"] != CallStatus.IDLE.value:
-                priority = call["priority"] or "normal"
-                calls[priority] = calls.get(priority, 0) + 1
+            for call in view.get("calls") or ([view["call"]] if view.get("call") else []):
+                if call["status"] != CallStatus.IDLE.value:  # every active call (several per room)
+                    priority = call["priority"] or "normal"
+                    calls[priority] = calls.get(priority, 0) + 1
             health = self.state.health(room)
             if health is not None:
                 outbox.add_metric([site, room], float(health.outbox.depth))

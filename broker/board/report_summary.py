@@ -158,7 +158,7 @@ def event_words(e: dict[str, Any]) -> str:
     before = PHASE_WORDS.get(str(e.get("from_phase")), "")
     words: str = {
         "daemon_started": "Room controller started",
-        "call_placed": f"Call placed{priority}",
+        "call_placed": f"{CALL_TYPE_WORDS.get(str(detail.get('type')), 'Call')} placed{priority}",
         "call_priority_raised": f"Call priority raised{priority}",
         "call_claimed": f"Call claimed{by}",
         "call_escalated": f"Call escalated{priority}: nobody had claimed it",
@@ -174,6 +174,13 @@ def event_words(e: dict[str, Any]) -> str:
         "monitor_link_lost": "Monitor disconnected",
         "monitor_link_restored": "Monitor reconnected",
         "clock_stepped": "The room's clock was corrected",
+        "call_reminder": "Reminder: a claimed call is not yet cleared in the room",
+        "presence_started": f"Staff in the room{by}",
+        "presence_ended": "Staff left the room",
+        "cord_flapping": "The call cord's loop keeps opening and closing: check the cord",
+        "cleaning_started": "Cleaning mode started",
+        "cleaning_ended": "Cleaning mode ended",
+        "input_ignored": "A press was ignored (cleaning mode)",
     }.get(kind, kind.replace("_", " ").capitalize())
     if kind in ("phase_refused", "command_refused") and e.get("reason"):
         words += f": {e['reason']}"

@@ -6,8 +6,10 @@ with `fhir.resources`' R4B models):
 
 - one `Observation` per reading and field (blood pressure: one panel per reading with systolic,
   diastolic and mean components), coded LOINC + IEEE 11073 MDC, UCUM units, category
-  `vital-signs`, `effectiveDateTime` = the reading's own time (`ts`, stamped by the room when
-  the monitor's value arrived), the vital-signs profile claimed when a patient is referenced;
+  `vital-signs`, `effectiveDateTime` = the value's own observation time: the reading's `ts`
+  less the value's age when the monitor dates its values (`age_s` in `vitals.detail`: an
+  aperiodic NIBP measured minutes before, HL7 OBX-14), else the reading's `ts`; the
+  vital-signs profile claimed when a patient is referenced;
 - a `Device` for the bedside monitor (its protocol) whose `parent` is a `Device` for the room's
   controller; every Observation names the monitor as its `device`;
 - the subject is the patient reference the caller supplied (`--patient-ref`), never invented:
@@ -31,6 +33,7 @@ import re
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from broker.logger.fhir_codes import (
@@ -55,6 +58,7 @@ from broker.logger.fhir_codes import (
     VITALSIGNS,
     VitalCode,
 )
+from contract.timefmt import format_ts, parse_ts
 
 _NS = uuid.UUID("6f1c2a7e-3d0b-5b1e-9a52-0c3f7d9e1a44")
 # Patient/<id> (FHIR id: 1-64 of A-Za-z0-9-.), an absolute URL ending so, or a urn:uuid.
@@ -128,6 +132,27 @@ def _quality(row: dict[str, Any]) -> list[str]:
     except (TypeError, ValueError):
         return ["quality_unreadable"]
     return [str(q) for q in got] if isinstance(got, list) else []
+
+
+def _ages(row: dict[str, Any]) -> dict[str, float]:
+    """Per field, how old the value was when the room sent the reading (`vitals.detail`'s
+    `age_s`, from monitors that date each value: an aperiodic NIBP, HL7 OBX-14)."""
+    raw = row.get("detail")
+    try:
+        detail = json.loads(raw) if isinstance(raw, str) and raw else (raw or {})
+    except ValueError:
+        return {}
+    ages = detail.get("age_s") if isinstance(detail, dict) else None
+    if not isinstance(ages, dict):
+        return {}
+    return {str(k): float(v) for k, v in ages.items() if isinstance(v, int | float)}
+
+
+def observed(ts: str, age_s: float | None) -> str:
+    """The value's own observation time: the reading's time less the value's age."""
+    if not age_s:
+        return ts
+    return format_ts(parse_ts(ts) - timedelta(seconds=age_s))
 
 
 def value_verdict(name: str, value: Any, flags: list[str]) -> str | None:
@@ -237,6 +262,7 @@ class BundleBuilder:
     def add_reading(self, row: dict[str, Any]) -> None:
         """One stored vitals row: an Observation per valid field, a BP panel when it has one."""
         flags = _quality(row)
+        ages = _ages(row)
         base = f"{row['site']}/{row['room']}/{row['epoch']}/{row['seq']}"
         device = self.monitor(str(row.get("protocol") or "unknown"))
         for name in SINGLE_FIELDS:
@@ -246,13 +272,17 @@ class BundleBuilder:
                     self.summary.leave_out(verdict)
                 continue
             vc = VITAL_CODES[name]
-            obs = self._observation(f"{base}/{name}", vc, _concept(vc), row["ts"], device)
+            at = observed(row["ts"], ages.get(name))
+            obs = self._observation(f"{base}/{name}", vc, _concept(vc), at, device)
             obs["valueQuantity"] = _quantity(vc, float(row[name]))
             self._entry(obs, f"{base}/{name}")
             self.summary.observations += 1
-        self._add_bp(row, flags, base, device)
+        self._add_bp(row, flags, base, device, ages)
 
-    def _add_bp(self, row: dict[str, Any], flags: list[str], base: str, device: str) -> None:
+    def _add_bp(
+        self, row: dict[str, Any], flags: list[str], base: str, device: str,
+        ages: dict[str, float],
+    ) -> None:  # fmt: skip
         components = []
         for name in BP_FIELDS:
             verdict = value_verdict(name, row.get(name), flags)
@@ -273,7 +303,9 @@ class BundleBuilder:
         if not any("valueQuantity" in c for c in components):
             return
         ident = f"{base}/nibp"
-        obs = self._observation(ident, BP_PANEL, _concept(BP_PANEL), row["ts"], device)
+        age = next((ages[f] for f in BP_FIELDS if f in ages), None)  # the cuff's measurement
+        at = observed(row["ts"], age)
+        obs = self._observation(ident, BP_PANEL, _concept(BP_PANEL), at, device)
         obs["component"] = components
         self._entry(obs, ident)
         self.summary.observations += 1

@@ -87,17 +87,29 @@ def render_table(
         phase = f"{v['phase'] or '-'} {_since(v['phase_since'], now)}"
         if v["overrun"]:
             phase += " OVERRUN"
-        c = v["call"]
-        if c:
-            label = (
-                f"{MARK[c['level']]} {c['priority'] or 'normal'} {c['status']} "
-                f"{_since(c['placed_at'], now)}"
-            )
+        calls = v.get("calls") or ([v["call"]] if v["call"] else [])
+        call = Text("-") if not calls else Text()
+        for n, c in enumerate(calls):
+            kind = c.get("type")
+            name = kind if kind not in (None, "normal") else (c["priority"] or "normal")
+            label = f"{MARK[c['level']]} {name} {c['status']}"
+            if c.get("tier", 1) > 1:
+                label += f" tier {c['tier']}"
+            label += f" {_since(c['placed_at'], now)}"
             if c["claimed_by"]:
                 label += f" claimed by {c['claimed_by']}"
-            call = plain(label, style=STYLE[c["level"]])
-        else:
-            call = Text("-")
+            if n:
+                call.append("\n")
+            call.append_text(plain(label, style=STYLE[c["level"]]))
+        modes = [
+            text
+            for key, text in (("presence", "staff present"), ("cleaning", "cleaning"))
+            if v.get(key)
+        ]
+        if v.get("cord_out"):
+            modes.append("CORD OUT")
+        if modes:
+            status.append_text(plain(" · " + " · ".join(modes)))
         vit = v["vitals"] or {}
         dim = "dim strike" if v["vitals_stale"] else ""
         cells = [

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from contract.vitals import Reading
+from firmware_py.monitors.dialect import AUTO, DialectSet
 from firmware_py.monitors.parser_base import Clock
 from firmware_py.monitors.parsers import PROTOCOLS, make_parser
 from firmware_py.monitors.transports import (
@@ -45,6 +46,8 @@ class MonitorLink:
         reconnect_min_s: float = 0.5,
         reconnect_max_s: float = 10.0,
         on_state: Callable[[bool, str], None] | None = None,
+        dialect: str = AUTO,
+        dialect_map: Mapping[str, Any] | None = None,
     ) -> None:
         """`on_state(connected, detail)`, if given, is called on the reader thread whenever
         the port opens or a connection is made (True) or lost (False); like `on_reading`
@@ -58,6 +61,10 @@ class MonitorLink:
         if transport != "serial":
             parse_host_port(address)  # fail early with a readable message
         self.protocol = protocol
+        self.dialect = dialect
+        self._dialect_map = dialect_map
+        if protocol == "hl7":
+            DialectSet(dialect, dialect_map)  # fail early with a readable message
         self.transport = transport
         self.address = address
         self._on_reading = on_reading
@@ -143,7 +150,9 @@ class MonitorLink:
                     self._callback_errors += 1
 
     def _new_session(self) -> Handler:
-        parser = make_parser(self.protocol, clock=self._clock)
+        parser = make_parser(
+            self.protocol, clock=self._clock, dialect=self.dialect, dialect_map=self._dialect_map
+        )
         seen = [0, 0]
 
         def handle(data: bytes) -> bytes:

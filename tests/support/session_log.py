@@ -10,7 +10,8 @@ Room 101 of site s1 (or another), session `sess-1`, starting at T0 (09:00 UTC):
 | 09:12 | SpO2 88 (the lowest), pulse 110; alert `spo2_low` raised (cleared 09:14) |
 | 09:20 | NIBP 162/95 (the highest) |
 | 09:25 | SpO2 0 flagged `spo2_zero` (invalid: value None) |
-| 09:26 | a reading flagged `demo` (left out whole) |
+| 09:26 | a reading flagged `demo_mode` (left out whole) |
+| 09:40 | NIBP 118/76 measured 5 minutes earlier (`age_s` 300: observed 09:35) |
 | 09:30 | call c1 (normal) placed; claimed by alice 09:30:42; cancelled 09:31:30 |
 | 09:40 | call c2 (infusion) placed; ended in the room 09:41:05 (no claim) |
 | 09:50 | recovery |
@@ -35,6 +36,7 @@ T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 EPOCH = "00000000000000aa"
 INVALID_READING_AT = 25  # minutes after T0
 DEMO_READING_AT = 26
+NIBP_DATED_AT = 40
 K = messages.EventKind
 
 
@@ -87,7 +89,9 @@ def scripted_session(site: str = SITE) -> list[tuple[str, str]]:
         if minute == INVALID_READING_AT:
             values |= {"spo2": None, "quality": ["spo2_zero"]}
         if minute == DEMO_READING_AT:
-            values |= {"quality": ["demo"]}
+            values |= {"quality": ["demo_mode"]}
+        if minute == NIBP_DATED_AT:  # the cuff measured 5 minutes before this reading
+            values |= {"age_s": {"nibp_sys": 300.0, "nibp_dia": 300.0, "nibp_mean": 300.0}}
         s.reading(minute, **values)
         if minute == 12:
             s.event(12, K.ALERT_RAISED, phase=messages.Phase.INFUSION, reason="spo2 88 < 90",

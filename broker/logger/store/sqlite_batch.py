@@ -38,10 +38,17 @@ from contract.timefmt import format_ts
 _VITAL_INSERT = (
     "INSERT INTO vitals (site, room, epoch, seq, ts, clock_synced, received_at, "
     + ", ".join(VITAL_FIELDS)
-    + ", protocol, device_time, alarms, quality, alarm_raw, exc_raw) VALUES ("
-    + ", ".join("?" * (7 + len(VITAL_FIELDS) + 6))
+    + ", protocol, device_time, alarms, quality, alarm_raw, exc_raw, detail) VALUES ("
+    + ", ".join("?" * (7 + len(VITAL_FIELDS) + 7))
     + ") ON CONFLICT (site, room, epoch, seq) DO NOTHING"
 )
+def _vitals_detail(m: messages.VitalsMessage) -> str | None:
+    """The optional fields of a reading (issue 18) as JSON, or None when it had none."""
+    detail = m.model_dump(mode="json", include=set(messages.OPTIONAL_VITALS_FIELDS))
+    present = {k: v for k, v in detail.items() if v is not None}
+    return json.dumps(present, separators=(",", ":"), sort_keys=True) if present else None
+
+
 _CALL_EVENTS = {
     messages.EventKind.CALL_PLACED,
     messages.EventKind.CALL_PRIORITY_RAISED,
@@ -330,6 +337,7 @@ class BatchWriter:
             _json_list(m.quality),
             m.alarm_raw,
             m.exc_raw,
+            _vitals_detail(m),
         )
 
     def _event(self, cur: sqlite3.Cursor, m: messages.EventMessage, received_at: str) -> None:
