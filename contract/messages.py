@@ -380,6 +380,9 @@ class OutboxHealth(_Frozen):
     oldest_age_s: float | None = Field(default=None, ge=0)
     cap: int = Field(ge=1)
     vitals_thinned: int = Field(default=0, ge=0)
+    # Messages the broker would refuse (bigger than its packet limit): set aside in the room's
+    # outbox, never sent, so they cannot hold back the messages after them.
+    refused: int = Field(default=0, ge=0)
 
 
 class HealthMessage(Envelope):

@@ -49,6 +49,9 @@ class BrokerSettings(_Section):
     # Acknowledged messages are resent on every reconnect for this long: it must exceed the
     # broker's autosave_interval (60 s in the generated config), see controller/outbox.py.
     replay_window_s: float = Field(default=180.0, ge=0, le=86400)
+    # The broker's packet limit (`max_packet_size`, 128 KiB in the generated config) until the
+    # broker announces its own in CONNACK: a bigger message is set aside, never sent.
+    max_packet_bytes: int = Field(default=131_072, ge=4096, le=268_435_460)
 
     @field_validator("url")
     @classmethod
@@ -132,6 +135,12 @@ class MonitorSettings(_Section):
     dialect: MonitorDialect = "auto"
     # A technician's local map file (same shape as the dialect tables) laid over the dialect.
     dialect_map: Path | None = None
+    # mllp-listen only: who may connect (the monitor's address or its link's network), how
+    # many at once, and how long a connection may bring no HL7 message (firmware_py/monitors/
+    # transports.py). Listening beyond loopback needs allowed_peers (and the firewall).
+    allowed_peers: tuple[str, ...] = ()
+    max_connections: int = Field(default=4, ge=1, le=16)
+    idle_timeout_s: float = Field(default=60.0, ge=1, le=3600)
 
     @model_validator(mode="after")
     def _dialect(self) -> MonitorSettings:
@@ -145,6 +154,14 @@ class MonitorSettings(_Section):
                 raise ValueError(str(exc)) from None
         return self
 
+    @field_validator("allowed_peers")
+    @classmethod
+    def _peers(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        from firmware_py.monitors.transports import parse_peers
+
+        parse_peers(value)
+        return value
+
     @model_validator(mode="after")
     def _address(self) -> MonitorSettings:
         if self.protocol is None:
@@ -156,6 +173,13 @@ class MonitorSettings(_Section):
             if not host or not port.isdigit() or not 0 < int(port) < 65536:
                 raise ValueError(
                     f"monitor.address {self.address!r} must be HOST:PORT for {self.transport}"
+                )
+        if self.transport == "mllp-listen" and not self.allowed_peers:
+            host = self.address.rpartition(":")[0].strip("[]")
+            if host not in ("127.0.0.1", "::1", "localhost"):
+                raise ValueError(
+                    f"monitor.allowed_peers is required: mllp-listen on {self.address!r} "
+                    "would accept anyone on the network (give the monitor's address)"
                 )
         if self.protocol == "hl7" and self.transport == "tcp-client":
             raise ValueError(

@@ -52,6 +52,10 @@ def _register_logger(sub: argparse._SubParsersAction[Any]) -> None:
     lg.add_argument("--synchronous", choices=("FULL", "NORMAL"))
     lg.add_argument("--quarantine-max-rows-per-room", type=int, help="default 10000")
     lg.add_argument("--quarantine-max-bytes-per-room", type=int, help="default 50 MiB")
+    lg.add_argument(
+        "--quarantine-rate-per-room", type=float, help="rejections stored per second (default 20)"
+    )
+    lg.add_argument("--quarantine-burst-per-room", type=int, help="default 200")
     lg.add_argument("--retention-days", type=float, help="clinical data (default 400)")
     lg.add_argument("--quarantine-retention-days", type=float, help="default 30")
     lg.add_argument("--retention-interval-s", type=float)
@@ -75,6 +79,7 @@ def _logger(args: argparse.Namespace) -> int:
         "broker", "ca", "cert", "key", "db", "site", "client_id", "share_group",
         "session_expiry_s", "receive_maximum", "batch_max", "max_bytes", "synchronous",
         "quarantine_max_rows_per_room", "quarantine_max_bytes_per_room",
+        "quarantine_rate_per_room", "quarantine_burst_per_room",
         "retention_days", "quarantine_retention_days", "retention_interval_s",
         "ops_host", "ops_port", "pki_dir",
     )  # fmt: skip

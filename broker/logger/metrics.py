@@ -6,6 +6,7 @@
 | `roomctl_logger_messages_quarantined_total` | counter | site, reason (`QUARANTINE_REASONS`) |
 | `roomctl_logger_messages_deduplicated_total` | counter | site |
 | `roomctl_logger_quarantine_dropped_total` | counter | site |
+| `roomctl_logger_quarantine_rate_limited_total` | counter | site |
 | `roomctl_logger_ingest_lag_seconds` | gauge | site: commit minus oldest `ts` of last batch |
 | `roomctl_logger_receive_lag_seconds` | gauge | site: commit minus oldest receive time |
 | `roomctl_logger_queue_depth` | gauge | site: messages received, not yet committed |
@@ -82,6 +83,9 @@ class LoggerMetrics:
         self.dropped = Counter("roomctl_logger_quarantine_dropped",
                                "Old quarantine rows dropped to keep a room under its caps", s,
                                registry=r)  # fmt: skip
+        self.rate_limited = Counter("roomctl_logger_quarantine_rate_limited",
+                                    "Rejections over their room's quarantine rate (not stored)",
+                                    s, registry=r)  # fmt: skip
         self.lag = Gauge("roomctl_logger_ingest_lag_seconds",
                          "Commit time minus the oldest message time of the last batch", s,
                          registry=r)  # fmt: skip
@@ -102,6 +106,7 @@ class LoggerMetrics:
         self.deduplicated.labels(site)
         self.write_failures.labels(site)
         self.dropped.labels(site)
+        self.rate_limited.labels(site)
         self.registry.register(
             _Live(site, depth.qsize, lambda: connected.is_set() and subscribed.is_set())
         )
@@ -133,6 +138,8 @@ class LoggerMetrics:
             self.deduplicated.labels(site).inc(stats.duplicates)
         if stats.quarantine_dropped:
             self.dropped.labels(site).inc(stats.quarantine_dropped)
+        if stats.rate_limited:
+            self.rate_limited.labels(site).inc(stats.rate_limited)
         stamps = [c.msg.ts.timestamp() for c, _ in items if isinstance(c, Accepted)]
         if stamps:
             self.lag.labels(site).set(max(0.0, now - min(stamps)))

@@ -30,7 +30,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
@@ -38,11 +37,12 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from broker.logger.config import LoggerConfig
 from broker.logger.ingest import QUARANTINE_RAW_CAP, Classified, Rejected, classify
 from broker.logger.metrics import LoggerMetrics, logger_health
+from broker.logger.quarantine_rate import QuarantineRateLimiter
 from broker.logger.store import BatchStats, LogStore, QuarantineLimits, StoreError, open_store
 from broker.ops.metrics import OpsServer
 from broker.ops.sdnotify import Notifier
 from contract import topics
-from contract.mqtt import BrokerEndpoint, close_client, make_client
+from contract.mqtt import BrokerEndpoint, close_client, connect_properties, make_client
 from contract.timefmt import format_ts
 
 log = logging.getLogger("roomctl.logger")
@@ -84,6 +84,9 @@ class Logger:
         self._stopping = threading.Event()
         self._writer: threading.Thread | None = None
         self._last_retention = float("-inf")  # the first pass runs at once
+        self._quarantine_rate = QuarantineRateLimiter(
+            cfg.quarantine_rate_per_room, cfg.quarantine_burst_per_room
+        )  # the writer thread's only
         self._ts_second = -1
         self._ts_prefix = ""
         self.db_problem: str | None = None  # the last database write's error, until one succeeds
@@ -112,10 +115,7 @@ class Logger:
         return client
 
     def _connect_properties(self) -> Properties:
-        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-        props.SessionExpiryInterval = self.cfg.session_expiry_s
-        props.ReceiveMaximum = self.cfg.receive_maximum
-        return props
+        return connect_properties(self.cfg.session_expiry_s, self.cfg.receive_maximum)
 
     def _on_connect(
         self, client: mqtt.Client, userdata: Any, flags: Any, rc: ReasonCode, props: Any = None
@@ -208,9 +208,10 @@ class Logger:
 
     def _commit(self, store: LogStore, batch: list[Inbound]) -> bool:
         """Write a batch; on a database error retry (bounded by stop) and never ack a failure."""
+        limit = self._quarantine_rate.apply
         items = [
             (
-                classify(i.topic, i.payload, self.cfg.site, self.cfg.max_bytes, i.retain),
+                limit(classify(i.topic, i.payload, self.cfg.site, self.cfg.max_bytes, i.retain)),
                 self._ts(i.received_at),
             )
             for i in batch
@@ -238,6 +239,11 @@ class Logger:
             self._cond.notify_all()
         if stats.quarantined:
             log.warning("%d message(s) quarantined", stats.quarantined)
+        if stats.rate_limited:
+            log.warning(
+                "%d rejected message(s) over their room's quarantine rate: counted, not stored",
+                stats.rate_limited,
+            )
         if stats.quarantine_dropped:
             log.warning(
                 "%d old quarantine row(s) dropped (a room over its quarantine caps)",

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from contract.vitals import Reading
@@ -20,6 +20,8 @@ from firmware_py.monitors.dialect import AUTO, DialectSet
 from firmware_py.monitors.parser_base import Clock
 from firmware_py.monitors.parsers import PROTOCOLS, make_parser
 from firmware_py.monitors.transports import (
+    MAX_MLLP_CONNECTIONS,
+    MLLP_IDLE_TIMEOUT_S,
     Handler,
     MllpListenTransport,
     SerialTransport,
@@ -48,10 +50,14 @@ class MonitorLink:
         on_state: Callable[[bool, str], None] | None = None,
         dialect: str = AUTO,
         dialect_map: Mapping[str, Any] | None = None,
+        allowed_peers: Sequence[str] = (),
+        max_connections: int = MAX_MLLP_CONNECTIONS,
+        idle_timeout_s: float = MLLP_IDLE_TIMEOUT_S,
     ) -> None:
         """`on_state(connected, detail)`, if given, is called on the reader thread whenever
         the port opens or a connection is made (True) or lost (False); like `on_reading`
-        it must only enqueue."""
+        it must only enqueue. `allowed_peers`, `max_connections` and `idle_timeout_s` are the
+        MLLP listener's (transports.py): who may connect, how many, how long silent."""
         if protocol not in PROTOCOLS:
             known = ", ".join(PROTOCOLS)
             raise ValueError(f"unknown monitor protocol {protocol!r}; one of {known}")
@@ -89,7 +95,15 @@ class MonitorLink:
         elif transport == "tcp-client":
             self._transport = TcpClientTransport(address, session, state, **timing)
         else:
-            self._transport = MllpListenTransport(address, session, state, **timing)
+            self._transport = MllpListenTransport(
+                address,
+                session,
+                state,
+                allowed_peers=allowed_peers,
+                max_connections=max_connections,
+                idle_timeout_s=idle_timeout_s,
+                **timing,
+            )
 
     def start(self) -> None:
         """Start the reader thread (returns at once; the port is opened in the thread)."""
@@ -133,6 +147,7 @@ class MonitorLink:
             stats["listening"] = self._transport.listening.is_set()
             stats["bound_port"] = self._transport.bound_port
             stats["connections"] = self._transport.connections
+            stats.update(self._transport.counters())
         return stats
 
     def _on_state(self, connected: bool, detail: str) -> None:
