@@ -29,10 +29,11 @@ from starlette.routing import Route
 
 from contract.messages import Phase, is_ident
 
+from . import ops_routes
 from .commands import ANSWER_WITHIN_S
 from .context import SESSION_COOKIE, BoardContext
 from .feed import CommandNotSent
-from .guard import act, public, read
+from .guard import act, read
 from .hub import SITE
 from .session_data import session_payload
 from .users import Session, session_key
@@ -219,12 +220,6 @@ async def whoami(request: Request, board: BoardContext, sess: Session) -> Respon
     return JSONResponse({"user": sess.name, "role": sess.role})
 
 
-@public
-async def healthz(request: Request, board: BoardContext) -> Response:
-    ok = board.feed.connected.is_set()
-    return JSONResponse({"ok": ok, "broker_connected": ok}, status_code=200 if ok else 503)
-
-
 def routes() -> list[Route]:
     return [
         Route("/api/stream", stream, methods=["GET"]),
@@ -234,5 +229,5 @@ def routes() -> list[Route]:
         Route("/api/rooms/{room}/claim", claim, methods=["POST"]),
         Route("/api/rooms/{room}/phase", set_phase, methods=["POST"]),
         Route("/api/whoami", whoami, methods=["GET"]),
-        Route("/healthz", healthz, methods=["GET"]),
+        *ops_routes.routes(),  # /metrics, /healthz
     ]

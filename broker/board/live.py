@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -130,6 +131,8 @@ class SiteState:
         self.logger_status: str | None = None
         self._commands = CommandLog()
         self._lock = threading.Lock()
+        # Called with (room, event) for every event taken, outside the lock (metrics).
+        self.event_observers: list[Callable[[str, EventMessage], None]] = []
 
     def apply(
         self, room: str, leaf: str, payload: bytes, received_at: float, retained: bool = False
@@ -185,6 +188,9 @@ class SiteState:
                 self._commands.answer(room, msg, received_at)
             r.last_at = received_at
             r.version += 1
+        if isinstance(msg, EventMessage):
+            for observe in self.event_observers:
+                observe(room, msg)
         return Applied(room, leaf)
 
     def command_sent(
@@ -244,6 +250,12 @@ class SiteState:
         with self._lock:
             r = self.rooms.get(room)
             return None if r is None else r.call
+
+    def health(self, room: str) -> HealthMessage | None:
+        """The room's latest retained health, if any."""
+        with self._lock:
+            r = self.rooms.get(room)
+            return None if r is None else r.health
 
     def active_call_ids(self, room: str) -> list[str]:
         """Every active call of the room (schema 2 lists them; schema 1 has one)."""

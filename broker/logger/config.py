@@ -44,6 +44,12 @@ class LoggerConfig(BaseModel):
     quarantine_retention_days: float = Field(default=30.0, gt=0)
     retention_interval_s: float = Field(default=300.0, gt=0)
     retention_batch: int = Field(default=500, ge=1)
+    # `/metrics` (Prometheus) and `/healthz` on their own port; None: not served.
+    ops_host: str = "127.0.0.1"
+    ops_port: int | None = Field(default=None, ge=0, le=65535)
+    # The broker's copy of the PKI: its certificates' expiry and the CRL's next update as
+    # metrics (no key is read).
+    pki_dir: Path | None = None
 
     @field_validator("db", mode="before")
     @classmethod
