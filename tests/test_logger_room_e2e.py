@@ -146,12 +146,16 @@ def _one_life(clinic: Clinic, board: SiteState, db: Path, state_dir: Path, cycle
         room.press(config.gpio.call_pin)
         room.release(config.gpio.call_pin)
         poll(lambda: room.daemon.core.call.call_id is not None, 10, "call placed")
-        call_id = str(room.daemon.core.call.call_id)
+        # the daemon may still be working through the presses: wait until the board and
+        # the room agree on the room's call (read on another thread, so no single read)
         poll(
-            lambda: (board.current_call("101") or _NO_CALL).call_id == call_id,
+            lambda: (
+                (board.current_call("101") or _NO_CALL).call_id == room.daemon.core.call.call_id
+            ),
             30,
-            f"the board shows call {call_id}",
+            "the board shows the room's call",
         )
+        call_id = str(room.daemon.core.call.call_id)
         poll(
             lambda: db_count(db, f"SELECT COUNT(*) FROM calls WHERE call_id = '{call_id}'") == 1,
             30,

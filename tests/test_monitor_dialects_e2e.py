@@ -102,7 +102,6 @@ def test_nibp_age_and_legacy_alarms_reach_the_broker(
         assert stop_room(room) == 0
 
 
-
 def test_simulated_mindray_legacy_monitor_to_vitals(
     shared_mosquitto: Mosquitto, recorder: Recorder, tmp_path: Path
 ) -> None:
@@ -136,6 +135,9 @@ def test_simulated_mindray_legacy_monitor_to_vitals(
             lambda m: m.topic == topic and json.loads(m.payload)["spo2"] is not None, WAIT
         )
         assert json.loads(spo2.payload)["pulse_rate"] is not None
+        # vitals reach MQTT within milliseconds now (issue 17: not stored first), so wait
+        # for enough of them before stopping the simulator and counting its ACKs
+        recorder.wait_for(lambda m: len(recorder.matching(lambda r: r.topic == topic)) >= 6, WAIT)
     finally:
         sim.send_signal(signal.SIGTERM)
         _, err = sim.communicate(timeout=WAIT)
