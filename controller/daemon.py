@@ -104,6 +104,7 @@ class RoomDaemon:
         self._clock_synced = self._clock.synced()
         self._clock_checked = time.monotonic()
         self._purged = time.monotonic()
+        self._last_edge_key: tuple[object, ...] = ()
         self._cert_not_after = _cert_expiry(config.broker.cert)
 
         config.state_dir.mkdir(parents=True, exist_ok=True)
@@ -204,6 +205,12 @@ class RoomDaemon:
                 self._guarded(self._tick, None)
             self._guarded(self._housekeeping, None)
             self._guarded(self._deliver, None)
+            # an edge fact the health reports as soon as it changes has changed (a refused
+            # row, thinned vitals, a GPIO fault, the clock): tick now, the loop sleeps
+            # between the core's deadlines and nobody else would notice
+            if self._edge_key() != self._last_edge_key:
+                self._guarded(self._tick, None)
+                self._guarded(self._deliver, None)
             self.notifier.ping_if_due()
 
     def _guarded(self, func: Callable[[Any], None], arg: object) -> None:
@@ -236,7 +243,13 @@ class RoomDaemon:
                 log.info("broker connected; resending %d recent messages", replayed)
 
     def _tick(self, _: object) -> None:
+        self._last_edge_key = self._edge_key()
         self._feed(Tick(self._facts()))
+
+    def _edge_key(self) -> tuple[object, ...]:
+        """The facts whose change the health reports at once (cheap: attributes only)."""
+        o = self.outbox
+        return (o.refused, o.vitals_thinned, o.disk_full, self.hardware.ok, self._clock_synced)
 
     def _housekeeping(self, _: object) -> None:
         """The daemon's own timers: held telemetry, purge (with the PUBACKs), the clock."""
