@@ -11,12 +11,12 @@ from pathlib import Path
 from typing import Any
 
 
-def db_arg(text: str) -> Path:
-    """`--db`: a SQLite file; a URL this version cannot serve is refused, never made a path."""
-    from broker.logger.store import store_path
+def db_arg(text: str) -> Path | str:
+    """`--db`: a SQLite file or a PostgreSQL URL; any other URL is refused, never made a path."""
+    from broker.logger.store import store_location
 
     try:
-        return store_path(text)
+        return store_location(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
@@ -34,13 +34,13 @@ def _fail(message: str) -> int:
 
 # -- logger -----------------------------------------------------------------------------
 def _register_logger(sub: argparse._SubParsersAction[Any]) -> None:
-    lg = sub.add_parser("logger", help="store every room message in SQLite")
+    lg = sub.add_parser("logger", help="store every room message (SQLite or PostgreSQL)")
     lg.add_argument("--config", type=Path, help="TOML file (keys as the long options, _ for -)")
     lg.add_argument("--broker", help="mqtts://host:8883 (or mqtt:// for development)")
     lg.add_argument("--ca", type=Path)
     lg.add_argument("--cert", type=Path)
     lg.add_argument("--key", type=Path)
-    lg.add_argument("--db", type=db_arg, help="SQLite file (or sqlite:///path)")
+    lg.add_argument("--db", type=db_arg, help="SQLite file (or sqlite:///path) or postgresql://user@host/db")
     lg.add_argument("--site")
     lg.add_argument("--client-id")
     lg.add_argument("--share-group", help="subscribe through $share/GROUP/ (several loggers)")
@@ -107,9 +107,9 @@ def _register_log(sub: argparse._SubParsersAction[Any]) -> None:
 
 def _log_export(args: argparse.Namespace) -> int:
     from broker.logger.export import export, parse_time
-    from broker.logger.store import open_store
+    from broker.logger.store import StoreError, open_store
 
-    if not args.db.exists():
+    if isinstance(args.db, Path) and not args.db.exists():
         return _fail(f"no database at {args.db}")
     store = open_store(args.db, readonly=True)
     try:
@@ -122,7 +122,7 @@ def _log_export(args: argparse.Namespace) -> int:
             n = export(
                 store, sys.stdout, args.kind, args.format, args.site, args.room, since, until
             )
-    except ValueError as exc:
+    except (ValueError, StoreError) as exc:
         return _fail(str(exc))
     finally:
         store.close()
@@ -132,13 +132,15 @@ def _log_export(args: argparse.Namespace) -> int:
 
 def _log_rooms(args: argparse.Namespace) -> int:
     from broker.logger.export import format_rooms
-    from broker.logger.store import open_store
+    from broker.logger.store import StoreError, open_store
 
-    if not args.db.exists():
+    if isinstance(args.db, Path) and not args.db.exists():
         return _fail(f"no database at {args.db}")
     store = open_store(args.db, readonly=True)
     try:
         rows = store.rooms()
+    except StoreError as exc:
+        return _fail(str(exc))
     finally:
         store.close()
     if args.json:

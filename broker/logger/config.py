@@ -22,7 +22,7 @@ class LoggerConfig(BaseModel):
     ca: Path | None = None
     cert: Path | None = None
     key: Path | None = None
-    db: Path
+    db: Path | str  # a SQLite file, or a postgresql:// URL
     site: str
     client_id: str | None = Field(default=None, min_length=1, max_length=64)
     share_group: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]{1,32}$")
@@ -45,9 +45,9 @@ class LoggerConfig(BaseModel):
     @classmethod
     def _db(cls, value: object) -> object:
         if isinstance(value, str):  # before pydantic makes it a Path (which folds "//")
-            from broker.logger.store import store_path
+            from broker.logger.store import store_location
 
-            return store_path(value)
+            return store_location(value)
         return value
 
     @field_validator("site")
