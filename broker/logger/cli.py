@@ -43,6 +43,7 @@ def _register_logger(sub: argparse._SubParsersAction[Any]) -> None:
     lg.add_argument("--db", type=db_arg, help="SQLite file (or sqlite:///path) or postgresql://user@host/db")
     lg.add_argument("--site")
     lg.add_argument("--client-id")
+    lg.add_argument("--name", help="one of several loggers (default: from its certificate)")
     lg.add_argument("--share-group", help="subscribe through $share/GROUP/ (several loggers)")
     lg.add_argument("--session-expiry-s", type=int)
     lg.add_argument("--receive-maximum", type=int)
@@ -68,7 +69,7 @@ def _logger(args: argparse.Namespace) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     keys = (
-        "broker", "ca", "cert", "key", "db", "site", "client_id", "share_group",
+        "broker", "ca", "cert", "key", "db", "site", "client_id", "name", "share_group",
         "session_expiry_s", "receive_maximum", "batch_max", "max_bytes", "synchronous",
         "quarantine_max_rows_per_room", "quarantine_max_bytes_per_room",
         "retention_days", "quarantine_retention_days", "retention_interval_s",

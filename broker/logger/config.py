@@ -25,6 +25,9 @@ class LoggerConfig(BaseModel):
     db: Path | str  # a SQLite file, or a postgresql:// URL
     site: str
     client_id: str | None = Field(default=None, min_length=1, max_length=64)
+    # Which of several loggers this is: its status topic is clinic/S/logger/<name>/status.
+    # None: taken from the certificate (`logger-<name>`), or the one unnamed `logger`.
+    name: str | None = None
     share_group: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]{1,32}$")
     session_expiry_s: int = Field(default=7 * 86400, ge=86400)
     receive_maximum: int = Field(default=4000, ge=1, le=65535)
@@ -54,6 +57,11 @@ class LoggerConfig(BaseModel):
     @classmethod
     def _site(cls, value: str) -> str:
         return check_ident("site", value)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str | None) -> str | None:
+        return None if value is None else check_ident("name", value)
 
     @classmethod
     def load(cls, path: Path | None, overrides: dict[str, Any]) -> LoggerConfig:

@@ -16,7 +16,13 @@ How this works:
   `ReceiveMaximum` caps un-acked messages in flight to us below the queue size.
 - Acks carry the connection generation: after a reconnect, messages of the old connection are
   not acked on the new one (the broker redelivers them; the dedupe absorbs them).
-- The logger publishes `clinic/<site>/logger/status` `online` (retained), with `offline` as Will.
+- The logger publishes its status `online` (retained), with `offline` as Will, on
+  `clinic/<site>/logger/status`, or `clinic/<site>/logger/<name>/status` when it is one of
+  several (certificate `logger-<name>`): redundant loggers each have their own, and the board
+  shows each. Several loggers each keep their own persistent session (their own client id)
+  and write the same messages; the store's unique key makes the second copy a no-op
+  (docs/SCALE.md). `$share/` is not redundancy: Mosquitto does not hand a dead member's
+  unacknowledged messages to another member.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ import signal
 import threading
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import paho.mqtt.client as mqtt
@@ -43,6 +50,19 @@ from contract.mqtt import BrokerEndpoint, close_client, make_client
 from contract.timefmt import format_ts
 
 log = logging.getLogger("roomctl.logger")
+
+
+def logger_name(cert: Path | None) -> str | None:
+    """The name in a `logger-<name>` client certificate (None for `logger` or no certificate)."""
+    if cert is None:
+        return None
+    from broker.mosquitto.pki import Identity, cert_cn, load_cert
+
+    try:
+        ident = Identity.from_cn(cert_cn(load_cert(cert)))
+    except (OSError, ValueError):
+        return None  # an unreadable certificate fails at connect, with its own message
+    return ident.name if ident is not None and ident.kind == "logger" else None
 
 
 class Inbound(NamedTuple):
@@ -66,8 +86,10 @@ class Logger:
     def __init__(self, cfg: LoggerConfig):
         self.cfg = cfg
         self.endpoint = BrokerEndpoint.from_url(cfg.broker, ca=cfg.ca, cert=cfg.cert, key=cfg.key)
-        self.client_id = cfg.client_id or f"roomctl-logger-{cfg.site}"
-        self.status_topic = topics.logger_status(cfg.site)
+        self.name = cfg.name or logger_name(cfg.cert)
+        suffix = f"-{self.name}" if self.name else ""
+        self.client_id = cfg.client_id or f"roomctl-logger-{cfg.site}{suffix}"
+        self.status_topic = topics.logger_status(cfg.site, self.name)
         self.filter = topics.all_rooms_filter(cfg.site)
         if cfg.share_group:
             self.filter = f"$share/{cfg.share_group}/{self.filter}"

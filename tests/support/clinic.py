@@ -42,7 +42,10 @@ class Clinic:
         site: str = SITE,
         dev_port: bool = False,
         message_size_limit: int = 0,
+        loggers: tuple[str, ...] = (),
     ):
+        """`loggers`: names of redundant loggers (`logger-<name>` certificates) besides the
+        one unnamed `logger`."""
         self.root = root
         self.site = site
         self.pki = Pki.init(root / "pki", site)
@@ -51,6 +54,8 @@ class Clinic:
         for name in staff:
             self.pki.issue("staff", name)
         self.pki.issue("logger")
+        for name in loggers:
+            self.pki.issue("logger", name)
         self.tls_port = free_port()
         self.dev_port = free_port() if dev_port else None
         state = root / "broker"
@@ -114,7 +119,7 @@ class Clinic:
             }
         )
 
-    def logger_config(self, db: Path, **over: object) -> LoggerConfig:
+    def logger_config(self, db: Path | str, **over: object) -> LoggerConfig:
         """The logger of this clinic (its own certificate) storing into `db`; `over` for the
         other settings (max_bytes, client_id, share_group, queue_max, retention_*, ...)."""
         cert, key = self.creds("logger")

@@ -65,3 +65,22 @@ def pg_url(pg_databases: PgDatabases) -> Iterator[str]:
         yield url
     finally:
         pg_databases.drop(url)
+
+
+def pg_count(url: str, sql: str = "SELECT COUNT(*) FROM messages") -> int:
+    """One number from the database (0 while it cannot answer: server restarting)."""
+    try:
+        with psycopg.connect(url, connect_timeout=5) as conn:
+            got = conn.execute(sql.encode()).fetchone()
+    except psycopg.Error:
+        return 0
+    return int(got[0]) if got else 0
+
+
+def pg_seqs(url: str) -> dict[str, list[int]]:
+    """Every stored seq per room (the messages ledger)."""
+    out: dict[str, list[int]] = {}
+    with psycopg.connect(url) as conn:
+        for room, seq in conn.execute("SELECT room, seq FROM messages ORDER BY room, seq"):
+            out.setdefault(room, []).append(seq)
+    return out
