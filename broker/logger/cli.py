@@ -42,6 +42,9 @@ def _register_logger(sub: argparse._SubParsersAction[Any]) -> None:
     lg.add_argument("--key", type=Path)
     lg.add_argument("--db", type=db_arg, help="SQLite file (or sqlite:///path) or postgresql://user@host/db")
     lg.add_argument("--site")
+    lg.add_argument(
+        "--also-site", dest="also_sites", action="append", help="a central logger: more sites"
+    )
     lg.add_argument("--client-id")
     lg.add_argument("--name", help="one of several loggers (default: from its certificate)")
     lg.add_argument("--share-group", help="subscribe through $share/GROUP/ (several loggers)")
@@ -69,7 +72,8 @@ def _logger(args: argparse.Namespace) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     keys = (
-        "broker", "ca", "cert", "key", "db", "site", "client_id", "name", "share_group",
+        "broker", "ca", "cert", "key", "db", "site", "also_sites", "client_id", "name",
+        "share_group",
         "session_expiry_s", "receive_maximum", "batch_max", "max_bytes", "synchronous",
         "quarantine_max_rows_per_room", "quarantine_max_bytes_per_room",
         "retention_days", "quarantine_retention_days", "retention_interval_s",

@@ -24,6 +24,9 @@ class LoggerConfig(BaseModel):
     key: Path | None = None
     db: Path | str  # a SQLite file, or a postgresql:// URL
     site: str
+    # A central logger serves more sites than its own `site` (whose topic carries its status):
+    # it subscribes to each and stores them all (docs/SCALE.md).
+    also_sites: tuple[str, ...] = ()
     client_id: str | None = Field(default=None, min_length=1, max_length=64)
     # Which of several loggers this is: its status topic is clinic/S/logger/<name>/status.
     # None: taken from the certificate (`logger-<name>`), or the one unnamed `logger`.
@@ -57,6 +60,11 @@ class LoggerConfig(BaseModel):
     @classmethod
     def _site(cls, value: str) -> str:
         return check_ident("site", value)
+
+    @field_validator("also_sites")
+    @classmethod
+    def _also_sites(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(check_ident("site", s) for s in value)
 
     @field_validator("name")
     @classmethod

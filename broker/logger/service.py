@@ -90,9 +90,13 @@ class Logger:
         suffix = f"-{self.name}" if self.name else ""
         self.client_id = cfg.client_id or f"roomctl-logger-{cfg.site}{suffix}"
         self.status_topic = topics.logger_status(cfg.site, self.name)
-        self.filter = topics.all_rooms_filter(cfg.site)
+        self.sites: str | frozenset[str] = cfg.site
+        if cfg.also_sites:
+            self.sites = frozenset((cfg.site, *cfg.also_sites))
+        self.filters = [topics.all_rooms_filter(s) for s in (cfg.site, *cfg.also_sites)]
         if cfg.share_group:
-            self.filter = f"$share/{cfg.share_group}/{self.filter}"
+            self.filters = [f"$share/{cfg.share_group}/{f}" for f in self.filters]
+        self.filter = self.filters[0]
         self.queue: queue.Queue[Any] = queue.Queue(maxsize=cfg.queue_max)
         self.totals = BatchStats()
         self.connected = threading.Event()
@@ -142,7 +146,7 @@ class Logger:
             retainAsPublished=True,
             retainHandling=SubscribeOptions.RETAIN_SEND_IF_NEW_SUB,
         )
-        client.subscribe(self.filter, options=options)
+        client.subscribe([(f, options) for f in self.filters])
         self.connected.set()
 
     def _on_disconnect(
@@ -157,7 +161,7 @@ class Logger:
         self, client: mqtt.Client, userdata: Any, mid: int, rcs: list[ReasonCode], props: Any = None
     ) -> None:
         if any(r.is_failure for r in rcs):
-            log.error("subscription to %s refused: %s", self.filter, rcs)
+            log.error("subscription to %s refused: %s", ", ".join(self.filters), rcs)
         else:
             self.subscribed.set()
 
@@ -217,7 +221,7 @@ class Logger:
         """Write a batch; on a database error retry (bounded by stop) and never ack a failure."""
         items = [
             (
-                classify(i.topic, i.payload, self.cfg.site, self.cfg.max_bytes, i.retain),
+                classify(i.topic, i.payload, self.sites, self.cfg.max_bytes, i.retain),
                 self._ts(i.received_at),
             )
             for i in batch
