@@ -26,6 +26,7 @@ MODULES = (
     "bench.bench_logger",
     "bench.bench_board",
     "bench.bench_footprint",
+    "bench.bench_fleet",
 )
 
 

@@ -79,6 +79,7 @@ class SiteSimulator:
         self.site = site
         self.rooms = [SimRoom(site, r, i) for i, r in enumerate(spec.room_names())]
         self.published = 0
+        self.published_vitals = 0
         self.unacked: deque[mqtt.MQTTMessageInfo] = deque()
         self.connected = threading.Event()
         self.endpoint = endpoint
@@ -156,6 +157,7 @@ class SiteSimulator:
                 protocol="simulated",
             )
             self._send(room, "vitals", vitals)
+            self.published_vitals += 1
             step = spec.session_ticks // len(_PHASES)
             if step and (n + room.index * 7) % step == 0 and n > 0:
                 self._phase(room, now)
