@@ -108,6 +108,31 @@ def _register_log(sub: argparse._SubParsersAction[Any]) -> None:
     rooms.add_argument("--db", type=db_arg, required=True)
     rooms.add_argument("--json", action="store_true")
     rooms.set_defaults(func=_log_rooms)
+    mig = lg_sub.add_parser(
+        "migrate", help="create or migrate the schema (as the database's owner), then exit"
+    )
+    mig.add_argument("--db", type=db_arg, required=True)
+    mig.add_argument("--grant-logger", metavar="ROLE", help="PostgreSQL: the loggers' role")
+    mig.add_argument("--grant-board", metavar="ROLE", help="PostgreSQL: the board's role")
+    mig.set_defaults(func=_log_migrate)
+
+
+def _log_migrate(args: argparse.Namespace) -> int:
+    """Provisioning runs this as the schema's owner, so the loggers' role needs no DDL right."""
+    from broker.logger.store import StoreError, open_store
+
+    try:
+        open_store(args.db).close()
+        if args.grant_logger or args.grant_board:
+            if isinstance(args.db, Path):
+                return _fail("--grant-logger/--grant-board are for a PostgreSQL --db")
+            from broker.logger.store.postgres import grant_roles
+
+            grant_roles(args.db, args.grant_logger, args.grant_board)
+    except (StoreError, OSError, RuntimeError) as exc:
+        return _fail(f"cannot migrate: {exc}")
+    print(f"{args.db if isinstance(args.db, Path) else 'the database'}: schema up to date")
+    return 0
 
 
 def _log_export(args: argparse.Namespace) -> int:

@@ -41,7 +41,7 @@ from broker.logger.store.base import (
 )
 from broker.logger.store.postgres_batch import STAGING, PgBatchWriter
 from broker.logger.store.postgres_retention import PgRetention
-from broker.logger.store.postgres_schema import connect, current_version, migrate
+from broker.logger.store.postgres_schema import connect, current_version, grant, migrate
 from contract import topics
 
 Conn = psycopg.Connection[Any]
@@ -358,3 +358,12 @@ class PostgresLogStore:
                 self.conn = None
             self._writer = None
             self._retention = self._vitals_retention = None
+
+
+def grant_roles(url: str, logger_role: str | None, board_role: str | None) -> None:
+    """`postgres_schema.grant` on the database at `url` (as the schema's owner)."""
+    try:
+        with connect(url) as conn:
+            grant(conn, logger_role, board_role)
+    except psycopg.Error as exc:
+        raise StoreError(f"{safe_url(url)}: {str(exc).strip()}") from exc

@@ -243,3 +243,29 @@ def migrate(conn: psycopg.Connection[Any]) -> int:
             conn.execute("INSERT INTO schema_version (version) VALUES (%s)", (version + 1,))
             version += 1
     return version
+
+
+def grant(conn: psycopg.Connection[Any], logger_role: str | None, board_role: str | None) -> None:
+    """Least privilege on the migrated schema (run as its owner): the loggers' role reads and
+    writes rows (insert, update for snapshots and derived tables, delete for retention and
+    the quarantine caps) but changes no table; the board's role only reads. Tables a later
+    migration adds get the same rights (default privileges of the owner)."""
+    from psycopg import sql
+
+    with conn.transaction():
+        for role, rights in (
+            (logger_role, "SELECT, INSERT, UPDATE, DELETE"),
+            (board_role, "SELECT"),
+        ):
+            if not role:
+                continue
+            ident = sql.Identifier(role)
+            conn.execute(sql.SQL("GRANT USAGE ON SCHEMA public TO {}").format(ident))
+            conn.execute(
+                sql.SQL(f"GRANT {rights} ON ALL TABLES IN SCHEMA public TO {{}}").format(ident)
+            )
+            conn.execute(
+                sql.SQL(
+                    f"ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT {rights} ON TABLES TO {{}}"
+                ).format(ident)
+            )
