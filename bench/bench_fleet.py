@@ -79,32 +79,42 @@ class Group:
         self.central = Mosquitto(state, port=self.port, config_text=conf.read_text())
         self.site_brokers: list[Mosquitto] = []
         self.dev_ports: list[int] = []
-        for site in self.sites:
-            site_pki = Pki.init(root / site / "pki", site)
-            sstate = root / site / "broker"
-            sstate.mkdir(parents=True)
-            dev = free_port()
-            s = BrokerSettings(
-                site=site, pki_dir=site_pki.root, tls_port=free_port(), bind="127.0.0.1",
-                dev_port=dev, state_dir=sstate, log_file=sstate / "mosquitto.log",
-                run_as=current_user(),
-            )  # fmt: skip
-            cert, key = self.pki.client_paths(Identity("bridge", site))
-            bridge = BridgeSettings(
-                site, "127.0.0.1", self.port, self.pki.ca_cert, cert, key, rooms=spec.rooms
-            )
-            sconf, _ = write_bridged_config(s, bridge, root / site / "mosquitto.conf")
-            self.site_brokers.append(
-                Mosquitto(sstate, port=s.tls_port, config_text=sconf.read_text())
-            )
-            self.dev_ports.append(dev)
         self.loggers: list[subprocess.Popen[bytes]] = []
+
+    def _site_broker(self, site: str) -> tuple[Mosquitto, int]:
+        """The site's broker (new ports each call: a port another process took is retried)."""
+        root = self.root / site
+        site_pki = Pki(root / "pki") if (root / "pki").exists() else Pki.init(root / "pki", site)
+        sstate = root / "broker"
+        sstate.mkdir(parents=True, exist_ok=True)
+        dev = free_port()
+        s = BrokerSettings(
+            site=site, pki_dir=site_pki.root, tls_port=free_port(), bind="127.0.0.1",
+            dev_port=dev, state_dir=sstate, log_file=sstate / "mosquitto.log",
+            run_as=current_user(),
+        )  # fmt: skip
+        cert, key = self.pki.client_paths(Identity("bridge", site))
+        bridge = BridgeSettings(
+            site, "127.0.0.1", self.port, self.pki.ca_cert, cert, key, rooms=self.spec.rooms
+        )
+        sconf, _ = write_bridged_config(s, bridge, root / "mosquitto.conf")
+        return Mosquitto(sstate, port=s.tls_port, config_text=sconf.read_text()), dev
 
     def start(self) -> None:
         self.central.start()
-        for broker, dev in zip(self.site_brokers, self.dev_ports, strict=True):
-            broker.start()
-            wait_port("127.0.0.1", dev, 10)
+        for site in self.sites:
+            for attempt in range(3):
+                broker, dev = self._site_broker(site)
+                try:
+                    broker.start()
+                    wait_port("127.0.0.1", dev, 10)
+                    break
+                except RuntimeError:
+                    broker.stop()
+                    if attempt == 2:
+                        raise
+            self.site_brokers.append(broker)
+            self.dev_ports.append(dev)
         for name in ("a", "b"):
             cert, key = self.pki.client_paths(Identity("logger", name))
             also = [a for s in self.sites[1:] for a in ("--also-site", s)]
@@ -192,18 +202,21 @@ def run(quick: bool) -> list[dict[str, Any]]:
         db = cluster.url()
         open_store(db).close()  # migrated before the loggers race for it
         group = Group(Path(tmp), spec, db)
-        group.start()
         store = open_store(db, readonly=True)
-        fleet = Fleet(
-            spec,
-            [BrokerEndpoint.from_url(f"mqtt://127.0.0.1:{p}") for p in group.dev_ports],
-            "bench",
-        ).start()
-        probes = [(s.site, s.rooms[-1].room) for s in fleet.sites]
-        sampler = Sampler(store, probes)
         stop = threading.Event()
-        ticker = threading.Thread(target=fleet.run, args=(1e9, stop), daemon=True)
+        fleet: Fleet | None = None
+        sampler: Sampler | None = None
+        ticker: threading.Thread | None = None
         try:
+            group.start()
+            fleet = Fleet(
+                spec,
+                [BrokerEndpoint.from_url(f"mqtt://127.0.0.1:{p}") for p in group.dev_ports],
+                "bench",
+            ).start()
+            probes = [(s.site, s.rooms[-1].room) for s in fleet.sites]
+            sampler = Sampler(store, probes)
+            ticker = threading.Thread(target=fleet.run, args=(1e9, stop), daemon=True)
             ticker.start()
             stop.wait(warmup_s)
             sampler.start()
@@ -236,9 +249,12 @@ def run(quick: bool) -> list[dict[str, Any]]:
                 stop.wait(1.0)
         finally:
             stop.set()
-            sampler.stopping.set()
-            ticker.join(30)
-            fleet.stop(drain_s=30)
+            if sampler is not None:
+                sampler.stopping.set()
+            if ticker is not None:
+                ticker.join(30)
+            if fleet is not None:
+                fleet.stop(drain_s=30)
             store.close()
             group.stop()
         n_copy = max(int(committed_rate * steady_s), 20_000)
