@@ -4,6 +4,8 @@ but changes no table; the board's role only reads. A real throw-away PostgreSQL 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import psycopg
 import pytest
 
@@ -11,7 +13,7 @@ from broker.logger.store import StoreError, open_store
 from contract import topics
 from controller.cli import main
 from tests.support.clinic_rooms import vitals
-from tests.support.logger_store import SITE, received
+from tests.support.logger_store import SITE, mixed_batch, received
 from tools.postgres.cluster import PostgresCluster
 
 
@@ -58,7 +60,33 @@ def test_least_privilege_roles_for_loggers_and_the_board(
 
 
 def test_log_migrate_refuses_grants_on_sqlite(
-    tmp_path: object, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert main(["log", "migrate", "--db", f"{tmp_path}/log.db", "--grant-logger", "x"]) == 2
     assert "PostgreSQL" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("fmt", ["csv", "ndjson"])
+def test_exports_and_room_lists_are_the_same_bytes_from_both_engines(
+    pg_url: str, tmp_path: Path, fmt: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The same messages into SQLite and PostgreSQL: `roomctl log export` and `log rooms`
+    print the same text, for every kind."""
+    items = mixed_batch()
+    sqlite_db = tmp_path / "log.db"
+    for where in (sqlite_db, pg_url):
+        store = open_store(where)
+        store.write_batch(items)
+        store.close()
+    for kind in ("vitals", "events", "calls", "sessions", "quarantine"):
+        got = []
+        for where in (str(sqlite_db), pg_url):
+            argv = ["log", "export", "--db", where, "--site", SITE, "--kind", kind]
+            assert main([*argv, "--format", fmt]) == 0
+            got.append(capsys.readouterr().out)
+        assert got[0] == got[1] and got[0].count("\n") > 1, kind
+    got = []
+    for where in (str(sqlite_db), pg_url):
+        assert main(["log", "rooms", "--db", where, "--json"]) == 0
+        got.append(capsys.readouterr().out)
+    assert got[0] == got[1] and '"101"' in got[0]

@@ -46,6 +46,39 @@ def received(
     return classify(topic, data, site, max_bytes), rx
 
 
+def mixed_batch() -> list[tuple[Classified, str]]:
+    """One of everything the logger stores, for two rooms: vitals, a call's lifecycle, a
+    session's phases, state and call snapshots, availability, a command, a bad payload."""
+    import json
+    from datetime import timedelta
+
+    from contract import topics
+    from tests.support.clinic_rooms import event, vitals
+    from tests.support.mqtt import staff_command
+
+    K = messages.EventKind
+    items: list[tuple[Classified, str]] = []
+    for room in ("101", "102"):
+        ev = topics.events(SITE, room)
+        items += [received(topics.vitals(SITE, room), vitals(SITE, room, s)) for s in (1, 2, 3)]
+        items += [
+            received(ev, event(SITE, room, 4, K.CALL_PLACED, call_id=f"c{room}", ts=T0,
+                               priority=messages.CallPriority.NORMAL, detail={"k": 1})),
+            received(ev, event(SITE, room, 5, K.CALL_CLAIMED, call_id=f"c{room}", by="alice",
+                               ts=T0 + timedelta(seconds=42.5))),
+            received(ev, event(SITE, room, 6, K.PHASE_CHANGED, phase="infusion",
+                               from_phase="pre_check", session_id=f"s{room}", ts=T0)),
+            received(ev, event(SITE, room, 7, K.PHASE_CHANGED, phase="recovery",
+                               from_phase="infusion", session_id=f"s{room}",
+                               ts=T0 + timedelta(minutes=45))),
+            received(topics.availability(SITE, room), b"online"),
+            received(topics.cmd(SITE, room, "claim"),
+                     json.dumps(staff_command(call_id=f"c{room}", by="bob")).encode()),
+            received(topics.vitals(SITE, room), b"{broken"),
+        ]  # fmt: skip
+    return items
+
+
 def put(
     store: LogStore,
     topic: str,
