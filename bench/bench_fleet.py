@@ -149,7 +149,12 @@ class Group:
     def stop(self) -> None:
         for proc in self.loggers:
             proc.terminate()
-            proc.wait(30)
+        for proc in self.loggers:
+            try:
+                proc.wait(60)  # a logger with a full queue writes it out first
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
         for broker in self.site_brokers:
             broker.stop()
         self.central.stop()
