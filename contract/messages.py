@@ -26,12 +26,18 @@ from pydantic import (
     PlainSerializer,
     WithJsonSchema,
     field_validator,
+    model_validator,
 )
 
 from contract.timefmt import format_ts, require_aware
 from contract.vitals import VITAL_LIMITS, VITAL_NAMES
 
-SCHEMA_VERSION: Literal[1] = 1
+# Schema 2 (issue 14): the retained `call` lists every active call (`calls`), the retained
+# `state` carries presence, cleaning mode and the monitor's own alarms, and events have new
+# kinds. Every field added is optional, so a version-1 message (a room not yet upgraded)
+# still validates and the logger and the board accept both; `SUPPORTED_VERSIONS` says which.
+SCHEMA_VERSION: Literal[2] = 2
+SUPPORTED_VERSIONS: tuple[int, ...] = (1, 2)
 # A site, room or person id: it becomes a topic segment, a file name, a certificate CN.
 # Always checked whole (`is_ident`: fullmatch; pydantic's patterns match the whole string):
 # Python's `re.match` with `$` would accept a trailing newline ("101\n"), which Mosquitto
@@ -43,6 +49,8 @@ IDENT_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
 def is_ident(value: object) -> bool:
     """True when `value` is a whole, valid id (no trailing newline, no `/`, `+`, `#`)."""
     return isinstance(value, str) and IDENT_RE.fullmatch(value) is not None
+
+
 AVAILABILITY_VALUES = ("online", "offline")
 
 
@@ -65,9 +73,30 @@ class Phase(enum.StrEnum):
 
 
 class CallPriority(enum.StrEnum):
+    """How urgent a call is; `CALL_PRIORITY_RANK` orders them (higher is more urgent).
+
+    `trouble` is equipment trouble (a call cord out), below every patient call; `high` is
+    a bath/restroom call or a staff assist; `infusion` is a patient call during an infusion.
+    """
+
+    TROUBLE = "trouble"
     NORMAL = "normal"
     INFUSION = "infusion"
+    HIGH = "high"
     EMERGENCY = "emergency"
+
+
+CALL_PRIORITY_RANK: dict[CallPriority, int] = {p: n for n, p in enumerate(CallPriority)}
+
+
+class CallType(enum.StrEnum):
+    """What kind of call: each is one row of the room's call-type table (config)."""
+
+    NORMAL = "normal"  # patient call (button or pillow speaker)
+    BATH = "bath"  # restroom pull cord
+    ASSIST = "assist"  # staff assist: a nurse in the room needs a colleague
+    EMERGENCY = "emergency"  # code / staff emergency (also a long press on the call button)
+    CORD_OUT = "cord_out"  # trouble: a call cord or pendant unplugged (loop open)
 
 
 class CallStatus(enum.StrEnum):
@@ -94,6 +123,14 @@ class EventKind(enum.StrEnum):
     MONITOR_LINK_LOST = "monitor_link_lost"
     MONITOR_LINK_RESTORED = "monitor_link_restored"
     CLOCK_STEPPED = "clock_stepped"
+    # schema 2 (issue 14)
+    CALL_REMINDER = "call_reminder"  # claimed but not cleared in the room: re-signalled
+    PRESENCE_STARTED = "presence_started"
+    PRESENCE_ENDED = "presence_ended"
+    CORD_FLAPPING = "cord_flapping"  # a cord loop opening and closing: reported once
+    CLEANING_STARTED = "cleaning_started"
+    CLEANING_ENDED = "cleaning_ended"
+    INPUT_IGNORED = "input_ignored"  # a routine press during cleaning mode
 
 
 class _Frozen(BaseModel):
@@ -118,7 +155,7 @@ class Envelope(_Frozen):
     (or above a replacement Pi's seq floor), and every consumer accepts it at once.
     """
 
-    v: Literal[1] = SCHEMA_VERSION
+    v: Literal[1, 2] = SCHEMA_VERSION
     site: Ident
     room: Ident
     epoch: Epoch
@@ -134,6 +171,37 @@ VITAL_FIELDS: tuple[str, ...] = VITAL_NAMES
 
 def _vital(lo: float, hi: float) -> Any:
     return Field(default=None, ge=lo, le=hi)
+
+
+VitalName = Literal[
+    "spo2", "pulse_rate", "heart_rate", "pi", "nibp_sys", "nibp_dia", "nibp_mean",
+    "resp_rate", "etco2", "temp_c",
+]
+TempSite = Literal[
+    "body", "core", "skin", "axillary", "oral", "rectal", "ear", "tympanic", "gi", "blood"
+]
+OPTIONAL_VITALS_FIELDS = ("observed_at", "age_s", "temp_site", "alarm_details")
+_Short = Annotated[str, Field(max_length=64)]
+
+
+def wire_exclude(message: BaseModel) -> set[str]:
+    """The optional vitals fields to leave out of a message's JSON: those that are absent,
+    so a reading without per-value times is the same payload as before issue 18."""
+    if not isinstance(message, VitalsMessage):
+        return set()
+    return {name for name in OPTIONAL_VITALS_FIELDS if getattr(message, name) is None}
+
+
+class AlarmInfo(_Frozen):
+    """One alarm of `VitalsMessage.alarms`, as the monitor described it (docs/MONITORS.md)."""
+
+    id: Annotated[str, Field(min_length=1, max_length=64)]
+    text: Annotated[str, Field(max_length=128)] | None = None
+    priority: Literal["high", "medium", "low"] | None = None
+    kind: Literal["physiological", "technical"] | None = None
+    phase: _Short | None = None
+    state: _Short | None = None
+    time: Annotated[str, Field(max_length=40)] | None = None
 
 
 class VitalsMessage(Envelope):
@@ -155,6 +223,14 @@ class VitalsMessage(Envelope):
     quality: list[Annotated[str, Field(max_length=64)]] = Field(default_factory=list, max_length=64)
     alarm_raw: str | None = Field(default=None, max_length=64)
     exc_raw: str | None = Field(default=None, max_length=64)
+    # Optional (issue 18; the room leaves them out of the JSON when absent, see
+    # `wire_exclude`): each value's own observation
+    # time as the device wrote it, its age when the monitor sent it, the temperature's body
+    # site, and what the monitor said about each alarm in `alarms`.
+    observed_at: dict[VitalName, Annotated[str, Field(max_length=40)]] | None = None
+    age_s: dict[VitalName, Annotated[float, Field(ge=0, le=1e7)]] | None = None
+    temp_site: TempSite | None = None
+    alarm_details: list[AlarmInfo] | None = Field(default=None, max_length=32)
 
     @field_validator(*VITAL_FIELDS, mode="before")
     @classmethod
@@ -167,12 +243,31 @@ class VitalsMessage(Envelope):
 
 
 class ActiveAlert(_Frozen):
+    """A room alert: a vital-sign rule (`source: vitals`) or the monitor's own alarm
+    (`source: monitor`, `field: monitor`, no threshold; `name` is the monitor's identifier)."""
+
     name: Annotated[str, Field(min_length=1, max_length=64)]
     field: Annotated[str, Field(min_length=1, max_length=32)]
     severity: Literal["high", "medium", "low"] = "high"
     value: float | None = None
-    threshold: float
+    threshold: float | None = None
     since: UtcDatetime
+    source: Literal["vitals", "monitor"] = "vitals"
+
+
+class Presence(_Frozen):
+    """Staff present in the room (schema 2)."""
+
+    since: UtcDatetime
+    until: UtcDatetime | None = None  # when it ends by itself (the configured time)
+
+
+class Cleaning(_Frozen):
+    """Cleaning mode: routine call inputs ignored until `until` (schema 2)."""
+
+    since: UtcDatetime
+    until: UtcDatetime
+    by: Who | None = None
 
 
 class StateMessage(Envelope):
@@ -187,10 +282,48 @@ class StateMessage(Envelope):
     alerts: list[ActiveAlert] = Field(default_factory=list, max_length=32)
     scene: str | None = Field(default=None, max_length=32)
     scene_override: bool = False
+    presence: Presence | None = None
+    cleaning: Cleaning | None = None
+    cords_open: list[Annotated[str, Field(max_length=32)]] = Field(
+        default_factory=list, max_length=16
+    )
+
+
+MAX_ACTIVE_CALLS = 16
+TIERS = (1, 2, 3)
+
+
+class ActiveCall(_Frozen):
+    """One active call of a room (schema 2): its own lifecycle and times.
+
+    `tier` is the escalation tier (1 when placed; 2 and 3 as it waits unclaimed; kept after
+    a claim), for the central side to route it. `reminders` counts how often a claimed call
+    not yet cleared in the room was re-signalled.
+    """
+
+    call_id: Annotated[str, Field(min_length=1, max_length=64)]
+    type: CallType
+    priority: CallPriority
+    status: CallStatus
+    tier: Annotated[int, Field(ge=1, le=3)] = 1
+    placed_at: UtcDatetime
+    claimed_by: Who | None = None
+    claimed_at: UtcDatetime | None = None
+    escalated_at: UtcDatetime | None = None
+    tier_at: UtcDatetime | None = None
+    reminders: Annotated[int, Field(ge=0)] = 0
+    last_reminder_at: UtcDatetime | None = None
+    trouble: bool = False
 
 
 class CallMessage(Envelope):
-    """Retained current call of the room; status `idle` when there is none."""
+    """Retained calls of the room.
+
+    `calls` (schema 2) lists every active call, highest priority first (then oldest first);
+    it is empty when there is none. The top-level fields describe the first of them (the
+    one the dome shows), as in schema 1, so a consumer that knows only one call per room
+    keeps working; status `idle` when there is no call.
+    """
 
     call_id: str | None = Field(default=None, max_length=64)
     priority: CallPriority | None = None
@@ -199,6 +332,9 @@ class CallMessage(Envelope):
     claimed_by: Who | None = None
     claimed_at: UtcDatetime | None = None
     escalated_at: UtcDatetime | None = None
+    type: CallType | None = None
+    tier: Annotated[int, Field(ge=1, le=3)] | None = None
+    calls: list[ActiveCall] = Field(default_factory=list, max_length=MAX_ACTIVE_CALLS)
 
 
 Scalar = Annotated[str, Field(max_length=500)] | int | float | bool | None
@@ -244,6 +380,9 @@ class OutboxHealth(_Frozen):
     oldest_age_s: float | None = Field(default=None, ge=0)
     cap: int = Field(ge=1)
     vitals_thinned: int = Field(default=0, ge=0)
+    # Messages the broker would refuse (bigger than its packet limit): set aside in the room's
+    # outbox, never sent, so they cannot hold back the messages after them.
+    refused: int = Field(default=0, ge=0)
 
 
 class HealthMessage(Envelope):
@@ -260,6 +399,8 @@ class HealthMessage(Envelope):
     status_text: str = Field(default="ok", max_length=200)
     uptime_s: float = Field(ge=0)
     version: str = Field(max_length=64)
+    # when the room's own MQTT client certificate expires (older rooms do not say)
+    cert_not_after: UtcDatetime | None = None
 
 
 # -- commands from staff: no envelope (they are not the room's), never retained --
@@ -299,10 +440,31 @@ class SceneCommand(Command):
     scene: str | None = Field(default=None, max_length=32)
 
 
+class CleaningCommand(Command):
+    """Start cleaning mode for `minutes` (the room's default when null), or end it (`0`)."""
+
+    minutes: float | None = Field(default=None, ge=0, le=120)
+
+
+SIM_BUTTONS = ("call", "cancel", "emergency", "presence", "assist", "bath")
+SimButtonName = Literal["call", "cancel", "emergency", "presence", "assist", "bath", "cord"]
+SimAction = Literal["press", "release", "open", "close"]
 
 
 class SimButton(_Frozen):
-    """Simulation only: drives a mock button pin of a `--simulate` room."""
+    """Simulation only: drives a mock input pin of a `--simulate` room.
 
-    button: Literal["call", "cancel", "emergency"]
-    action: Literal["press", "release"]
+    A button (`call`, `cancel`, `emergency`, `presence`, `assist`, `bath`) is pressed or
+    released; the cord loop (`cord`, normally closed) is opened or closed.
+    """
+
+    button: SimButtonName
+    action: SimAction
+
+    @model_validator(mode="after")
+    def _action_fits(self) -> SimButton:
+        cord = self.button == "cord"
+        if cord != (self.action in ("open", "close")):
+            want = "open or close" if cord else "press or release"
+            raise ValueError(f"action {self.action!r} does not fit {self.button!r}: use {want}")
+        return self

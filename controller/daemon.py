@@ -19,9 +19,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from contract import topics
+from contract.certs import cert_not_after
 from contract.messages import EventMessage
 from contract.mqtt import BrokerEndpoint
 from contract.vitals import Reading
@@ -33,6 +35,7 @@ from controller.core.io_types import (
     Action,
     Button,
     ButtonPressed,
+    CordChanged,
     Event,
     Instant,
     MonitorFacts,
@@ -49,6 +52,7 @@ from controller.outbox import Outbox, OutboxFull
 from controller.publisher import Publisher
 from controller.room_hardware import RoomHardware
 from controller.sdnotify import SystemdNotifier
+from controller.state_lock import StateLock
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +60,17 @@ SHUTDOWN_DRAIN_S = 3.0
 PURGE_EVERY_S = 10.0
 CLOCK_CHECK_S = 10.0
 MAX_BATCH = 500
+
+
+def _cert_expiry(cert: Path | None) -> float | None:
+    """When the room's client certificate expires (published in its health), if it can say."""
+    if cert is None:
+        return None
+    try:
+        return cert_not_after(cert).timestamp()
+    except (OSError, ValueError) as exc:
+        log.warning("cannot read the expiry of %s: %s", cert, exc)
+        return None
 
 
 @dataclass(frozen=True)
@@ -86,8 +101,11 @@ class RoomDaemon:
         self._clock_synced = self._clock.synced()
         self._clock_checked = time.monotonic()
         self._purged = time.monotonic()
+        self._cert_not_after = _cert_expiry(config.broker.cert)
 
         config.state_dir.mkdir(parents=True, exist_ok=True)
+        # one daemon per state folder (raises StateLocked, which `room run` reports)
+        self.state_lock = StateLock(config.state_dir).acquire()
         self.outbox = Outbox(config.state_dir / "outbox.sqlite3", max_rows=config.outbox.max_rows)
         self.publisher = Publisher(
             self.outbox,
@@ -96,13 +114,18 @@ class RoomDaemon:
             lambda: self._clock_synced,
             lambda: self._now().wall,
             config.outbox.window,
+            max_packet_bytes=config.broker.max_packet_bytes,
         )
         saved = {name: self.outbox.load_state(name) for name in STATE_KEYS}
         self.core = RoomCore(config, saved, self._now(), version=__version__)
         self._staged: list[Publish] = []  # stored by _flush
         self._unstored: list[Publish] = []  # kept while the disk is full
 
-        self.hardware = RoomHardware(config, self._post_button, pin_factory=pin_factory)
+        self.hardware = RoomHardware(
+            config, self._post_button, pin_factory=pin_factory, on_cord=self._post_cord
+        )
+        if self.hardware.cord_closed() is False:  # unplugged while the room was down
+            self._post_cord(False)
         self.monitor = self._make_monitor()
 
         endpoint = BrokerEndpoint.from_url(
@@ -128,6 +151,9 @@ class RoomDaemon:
 
     def _post_button(self, button: Button) -> None:
         self.events.put(ButtonPressed(button))
+
+    def _post_cord(self, closed: bool) -> None:
+        self.events.put(CordChanged(closed))
 
     def _post_reading(self, reading: Reading) -> None:
         self.events.put(ReadingReceived(reading))
@@ -228,7 +254,9 @@ class RoomDaemon:
             outbox_disk_full=self.outbox.disk_full,
             outbox_oldest_age_s=max(0.0, time.time() - oldest) if oldest else None,
             vitals_thinned=self.outbox.vitals_thinned,
+            outbox_refused=self.outbox.refused,
             monitor=monitor,
+            cert_not_after=self._cert_not_after,
         )
 
     def _flush(self) -> None:
@@ -294,15 +322,27 @@ class RoomDaemon:
             self.hardware.close()
             self.outbox.close()
             self.notifier.close()
+            self.state_lock.release()
 
     def _make_monitor(self) -> Any:
         m = self.config.monitor
         if m.protocol is None or m.address is None:
             return None
+        from firmware_py.monitors.dialect import read_map_file
         from firmware_py.monitors.link import MonitorLink
 
+        local_map = read_map_file(m.dialect_map) if m.dialect_map is not None else None
         return MonitorLink(
-            m.protocol, m.transport, m.address, self._post_reading, baudrate=m.baudrate
+            m.protocol,
+            m.transport,
+            m.address,
+            self._post_reading,
+            baudrate=m.baudrate,
+            dialect=m.dialect,
+            dialect_map=local_map,
+            allowed_peers=m.allowed_peers,
+            max_connections=m.max_connections,
+            idle_timeout_s=m.idle_timeout_s,
         )
 
 

@@ -17,11 +17,20 @@ Events posted by `RoomButtons`:
 |---------------------|--------------------------------------------------------|
 | `call_pressed`      | call button goes down (at once)                        |
 | `call_held`         | call button still down after `long_press_s` (emergency) |
-| `cancel_pressed`    | cancel/presence button goes down                       |
-| `emergency_pressed` | emergency input (pull cord, second button) goes down   |
+| `cancel_pressed`    | cancel button goes down                                |
+| `cancel_held`       | cancel button still down after `cleaning_hold_s`        |
+| `emergency_pressed` | emergency input (code switch, second button) goes down |
+| `presence_pressed`  | staff presence input goes down                         |
+| `assist_pressed`    | staff assist button goes down                          |
+| `bath_pressed`      | restroom pull cord pulled                              |
+| `cord_closed`       | call-cord loop closed (cord plugged in)                |
+| `cord_opened`       | call-cord loop open (cord out, or a cut wire)          |
 
 A long press therefore posts `call_pressed` then `call_held`: the call is placed at once and
 raised to emergency when the hold is recognised.
+
+The call-cord jack is a normally-closed loop to ground: closed reads as a pressed button
+(pin low), so an unplugged cord is a release. `SimulatedButtons` opens and closes it.
 """
 
 from __future__ import annotations
@@ -38,7 +47,7 @@ from gpiozero.threads import GPIOThread
 
 log = logging.getLogger(__name__)
 
-BUTTON_NAMES = ("call", "cancel", "emergency")
+BUTTON_NAMES = ("call", "cancel", "emergency", "presence", "assist", "bath", "cord")
 
 
 class ButtonEdge(enum.StrEnum):
@@ -47,7 +56,13 @@ class ButtonEdge(enum.StrEnum):
     CALL_PRESSED = "call_pressed"
     CALL_HELD = "call_held"
     CANCEL_PRESSED = "cancel_pressed"
+    CANCEL_HELD = "cancel_held"
     EMERGENCY_PRESSED = "emergency_pressed"
+    PRESENCE_PRESSED = "presence_pressed"
+    ASSIST_PRESSED = "assist_pressed"
+    BATH_PRESSED = "bath_pressed"
+    CORD_CLOSED = "cord_closed"
+    CORD_OPENED = "cord_opened"
 
 
 def _post(on_event: Callable[[ButtonEdge], None], name: ButtonEdge) -> Callable[[], None]:
@@ -72,6 +87,9 @@ class RoomButtons:
         long_press_s: How long the call button must be held to become an emergency.
         bounce_s: Debounce time for the GPIO driver, or None.
         pin_factory: gpiozero pin factory (None = gpiozero's default).
+        extra_pins: Optional inputs by name (`presence`, `assist`, `bath`, `cord`); None
+            or absent when the room has no such input.
+        cleaning_hold_s: How long the cancel button must be held to start/end cleaning.
     """
 
     def __init__(
@@ -83,18 +101,39 @@ class RoomButtons:
         long_press_s: float = 2.0,
         bounce_s: float | None = 0.05,
         pin_factory: Any = None,
+        extra_pins: Mapping[str, int | None] | None = None,
+        cleaning_hold_s: float = 5.0,
     ) -> None:
         self._buttons: list[Button] = []
+        extra = {k: v for k, v in (extra_pins or {}).items() if v is not None}
+        unknown = set(extra) - {"presence", "assist", "bath", "cord"}
+        if unknown:
+            raise ValueError(f"unknown inputs: {sorted(unknown)}")
         try:
             self.call = self._button(call_pin, bounce_s, pin_factory, hold_time=long_press_s)
             self.call.when_pressed = _post(on_event, ButtonEdge.CALL_PRESSED)
             self.call.when_held = _post(on_event, ButtonEdge.CALL_HELD)
-            self.cancel = self._button(cancel_pin, bounce_s, pin_factory)
+            self.cancel = self._button(cancel_pin, bounce_s, pin_factory, cleaning_hold_s)
             self.cancel.when_pressed = _post(on_event, ButtonEdge.CANCEL_PRESSED)
+            self.cancel.when_held = _post(on_event, ButtonEdge.CANCEL_HELD)
             self.emergency: Button | None = None
             if emergency_pin is not None:
                 self.emergency = self._button(emergency_pin, bounce_s, pin_factory)
                 self.emergency.when_pressed = _post(on_event, ButtonEdge.EMERGENCY_PRESSED)
+            self.inputs: dict[str, Button] = {}
+            for name, edge in (
+                ("presence", ButtonEdge.PRESENCE_PRESSED),
+                ("assist", ButtonEdge.ASSIST_PRESSED),
+                ("bath", ButtonEdge.BATH_PRESSED),
+            ):
+                if name in extra:
+                    self.inputs[name] = self._button(extra[name], bounce_s, pin_factory)
+                    self.inputs[name].when_pressed = _post(on_event, edge)
+            self.cord: Button | None = None
+            if "cord" in extra:
+                self.cord = self._button(extra["cord"], bounce_s, pin_factory)
+                self.cord.when_pressed = _post(on_event, ButtonEdge.CORD_CLOSED)
+                self.cord.when_released = _post(on_event, ButtonEdge.CORD_OPENED)
         except Exception:
             self.close()
             raise
@@ -111,6 +150,10 @@ class RoomButtons:
         )
         self._buttons.append(button)
         return button
+
+    def cord_closed(self) -> bool | None:
+        """Whether the call-cord loop is closed now (None: no cord input)."""
+        return None if self.cord is None else bool(self.cord.is_pressed)
 
     def close(self) -> None:
         """Release every pin (idempotent)."""
@@ -286,7 +329,7 @@ class SimulatedButtons:
 
     Args:
         factory: The mock pin factory the `RoomButtons` were built with.
-        pins: Button name ("call", "cancel", "emergency") -> GPIO number.
+        pins: Input name (`BUTTON_NAMES`: "call", "cancel", ..., "cord") -> GPIO number.
     """
 
     def __init__(self, factory: Any, pins: Mapping[str, int]) -> None:
@@ -308,3 +351,12 @@ class SimulatedButtons:
     def release(self, name: str) -> None:
         """Release a button (the pull-up takes the pin high again)."""
         self._pin(name).drive_high()
+
+    def apply(self, name: str, action: str) -> None:
+        """`press`/`release` a button, `open`/`close` the cord loop (closed = pin low)."""
+        if action in ("press", "close"):
+            self.press(name)
+        elif action in ("release", "open"):
+            self.release(name)
+        else:
+            raise ValueError(f"unknown action {action!r}")

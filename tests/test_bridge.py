@@ -88,7 +88,8 @@ def test_a_sites_bridge_cannot_write_into_another_sites_topics(group: ClinicGrou
         assert bridge.publish(topics.state("s2", "101"), b"{}", retain=True).value == (
             NOT_AUTHORIZED
         )
-        assert bridge.publish(topics.cmd("s1", "101", "claim"), b"{}").value == NOT_AUTHORIZED
+        command = topics.cmd("s1", "101", "claim", "central")
+        assert bridge.publish(command, b"{}").value == NOT_AUTHORIZED
         assert bridge.publish(topics.logger_status("s1"), b"online").value == NOT_AUTHORIZED
     finally:
         bridge.stop()
@@ -126,8 +127,9 @@ def test_a_ten_minute_wan_outage_loses_nothing(group: ClinicGroup, pg_url: str) 
             assert pg_seqs(url) == {r.room: list(range(1, r.seq + 1)) for r in rooms}
             assert pg_count(url, "SELECT COUNT(*) FROM quarantine") == 0
             assert logger.totals.inserted == 300 + 3 * 720
-            assert not staff.publish(topics.cmd("s1", "104", "scene"), b'{"scene":"x"}').is_failure
-            got = room_104.wait_message(topics.cmd("s1", "104", "scene"), timeout=20)
+            command = topics.cmd("s1", "104", "scene", "central")
+            assert not staff.publish(command, b'{"scene":"x"}').is_failure
+            got = room_104.wait_message(command, timeout=20)
             assert got.payload == b'{"scene":"x"}'
     finally:
         for r in rooms:

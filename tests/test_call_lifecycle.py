@@ -1,4 +1,5 @@
-"""Call lifecycle core: every transition, refusals, escalation at the deadline, persistence."""
+"""Call lifecycle core: every transition, refusals, tiers at their deadlines, reminders,
+several calls at once, persistence."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from contract.messages import CallPriority, CallStatus, EventKind, Phase
+from contract.messages import CallPriority, CallStatus, CallType, EventKind, Phase
 from controller.core import call_lifecycle as cl
+from controller.core import call_types
 
 T0 = datetime(2026, 11, 25, 8, 0, 0, tzinfo=UTC)
 SETTINGS = cl.CallSettings()
@@ -109,10 +111,12 @@ def test_emergency_on_emergency_is_no_op() -> None:
     assert again == state and emits == ()
 
 
-def test_press_after_emergency_does_not_lower() -> None:
+def test_press_after_emergency_adds_a_patient_call_below_it() -> None:
     state, _ = cl.emergency(cl.idle(), T0, "e1")
     again, emits = cl.press(state, at(1), Phase.INFUSION, "x")
-    assert again == state and emits == ()
+    assert [c.call_id for c in again.calls] == ["e1", "x"]
+    assert again.priority is CallPriority.EMERGENCY
+    assert [e.kind for e in emits] == [EventKind.CALL_PLACED]
 
 
 # -- claim -----------------------------------------------------------------------------
@@ -203,8 +207,11 @@ def test_cancel_active_call(status: CallStatus) -> None:
     (emit,) = emits
     assert emit.kind is EventKind.CALL_CANCELLED
     assert emit.call_id == "c1" and emit.priority is CallPriority.NORMAL
-    assert emit.detail["response_s"] == 240.0
+    # response: placed -> claim, or placed -> the end when nobody claimed it
+    assert emit.detail["response_s"] == (30.0 if status is CallStatus.CLAIMED else 240.0)
+    assert emit.detail["resolved_s"] == 240.0
     assert emit.detail["status"] == status.value
+    assert emit.detail["ended_by"] == "cancel"
 
 
 def test_cancel_idle_emits_nothing() -> None:
@@ -234,20 +241,39 @@ def test_escalates_at_exactly_the_deadline(phase: Phase, make: str, after: float
     assert new.status is CallStatus.ESCALATED
     assert new.escalated_at == at(after)
     assert [e.kind for e in emits] == [EventKind.CALL_ESCALATED]
-    assert emits[0].detail["waited_s"] == after
-    assert cl.next_deadline(new, SETTINGS) is None
+    assert emits[0].detail["waited_s"] == after and emits[0].detail["tier"] == 2
+    assert new.calls[0].tier == 2
+    assert cl.next_deadline(new, SETTINGS) == at(2 * after)  # tier 2 -> 3
 
 
-def test_escalates_once_only() -> None:
+def test_climbs_to_tier_three_then_stops() -> None:
     state, _ = cl.tick(placed(), at(180), SETTINGS)
-    again, emits = cl.tick(state, at(10_000), SETTINGS)
-    assert again == state and emits == ()
+    top, emits = cl.tick(state, at(360), SETTINGS)
+    assert top.calls[0].tier == 3 and top.escalated_at == at(180)
+    assert [e.detail["tier"] for e in emits] == [3]
+    again, emits = cl.tick(top, at(10_000), SETTINGS)
+    assert again == top and emits == ()
+    assert cl.next_deadline(top, SETTINGS) is None
 
 
-def test_claimed_call_never_escalates() -> None:
+def test_late_tick_climbs_every_tier_due() -> None:
+    state, emits = cl.tick(placed(), at(1000), SETTINGS)
+    assert state.calls[0].tier == 3
+    assert [e.detail["tier"] for e in emits] == [2, 3]
+
+
+def test_claimed_call_never_climbs_but_reminds() -> None:
     state = cl.claim(placed(), "c1", "alice", at(10)).state
-    assert cl.next_deadline(state, SETTINGS) is None
-    assert cl.tick(state, at(10_000), SETTINGS) == (state, ())
+    assert cl.next_deadline(state, SETTINGS) == at(310)  # the normal row's 300 s reminder
+    quiet, emits = cl.tick(state, at(309), SETTINGS)
+    assert quiet == state and emits == ()
+    first, emits = cl.tick(state, at(310), SETTINGS)
+    assert [e.kind for e in emits] == [EventKind.CALL_REMINDER]
+    assert emits[0].detail["reminders"] == 1 and emits[0].by == "alice"
+    assert first.calls[0].tier == 1 and first.status is CallStatus.CLAIMED
+    assert cl.next_deadline(first, SETTINGS) == at(610)  # and again at that interval
+    second, emits = cl.tick(first, at(610), SETTINGS)
+    assert second.calls[0].reminders == 2 and len(emits) == 1
 
 
 def test_raise_to_emergency_uses_emergency_deadline_from_placed_at() -> None:
@@ -258,11 +284,14 @@ def test_raise_to_emergency_uses_emergency_deadline_from_placed_at() -> None:
     assert emits[0].priority is CallPriority.EMERGENCY
 
 
-def test_custom_settings_and_missing_priority() -> None:
-    custom = cl.CallSettings(escalate_after_s={CallPriority.NORMAL: 5})
+def test_custom_table_rows() -> None:
+    table = call_types.with_overrides(
+        call_types.default_table(), {CallType.NORMAL: {"tier_s": [5, 7], "reminder_s": None}}
+    )
+    custom = cl.CallSettings(table)
     assert cl.next_deadline(placed(), custom) == at(5)
-    emergency_state, _ = cl.emergency(cl.idle(), T0, "e1")
-    assert cl.next_deadline(emergency_state, custom) is None
+    state, _ = cl.tick(placed(), at(5), custom)
+    assert cl.next_deadline(state, custom) == at(12)
 
 
 def test_idle_tick_does_nothing() -> None:
@@ -288,7 +317,25 @@ def _states() -> list[cl.CallState]:
     p = placed(Phase.INFUSION)
     e, _ = cl.tick(p, at(90), SETTINGS)
     c = cl.claim(e, "c1", "alice", at(100)).state
-    return [cl.idle(), p, e, c]
+    r, _ = cl.tick(c, at(1000), SETTINGS)
+    two, _ = cl.place(r, CallType.BATH, at(1001), Phase.INFUSION, "b1", SETTINGS)
+    return [cl.idle(), p, e, c, r, two]
+
+
+def test_restores_a_call_saved_before_call_types() -> None:
+    old = {
+        "call_id": "c1",
+        "priority": "emergency",
+        "status": "escalated",
+        "placed_at": "2026-11-25T08:00:00.000Z",
+        "claimed_by": None,
+        "claimed_at": None,
+        "escalated_at": "2026-11-25T08:00:30.000Z",
+    }
+    state = cl.from_dict(old)
+    (call,) = state.calls
+    assert (call.type, call.tier, call.status) == (CallType.EMERGENCY, 2, CallStatus.ESCALATED)
+    assert cl.from_dict({"status": "idle", "call_id": None}) == cl.idle()
 
 
 @pytest.mark.parametrize("state", _states())
@@ -316,7 +363,18 @@ def test_from_dict_rejects_corrupt_data(data: dict[str, object]) -> None:
 
 ACTIONS = st.lists(
     st.tuples(
-        st.sampled_from(["press", "emergency", "claim", "claim_other", "claim_stale", "cancel"]),
+        st.sampled_from(
+            [
+                "press",
+                "emergency",
+                "bath",
+                "assist",
+                "claim",
+                "claim_other",
+                "claim_stale",
+                "cancel",
+            ]
+        ),
         st.sampled_from(list(Phase)),
         st.floats(min_value=0, max_value=400),
     ),
@@ -328,12 +386,15 @@ def _check_invariants(state: cl.CallState) -> None:
     if state.status is CallStatus.IDLE:
         assert state == cl.idle()
         return
-    assert state.call_id is not None and state.priority is not None
-    assert state.placed_at is not None
-    assert (state.status is CallStatus.CLAIMED) == (state.claimed_by is not None)
-    assert (state.claimed_at is None) == (state.claimed_by is None)
-    if state.status is CallStatus.ESCALATED:
-        assert state.escalated_at is not None
+    ranks = [call_types.rank(c.priority) for c in state.calls]
+    assert ranks == sorted(ranks, reverse=True)  # highest first
+    assert len({c.type for c in state.calls}) == len(state.calls)  # one call per type
+    for call in state.calls:
+        assert (call.status is CallStatus.CLAIMED) == (call.claimed_by is not None)
+        assert (call.claimed_at is None) == (call.claimed_by is None)
+        assert (call.tier > 1) == (call.escalated_at is not None)
+        if call.status is CallStatus.ESCALATED:
+            assert call.escalated_at is not None
     assert cl.from_dict(json.loads(json.dumps(cl.to_dict(state)))) == state
 
 
@@ -352,6 +413,8 @@ def test_any_event_sequence_keeps_invariants(actions: list[tuple[str, Phase, flo
             state, emits = cl.press(state, now, phase, new_id)
         elif action == "emergency":
             state, emits = cl.emergency(state, now, new_id)
+        elif action in ("bath", "assist"):
+            state, emits = cl.place(state, CallType(action), now, phase, new_id, SETTINGS)
         elif action == "cancel":
             state, emits = cl.cancel(state, now)
         else:
@@ -367,8 +430,9 @@ def test_any_event_sequence_keeps_invariants(actions: list[tuple[str, Phase, flo
             assert emit.call_id is not None
             if emit.kind is not EventKind.COMMAND_REFUSED:
                 assert emit.priority is not None
-        # Priority and id never change within one call.
-        if before.active and state.active and before.call_id == state.call_id:
-            assert before.priority is not None and state.priority is not None
-            assert cl.PRIORITY_RANK[state.priority] >= cl.PRIORITY_RANK[before.priority]
-            assert state.placed_at == before.placed_at
+        # Priority never falls and the placed time never changes within one call.
+        for call in state.calls:
+            old = before.by_id(call.call_id)
+            if old is not None:
+                assert call_types.rank(call.priority) >= call_types.rank(old.priority)
+                assert call.placed_at == old.placed_at

@@ -68,10 +68,29 @@ def test_demo_day_is_logged_exactly_once_and_leaves_nothing_running(tmp_path: Pa
     assert s["vitals_logged"] == s["vitals_published"], text
     assert s["lost"] == 0 and s["duplicates"] == 0 and s["quarantined"] == 0, text
     assert s["undelivered_at_stop"] == 0, s["per_room"]
-    # every call was recorded with its response time: infusion call, emergency, escalated
-    priorities = sorted(c["priority"] for c in s["calls"])
-    assert priorities == ["emergency", "infusion", "normal"], s["calls"]
-    assert all(c["response_s"] is not None and c["claimed_by"] == "ana" for c in s["calls"])
+    # every call was recorded: the infusion call, the emergency and the escalated one were
+    # claimed by the nurse; the assist too; the second patient call and the bath call were
+    # answered by presence in the room; the cord out ended when it was plugged back
+    by_type = sorted((c["type"], c["priority"]) for c in s["calls"])
+    assert by_type == [
+        ("assist", "high"),
+        ("bath", "high"),
+        ("cord_out", "trouble"),
+        ("emergency", "emergency"),
+        ("normal", "infusion"),
+        ("normal", "normal"),
+        ("normal", "normal"),
+    ], s["calls"]
+    claimed = [c for c in s["calls"] if c["type"] in ("assist", "emergency") or
+               c["priority"] == "infusion"]  # fmt: skip
+    assert all(c["response_s"] is not None and c["claimed_by"] == "ana" for c in claimed)
+    assert all(c["status"] == "cancelled" for c in s["calls"]), s["calls"]
+    n = s["nurse_call"]
+    assert n["presence"] == 2 and n["answered_by_presence"] == 2, n
+    assert (n["assist"], n["bath"], n["cord_out"], n["cord_back"]) == (1, 1, 1, 1), n
+    assert n["cleaning"] == 1 and n["ignored_in_cleaning"] == 1, n
+    assert n["monitor_alarms"] >= 1, n  # room 101's Masimo: its probe slips off
+    assert "nurse call: 2 presence" in text
     assert s["alerts_raised"] >= 1, text  # the hypertensive patient's blood pressure
     assert s["events_logged"] > 50
     for story in ("loses power", "boots again", "cable is pulled", "plugged back", "EMERGENCY"):

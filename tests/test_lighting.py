@@ -8,8 +8,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from contract.messages import CallPriority, CallStatus, Phase
+from contract.messages import ActiveAlert, CallPriority, CallStatus, CallType, Phase
+from controller.core import dome
 from controller.core import lighting as li
+from controller.core.call_lifecycle import Call
+from controller.core.call_types import default_table
 
 T0 = datetime(2026, 11, 25, 8, 0, 0, tzinfo=UTC)
 RED: li.RGB = (1.0, 0.0, 0.0)
@@ -197,7 +200,26 @@ def test_dome_precedence(
     monitor: bool,
     expected: li.DomePattern,
 ) -> None:
-    assert li.dome_pattern(status, priority, alert, monitor) == expected
+    """What a single-colour dome shows (the top layer) for one call, an alert, trouble."""
+    calls = []
+    if status is not IDL and priority is not None:
+        kind = CallType.EMERGENCY if priority is EM else CallType.NORMAL
+        claimed = status is C
+        calls.append(
+            Call(
+                "c1",
+                kind,
+                priority,
+                status,
+                T0,
+                claimed_by="a" if claimed else None,
+                claimed_at=T0 if claimed else None,
+            )
+        )
+    alerts = [ActiveAlert(name="x", field="spo2", threshold=1.0, since=T0)] if alert else []
+    layers = dome.layers(calls, default_table(), alerts, monitor, False, False)
+    top = dome.top(layers)
+    assert li.DomePattern(top.kind, top.on_s, top.off_s) == expected  # type: ignore[arg-type]
 
 
 # -- status LED ------------------------------------------------------------------------

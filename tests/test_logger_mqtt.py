@@ -243,4 +243,4 @@ def test_config_file_and_bad_config(tmp_path: Path) -> None:
     path.write_text('site = "s1"\ndb = "x.db"\nsession_expiry_s = 60\n')
     with pytest.raises(ConfigError, match=r"logger.toml: session_expiry_s"):
         LoggerConfig.load(path, {})
-    assert messages.SCHEMA_VERSION == 1
+    assert messages.SCHEMA_VERSION == 2 and 1 in messages.SUPPORTED_VERSIONS

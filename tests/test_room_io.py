@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from gpiozero.pins.mock import MockFactory, MockPWMPin
 
-from contract.messages import CallPriority, CallStatus
+from controller.core import dome as room_dome
 from controller.core import lighting
 from firmware_py import room_io
 
@@ -234,10 +234,10 @@ def test_dome_reapplying_same_blink_does_not_restart(dome: room_io.DomeLight) ->
 
 
 def test_dome_follows_lighting_patterns(factory: MockFactory, dome: room_io.DomeLight) -> None:
-    pattern = lighting.dome_pattern(CallStatus.PLACED, CallPriority.NORMAL, alert_active=False)
+    pattern = room_dome.PATTERNS["steady"]
     dome.apply(pattern.kind, pattern.on_s, pattern.off_s)
     assert dome.is_lit
-    pattern = lighting.dome_pattern(CallStatus.IDLE, None, alert_active=False)
+    pattern = room_dome.PATTERNS["off"]
     dome.apply(pattern.kind, pattern.on_s, pattern.off_s)
     assert not dome.is_lit
 

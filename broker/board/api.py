@@ -3,8 +3,10 @@
 Server-sent events: `event: site` (broker link, logger status, server clock) and
 `event: room` (one room's view, see `live.room_view`). The stream subscribes to the hub
 *before* taking its snapshot, so nothing that changes in between is missed. A comment line
-every 15 s keeps proxies from closing it; the stream ends when the login session expires
-(the browser then reconnects, is refused and goes to the login page).
+every 15 s keeps proxies from closing it; the stream ends when its login session ends: at
+logout at once, and within a second when it expires or its account is removed or disabled
+(the board's session watcher, `app.py`); the browser then reconnects, is refused and goes to
+the login page.
 
 Actions answer with the command's `request_id`; what became of it (sent, applied, refused,
 no answer: see `commands.py`) comes with the room's view and from `/api/rooms/{room}/commands`.
@@ -25,15 +27,16 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from contract.messages import CallStatus, Phase, is_ident
+from contract.messages import Phase, is_ident
 
+from . import ops_routes
 from .commands import ANSWER_WITHIN_S
-from .context import BoardContext
+from .context import SESSION_COOKIE, BoardContext
 from .feed import CommandNotSent
-from .guard import act, public, read
+from .guard import act, read
 from .hub import SITE
 from .session_data import session_payload
-from .users import Session
+from .users import Session, session_key
 
 log = logging.getLogger("roomctl.board")
 PING_S = 15.0
@@ -48,6 +51,7 @@ def site_view(board: BoardContext) -> dict[str, Any]:
         "loggers": board.state.logger_statuses(),
         "server_now_ms": int(board.clock() * 1000),
         "rejected": board.state.rejected,
+        "cert_warnings": board.certs.current(),
     }
 
 
@@ -60,7 +64,10 @@ async def stream(request: Request, board: BoardContext, sess: Session) -> Respon
     room = request.query_params.get("room") or None
     if room is not None and not is_ident(room):
         return board.json_error(404, "no such room")
-    sub = board.hub.subscribe(room)
+    token = request.cookies.get(SESSION_COOKIE)
+    sub = board.hub.subscribe(
+        room, None if board.config.no_auth or not token else session_key(token)
+    )
 
     async def events() -> AsyncIterator[str]:
         try:
@@ -74,10 +81,14 @@ async def stream(request: Request, board: BoardContext, sess: Session) -> Respon
                 try:
                     await asyncio.wait_for(sub.event.wait(), PING_S)
                 except TimeoutError:
+                    if sub.closed:
+                        return
                     if sess.expires_at < board.clock() or board.session(request) is None:
                         return
                     yield ": ping\n\n" + _sse("site", site_view(board))
                     continue
+                if sub.closed:  # logged out, removed or disabled: not one more event
+                    return
                 now = board.clock()
                 for key in sorted(sub.take()):
                     if key == SITE:
@@ -168,8 +179,7 @@ async def claim(request: Request, board: BoardContext, sess: Session) -> Respons
         return got
     room, body = got
     call_id = body.get("call_id")
-    current = board.state.current_call(room)
-    if current is None or current.status == CallStatus.IDLE or current.call_id != call_id:
+    if call_id not in board.state.active_call_ids(room):  # any of the room's active calls
         return board.json_error(409, "that call is no longer active in this room")
     cmd = {"call_id": call_id, "by": sess.name, "request_id": uuid.uuid4().hex[:16]}
     return await _send(board, sess, room, "claim", cmd, f"call {call_id}")
@@ -211,12 +221,6 @@ async def whoami(request: Request, board: BoardContext, sess: Session) -> Respon
     return JSONResponse({"user": sess.name, "role": sess.role})
 
 
-@public
-async def healthz(request: Request, board: BoardContext) -> Response:
-    ok = board.feed.connected.is_set()
-    return JSONResponse({"ok": ok, "broker_connected": ok}, status_code=200 if ok else 503)
-
-
 def routes() -> list[Route]:
     return [
         Route("/api/stream", stream, methods=["GET"]),
@@ -226,5 +230,5 @@ def routes() -> list[Route]:
         Route("/api/rooms/{room}/claim", claim, methods=["POST"]),
         Route("/api/rooms/{room}/phase", set_phase, methods=["POST"]),
         Route("/api/whoami", whoami, methods=["GET"]),
-        Route("/healthz", healthz, methods=["GET"]),
+        *ops_routes.routes(),  # /metrics, /healthz
     ]

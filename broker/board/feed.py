@@ -23,7 +23,13 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from contract import topics
 from contract.messages import DEFAULT_COMMAND_MAX_AGE_S
-from contract.mqtt import BrokerEndpoint, close_client, expiry_properties, make_client
+from contract.mqtt import (
+    BrokerEndpoint,
+    close_client,
+    connect_properties,
+    expiry_properties,
+    make_client,
+)
 from contract.topics import COMMANDS
 
 from .live import SiteState
@@ -45,8 +51,11 @@ class BoardFeed:
         listener: Listener | None = None,
         client_id: str | None = None,
         clock: Callable[[], float] = time.time,
+        sender: str = "board",
     ):
         self.endpoint = endpoint
+        # the staff name the broker knows this client by: commands go to cmd/<name>/<sender>
+        self.sender = topics.check_ident("sender", sender)
         self.state = state
         self.site = state.site
         self.listener = listener
@@ -66,7 +75,11 @@ class BoardFeed:
 
     # -- lifecycle --------------------------------------------------------------------
     def start(self) -> BoardFeed:
-        self.client.connect_async(self.endpoint.host, self.endpoint.port, keepalive=30)
+        # connect_properties: the broker never sends the board a packet over 256 KiB (a huge
+        # retained message an old broker still holds is dropped, not loaded).
+        self.client.connect_async(
+            self.endpoint.host, self.endpoint.port, keepalive=30, properties=connect_properties()
+        )
         self.client.loop_start()
         return self
 
@@ -150,7 +163,7 @@ class BoardFeed:
         if not self.connected.is_set():
             raise CommandNotSent("the board is not connected to the broker")
         info = self.client.publish(
-            topics.cmd(self.site, room, name),
+            topics.cmd(self.site, room, name, self.sender),
             payload,
             qos=1,
             retain=False,

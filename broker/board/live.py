@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,6 +36,7 @@ from contract.messages import (
     VitalsMessage,
 )
 from contract.timefmt import format_ts
+from contract.vitals import DEMO_FLAG
 
 from .commands import CommandLog, TrackedCommand
 
@@ -47,8 +49,18 @@ OUTBOX_TROUBLE_DEPTH = 50
 LEVELS = ("high", "medium", "low")
 _CALL_LEVEL = {
     CallPriority.EMERGENCY: "high",
+    CallPriority.HIGH: "medium",
     CallPriority.INFUSION: "medium",
     CallPriority.NORMAL: "low",
+    CallPriority.TROUBLE: "low",
+}
+# How a call type is named on the board and in `roomctl status` (schema 1: no type).
+CALL_WORD = {
+    "normal": "CALL",
+    "bath": "BATH CALL",
+    "assist": "STAFF ASSIST",
+    "emergency": "EMERGENCY CALL",
+    "cord_out": "CORD OUT",
 }
 
 
@@ -70,6 +82,10 @@ class RoomLive:
     health: HealthMessage | None = None
     vitals: VitalsMessage | None = None
     vitals_at: float | None = None
+    # The last reading that carried a blood pressure, and when it arrived: NIBP is measured
+    # every few minutes and some monitors send it alone, so the tile keeps it with its age.
+    nibp: VitalsMessage | None = None
+    nibp_at: float | None = None
     events: deque[EventMessage] = field(default_factory=lambda: deque(maxlen=EVENTS_KEPT))
     vitals_ring: deque[tuple[float, VitalsMessage]] = field(
         default_factory=lambda: deque(maxlen=VITALS_KEPT)
@@ -115,6 +131,8 @@ class SiteState:
         self.loggers: dict[str, str] = {}  # each logger's status ('' = the unnamed one)
         self._commands = CommandLog()
         self._lock = threading.Lock()
+        # Called with (room, event) for every event taken, outside the lock (metrics).
+        self.event_observers: list[Callable[[str, EventMessage], None]] = []
 
     def apply(
         self, room: str, leaf: str, payload: bytes, received_at: float, retained: bool = False
@@ -163,11 +181,16 @@ class SiteState:
             elif isinstance(msg, VitalsMessage):
                 r.vitals, r.vitals_at = msg, received_at
                 r.vitals_ring.append((received_at, msg))
+                if msg.nibp_sys is not None:
+                    r.nibp, r.nibp_at = msg, received_at
             elif isinstance(msg, EventMessage):
                 r.events.append(msg)
                 self._commands.answer(room, msg, received_at)
             r.last_at = received_at
             r.version += 1
+        if isinstance(msg, EventMessage):
+            for observe in self.event_observers:
+                observe(room, msg)
         return Applied(room, leaf)
 
     def command_sent(
@@ -246,6 +269,18 @@ class SiteState:
             r = self.rooms.get(room)
             return None if r is None else r.call
 
+    def health(self, room: str) -> HealthMessage | None:
+        """The room's latest retained health, if any."""
+        with self._lock:
+            r = self.rooms.get(room)
+            return None if r is None else r.health
+
+    def active_call_ids(self, room: str) -> list[str]:
+        """Every active call of the room (schema 2 lists them; schema 1 has one)."""
+        with self._lock:
+            r = self.rooms.get(room)
+            return [] if r is None else [c["call_id"] for c in calls_view(r.call)]
+
     def recent_vitals(self, room: str) -> list[VitalsMessage]:
         with self._lock:
             r = self.rooms.get(room)
@@ -279,9 +314,29 @@ def vitals_view(v: VitalsMessage) -> dict[str, Any]:
     }
 
 
+def nibp_view(r: RoomLive, now: float) -> dict[str, Any] | None:
+    """The last blood pressure and how old it is now: its age when the monitor sent it
+    (`age_s`, from the value's own observation time) plus the time since it arrived."""
+    if r.nibp is None or r.nibp_at is None:
+        return None
+    sent_age = (r.nibp.age_s or {}).get("nibp_sys", 0.0)
+    return {
+        "sys": r.nibp.nibp_sys,
+        "dia": r.nibp.nibp_dia,
+        "mean": r.nibp.nibp_mean,
+        "observed_at": (r.nibp.observed_at or {}).get("nibp_sys"),
+        "age_s": round(sent_age + max(0.0, now - r.nibp_at), 1),
+        "at_ms": int(now * 1000),
+    }
+
+
 def trouble(r: RoomLive, now: float) -> list[str]:
     """Device trouble a technician must see, as short sentences."""
     out: list[str] = []
+    if r.state is not None and r.state.cords_open:
+        out.append("call cord out: " + ", ".join(r.state.cords_open))
+    if r.vitals is not None and DEMO_FLAG in r.vitals.quality:
+        out.append("monitor in demo mode: not patient data")
     h = r.health
     if h is not None:
         if h.monitor.status not in (PeripheralStatus.OK, PeripheralStatus.DISABLED):
@@ -301,20 +356,46 @@ def trouble(r: RoomLive, now: float) -> list[str]:
     return out
 
 
+def _call_type(priority: CallPriority | None, call_type: messages.CallType | None) -> str:
+    if call_type is not None:
+        return call_type.value
+    return "emergency" if priority is CallPriority.EMERGENCY else "normal"  # schema 1
+
+
+def _call_dict(a: messages.ActiveCall | CallMessage, call_type: str) -> dict[str, Any]:
+    priority = a.priority or CallPriority.NORMAL
+    tier = a.tier if a.tier is not None else (2 if a.status == CallStatus.ESCALATED else 1)
+    return {
+        "call_id": a.call_id,
+        "type": call_type,
+        "what": CALL_WORD[call_type],
+        "priority": priority.value,
+        "status": a.status.value,
+        "tier": tier,
+        "trouble": call_type == "cord_out",
+        "level": call_level(priority, a.status),
+        "placed_at": _ts(a.placed_at),
+        "claimed_by": a.claimed_by,
+        "claimed_at": _ts(a.claimed_at),
+        "escalated_at": _ts(a.escalated_at),
+        "reminders": a.reminders if isinstance(a, messages.ActiveCall) else 0,
+    }
+
+
+def calls_view(c: CallMessage | None) -> list[dict[str, Any]]:
+    """Every active call of the room, highest first: from `calls` (schema 2), or the one
+    call a schema-1 room describes in the top-level fields (never dropped, even partial)."""
+    if c is None or c.status == CallStatus.IDLE:
+        return []
+    if c.calls:
+        return [_call_dict(a, a.type.value) for a in c.calls]
+    return [_call_dict(c, _call_type(c.priority, c.type))]
+
+
 def room_view(r: RoomLive, now: float) -> dict[str, Any]:
     s, c, v = r.state, r.call, r.vitals
-    call = None
-    if c is not None and c.status != CallStatus.IDLE:
-        call = {
-            "call_id": c.call_id,
-            "priority": c.priority.value if c.priority else None,
-            "status": c.status.value,
-            "level": call_level(c.priority, c.status),
-            "placed_at": _ts(c.placed_at),
-            "claimed_by": c.claimed_by,
-            "claimed_at": _ts(c.claimed_at),
-            "escalated_at": _ts(c.escalated_at),
-        }
+    calls = calls_view(c)
+    call = calls[0] if calls else None
     alerts = []
     if s is not None:
         alerts = [
@@ -325,6 +406,7 @@ def room_view(r: RoomLive, now: float) -> dict[str, Any]:
                 "value": a.value,
                 "threshold": a.threshold,
                 "since": _ts(a.since),
+                "source": a.source,
             }
             for a in s.alerts
         ]
@@ -341,7 +423,17 @@ def room_view(r: RoomLive, now: float) -> dict[str, Any]:
         "overrun": bool(s and s.overrun),
         "alerts": alerts,
         "call": call,
+        "calls": calls,
+        "presence": None
+        if s is None or s.presence is None
+        else {"since": _ts(s.presence.since), "until": _ts(s.presence.until)},
+        "cleaning": None
+        if s is None or s.cleaning is None
+        else {"since": _ts(s.cleaning.since), "until": _ts(s.cleaning.until), "by": s.cleaning.by},
+        "cord_out": bool(s and s.cords_open) or any(x["type"] == "cord_out" for x in calls),
         "vitals": vitals_view(v) if v is not None else None,
+        "nibp": nibp_view(r, now),
+        "demo": v is not None and DEMO_FLAG in v.quality,
         "vitals_received_ms": None if r.vitals_at is None else int(r.vitals_at * 1000),
         "vitals_stale": vitals_age is None or vitals_age > STALE_VITALS_S,
         "trouble": trouble(r, now),

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import secrets
 import subprocess
 import tempfile
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs
 
 from starlette.concurrency import run_in_threadpool
@@ -16,14 +16,16 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from broker.logger.fhir import check_patient_ref
 from contract.messages import is_ident
 from contract.timefmt import format_ts
 
 from . import history
 from .context import LOGIN_COOKIE, SESSION_COOKIE, BoardContext
-from .guard import page, public
+from .guard import own_session, page, public
+from .limits import QueueFull
 from .session_data import report_context
-from .users import Session
+from .users import Session, session_key
 
 log = logging.getLogger("roomctl.board")
 MAX_FORM_BYTES = 4096
@@ -82,8 +84,8 @@ async def login_submit(request: Request, board: BoardContext) -> Response:
     ):
         return again("expired")
     client = request.client.host if request.client else "?"
-    keys = (f"ip:{client}", f"user:{name.lower()}")
-    wait = board.limiter.retry_after(*keys)
+    # counted before the hash: parallel guesses cannot all be checked
+    wait, ticket = board.limiter.attempt(client, name)
     if wait > 0:
         log.warning("login refused (rate limit) for %r from %s", name, client)
         return PlainTextResponse(
@@ -93,10 +95,9 @@ async def login_submit(request: Request, board: BoardContext) -> Response:
         )
     role = await run_in_threadpool(board.users.verify, name, password) if name else None
     if role is None:
-        board.limiter.failed(*keys)
         log.warning("failed login for %r from %s", name, client)
         return again("bad")
-    board.limiter.succeeded(*keys)
+    board.limiter.succeeded(client, name, ticket)
     token, _ = board.users.new_session(name, board.config.session_hours * 3600)
     board.users.audit(name, "login", None, None, "ok")
     resp = RedirectResponse(nxt, status_code=303)
@@ -105,13 +106,14 @@ async def login_submit(request: Request, board: BoardContext) -> Response:
     return resp
 
 
-@public
-async def logout(request: Request, board: BoardContext) -> Response:
-    sess = board.session(request)
-    form = await _form(request)
-    if sess is not None and board.csrf_ok(request, sess, form.get("csrf")):
-        board.users.end_session(request.cookies.get(SESSION_COOKIE))
-        board.users.audit(sess.name, "logout", None, None, "ok")
+@own_session
+async def logout(request: Request, board: BoardContext, sess: Session) -> Response:
+    """End this login session (the guard checked its CSRF token: a forged form from another
+    site cannot log a nurse out) and close its live streams at once."""
+    token = request.cookies.get(SESSION_COOKIE)
+    board.users.end_session(token)
+    board.hub.close_sessions({session_key(token)} if token else set())
+    board.users.audit(sess.name, "logout", None, None, "ok")
     resp = RedirectResponse("/login", status_code=303)
     resp.delete_cookie(SESSION_COOKIE, path="/")
     return resp
@@ -136,12 +138,27 @@ async def room_page(request: Request, board: BoardContext, sess: Session) -> Res
     return board.render(request, "room.html", sess, room=room, sessions=past)
 
 
+def _patient_param(request: Request) -> str | None:
+    """`?patient=Patient/123`: printed on the report as given (checked, never looked up)."""
+    value = request.query_params.get("patient")
+    return check_patient_ref(value) if value else None
+
+
+async def _report_ctx(request: Request, board: BoardContext, room: str) -> dict[str, Any]:
+    return await run_in_threadpool(
+        report_context, board, room, request.query_params.get("session"), _patient_param(request)
+    )
+
+
 @page
 async def report(request: Request, board: BoardContext, sess: Session) -> Response:
     room = _room_param(request)
     if room is None:
         return PlainTextResponse("no such room", status_code=404)
-    ctx = await run_in_threadpool(report_context, board, room, request.query_params.get("session"))
+    try:
+        ctx = await _report_ctx(request, board, room)
+    except ValueError as exc:
+        return PlainTextResponse(str(exc).replace("--patient-ref", "patient"), status_code=400)
     return board.render(request, "report.html", sess, **ctx)
 
 
@@ -151,15 +168,29 @@ async def report_pdf(request: Request, board: BoardContext, sess: Session) -> Re
     room = _room_param(request)
     if room is None:
         return PlainTextResponse("no such room", status_code=404)
-    ctx = await run_in_threadpool(report_context, board, room, request.query_params.get("session"))
-    html = board.templates.get_template("report.html").render(
-        site=board.site, user=sess.name, role=sess.role, can_act=False, csrf="",
-        no_auth=False, printing=True, css=(Path(__file__).parent / "static/board.css").read_text(),
-        **ctx,
-    )  # fmt: skip
     try:
-        pdf = await asyncio.wait_for(run_in_threadpool(print_pdf, board.config.chromium, html), 60)
-    except (OSError, subprocess.SubprocessError, TimeoutError) as exc:
+        patient = _patient_param(request)
+    except ValueError as exc:
+        return PlainTextResponse(str(exc).replace("--patient-ref", "patient"), status_code=400)
+    try:
+        async with board.renders.slot():  # at most two Chromiums; a bounded wait, then 503
+            ctx = await run_in_threadpool(
+                report_context, board, room, request.query_params.get("session"), patient
+            )
+            html = board.templates.get_template("report.html").render(
+                site=board.site, user=sess.name, role=sess.role, can_act=False, csrf="",
+                no_auth=False, printing=True,
+                css=(Path(__file__).parent / "static/board.css").read_text(), **ctx,
+            )  # fmt: skip
+            pdf = await run_in_threadpool(print_pdf, board.config.chromium, html)
+    except QueueFull as exc:
+        log.warning("PDF refused: %s", exc)
+        return PlainTextResponse(
+            f"The PDF printer is busy ({exc}). Try again in {exc.retry_after_s} s.",
+            status_code=503,
+            headers={"Retry-After": str(exc.retry_after_s)},
+        )
+    except (OSError, subprocess.SubprocessError) as exc:
         log.error("PDF failed: %s", exc)
         return PlainTextResponse(f"PDF could not be made: {exc}", status_code=500)
     name = f"{board.site}-{room}-{ctx['session_id'] or 'session'}.pdf"

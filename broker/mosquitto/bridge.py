@@ -91,7 +91,7 @@ def central_acl_text(identities: list[Identity]) -> str:
 
     bridge-<site>   writes clinic/<site>/room/+/<data leaf>   reads clinic/<site>/room/+/cmd/#
     logger[-<n>]    reads  clinic/#                           writes clinic/+/logger[/<n>]/status
-    staff-<name>    reads  clinic/#                           writes clinic/+/room/+/cmd/#
+    staff-<name>    reads  clinic/#                           writes clinic/+/room/+/cmd/+/<name>
     Nothing before the first `user` line: unknown and anonymous clients get nothing.
     """
     lines = [
@@ -112,7 +112,8 @@ def central_acl_text(identities: list[Identity]) -> str:
             lines.append(f"topic write {topics.ROOT}/+/logger/{status}")
         elif ident.kind == "staff":
             lines.append(f"topic read {topics.ROOT}/#")
-            lines.append(f"topic write {topics.ROOT}/+/room/+/cmd/#")
+            # only under its own name: the room takes the sender from the topic
+            lines.append(f"topic write {topics.ROOT}/+/room/+/cmd/+/{ident.name}")
         lines.append("")
     return "\n".join(lines)
 

@@ -1,42 +1,75 @@
-"""The nurse-call lifecycle of one room, as a pure state machine.
+"""The nurse calls of one room, as a pure state machine: several calls, each its own lifecycle.
 
 How this works:
 
-* One call at a time per room. `CallState` is frozen; every function returns a new state
-  plus the events (`Emit`) the daemon should publish. Nothing here reads a clock or does
-  I/O: `now` (aware UTC) is an argument.
-* The legal status changes are the table `TRANSITIONS`::
+* `CallState.calls` holds every active call, highest priority first (then oldest first):
+  the first is what the dome shows and what the schema-1 fields of the retained `call`
+  describe. Each `Call` has its own id, type (a row of `call_types`), priority, status,
+  escalation tier, times and reminders. Nothing here reads a clock or does I/O.
+* The legal status changes of one call are the table `TRANSITIONS`::
 
-      idle      -> placed                      (press / emergency)
-      placed    -> claimed, escalated, idle    (claim / tick / cancel)
-      escalated -> claimed, idle               (claim / cancel)
-      claimed   -> idle                        (cancel)
+      idle      -> placed                      (press / input / cord open)
+      placed    -> claimed, escalated, idle    (claim / tick / end)
+      escalated -> claimed, idle               (claim / end)
+      claimed   -> idle                        (end)
 
-* A press while a call is active never starts a second call: it raises the priority of
-  the active call when the new priority is higher (`normal < infusion < emergency`), and
-  is otherwise ignored. The call keeps its id and status.
-* Escalation: an unclaimed `placed` call escalates once when it has waited
-  `escalate_after_s[priority]` since `placed_at` (at exactly the deadline, too). The
-  current priority counts: a normal call raised to emergency after 60 s is already past
-  the 30 s emergency limit and escalates on the next tick. There is no re-escalation.
-* Only the room cancels a call (cancel/presence button): staff claim, they never cancel.
-* A refused claim returns `refused` (a human reason) and one `COMMAND_REFUSED` emit, so the
-  refusal reaches the board's event log; it never raises.
-* Every emit carries `call_id` and `priority`, so response times can be computed from the
-  event log alone.
+* Placing a call of a type already active never opens a second one of that type: it
+  raises the active one's priority when the new priority is higher (a press during an
+  infusion), and is otherwise ignored. An emergency (long press, emergency input) turns an
+  active patient call (`normal`) into the emergency, keeping its id, status and times
+  (`CALL_PRIORITY_RAISED`, detail `from_type`); with none, it places a new emergency call.
+* Tiers: a call is placed at tier 1. While unclaimed it climbs to tier 2 after
+  `tier_s[0]` since it was placed and to tier 3 after `tier_s[1]` more (per type; the
+  current priority's timers count, so a call raised to emergency late climbs at once).
+  Each climb is one `CALL_ESCALATED` (detail `tier`); the status becomes `escalated`.
+* Reminders: a claimed call not cleared in the room within `reminder_s` of its claim is
+  re-signalled (`CALL_REMINDER`, detail `reminders`), and again every `reminder_s`.
+* Ending: only the room ends a call, and only a way its row allows (`ended_by`: cancel,
+  presence, cord). `CALL_CANCELLED` carries detail `ended_by` and `response_s`: seconds
+  from placed to the claim, or to the end when nobody claimed it (answered in the room).
+* A refused claim returns `refused` and one `COMMAND_REFUSED` emit; it never raises.
+* Every emit carries `call_id`, `priority` and detail `call_type`.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from contract.messages import CallPriority, CallStatus, EventKind, Phase
-from contract.timefmt import dt_from_str, dt_to_str, require_aware
-from controller.core.emit import Emit
+from contract.messages import MAX_ACTIVE_CALLS, CallPriority, CallStatus, CallType, EventKind, Phase
+from contract.timefmt import require_aware
+from controller.core.call_state import (
+    Call,
+    CallSettings,
+    CallState,
+    from_dict,
+    idle,
+    order,
+    to_dict,
+    with_call,
+)
+from controller.core.call_types import EndedBy, rank
+from controller.core.emit import Emit, Scalar
+
+__all__ = [
+    "TRANSITIONS",
+    "Call",
+    "CallOutcome",
+    "CallSettings",
+    "CallState",
+    "cancel",
+    "claim",
+    "emergency",
+    "end",
+    "from_dict",
+    "idle",
+    "next_deadline",
+    "place",
+    "press",
+    "tick",
+    "to_dict",
+]
 
 TRANSITIONS: dict[CallStatus, frozenset[CallStatus]] = {
     CallStatus.IDLE: frozenset({CallStatus.PLACED}),
@@ -44,62 +77,10 @@ TRANSITIONS: dict[CallStatus, frozenset[CallStatus]] = {
     CallStatus.ESCALATED: frozenset({CallStatus.CLAIMED, CallStatus.IDLE}),
     CallStatus.CLAIMED: frozenset({CallStatus.IDLE}),
 }
-
-PRIORITY_RANK: dict[CallPriority, int] = {
-    CallPriority.NORMAL: 0,
-    CallPriority.INFUSION: 1,
-    CallPriority.EMERGENCY: 2,
-}
+TOP_TIER = 3
+UNCLAIMED = (CallStatus.PLACED, CallStatus.ESCALATED)
 
 Emits = tuple[Emit, ...]
-
-
-def _default_escalation() -> dict[CallPriority, float]:
-    return {
-        CallPriority.NORMAL: 180.0,
-        CallPriority.INFUSION: 90.0,
-        CallPriority.EMERGENCY: 30.0,
-    }
-
-
-@dataclass(frozen=True)
-class CallSettings:
-    """Call timing.
-
-    Attributes:
-        escalate_after_s: Seconds an unclaimed call of each priority waits before it
-            escalates. A priority missing from the mapping never escalates.
-    """
-
-    escalate_after_s: Mapping[CallPriority, float] = field(default_factory=_default_escalation)
-
-
-@dataclass(frozen=True)
-class CallState:
-    """The room's current call; `status` is `idle` (and every other field None) without one.
-
-    Attributes:
-        call_id: Id of the active call.
-        priority: Current priority (only ever rises during a call).
-        status: Where the call is in its lifecycle.
-        placed_at: When the call was placed.
-        claimed_by: Who claimed it.
-        claimed_at: When it was claimed.
-        escalated_at: When it escalated (kept after a claim, for reports).
-    """
-
-    call_id: str | None
-    priority: CallPriority | None
-    status: CallStatus
-    placed_at: datetime | None
-    claimed_by: str | None
-    claimed_at: datetime | None
-    escalated_at: datetime | None
-
-    @property
-    def active(self) -> bool:
-        """True while a call is placed, escalated or claimed."""
-        return self.status is not CallStatus.IDLE
 
 
 @dataclass(frozen=True)
@@ -111,93 +92,91 @@ class CallOutcome:
     refused: str | None = None
 
 
-def idle() -> CallState:
-    """The state of a room with no call."""
-    return CallState(
-        call_id=None,
-        priority=None,
-        status=CallStatus.IDLE,
-        placed_at=None,
-        claimed_by=None,
-        claimed_at=None,
-        escalated_at=None,
+def _emit(call: Call, kind: EventKind, now: datetime, **extra: Any) -> Emit:
+    detail: dict[str, Scalar] = {"call_type": call.type.value, "tier": call.tier}
+    detail.update(extra.pop("detail", {}))
+    return Emit(
+        kind=kind, at=now, call_id=call.call_id, priority=call.priority, detail=detail, **extra
     )
 
 
-def _emit(state: CallState, kind: EventKind, now: datetime, **extra: Any) -> Emit:
-    return Emit(kind=kind, at=now, call_id=state.call_id, priority=state.priority, **extra)
-
-
-def _place_or_raise(
-    state: CallState, now: datetime, priority: CallPriority, new_call_id: str
-) -> tuple[CallState, Emits]:
-    now = require_aware(now)
-    if state.status is CallStatus.IDLE:
-        placed = CallState(
-            call_id=new_call_id,
-            priority=priority,
-            status=CallStatus.PLACED,
-            placed_at=now,
-            claimed_by=None,
-            claimed_at=None,
-            escalated_at=None,
-        )
-        return placed, (_emit(placed, EventKind.CALL_PLACED, now),)
-    assert state.priority is not None  # every active call has a priority
-    if PRIORITY_RANK[priority] <= PRIORITY_RANK[state.priority]:
-        return state, ()
-    raised = replace(state, priority=priority)
+def _raise(
+    call: Call, now: datetime, priority: CallPriority, new_type: CallType
+) -> tuple[Call, Emits]:
+    if rank(priority) <= rank(call.priority) and new_type is call.type:
+        return call, ()
+    raised = replace(call, priority=max(priority, call.priority, key=rank), type=new_type)
+    detail: dict[str, Scalar] = {"from_priority": call.priority.value, "status": call.status.value}
+    if new_type is not call.type:
+        detail["from_type"] = call.type.value
     emit = _emit(
         raised,
         EventKind.CALL_PRIORITY_RAISED,
         now,
-        reason=f"priority raised from {state.priority.value} to {priority.value}",
-        detail={"from_priority": state.priority.value, "status": state.status.value},
+        reason=f"priority raised from {call.priority.value} to {raised.priority.value}",
+        detail=detail,
     )
     return raised, (emit,)
 
 
-def press(
-    state: CallState, now: datetime, phase: Phase, new_call_id: str
+def place(
+    state: CallState,
+    call_type: CallType,
+    now: datetime,
+    phase: Phase,
+    new_call_id: str,
+    settings: CallSettings,
 ) -> tuple[CallState, Emits]:
-    """The patient pressed the call button (short press).
-
-    Args:
-        state: Current call state.
-        now: Current time, aware UTC.
-        phase: The session phase; a press during infusion has priority `infusion`.
-        new_call_id: Id to use if this press places a new call (ignored otherwise).
+    """An input of `call_type` fired: place that call, or raise the active one of its type.
 
     Returns:
-        The new state and its emits: `CALL_PLACED` from idle, `CALL_PRIORITY_RAISED` if an
-        active call gets a higher priority, nothing otherwise.
+        The new state and `CALL_PLACED`, `CALL_PRIORITY_RAISED` or nothing.
     """
-    priority = CallPriority.INFUSION if phase is Phase.INFUSION else CallPriority.NORMAL
-    return _place_or_raise(state, now, priority, new_call_id)
+    now = require_aware(now)
+    spec = settings.table[call_type]
+    priority = spec.priority_in(phase)
+    if call_type is CallType.EMERGENCY and state.of_type(CallType.EMERGENCY) is None:
+        patient = state.of_type(CallType.NORMAL)
+        if patient is not None:  # a long press after a press: the same call, now an emergency
+            raised, emits = _raise(patient, now, priority, CallType.EMERGENCY)
+            return with_call(state, put=raised), emits
+    current = state.of_type(call_type)
+    if current is not None:
+        raised, emits = _raise(current, now, priority, call_type)
+        return (with_call(state, put=raised), emits) if emits else (state, ())
+    if len(state.calls) >= MAX_ACTIVE_CALLS:  # pragma: no cover - one call per type is fewer
+        return state, ()
+    call = Call(new_call_id, call_type, priority, CallStatus.PLACED, now)
+    return with_call(state, put=call), (_emit(call, EventKind.CALL_PLACED, now),)
 
 
-def emergency(state: CallState, now: datetime, new_call_id: str) -> tuple[CallState, Emits]:
-    """A long press or the emergency input: place an emergency call or raise the active one.
+def press(
+    state: CallState,
+    now: datetime,
+    phase: Phase,
+    new_call_id: str,
+    settings: CallSettings | None = None,
+) -> tuple[CallState, Emits]:
+    """The patient pressed the call button (short press): a `normal` call."""
+    return place(state, CallType.NORMAL, now, phase, new_call_id, settings or CallSettings())
 
-    Args:
-        state: Current call state.
-        now: Current time, aware UTC.
-        new_call_id: Id to use if a new call is placed (ignored otherwise).
 
-    Returns:
-        The new state and its emits (`CALL_PLACED`, `CALL_PRIORITY_RAISED` or nothing when
-        the call is already an emergency).
-    """
-    return _place_or_raise(state, now, CallPriority.EMERGENCY, new_call_id)
+def emergency(
+    state: CallState, now: datetime, new_call_id: str, settings: CallSettings | None = None
+) -> tuple[CallState, Emits]:
+    """A long press or the emergency input: an emergency (raising an active patient call)."""
+    return place(
+        state, CallType.EMERGENCY, now, Phase.IDLE, new_call_id, settings or CallSettings()
+    )
 
 
 def _refuse(state: CallState, call_id: str, by: str, now: datetime, reason: str) -> CallOutcome:
-    priority = state.priority if call_id == state.call_id else None
+    call = state.by_id(call_id)
     emit = Emit(
         kind=EventKind.COMMAND_REFUSED,
         at=now,
         call_id=call_id,
-        priority=priority,
+        priority=call.priority if call else None,
         by=by,
         reason=reason,
         detail={"command": "claim", "topic": "cmd/claim"},
@@ -206,171 +185,166 @@ def _refuse(state: CallState, call_id: str, by: str, now: datetime, reason: str)
 
 
 def claim(state: CallState, call_id: str, by: str, now: datetime) -> CallOutcome:
-    """Staff claim the current call from the board.
+    """Staff claim one active call from the board.
 
-    A claim is accepted only for the current `call_id` while it is `placed` or `escalated`.
-    A repeated claim by the person who already holds the call is accepted silently (no
-    state change, no emit), so a retried command is harmless.
-
-    Args:
-        state: Current call state.
-        call_id: The call the staff member saw on the board.
-        by: Who claims it.
-        now: Current time, aware UTC.
-
-    Returns:
-        `CallOutcome`; on refusal the state is unchanged, `refused` says why and the only
-        emit is `COMMAND_REFUSED`.
+    Accepted for an active call while it is `placed` or `escalated`; a repeated claim by
+    the holder is accepted silently (no change, no emit), so a retried command is harmless.
     """
     now = require_aware(now)
     if not by.strip():
         return _refuse(state, call_id, by, now, "a claim must name who claims the call")
-    if state.status is CallStatus.IDLE:
+    if not state.active:
         return _refuse(state, call_id, by, now, f"call {call_id} is not active; no call is open")
-    if call_id != state.call_id:
+    call = state.by_id(call_id)
+    if call is None:
+        current = ", ".join(c.call_id for c in state.calls)
         return _refuse(
-            state,
-            call_id,
-            by,
-            now,
-            f"call {call_id} is not the current call (current: {state.call_id})",
+            state, call_id, by, now, f"call {call_id} is not an active call (active: {current})"
         )
-    if state.status is CallStatus.CLAIMED:
-        if state.claimed_by == by:
+    if call.status is CallStatus.CLAIMED:
+        if call.claimed_by == by:
             return CallOutcome(state, ())
         return _refuse(
-            state, call_id, by, now, f"call {call_id} already claimed by {state.claimed_by}"
+            state, call_id, by, now, f"call {call_id} already claimed by {call.claimed_by}"
         )
-    if CallStatus.CLAIMED not in TRANSITIONS[state.status]:  # pragma: no cover - table guard
-        return _refuse(state, call_id, by, now, f"cannot claim a {state.status.value} call")
-    assert state.placed_at is not None
-    claimed = replace(state, status=CallStatus.CLAIMED, claimed_by=by, claimed_at=now)
+    claimed = replace(call, status=CallStatus.CLAIMED, claimed_by=by, claimed_at=now)
     emit = _emit(
         claimed,
         EventKind.CALL_CLAIMED,
         now,
         by=by,
         detail={
-            "response_s": round((now - state.placed_at).total_seconds(), 3),
-            "was_escalated": state.status is CallStatus.ESCALATED,
+            "response_s": round((now - call.placed_at).total_seconds(), 3),
+            "was_escalated": call.status is CallStatus.ESCALATED,
         },
     )
-    return CallOutcome(claimed, (emit,))
+    return CallOutcome(with_call(state, put=claimed), (emit,))
 
 
-def cancel(state: CallState, now: datetime) -> tuple[CallState, Emits]:
-    """The cancel/presence button in the room: the active call ends.
-
-    Args:
-        state: Current call state.
-        now: Current time, aware UTC.
+def end(
+    state: CallState,
+    how: EndedBy,
+    now: datetime,
+    settings: CallSettings,
+    only: CallType | None = None,
+) -> tuple[CallState, Emits]:
+    """End every active call whose row allows `how` (and of type `only`, when given).
 
     Returns:
-        `idle()` and one `CALL_CANCELLED` (detail `response_s`: seconds from placed to
-        cancelled; `claimed_by` if it was claimed), or the unchanged state and no emit when
-        there is no call.
+        The calls left and one `CALL_CANCELLED` per ended call (detail `ended_by`,
+        `response_s`: placed -> claim, or placed -> now when unclaimed; `resolved_s`).
     """
     now = require_aware(now)
-    if CallStatus.IDLE not in TRANSITIONS[state.status]:
-        return state, ()
-    assert state.placed_at is not None
-    emit = _emit(
-        state,
-        EventKind.CALL_CANCELLED,
-        now,
-        by=state.claimed_by,
-        detail={
-            "response_s": round((now - state.placed_at).total_seconds(), 3),
-            "status": state.status.value,
-            "claimed_by": state.claimed_by,
-            "was_escalated": state.escalated_at is not None,
-        },
-    )
-    return idle(), (emit,)
+    kept: list[Call] = []
+    emits: list[Emit] = []
+    for call in state.calls:
+        spec = settings.table[call.type]
+        if how not in spec.ended_by or (only is not None and call.type is not only):
+            kept.append(call)
+            continue
+        answered = call.claimed_at or now
+        emits.append(
+            _emit(
+                call,
+                EventKind.CALL_CANCELLED,
+                now,
+                by=call.claimed_by,
+                detail={
+                    "ended_by": how.value,
+                    "response_s": round((answered - call.placed_at).total_seconds(), 3),
+                    "resolved_s": round((now - call.placed_at).total_seconds(), 3),
+                    "status": call.status.value,
+                    "claimed_by": call.claimed_by,
+                    "was_escalated": call.escalated_at is not None,
+                    "reminders": call.reminders,
+                },
+            )
+        )
+    return CallState(tuple(kept)), tuple(emits)
+
+
+def cancel(
+    state: CallState, now: datetime, settings: CallSettings | None = None
+) -> tuple[CallState, Emits]:
+    """The cancel button in the room: every call its row lets the cancel button end."""
+    return end(state, EndedBy.CANCEL, now, settings or CallSettings())
+
+
+def _climb_at(call: Call, settings: CallSettings) -> datetime | None:
+    if call.status not in UNCLAIMED or call.tier >= TOP_TIER:
+        return None
+    tiers = settings.table[call.type].tiers_for(call.priority)
+    wait = max(0.0, tiers[call.tier - 1])
+    return (call.tier_at or call.placed_at) + timedelta(seconds=wait)
+
+
+def _remind_at(call: Call, settings: CallSettings) -> datetime | None:
+    every = settings.table[call.type].reminder_s
+    if call.status is not CallStatus.CLAIMED or every is None or call.claimed_at is None:
+        return None
+    return (call.last_reminder_at or call.claimed_at) + timedelta(seconds=max(1.0, every))
 
 
 def next_deadline(state: CallState, settings: CallSettings) -> datetime | None:
-    """When `tick` next has something to do: the escalation time of a placed call, else None."""
-    if state.status is not CallStatus.PLACED:
-        return None
-    assert state.priority is not None and state.placed_at is not None
-    after = settings.escalate_after_s.get(state.priority)
-    if after is None or not math.isfinite(after):
-        return None
-    return state.placed_at + timedelta(seconds=max(0.0, after))
+    """When `tick` next has something to do (a climb or a reminder), else None."""
+    times = [
+        t
+        for call in state.calls
+        for t in (_climb_at(call, settings), _remind_at(call, settings))
+        if t is not None
+    ]
+    return min(times, default=None)
+
+
+def _tick_one(call: Call, now: datetime, settings: CallSettings) -> tuple[Call, list[Emit]]:
+    emits: list[Emit] = []
+    for _ in range(TOP_TIER):  # bounded: at most two climbs
+        at = _climb_at(call, settings)
+        if at is None or now < at:
+            break
+        call = replace(
+            call,
+            tier=call.tier + 1,
+            tier_at=at,
+            status=CallStatus.ESCALATED,
+            escalated_at=call.escalated_at or now,
+        )
+        waited = round((now - call.placed_at).total_seconds(), 3)
+        emits.append(
+            _emit(
+                call,
+                EventKind.CALL_ESCALATED,
+                now,
+                reason=f"unclaimed for {waited:.0f} s: tier {call.tier}",
+                detail={"waited_s": waited},
+            )
+        )
+    at = _remind_at(call, settings)
+    if at is not None and now >= at:
+        call = replace(call, reminders=call.reminders + 1, last_reminder_at=now)
+        open_s = round((now - call.placed_at).total_seconds(), 3)
+        emits.append(
+            _emit(
+                call,
+                EventKind.CALL_REMINDER,
+                now,
+                by=call.claimed_by,
+                reason=f"claimed by {call.claimed_by} but not cleared in the room",
+                detail={"reminders": call.reminders, "open_s": open_s},
+            )
+        )
+    return call, emits
 
 
 def tick(state: CallState, now: datetime, settings: CallSettings) -> tuple[CallState, Emits]:
-    """Advance time: an unclaimed placed call past its deadline escalates (once).
-
-    Args:
-        state: Current call state.
-        now: Current time, aware UTC.
-        settings: Escalation delays.
-
-    Returns:
-        The new state and `CALL_ESCALATED` (detail `waited_s`), or no change.
-    """
+    """Advance time: unclaimed calls climb tiers, claimed calls not cleared re-signal."""
     now = require_aware(now)
-    deadline = next_deadline(state, settings)
-    if deadline is None or now < deadline:
+    calls: list[Call] = []
+    emits: list[Emit] = []
+    for call in state.calls:
+        new, more = _tick_one(call, now, settings)
+        calls.append(new)
+        emits.extend(more)
+    if not emits:
         return state, ()
-    assert state.placed_at is not None
-    escalated = replace(state, status=CallStatus.ESCALATED, escalated_at=now)
-    waited = round((now - state.placed_at).total_seconds(), 3)
-    emit = _emit(
-        escalated,
-        EventKind.CALL_ESCALATED,
-        now,
-        reason=f"unclaimed for {waited:.0f} s",
-        detail={"waited_s": waited},
-    )
-    return escalated, (emit,)
-
-
-def to_dict(state: CallState) -> dict[str, str | None]:
-    """A JSON-safe dict of the state, for persistence across restarts."""
-    return {
-        "call_id": state.call_id,
-        "priority": state.priority.value if state.priority is not None else None,
-        "status": state.status.value,
-        "placed_at": dt_to_str(state.placed_at),
-        "claimed_by": state.claimed_by,
-        "claimed_at": dt_to_str(state.claimed_at),
-        "escalated_at": dt_to_str(state.escalated_at),
-    }
-
-
-def _opt_str(value: object, name: str) -> str | None:
-    if value is None or isinstance(value, str):
-        return value
-    raise ValueError(f"{name} must be a string or null")
-
-
-def from_dict(data: Mapping[str, object]) -> CallState:
-    """Rebuild a state written by `to_dict`.
-
-    Raises:
-        ValueError: If the data is corrupt or inconsistent (the daemon then starts from
-            `idle()` and says so).
-    """
-    status = CallStatus(str(data.get("status", "idle")))
-    if status is CallStatus.IDLE:
-        return idle()
-    raw_priority = data.get("priority")
-    state = CallState(
-        call_id=_opt_str(data.get("call_id"), "call_id"),
-        priority=CallPriority(str(raw_priority)) if raw_priority is not None else None,
-        status=status,
-        placed_at=dt_from_str(data.get("placed_at")),
-        claimed_by=_opt_str(data.get("claimed_by"), "claimed_by"),
-        claimed_at=dt_from_str(data.get("claimed_at")),
-        escalated_at=dt_from_str(data.get("escalated_at")),
-    )
-    if state.call_id is None or state.priority is None or state.placed_at is None:
-        raise ValueError("an active call needs call_id, priority and placed_at")
-    if status is CallStatus.CLAIMED and (state.claimed_by is None or state.claimed_at is None):
-        raise ValueError("a claimed call needs claimed_by and claimed_at")
-    if status is CallStatus.ESCALATED and state.escalated_at is None:
-        raise ValueError("an escalated call needs escalated_at")
-    return state
+    return CallState(tuple(sorted(calls, key=order))), tuple(emits)

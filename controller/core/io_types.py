@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from contract.messages import Envelope
+from contract.messages import Envelope, SimAction, SimButtonName
 from contract.vitals import Reading
+from controller.core.dome import DomeLayer
 
 
 @dataclass(frozen=True)
@@ -35,8 +36,12 @@ class Button(enum.Enum):
 
     CALL = "call"  # patient call button down (at once)
     CALL_HELD = "call_held"  # call button still down after long_press_s: an emergency
-    CANCEL = "cancel"  # cancel / presence button down
-    EMERGENCY = "emergency"  # emergency input (pull cord, second button) down
+    CANCEL = "cancel"  # cancel button down
+    CANCEL_HELD = "cancel_held"  # cancel button still down after cleaning_hold_s: cleaning
+    EMERGENCY = "emergency"  # emergency input (second button, code switch) down
+    PRESENCE = "presence"  # staff presence input (wall button, switch, badge reader later)
+    ASSIST = "assist"  # staff assist button
+    BATH = "bath"  # restroom pull cord
 
 
 @dataclass(frozen=True)
@@ -61,7 +66,9 @@ class RoomFacts:
     outbox_disk_full: bool = False
     outbox_oldest_age_s: float | None = None
     vitals_thinned: int = 0
+    outbox_refused: int = 0
     monitor: MonitorFacts = MonitorFacts()
+    cert_not_after: float | None = None  # the room's client certificate (epoch seconds)
 
 
 # -- events ---------------------------------------------------------------------------
@@ -77,6 +84,14 @@ class Started:
 @dataclass(frozen=True)
 class ButtonPressed:
     button: Button
+
+
+@dataclass(frozen=True)
+class CordChanged:
+    """The call-cord loop (normally closed) opened or closed."""
+
+    closed: bool
+    loop: str = "cord"
 
 
 @dataclass(frozen=True)
@@ -113,7 +128,16 @@ class Tick:
     facts: RoomFacts
 
 
-Event = Started | ButtonPressed | ReadingReceived | MessageReceived | LinkUp | LinkDown | Tick
+Event = (
+    Started
+    | ButtonPressed
+    | CordChanged
+    | ReadingReceived
+    | MessageReceived
+    | LinkUp
+    | LinkDown
+    | Tick
+)
 
 
 # -- actions --------------------------------------------------------------------------
@@ -121,9 +145,15 @@ Event = Started | ButtonPressed | ReadingReceived | MessageReceived | LinkUp | L
 
 @dataclass(frozen=True)
 class SetDome:
+    """The dome: `kind`/`on_s`/`off_s`/`colour` is the top layer (what a single lamp
+    shows); `layers` is everything, most urgent first (`controller.core.dome`). Equality
+    compares the pattern only (what a single-colour dome shows)."""
+
     kind: Literal["off", "steady", "blink"]
     on_s: float = 0.0
     off_s: float = 0.0
+    colour: str = field(default="white", compare=False)
+    layers: tuple[DomeLayer, ...] = field(default=(), compare=False)
 
 
 @dataclass(frozen=True)
@@ -140,8 +170,8 @@ class SetStatusLed:
 class SimulateButton:
     """Drive a mock button pin (a `--simulate` room only)."""
 
-    button: Literal["call", "cancel", "emergency"]
-    action: Literal["press", "release"]
+    button: SimButtonName
+    action: SimAction
 
 
 @dataclass(frozen=True)

@@ -9,20 +9,8 @@ linear 0..1 RGB duty cycles; the fade is eased with smoothstep.
 
 Vital alerts never touch the ambient scene: they light the dome light only.
 
-Dome light (`dome_pattern`), first matching row wins:
-
-| condition                                   | pattern | on / off (s) |
-|---------------------------------------------|---------|--------------|
-| active call with priority emergency         | blink   | 0.25 / 0.25  |
-| call escalated (any priority)               | blink   | 0.25 / 0.25  |
-| vital alert active                          | blink   | 0.5 / 0.5    |
-| infusion call, not claimed                  | blink   | 1.0 / 1.0    |
-| normal call, or any claimed non-emergency   | steady  |              |
-| monitor trouble (silent/disconnected)       | blink   | 0.1 / 1.9    |
-| nothing                                     | off     |              |
-
-(An emergency stays a fast blink after it is claimed: the claim says someone is coming,
-not that the emergency is over. Only the room's cancel button ends it.)
+The dome light's patterns are `DomePattern`s; what the dome shows (calls, alerts, presence,
+cleaning, in layers) is `controller.core.dome`.
 
 Status LED codes (`status_code`), most severe first; the technician counts blinks:
 
@@ -45,7 +33,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-from contract.messages import CallPriority, CallStatus, Phase
+from contract.messages import Phase
 from contract.timefmt import require_aware
 
 RGB = tuple[float, float, float]
@@ -219,47 +207,6 @@ class DomePattern:
     kind: Literal["off", "steady", "blink"]
     on_s: float = 0.0
     off_s: float = 0.0
-
-
-DOME_OFF = DomePattern("off")
-DOME_STEADY = DomePattern("steady")
-DOME_FAST = DomePattern("blink", 0.25, 0.25)
-DOME_ALERT = DomePattern("blink", 0.5, 0.5)
-DOME_SLOW = DomePattern("blink", 1.0, 1.0)
-DOME_MONITOR = DomePattern("blink", 0.1, 1.9)
-
-
-def dome_pattern(
-    call_status: CallStatus,
-    priority: CallPriority | None,
-    alert_active: bool,
-    monitor_trouble: bool = False,
-) -> DomePattern:
-    """The dome light pattern; see the precedence table in the module docstring.
-
-    Args:
-        call_status: Status of the room's call.
-        priority: Priority of the active call (ignored when the status is idle).
-        alert_active: Any vital alert active.
-        monitor_trouble: The bedside monitor is silent or disconnected during a session.
-
-    Returns:
-        The pattern to show.
-    """
-    active = call_status is not CallStatus.IDLE
-    if active and priority is CallPriority.EMERGENCY:
-        return DOME_FAST
-    if call_status is CallStatus.ESCALATED:
-        return DOME_FAST
-    if alert_active:
-        return DOME_ALERT
-    if call_status is CallStatus.PLACED and priority is CallPriority.INFUSION:
-        return DOME_SLOW
-    if active:
-        return DOME_STEADY
-    if monitor_trouble:
-        return DOME_MONITOR
-    return DOME_OFF
 
 
 # -- status LED ------------------------------------------------------------------------

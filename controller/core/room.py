@@ -17,16 +17,16 @@ import logging
 import uuid
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import ValidationError
 
 from contract import topics
 from contract.messages import (
     ClaimCommand,
+    CleaningCommand,
     EventKind,
     HealthMessage,
-    Phase,
     PhaseCommand,
     SceneCommand,
     SimButton,
@@ -34,12 +34,24 @@ from contract.messages import (
 )
 from contract.vitals import Reading, vitals_fields
 from controller.config import RoomConfig
-from controller.core import alerts, call_lifecycle, clock, health, lighting, payloads, phases
+from controller.core import (
+    alerts,
+    call_lifecycle,
+    clock,
+    cord,
+    dome,
+    health,
+    lighting,
+    monitor_alarms,
+    payloads,
+    phases,
+    presence,
+)
 from controller.core.emit import Emit, Scalar
 from controller.core.io_types import (
     Action,
-    Button,
     ButtonPressed,
+    CordChanged,
     Event,
     Instant,
     LinkDown,
@@ -56,6 +68,7 @@ from controller.core.io_types import (
     Started,
     Tick,
 )
+from controller.core.room_nurse_call import NurseCallInputs
 from controller.core.settings import RoomSettings, restore, short_errors
 
 log = logging.getLogger(__name__)
@@ -64,11 +77,15 @@ FADE_TICK_S = 0.05
 IDLE_WAIT_S = 1.0
 
 SavedState = Mapping[str, Mapping[str, Any] | None]
-STATE_KEYS = ("session", "call", "alerts", "scene")  # the blobs of `state_blobs()`
+# the blobs of `state_blobs()`
+STATE_KEYS = ("session", "call", "alerts", "scene", "modes", "cord", "monitor_alarms")
 
 
-class RoomCore:
-    """One room's behaviour. Not thread-safe: the daemon's one thread owns it."""
+class RoomCore(NurseCallInputs):
+    """One room's behaviour. Not thread-safe: the daemon's one thread owns it.
+
+    The nurse-call inputs (buttons, presence, cleaning, the cord loop) and the dome's layers
+    are in `room_nurse_call.NurseCallInputs`."""
 
     def __init__(
         self,
@@ -88,6 +105,8 @@ class RoomCore:
         self.call_settings = settings.calls
         self.alert_rules = settings.alert_rules
         self.phase_scenes = settings.phase_scenes
+        self.settings = settings
+        self.call_table = settings.calls.table
         self._prefix = topics.room_prefix(self.site, self.room) + "/"
 
         self.session = restore(
@@ -97,6 +116,17 @@ class RoomCore:
             "call", saved.get("call"), call_lifecycle.from_dict, call_lifecycle.idle()
         )
         self.alerts = restore("alerts", saved.get("alerts"), alerts.from_dict, alerts.initial())
+        no_modes: tuple[presence.Presence | None, presence.Cleaning | None] = (None, None)
+        self.presence, self.cleaning = restore(
+            "modes", saved.get("modes"), presence.from_dict, no_modes
+        )
+        self.cord = restore("cord", saved.get("cord"), cord.from_dict, cord.CordState())
+        self.monitor_alarms = restore(
+            "monitor_alarms",
+            saved.get("monitor_alarms"),
+            monitor_alarms.from_dict,
+            monitor_alarms.AlarmState(),
+        )
         self.scene_override: str | None = (saved.get("scene") or {}).get("override")
         self.restored = saved.get("session") is not None or saved.get("call") is not None
         self.fade = lighting.fade_to(None, self.scene().color, now.wall, 0.0)
@@ -111,6 +141,7 @@ class RoomCore:
         # changes it (link, monitor) marks it due, and the Tick that follows (in the same
         # round of the daemon loop) publishes it with fresh facts.
         self._health = health.HealthCadence(config.timing.health_every_s)
+        self._conditions = health.Conditions()  # journal lines when conditions start/end
         self._out: list[Action] = []
 
     # -- the one entry point ------------------------------------------------------------
@@ -127,6 +158,8 @@ class RoomCore:
                 self._on_start(facts, now)
             case ButtonPressed(button=button):
                 self._on_button(button, now)
+            case CordChanged(closed=closed):
+                self._on_cord(closed, now)
             case ReadingReceived(reading=reading):
                 self._on_reading(reading, now)
             case MessageReceived(topic=topic, payload=payload, retained=retained):
@@ -153,6 +186,9 @@ class RoomCore:
             "call": call_lifecycle.to_dict(self.call),
             "alerts": alerts.to_dict(self.alerts),
             "scene": {"override": self.scene_override},
+            "modes": presence.to_dict(self.presence, self.cleaning),
+            "cord": cord.to_dict(self.cord),
+            "monitor_alarms": monitor_alarms.to_dict(self.monitor_alarms),
         }
 
     def seconds_to_next_deadline(self, now: Instant) -> float:
@@ -161,6 +197,7 @@ class RoomCore:
         for deadline in (
             phases.next_deadline(self.session, self.phase_settings),
             call_lifecycle.next_deadline(self.call, self.call_settings),
+            self.nurse_call_deadline(),
         ):
             if deadline is not None:
                 waits.append((deadline - now.wall).total_seconds())
@@ -183,6 +220,10 @@ class RoomCore:
         self.session = clock.shifted(self.session, step)
         self.call = clock.shifted(self.call, step)
         self.alerts = clock.shifted(self.alerts, step)
+        self.presence = clock.shifted(self.presence, step)
+        self.cleaning = clock.shifted(self.cleaning, step)
+        self.cord = clock.shifted(self.cord, step)
+        self.monitor_alarms = clock.shifted(self.monitor_alarms, step)
         self.fade = clock.shifted(self.fade, step)
         detail: dict[str, Scalar] = {"step_s": round(step.total_seconds(), 3)}
         self._emit([Emit(EventKind.CLOCK_STEPPED, now.wall, detail=detail)])
@@ -199,18 +240,6 @@ class RoomCore:
         self._publish_call()
         self._publish_health(now, force=True)
 
-    def _on_button(self, button: Button, now: Instant) -> None:
-        wall = now.wall
-        if button is Button.CALL:
-            state, emits = call_lifecycle.press(
-                self.call, wall, self.session.phase, self._new_call_id()
-            )
-        elif button in (Button.CALL_HELD, Button.EMERGENCY):
-            state, emits = call_lifecycle.emergency(self.call, wall, self._new_call_id())
-        else:
-            state, emits = call_lifecycle.cancel(self.call, wall)
-        self._set_call(state, emits, now)
-
     def _set_call(
         self, state: call_lifecycle.CallState, emits: tuple[Emit, ...], now: Instant
     ) -> None:
@@ -225,17 +254,21 @@ class RoomCore:
     def _on_reading(self, reading: Reading, now: Instant) -> None:
         self._last_reading_mono = now.mono
         self._out.append(Publish(VitalsMessage, vitals_fields(reading)))
-        before = alerts.active_list(self.alerts)
+        before = self._active_alerts()
         self.alerts, emits = alerts.evaluate(
-            self.alerts, reading.vitals(), now.wall, self.session.phase, self.alert_rules
+            self.alerts, reading.alert_values(), now.wall, self.session.phase, self.alert_rules
         )
-        if emits:
+        self.monitor_alarms, alarm_emits = monitor_alarms.evaluate(
+            self.monitor_alarms, reading.alert_alarms(), now.wall, self.settings.alarms
+        )
+        if emits or alarm_emits:
             self._apply_outputs(now)
-            self._emit(list(emits))
-        if alerts.active_list(self.alerts) != before:
+            self._emit([*emits, *alarm_emits])
+        if self._active_alerts() != before:
             self._publish_state()
         if not self.monitor_ok:
             self.monitor_ok = True
+            log.warning("monitor link restored (%s)", reading.protocol)
             detail = {"protocol": reading.protocol}
             self._emit([Emit(EventKind.MONITOR_LINK_RESTORED, now.wall, detail=detail)])
             self._apply_outputs(now)
@@ -249,20 +282,32 @@ class RoomCore:
         if leaf == "sim/button":
             self._on_sim_button(payload, now)
             return
-        name = leaf.removeprefix("cmd/") if leaf.startswith("cmd/") else ""
-        model = topics.COMMANDS.get(name)
-        if model is None:
+        command = topics.split_cmd(leaf)
+        if command is None:
             self._refuse(now, f"unknown command topic {topic!r}", None, leaf)
             return
+        name, sender = command
+        leaf = f"cmd/{name}"
+        if sender is None:
+            self._refuse(now, f"{leaf} names no sender: commands go to {leaf}/<sender>", None, leaf)
+            return
         try:
-            cmd = model.model_validate_json(payload, strict=True)
+            cmd = topics.COMMANDS[name].model_validate_json(payload, strict=True)
         except ValidationError as exc:
             self._refuse(now, f"bad {name} command: {short_errors(exc)}", None, leaf)
             return
         first = len(self._out)
+        # who acted: the sender the broker authenticated, or whom a delegate (the board)
+        # authenticated itself
+        actor = cmd.by if sender in self.config.commands.delegates else sender
         problem = self._stale(cmd.issued_at, now)
+        if problem is None and cmd.by != actor:
+            problem = (
+                f"by {cmd.by!r} is not the sender {sender!r}: only "
+                f"{', '.join(self.config.commands.delegates) or 'no one'} may act for others"
+            )
         if problem is not None:
-            self._refuse(now, problem, cmd.by, leaf)
+            self._refuse(now, problem, actor, leaf)
         elif isinstance(cmd, PhaseCommand):
             self._on_phase_cmd(cmd, now)
         elif isinstance(cmd, ClaimCommand):
@@ -270,6 +315,8 @@ class RoomCore:
             self._set_call(outcome.state, outcome.emits, now)  # a refusal is its emit
         elif isinstance(cmd, SceneCommand):
             self._on_scene_cmd(cmd, now, leaf)
+        elif isinstance(cmd, CleaningCommand):
+            self._on_cleaning_cmd(cmd, now)
         if cmd.request_id is not None:  # the sender matches the room's answer to its request
             self._out[first:] = [
                 payloads.with_request_id(a, cmd.request_id) for a in self._out[first:]
@@ -347,6 +394,8 @@ class RoomCore:
 
     def _on_tick(self, facts: RoomFacts, now: Instant) -> None:
         self.facts = facts
+        for level, line in self._conditions.update(facts):
+            log.log(level, "%s", line)
         self.session, emits = phases.tick(self.session, now.wall, self.phase_settings)
         if emits:
             self._emit(list(emits))
@@ -354,6 +403,7 @@ class RoomCore:
         state, emits = call_lifecycle.tick(self.call, now.wall, self.call_settings)
         if state != self.call:
             self._set_call(state, emits, now)
+        self._nurse_call_tick(now)
         self._out.append(SetAmbient(lighting.color_at(self.fade, now.wall)))
         self._check_monitor(now)
         self._publish_health(now)
@@ -365,6 +415,7 @@ class RoomCore:
         age = now.mono - (self._last_reading_mono or self.started_mono)
         if age > self.config.monitor.silence_s:
             self.monitor_ok = False
+            log.warning("monitor link lost: no reading for %.1f s", age)
             self._emit(
                 [
                     Emit(
@@ -385,14 +436,10 @@ class RoomCore:
         self.fade = lighting.fade_to(self.fade, scene.color, now.wall, scene.fade_s)
 
     def _apply_outputs(self, now: Instant) -> None:
-        pattern = lighting.dome_pattern(
-            self.call.status,
-            self.call.priority,
-            bool(alerts.active_list(self.alerts)),
-            # the corridor dome shows monitor trouble only while a patient is in session
-            not self.monitor_ok and self.session.phase is not Phase.IDLE,
-        )
-        self._out.append(SetDome(pattern.kind, pattern.on_s, pattern.off_s))
+        layers = self.dome_layers()
+        top = dome.top(layers)
+        kind: Literal["off", "steady", "blink"] = top.kind  # type: ignore[assignment]
+        self._out.append(SetDome(kind, top.on_s, top.off_s, top.colour, layers))
         self._out.append(SetAmbient(lighting.color_at(self.fade, now.wall)))
 
     def _emit(self, emits: list[Emit]) -> None:
@@ -400,11 +447,19 @@ class RoomCore:
 
     def _publish_state(self) -> None:
         self._out.append(
-            payloads.state(self.session, self.alerts, self.scene(), self.scene_override)
+            payloads.state(
+                self.session,
+                self._active_alerts(),
+                self.scene(),
+                self.scene_override,
+                self.presence,
+                self.cleaning,
+                ("cord",) if not self.cord.closed else (),
+            )
         )
 
     def _publish_call(self) -> None:
-        self._out.append(payloads.call(self.call))
+        self._out.append(payloads.call(self.call, self.call_table))
 
     def _publish_health(self, now: Instant, force: bool = False) -> None:
         """Publish health on a change of what it says, every health_every_s, or when due."""

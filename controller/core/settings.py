@@ -10,9 +10,9 @@ from typing import Any, TypeVar
 from pydantic import ValidationError
 
 from contract.alert_rules import DEFAULT_RULES, AlertRule
-from contract.messages import Phase
+from contract.messages import CallType, Phase
 from controller.config import RoomConfig
-from controller.core import call_lifecycle, lighting, phases
+from controller.core import call_lifecycle, call_types, cord, lighting, monitor_alarms, phases
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +25,11 @@ class RoomSettings:
     calls: call_lifecycle.CallSettings
     alert_rules: dict[Phase, tuple[AlertRule, ...]]
     phase_scenes: dict[Phase, str]
+    cord: cord.CordSettings
+    alarms: monitor_alarms.AlarmSettings
+    dome_roles: dict[str, str]
+    presence_max_s: float | None
+    cleaning_minutes: float
 
     @classmethod
     def from_config(cls, config: RoomConfig) -> RoomSettings:
@@ -37,10 +42,31 @@ class RoomSettings:
                 min_recovery_s=t.min_recovery_min * 60,
                 reminder_every_s=t.reminder_every_min * 60,
             ),
-            calls=call_lifecycle.CallSettings(escalate_after_s=t.escalate_after()),
+            calls=call_lifecycle.CallSettings(call_table(config)),
             alert_rules=alert_rules(config),
             phase_scenes={**lighting.DEFAULT_PHASE_SCENES, **(config.scenes or {})},
+            cord=cord.CordSettings(
+                config.cord.debounce_s, config.cord.flap_window_s, config.cord.flap_count
+            ),
+            alarms=monitor_alarms.AlarmSettings(
+                dict(config.monitor_alarms.map), config.monitor_alarms.unknown
+            ),
+            dome_roles=config.dome.full_roles(),
+            presence_max_s=(
+                config.presence.max_min * 60 if config.presence.max_min is not None else None
+            ),
+            cleaning_minutes=config.cleaning.minutes,
         )
+
+
+def call_table(config: RoomConfig) -> dict[CallType, call_types.CallTypeSpec]:
+    """The default call-type rows (first-tier timers from `timing`), the config's on top."""
+    t = config.timing
+    table = call_types.default_table(
+        t.escalate_normal_s, t.escalate_infusion_s, t.escalate_emergency_s
+    )
+    overrides = {k: v.model_dump() for k, v in (config.call_types or {}).items()}
+    return call_types.with_overrides(table, overrides)
 
 
 def alert_rules(config: RoomConfig) -> dict[Phase, tuple[AlertRule, ...]]:

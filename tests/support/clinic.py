@@ -43,9 +43,11 @@ class Clinic:
         dev_port: bool = False,
         message_size_limit: int = 0,
         loggers: tuple[str, ...] = (),
+        **limits: int,
     ):
         """`loggers`: names of redundant loggers (`logger-<name>` certificates) besides the
-        one unnamed `logger`."""
+        one unnamed `logger`; `limits`: BrokerSettings limits to override (max_connections,
+        max_packet_size...)."""
         self.root = root
         self.site = site
         self.pki = Pki.init(root / "pki", site)
@@ -70,7 +72,7 @@ class Clinic:
             log_file=state / "mosquitto.log",
             run_as=current_user(),
             autosave_interval=1,
-            message_size_limit=message_size_limit,
+            **limits,  # type: ignore[arg-type]
         )
         self.conf, self.acl = write_config(self.settings, root / "mosquitto.conf")
         self.broker = Mosquitto(state, port=self.tls_port, config_text=self.conf.read_text())

@@ -72,7 +72,7 @@ def mixed_batch() -> list[tuple[Classified, str]]:
                                from_phase="infusion", session_id=f"s{room}",
                                ts=T0 + timedelta(minutes=45))),
             received(topics.availability(SITE, room), b"online"),
-            received(topics.cmd(SITE, room, "claim"),
+            received(topics.cmd(SITE, room, "claim", "bob"),
                      json.dumps(staff_command(call_id=f"c{room}", by="bob")).encode()),
             received(topics.vitals(SITE, room), b"{broken"),
         ]  # fmt: skip

@@ -34,7 +34,9 @@ def run(args: argparse.Namespace) -> int:
         demo.start_central()
         demo.start_rooms()
         wait_port("127.0.0.1", demo.board_port, 30)
-        view = ClinicView(demo.endpoint(f"staff-{script.NURSE}"), script.SITE, demo.rooms)
+        view = ClinicView(
+            demo.endpoint(f"staff-{script.NURSE}"), script.SITE, demo.rooms, sender=script.NURSE
+        )
         view.start()
         threading.Thread(target=demo.play, args=(view, notes.append), daemon=True).start()
         _show(demo, view, notes, started)
@@ -102,8 +104,17 @@ def _print_summary(s: dict[str, Any]) -> None:
     for c in s["calls"]:
         resp = "-" if c["response_s"] is None else f"{c['response_s']:.1f} s"
         print(
-            f"  call in room {c['room']}: {c['priority']}, {c['status']}, claimed after {resp}"
-            f" by {c['claimed_by'] or '-'}"
+            f"  {c.get('type') or 'call'} call in room {c['room']}: {c['priority']}, "
+            f"{c['status']}, claimed after {resp} by {c['claimed_by'] or '-'}"
+        )
+    n = s.get("nurse_call") or {}
+    if n:
+        print(
+            f"  nurse call: {n['presence']} presence ({n['answered_by_presence']} calls answered "
+            f"in the room), {n['assist']} staff assist, {n['bath']} bath, {n['cord_out']} cord "
+            f"out ({n['cord_back']} put back, {n['cord_flapping']} flapping), {n['cleaning']} "
+            f"cleaning ({n['ignored_in_cleaning']} presses ignored), {n['monitor_alarms']} "
+            f"monitor alarms, {n['reminders']} reminders"
         )
     if s.get("database"):
         print(f"  database: {s['database']}")

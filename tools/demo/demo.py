@@ -160,6 +160,9 @@ class Demo:
         ]
         if index == script.CALL_ROOM:
             cmd.append("--desat")
+            # the probe slips off now and then (10-18 s of every 30 s, real time): the
+            # Masimo raises its own alarm, which the room shows as a monitor alarm
+            cmd += ["--fault", "sensor-off"]
         if index == script.BP_ROOM:
             cmd.append("--hypertensive")
         if transport == "serial":
@@ -231,9 +234,16 @@ class Demo:
         elif kind in ("press", "release"):
             view.publish(topics.sim_button(script.SITE, room), {"button": arg, "action": kind})
         elif kind == "claim":
-            call_id = view.call_of(room).get("call_id")
+            call = view.call_of(room)
+            calls = call.get("calls") or [call]
+            call_id = next((c.get("call_id") for c in calls if arg in ("", c.get("type"))), None)
             if call_id:
                 view.command(room, "claim", call_id=call_id, by=script.NURSE)
+        elif kind == "cord":
+            view.publish(topics.sim_button(script.SITE, room), {"button": "cord", "action": arg})
+        elif kind == "cleaning":
+            minutes = float(arg) / self.speed / 60
+            view.command(room, "cleaning", minutes=round(minutes, 4), by=script.NURSE)
         elif kind == "kill-pi":
             self._stop(f"room-{room}", signal.SIGKILL)
         elif kind == "start-pi":

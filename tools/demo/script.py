@@ -4,6 +4,10 @@ Every room runs one session through every phase, staggered. Along the way: a cal
 infusion (claimed by the scripted nurse, cancelled in the room), an emergency, a call
 nobody claims in time (it escalates), a patient whose blood pressure crosses the alert
 threshold, a room Pi that is killed and comes back, a monitor unplugged and plugged back.
+And the nurse call of issue 14: a call answered by staff presence, a staff assist claimed
+and cleared, a bath (restroom) call answered in the room, a call cord pulled out of its jack
+and put back, a room cleaned after its session (a press during cleaning is ignored), and
+the first room's monitor raising its own alarm when the probe slips off.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ MONITORS: tuple[tuple[str, str], ...] = (
 PRE_CHECK_S, INFUSION_S, RECOVERY_S, DISCHARGE_S = 10.0, 60.0, 45.0, 6.0
 SESSION_S = PRE_CHECK_S + INFUSION_S + RECOVERY_S + DISCHARGE_S
 STAGGER_S = 6.0
+CLEANING_S = 8.0  # the scripted cleaning mode, script seconds
 # The monitor trace is a 90-minute ketamine session; played so one session fits it.
 TRACE_SPEED = 90 * 60 / (PRE_CHECK_S + INFUSION_S + RECOVERY_S)
 
@@ -39,7 +44,8 @@ CALL_ROOM, PI_KILLED_ROOM, EMERGENCY_ROOM, UNPLUG_ROOM, ESCALATION_ROOM, BP_ROOM
 class Step:
     at: float  # script seconds from the start
     room: int  # room index
-    what: str  # phase:<p> | press:<button> | release:<button> | claim | kill-pi | start-pi
+    what: str  # phase:<p> | press:<button> | release:<button> | claim[:<call type>]
+    #            | cord:open | cord:close | cleaning:<script seconds> | kill-pi | start-pi
     #            | unplug-monitor | plug-monitor
     note: str = ""
 
@@ -67,6 +73,10 @@ def clinic_day(n_rooms: int) -> list[Step]:
         if room < n_rooms:
             steps.append(Step(session_start(room) + offset, room, what, note))
 
+    def press(room: int, offset: float, button: str, note: str = "") -> None:
+        at(room, offset, f"press:{button}", note)
+        at(room, offset + 0.2, f"release:{button}")
+
     infusion = PRE_CHECK_S
     recovery = PRE_CHECK_S + INFUSION_S
     at(CALL_ROOM, infusion + 15, "press:call", "the patient presses call during infusion")
@@ -84,6 +94,22 @@ def clinic_day(n_rooms: int) -> list[Step]:
     at(ESCALATION_ROOM, recovery + 25, "claim", "the escalated call is claimed at last")
     at(ESCALATION_ROOM, recovery + 30, "press:cancel")
     at(ESCALATION_ROOM, recovery + 30.2, "release:cancel")
+    # issue 14: presence, assist, bath, cord out and back, cleaning (the monitor alarm comes
+    # from CALL_ROOM's simulated Masimo: its probe slips off, `--fault sensor-off`)
+    press(CALL_ROOM, recovery + 8, "call", "the patient calls again")
+    press(CALL_ROOM, recovery + 12, "presence", "the nurse walks in: presence answers the call")
+    press(CALL_ROOM, recovery + 20, "presence", "the nurse leaves (presence ends)")
+    press(EMERGENCY_ROOM, recovery + 5, "assist", "STAFF ASSIST: the nurse calls a colleague")
+    at(EMERGENCY_ROOM, recovery + 8, "claim:assist", "a colleague claims the assist call")
+    press(EMERGENCY_ROOM, recovery + 14, "cancel", "the assist is cleared in the room")
+    press(UNPLUG_ROOM, recovery + 5, "bath", "BATH CALL: the patient pulls the restroom cord")
+    press(UNPLUG_ROOM, recovery + 9, "presence", "staff presence answers the bath call")
+    press(UNPLUG_ROOM, recovery + 15, "presence")
+    at(PI_KILLED_ROOM, recovery + 10, "cord:open", "CORD OUT: the call cord is pulled out")
+    at(PI_KILLED_ROOM, recovery + 18, "cord:close", "the call cord is plugged back")
+    end = SESSION_S
+    at(ESCALATION_ROOM, end + 1, f"cleaning:{CLEANING_S:g}", "CLEANING: the room is wiped down")
+    press(ESCALATION_ROOM, end + 3, "call", "a press while cleaning is ignored")
     at(PI_KILLED_ROOM, infusion + 25, "kill-pi", "the room Pi loses power (SIGKILL)")
     at(PI_KILLED_ROOM, infusion + 31, "start-pi", "the room Pi boots again")
     at(UNPLUG_ROOM, infusion + 20, "unplug-monitor", "the monitor cable is pulled")
@@ -126,6 +152,9 @@ def room_config_text(
         f"escalate_infusion_s = {10 / speed:.2f}",
         f"escalate_emergency_s = {5 / speed:.2f}",
         "health_every_s = 5",
+        "",
+        "[cord]",
+        f"debounce_s = {1 / speed:.2f}",  # a cord out shows within a script second
         "",
         "[monitor]",
         *(f'{k} = "{v}"' for k, v in monitor.items()),

@@ -17,7 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from broker.logger.store import open_store
+from broker.logger.store import LogStore, open_store
 from controller.outbox_audit import read_outbox
 
 
@@ -45,10 +45,12 @@ def summarize(db_path: Path, site: str, room_dirs: dict[str, Path]) -> dict[str,
             totals["pending"] += len(pending)
             totals["thinned"] += thinned
         counts = store.counts(site)
+        nurse_call, types = _nurse_call(store, site, list(room_dirs))
         calls = [
             {
                 "room": r["room"],
                 "call_id": r["call_id"],
+                "type": types.get(str(r["call_id"])),
                 "priority": r["priority"],
                 "status": r["status"],
                 "response_s": r["response_s"],
@@ -64,6 +66,7 @@ def summarize(db_path: Path, site: str, room_dirs: dict[str, Path]) -> dict[str,
             "events_logged": counts.events,
             "alerts_raised": counts.alerts_raised,
             "calls": calls,
+            "nurse_call": nurse_call,
             "lost": totals["lost"],
             "duplicates": counts.duplicate_seqs,
             "quarantined": counts.quarantined,
@@ -74,3 +77,54 @@ def summarize(db_path: Path, site: str, room_dirs: dict[str, Path]) -> dict[str,
         }
     finally:
         store.close()
+
+
+EPOCH_START = "1970-01-01T00:00:00.000Z"
+
+
+def _nurse_call(
+    store: LogStore, site: str, rooms: list[str]
+) -> tuple[dict[str, int], dict[str, str]]:
+    """What the day did of issue 14, counted from the logged events; and each call's type."""
+    counts = dict.fromkeys(
+        (
+            "presence",
+            "answered_by_presence",
+            "assist",
+            "bath",
+            "cord_out",
+            "cord_back",
+            "cord_flapping",
+            "cleaning",
+            "ignored_in_cleaning",
+            "monitor_alarms",
+            "reminders",
+        ),
+        0,
+    )
+    types: dict[str, str] = {}
+    for room in rooms:
+        for e in store.events(site, room, EPOCH_START):
+            kind, detail = e["kind"], e["detail"] or {}
+            call_type = detail.get("call_type")
+            if kind == "call_placed" and e["call_id"]:
+                types[str(e["call_id"])] = str(call_type)
+                if call_type in ("assist", "bath", "cord_out"):
+                    counts[str(call_type)] += 1
+            elif kind == "call_cancelled" and detail.get("ended_by") == "presence":
+                counts["answered_by_presence"] += 1
+            elif kind == "call_cancelled" and detail.get("ended_by") == "cord":
+                counts["cord_back"] += 1
+            elif kind == "alert_raised" and detail.get("source") == "monitor":
+                counts["monitor_alarms"] += 1
+            else:
+                key = {
+                    "presence_started": "presence",
+                    "cord_flapping": "cord_flapping",
+                    "cleaning_started": "cleaning",
+                    "input_ignored": "ignored_in_cleaning",
+                    "call_reminder": "reminders",
+                }.get(kind)
+                if key is not None:
+                    counts[key] += 1
+    return counts, types

@@ -14,6 +14,8 @@
       phase: el("span", { class: "phase-name" }),
       phaseTime: el("span", { class: "phase-time" }),
       call: el("div", { class: "call", "data-status": "idle" }),
+      moreCalls: el("ul", { class: "more-calls", "aria-label": "more calls in this room" }),
+      modes: el("p", { class: "modes" }),
       vitals: el("dl", { class: "vitals" }),
       vitalsAge: el("p", { class: "vitals-age" }),
       alerts: el("ul", { class: "alerts", "aria-label": "active alerts" }),
@@ -40,7 +42,7 @@
         el("h2", { id: "title-" + room }, el("a", { href: "/rooms/" + encodeURIComponent(room), text: "Room " + room })),
         parts.avail),
       el("p", { class: "phase" }, parts.phase, " · ", parts.phaseTime),
-      parts.call, parts.vitals, parts.vitalsAge, parts.alerts, parts.trouble, parts.actions,
+      parts.call, parts.moreCalls, parts.modes, parts.vitals, parts.vitalsAge, parts.alerts, parts.trouble, parts.actions,
       parts.command);
     return { node, parts, view: null, callKey: null, alertsKey: null, troubleKey: null, commandKey: null };
   }
@@ -53,35 +55,75 @@
     document.getElementById("empty").hidden = true;
   }
 
+  function callWhat(c) {
+    if (c.type === "normal" && c.priority === "infusion") return "CALL (infusion)";
+    if (c.type === "cord_out") return "CORD OUT (trouble)";
+    return c.what || (c.priority === "emergency" ? "EMERGENCY CALL" : "CALL");
+  }
+
+  // One call: what, level, tier, elapsed, and its claim (each call is claimed on its own).
+  function callParts(node, view, c, buttonName) {
+    const what = callWhat(c);
+    node.append(el("span", { class: "mark", "aria-hidden": "true", text: LEVEL_MARK[c.level] }),
+      el("strong", { class: "call-what", text: `${what} · ${LEVEL_WORD[c.level]}` }));
+    if (c.status === "escalated") node.append(el("span", { class: "escalated", text: " ESCALATED" }));
+    if (c.tier > 1) node.append(el("span", { class: "tier", text: ` tier ${c.tier}` }));
+    if (c.reminders) node.append(el("span", { class: "reminder", text: ` ⟳ not cleared (reminder ${c.reminders})` }));
+    node.append(el("span", { class: "call-elapsed", "data-since": c.placed_at, text: " " + since(c.placed_at) }));
+    if (c.claimed_by) {
+      node.append(el("span", { class: "claimed", text: `✓ Claimed by ${c.claimed_by}` }));
+    } else if (Board.canAct) {
+      const b = el("button", { type: "button", class: "claim", text: buttonName });
+      b.addEventListener("click", () => Board.claim(view.room, c.call_id, b));
+      node.append(b);
+    } else {
+      node.append(el("span", { class: "unclaimed", text: "not claimed" }));
+    }
+    return what;
+  }
+
   function renderCall(tile, view) {
-    const c = view.call;
-    const key = c ? [c.call_id, c.status, c.level, c.claimed_by].join("|") : "none";
+    const calls = view.calls || (view.call ? [view.call] : []);
+    const key = JSON.stringify(calls.map((c) => [c.call_id, c.status, c.level, c.claimed_by, c.tier, c.reminders]));
     if (key === tile.callKey) return;
-    const prev = tile.callKey;
+    const prev = tile.callKeys || new Set();
     tile.callKey = key;
+    tile.callKeys = new Set(calls.map((c) => c.call_id + "|" + c.status));
     const box = tile.parts.call;
     box.replaceChildren();
     box.className = "call";
+    const c = calls[0];
     box.dataset.status = c ? c.status : "idle";
+    box.dataset.count = String(calls.length);
+    tile.parts.moreCalls.replaceChildren();
     if (!c) { box.append(el("span", { class: "no-call", text: "no call" })); return; }
     box.classList.add("lvl-" + c.level);
-    const what = (c.priority === "emergency" ? "EMERGENCY CALL" : c.priority === "infusion" ? "CALL (infusion)" : "CALL");
-    box.append(el("span", { class: "mark", "aria-hidden": "true", text: LEVEL_MARK[c.level] }),
-      el("strong", { class: "call-what", text: `${what} · ${LEVEL_WORD[c.level]}` }));
-    if (c.status === "escalated") box.append(el("span", { class: "escalated", text: " ESCALATED" }));
-    box.append(el("span", { class: "call-elapsed", "data-since": c.placed_at, text: " " + since(c.placed_at) }));
-    if (c.claimed_by) {
-      box.append(el("span", { class: "claimed", text: `✓ Claimed by ${c.claimed_by}` }));
-    } else if (Board.canAct) {
-      const b = el("button", { type: "button", class: "claim", text: `Claim call in room ${view.room}` });
-      b.addEventListener("click", () => Board.claim(view.room, c.call_id, b));
-      box.append(b);
-    } else {
-      box.append(el("span", { class: "unclaimed", text: "not claimed" }));
+    box.dataset.type = c.type || "";
+    callParts(box, view, c, `Claim call in room ${view.room}`);
+    for (const other of calls.slice(1)) {
+      const li = el("li", { class: "more-call lvl-" + other.level, "data-status": other.status,
+        "data-type": other.type, "data-call-id": other.call_id });
+      callParts(li, view, other, `Claim ${callWhat(other).toLowerCase()} in room ${view.room}`);
+      tile.parts.moreCalls.append(li);
     }
-    if (c.status !== "claimed" && (!prev || !prev.startsWith(c.call_id + "|" + c.status))) {
-      announce.textContent = `Room ${view.room}: ${what.toLowerCase()}, ${LEVEL_WORD[c.level].toLowerCase()} priority`;
+    const fresh = calls.find((x) => x.status !== "claimed" && !prev.has(x.call_id + "|" + x.status));
+    if (fresh) {
+      announce.textContent = `Room ${view.room}: ${callWhat(fresh).toLowerCase()}, ${LEVEL_WORD[fresh.level].toLowerCase()} priority`;
     }
+  }
+
+  // Staff presence and cleaning mode, in words (never colour alone).
+  function renderModes(tile, view) {
+    const bits = [];
+    if (view.presence) bits.push(el("span", { class: "presence", text: "👤 Staff present " + since(view.presence.since) }));
+    if (view.cleaning) bits.push(el("span", { class: "cleaning", text: "🧽 Cleaning mode" }));
+    if (view.cord_out) bits.push(el("span", { class: "cord-out", text: "⚠ Call cord out" }));
+    const key = JSON.stringify([!!view.presence, !!view.cleaning, view.cord_out]);
+    tile.parts.modes.dataset.presence = view.presence ? "yes" : "no";
+    tile.parts.modes.dataset.cleaning = view.cleaning ? "yes" : "no";
+    if (key === tile.modesKey) return;
+    tile.modesKey = key;
+    tile.parts.modes.replaceChildren(...bits);
   }
 
   // The room's latest staff command and what the room answered (never the HTTP 200 alone).
@@ -112,8 +154,7 @@
     p.offlineNote.hidden = !view.offline;
     p.phaseButton.disabled = view.offline;
     p.phaseButton.title = view.offline ? Board.OFFLINE_TEXT : "";
-    const b = p.call.querySelector("button.claim");
-    if (b) {
+    for (const b of tile.node.querySelectorAll("button.claim")) {
       b.disabled = view.offline || busy;
       b.title = view.offline ? Board.OFFLINE_TEXT : "";
     }
@@ -158,16 +199,19 @@
     p.phaseTime.dataset.since = view.phase_since || "";
     p.phaseTime.textContent = (view.overrun ? "⏰ overrun · " : "") + since(view.phase_since);
     renderCall(tile, view);
+    renderModes(tile, view);
     renderActions(tile, view);
     renderCommand(tile, view);
     const v = view.vitals;
     p.v.spo2.textContent = v ? num(v.spo2) : "–";
     p.v.hr.textContent = v ? num(v.hr) : "–";
-    p.v.nibp.textContent = v && v.nibp_sys !== null ? `${num(v.nibp_sys)}/${num(v.nibp_dia)}` : "–";
+    p.v.nibp.textContent = nibpText(view);
+    node.classList.toggle("demo", !!view.demo);
     p.v.rr.textContent = v ? num(v.rr) : "–";
     if (v) node.dataset.vitalsSeq = String(v.seq);
     renderList(tile, "alertsKey", p.alerts, view.alerts, (a) => el("li", { class: "alert lvl-" + a.severity },
       el("span", { class: "mark", "aria-hidden": "true", text: LEVEL_MARK[a.severity] || "!" }),
+      a.source === "monitor" ? ` ${LEVEL_WORD[a.severity] || a.severity} monitor alarm: ${a.name}` :
       ` ${LEVEL_WORD[a.severity] || a.severity} alert: ${a.name} (${a.field} ${num(a.value, 0)}, limit ${num(a.threshold, 0)})`));
     renderList(tile, "troubleKey", p.trouble, view.trouble, (t) => el("li", { class: "trouble-item" },
       el("span", { class: "mark", "aria-hidden": "true", text: "⚠" }), " device: " + t));
@@ -180,6 +224,16 @@
     document.dispatchEvent(new CustomEvent("room-view", { detail: view }));
   }
 
+  // The last blood pressure with its age (issue 18): NIBP is measured every few minutes,
+  // so an old one is shown as old ("12 min ago"), never as current.
+  function nibpText(view) {
+    const n = view.nibp;
+    if (!n || n.sys === null) return "–";
+    const age = n.age_s + Math.max(0, (Board.now() - n.at_ms) / 1000);
+    const text = `${num(n.sys)}/${num(n.dia)}`;
+    return age >= 60 ? `${text} (${Math.round(age / 60)} min ago)` : text;
+  }
+
   function tick(tile) {
     const view = tile.view;
     if (!view) return;
@@ -189,9 +243,11 @@
     tile.parts.vitalsAge.textContent = age === null ? "no vitals received" :
       stale ? `⌛ stale: last reading ${duration(age)} ago` : "";
     tile.parts.phaseTime.textContent = (view.overrun ? "⏰ overrun · " : "") + since(view.phase_since);
+    tile.parts.v.nibp.textContent = nibpText(view);
     renderCommand(tile, view);
-    const el2 = tile.parts.call.querySelector(".call-elapsed");
-    if (el2) el2.textContent = " " + since(el2.dataset.since);
+    for (const el2 of tile.node.querySelectorAll(".call-elapsed")) el2.textContent = " " + since(el2.dataset.since);
+    const pres = tile.parts.modes.querySelector(".presence");
+    if (pres && view.presence) pres.textContent = "👤 Staff present " + since(view.presence.since);
   }
 
   setInterval(() => tiles.forEach(tick), 1000);

@@ -80,7 +80,7 @@
   function describe(e) {
     const bits = [e.kind.replaceAll("_", " ")];
     if (e.from_phase || e.phase) bits.push(`${e.from_phase ? e.from_phase + " → " : ""}${e.phase || ""}`);
-    if (e.call_id) bits.push(`call ${e.call_id}${e.priority ? " (" + e.priority + ")" : ""}`);
+    if (e.call_id) bits.push(`${e.detail && e.detail.call_type ? e.detail.call_type + " " : ""}call ${e.call_id}${e.priority ? " (" + e.priority + ")" : ""}`);
     if (e.detail && e.detail.name) bits.push(String(e.detail.name) + (e.detail.value !== undefined ? ` ${e.detail.value}` : ""));
     if (e.by) bits.push(`by ${e.by}`);
     if (e.reason) bits.push(e.reason);

@@ -42,4 +42,4 @@ def vitals_row(
     values = {"spo2": 97.0, "pulse_rate": 70.0, "heart_rate": 70.0, "nibp_sys": 120.0}
     vitals = [values.get(f) for f in VITAL_FIELDS]
     return (site, room, epoch, seq, ts, 1, received_at, *vitals, "simulated", None, "[]", "[]",
-            None, None)  # fmt: skip
+            None, None, None)  # fmt: skip

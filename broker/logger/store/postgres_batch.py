@@ -30,10 +30,18 @@ from typing import Any
 
 import psycopg
 
-from broker.logger.ingest import Accepted, Availability, Classified, Command, Ignored, Rejected
+from broker.logger.ingest import (
+    Accepted,
+    Availability,
+    Classified,
+    Command,
+    Ignored,
+    RateLimited,
+    Rejected,
+)
 from broker.logger.store import postgres_timeline as timeline
 from broker.logger.store.base import BatchStats, QuarantineLimits, quarantine_bucket
-from broker.logger.store.sqlite_batch import _fast_ts, _json_list
+from broker.logger.store.sqlite_batch import _fast_ts, _json_list, _vitals_detail
 from contract import messages
 from contract.messages import VITAL_FIELDS
 from contract.timefmt import format_ts
@@ -46,7 +54,7 @@ _LEDGER_COLUMNS = "site, room, epoch, seq, kind, ts, clock_synced, received_at, 
 _VITAL_COLUMNS = (
     "site, room, epoch, seq, ts, clock_synced, received_at, "
     + ", ".join(VITAL_FIELDS)
-    + ", protocol, device_time, alarms, quality, alarm_raw, exc_raw"
+    + ", protocol, device_time, alarms, quality, alarm_raw, exc_raw, detail"
 )
 STAGING = (
     "CREATE TEMPORARY TABLE IF NOT EXISTS stage_messages "
@@ -148,6 +156,9 @@ class PgBatchWriter:
                 ),
             )
             stats.commands += 1
+        elif isinstance(item, RateLimited):  # over its room's rate: counted as dropped, not kept
+            self._quarantined.setdefault(quarantine_bucket(item.topic), [0, 0, 0])[2] += 1
+            stats.rate_limited += 1
         elif isinstance(item, Ignored):
             stats.ignored += 1
 
@@ -156,7 +167,7 @@ class PgBatchWriter:
     ) -> None:
         site, room = quarantine_bucket(topic)
         self._quarantine_rows.append((received_at, topic, reason, size, raw, site, room))
-        added = self._quarantined.setdefault((site, room), [0, 0])
+        added = self._quarantined.setdefault((site, room), [0, 0, 0])
         added[0] += 1
         added[1] += len(raw)
 
@@ -169,13 +180,14 @@ class PgBatchWriter:
                 "VALUES (%s, %s, %s, %s, %s, %s, %s)",
                 self._quarantine_rows,
             )
-        for (site, room), (rows, size) in sorted(self._quarantined.items()):
+        for (site, room), (rows, size, limited) in sorted(self._quarantined.items()):
             got = cur.execute(
-                "INSERT INTO quarantine_buckets AS b (site, room, row_count, byte_count) "
-                "VALUES (%s, %s, %s, %s) ON CONFLICT (site, room) DO UPDATE SET "
+                "INSERT INTO quarantine_buckets AS b (site, room, row_count, byte_count, dropped) "
+                "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (site, room) DO UPDATE SET "
                 "row_count = b.row_count + excluded.row_count, "
-                "byte_count = b.byte_count + excluded.byte_count RETURNING row_count, byte_count",
-                (site, room, rows, size),
+                "byte_count = b.byte_count + excluded.byte_count, "
+                "dropped = b.dropped + excluded.dropped RETURNING row_count, byte_count",
+                (site, room, rows, size, limited),
             ).fetchone()
             assert got is not None
             extra_rows = int(got[0]) - self.limits.max_rows
@@ -380,7 +392,7 @@ class PgBatchWriter:
         return (
             m.site, m.room, m.epoch, m.seq, ts, int(m.clock_synced), received_at,
             *_vital_values(m), m.protocol, m.device_time, _json_list(m.alarms),
-            _json_list(m.quality), m.alarm_raw, m.exc_raw,
+            _json_list(m.quality), m.alarm_raw, m.exc_raw, _vitals_detail(m),
         )  # fmt: skip
 
     def _event(self, cur: Cursor, m: messages.EventMessage, received_at: str) -> None:

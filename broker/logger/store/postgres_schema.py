@@ -4,7 +4,8 @@
 applies every pending migration, one transaction each, under an advisory lock so that two
 loggers starting together never both migrate; `schema_version` records what was applied.
 
-PostgreSQL version 1 is the SQLite schema at its version 3 (epochs, bounded quarantine), made
+PostgreSQL version 1 is the SQLite schema at its version 3 (version 2: SQLite's 4, vitals'
+`detail`) (epochs, bounded quarantine), made
 for PostgreSQL: the same tables, columns and keys, so every reader gets the same rows from
 either engine. Times stay RFC 3339 UTC text (`contract.format_ts`), as in SQLite: they sort as
 text, exports are the same bytes from both engines, and durations cast them to `timestamptz`.
@@ -202,6 +203,10 @@ CREATE TABLE quarantine_buckets (
     dropped BIGINT NOT NULL DEFAULT 0,
     PRIMARY KEY (site, room)
 )
+""",
+    # 2: SQLite's version 4: what a reading says beyond its numbers (JSON, NULL when none)
+    """
+ALTER TABLE vitals ADD COLUMN detail TEXT
 """,
 )
 

@@ -139,21 +139,57 @@ def phase_change(
 
 
 def call_snapshot(cur: sqlite3.Cursor, m: messages.CallMessage) -> None:
+    """Fill the `calls` rows from a retained `call`: every call of `calls` (schema 2), or the
+    one call a schema-1 room describes in the top-level fields."""
+    if m.calls:
+        for c in m.calls:
+            _call_times(
+                cur,
+                (m.site, m.room, c.call_id),
+                m.seq,
+                c.placed_at,
+                c.claimed_at,
+                c.claimed_by,
+                c.escalated_at,
+                c.priority,
+            )
+        return
     if not m.call_id or m.status is messages.CallStatus.IDLE:
         return
-    call_row(cur, m.site, m.room, m.call_id, m.seq)
-    key = (m.site, m.room, m.call_id)
+    _call_times(
+        cur,
+        (m.site, m.room, m.call_id),
+        m.seq,
+        m.placed_at,
+        m.claimed_at,
+        m.claimed_by,
+        m.escalated_at,
+        m.priority,
+    )
+
+
+def _call_times(
+    cur: sqlite3.Cursor,
+    key: tuple[str, str, str],
+    seq: int,
+    placed_at: datetime | None,
+    claimed_at: datetime | None,
+    claimed_by: str | None,
+    escalated_at: datetime | None,
+    priority: messages.CallPriority | None,
+) -> None:
+    call_row(cur, *key, seq)
     cur.execute(
         "UPDATE calls SET placed_at = COALESCE(placed_at, ?), "
         "claimed_at = COALESCE(claimed_at, ?), claimed_by = COALESCE(claimed_by, ?), "
         "escalated_at = COALESCE(escalated_at, ?), priority = COALESCE(?, priority) "
         "WHERE site = ? AND room = ? AND call_id = ?",
         (
-            _ts(m.placed_at),
-            _ts(m.claimed_at),
-            m.claimed_by,
-            _ts(m.escalated_at),
-            m.priority.value if m.priority else None,
+            _ts(placed_at),
+            _ts(claimed_at),
+            claimed_by,
+            _ts(escalated_at),
+            priority.value if priority else None,
             *key,
         ),
     )
