@@ -27,6 +27,7 @@ How this works:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import signal
@@ -370,7 +371,10 @@ class Logger:
             info = self.client.publish(self.status_topic, "offline", qos=1, retain=True)
             info.wait_for_publish(timeout=2.0)
         if self._writer is not None:  # the writer acks its last batch while still connected
-            self.queue.put(_STOP)
+            # Bounded: a writer that already gave up (a database that stays down) never takes
+            # from a full queue again, and an unbounded put would hang the stop for ever.
+            with contextlib.suppress(queue.Full):
+                self.queue.put(_STOP, timeout=timeout)
             self._writer.join(timeout)
         self.client.disconnect()
         close_client(self.client)
