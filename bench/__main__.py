@@ -28,6 +28,7 @@ MODULES = (
     "bench.bench_board",
     "bench.bench_board_limits",
     "bench.bench_footprint",
+    "bench.bench_fleet",
 )
 
 

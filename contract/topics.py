@@ -173,8 +173,29 @@ def all_rooms_filter(site: str) -> str:
     return f"{site_prefix(site)}/room/+/#"
 
 
-def logger_status(site: str) -> str:
-    return f"{site_prefix(site)}/logger/status"
+def logger_status(site: str, name: str | None = None) -> str:
+    """A logger's status: `clinic/{site}/logger/status` for the site's one logger (certificate
+    `logger`), `clinic/{site}/logger/{name}/status` for each of several (`logger-{name}`)."""
+    if name is None:
+        return f"{site_prefix(site)}/logger/status"
+    return f"{site_prefix(site)}/logger/{check_ident('logger', name)}/status"
+
+
+def logger_status_filter(site: str) -> str:
+    """Every logger status of a site (the board shows each)."""
+    return f"{site_prefix(site)}/logger/#"
+
+
+def parse_logger_status(site: str, topic: str) -> str | None:
+    """The logger a status topic names ('' for the unnamed one), or None if it is none."""
+    if topic == logger_status(site):
+        return ""
+    prefix = f"{site_prefix(site)}/logger/"
+    if topic.startswith(prefix) and topic.endswith("/status"):
+        name = topic[len(prefix) : -len("/status")]
+        if is_ident(name):
+            return name
+    return None
 
 
 @dataclass(frozen=True)

@@ -77,7 +77,8 @@ def contract_markdown() -> str:
         lines.append(f"| `{spec.leaf}` | {retained} | {spec.qos} | {spec.payload} |")
     lines += [
         "",
-        "`clinic/{site}/logger/status`: retained, QoS 1, `online` / `offline` (Will).",
+        "`clinic/{site}/logger/status` (one logger) or `clinic/{site}/logger/{name}/status` "
+        "(each of several): retained, QoS 1, `online` / `offline` (Will).",
         "",
     ]
     for name, model in ALL_PAYLOAD_MODELS.items():

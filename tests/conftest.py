@@ -1,6 +1,6 @@
 """Shared fixtures: a real Mosquitto started from the project's own config on a free port; the
-clinic (TLS broker with its PKI), the board, the logger's store and the converged Ansible root
-fixtures come from tests/support/."""
+clinic (TLS broker with its PKI), the board, the logger's store (SQLite and PostgreSQL), the
+throw-away PostgreSQL cluster and the converged Ansible root fixtures come from tests/support/."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from tests.support.ansible_fixtures import converged
 from tests.support.board_fixtures import board, browser, page
 from tests.support.clinic_fixtures import clinic, clinic_rooms
 from tests.support.logger_store import store
+from tests.support.postgres import pg_cluster, pg_databases, pg_url
 
 __all__ = [
     "board",
@@ -23,6 +24,9 @@ __all__ = [
     "converged",
     "mosquitto",
     "page",
+    "pg_cluster",
+    "pg_databases",
+    "pg_url",
     "shared_mosquitto",
     "store",
 ]

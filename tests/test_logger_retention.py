@@ -11,7 +11,7 @@ import pytest
 
 from broker.logger.config import LoggerConfig
 from broker.logger.ingest import Rejected
-from broker.logger.store import open_store
+from broker.logger.store import LogStore, open_store
 from broker.logger.store.sqlite import SqliteLogStore
 from contract import messages, topics
 from contract.timefmt import format_ts
@@ -26,7 +26,7 @@ OLD = NOW - timedelta(days=500)
 TABLES = ("vitals", "events", "calls", "sessions", "availability_log", "commands", "quarantine")
 
 
-def _seed(store: SqliteLogStore) -> None:
+def _seed(store: LogStore) -> None:
     """Per room: old vitals, events (a call and a session), an availability change, a
     command, a quarantined message; plus one recent vitals reading (kept)."""
     for room in ROOMS:
@@ -53,12 +53,12 @@ def _seed(store: SqliteLogStore) -> None:
         assert stats.inserted == 6 and stats.quarantined == 1 and stats.commands == 1
 
 
-def _counts(store: SqliteLogStore) -> dict[str, int]:
+def _counts(store: LogStore) -> dict[str, int]:
     return {t: int(q(store, f"SELECT COUNT(*) FROM {t}")[0][0]) for t in (*TABLES, "messages")}
 
 
 def test_retention_reaches_every_table_and_every_room_across_passes(
-    store: SqliteLogStore,
+    store: LogStore,
 ) -> None:
     _seed(store)
     assert _counts(store) == {
@@ -87,7 +87,7 @@ def test_retention_reaches_every_table_and_every_room_across_passes(
     assert q(store, "SELECT SUM(row_count), SUM(byte_count) FROM quarantine_buckets") == [(0, 0)]
 
 
-def test_quarantine_has_its_own_shorter_cutoff(store: SqliteLogStore) -> None:
+def test_quarantine_has_its_own_shorter_cutoff(store: LogStore) -> None:
     recent = format_ts(NOW - timedelta(days=10))
     older = format_ts(NOW - timedelta(days=40))
     store.write_batch([

@@ -1,25 +1,31 @@
 """The logger's store, the write side: classification, the ledger (once per seq, duplicates and
-bad input to quarantine), retention and failed batches, without a broker (real SQLite files).
+bad input to quarantine), retention and failed batches, without a broker, each on a real SQLite
+file and on a real PostgreSQL database (the `store` fixture runs both).
 What the store derives (calls, sessions, room state) and answers is in test_logger_store_read.py.
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
 from broker.logger.ingest import Accepted, Availability, Command, Ignored, Rejected, classify
-from broker.logger.store import StoreError
-from broker.logger.store.sqlite import SqliteLogStore
-from broker.logger.store.sqlite_batch import BatchWriter
+from broker.logger.store import LogStore, StoreError
 from broker.logger.store.sqlite_schema import SCHEMA_VERSION, open_db
 from contract import messages, topics
 from tests.support.clinic_rooms import event, vitals
-from tests.support.logger_store import SITE, T0, put, q, received
+from tests.support.logger_store import (
+    SITE,
+    T0,
+    fail_inserts,
+    put,
+    q,
+    received,
+    writer_class,
+)
 from tests.support.mqtt import staff_command
 
 
@@ -35,7 +41,7 @@ def test_schema_is_versioned_and_migrations_are_idempotent(tmp_path: Path) -> No
         open_db(tmp_path / "a.db")
 
 
-def test_vitals_stored_once_and_replay_ignored(store: SqliteLogStore) -> None:
+def test_vitals_stored_once_and_replay_ignored(store: LogStore) -> None:
     topic = topics.vitals(SITE, "101")
     payload = vitals(SITE, "101", 1, spo2=95.5).model_dump_json()
     put(store, topic, payload)
@@ -47,7 +53,7 @@ def test_vitals_stored_once_and_replay_ignored(store: SqliteLogStore) -> None:
     assert q(store, "SELECT COUNT(*) FROM quarantine") == [(0,)]
 
 
-def test_duplicate_seq_with_different_content_is_quarantined(store: SqliteLogStore) -> None:
+def test_duplicate_seq_with_different_content_is_quarantined(store: LogStore) -> None:
     topic = topics.vitals(SITE, "101")
     put(store, topic, vitals(SITE, "101", 5, spo2=95))
     put(store, topic, vitals(SITE, "101", 5, spo2=80))
@@ -79,7 +85,7 @@ def test_duplicate_seq_with_different_content_is_quarantined(store: SqliteLogSto
     ],
 )
 def test_bad_payloads_go_to_quarantine_with_reason(
-    store: SqliteLogStore, topic: str, payload: bytes | None, reason_part: str
+    store: LogStore, topic: str, payload: bytes | None, reason_part: str
 ) -> None:
     if payload is None:
         good = json.loads(vitals(SITE, "101", 1).model_dump_json())
@@ -94,14 +100,14 @@ def test_bad_payloads_go_to_quarantine_with_reason(
     assert q(store, "SELECT COUNT(*) FROM messages") == [(0,)]
 
 
-def test_topic_envelope_mismatch_is_quarantined(store: SqliteLogStore) -> None:
+def test_topic_envelope_mismatch_is_quarantined(store: LogStore) -> None:
     put(store, topics.vitals(SITE, "101"), vitals(SITE, "102", 1))
     (reason,) = q(store, "SELECT reason FROM quarantine")[0]
     assert "topic/envelope mismatch" in str(reason) and "'102'" in str(reason)
     assert q(store, "SELECT COUNT(*) FROM vitals") == [(0,)]
 
 
-def test_oversize_payload_is_refused_with_reason(store: SqliteLogStore) -> None:
+def test_oversize_payload_is_refused_with_reason(store: LogStore) -> None:
     big = b"x" * 5000
     put(store, topics.vitals(SITE, "101"), big, max_bytes=1024)
     (reason, size) = q(store, "SELECT reason, size FROM quarantine")[0]
@@ -118,7 +124,7 @@ def test_classify_kinds() -> None:
     assert isinstance(classify(topics.vitals(SITE, "1"), v, SITE, 10_000), Accepted)
 
 
-def test_retention_deletes_old_vitals_in_small_batches(store: SqliteLogStore) -> None:
+def test_retention_deletes_old_vitals_in_small_batches(store: LogStore) -> None:
     topic = topics.vitals(SITE, "101")
     old = T0 - timedelta(days=40)
     items = []
@@ -150,31 +156,27 @@ def test_retention_deletes_old_vitals_in_small_batches(store: SqliteLogStore) ->
     assert q(store, "SELECT COUNT(*) FROM events") == [(1,)]  # only vitals expire
 
 
-def test_a_failed_batch_commits_nothing(store: SqliteLogStore) -> None:
+def test_a_failed_batch_commits_nothing(store: LogStore) -> None:
     good = received(topics.vitals(SITE, "101"), vitals(SITE, "101", 1))
-    q(
-        store,
-        "CREATE TRIGGER boom BEFORE INSERT ON events "
-        "BEGIN SELECT RAISE(ABORT, 'disk trouble'); END",
-    )
+    engine_error = fail_inserts(store, "events", "disk trouble")
     bad = received(
         topics.events(SITE, "101"), event(SITE, "101", 2, messages.EventKind.DAEMON_STARTED)
     )
     with pytest.raises(StoreError, match="disk trouble") as raised:
         store.write_batch([good, bad])
-    assert isinstance(raised.value.__cause__, sqlite3.Error)
+    assert isinstance(raised.value.__cause__, engine_error)
     assert q(store, "SELECT COUNT(*) FROM messages") == [(0,)]
 
 
 def test_a_bug_on_one_message_quarantines_it_and_keeps_the_rest(
-    store: SqliteLogStore, monkeypatch: pytest.MonkeyPatch
+    store: LogStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from broker.logger.service import Inbound, Logger
 
-    def broken(self: BatchWriter, *args: object) -> None:
+    def broken(self: object, *args: object) -> None:
         raise KeyError("simulated bug")
 
-    monkeypatch.setattr(BatchWriter, "_event", broken)
+    monkeypatch.setattr(writer_class(store), "_event", broken)
     raw_v = vitals(SITE, "101", 1).model_dump_json().encode()
     raw_e = event(SITE, "101", 2, messages.EventKind.DAEMON_STARTED).model_dump_json().encode()
     batch = [

@@ -1,6 +1,6 @@
 """The logger's store, the derived tables and the read side: call response times, sessions and
 room state from events in any order, and the queries the board, exports and audits use, on a
-writable and a read-only store (real SQLite files, no broker).
+writable and a read-only store (a real SQLite file and a real PostgreSQL database, no broker).
 """
 
 from __future__ import annotations
@@ -10,14 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from broker.logger.store import LedgerCounts, StoreError, open_store
-from broker.logger.store.sqlite import SqliteLogStore
+from broker.logger.store import LedgerCounts, LogStore, StoreError, open_store
 from contract import messages, topics
 from tests.support.clinic_rooms import event, vitals
-from tests.support.logger_store import SITE, T0, put, q, received
+from tests.support.logger_store import SITE, T0, open_like, put, q, received
+from tests.support.postgres import PgDatabases
 
 
-def test_call_lifecycle_gives_response_times(store: SqliteLogStore) -> None:
+def test_call_lifecycle_gives_response_times(store: LogStore) -> None:
     ev = topics.events(SITE, "101")
     K = messages.EventKind
     lifecycle: list[tuple[messages.EventKind, float, dict[str, object]]] = [
@@ -38,7 +38,7 @@ def test_call_lifecycle_gives_response_times(store: SqliteLogStore) -> None:
     assert q(store, "SELECT COUNT(*) FROM events WHERE call_id = 'c1'") == [(4,)]
 
 
-def test_call_snapshot_and_events_in_any_order(store: SqliteLogStore) -> None:
+def test_call_snapshot_and_events_in_any_order(store: LogStore) -> None:
     snap = messages.CallMessage(
         site=SITE,
         room="101",
@@ -65,7 +65,7 @@ def test_call_snapshot_and_events_in_any_order(store: SqliteLogStore) -> None:
     assert q(store, "SELECT call_status, call_seq FROM room_state") == [("claimed", 3)]
 
 
-def test_session_timeline(store: SqliteLogStore) -> None:
+def test_session_timeline(store: LogStore) -> None:
     ev = topics.events(SITE, "101")
     P = messages.Phase
     steps = [
@@ -109,7 +109,7 @@ def test_session_timeline(store: SqliteLogStore) -> None:
     ]
 
 
-def test_room_state_keeps_latest_by_seq_and_availability(store: SqliteLogStore) -> None:
+def test_room_state_keeps_latest_by_seq_and_availability(store: LogStore) -> None:
     st = topics.state(SITE, "101")
     for seq, phase in ((2, messages.Phase.INFUSION), (1, messages.Phase.PRE_CHECK)):
         msg = messages.StateMessage(
@@ -136,9 +136,8 @@ def test_room_state_keeps_latest_by_seq_and_availability(store: SqliteLogStore) 
     ]
 
 
-def test_the_store_answers_the_board_exports_and_audits(tmp_path: Path) -> None:
-    path = tmp_path / "log.db"
-    writer = open_store(f"sqlite://{path}")
+def test_the_store_answers_the_board_exports_and_audits(store: LogStore, tmp_path: Path) -> None:
+    writer = store
     ev = topics.events(SITE, "101")
     K = messages.EventKind
     items = [
@@ -149,7 +148,7 @@ def test_the_store_answers_the_board_exports_and_audits(tmp_path: Path) -> None:
     ]
     stats = writer.write_batch(items)
     assert (stats.inserted, stats.quarantined) == (3, 1)
-    reader = open_store(path, readonly=True)
+    reader = open_like(store, tmp_path, readonly=True)
     with pytest.raises(StoreError, match="read-only"):
         reader.write_batch([])
     for store in (writer, reader):
@@ -172,8 +171,13 @@ def test_the_store_answers_the_board_exports_and_audits(tmp_path: Path) -> None:
         assert "id" not in store.export_columns("quarantine")
         with pytest.raises(ValueError, match="kind must be one of"):
             store.export_columns("users")
-    writer.close()
     reader.close()
+
+
+def test_a_sqlite_url_names_a_file(tmp_path: Path) -> None:
+    path = tmp_path / "log.db"
+    open_store(f"sqlite://{path}").close()
+    assert path.exists()
 
 
 def test_a_read_only_store_of_a_missing_file_is_empty_and_creates_nothing(tmp_path: Path) -> None:
@@ -183,7 +187,40 @@ def test_a_read_only_store_of_a_missing_file_is_empty_and_creates_nothing(tmp_pa
     assert list(store.export_rows("vitals", SITE)) == [] and store.session(SITE, "1", "x") is None
     assert store.counts(SITE).quarantined == 0
     assert not path.exists()
-    with pytest.raises(ValueError, match="PostgreSQL"):
-        open_store("postgresql://db.clinic.lan/roomctl")
+    with pytest.raises(ValueError, match="name the database"):
+        open_store("postgresql://db.clinic.lan")
     with pytest.raises(ValueError, match="unknown store URL"):
         open_store("mysql://x/y")
+
+
+def test_a_read_only_store_of_an_empty_postgres_database_is_empty_and_creates_nothing(
+    pg_databases: PgDatabases,
+) -> None:
+    url = pg_databases.fresh(migrated=False)
+    store = open_store(url, readonly=True)
+    try:
+        assert store.stored_seqs(SITE, "101") == set() and store.rooms() == []
+        assert list(store.export_rows("vitals", SITE)) == []
+        assert store.counts(SITE).quarantined == 0 and store.export_columns("vitals") == []
+        with pytest.raises(StoreError, match="read-only"):
+            store.write_batch([])
+        assert q(store, "SELECT to_regclass('schema_version') IS NULL") == [(True,)]
+        writer = open_store(url)  # the logger arrives: the reader sees its rows at once
+        writer.write_batch([received(topics.vitals(SITE, "101"), vitals(SITE, "101", 1))])
+        writer.close()
+        assert store.stored_seqs(SITE, "101") == {1}
+    finally:
+        store.close()
+        pg_databases.drop(url)
+
+
+def test_an_unreachable_postgres_server_is_a_store_error_without_the_password() -> None:
+    from broker.mosquitto.run import free_port
+
+    url = f"postgresql://roomctl:s3cret@127.0.0.1:{free_port()}/roomctl"
+    with pytest.raises(StoreError) as raised:
+        open_store(url)
+    assert "s3cret" not in str(raised.value) and "roomctl@127.0.0.1" in str(raised.value)
+    reader = open_store(url, readonly=True)  # a board starts even while the server is down
+    with pytest.raises(StoreError):
+        reader.rooms()

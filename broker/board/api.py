@@ -48,6 +48,7 @@ def site_view(board: BoardContext) -> dict[str, Any]:
         "site": board.site,
         "broker_connected": board.feed.connected.is_set(),
         "logger_status": board.state.logger_status,
+        "loggers": board.state.logger_statuses(),
         "server_now_ms": int(board.clock() * 1000),
         "rejected": board.state.rejected,
         "cert_warnings": board.certs.current(),

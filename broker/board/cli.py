@@ -111,13 +111,13 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         p.set_defaults(func=_user)
 
 
-def board_db_path(board_db: Path | None, db: Path | None) -> Path | None:
+def board_db_path(board_db: Path | None, db: Path | str | None) -> Path | None:
     """--board-db, else $ROOMCTL_BOARD_DB, else board.sqlite beside the logger's --db."""
     if board_db is not None:
         return board_db
     if os.environ.get("ROOMCTL_BOARD_DB"):
         return Path(os.environ["ROOMCTL_BOARD_DB"])
-    if db is not None:
+    if isinstance(db, Path):  # a PostgreSQL URL locates nothing: give --board-db
         return db.parent / "board.sqlite"
     return None
 
@@ -226,7 +226,7 @@ def _serve(args: argparse.Namespace) -> int:
     tls = args.tls_cert is not None
     board_db = board_db_path(args.board_db, args.db)
     if board_db is None:
-        return _fail("give --db (the logger's database) or --board-db")
+        return _fail("give --board-db (always needed with a PostgreSQL --db) or --db FILE")
     try:
         topics.check_ident("site", args.site)
         endpoint = BrokerEndpoint.from_url(args.broker, args.ca, args.cert, args.key)

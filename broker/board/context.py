@@ -44,7 +44,7 @@ NO_AUTH_USER = "board"
 class BoardConfig:
     site: str
     endpoint: BrokerEndpoint
-    logger_db: Path | None
+    logger_db: Path | str | None  # a SQLite file or a postgresql:// URL
     board_db: Path
     no_auth: bool = False
     session_hours: float = 12.0

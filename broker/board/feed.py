@@ -105,7 +105,7 @@ class BoardFeed:
         client.subscribe(
             [
                 (topics.all_rooms_filter(self.site), options),
-                (topics.logger_status(self.site), options),
+                (topics.logger_status_filter(self.site), options),
             ]
         )
         self._tell(None)
@@ -126,8 +126,9 @@ class BoardFeed:
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         self.messages += 1
-        if msg.topic == topics.logger_status(self.site):
-            self.state.set_logger_status(bytes(msg.payload))
+        logger = topics.parse_logger_status(self.site, msg.topic)
+        if logger is not None:
+            self.state.set_logger_status(bytes(msg.payload), logger)
             self._tell(None)
             return
         parsed = topics.parse_room_topic(msg.topic)

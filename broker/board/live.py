@@ -128,7 +128,7 @@ class SiteState:
         self.rooms: dict[str, RoomLive] = {}
         self.rejected = 0
         self.retained_ignored = 0
-        self.logger_status: str | None = None
+        self.loggers: dict[str, str] = {}  # each logger's status ('' = the unnamed one)
         self._commands = CommandLog()
         self._lock = threading.Lock()
         # Called with (room, event) for every event taken, outside the lock (metrics).
@@ -209,9 +209,27 @@ class SiteState:
         with self._lock:
             return self._commands.recent(room, now)
 
-    def set_logger_status(self, payload: bytes) -> None:
+    def set_logger_status(self, payload: bytes, name: str = "") -> None:
+        """A logger's retained status (`online`/`offline`; empty: the retained one cleared)."""
+        status = payload.decode("utf-8", "replace").strip()
         with self._lock:
-            self.logger_status = payload.decode("utf-8", "replace").strip() or None
+            if status:
+                self.loggers[name] = status
+            else:
+                self.loggers.pop(name, None)
+
+    @property
+    def logger_status(self) -> str | None:
+        """`offline` while any known logger is offline (redundant loggers still store, but one
+        is down and IT must know), else `online`, or None before any status arrived."""
+        with self._lock:
+            if not self.loggers:
+                return None
+            return "offline" if "offline" in self.loggers.values() else "online"
+
+    def logger_statuses(self) -> dict[str, str]:
+        with self._lock:
+            return dict(sorted(self.loggers.items()))
 
     def _reject(self) -> Applied | None:
         with self._lock:

@@ -12,12 +12,12 @@ from pathlib import Path
 from typing import Any
 
 
-def db_arg(text: str) -> Path:
-    """`--db`: a SQLite file; a URL this version cannot serve is refused, never made a path."""
-    from broker.logger.store import store_path
+def db_arg(text: str) -> Path | str:
+    """`--db`: a SQLite file or a PostgreSQL URL; any other URL is refused, never made a path."""
+    from broker.logger.store import store_location
 
     try:
-        return store_path(text)
+        return store_location(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
@@ -35,15 +35,19 @@ def _fail(message: str) -> int:
 
 # -- logger -----------------------------------------------------------------------------
 def _register_logger(sub: argparse._SubParsersAction[Any]) -> None:
-    lg = sub.add_parser("logger", help="store every room message in SQLite")
+    lg = sub.add_parser("logger", help="store every room message (SQLite or PostgreSQL)")
     lg.add_argument("--config", type=Path, help="TOML file (keys as the long options, _ for -)")
     lg.add_argument("--broker", help="mqtts://host:8883 (or mqtt:// for development)")
     lg.add_argument("--ca", type=Path)
     lg.add_argument("--cert", type=Path)
     lg.add_argument("--key", type=Path)
-    lg.add_argument("--db", type=db_arg, help="SQLite file (or sqlite:///path)")
+    lg.add_argument("--db", type=db_arg, help="SQLite file (or sqlite:///path) or postgresql://user@host/db")
     lg.add_argument("--site")
+    lg.add_argument(
+        "--also-site", dest="also_sites", action="append", help="a central logger: more sites"
+    )
     lg.add_argument("--client-id")
+    lg.add_argument("--name", help="one of several loggers (default: from its certificate)")
     lg.add_argument("--share-group", help="subscribe through $share/GROUP/ (several loggers)")
     lg.add_argument("--session-expiry-s", type=int)
     lg.add_argument("--receive-maximum", type=int)
@@ -76,7 +80,8 @@ def _logger(args: argparse.Namespace) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     keys = (
-        "broker", "ca", "cert", "key", "db", "site", "client_id", "share_group",
+        "broker", "ca", "cert", "key", "db", "site", "also_sites", "client_id", "name",
+        "share_group",
         "session_expiry_s", "receive_maximum", "batch_max", "max_bytes", "synchronous",
         "quarantine_max_rows_per_room", "quarantine_max_bytes_per_room",
         "quarantine_rate_per_room", "quarantine_burst_per_room",
@@ -120,13 +125,38 @@ def _register_log(sub: argparse._SubParsersAction[Any]) -> None:
     rooms.add_argument("--db", type=db_arg, required=True)
     rooms.add_argument("--json", action="store_true")
     rooms.set_defaults(func=_log_rooms)
+    mig = lg_sub.add_parser(
+        "migrate", help="create or migrate the schema (as the database's owner), then exit"
+    )
+    mig.add_argument("--db", type=db_arg, required=True)
+    mig.add_argument("--grant-logger", metavar="ROLE", help="PostgreSQL: the loggers' role")
+    mig.add_argument("--grant-board", metavar="ROLE", help="PostgreSQL: the board's role")
+    mig.set_defaults(func=_log_migrate)
+
+
+def _log_migrate(args: argparse.Namespace) -> int:
+    """Provisioning runs this as the schema's owner, so the loggers' role needs no DDL right."""
+    from broker.logger.store import StoreError, open_store
+
+    try:
+        open_store(args.db).close()
+        if args.grant_logger or args.grant_board:
+            if isinstance(args.db, Path):
+                return _fail("--grant-logger/--grant-board are for a PostgreSQL --db")
+            from broker.logger.store.postgres import grant_roles
+
+            grant_roles(args.db, args.grant_logger, args.grant_board)
+    except (StoreError, OSError, RuntimeError) as exc:
+        return _fail(f"cannot migrate: {exc}")
+    print(f"{args.db if isinstance(args.db, Path) else 'the database'}: schema up to date")
+    return 0
 
 
 def _log_export(args: argparse.Namespace) -> int:
     from broker.logger.export import export, parse_time
-    from broker.logger.store import open_store
+    from broker.logger.store import StoreError, open_store
 
-    if not args.db.exists():
+    if isinstance(args.db, Path) and not args.db.exists():
         return _fail(f"no database at {args.db}")
     if args.format == "fhir":
         return _log_export_fhir(args)
@@ -143,7 +173,7 @@ def _log_export(args: argparse.Namespace) -> int:
             n = export(
                 store, sys.stdout, args.kind, args.format, args.site, args.room, since, until
             )
-    except ValueError as exc:
+    except (ValueError, StoreError) as exc:
         return _fail(str(exc))
     finally:
         store.close()
@@ -204,13 +234,15 @@ def _log_export_fhir(args: argparse.Namespace) -> int:
 
 def _log_rooms(args: argparse.Namespace) -> int:
     from broker.logger.export import format_rooms
-    from broker.logger.store import open_store
+    from broker.logger.store import StoreError, open_store
 
-    if not args.db.exists():
+    if isinstance(args.db, Path) and not args.db.exists():
         return _fail(f"no database at {args.db}")
     store = open_store(args.db, readonly=True)
     try:
         rows = store.rooms()
+    except StoreError as exc:
+        return _fail(str(exc))
     finally:
         store.close()
     if args.json:

@@ -22,9 +22,15 @@ class LoggerConfig(BaseModel):
     ca: Path | None = None
     cert: Path | None = None
     key: Path | None = None
-    db: Path
+    db: Path | str  # a SQLite file, or a postgresql:// URL
     site: str
+    # A central logger serves more sites than its own `site` (whose topic carries its status):
+    # it subscribes to each and stores them all (docs/SCALE.md).
+    also_sites: tuple[str, ...] = ()
     client_id: str | None = Field(default=None, min_length=1, max_length=64)
+    # Which of several loggers this is: its status topic is clinic/S/logger/<name>/status.
+    # None: taken from the certificate (`logger-<name>`), or the one unnamed `logger`.
+    name: str | None = None
     share_group: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]{1,32}$")
     session_expiry_s: int = Field(default=7 * 86400, ge=86400)
     receive_maximum: int = Field(default=4000, ge=1, le=65535)
@@ -55,15 +61,25 @@ class LoggerConfig(BaseModel):
     @classmethod
     def _db(cls, value: object) -> object:
         if isinstance(value, str):  # before pydantic makes it a Path (which folds "//")
-            from broker.logger.store import store_path
+            from broker.logger.store import store_location
 
-            return store_path(value)
+            return store_location(value)
         return value
 
     @field_validator("site")
     @classmethod
     def _site(cls, value: str) -> str:
         return check_ident("site", value)
+
+    @field_validator("also_sites")
+    @classmethod
+    def _also_sites(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(check_ident("site", s) for s in value)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str | None) -> str | None:
+        return None if value is None else check_ident("name", value)
 
     @classmethod
     def load(cls, path: Path | None, overrides: dict[str, Any]) -> LoggerConfig:

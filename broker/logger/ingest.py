@@ -102,9 +102,14 @@ def _validate(topic: str, model: type[BaseModel], payload: bytes) -> BaseModel |
 
 
 def classify(
-    topic: str, payload: bytes, site: str, max_bytes: int, retain: bool = False
+    topic: str,
+    payload: bytes,
+    site: str | frozenset[str],
+    max_bytes: int,
+    retain: bool = False,
 ) -> Classified:
-    """Decide what one message is. Never raises."""
+    """Decide what one message is (`site`: the logger's site, or the set of sites a central
+    logger serves). Never raises."""
     if len(payload) > max_bytes:
         return _reject(topic, f"oversize: {len(payload)} bytes > limit {max_bytes}", payload)
     parsed = topics.parse_room_topic(topic)
@@ -114,8 +119,9 @@ def classify(
             leaf = "/".join(parts[4:])
             return _reject(topic, f"unknown topic leaf {leaf[:80]!r}", payload)
         return _reject(topic, "unknown topic (not clinic/<site>/room/<room>/<leaf>)", payload)
-    if parsed.site != site:
-        return _reject(topic, f"topic site {parsed.site!r} is not this logger's {site!r}", payload)
+    if parsed.site != site and (isinstance(site, str) or parsed.site not in site):
+        mine = repr(site) if isinstance(site, str) else ", ".join(sorted(site))
+        return _reject(topic, f"topic site {parsed.site!r} is not this logger's {mine}", payload)
     leaf = parsed.leaf
     if retain and not topics.SPEC_BY_LEAF[leaf].retained:
         return _reject(topic, f"{RETAINED_ON_NON_RETAINED} ({leaf})", payload)

@@ -16,17 +16,25 @@ How this works:
   `ReceiveMaximum` caps un-acked messages in flight to us below the queue size.
 - Acks carry the connection generation: after a reconnect, messages of the old connection are
   not acked on the new one (the broker redelivers them; the dedupe absorbs them).
-- The logger publishes `clinic/<site>/logger/status` `online` (retained), with `offline` as Will.
+- The logger publishes its status `online` (retained), with `offline` as Will, on
+  `clinic/<site>/logger/status`, or `clinic/<site>/logger/<name>/status` when it is one of
+  several (certificate `logger-<name>`): redundant loggers each have their own, and the board
+  shows each. Several loggers each keep their own persistent session (their own client id)
+  and write the same messages; the store's unique key makes the second copy a no-op
+  (docs/SCALE.md). `$share/` is not redundancy: Mosquitto does not hand a dead member's
+  unacknowledged messages to another member.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import signal
 import threading
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import paho.mqtt.client as mqtt
@@ -46,6 +54,19 @@ from contract.mqtt import BrokerEndpoint, close_client, connect_properties, make
 from contract.timefmt import format_ts
 
 log = logging.getLogger("roomctl.logger")
+
+
+def logger_name(cert: Path | None) -> str | None:
+    """The name in a `logger-<name>` client certificate (None for `logger` or no certificate)."""
+    if cert is None:
+        return None
+    from broker.mosquitto.pki import Identity, cert_cn, load_cert
+
+    try:
+        ident = Identity.from_cn(cert_cn(load_cert(cert)))
+    except (OSError, ValueError):
+        return None  # an unreadable certificate fails at connect, with its own message
+    return ident.name if ident is not None and ident.kind == "logger" else None
 
 
 class Inbound(NamedTuple):
@@ -69,11 +90,17 @@ class Logger:
     def __init__(self, cfg: LoggerConfig):
         self.cfg = cfg
         self.endpoint = BrokerEndpoint.from_url(cfg.broker, ca=cfg.ca, cert=cfg.cert, key=cfg.key)
-        self.client_id = cfg.client_id or f"roomctl-logger-{cfg.site}"
-        self.status_topic = topics.logger_status(cfg.site)
-        self.filter = topics.all_rooms_filter(cfg.site)
+        self.name = cfg.name or logger_name(cfg.cert)
+        suffix = f"-{self.name}" if self.name else ""
+        self.client_id = cfg.client_id or f"roomctl-logger-{cfg.site}{suffix}"
+        self.status_topic = topics.logger_status(cfg.site, self.name)
+        self.sites: str | frozenset[str] = cfg.site
+        if cfg.also_sites:
+            self.sites = frozenset((cfg.site, *cfg.also_sites))
+        self.filters = [topics.all_rooms_filter(s) for s in (cfg.site, *cfg.also_sites)]
         if cfg.share_group:
-            self.filter = f"$share/{cfg.share_group}/{self.filter}"
+            self.filters = [f"$share/{cfg.share_group}/{f}" for f in self.filters]
+        self.filter = self.filters[0]
         self.queue: queue.Queue[Any] = queue.Queue(maxsize=cfg.queue_max)
         self.totals = BatchStats()
         self.connected = threading.Event()
@@ -134,7 +161,7 @@ class Logger:
             retainAsPublished=True,
             retainHandling=SubscribeOptions.RETAIN_SEND_IF_NEW_SUB,
         )
-        client.subscribe(self.filter, options=options)
+        client.subscribe([(f, options) for f in self.filters])
         self.connected.set()
 
     def _on_disconnect(
@@ -149,7 +176,7 @@ class Logger:
         self, client: mqtt.Client, userdata: Any, mid: int, rcs: list[ReasonCode], props: Any = None
     ) -> None:
         if any(r.is_failure for r in rcs):
-            log.error("subscription to %s refused: %s", self.filter, rcs)
+            log.error("subscription to %s refused: %s", ", ".join(self.filters), rcs)
         else:
             self.subscribed.set()
 
@@ -211,7 +238,7 @@ class Logger:
         limit = self._quarantine_rate.apply
         items = [
             (
-                limit(classify(i.topic, i.payload, self.cfg.site, self.cfg.max_bytes, i.retain)),
+                limit(classify(i.topic, i.payload, self.sites, self.cfg.max_bytes, i.retain)),
                 self._ts(i.received_at),
             )
             for i in batch
@@ -344,7 +371,10 @@ class Logger:
             info = self.client.publish(self.status_topic, "offline", qos=1, retain=True)
             info.wait_for_publish(timeout=2.0)
         if self._writer is not None:  # the writer acks its last batch while still connected
-            self.queue.put(_STOP)
+            # Bounded: a writer that already gave up (a database that stays down) never takes
+            # from a full queue again, and an unbounded put would hang the stop for ever.
+            with contextlib.suppress(queue.Full):
+                self.queue.put(_STOP, timeout=timeout)
             self._writer.join(timeout)
         self.client.disconnect()
         close_client(self.client)

@@ -7,7 +7,10 @@ import argparse
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from broker.mosquitto.bridge import BridgeSettings
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
@@ -41,8 +44,10 @@ def _register_pki(sub: argparse._SubParsersAction[Any]) -> None:
 
     issue = pki_sub.add_parser("issue", help="issue a client certificate (CN = identity)")
     issue.add_argument("dir", type=Path)
-    issue.add_argument("kind", choices=("room", "staff", "logger"))
-    issue.add_argument("name", nargs="?", help="room id, staff name (optional for logger)")
+    issue.add_argument("kind", choices=("room", "staff", "logger", "bridge"))
+    issue.add_argument(
+        "name", nargs="?", help="room id, staff name, site id (bridge), optional for logger"
+    )
     issue.add_argument("--days", type=int, default=825)
     issue.add_argument(
         "--not-after", help="end of validity (RFC 3339), overrides --days (tests, short-lived)"
@@ -263,10 +268,22 @@ def _register_broker(sub: argparse._SubParsersAction[Any]) -> None:
         help="on the TLS listener (default 2000; keep below the broker's LimitNOFILE)",
     )
     conf.add_argument("--max-keepalive", type=int, default=120, help="seconds (default 120)")
+    group = conf.add_argument_group("a group of clinics (docs/SCALE.md)")
+    group.add_argument(
+        "--central", action="store_true", help="the central broker: ACL for every site's bridge"
+    )
+    group.add_argument("--bridge-to", metavar="HOST:PORT", help="bridge this site to the centre")
+    group.add_argument("--bridge-ca", type=Path, help="the central CA certificate")
+    group.add_argument("--bridge-cert", type=Path, help="bridge-<site> certificate (central PKI)")
+    group.add_argument("--bridge-key", type=Path)
+    group.add_argument(
+        "--bridge-rooms", type=int, default=50, help="rooms of the site (sizes a day's queue)"
+    )
     conf.set_defaults(func=_broker_config)
 
 
 def _broker_config(args: argparse.Namespace) -> int:
+    from broker.mosquitto.bridge import write_bridged_config, write_central_config
     from broker.mosquitto.conf import BrokerSettings, write_config
     from broker.mosquitto.pki import PkiError
 
@@ -286,8 +303,43 @@ def _broker_config(args: argparse.Namespace) -> int:
         max_keepalive=args.max_keepalive,
     )
     try:
-        conf, acl = write_config(settings, args.out, args.acl_out)
+        if args.central and args.bridge_to:
+            raise ValueError("--central and --bridge-to: a broker is the centre or a site")
+        if args.central:
+            conf, acl = write_central_config(settings, args.out, args.acl_out)
+        elif args.bridge_to:
+            conf, acl = write_bridged_config(settings, _bridge(args), args.out, args.acl_out)
+        else:
+            conf, acl = write_config(settings, args.out, args.acl_out)
     except (PkiError, ValueError) as exc:
         return _fail(str(exc))
     print(f"wrote {conf} and {acl}")
     return 0
+
+
+def _bridge(args: argparse.Namespace) -> BridgeSettings:
+    from broker.mosquitto.bridge import BridgeSettings
+
+    host, sep, port = str(args.bridge_to).rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise ValueError(f"--bridge-to {args.bridge_to!r}: give HOST:PORT")
+    missing = [
+        flag
+        for flag, value in (
+            ("--bridge-ca", args.bridge_ca),
+            ("--bridge-cert", args.bridge_cert),
+            ("--bridge-key", args.bridge_key),
+        )
+        if value is None or not Path(value).is_file()
+    ]
+    if missing:
+        raise ValueError(f"--bridge-to needs readable files for {', '.join(missing)}")
+    return BridgeSettings(
+        site=args.site,
+        central_host=host,
+        central_port=int(port),
+        ca=args.bridge_ca,
+        cert=args.bridge_cert,
+        key=args.bridge_key,
+        rooms=args.bridge_rooms,
+    )

@@ -9,7 +9,8 @@ from the certificates in the PKI's `clients/` folder:
     user room-101        writes clinic/S/room/101/{availability,state,call,events,vitals,health}
                          reads  clinic/S/room/101/cmd/#
     user staff-<name>    reads  clinic/S/#            writes clinic/S/room/+/cmd/#
-    user logger[-<n>]    reads  clinic/S/#            writes clinic/S/logger/status
+    user logger          reads  clinic/S/#            writes clinic/S/logger/status
+    user logger-<n>      reads  clinic/S/#            writes clinic/S/logger/<n>/status
 
 There are no lines before the first `user`, so a client without a username gets nothing, and an
 identity without a block (a certificate issued after the config was written, or removed from
@@ -106,7 +107,7 @@ def acl_text(site: str, identities: list[Identity], simulation: bool = False) ->
                 lines.append(f"topic write {base}/room/+/sim/button")
         elif ident.kind == "logger":
             lines.append(f"topic read {base}/#")
-            lines.append(f"topic write {topics.logger_status(site)}")
+            lines.append(f"topic write {topics.logger_status(site, ident.name)}")
         lines.append("")
     return "\n".join(lines)
 

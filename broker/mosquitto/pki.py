@@ -16,7 +16,9 @@ true`), so the ACL is written per identity and a session belongs to one identity
 
     room-<room>      a room controller (one per Pi)
     staff-<name>     a member of staff (board, CLI)
-    logger           the central logger (or `logger-<name>` for several sharing a `$share/` group)
+    logger           the central logger (or `logger-<name>` for each of several)
+    bridge-<site>    a site broker's bridge to the group's central broker (issued by the
+                     central PKI; the central ACL confines it to its site, `bridge.py`)
 
 The ACL is generated from the certificates in `clients/` (see `mosquitto_conf.py`): a CA-signed
 certificate whose identity is not in `clients/` gets no topic at all. Private keys are written
@@ -44,7 +46,7 @@ from contract.topics import check_ident
 CA_DAYS = 3650
 SERVER_DAYS = 825
 CLIENT_DAYS = 825
-KINDS = ("room", "staff", "logger")
+KINDS = ("room", "staff", "logger", "bridge")
 
 
 class PkiError(RuntimeError):

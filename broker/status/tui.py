@@ -245,8 +245,9 @@ def _render(
 
 def _link(feed: BoardFeed, state: SiteState) -> str:
     text = "live" if feed.connected.is_set() else "BROKER LINK DOWN"
-    if state.logger_status == "offline":
-        text += " · logger offline"
+    for name, status in state.logger_statuses().items():
+        if status == "offline":
+            text += f" · logger {name} offline" if name else " · logger offline"
     return text
 
 

@@ -41,9 +41,13 @@ class Clinic:
         staff: tuple[str, ...] = ("alice",),
         site: str = SITE,
         dev_port: bool = False,
+        message_size_limit: int = 0,
+        loggers: tuple[str, ...] = (),
         **limits: int,
     ):
-        """`limits`: BrokerSettings limits to override (max_connections, max_packet_size...)."""
+        """`loggers`: names of redundant loggers (`logger-<name>` certificates) besides the
+        one unnamed `logger`; `limits`: BrokerSettings limits to override (max_connections,
+        max_packet_size...)."""
         self.root = root
         self.site = site
         self.pki = Pki.init(root / "pki", site)
@@ -52,6 +56,8 @@ class Clinic:
         for name in staff:
             self.pki.issue("staff", name)
         self.pki.issue("logger")
+        for name in loggers:
+            self.pki.issue("logger", name)
         self.tls_port = free_port()
         self.dev_port = free_port() if dev_port else None
         state = root / "broker"
@@ -115,7 +121,7 @@ class Clinic:
             }
         )
 
-    def logger_config(self, db: Path, **over: object) -> LoggerConfig:
+    def logger_config(self, db: Path | str, **over: object) -> LoggerConfig:
         """The logger of this clinic (its own certificate) storing into `db`; `over` for the
         other settings (max_bytes, client_id, share_group, queue_max, retention_*, ...)."""
         cert, key = self.creds("logger")

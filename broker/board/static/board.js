@@ -49,7 +49,12 @@ const Board = (() => {
     const parts = [];
     let ok = site.broker_connected;
     parts.push(ok ? "● live" : "✕ broker link down: data is not live");
-    if (site.logger_status === "offline") { parts.push("logger offline"); ok = false; }
+    const loggers = site.loggers || {};
+    for (const name of Object.keys(loggers)) {
+      if (loggers[name] === "offline") { parts.push((name ? "logger " + name : "logger") + " offline"); ok = false; }
+    }
+    const named = Object.keys(loggers).filter((n) => n);
+    if (named.length > 1 && ok) { parts.push(named.length + " loggers online"); }
     link.textContent = parts.join(" · ");
     link.className = "link " + (ok ? "ok" : "down");
   }

@@ -1,7 +1,9 @@
 """The logger's store: the interface (`base.py`) and its implementations, chosen by URL.
 
 `open_store("sqlite:///var/lib/roomctl/clinic.sqlite3")` or a plain path opens the SQLite
-store (`sqlite.py`); `postgresql://...` is reserved for the PostgreSQL store (not written yet).
+store (`sqlite.py`, the embedded default for one clinic); `postgresql://user@host/db` (or
+`postgres://`, with any libpq parameters) opens the PostgreSQL store (`postgres.py`, for a
+clinic group: several loggers, one database). psycopg is imported only for PostgreSQL.
 """
 
 from __future__ import annotations
@@ -25,30 +27,37 @@ __all__ = [
     "QuarantineLimits",
     "StoreError",
     "open_store",
-    "store_path",
+    "store_location",
 ]
 
 SQLITE_SCHEME = "sqlite://"
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 
 
-def store_path(location: str | Path) -> Path:
-    """The SQLite file a `--db` value names, or a ValueError that says why it names none.
+def is_postgres(location: str | Path) -> bool:
+    return isinstance(location, str) and location.startswith(POSTGRES_SCHEMES)
+
+
+def store_location(location: str | Path) -> Path | str:
+    """What a `--db` value names: a SQLite file (a `Path`) or a PostgreSQL URL (kept as text),
+    or a ValueError that says why it names neither.
 
     Checked on the text the user gave, before anything becomes a `Path`: `Path` folds
     `postgresql://host/db` into `postgresql:/host/db`, which would then be created as a
-    folder and a file instead of being refused.
+    folder and a file.
     """
+    if isinstance(location, Path):
+        return location
     target = str(location)
-    if target.startswith(("postgresql://", "postgres://")):
-        url = urlsplit(target)  # shown without its user and password
-        raise ValueError(
-            f"{url.scheme}://{url.hostname or ''}{url.path}: the PostgreSQL store is not "
-            "available in this version; give a SQLite file path (or sqlite:///path)"
-        )
+    if target.startswith(POSTGRES_SCHEMES):
+        url = urlsplit(target)
+        if not url.path.strip("/") and "dbname=" not in url.query:
+            raise ValueError(f"{url.scheme}://{url.hostname or ''}: name the database (/dbname)")
+        return target
     if target.startswith(SQLITE_SCHEME):
         target = target[len(SQLITE_SCHEME) :]
     elif "://" in target:
-        raise ValueError(f"unknown store URL {target!r}: give a path or sqlite:///path")
+        raise ValueError(f"unknown store URL {target!r}: give a path, sqlite:///path or postgresql://host/db")
     if not target.strip():
         raise ValueError("the store location is empty")
     return Path(target)
@@ -61,12 +70,19 @@ def open_store(
     readonly: bool = False,
     quarantine: QuarantineLimits | None = None,
 ) -> LogStore:
-    """The store at `url_or_path`: a file path or `sqlite:///abs/path` (`sqlite://rel/path`).
+    """The store at `url_or_path`: a file path, `sqlite:///abs/path` (`sqlite://rel/path`) or
+    `postgresql://...`.
 
     `readonly=True`: never creates or migrates anything (the board, exports). `synchronous`
-    only matters to the writer (see `sqlite_schema.open_db`), and so do the `quarantine` caps
+    only matters to a SQLite writer (see `sqlite_schema.open_db`; PostgreSQL commits are
+    durable as the server is configured), and the `quarantine` caps to any writer
     (`QuarantineLimits()` when None).
     """
+    where = store_location(url_or_path)
+    if isinstance(where, str):
+        from broker.logger.store.postgres import PostgresLogStore
+
+        return PostgresLogStore(where, readonly=readonly, quarantine=quarantine)
     return SqliteLogStore(
-        store_path(url_or_path), synchronous=synchronous, readonly=readonly, quarantine=quarantine
+        where, synchronous=synchronous, readonly=readonly, quarantine=quarantine
     )
