@@ -19,6 +19,7 @@ from __future__ import annotations
 import threading
 from collections import deque
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import ValidationError
@@ -37,6 +38,7 @@ from contract.messages import (
 from contract.timefmt import format_ts
 
 from .commands import CommandLog, TrackedCommand
+from .thresholds import out_of_range
 
 EVENTS_KEPT = 100
 VITALS_KEPT = 3600  # one hour at 1 Hz per room
@@ -356,11 +358,18 @@ def room_view(r: RoomLive, now: float) -> dict[str, Any]:
             for a in s.alerts
         ]
     vitals_age = None if r.vitals_at is None else max(0.0, now - r.vitals_at)
+    offline = r.availability == "offline"
     return {
         "room": r.room,
         "version": r.version,
         "availability": r.availability,
-        "offline": r.availability == "offline",
+        "offline": offline,
+        # when the board learnt that the room went offline (its Will or its goodbye)
+        "offline_since": _ts(datetime.fromtimestamp(r.availability_at, UTC))
+        if offline and r.availability_at is not None
+        else None,
+        # offline with a session under way: its calls cannot be known (a technical alarm)
+        "offline_in_session": offline and s is not None and s.phase != messages.Phase.IDLE,
         "phase": s.phase.value if s else None,
         "phase_since": _ts(s.since) if s else None,
         "session_id": s.session_id if s else None,
@@ -377,6 +386,7 @@ def room_view(r: RoomLive, now: float) -> dict[str, Any]:
         else {"since": _ts(s.cleaning.since), "until": _ts(s.cleaning.until), "by": s.cleaning.by},
         "cord_out": bool(s and s.cords_open) or any(x["type"] == "cord_out" for x in calls),
         "vitals": vitals_view(v) if v is not None else None,
+        "out_of_range": out_of_range(alerts),
         "vitals_received_ms": None if r.vitals_at is None else int(r.vitals_at * 1000),
         "vitals_stale": vitals_age is None or vitals_age > STALE_VITALS_S,
         "trouble": trouble(r, now),

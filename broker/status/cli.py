@@ -19,6 +19,9 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     add_broker_args(status)
     status.add_argument("--once", action="store_true", help="print the overview and exit")
     status.add_argument("--wait", type=float, default=3.0, help="--once: max seconds to gather")
+    status.add_argument(
+        "--no-bell", action="store_true", help="do not ring the terminal bell for new calls"
+    )
     status.set_defaults(func=_status)
 
 
@@ -34,4 +37,4 @@ def _status(args: argparse.Namespace) -> int:
         endpoint = BrokerEndpoint.from_url(args.broker, args.ca, args.cert, args.key)
     except ValueError as exc:
         return _fail(str(exc))
-    return run_status(endpoint, args.site, once=args.once, wait_s=args.wait)
+    return run_status(endpoint, args.site, once=args.once, wait_s=args.wait, bell=not args.no_bell)

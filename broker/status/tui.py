@@ -8,6 +8,9 @@ offline rooms say OFFLINE, stale vitals say so.
 Text a room supplies (who claimed, alert names, its status text) is shown as plain text:
 never parsed as rich markup (`[/]` would crash the view) and with control characters (a
 terminal escape sequence) replaced, so a room cannot repaint or retitle the terminal.
+
+Live, it rings the terminal bell (BEL) once for every pass that brings a new call (any room,
+any type: `queue.new_calls`), unless `--no-bell`.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from rich.text import Text
 
 from broker.board.feed import BoardFeed
 from broker.board.live import SiteState
+from broker.board.queue import new_calls, site_queue
 from contract.mqtt import BrokerEndpoint
 
 MARK = {"high": "!!!", "medium": "!!", "low": "!"}
@@ -34,6 +38,8 @@ _CONTROL = dict.fromkeys([*range(0x20), 0x7F, *range(0x80, 0xA0)], "\ufffd")
 def plain(value: object, style: str = "") -> Text:
     """Room-supplied text as it is: no markup, no control characters."""
     return Text(str(value).translate(_CONTROL), style=style)
+
+
 STYLE = {"high": "bold white on red", "medium": "bold black on yellow", "low": "bold black on cyan"}
 QUIET_S = 0.3  # --once: retained messages have stopped arriving for this long
 
@@ -134,7 +140,29 @@ def gather_once(feed: BoardFeed, wait_s: float, clock: Any = time.monotonic) -> 
             return
 
 
-def run_status(endpoint: BrokerEndpoint, site: str, once: bool = False, wait_s: float = 3.0) -> int:
+class Bell:
+    """Rings (BEL on the terminal) when the queue holds a call it has not seen before."""
+
+    def __init__(self, out: Any) -> None:
+        self.out = out
+        self.seen: set[str] = set()
+        self.rung = 0
+
+    def update(self, views: list[dict[str, Any]]) -> bool:
+        items = site_queue(views)
+        fresh = new_calls(self.seen, items)
+        self.seen = {i["key"] for i in items if i["kind"] == "call"}
+        if not fresh:
+            return False
+        self.out.write("\a")
+        self.out.flush()
+        self.rung += 1
+        return True
+
+
+def run_status(
+    endpoint: BrokerEndpoint, site: str, once: bool = False, wait_s: float = 3.0, bell: bool = True
+) -> int:
     console = Console()
     state = SiteState(site)
     feed = BoardFeed(endpoint, state)
@@ -148,13 +176,15 @@ def run_status(endpoint: BrokerEndpoint, site: str, once: bool = False, wait_s: 
             return 0 if feed.connected.is_set() else 1
         changed = threading.Event()
         feed.listener = lambda room: changed.set()
+        ringer = Bell(console.file) if bell else None
         with Live(console=console, auto_refresh=False, screen=False) as live:
             for _ in iter(int, 1):  # until Ctrl-C; each pass waits on a change or 1 s
                 changed.clear()
                 now = time.time()
-                live.update(
-                    render_table(site, state.views(now), now, _link(feed, state)), refresh=True
-                )
+                views = state.views(now)
+                live.update(render_table(site, views, now, _link(feed, state)), refresh=True)
+                if ringer is not None:
+                    ringer.update(views)
                 changed.wait(1.0)
     except KeyboardInterrupt:
         return 0

@@ -39,9 +39,33 @@ const Board = (() => {
 
   function since(iso) { return iso ? duration(now() - Date.parse(iso)) : "–"; }
 
+  // "23:18" (the screen's local time) and "8 min" for an offline room
+  function clockTime(iso) {
+    if (!iso) return "–";
+    const d = new Date(Date.parse(iso));
+    return String(d.getHours()).padStart(2, "0") + ":" + String(d.getMinutes()).padStart(2, "0");
+  }
+
+  function minutesSince(iso) {
+    return iso ? Math.max(0, Math.floor((now() - Date.parse(iso)) / 60000)) + " min" : "–";
+  }
+
+  function offlineText(iso) { return `offline since ${clockTime(iso)} (${minutesSince(iso)})`; }
+
+  // "placed 11:13 · escalated 9:43" (time since each), or the claim: "responding: nina"
+  function callTimes(c) {
+    let text = "placed " + since(c.placed_at);
+    if (c.escalated_at) text += " · escalated " + since(c.escalated_at);
+    return text;
+  }
+
   function num(v, digits) {
     return v === null || v === undefined ? "–" : Number(v).toFixed(digits || 0);
   }
+
+  // The board's own link (its stream, and the server's broker link). While it is down every
+  // tile is dimmed, actions are disabled and a full-width banner says so: never a false "no call".
+  let linkUp = false;
 
   function setLink(site) {
     const link = document.getElementById("link");
@@ -52,6 +76,11 @@ const Board = (() => {
     if (site.logger_status === "offline") { parts.push("logger offline"); ok = false; }
     link.textContent = parts.join(" · ");
     link.className = "link " + (ok ? "ok" : "down");
+    const up = !!site.broker_connected;
+    document.body.classList.toggle("link-down", !up);
+    const banner = document.getElementById("link-banner");
+    if (banner) banner.hidden = up;
+    if (up !== linkUp) { linkUp = up; told("link", { up }); }
   }
 
   function connect(path, handlers) {
@@ -66,7 +95,8 @@ const Board = (() => {
         setLink(site);
         if (handlers.site) handlers.site(site);
       });
-      es.addEventListener("room", (ev) => handlers.room(JSON.parse(ev.data)));
+      es.addEventListener("room", (ev) => { if (handlers.room) handlers.room(JSON.parse(ev.data)); });
+      es.addEventListener("queue", (ev) => told("queue", JSON.parse(ev.data)));
       es.onopen = () => { attempts = 0; };
       es.onerror = () => {
         setLink({ broker_connected: false });
@@ -170,6 +200,7 @@ const Board = (() => {
 
   return {
     csrf, canAct, now, el, duration, since, num, connect, post, claim, openPhaseDialog,
+    clockTime, minutesSince, offlineText, callTimes, linkUp: () => linkUp,
     commandLabel, commandText, OFFLINE_TEXT, LEVEL_MARK, LEVEL_WORD, PHASE_NAME,
   };
 })();
