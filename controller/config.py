@@ -91,6 +91,16 @@ class GpioSettings(_Section):
     # Which call type each call input places (a long press on `call` is always an emergency).
     call_types: dict[CallInput, CallType] = Field(default_factory=lambda: dict(DEFAULT_INPUT_TYPES))
 
+    @field_validator("call_types")
+    @classmethod
+    def _no_trouble_input(cls, value: dict[CallInput, CallType]) -> dict[CallInput, CallType]:
+        for name, call_type in value.items():
+            if call_type is CallType.CORD_OUT:
+                raise ValueError(
+                    f"{name}: cord_out is the cord loop's own trouble call, not a call input"
+                )
+        return value
+
     @model_validator(mode="after")
     def _pins(self) -> GpioSettings:
         used: dict[int, str] = {}
@@ -140,17 +150,11 @@ class TimingSettings(_Section):
     planned_recovery_min: float = Field(default=45, gt=0, le=600)
     min_recovery_min: float = Field(default=30, ge=0, le=600)
     reminder_every_min: float = Field(default=5, gt=0, le=120)
+    # First-tier timers of the default call-type rows (normal, infusion, emergency).
     escalate_normal_s: float = Field(default=180, gt=0, le=3600)
     escalate_infusion_s: float = Field(default=90, gt=0, le=3600)
     escalate_emergency_s: float = Field(default=30, gt=0, le=3600)
     health_every_s: float = Field(default=30, ge=1, le=3600)
-
-    def escalate_after(self) -> dict[CallPriority, float]:
-        return {
-            CallPriority.NORMAL: self.escalate_normal_s,
-            CallPriority.INFUSION: self.escalate_infusion_s,
-            CallPriority.EMERGENCY: self.escalate_emergency_s,
-        }
 
 
 class AlertRuleSettings(_Section):

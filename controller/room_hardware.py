@@ -21,7 +21,7 @@ from controller.core.io_types import (
     SetStatusLed,
     SimulateButton,
 )
-from firmware_py import room_io
+from firmware_py import dome_lights, room_io
 from firmware_py.room_io import ButtonEdge
 
 log = logging.getLogger(__name__)
@@ -100,7 +100,7 @@ class RoomHardware:
         )
         if self.sim is not None:
             self.sim.apply("cord", "close")  # a simulated room starts with its cord plugged in
-        self.dome = room_io.build_dome(
+        self.dome = dome_lights.build_dome(
             config.dome.kind,
             g.dome_pin,
             config.dome.rgb_pins,
@@ -137,7 +137,7 @@ class RoomHardware:
         colour: str = "white",
         layers: Sequence[DomeLayer] = (),
     ) -> None:
-        if not layers and kind != "off":
+        if not layers and kind != "off":  # an action built by hand: one layer
             layers = (DomeLayer(colour, kind, on_s, off_s),)
         want = tuple((x.colour, x.kind, x.on_s, x.off_s) for x in layers)
         if want != self._dome:

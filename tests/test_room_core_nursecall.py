@@ -147,7 +147,9 @@ def test_presence_answers_routine_calls_never_assist_or_emergency() -> None:
 def test_presence_alone_shows_on_the_dome_and_ends_on_a_second_press() -> None:
     room = started()
     press(room, Button.PRESENCE)
-    assert dome(room) == SetDome("steady") and dome(room).colour == "green"
+    (layer,) = dome(room).layers  # green on a dome with colours; a single lamp stays dark,
+    assert (layer.what, layer.colour, layer.kind) == ("presence", "green", "steady")
+    assert dome(room) == SetDome("off")  # so that a lit single lamp always means a call
     room.advance(60)
     out = room.feed(ButtonPressed(Button.PRESENCE))
     assert events(out, "presence_ended")[0]["detail"]["present_s"] == 60.0
@@ -247,7 +249,7 @@ def test_cleaning_mode_ignores_routine_inputs_but_not_an_emergency_or_the_cord()
     out = room.feed(ButtonPressed(Button.CANCEL_HELD))
     assert events(out, "cleaning_started")[0]["detail"]["minutes"] == 10
     assert last_state(room)["cleaning"]["until"] is not None
-    assert dome(room).colour == "cyan"
+    assert [(x.what, x.colour) for x in dome(room).layers] == [("cleaning", "cyan")]
     out = room.feed(ButtonPressed(Button.CALL))
     out += room.feed(ButtonPressed(Button.BATH))
     ignored = events(out, "input_ignored")
@@ -329,6 +331,7 @@ def test_call_type_colour_and_pattern_come_from_the_table() -> None:
         ({"dome": {"kind": "rgb"}}, "rgb_pins"),
         ({"dome": {"kind": "sections", "sections": {"white": 23}}}, "both use GPIO23"),
         ({"gpio": {"presence_pin": 17}}, "both use GPIO17"),
+        ({"gpio": {"call_types": {"bath": "cord_out"}}}, "not a call input"),
     ],
 )
 def test_config_refuses_an_unsafe_or_inconsistent_table(over: dict[str, Any], field: str) -> None:

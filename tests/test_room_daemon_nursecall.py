@@ -80,7 +80,8 @@ def test_every_new_input_on_sim_button_reaches_the_retained_call_and_state(
         rec.wait_for(calls_are())
     state = retained(mosquitto.url, topics.state(SITE, ROOM)).json()
     assert state["presence"] is not None and state["cords_open"] == []
-    assert room.dome_lit  # presence, green, on a single-colour dome: steady
+    # presence alone: a single-colour dome stays dark (a lit lamp means a call)
+    wait_until(lambda: room.daemon.hardware.dome.pattern[0] == "off", 10, "dome off")
 
 
 def test_a_bad_sim_action_is_refused_with_a_reason(room: RunningRoom, mosquitto: Mosquitto) -> None:
@@ -124,7 +125,10 @@ def test_rgb_dome_shows_the_call_type_colour(mosquitto: Mosquitto, tmp_path: Pat
         r.press(pins["bath"] or 0)
         wait_until(lambda: r.daemon.hardware.dome.shown[0] == "amber", 10, "amber dome")
         assert r.daemon.hardware.dome.shown[1:] == ("blink", 0.5, 0.5)
-        r.press(pins["cancel"] or 0)
+        r.press(pins["presence"] or 0)  # answers the bath call: presence, green, remains
+        wait_until(lambda: r.daemon.hardware.dome.shown[:2] == ("green", "steady"), 10, "green")
+        r.release(pins["presence"] or 0)
+        r.press(pins["presence"] or 0)
         wait_until(lambda: r.daemon.hardware.dome.shown[1] == "off", 10, "dome off")
     finally:
         r.daemon.stop()

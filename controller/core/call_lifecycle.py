@@ -33,15 +33,43 @@ How this works:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
 from contract.messages import MAX_ACTIVE_CALLS, CallPriority, CallStatus, CallType, EventKind, Phase
-from contract.timefmt import dt_from_str, dt_to_str, require_aware
-from controller.core.call_types import CallTable, EndedBy, default_table, rank
+from contract.timefmt import require_aware
+from controller.core.call_state import (
+    Call,
+    CallSettings,
+    CallState,
+    from_dict,
+    idle,
+    order,
+    to_dict,
+    with_call,
+)
+from controller.core.call_types import EndedBy, rank
 from controller.core.emit import Emit, Scalar
+
+__all__ = [
+    "TRANSITIONS",
+    "Call",
+    "CallOutcome",
+    "CallSettings",
+    "CallState",
+    "cancel",
+    "claim",
+    "emergency",
+    "end",
+    "from_dict",
+    "idle",
+    "next_deadline",
+    "place",
+    "press",
+    "tick",
+    "to_dict",
+]
 
 TRANSITIONS: dict[CallStatus, frozenset[CallStatus]] = {
     CallStatus.IDLE: frozenset({CallStatus.PLACED}),
@@ -56,106 +84,12 @@ Emits = tuple[Emit, ...]
 
 
 @dataclass(frozen=True)
-class CallSettings:
-    """Call behaviour: the call-type table (`call_types`)."""
-
-    table: CallTable = field(default_factory=default_table)
-
-
-@dataclass(frozen=True)
-class Call:
-    """One active call."""
-
-    call_id: str
-    type: CallType
-    priority: CallPriority
-    status: CallStatus
-    placed_at: datetime
-    tier: int = 1
-    tier_at: datetime | None = None  # when it reached its current tier (None: tier 1)
-    claimed_by: str | None = None
-    claimed_at: datetime | None = None
-    escalated_at: datetime | None = None  # first climb (kept after a claim, for reports)
-    reminders: int = 0
-    last_reminder_at: datetime | None = None
-
-
-def _order(call: Call) -> tuple[int, datetime, str]:
-    return (-rank(call.priority), call.placed_at, call.call_id)
-
-
-@dataclass(frozen=True)
-class CallState:
-    """Every active call of the room, highest first; empty when there is none.
-
-    `call_id`, `priority`, `status`, ... describe the first call (the one the dome shows),
-    as the schema-1 `call` message does; `status` is `idle` without a call.
-    """
-
-    calls: tuple[Call, ...] = ()
-
-    @property
-    def active(self) -> bool:
-        return bool(self.calls)
-
-    @property
-    def head(self) -> Call | None:
-        return self.calls[0] if self.calls else None
-
-    @property
-    def call_id(self) -> str | None:
-        return self.calls[0].call_id if self.calls else None
-
-    @property
-    def priority(self) -> CallPriority | None:
-        return self.calls[0].priority if self.calls else None
-
-    @property
-    def status(self) -> CallStatus:
-        return self.calls[0].status if self.calls else CallStatus.IDLE
-
-    @property
-    def placed_at(self) -> datetime | None:
-        return self.calls[0].placed_at if self.calls else None
-
-    @property
-    def claimed_by(self) -> str | None:
-        return self.calls[0].claimed_by if self.calls else None
-
-    @property
-    def claimed_at(self) -> datetime | None:
-        return self.calls[0].claimed_at if self.calls else None
-
-    @property
-    def escalated_at(self) -> datetime | None:
-        return self.calls[0].escalated_at if self.calls else None
-
-    def of_type(self, call_type: CallType) -> Call | None:
-        return next((c for c in self.calls if c.type is call_type), None)
-
-    def by_id(self, call_id: str) -> Call | None:
-        return next((c for c in self.calls if c.call_id == call_id), None)
-
-
-def _with(state: CallState, *, drop: str | None = None, put: Call | None = None) -> CallState:
-    calls = [c for c in state.calls if c.call_id not in (drop, put.call_id if put else None)]
-    if put is not None:
-        calls.append(put)
-    return CallState(tuple(sorted(calls, key=_order)))
-
-
-@dataclass(frozen=True)
 class CallOutcome:
     """Result of `claim`: the new state, events to publish, and a refusal reason or None."""
 
     state: CallState
     emits: Emits
     refused: str | None = None
-
-
-def idle() -> CallState:
-    """The state of a room with no call."""
-    return CallState()
 
 
 def _emit(call: Call, kind: EventKind, now: datetime, **extra: Any) -> Emit:
@@ -205,15 +139,15 @@ def place(
         patient = state.of_type(CallType.NORMAL)
         if patient is not None:  # a long press after a press: the same call, now an emergency
             raised, emits = _raise(patient, now, priority, CallType.EMERGENCY)
-            return _with(state, put=raised), emits
+            return with_call(state, put=raised), emits
     current = state.of_type(call_type)
     if current is not None:
         raised, emits = _raise(current, now, priority, call_type)
-        return (_with(state, put=raised), emits) if emits else (state, ())
+        return (with_call(state, put=raised), emits) if emits else (state, ())
     if len(state.calls) >= MAX_ACTIVE_CALLS:  # pragma: no cover - one call per type is fewer
         return state, ()
     call = Call(new_call_id, call_type, priority, CallStatus.PLACED, now)
-    return _with(state, put=call), (_emit(call, EventKind.CALL_PLACED, now),)
+    return with_call(state, put=call), (_emit(call, EventKind.CALL_PLACED, now),)
 
 
 def press(
@@ -284,7 +218,7 @@ def claim(state: CallState, call_id: str, by: str, now: datetime) -> CallOutcome
             "was_escalated": call.status is CallStatus.ESCALATED,
         },
     )
-    return CallOutcome(_with(state, put=claimed), (emit,))
+    return CallOutcome(with_call(state, put=claimed), (emit,))
 
 
 def end(
@@ -413,94 +347,4 @@ def tick(state: CallState, now: datetime, settings: CallSettings) -> tuple[CallS
         emits.extend(more)
     if not emits:
         return state, ()
-    return CallState(tuple(sorted(calls, key=_order))), tuple(emits)
-
-
-# -- persistence ----------------------------------------------------------------------
-
-
-def _call_to_dict(c: Call) -> dict[str, Any]:
-    return {
-        "call_id": c.call_id,
-        "type": c.type.value,
-        "priority": c.priority.value,
-        "status": c.status.value,
-        "placed_at": dt_to_str(c.placed_at),
-        "tier": c.tier,
-        "tier_at": dt_to_str(c.tier_at),
-        "claimed_by": c.claimed_by,
-        "claimed_at": dt_to_str(c.claimed_at),
-        "escalated_at": dt_to_str(c.escalated_at),
-        "reminders": c.reminders,
-        "last_reminder_at": dt_to_str(c.last_reminder_at),
-    }
-
-
-def to_dict(state: CallState) -> dict[str, Any]:
-    """A JSON-safe dict of the state, for persistence across restarts."""
-    return {"calls": [_call_to_dict(c) for c in state.calls]}
-
-
-def _opt_str(value: object, name: str) -> str | None:
-    if value is None or isinstance(value, str):
-        return value
-    raise ValueError(f"{name} must be a string or null")
-
-
-def _int(value: object, name: str, lo: int, hi: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
-        raise ValueError(f"{name} must be an integer {lo}..{hi}")
-    return value
-
-
-def _call_from_dict(data: Mapping[str, object]) -> Call:
-    status = CallStatus(str(data.get("status")))
-    if status is CallStatus.IDLE:
-        raise ValueError("an active call cannot be idle")
-    call_id = _opt_str(data.get("call_id"), "call_id")
-    placed_at = dt_from_str(data.get("placed_at"))
-    priority = CallPriority(str(data.get("priority")))
-    raw_type = data.get("type")
-    if raw_type is None:  # saved by a room before call types: emergency or a patient call
-        raw_type = "emergency" if priority is CallPriority.EMERGENCY else "normal"
-    call = Call(
-        call_id=call_id or "",
-        type=CallType(str(raw_type)),
-        priority=priority,
-        status=status,
-        placed_at=placed_at,  # type: ignore[arg-type]  # checked below
-        tier=_int(data.get("tier", 2 if status is CallStatus.ESCALATED else 1), "tier", 1, 3),
-        tier_at=dt_from_str(data.get("tier_at")),
-        claimed_by=_opt_str(data.get("claimed_by"), "claimed_by"),
-        claimed_at=dt_from_str(data.get("claimed_at")),
-        escalated_at=dt_from_str(data.get("escalated_at")),
-        reminders=_int(data.get("reminders", 0), "reminders", 0, 1_000_000),
-        last_reminder_at=dt_from_str(data.get("last_reminder_at")),
-    )
-    if not call.call_id or placed_at is None:
-        raise ValueError("an active call needs call_id, priority and placed_at")
-    if status is CallStatus.CLAIMED and (call.claimed_by is None or call.claimed_at is None):
-        raise ValueError("a claimed call needs claimed_by and claimed_at")
-    if status is CallStatus.ESCALATED and call.escalated_at is None:
-        raise ValueError("an escalated call needs escalated_at")
-    return call
-
-
-def from_dict(data: Mapping[str, object]) -> CallState:
-    """Rebuild a state written by `to_dict` (or by a room before several calls: one call).
-
-    Raises:
-        ValueError: If the data is corrupt or inconsistent (the daemon then starts from
-            `idle()` and says so).
-    """
-    raw = data.get("calls")
-    if raw is None:  # the schema-1 blob: one call, or idle
-        if str(data.get("status", "idle")) == CallStatus.IDLE.value:
-            return idle()
-        return CallState((_call_from_dict(data),))
-    if not isinstance(raw, list) or len(raw) > MAX_ACTIVE_CALLS:
-        raise ValueError("calls must be a list of at most 16 calls")
-    calls = [_call_from_dict(item) for item in raw if isinstance(item, Mapping)]
-    if len(calls) != len(raw) or len({c.call_id for c in calls}) != len(calls):
-        raise ValueError("calls must be objects with distinct call ids")
-    return CallState(tuple(sorted(calls, key=_order)))
+    return CallState(tuple(sorted(calls, key=order))), tuple(emits)

@@ -17,7 +17,9 @@ How this works: `layers(...)` lists everything the dome should show, one `DomeLa
 
 What the hardware shows (`room_hardware`, from `dome.kind` in config):
 * `single`: one lamp: the first layer's pattern, so priorities differ by blink pattern
-  (emergency fast, alert 0.5 s, infusion slow, trouble a short flash) as before.
+  (emergency fast, alert 0.5 s, infusion slow, trouble a short flash) as before. Presence
+  and cleaning are colour-only layers: a single-colour lamp leaves them out (a steady lamp
+  must keep meaning a patient call); they show on the board and in `state`.
 * `rgb`: one RGB lamp: the first layer's colour (from the palette) and pattern.
 * `sections`: one single-colour lamp per palette colour: each section shows the first
   layer of its colour, so presence (green) stays lit beneath a call (white).
@@ -78,6 +80,7 @@ class DomeLayer:
     on_s: float = 0.0
     off_s: float = 0.0
     what: str = ""  # what it shows (for logs and tests): a call type, alert, presence...
+    colour_only: bool = False  # only a dome with colours shows it (presence, cleaning)
 
 
 @dataclass(frozen=True)
@@ -85,9 +88,9 @@ class DomeSettings:
     roles: Mapping[str, str]
 
 
-def _layer(colour: str, pattern: str, what: str) -> DomeLayer:
+def _layer(colour: str, pattern: str, what: str, colour_only: bool = False) -> DomeLayer:
     p = PATTERNS[pattern]
-    return DomeLayer(colour, p.kind, p.on_s, p.off_s, what)
+    return DomeLayer(colour, p.kind, p.on_s, p.off_s, what, colour_only)
 
 
 def _call_layer(call: Call, table: CallTable) -> tuple[int, DomeLayer]:
@@ -126,15 +129,16 @@ def layers(
     if monitor_trouble:
         ranked.append((6, 0, _layer(roles["trouble"], "trouble", "monitor")))
     if cleaning:
-        ranked.append((7, 0, _layer(roles["cleaning"], "steady", "cleaning")))
+        ranked.append((7, 0, _layer(roles["cleaning"], "steady", "cleaning", colour_only=True)))
     if presence:
-        ranked.append((8, 0, _layer(roles["presence"], "steady", "presence")))
+        ranked.append((8, 0, _layer(roles["presence"], "steady", "presence", colour_only=True)))
     return tuple(layer for _, _, layer in sorted(ranked, key=lambda r: (r[0], r[1])))
 
 
 def top(dome_layers: Sequence[DomeLayer]) -> DomeLayer:
-    """What a single lamp shows: the first layer, or off."""
-    return dome_layers[0] if dome_layers else DomeLayer("white", "off", what="nothing")
+    """What a single-colour lamp shows: the first layer that is not colour-only, or off."""
+    shown = [x for x in dome_layers if not x.colour_only]
+    return shown[0] if shown else DomeLayer("white", "off", what="nothing")
 
 
 def sections(dome_layers: Sequence[DomeLayer], colours: Sequence[str]) -> dict[str, DomeLayer]:

@@ -13,6 +13,8 @@ Each reading is the monitor's current word: an identifier that appears raises an
 A reading without alarms clears them all, as the monitor has. The room never silences or
 acknowledges anything on the monitor (it has no way to, by design); `alarm_silenced` is
 the monitor telling us its own audio is paused, so it is ignored rather than cleared.
+A monitor that falls silent keeps its last alarms up until it reports again: its silence is
+itself shown (monitor trouble), and an alarm is never cleared by a missing reading.
 """
 
 from __future__ import annotations

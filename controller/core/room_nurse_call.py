@@ -18,7 +18,8 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from contract.messages import ActiveAlert, CallType, CleaningCommand, EventKind, Phase
-from controller.config import RoomConfig
+from contract.timefmt import format_ts
+from controller.config import CallInput, RoomConfig
 from controller.core import alerts, call_lifecycle, dome, monitor_alarms
 from controller.core import cord as cord_loop
 from controller.core import presence as modes
@@ -29,7 +30,7 @@ from controller.core.phases import SessionState
 from controller.core.settings import RoomSettings
 
 # The call inputs, as the input names of `gpio.call_types`.
-CALL_INPUTS: dict[Button, str] = {
+CALL_INPUTS: dict[Button, CallInput] = {
     Button.CALL: "call",
     Button.EMERGENCY: "emergency",
     Button.ASSIST: "assist",
@@ -95,7 +96,7 @@ class NurseCallInputs:
             call_type = CallType.EMERGENCY  # a long press is always an emergency
         else:
             name = CALL_INPUTS[button]
-            call_type = self.config.gpio.call_types.get(name, CallType.NORMAL)  # type: ignore[call-overload]
+            call_type = self.config.gpio.call_types.get(name, CallType.NORMAL)
         if self.cleaning is not None and not self.call_table[call_type].in_cleaning:
             detail: dict[str, Scalar] = {"input": button.value, "call_type": call_type.value}
             self._emit([Emit(EventKind.INPUT_IGNORED, wall, reason="cleaning mode", detail=detail)])
@@ -121,7 +122,7 @@ class NurseCallInputs:
         state, ended = call_lifecycle.end(self.call, EndedBy.PRESENCE, now.wall, self.call_settings)
         detail: dict[str, Scalar] = {"answered": len(ended)}
         if self.presence.until is not None:
-            detail["until"] = self.presence.until.isoformat()
+            detail["until"] = format_ts(self.presence.until)
         if state == self.call:
             self._apply_outputs(now)  # the dome shows presence; _set_call does it otherwise
         self._set_call(
@@ -141,7 +142,8 @@ class NurseCallInputs:
     def _start_cleaning(self, now: Instant, minutes: float, by: str | None) -> None:
         self.cleaning = modes.start_cleaning(now.wall, minutes, by)
         self._apply_outputs(now)
-        detail: dict[str, Scalar] = {"minutes": minutes, "until": self.cleaning.until.isoformat()}
+        until = format_ts(self.cleaning.until)
+        detail: dict[str, Scalar] = {"minutes": minutes, "until": until}
         self._emit([Emit(EventKind.CLEANING_STARTED, now.wall, by=by, detail=detail)])
         self._publish_state()
 
