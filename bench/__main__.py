@@ -25,6 +25,7 @@ MODULES = (
     "bench.bench_parsers",
     "bench.bench_logger",
     "bench.bench_board",
+    "bench.bench_board_limits",
     "bench.bench_footprint",
 )
 

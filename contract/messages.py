@@ -357,6 +357,8 @@ class HealthMessage(Envelope):
     status_text: str = Field(default="ok", max_length=200)
     uptime_s: float = Field(ge=0)
     version: str = Field(max_length=64)
+    # when the room's own MQTT client certificate expires (older rooms do not say)
+    cert_not_after: UtcDatetime | None = None
 
 
 # -- commands from staff: no envelope (they are not the room's), never retained --

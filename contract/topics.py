@@ -139,8 +139,25 @@ def health(site: str, room: str) -> str:
     return room_topic(site, room, "health")
 
 
-def cmd(site: str, room: str, name: str) -> str:
-    return room_topic(site, room, f"cmd/{name}")
+def cmd(site: str, room: str, name: str, sender: str) -> str:
+    """`.../cmd/{name}/{sender}`: a staff command, under the name of the identity that sends it.
+
+    The broker's ACL lets a staff certificate write only under its own name, so the room
+    knows who sent a command from the topic, not from the payload (docs/CONTRACT.md).
+    """
+    check_ident("sender", sender)
+    return f"{room_topic(site, room, f'cmd/{name}')}/{sender}"
+
+
+def split_cmd(leaf: str) -> tuple[str, str | None] | None:
+    """`cmd/phase/ana` -> ("phase", "ana"); `cmd/phase` (no sender) -> ("phase", None);
+    None when the leaf is not a known command with an identifier as its sender."""
+    parts = leaf.split("/")
+    if len(parts) not in (2, 3) or parts[0] != "cmd" or parts[1] not in COMMANDS:
+        return None
+    if len(parts) == 2:
+        return parts[1], None
+    return (parts[1], parts[2]) if is_ident(parts[2]) else None
 
 
 def cmd_filter(site: str, room: str) -> str:
@@ -165,6 +182,7 @@ class ParsedTopic:
     site: str
     room: str
     leaf: str
+    sender: str | None = None  # a command's sending identity (`cmd/{name}/{sender}`)
 
 
 def parse_room_topic(topic: str) -> ParsedTopic | None:
@@ -173,6 +191,11 @@ def parse_room_topic(topic: str) -> ParsedTopic | None:
     if len(parts) < 5 or parts[0] != ROOT or parts[2] != "room":
         return None
     site, room, leaf = parts[1], parts[3], "/".join(parts[4:])
-    if not is_ident(site) or not is_ident(room) or leaf not in SPEC_BY_LEAF:
+    if not is_ident(site) or not is_ident(room):
+        return None
+    command = split_cmd(leaf)
+    if command is not None:
+        return ParsedTopic(site, room, f"cmd/{command[0]}", command[1])
+    if leaf not in SPEC_BY_LEAF:
         return None
     return ParsedTopic(site, room, leaf)

@@ -10,6 +10,7 @@ install instead of failing with a traceback.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 from collections.abc import Sequence
@@ -118,6 +119,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(func(args) or 0)
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # `roomctl log export ... | head`: the reader has gone; no traceback, and nothing more
+        # is written (Python would try again at exit). 141 = 128 + SIGPIPE, as other tools.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from contract.messages import (
     CallType,
     Phase,
 )
+from controller.config_check import describe, with_lines
 from controller.core.dome import DEFAULT_PALETTE, DEFAULT_ROLES
 
 MonitorProtocol = Literal["masimo", "nonin-df2", "nonin-df7", "hl7"]
@@ -277,6 +278,10 @@ class CommandSettings(_Section):
     # A staff command older than this when it reaches the room is refused (expired): a
     # command sent to an offline room must not act minutes later when it reconnects.
     max_age_s: float = Field(default=DEFAULT_COMMAND_MAX_AGE_S, gt=0, le=3600)
+    # Staff identities that act for people they authenticated themselves (the board logs
+    # nurses in): their commands may carry another `by`. Any other sender must send its own
+    # name as `by` (the topic's sender is what the broker's ACL proved).
+    delegates: tuple[Annotated[str, Field(pattern=IDENT_PATTERN)], ...] = ("board",)
 
 
 class OutboxSettings(_Section):
@@ -347,31 +352,22 @@ class ConfigError(Exception):
         super().__init__("\n".join(f"{source}: {p}" for p in problems))
 
 
-def _format_errors(exc: ValidationError) -> list[str]:
-    problems = []
-    for err in exc.errors():
-        loc = ".".join(str(part) for part in err["loc"]) or "(top level)"
-        msg = err["msg"]
-        if err["type"] == "extra_forbidden":
-            msg = "unknown setting (check the spelling)"
-        elif err["type"] == "missing":
-            msg = "is required"
-        problems.append(f"{loc}: {msg}")
-    return problems
-
-
 def load_config(path: Path | str, overrides: dict[str, Any] | None = None) -> RoomConfig:
     """Read and validate a TOML file; `overrides` (from flags) win over the file."""
     path = Path(path)
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+        raw = tomllib.loads(text)
     except FileNotFoundError:
         raise ConfigError(str(path), ["file not found"]) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(str(path), [f"cannot read: {exc}"]) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(str(path), [f"not valid TOML: {exc}"]) from None
-    return build_config(raw, overrides, source=str(path))
+    try:
+        return build_config(raw, overrides, source=str(path))
+    except ConfigError as exc:  # say on which line of the file each problem is
+        raise ConfigError(str(path), with_lines(text, exc.problems)) from None
 
 
 def build_config(
@@ -381,7 +377,7 @@ def build_config(
     try:
         return RoomConfig.model_validate(merged)
     except ValidationError as exc:
-        raise ConfigError(source, _format_errors(exc)) from None
+        raise ConfigError(source, describe(exc, RoomConfig)) from None
 
 
 def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:

@@ -19,9 +19,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from contract import topics
+from contract.certs import cert_not_after
 from contract.messages import EventMessage
 from contract.mqtt import BrokerEndpoint
 from contract.vitals import Reading
@@ -50,6 +52,7 @@ from controller.outbox import Outbox, OutboxFull
 from controller.publisher import Publisher
 from controller.room_hardware import RoomHardware
 from controller.sdnotify import SystemdNotifier
+from controller.state_lock import StateLock
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +60,17 @@ SHUTDOWN_DRAIN_S = 3.0
 PURGE_EVERY_S = 10.0
 CLOCK_CHECK_S = 10.0
 MAX_BATCH = 500
+
+
+def _cert_expiry(cert: Path | None) -> float | None:
+    """When the room's client certificate expires (published in its health), if it can say."""
+    if cert is None:
+        return None
+    try:
+        return cert_not_after(cert).timestamp()
+    except (OSError, ValueError) as exc:
+        log.warning("cannot read the expiry of %s: %s", cert, exc)
+        return None
 
 
 @dataclass(frozen=True)
@@ -87,8 +101,11 @@ class RoomDaemon:
         self._clock_synced = self._clock.synced()
         self._clock_checked = time.monotonic()
         self._purged = time.monotonic()
+        self._cert_not_after = _cert_expiry(config.broker.cert)
 
         config.state_dir.mkdir(parents=True, exist_ok=True)
+        # one daemon per state folder (raises StateLocked, which `room run` reports)
+        self.state_lock = StateLock(config.state_dir).acquire()
         self.outbox = Outbox(config.state_dir / "outbox.sqlite3", max_rows=config.outbox.max_rows)
         self.publisher = Publisher(
             self.outbox,
@@ -237,6 +254,7 @@ class RoomDaemon:
             outbox_oldest_age_s=max(0.0, time.time() - oldest) if oldest else None,
             vitals_thinned=self.outbox.vitals_thinned,
             monitor=monitor,
+            cert_not_after=self._cert_not_after,
         )
 
     def _flush(self) -> None:
@@ -302,6 +320,7 @@ class RoomDaemon:
             self.hardware.close()
             self.outbox.close()
             self.notifier.close()
+            self.state_lock.release()
 
     def _make_monitor(self) -> Any:
         m = self.config.monitor

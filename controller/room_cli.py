@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from controller.config import ConfigError, RoomConfig, build_config, load_config
+from controller.config_check import file_problems
+from controller.state_lock import StateLocked
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -49,12 +51,22 @@ def _run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 2
+    errors, warnings = file_problems(config)
+    for line in warnings:
+        logging.getLogger("roomctl.room").warning("%s", line)
+    if errors:  # which file, not a traceback from deep inside the TLS set-up
+        for line in errors:
+            print(f"roomctl room run: {line}", file=sys.stderr)
+        return 2
     from gpiozero.exc import GPIOZeroError
 
     from controller.daemon import RoomDaemon
 
     try:
         daemon = RoomDaemon(config)
+    except StateLocked as exc:
+        print(f"roomctl room run: {exc}; only one may run per state folder", file=sys.stderr)
+        return 2
     except GPIOZeroError as exc:
         print(
             f"roomctl room run: cannot open the GPIO pins ({exc}). On a Raspberry Pi, install "
@@ -69,11 +81,28 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _selftest(args: argparse.Namespace) -> int:
+    from controller import selftest
+
+    def report(check: selftest.Check) -> None:
+        for line in selftest.lines(check):
+            print(line, flush=True)
+
+    return selftest.run(args, report)
+
+
 def _check(args: argparse.Namespace) -> int:
     try:
         config = load_config(args.file)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
+        return 1
+    errors, warnings = ([], []) if args.settings_only else file_problems(config)
+    for line in warnings:
+        print(f"{args.file}: warning: {line}", file=sys.stderr)
+    if errors:
+        for line in errors:
+            print(f"{args.file}: {line}", file=sys.stderr)
         return 1
     print(f"{args.file}: ok (site {config.site}, room {config.room}, broker {config.broker.url})")
     return 0
@@ -111,4 +140,23 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
 
     check = rsub.add_parser("check-config", help="validate a room TOML file and say what is wrong")
     check.add_argument("file", type=Path)
+    check.add_argument(
+        "--settings-only",
+        action="store_true",
+        help="check the settings only, not that the files and devices they name exist",
+    )
     check.set_defaults(func=_check)
+
+    test = rsub.add_parser(
+        "selftest",
+        help="commissioning checks: config, files, clock, inputs, outputs, broker, monitor",
+        description="Run with the room controller stopped. Prints PASS/WARN/FAIL per check, "
+        "and LOOK for a light only a person in the room can see; exit 1 if any failed.",
+    )
+    test.add_argument("--config", type=Path, required=True, help="the room's TOML file")
+    test.add_argument("--simulate", action="store_true", help="mock GPIO pins")
+    test.add_argument("--look-s", type=float, default=2.0, help="how long each light is on")
+    test.add_argument("--no-outputs", action="store_true", help="do not drive the lights")
+    test.add_argument("--broker-wait", type=float, default=10.0, help="seconds (default 10)")
+    test.add_argument("--monitor-wait", type=float, default=15.0, help="seconds (default 15)")
+    test.set_defaults(func=_selftest)

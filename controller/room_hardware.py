@@ -121,6 +121,12 @@ class RoomHardware:
             log.exception("reading the cord loop")
             return None
 
+    def inputs(self) -> dict[str, bool]:
+        """Each call input by name: does it read as pressed now (the self-test's check)."""
+        b = self.buttons
+        found = {"call": b.call, "cancel": b.cancel, "emergency": b.emergency}
+        return {name: bool(btn.is_pressed) for name, btn in found.items() if btn is not None}
+
     def _guard(self, what: str, action: Callable[[], None]) -> None:
         try:
             action()

@@ -84,7 +84,7 @@ def test_no_sound_before_the_click_then_the_pattern_until_claimed(
     # claiming (the room's answer) stops it: no pulse later, however long we wait
     mark = len(recorder.messages)
     row.get_by_role("button", name="Claim call in room 101").click()
-    claim = recorder.wait_for(lambda m: m.topic.endswith("/cmd/claim"), since=mark)
+    claim = recorder.wait_for(lambda m: m.topic.endswith("/cmd/claim/board"), since=mark)
     assert claim.json()["call_id"] == placed.call_id
     room.call("claimed", call_id="c-101-1", priority="infusion", type="normal",
               placed_at=placed.placed_at, claimed_by="alice", claimed_at=ago(0))  # fmt: skip

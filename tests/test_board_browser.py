@@ -58,7 +58,7 @@ def test_nurse_sees_infusion_call_and_claims_it(
         expect(tile.locator(".phase-name")).to_have_text("Pre-check", timeout=WAIT_MS)
         _set_phase(page, "101", "infusion")
         expect(tile.locator(".phase-name")).to_have_text("Infusion", timeout=WAIT_MS)
-        sent = recorder.wait_for(lambda m: m.topic.endswith("/cmd/phase"))
+        sent = recorder.wait_for(lambda m: m.topic.endswith("/cmd/phase/board"))
         assert sent.json()["by"] == "alice" and not sent.retain
 
         # a call appears (during infusion: priority raised), measured not asserted
@@ -75,7 +75,7 @@ def test_nurse_sees_infusion_call_and_claims_it(
         # claim publishes cmd/claim as alice; the room's retained call then names her
         mark = len(recorder.messages)
         call_box.get_by_role("button", name="Claim call in room 101").click()
-        claim = recorder.wait_for(lambda m: m.topic.endswith("/cmd/claim"), since=mark)
+        claim = recorder.wait_for(lambda m: m.topic.endswith("/cmd/claim/board"), since=mark)
         body = claim.json()
         assert body["by"] == "alice" and body["call_id"] and not claim.retain
         expect(call_box.locator(".claimed")).to_have_text("✓ responding: alice", timeout=WAIT_MS)

@@ -194,7 +194,7 @@ def test_claim_is_sent_then_applied_only_from_the_room_answer(
     tile = page.locator("#room-122")
     claim = tile.get_by_role("button", name="Claim call in room 122")
     claim.click()
-    rid = recorder.wait_for(lambda m: m.topic.endswith("/cmd/claim")).json()["request_id"]
+    rid = recorder.wait_for(lambda m: m.topic.endswith("/cmd/claim/board")).json()["request_id"]
     status = tile.locator(".cmd-status")
     expect(status).to_have_attribute("data-status", "sent", timeout=WAIT_MS)
     expect(status).to_have_text("… Claim by alice: sent, waiting for the room")
@@ -221,7 +221,7 @@ def test_refused_phase_change_shows_the_room_reason_and_offline_disables_actions
     tile = page.locator("#room-123")
     expect(tile.locator(".phase-name")).to_have_text("Idle", timeout=WAIT_MS)
     _set_phase(page, "123", "infusion")
-    rid = recorder.wait_for(lambda m: m.topic.endswith("/cmd/phase")).json()["request_id"]
+    rid = recorder.wait_for(lambda m: m.topic.endswith("/cmd/phase/board")).json()["request_id"]
     status = tile.locator(".cmd-status")
     expect(status).to_have_attribute("data-status", "sent", timeout=WAIT_MS)
     expect(status).to_contain_text("Phase → Infusion by alice: sent")
@@ -253,7 +253,7 @@ def test_a_command_the_room_never_answers_says_no_answer(
     tile = page.locator("#room-124")
     expect(tile.locator(".phase-name")).to_have_text("Idle", timeout=WAIT_MS)
     _set_phase(page, "124", "pre_check")
-    recorder.wait_for(lambda m: m.topic.endswith("/cmd/phase"))
+    recorder.wait_for(lambda m: m.topic.endswith("/cmd/phase/board"))
     status = tile.locator(".cmd-status")
     expect(status).to_have_attribute("data-status", "sent", timeout=WAIT_MS)
     # the board's clock passes the bound (the room refuses anything older: nothing will come)

@@ -270,6 +270,14 @@ def test_roomctl_board_command_serves_and_stops(mosquitto: Mosquitto, tmp_path: 
     )  # fmt: skip
     assert add.returncode == 0, add.stderr
     assert (tmp_path / "board.sqlite").exists()  # beside the logger's database
+    # without a terminal and without --password-stdin: a clear message, no traceback
+    blind = subprocess.run(
+        [sys.executable, "-m", "controller.cli", "board", "user", "add", "omar", "--role",
+         "nurse", "--db", str(db)],
+        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert blind.returncode == 2 and "Traceback" not in blind.stderr
+    assert "--password-stdin" in blind.stderr
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "controller.cli", "board", "--broker", mosquitto.url,

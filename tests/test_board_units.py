@@ -151,20 +151,26 @@ def test_accounts_sessions_expiry_and_audit(tmp_path: Path) -> None:
     db.close()
 
 
-def test_login_limiter_window() -> None:
+def test_login_limiter_counts_before_the_hash_per_address_more_than_per_name() -> None:
     now = [0.0]
-    lim = LoginLimiter(max_failures=3, window_s=60, clock=lambda: now[0])
-    for _ in range(3):
-        assert lim.retry_after("ip:a") == 0
-        lim.failed("ip:a", "user:x")
-    assert lim.retry_after("ip:a") == pytest.approx(60)
-    assert lim.retry_after("user:x", "ip:b") == pytest.approx(60)
-    assert lim.retry_after("ip:b") == 0
+    lim = LoginLimiter(per_address=3, per_name=5, window_s=60, clock=lambda: now[0])
+    for _ in range(3):  # in flight: counted before any hash is checked
+        wait, _ = lim.attempt("a", "x")
+        assert wait == 0
+    wait, ticket = lim.attempt("a", "y")
+    assert wait == pytest.approx(60) and ticket == 0  # the address is done, whatever the name
+    assert lim.attempt("b", "x")[0] == 0 and lim.attempt("c", "x")[0] == 0
+    assert lim.attempt("d", "x")[0] == pytest.approx(60)  # 5 for the name from elsewhere
     now[0] = 61
-    assert lim.retry_after("ip:a") == 0
-    lim.failed("ip:c")
-    lim.succeeded("ip:c")
-    assert lim.retry_after("ip:c") == 0
+    assert lim.retry_after("a", "x") == 0
+    # a right password is no failure, and makes the address trusted for that name
+    wait, ticket = lim.attempt("home", "x")
+    lim.succeeded("home", "x", ticket)
+    for addr in "pqrst":
+        assert lim.attempt(addr, "x")[0] == 0  # a stranger's guesses from 5 addresses
+    assert lim.attempt("u", "x")[0] > 0  # the name is limited for new addresses
+    assert lim.attempt("home", "x")[0] == 0  # but not from where its owner logs in
+    assert lim.hashes_spared >= 3
 
 
 def test_loopback_and_tokens() -> None:
@@ -233,7 +239,7 @@ def test_every_route_goes_through_the_guard() -> None:
     expected = {
         ("GET", "/login"): Access.PUBLIC,
         ("POST", "/login"): Access.PUBLIC,
-        ("POST", "/logout"): Access.PUBLIC,
+        ("POST", "/logout"): Access.SESSION,
         ("GET", "/healthz"): Access.PUBLIC,
         ("GET", "/"): Access.PAGE,
         ("GET", "/rooms/{room}"): Access.PAGE,

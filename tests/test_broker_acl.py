@@ -93,22 +93,25 @@ def test_room_cannot_read_another_rooms_cmd(clinic: Clinic) -> None:
     try:
         room.subscribe("clinic/s1/room/102/cmd/#")
         room.subscribe("clinic/s1/room/+/cmd/#")
-        assert not staff.publish("clinic/s1/room/102/cmd/claim", b"for-102").is_failure
-        assert not staff.publish("clinic/s1/room/101/cmd/claim", b"for-101").is_failure
-        room.wait_message("clinic/s1/room/101/cmd/claim")
+        assert not staff.publish("clinic/s1/room/102/cmd/claim/alice", b"for-102").is_failure
+        assert not staff.publish("clinic/s1/room/101/cmd/claim/alice", b"for-101").is_failure
+        room.wait_message("clinic/s1/room/101/cmd/claim/alice")
         assert [m.topic for m in room.messages if "/102/" in m.topic] == []
     finally:
         room.stop()
         staff.stop()
 
 
-def test_staff_cannot_publish_vitals_but_can_command(clinic: Clinic) -> None:
+def test_staff_cannot_publish_vitals_but_can_command_under_its_own_name(clinic: Clinic) -> None:
     staff = open_session(clinic.endpoint("staff-alice"))
     try:
         assert staff.publish("clinic/s1/room/101/vitals", b"{}").value == NOT_AUTHORIZED
         assert staff.publish("clinic/s1/room/101/call", b"{}").value == NOT_AUTHORIZED
         assert staff.publish("clinic/s1/logger/status", b"online").value == NOT_AUTHORIZED
-        assert not staff.publish("clinic/s1/room/101/cmd/phase", b"{}").is_failure
+        assert not staff.publish("clinic/s1/room/101/cmd/phase/alice", b"{}").is_failure
+        # not as someone else, not as the board, not without a sender
+        for topic in ("cmd/phase/bob", "cmd/phase/board", "cmd/phase"):
+            assert staff.publish(f"clinic/s1/room/101/{topic}", b"{}").value == NOT_AUTHORIZED
     finally:
         staff.stop()
 
@@ -122,13 +125,13 @@ def test_logger_and_staff_read_everything_room_reads_only_own_cmd(clinic: Clinic
         staff.subscribe("clinic/s1/#")
         room.subscribe("clinic/s1/#")
         assert not room.publish("clinic/s1/room/102/vitals", b"v").is_failure
-        assert not staff.publish("clinic/s1/room/102/cmd/scene", b"c").is_failure
+        assert not staff.publish("clinic/s1/room/102/cmd/scene/alice", b"c").is_failure
         logger.wait_message("clinic/s1/room/102/vitals")
-        logger.wait_message("clinic/s1/room/102/cmd/scene")
+        logger.wait_message("clinic/s1/room/102/cmd/scene/alice")
         staff.wait_message("clinic/s1/room/102/vitals")
-        room.wait_message("clinic/s1/room/102/cmd/scene")
+        room.wait_message("clinic/s1/room/102/cmd/scene/alice")
         # the room's own vitals were published before the command: never delivered back to it
-        assert [m.topic for m in room.messages] == ["clinic/s1/room/102/cmd/scene"]
+        assert [m.topic for m in room.messages] == ["clinic/s1/room/102/cmd/scene/alice"]
         assert logger.publish("clinic/s1/room/102/vitals", b"x").value == NOT_AUTHORIZED
         assert not logger.publish("clinic/s1/logger/status", b"online", retain=True).is_failure
     finally:

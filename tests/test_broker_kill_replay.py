@@ -82,7 +82,9 @@ def test_broker_sigkill_loses_nothing(tmp_path: Path) -> None:
             wait_until(lambda: len(_stored(db)) >= 3, 20, "logger storing")
             logger.terminate()  # the logger is away: its persistent session queues at the broker
             logger.wait(15)
-            rec.publish(topics.cmd(SITE, ROOM, "phase"), staff_command(phase="pre_check", by="kim"))
+            rec.publish(
+                topics.cmd(SITE, ROOM, "phase", "board"), staff_command(phase="pre_check", by="kim")
+            )
             room.press(room.config.gpio.call_pin)
             rec.wait_for(is_event("call_placed"), 10)
         wait_until(lambda: room.daemon.outbox.depth == 0, 10, "the broker acknowledged all")

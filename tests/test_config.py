@@ -68,7 +68,7 @@ def test_runs_with_flags_alone() -> None:
     [
         (("call_pin = 5", "call_pin = 40"), "gpio", "BCM"),
         (("cancel_pin = 6", "cancel_pin = 5"), "gpio", "both use GPIO5"),
-        (('room = "101"', 'room = "Room 101"'), "room", "pattern"),
+        (('room = "101"', 'room = "Room 101"'), "room", "lower-case letters, digits"),
         (('url = "mqtt://127.0.0.1:1883"', 'url = "http://x"'), "broker.url", "mqtt://"),
         (("[timing]", "[timing]\nescalate_normal_s = -1"), "timing.escalate_normal_s", "greater"),
         (("[gpio]", "[gpio]\ncall_pn = 3"), "gpio.call_pn", "unknown setting"),
@@ -125,4 +125,70 @@ def test_check_config_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     bad.write_text(GOOD.replace("call_pin = 5", "call_pin = 99"))
     assert main(["room", "check-config", str(bad)]) == 1
     err = capsys.readouterr().err
-    assert f"{bad}: gpio:" in err and "call_pin=99" in err
+    assert f"{bad}: line 9: gpio:" in err and "call_pin=99" in err
+
+
+@pytest.mark.parametrize(
+    ("edit", "says"),
+    [
+        (("call_pin = 5", 'call_pin = "x"'),
+         "line 10: gpio.call_pin: must be a whole number (got 'x')"),
+        (('state_dir = "/tmp/roomctl-101"', 'stat_dir = "/tmp/x"'),
+         "line 4: stat_dir: unknown setting; did you mean state_dir?"),
+        (("min_recovery_min = 30", "min_recovery_mins = 30"),
+         "line 19: timing.min_recovery_mins: unknown setting; did you mean min_recovery_min?"),
+        (('room = "101"', 'room = "Room 101"'), "line 3: room: must be lower-case letters"),
+        (('op = "below"', 'op = "under"'),
+         "alerts.infusion.0.op: must be one of 'below' or 'above'"),
+        (("threshold = 90", "threshold = \"ninety\""), "must be a number (got 'ninety')"),
+        (("[timing]", "[timing]\nescalate_normal_s = -1"), "must be greater than 0 (got -1)"),
+    ],
+)  # fmt: skip
+def test_problems_name_the_line_and_speak_plainly(
+    tmp_path: Path, edit: tuple[str, str], says: str
+) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, GOOD.replace(*edit)))
+    text = str(err.value)
+    assert says in text
+    for library_words in ("Value error", "Input should", "String should", "^[", "pydantic"):
+        assert library_words not in text
+
+
+def test_check_config_checks_the_files_and_devices_it_names(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    key = tmp_path / "room.key"
+    key.write_text("k")
+    tls = GOOD.replace(
+        'url = "mqtt://127.0.0.1:1883"',
+        f'url = "mqtts://127.0.0.1:8883"\nca = "{tmp_path}/ca.crt"\ncert = "{tmp_path}"\n'
+        f'key = "{key}"',
+    )
+    path = write(tmp_path, tls)
+    assert main(["room", "check-config", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert f"broker.ca: {tmp_path}/ca.crt does not exist" in err
+    assert f"broker.cert: {tmp_path} is not a file" in err
+    assert "broker.key" not in err
+    # a monitor not plugged in yet is a warning, not a failure
+    assert (
+        "warning: monitor.address: /dev/serial/by-id/usb-FTDI_FT232R-if00-port0 does not exist"
+        in err
+    )
+    (tmp_path / "ca.crt").write_text("c")
+    path.write_text(tls.replace(f'cert = "{tmp_path}"', f'cert = "{key}"'))
+    assert main(["room", "check-config", str(path)]) == 0
+
+
+def test_room_run_names_a_missing_file_instead_of_a_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write(tmp_path, GOOD.replace(
+        'url = "mqtt://127.0.0.1:1883"',
+        f'url = "mqtts://127.0.0.1:8883"\nca = "{tmp_path}/absent-ca.crt"',
+    ))  # fmt: skip
+    assert main(["room", "run", "--config", str(path), "--simulate"]) == 2
+    err = capsys.readouterr().err
+    assert f"broker.ca: {tmp_path}/absent-ca.crt does not exist" in err
+    assert "Traceback" not in err

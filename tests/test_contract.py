@@ -105,12 +105,21 @@ def test_any_bytes_either_validate_or_raise_validation_error(raw: bytes) -> None
 
 def test_topics_built_in_one_place() -> None:
     assert topics.call("downtown", "101") == "clinic/downtown/room/101/call"
-    assert topics.cmd("downtown", "101", "claim") == "clinic/downtown/room/101/cmd/claim"
+    assert (
+        topics.cmd("downtown", "101", "claim", "ana") == "clinic/downtown/room/101/cmd/claim/ana"
+    )
     assert topics.cmd_filter("downtown", "101") == "clinic/downtown/room/101/cmd/#"
     assert topics.all_rooms_filter("downtown") == "clinic/downtown/room/+/#"
     assert topics.logger_status("downtown") == "clinic/downtown/logger/status"
+    parsed = topics.parse_room_topic("clinic/downtown/room/101/cmd/phase/ana")
+    assert parsed == topics.ParsedTopic("downtown", "101", "cmd/phase", "ana")
+    # without a sender it still parses (the room refuses it; the logger records it)
     parsed = topics.parse_room_topic("clinic/downtown/room/101/cmd/phase")
-    assert parsed == topics.ParsedTopic("downtown", "101", "cmd/phase")
+    assert parsed == topics.ParsedTopic("downtown", "101", "cmd/phase", None)
+    assert topics.parse_room_topic("clinic/downtown/room/101/cmd/phase/a+b") is None
+    assert topics.parse_room_topic("clinic/downtown/room/101/cmd/phase/ana/x") is None
+    with pytest.raises(ValueError):
+        topics.cmd("downtown", "101", "phase", "#")
     assert topics.parse_room_topic("clinic/downtown/room/101/nope") is None
     assert topics.parse_room_topic("clinic/downtown/logger/status") is None
 

@@ -292,3 +292,32 @@ def test_a_database_url_in_the_logger_config_file_is_refused(
     code, _, err = run(capsys, "logger", "--config", str(config))
     assert code == 2 and f"{config}: db:" in err and "PostgreSQL" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["logger.toml"]
+
+
+def test_export_into_a_pipe_closed_early_ends_quietly(tmp_path: Path) -> None:
+    """`roomctl log export ... | head -2`: no BrokenPipeError traceback (issue 20)."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "big.db"
+    store = open_store(path)
+    items = []
+    for seq in range(1, 4001):  # far more than a pipe's buffer holds
+        msg = messages.VitalsMessage(
+            site=SITE, room="101", epoch="0000000000000001", seq=seq,
+            ts=T0 + timedelta(seconds=seq), clock_synced=True, spo2=97, pulse_rate=70,
+            protocol="masimo",
+        )  # fmt: skip
+        items.append(received(topics.vitals(SITE, "101"), msg.model_dump_json()))
+    store.write_batch(items)
+    store.close()
+    cmd = (
+        f"{sys.executable} -m controller.cli log export --db {path} --site {SITE} "
+        "--kind vitals | head -2"
+    )
+    proc = subprocess.run(
+        ["bash", "-o", "pipefail", "-c", cmd], capture_output=True, text=True, timeout=60
+    )
+    assert len(proc.stdout.splitlines()) == 2
+    assert "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr, proc.stderr
+    assert proc.returncode == 141  # 128 + SIGPIPE, as other tools under pipefail

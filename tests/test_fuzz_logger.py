@@ -157,7 +157,7 @@ def test_room_refuses_bad_commands_with_an_event_and_keeps_working(fleet: Fleet)
     start = room.outbox_stats()[0]
 
     def cmd(name: str) -> str:
-        return f"{topics.room_prefix(SITE, '301')}/cmd/{name}"
+        return f"{topics.room_prefix(SITE, '301')}/cmd/{name}/board"
 
     bad: list[tuple[str, bytes, str]] = [
         (cmd("phase"), b"not json", "bad phase command"),

@@ -70,7 +70,7 @@ def test_a_version_2_quarantine_migrates_into_buckets(tmp_path: Path) -> None:
         conn.executescript(script)
     conn.execute("CREATE TABLE schema_version (version INTEGER PRIMARY KEY, applied_at TEXT)")
     conn.executemany("INSERT INTO schema_version VALUES (?, 'then')", [(1,), (2,)])
-    for topic in (topics.vitals(SITE, "101"), topics.cmd(SITE, "101", "claim"), "junk/x"):
+    for topic in (topics.vitals(SITE, "101"), topics.cmd(SITE, "101", "claim", "board"), "junk/x"):
         conn.execute(
             "INSERT INTO quarantine (received_at, topic, reason, size, raw) "
             "VALUES (?, ?, 'r', 3, ?)",

@@ -92,7 +92,7 @@ def test_classify_refuses_the_retain_flag_only_where_the_contract_does_not_retai
     from contract import topics
 
     cmd = b'{"phase": "idle", "by": "alice", "issued_at": "2026-01-01T08:00:00.000Z"}'
-    got = classify(topics.cmd("s1", "101", "phase"), cmd, "s1", 65536, retain=True)
+    got = classify(topics.cmd("s1", "101", "phase", "board"), cmd, "s1", 65536, retain=True)
     assert isinstance(got, Rejected) and got.reason == f"{RETAINED_ON_NON_RETAINED} (cmd/phase)"
     state = messages.StateMessage(
         site="s1", room="101", epoch="0000000000000001", seq=1, ts=vitals("s1", "101", 1).ts,

@@ -45,7 +45,7 @@ def _seed(store: SqliteLogStore) -> None:
             received(topics.events(SITE, room), placed, rx=rx_old),
             received(topics.events(SITE, room), phase, rx=rx_old),
             received(topics.availability(SITE, room), b"online", rx=rx_old),
-            received(topics.cmd(SITE, room, "claim"), json.dumps(claim).encode(), rx=rx_old),
+            received(topics.cmd(SITE, room, "claim", "ana"), json.dumps(claim).encode(), rx=rx_old),
             (Rejected(topics.vitals(SITE, room), "invalid JSON: x", b"{", 1), rx_old),
             received(topics.vitals(SITE, room), vitals(SITE, room, 6), rx=format_ts(NOW)),
         ]

@@ -53,7 +53,7 @@ def test_room_session_and_call_are_logged(clinic: Clinic, tmp_path: Path) -> Non
         )
         for phase in ("pre_check", "infusion"):
             staff.publish(
-                topics.cmd(SITE, "101", "phase"),
+                topics.cmd(SITE, "101", "phase", "alice"),
                 json.dumps(staff_command(phase=phase, by="alice", session_id="sess-e2e")),
             )
             poll(
@@ -68,7 +68,7 @@ def test_room_session_and_call_are_logged(clinic: Clinic, tmp_path: Path) -> Non
         poll(lambda: db_count(db, "SELECT COUNT(*) FROM calls") == 1, 30, "call stored")
         (call_id,) = rows(db, "SELECT call_id FROM calls")[0]
         staff.publish(
-            topics.cmd(SITE, "101", "claim"),
+            topics.cmd(SITE, "101", "claim", "alice"),
             json.dumps(staff_command(call_id=call_id, by="alice")),
         )
         poll(

@@ -111,7 +111,7 @@ def test_oversize_payload_is_refused_with_reason(store: SqliteLogStore) -> None:
 def test_classify_kinds() -> None:
     assert isinstance(classify(topics.availability(SITE, "1"), b"online", SITE, 100), Availability)
     cmd = json.dumps(staff_command(call_id="c1", by="alice")).encode()
-    assert isinstance(classify(topics.cmd(SITE, "1", "claim"), cmd, SITE, 1000), Command)
+    assert isinstance(classify(topics.cmd(SITE, "1", "claim", "board"), cmd, SITE, 1000), Command)
     assert isinstance(classify(topics.sim_button(SITE, "1"), b"{}", SITE, 1000), Ignored)
     assert isinstance(classify("other/topic", b"{}", SITE, 1000), Rejected)
     v = vitals(SITE, "1", 1).model_dump_json().encode()

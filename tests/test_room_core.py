@@ -7,6 +7,7 @@ keeps a few end-to-end runs of the real daemon against a real broker.
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 
 import pytest
@@ -265,3 +266,39 @@ def test_a_wall_clock_step_moves_no_timer(step_s: float) -> None:
     assert events(room.feed(Tick(MONITORED)), "call_escalated")  # 60 s after the press
     room.advance(60)
     assert events(room.feed(Tick(MONITORED)), "phase_overrun")  # 2 min after pre_check began
+
+
+def test_the_journal_gets_one_warning_when_a_condition_starts_and_one_when_it_ends(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from controller.core.health import Conditions
+    from controller.core.io_types import RoomFacts
+
+    c = Conditions()
+    synced = RoomFacts(clock_synced=True)
+    assert c.update(synced) == []
+    unsynced = c.update(RoomFacts(clock_synced=False))
+    assert [m for _, m in unsynced] == [
+        "wall clock not synchronised (NTP): message times may be wrong until it is; timers "
+        "are unaffected"
+    ]
+    assert c.update(RoomFacts(clock_synced=False)) == []  # not once per tick
+    assert "synchronised again" in c.update(synced)[0][1]
+    young = RoomFacts(clock_synced=True, outbox_depth=50, outbox_oldest_age_s=5)
+    assert c.update(young) == []  # a normal moment's queue is not a backlog
+    old = RoomFacts(clock_synced=True, outbox_depth=900, outbox_oldest_age_s=75)
+    (line,) = c.update(old)
+    assert line == (logging.WARNING, "outbox backing up: 900 messages waiting, the oldest for "
+                    "75 s (is the broker reachable?)")  # fmt: skip
+    assert c.update(old) == []
+    assert c.update(synced)[0][1] == "outbox drained: every message delivered"
+    # the monitor's link, through the core (as the daemon's journal shows it)
+    room = Room(config(monitor=MASIMO))
+    room.phase("pre_check")
+    with caplog.at_level(logging.WARNING, logger="controller.core.room"):
+        room.feed(Started(MONITORED))
+        room.advance(4)
+        room.feed(Tick(MONITORED))
+        room.feed(ReadingReceived(Reading("masimo", room.wall.timestamp(), spo2=97.0)))
+    said = [r.getMessage() for r in caplog.records]
+    assert said == ["monitor link lost: no reading for 4.0 s", "monitor link restored (masimo)"]

@@ -104,3 +104,30 @@ def test_the_room_answers_a_command_with_its_request_id() -> None:
     assert events(out, "phase_refused")[0]["detail"]["request_id"] == "r2"
     out = room.command("scene", {"scene": "x", "by": "nurse.kim", "request_id": "r3"}, age_s=99)
     assert events(out, "command_refused")[0]["detail"]["request_id"] == "r3"
+
+
+def test_by_is_the_sender_the_broker_authenticated_unless_a_delegate_sent_it() -> None:
+    room = Room()
+    # a staff certificate (staff-ana) may act only as herself
+    out = room.command("phase", {"phase": "pre_check", "by": "kim"}, sender="ana")
+    (refused,) = events(out, "command_refused")
+    assert "'kim' is not the sender 'ana'" in refused["reason"]
+    assert refused["by"] == "ana"  # the refusal names who really sent it
+    assert room.core.session.phase == "idle"
+    out = room.command("phase", {"phase": "pre_check", "by": "ana"}, sender="ana")
+    assert events(out, "phase_changed")[0]["by"] == "ana"
+    # the board (a delegate) logs nurses in itself: its commands carry the nurse's name
+    out = room.command("phase", {"phase": "infusion", "by": "nina"}, sender="board")
+    assert events(out, "phase_changed")[0]["by"] == "nina"
+    # a room configured with no delegates believes no one but the sender
+    strict = Room(config(commands={"delegates": []}))
+    out = strict.command("phase", {"phase": "pre_check", "by": "nina"}, sender="board")
+    assert "no one may act for others" in events(out, "command_refused")[0]["reason"]
+
+
+def test_a_command_topic_without_a_sender_is_refused() -> None:
+    room = Room()
+    body = json.dumps({"phase": "pre_check", "by": "ana", "issued_at": "2026-01-01T00:00:00Z"})
+    out = room.feed(MessageReceived(topics.room_prefix(SITE, ROOM) + "/cmd/phase", body.encode()))
+    assert "names no sender" in events(out, "command_refused")[0]["reason"]
+    assert room.core.session.phase == "idle"

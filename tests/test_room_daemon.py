@@ -87,7 +87,9 @@ def test_long_press_and_infusion_priority_and_cancel(
     with Recorder(mosquitto.url, [topics.room_prefix(SITE, ROOM) + "/#"]) as rec:
         rec.wait_for(is_event("daemon_started"))
         for phase in ("pre_check", "infusion"):
-            rec.publish(topics.cmd(SITE, ROOM, "phase"), staff_command(phase=phase, by="nurse.kim"))
+            rec.publish(
+                topics.cmd(SITE, ROOM, "phase", "board"), staff_command(phase=phase, by="nurse.kim")
+            )
             rec.wait_for(lambda m, p=phase: m.topic.endswith("/state") and m.json()["phase"] == p)
         room.press(call_pin)
         rec.wait_for(lambda m: m.topic.endswith("/call") and m.json()["priority"] == "infusion")
@@ -117,7 +119,8 @@ def test_sigkill_keeps_call_and_phase_and_seq_continues(
             rec.wait_for(lambda m: m.topic.endswith("/availability") and m.payload == b"online", 20)
             for phase in ("pre_check", "infusion"):
                 rec.publish(
-                    topics.cmd(SITE, ROOM, "phase"), staff_command(phase=phase, by="nurse.kim")
+                    topics.cmd(SITE, ROOM, "phase", "board"),
+                    staff_command(phase=phase, by="nurse.kim"),
                 )
                 rec.wait_for(
                     lambda m, p=phase: m.topic.endswith("/state") and m.json()["phase"] == p

@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 
 from contract import topics
+from contract.certs import cert_not_after
+from contract.timefmt import format_ts
 from tests.support.clinic import SITE, Clinic
 from tests.support.mqtt import Recorder, staff_command, wait_until
 from tests.support.room_process import RunningRoom
@@ -22,16 +24,21 @@ def test_room_runs_over_mutual_tls_within_its_acl(clinic: Clinic, tmp_path: Path
     try:
         with Recorder(clinic.url, [topics.room_prefix(SITE, "101") + "/#"], endpoint=staff) as rec:
             rec.wait_for(lambda m: m.topic.endswith("/availability") and m.payload == b"online", 20)
+            # its health says when its certificate expires (the board warns 30 days ahead)
+            health = rec.wait_for(lambda m: m.topic.endswith("/health"), 20).json()
+            assert config.broker.cert is not None
+            expected = cert_not_after(config.broker.cert)
+            assert health["cert_not_after"] == format_ts(expected)
             # staff commands reach the room (it reads its own cmd/), its answers reach staff
             cmd = staff_command(phase="pre_check", by="alice")
-            rec.publish(topics.cmd(SITE, "101", "phase"), cmd)
+            rec.publish(topics.cmd(SITE, "101", "phase", "alice"), cmd)
             rec.wait_for(lambda m: m.topic.endswith("/state") and m.json()["phase"] == "pre_check")
             room.press(config.gpio.call_pin)
             placed = rec.wait_for(
                 lambda m: m.topic.endswith("/call") and m.json()["status"] == "placed"
             ).json()
             rec.publish(
-                topics.cmd(SITE, "101", "claim"),
+                topics.cmd(SITE, "101", "claim", "alice"),
                 staff_command(call_id=placed["call_id"], by="alice"),
             )
             rec.wait_for(lambda m: m.topic.endswith("/call") and m.json()["claimed_by"] == "alice")

@@ -41,6 +41,7 @@ DATA = ("availability", "state", "call", "events", "vitals", "health")
 TOPICS = [
     *(f"clinic/{S}/room/{r}/{leaf}" for r in ("101", "102") for leaf in DATA),
     *(f"clinic/{S}/room/{r}/cmd/{c}" for r in ("101", "102") for c in ("phase", "claim")),
+    *(f"clinic/{S}/room/101/cmd/phase/{who}" for who in ("alice", "bob", "board")),
     *(f"clinic/{S}/room/{r}/sim/button" for r in ("101", "102")),
     f"clinic/{S}/logger/status",
     f"clinic/{S}/board/x",
@@ -56,7 +57,9 @@ def may_write(who: str, topic: str) -> bool:
         room = who.removeprefix("room-")
         return topic in {f"clinic/{S}/room/{room}/{leaf}" for leaf in DATA}
     if who.startswith("staff-"):
-        return re.fullmatch(rf"clinic/{S}/room/[^/]+/cmd/.+", topic) is not None
+        # commands only under its own name (the room takes the sender from the topic)
+        name = who.removeprefix("staff-")
+        return re.fullmatch(rf"clinic/{S}/room/[^/]+/cmd/[^/]+/{name}", topic) is not None
     if who == "logger":
         return topic == f"clinic/{S}/logger/status"
     return False
@@ -72,7 +75,7 @@ def may_read(who: str, topic: str) -> bool:
 
 def sentinel_topic(who: str) -> str | None:
     if who.startswith("room-"):
-        return f"clinic/{S}/room/{who.removeprefix('room-')}/cmd/scene"
+        return f"clinic/{S}/room/{who.removeprefix('room-')}/cmd/scene/alice"
     if who in ("staff-alice", "logger"):
         return f"clinic/{S}/sentinel/{who}"
     return None
@@ -109,7 +112,8 @@ def test_write_matrix(clinic: Clinic, tmp_path: Path) -> None:
         f"{sum(got.values())} allowed, {len(wrong)} differ from the ACL table", kind="security",
     ))  # fmt: skip
     assert wrong == {}
-    assert sum(want.values()) == 6 + 6 + 4 + 1  # two rooms' data, staff's cmd/, logger status
+    # two rooms' data, staff-alice's commands under her own name only, logger status
+    assert sum(want.values()) == 6 + 6 + 1 + 1
 
 
 def test_read_matrix(clinic: Clinic, tmp_path: Path) -> None:

@@ -135,10 +135,10 @@ def test_viewer_cannot_act_and_actions_are_logged_with_the_user(
         assert nurse.act("/api/rooms/106/claim", {"call_id": "c-106"})[0] == 200
         status, _ = nurse.act("/api/rooms/106/phase", {"phase": "pre_check", "confirm": True})
         assert status == 200
-        sent = cmds.wait_for(lambda m: m.topic.endswith("cmd/phase"))  # after the claim
-        assert sent.json()["by"] == "alice"
-        seen = [(m.topic.rsplit("/", 1)[1], m.json()["by"]) for m in cmds.messages]
-        assert seen == [("claim", "alice"), ("phase", "alice")]  # nothing from the viewer
+        sent = cmds.wait_for(lambda m: m.topic.endswith("cmd/phase/board"))  # after the claim
+        assert sent.json()["by"] == "alice"  # the board sends as itself, for its logged-in user
+        seen = [(m.topic.split("/cmd/")[1], m.json()["by"]) for m in cmds.messages]
+        assert seen == [("claim/board", "alice"), ("phase/board", "alice")]  # none from viewer
     rows = board.board.users.audit_rows()
     actions = sorted((name, action, room, result) for _, name, action, room, _, result in rows)
     assert actions == [
@@ -195,7 +195,7 @@ def test_sessions_expire_and_logout_ends_them(board: BoardServer) -> None:
 
 def test_login_is_rate_limited_per_name_and_per_address(board: BoardServer) -> None:
     attacker = Client(board.url)
-    for _ in range(board.board.limiter.max_failures):
+    for _ in range(board.board.limiter.per_address):
         assert attacker.login("victor", "guess") == 303
     assert attacker.login("victor", PASSWORDS["victor"]) == 429  # even the right password
     # the same address trying other names is refused too (per-address key)
@@ -207,7 +207,7 @@ def test_login_is_rate_limited_per_name_and_per_address(board: BoardServer) -> N
     record(
         FaultRecord(
             "board: login brute force",
-            board.board.limiter.max_failures + 3,
+            board.board.limiter.per_address + 3,
             None,
             [],
             "429 after 5 failures per name and per address, even with the "

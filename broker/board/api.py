@@ -4,10 +4,12 @@ Server-sent events: `event: site` (broker link, logger status, server clock),
 `event: room` (one room's view, see `live.room_view`) and `event: queue` (the site's open
 calls and alarms, most urgent first, see `queue.site_queue`; after any room's change, also on
 a one-room stream; `?queue=only` streams the site and the queue alone, for pages without
-tiles). The stream subscribes to the hub *before* taking its snapshot, so nothing that changes
-in between is missed. A comment line
-every 15 s keeps proxies from closing it; the stream ends when the login session expires
-(the browser then reconnects, is refused and goes to the login page).
+tiles). The stream subscribes to the hub
+*before* taking its snapshot, so nothing that changes in between is missed. A comment line
+every 15 s keeps proxies from closing it; the stream ends when its login session ends: at
+logout at once, and within a second when it expires or its account is removed or disabled
+(the board's session watcher, `app.py`); the browser then reconnects, is refused and goes to
+the login page.
 
 Actions answer with the command's `request_id`; what became of it (sent, applied, refused,
 no answer: see `commands.py`) comes with the room's view and from `/api/rooms/{room}/commands`.
@@ -31,13 +33,13 @@ from starlette.routing import Route
 from contract.messages import Phase, is_ident
 
 from .commands import ANSWER_WITHIN_S
-from .context import BoardContext
+from .context import SESSION_COOKIE, BoardContext
 from .feed import CommandNotSent
 from .guard import act, public, read
 from .hub import QUEUE, SITE
 from .queue import site_queue
 from .session_data import session_payload
-from .users import Session
+from .users import Session, session_key
 
 log = logging.getLogger("roomctl.board")
 PING_S = 15.0
@@ -51,6 +53,7 @@ def site_view(board: BoardContext) -> dict[str, Any]:
         "logger_status": board.state.logger_status,
         "server_now_ms": int(board.clock() * 1000),
         "rejected": board.state.rejected,
+        "cert_warnings": board.certs.current(),
     }
 
 
@@ -64,7 +67,11 @@ async def stream(request: Request, board: BoardContext, sess: Session) -> Respon
     if room is not None and not is_ident(room):
         return board.json_error(404, "no such room")
     queue_only = request.query_params.get("queue") == "only"
-    sub = board.hub.subscribe("" if queue_only else room)
+    token = request.cookies.get(SESSION_COOKIE)
+    sub = board.hub.subscribe(
+        "" if queue_only else room,
+        None if board.config.no_auth or not token else session_key(token),
+    )
 
     def queue_event(now: float) -> str:
         return _sse("queue", {"items": site_queue(board.state.views(now))})
@@ -82,10 +89,14 @@ async def stream(request: Request, board: BoardContext, sess: Session) -> Respon
                 try:
                     await asyncio.wait_for(sub.event.wait(), PING_S)
                 except TimeoutError:
+                    if sub.closed:
+                        return
                     if sess.expires_at < board.clock() or board.session(request) is None:
                         return
                     yield ": ping\n\n" + _sse("site", site_view(board))
                     continue
+                if sub.closed:  # logged out, removed or disabled: not one more event
+                    return
                 now = board.clock()
                 keys = sub.take()
                 for key in sorted(keys - {QUEUE}):

@@ -12,6 +12,12 @@ CSRF token (header `X-CSRF-Token` or form field `csrf`) and, when the browser se
 `Origin`, it must be this server. `--no-auth` (loopback only, for the demo) acts as the
 nurse `board`.
 
+Limits (one bad client cannot take the board down): bodies are bounded before they are read
+(`limits.BodyLimit`), PDF renders queue (`limits.RenderQueue`), the login limiter counts an
+attempt before its hash (`security.py`), and the server closes slow requests and bounds
+connections (`server.py`). Live streams end at logout and, through `_watch_sessions`, when a
+session expires or its account is removed or disabled.
+
 Transport: in production uvicorn serves this app over TLS (`--tls-cert/--tls-key`, a server
 certificate from the clinic CA), every HTTPS response carries HSTS, and the plain-HTTP port
 only redirects (`redirect.py`). Plain HTTP serves the board only on loopback (demo, tests) or
@@ -21,7 +27,9 @@ behind an HTTPS proxy with `--insecure-http` (see `cli.py`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import sqlite3
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -35,6 +43,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import api, pages
 from .context import HERE, BoardConfig, BoardContext
+from .limits import BodyLimit
 
 __all__ = ["Board", "BoardConfig", "build_app"]
 
@@ -49,6 +58,7 @@ _CSP = (
 
 
 HSTS = b"max-age=31536000"
+SESSION_CHECK_S = 1.0
 
 
 class SecurityHeaders:
@@ -91,6 +101,7 @@ class Board(BoardContext):
             Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
         ]
         self.app = Starlette(routes=routes, lifespan=self._lifespan)
+        self.app.add_middleware(BodyLimit)
         self.app.add_middleware(SecurityHeaders)
         if config.no_auth:
             # no login: refuse any Host but loopback names, so a web page that rebinds its own
@@ -106,13 +117,32 @@ class Board(BoardContext):
     async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:
         self.hub.bind(asyncio.get_running_loop())
         self.feed.start()
+        watcher = asyncio.create_task(self._watch_sessions())
         log.info("board for site %s: broker %s", self.site, self.config.endpoint.url)
         try:
             yield
         finally:
             self.stopping.set()
+            watcher.cancel()
             self.feed.stop()
             self.close()
+
+    async def _watch_sessions(self) -> None:
+        """Every `SESSION_CHECK_S`, end the live streams whose session no longer lets anyone
+        in (expired; account removed or disabled, also by `roomctl board user` in another
+        process). One query per check, only while streams are open."""
+        while not self.stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), SESSION_CHECK_S)
+            if self.hub.session_keys():
+                try:
+                    live = self.users.live_session_keys()
+                except sqlite3.Error as exc:  # a busy or broken file: keep the streams, retry
+                    log.warning("session check failed: %s", exc)
+                    continue
+                ended = self.hub.close_all_but(live)
+                if ended:
+                    log.info("closed %d live stream(s) of ended sessions", ended)
 
 
 def build_app(config: BoardConfig) -> Board:

@@ -24,6 +24,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from broker.board.security import ServeLimits
 from broker.logger.cli import db_arg
 
 DEFAULT_HOST = "127.0.0.1"
@@ -66,6 +67,25 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         "--secure-cookies", action="store_true", help="Secure cookies on loopback too (proxy)"
     )
     board.add_argument("--chromium", default="/usr/bin/chromium", help="for PDF reports")
+    board.add_argument(
+        "--watch-cert", type=Path, action="append", default=[], metavar="PATH",
+        help="a certificate file, or a folder of .crt/.pem, to warn about 30 days before it "
+        "expires (repeatable; the board's own --ca, --cert and --tls-cert are always watched)",
+    )  # fmt: skip
+    limits = ServeLimits()
+    board.add_argument(
+        "--request-timeout", type=float, default=limits.request_timeout_s, metavar="S",
+        help=f"a request must arrive whole within S seconds (default {limits.request_timeout_s:g})",
+    )  # fmt: skip
+    board.add_argument(
+        "--max-connections", type=int, default=limits.max_connections, metavar="N",
+        help=f"open connections at most (default {limits.max_connections}; fewer if the "
+        "open-files limit is lower)",
+    )  # fmt: skip
+    board.add_argument(
+        "--max-per-address", type=int, default=limits.max_per_address, metavar="N",
+        help=f"open connections from one address at most (default {limits.max_per_address})",
+    )  # fmt: skip
     board.add_argument("-v", "--verbose", action="store_true")
     board.set_defaults(func=_serve)
     board_sub = board.add_subparsers(dest="board_command", metavar="ACTION")
@@ -73,7 +93,9 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     user_sub = user.add_subparsers(dest="user_command", metavar="ACTION")
     user_sub.required = True
     for name, helptext in (("add", "add (or --replace) an account"), ("list", "list accounts"),
-                           ("remove", "remove an account")):  # fmt: skip
+                           ("remove", "remove an account (its sessions and streams end)"),
+                           ("disable", "disable an account (its sessions and streams end)"),
+                           ("enable", "enable a disabled account")):  # fmt: skip
         p = user_sub.add_parser(name, help=helptext)
         p.add_argument("--board-db", type=Path, help="default: board.sqlite beside --db")
         p.add_argument("--db", type=db_arg, help="the logger's database (locates board.sqlite)")
@@ -117,11 +139,26 @@ def _user(args: argparse.Namespace) -> int:
                 return _fail(f"no user {args.name!r}")
             print(f"removed {args.name}")
             return 0
+        if args.user_command in ("disable", "enable"):
+            if not users.set_disabled(args.name, args.user_command == "disable"):
+                return _fail(f"no user {args.name!r}")
+            print(f"{args.user_command}d {args.name}")
+            return 0
         if args.password_stdin:
             password = sys.stdin.readline().rstrip("\r\n")
+        elif not sys.stdin.isatty():
+            return _fail(
+                "no terminal to ask for the password: type it at a terminal, or pipe it "
+                "in with --password-stdin"
+            )
         else:
-            password = getpass.getpass(f"password for {args.name}: ")
-            if getpass.getpass("again: ") != password:
+            try:
+                password = getpass.getpass(f"password for {args.name}: ")
+                again = getpass.getpass("again: ")
+            except (EOFError, KeyboardInterrupt):
+                print(file=sys.stderr)
+                return _fail("no password given; nothing saved")
+            if again != password:
                 return _fail("the passwords differ")
         users.add_user(args.name, args.role, password, replace=args.replace)
         print(f"{args.name} ({args.role}) saved in {path}")
@@ -166,6 +203,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     from broker.board.app import Board, BoardConfig
     from broker.board.security import is_loopback_host
+    from broker.board.server import connection_table, serve_config
     from contract import topics
     from contract.mqtt import BrokerEndpoint
 
@@ -173,6 +211,8 @@ def _serve(args: argparse.Namespace) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if args.request_timeout <= 0 or args.max_connections < 1 or args.max_per_address < 1:
+        return _fail("--request-timeout, --max-connections and --max-per-address must be > 0")
     if not args.broker or not args.site:
         return _fail("roomctl board needs --broker URL and --site S (and --db PATH for history)")
     if args.no_auth and not is_loopback_host(args.host):
@@ -201,17 +241,29 @@ def _serve(args: argparse.Namespace) -> int:
         secure_cookies=tls or args.secure_cookies or not is_loopback_host(args.host),
         chromium=args.chromium,
         host=args.host,
+        watch_certs=tuple(p for p in (args.tls_cert, *args.watch_cert) if p is not None),
     )
-    board = Board(config)
+    try:
+        board = Board(config)
+    except ValueError as exc:  # a certificate that is not a staff identity
+        return _fail(str(exc))
     if not config.no_auth and not board.users.users():
         print(
             f"roomctl: warning: no accounts in {board_db}; add one with "
             f"`roomctl board user add NAME --role nurse --board-db {board_db}`",
             file=sys.stderr,
         )
+    limits = ServeLimits(
+        request_timeout_s=args.request_timeout,
+        max_connections=args.max_connections,
+        max_per_address=args.max_per_address,
+    )
+    table = connection_table(limits)  # shared with the redirect: one process, one file budget
     server = uvicorn.Server(
-        uvicorn.Config(
+        serve_config(
             board.app,
+            limits,
+            table,
             host=args.host,
             port=args.port,
             log_level="info" if args.verbose else "warning",
@@ -225,23 +277,28 @@ def _serve(args: argparse.Namespace) -> int:
     if args.redirect_port is None:
         server.run()
         return 0
-    return _serve_with_redirect(server, args)
+    return _serve_with_redirect(server, args, limits, table)
 
 
-def _serve_with_redirect(server: Any, args: argparse.Namespace) -> int:
+def _serve_with_redirect(
+    server: Any, args: argparse.Namespace, limits: ServeLimits, table: Any
+) -> int:
     """The board's server in this thread, the redirect-only HTTP server in another (uvicorn
     handles signals in the main thread only: stopping the board stops the redirect too)."""
     import uvicorn
 
     from broker.board.redirect import HttpsRedirect
+    from broker.board.server import serve_config
 
     try:
         sock = _listen(args.host, args.redirect_port)
     except OSError as exc:
         return _fail(f"cannot listen on {args.host}:{args.redirect_port}: {exc}")
     redirect = uvicorn.Server(
-        uvicorn.Config(
+        serve_config(
             HttpsRedirect(args.port),
+            limits,
+            table,
             lifespan="off",
             log_level="info" if args.verbose else "warning",
             timeout_graceful_shutdown=1,

@@ -25,8 +25,10 @@ from starlette.templating import Jinja2Templates
 from broker.logger.store import LogStore, open_store
 from contract.mqtt import BrokerEndpoint
 
+from .cert_watch import CertWatch
 from .feed import BoardFeed
 from .hub import Hub
+from .limits import RenderQueue
 from .live import SiteState
 from .security import LoginLimiter, same_token
 from .users import BoardDB, Session
@@ -48,6 +50,30 @@ class BoardConfig:
     secure_cookies: bool = True  # plain loopback HTTP (demo, tests) turns it off explicitly
     chromium: str = "/usr/bin/chromium"
     host: str = "127.0.0.1"  # where it is bound (with --no-auth, the only Host names allowed)
+    watch_certs: tuple[Path, ...] = ()  # certificate files/folders to warn about (and its own)
+
+
+def staff_name(cert: Path | None) -> str:
+    """The staff name in the board's client certificate (CN `staff-<name>`): what the broker's
+    ACL lets it write commands under. Without a certificate (the loopback development
+    listener, which has no ACL) it is `board`."""
+    if cert is None:
+        return NO_AUTH_USER
+    from cryptography import x509
+
+    try:
+        subject = x509.load_pem_x509_certificate(cert.read_bytes()).subject
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"--cert {cert}: cannot read the certificate ({exc})") from exc
+    cns = subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
+    cn = str(cns[0].value) if cns else ""
+    kind, _, name = cn.partition("-")
+    if kind != "staff" or not name:
+        raise ValueError(
+            f"--cert {cert}: CN {cn!r} is not a staff identity (staff-<name>): the board "
+            "sends commands under its staff name"
+        )
+    return name
 
 
 class BoardContext:
@@ -59,12 +85,20 @@ class BoardContext:
         self.clock = clock
         self.state = SiteState(config.site)
         self.hub = Hub()
-        self.feed = BoardFeed(config.endpoint, self.state, listener=self.hub.notify_threadsafe)
+        self.feed = BoardFeed(
+            config.endpoint,
+            self.state,
+            listener=self.hub.notify_threadsafe,
+            sender=staff_name(config.endpoint.cert),
+        )
         self.users = BoardDB(config.board_db)
         self.history: LogStore | None = (
             open_store(config.logger_db, readonly=True) if config.logger_db else None
         )
         self.limiter = LoginLimiter()
+        self.renders = RenderQueue()
+        endpoint = config.endpoint
+        self.certs = CertWatch([endpoint.ca, endpoint.cert, *config.watch_certs], self.state)
         self.no_auth_csrf = secrets.token_urlsafe(32)
         self.stopping = asyncio.Event()
         env = jinja2.Environment(
@@ -100,6 +134,7 @@ class BoardContext:
             "can_act": bool(sess and sess.can_act),
             "csrf": sess.csrf if sess else "",
             "no_auth": self.config.no_auth,
+            "cert_warnings": self.certs.current() if sess else [],
         }
         return self.templates.TemplateResponse(request, name, {**base, **ctx})
 

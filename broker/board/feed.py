@@ -45,8 +45,11 @@ class BoardFeed:
         listener: Listener | None = None,
         client_id: str | None = None,
         clock: Callable[[], float] = time.time,
+        sender: str = "board",
     ):
         self.endpoint = endpoint
+        # the staff name the broker knows this client by: commands go to cmd/<name>/<sender>
+        self.sender = topics.check_ident("sender", sender)
         self.state = state
         self.site = state.site
         self.listener = listener
@@ -149,7 +152,7 @@ class BoardFeed:
         if not self.connected.is_set():
             raise CommandNotSent("the board is not connected to the broker")
         info = self.client.publish(
-            topics.cmd(self.site, room, name),
+            topics.cmd(self.site, room, name, self.sender),
             payload,
             qos=1,
             retain=False,

@@ -8,6 +8,9 @@ Every endpoint is a handler wrapped by one of these decorators; none checks a lo
 - `act`     a staff action (POST): 401 without a session; 403 without the session's CSRF token
             (or from a foreign `Origin`); 403 (and an audit row) when the role may not act
             (`viewer`; only `nurse` acts).
+- `own_session` a POST on one's own login session, any role (logout): without a session, a
+            redirect to the login page; 403 without the session's CSRF token (header, or the
+            form field `csrf`) or from a foreign `Origin`, and nothing changes.
 
 The wrapped handler gets `(request, board)` (`public`) or `(request, board, session)`, the
 board being the `BoardContext` the application stored in `request.app.state.board`.
@@ -18,9 +21,10 @@ from __future__ import annotations
 import functools
 from collections.abc import Awaitable, Callable
 from enum import Enum
+from urllib.parse import parse_qs
 
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import RedirectResponse, Response
 
 from .context import BoardContext
 from .users import Session
@@ -35,6 +39,7 @@ class Access(Enum):
     PAGE = "page"
     READ = "read"
     ACT = "act"
+    SESSION = "session"
 
 
 # Every endpoint this module made, with its access rule (tests check that each route has one).
@@ -62,6 +67,14 @@ def refusal(request: Request, board: BoardContext, access: Access) -> Session | 
     return sess
 
 
+async def form_csrf(request: Request) -> str | None:
+    """The `csrf` field of a form body (the body is bounded by `limits.BodyLimit`)."""
+    if "application/x-www-form-urlencoded" not in request.headers.get("content-type", ""):
+        return None
+    fields = parse_qs((await request.body()).decode("utf-8", "replace"))
+    return fields.get("csrf", [None])[0]
+
+
 def public(handler: PublicHandler) -> Endpoint:
     @functools.wraps(handler)
     async def endpoint(request: Request) -> Response:
@@ -85,6 +98,22 @@ def _guarded(access: Access) -> Callable[[SessionHandler], Endpoint]:
         return endpoint
 
     return decorate
+
+
+def own_session(handler: SessionHandler) -> Endpoint:
+    @functools.wraps(handler)
+    async def endpoint(request: Request) -> Response:
+        board = board_of(request)
+        sess = board.session(request)
+        if sess is None:
+            return RedirectResponse("/login", status_code=303)
+        token = request.headers.get("x-csrf-token") or await form_csrf(request)
+        if not board.csrf_ok(request, sess, token):
+            return board.json_error(403, "missing or wrong CSRF token")
+        return await handler(request, board, sess)
+
+    GUARDED[endpoint] = Access.SESSION
+    return endpoint
 
 
 page = _guarded(Access.PAGE)

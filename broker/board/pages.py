@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import secrets
 import subprocess
@@ -21,9 +20,10 @@ from contract.timefmt import format_ts
 
 from . import history
 from .context import LOGIN_COOKIE, SESSION_COOKIE, BoardContext
-from .guard import page, public
+from .guard import own_session, page, public
+from .limits import QueueFull
 from .session_data import report_context
-from .users import Session
+from .users import Session, session_key
 
 log = logging.getLogger("roomctl.board")
 MAX_FORM_BYTES = 4096
@@ -82,8 +82,8 @@ async def login_submit(request: Request, board: BoardContext) -> Response:
     ):
         return again("expired")
     client = request.client.host if request.client else "?"
-    keys = (f"ip:{client}", f"user:{name.lower()}")
-    wait = board.limiter.retry_after(*keys)
+    # counted before the hash: parallel guesses cannot all be checked
+    wait, ticket = board.limiter.attempt(client, name)
     if wait > 0:
         log.warning("login refused (rate limit) for %r from %s", name, client)
         return PlainTextResponse(
@@ -93,10 +93,9 @@ async def login_submit(request: Request, board: BoardContext) -> Response:
         )
     role = await run_in_threadpool(board.users.verify, name, password) if name else None
     if role is None:
-        board.limiter.failed(*keys)
         log.warning("failed login for %r from %s", name, client)
         return again("bad")
-    board.limiter.succeeded(*keys)
+    board.limiter.succeeded(client, name, ticket)
     token, _ = board.users.new_session(name, board.config.session_hours * 3600)
     board.users.audit(name, "login", None, None, "ok")
     resp = RedirectResponse(nxt, status_code=303)
@@ -105,13 +104,14 @@ async def login_submit(request: Request, board: BoardContext) -> Response:
     return resp
 
 
-@public
-async def logout(request: Request, board: BoardContext) -> Response:
-    sess = board.session(request)
-    form = await _form(request)
-    if sess is not None and board.csrf_ok(request, sess, form.get("csrf")):
-        board.users.end_session(request.cookies.get(SESSION_COOKIE))
-        board.users.audit(sess.name, "logout", None, None, "ok")
+@own_session
+async def logout(request: Request, board: BoardContext, sess: Session) -> Response:
+    """End this login session (the guard checked its CSRF token: a forged form from another
+    site cannot log a nurse out) and close its live streams at once."""
+    token = request.cookies.get(SESSION_COOKIE)
+    board.users.end_session(token)
+    board.hub.close_sessions({session_key(token)} if token else set())
+    board.users.audit(sess.name, "logout", None, None, "ok")
     resp = RedirectResponse("/login", status_code=303)
     resp.delete_cookie(SESSION_COOKIE, path="/")
     return resp
@@ -151,15 +151,25 @@ async def report_pdf(request: Request, board: BoardContext, sess: Session) -> Re
     room = _room_param(request)
     if room is None:
         return PlainTextResponse("no such room", status_code=404)
-    ctx = await run_in_threadpool(report_context, board, room, request.query_params.get("session"))
-    html = board.templates.get_template("report.html").render(
-        site=board.site, user=sess.name, role=sess.role, can_act=False, csrf="",
-        no_auth=False, printing=True, css=(Path(__file__).parent / "static/board.css").read_text(),
-        **ctx,
-    )  # fmt: skip
     try:
-        pdf = await asyncio.wait_for(run_in_threadpool(print_pdf, board.config.chromium, html), 60)
-    except (OSError, subprocess.SubprocessError, TimeoutError) as exc:
+        async with board.renders.slot():  # at most two Chromiums; a bounded wait, then 503
+            ctx = await run_in_threadpool(
+                report_context, board, room, request.query_params.get("session")
+            )
+            html = board.templates.get_template("report.html").render(
+                site=board.site, user=sess.name, role=sess.role, can_act=False, csrf="",
+                no_auth=False, printing=True,
+                css=(Path(__file__).parent / "static/board.css").read_text(), **ctx,
+            )  # fmt: skip
+            pdf = await run_in_threadpool(print_pdf, board.config.chromium, html)
+    except QueueFull as exc:
+        log.warning("PDF refused: %s", exc)
+        return PlainTextResponse(
+            f"The PDF printer is busy ({exc}). Try again in {exc.retry_after_s} s.",
+            status_code=503,
+            headers={"Retry-After": str(exc.retry_after_s)},
+        )
+    except (OSError, subprocess.SubprocessError) as exc:
         log.error("PDF failed: %s", exc)
         return PlainTextResponse(f"PDF could not be made: {exc}", status_code=500)
     name = f"{board.site}-{room}-{ctx['session_id'] or 'session'}.pdf"

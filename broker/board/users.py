@@ -76,6 +76,11 @@ def _sha(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def session_key(token: str) -> str:
+    """What a session is known by outside its cookie (the stored SHA-256 of its token)."""
+    return _sha(token)
+
+
 def check_name(name: str) -> str:
     if not name or len(name) > NAME_MAX or not name.isprintable() or name != name.strip():
         raise UserError(f"user name must be 1-{NAME_MAX} printable characters without edges")
@@ -127,6 +132,16 @@ class BoardDB:
         with self._lock:
             self.conn.execute("DELETE FROM sessions WHERE name = ?", (name,))
             cur = self.conn.execute("DELETE FROM users WHERE name = ?", (name,))
+            return cur.rowcount > 0
+
+    def set_disabled(self, name: str, disabled: bool) -> bool:
+        """Disable (ending its sessions) or enable an account; False if there is none."""
+        with self._lock:
+            cur = self.conn.execute(
+                "UPDATE users SET disabled = ? WHERE name = ?", (int(disabled), name)
+            )
+            if disabled:
+                self.conn.execute("DELETE FROM sessions WHERE name = ?", (name,))
             return cur.rowcount > 0
 
     def users(self) -> list[tuple[str, str]]:
@@ -182,6 +197,18 @@ class BoardDB:
         if row is None or row[3] < self.now():
             return None
         return Session(str(row[0]), str(row[1]), str(row[2]), float(row[3]))
+
+    def live_session_keys(self) -> set[str]:
+        """The keys (`session_key`) of every session that still lets someone in: not ended,
+        not expired, its account neither removed nor disabled (by this process or another,
+        such as `roomctl board user remove`)."""
+        with self._lock:
+            rows = self.conn.execute(
+                "SELECT s.token_sha FROM sessions s JOIN users u ON u.name = s.name "
+                "WHERE u.disabled = 0 AND s.expires_at >= ?",
+                (self.now(),),
+            ).fetchall()
+        return {str(r[0]) for r in rows}
 
     def end_session(self, token: str | None) -> None:
         if token:

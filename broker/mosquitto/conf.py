@@ -82,7 +82,8 @@ def acl_text(site: str, identities: list[Identity], simulation: bool = False) ->
                 lines.append(f"topic read {topics.sim_button(site, ident.name)}")
         elif ident.kind == "staff":
             lines.append(f"topic read {base}/#")
-            lines.append(f"topic write {base}/room/+/cmd/#")
+            # only under its own name: the room takes the sender from the topic
+            lines.append(f"topic write {base}/room/+/cmd/+/{ident.name}")
             if simulation:
                 lines.append(f"topic write {base}/room/+/sim/button")
         elif ident.kind == "logger":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any
 
 from broker.board.cli import add_broker_args
@@ -22,6 +23,11 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     status.add_argument(
         "--no-bell", action="store_true", help="do not ring the terminal bell for new calls"
     )
+    status.add_argument(
+        "--watch-cert", type=Path, action="append", default=[], metavar="PATH",
+        help="a certificate file, or a folder of .crt/.pem, to warn about 30 days before it "
+        "expires (repeatable; --ca and --cert are always watched)",
+    )  # fmt: skip
     status.set_defaults(func=_status)
 
 
@@ -37,4 +43,11 @@ def _status(args: argparse.Namespace) -> int:
         endpoint = BrokerEndpoint.from_url(args.broker, args.ca, args.cert, args.key)
     except ValueError as exc:
         return _fail(str(exc))
-    return run_status(endpoint, args.site, once=args.once, wait_s=args.wait, bell=not args.no_bell)
+    return run_status(
+        endpoint,
+        args.site,
+        once=args.once,
+        wait_s=args.wait,
+        watch_certs=tuple(args.watch_cert),
+        bell=not args.no_bell,
+    )

@@ -2,6 +2,10 @@
 without a browser. Same live state as the web board (`broker.board.live.SiteState` fed by
 `BoardFeed`); `--once` gathers the retained state, prints one table and exits.
 
+Certificates that expire within 30 days (its own `--ca/--cert`, every `--watch-cert`, and
+each room's `cert_not_after` from its health) are listed under the table
+(`broker.board.cert_watch`).
+
 Like the web board, nothing relies on colour alone: levels carry `!!!`/`!!`/`!` and a word,
 offline rooms say OFFLINE, stale vitals say so.
 
@@ -18,6 +22,7 @@ from __future__ import annotations
 import threading
 import time
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -25,6 +30,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from broker.board.cert_watch import CertWatch
 from broker.board.feed import BoardFeed
 from broker.board.live import SiteState
 from broker.board.queue import new_calls, site_queue
@@ -57,8 +63,23 @@ def _num(v: Any) -> str:
     return "-" if v is None else f"{v:.0f}"
 
 
-def render_table(site: str, views: list[dict[str, Any]], now: float, link: str) -> Table:
-    table = Table(title=f"roomctl · site {site} · {link}", expand=True, show_lines=False)
+def render_table(
+    site: str,
+    views: list[dict[str, Any]],
+    now: float,
+    link: str,
+    cert_warnings: list[str] | None = None,
+) -> Table:
+    caption = Text()
+    for line in cert_warnings or []:  # under the table, as plain text
+        caption.append_text(plain(f"! {line}\n", "bold"))
+    table = Table(
+        title=f"roomctl · site {site} · {link}",
+        caption=caption if cert_warnings else None,
+        caption_justify="left",
+        expand=True,
+        show_lines=False,
+    )
     for col in ("room", "status", "phase", "call", "SpO2", "HR", "NIBP", "RR", "alerts", "trouble"):
         table.add_column(col, no_wrap=col in ("room", "SpO2", "HR", "NIBP", "RR"))
     if not views:
@@ -161,17 +182,24 @@ class Bell:
 
 
 def run_status(
-    endpoint: BrokerEndpoint, site: str, once: bool = False, wait_s: float = 3.0, bell: bool = True
+    endpoint: BrokerEndpoint,
+    site: str,
+    once: bool = False,
+    wait_s: float = 3.0,
+    watch_certs: tuple[Path, ...] = (),
+    bell: bool = True,
 ) -> int:
     console = Console()
     state = SiteState(site)
+    certs = CertWatch([endpoint.ca, endpoint.cert, *watch_certs], state)
     feed = BoardFeed(endpoint, state)
     feed.start()
     try:
         if once:
             gather_once(feed, wait_s)
+            now = time.time()
             console.print(
-                render_table(site, state.views(time.time()), time.time(), _link(feed, state))
+                render_table(site, state.views(now), now, _link(feed, state), certs.current(now))
             )
             return 0 if feed.connected.is_set() else 1
         changed = threading.Event()
@@ -182,7 +210,8 @@ def run_status(
                 changed.clear()
                 now = time.time()
                 views = state.views(now)
-                live.update(render_table(site, views, now, _link(feed, state)), refresh=True)
+                table = render_table(site, views, now, _link(feed, state), certs.current(now))
+                live.update(table, refresh=True)
                 if ringer is not None:
                     ringer.update(views)
                 changed.wait(1.0)

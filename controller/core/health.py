@@ -6,6 +6,8 @@ the monitor verdict the core keeps, and the injected clock.
 
 from __future__ import annotations
 
+import logging
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -71,6 +73,9 @@ def health_body(
         "status_text": lighting.STATUS_TEXT[code],
         "uptime_s": round(max(0.0, uptime_s), 1),
         "version": version,
+        "cert_not_after": (
+            datetime.fromtimestamp(facts.cert_not_after, UTC) if facts.cert_not_after else None
+        ),
     }
 
 
@@ -93,3 +98,45 @@ class HealthCadence:
         if publish:
             self._key, self._last_mono, self.due = key, mono, False
         return changed, publish
+
+
+# An outbox whose oldest message has waited this long is "backing up" (the broker link is
+# down or slow): worth one WARNING line in the journal, and one more when it has drained.
+BACKLOG_WARN_AGE_S = 60.0
+
+
+@dataclass
+class Conditions:
+    """Turns sampled facts into journal lines a technician reads (`journalctl -u
+    roomctl-room`): one WARNING when a condition starts, one line when it ends, never a
+    line per tick. `update` returns (logging level, message) pairs; the core logs them."""
+
+    clock_bad: bool = False
+    backlog: bool = False
+    disk_full: bool = False
+
+    def update(self, facts: RoomFacts) -> list[tuple[int, str]]:
+        lines: list[tuple[int, str]] = []
+        if not facts.clock_synced and not self.clock_bad:
+            lines.append((logging.WARNING, "wall clock not synchronised (NTP): message times "
+                          "may be wrong until it is; timers are unaffected"))  # fmt: skip
+        elif facts.clock_synced and self.clock_bad:
+            lines.append((logging.WARNING, "wall clock synchronised again"))
+        self.clock_bad = not facts.clock_synced
+        age = facts.outbox_oldest_age_s or 0.0
+        waiting = facts.outbox_depth > 0 and age >= BACKLOG_WARN_AGE_S
+        if waiting and not self.backlog:
+            depth = facts.outbox_depth
+            lines.append((logging.WARNING, f"outbox backing up: {depth} messages waiting, the "
+                          f"oldest for {age:.0f} s (is the broker reachable?)"))  # fmt: skip
+            self.backlog = True
+        elif self.backlog and facts.outbox_depth == 0:
+            lines.append((logging.WARNING, "outbox drained: every message delivered"))
+            self.backlog = False
+        if facts.outbox_disk_full and not self.disk_full:
+            lines.append((logging.WARNING, "disk full: calls and events are kept in memory, "
+                          "vitals are thinned until space is freed"))  # fmt: skip
+        elif self.disk_full and not facts.outbox_disk_full:
+            lines.append((logging.WARNING, "disk space is back"))
+        self.disk_full = facts.outbox_disk_full
+        return lines

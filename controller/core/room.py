@@ -141,6 +141,7 @@ class RoomCore(NurseCallInputs):
         # changes it (link, monitor) marks it due, and the Tick that follows (in the same
         # round of the daemon loop) publishes it with fresh facts.
         self._health = health.HealthCadence(config.timing.health_every_s)
+        self._conditions = health.Conditions()  # journal lines when conditions start/end
         self._out: list[Action] = []
 
     # -- the one entry point ------------------------------------------------------------
@@ -267,6 +268,7 @@ class RoomCore(NurseCallInputs):
             self._publish_state()
         if not self.monitor_ok:
             self.monitor_ok = True
+            log.warning("monitor link restored (%s)", reading.protocol)
             detail = {"protocol": reading.protocol}
             self._emit([Emit(EventKind.MONITOR_LINK_RESTORED, now.wall, detail=detail)])
             self._apply_outputs(now)
@@ -280,20 +282,32 @@ class RoomCore(NurseCallInputs):
         if leaf == "sim/button":
             self._on_sim_button(payload, now)
             return
-        name = leaf.removeprefix("cmd/") if leaf.startswith("cmd/") else ""
-        model = topics.COMMANDS.get(name)
-        if model is None:
+        command = topics.split_cmd(leaf)
+        if command is None:
             self._refuse(now, f"unknown command topic {topic!r}", None, leaf)
             return
+        name, sender = command
+        leaf = f"cmd/{name}"
+        if sender is None:
+            self._refuse(now, f"{leaf} names no sender: commands go to {leaf}/<sender>", None, leaf)
+            return
         try:
-            cmd = model.model_validate_json(payload, strict=True)
+            cmd = topics.COMMANDS[name].model_validate_json(payload, strict=True)
         except ValidationError as exc:
             self._refuse(now, f"bad {name} command: {short_errors(exc)}", None, leaf)
             return
         first = len(self._out)
+        # who acted: the sender the broker authenticated, or whom a delegate (the board)
+        # authenticated itself
+        actor = cmd.by if sender in self.config.commands.delegates else sender
         problem = self._stale(cmd.issued_at, now)
+        if problem is None and cmd.by != actor:
+            problem = (
+                f"by {cmd.by!r} is not the sender {sender!r}: only "
+                f"{', '.join(self.config.commands.delegates) or 'no one'} may act for others"
+            )
         if problem is not None:
-            self._refuse(now, problem, cmd.by, leaf)
+            self._refuse(now, problem, actor, leaf)
         elif isinstance(cmd, PhaseCommand):
             self._on_phase_cmd(cmd, now)
         elif isinstance(cmd, ClaimCommand):
@@ -380,6 +394,8 @@ class RoomCore(NurseCallInputs):
 
     def _on_tick(self, facts: RoomFacts, now: Instant) -> None:
         self.facts = facts
+        for level, line in self._conditions.update(facts):
+            log.log(level, "%s", line)
         self.session, emits = phases.tick(self.session, now.wall, self.phase_settings)
         if emits:
             self._emit(list(emits))
@@ -399,6 +415,7 @@ class RoomCore(NurseCallInputs):
         age = now.mono - (self._last_reading_mono or self.started_mono)
         if age > self.config.monitor.silence_s:
             self.monitor_ok = False
+            log.warning("monitor link lost: no reading for %.1f s", age)
             self._emit(
                 [
                     Emit(

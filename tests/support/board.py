@@ -16,6 +16,8 @@ import uvicorn
 from playwright.sync_api import Browser, Page, sync_playwright
 
 from broker.board.app import Board, BoardConfig
+from broker.board.security import ServeLimits
+from broker.board.server import serve_config
 from broker.mosquitto.run import free_port
 from contract import messages, timefmt, topics
 from contract.mqtt import BrokerEndpoint
@@ -39,7 +41,12 @@ class BoardServer:
     """The real board app under uvicorn in a thread, on 127.0.0.1:<free port>."""
 
     def __init__(
-        self, broker_url: str, tmp: Path, no_auth: bool = False, logger_db: Path | None = None
+        self,
+        broker_url: str,
+        tmp: Path,
+        no_auth: bool = False,
+        logger_db: Path | None = None,
+        limits: ServeLimits | None = None,
     ):
         self.port = free_port()
         self.config = BoardConfig(
@@ -54,8 +61,9 @@ class BoardServer:
         self.board.users.add_user("alice", "nurse", PASSWORDS["alice"])
         self.board.users.add_user("victor", "viewer", PASSWORDS["victor"])
         self.server = uvicorn.Server(
-            uvicorn.Config(
+            serve_config(  # the board's own server limits, as `roomctl board` serves it
                 self.board.app,
+                limits,
                 host="127.0.0.1",
                 port=self.port,
                 log_level="warning",

@@ -68,7 +68,7 @@ class Presser:
     def phase(self, room: str, phase: str) -> None:
         self._connected()
         self.rec.publish(
-            topics.room_topic(SITE, room, "cmd/phase"), staff_command(by="reliability", phase=phase)
+            topics.cmd(SITE, room, "phase", "board"), staff_command(by="reliability", phase=phase)
         )
 
     def stop(self) -> None:

@@ -67,13 +67,20 @@ class Room:
         return out
 
     def command(
-        self, name: str, body: dict[str, Any] | bytes, *, age_s: float = 0.0, retained: bool = False
+        self,
+        name: str,
+        body: dict[str, Any] | bytes,
+        *,
+        age_s: float = 0.0,
+        retained: bool = False,
+        sender: str = "board",
     ) -> list[Action]:
-        """A staff command issued `age_s` ago (by the room's clock)."""
+        """A staff command issued `age_s` ago (by the room's clock), sent by `sender` (the
+        board, a delegate, by default)."""
         if isinstance(body, dict):
             issued = format_ts(self.wall - timedelta(seconds=age_s))
             body = json.dumps({"issued_at": issued, **body}).encode()
-        return self.feed(MessageReceived(topics.cmd(SITE, ROOM, name), body, retained))
+        return self.feed(MessageReceived(topics.cmd(SITE, ROOM, name, sender), body, retained))
 
     def phase(self, *phases: str) -> None:
         for p in phases:

@@ -34,7 +34,9 @@ def run(args: argparse.Namespace) -> int:
         demo.start_central()
         demo.start_rooms()
         wait_port("127.0.0.1", demo.board_port, 30)
-        view = ClinicView(demo.endpoint(f"staff-{script.NURSE}"), script.SITE, demo.rooms)
+        view = ClinicView(
+            demo.endpoint(f"staff-{script.NURSE}"), script.SITE, demo.rooms, sender=script.NURSE
+        )
         view.start()
         threading.Thread(target=demo.play, args=(view, notes.append), daemon=True).start()
         _show(demo, view, notes, started)

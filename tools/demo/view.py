@@ -38,8 +38,9 @@ class RoomView:
 
 
 class ClinicView:
-    def __init__(self, endpoint: BrokerEndpoint, site: str, rooms: list[str]):
+    def __init__(self, endpoint: BrokerEndpoint, site: str, rooms: list[str], sender: str):
         self.site = site
+        self.sender = sender  # the staff name of the endpoint's certificate (staff-<sender>)
         self.rooms = {r: RoomView(r) for r in rooms}
         self.lock = threading.Lock()
         self.counts = {"vitals": 0, "events": 0, "calls": 0, "alerts": 0}
@@ -68,7 +69,7 @@ class ClinicView:
         """A staff command as the board sends it: issued now, with the MQTT 5 expiry."""
         cmd = COMMANDS[name].model_validate({**fields, "issued_at": datetime.now(UTC)})
         self.client.publish(
-            topics.cmd(self.site, room, name),
+            topics.cmd(self.site, room, name, self.sender),
             cmd.model_dump_json(exclude_none=True),
             qos=1,
             properties=expiry_properties(DEFAULT_COMMAND_MAX_AGE_S),

@@ -28,11 +28,18 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="write the report again from the run kept in --workdir (same --quick/--seed)",
     )
+    p.add_argument(
+        "--static-only",
+        action="store_true",
+        help="only rewrite the hand-written part of --out (attacks tried, findings)",
+    )
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.static_only:
+        return report.refresh_static(args.out)
     try:
         return report.main(args.quick, args.out, args.seed, args.workdir, args.rerender)
     except KeyboardInterrupt:

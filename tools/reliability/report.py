@@ -223,71 +223,45 @@ def render(
     for o in outcomes:
         msg = o.message.splitlines()[0][:400] if o.message else ""
         lines.append(f"| {o.name} | {o.outcome} | {o.seconds:.1f} | {_cell(msg)} |")
-    lines += ["", *FINDINGS]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n\n" + static_sections()
 
 
-FINDINGS = [
-    "## Bugs found and limits (reviewed by hand; the failing tests above carry the detail)",
-    "",
-    "1. **Room daemon dies on a full disk with a backlog** (controller/outbox.py "
-    "`Outbox.enqueue_many`, `if self._thin_vitals():` in the `except` branch): thinning "
-    "deletes rows, and on a full disk the DELETE's own COMMIT fails with SQLITE_FULL; the "
-    "`sqlite3.OperationalError` leaves `enqueue_many`; `RoomDaemon._flush` (controller/"
-    "daemon.py) catches only `OutboxFull`, and runs in `_guarded`'s `finally`, so the error "
-    "ends the daemon loop. Calls held in memory die with it. Fix: in `enqueue_many` treat a "
-    "disk-full error from `_thin_vitals` as 0 thinned; in `_flush` also catch `sqlite3.Error` "
-    "(keep the messages in memory, log); never let `_flush` raise from `_guarded`'s `finally`. "
-    "`publisher.flush_acks()` in `_loop` is unguarded too: an ack UPDATE on a full disk "
-    "can end the loop the same way.",
-    "2. **Vitals dropped uncounted while a call waits for disk space** (controller/daemon.py "
-    "`RoomDaemon._flush`): once a call/event is kept in `self._unstored`, every flush mixes "
-    "kinds, `enqueue_many` raises `OutboxFull`, and `_flush` drops the batch's vitals without "
-    "counting them in `vitals_thinned` (the outbox only counts when a batch is all vitals). "
-    "Fix: count the dropped vitals (an `Outbox.count_refused(n)`), or flush vitals separately. "
-    "Also `self._unstored = [...][-1000:]` in `_flush` silently drops the oldest calls and "
-    "events after 1000 kept messages (health/state/call snapshots fill it within hours): "
-    "keep only the latest snapshot per leaf and never cut events.",
-    "3. **Calls placed on a full disk are not published until space returns** (same place): "
-    "the daemon keeps them in memory and only publishes stored rows. With the broker up, a "
-    "call could still go out. Fix (design decision): hand unstored calls/events/state to the "
-    "link directly with an in-memory seq reservation, or keep a reserved file (a few MB, "
-    "deleted on SQLITE_FULL) so critical rows can always be stored.",
-    "4. **Wrong JSON types are coerced, not quarantined** (broker/logger/ingest.py `_validate`: "
-    '`model.model_validate_json(payload)`): pydantic\'s lax mode stores `"97"` as 97.0 and 1 '
-    "as `true`. Fix: `model_validate_json(payload, strict=True)` (strict JSON mode still "
-    "parses datetimes and enums from strings); the same in the daemon's command parsing.",
-    "5. **Logger config loader raises other exceptions** (broker/logger/config.py "
-    '`LoggerConfig.load`, `read_text()` and `data.update(raw.get("logger", raw))`): '
-    "`logger = 5` gives `TypeError` (a traceback from "
-    "`roomctl logger`), a non-UTF-8 file `UnicodeDecodeError` without the file name. Fix: "
-    "catch `UnicodeDecodeError` with `OSError`, and refuse a `[logger]` that is not a table.",
-    "6. **The dev/test broker has no persistence when run as root** (broker/mosquitto/templates/"
-    "dev.conf.tmpl has no `user` line): Mosquitto drops to user `mosquitto`, cannot write "
-    "`mosquitto.db` or its log in a root-owned temporary folder, and runs without saying so; "
-    "a broker restart then loses the logger's session and every message published before the "
-    "logger resubscribes. The reliability harness adds `user <current user>`; the `mosquitto` "
-    "fixture in tests/conftest.py does not. Fix: add `user {user}` to the template as "
-    "`broker/mosquitto/conf.py` already does for the production config.",
-    "",
-    "Limits, by design or not yet proven:",
-    "- A broker killed with SIGKILL forgets what it accepted since its last save "
-    "(`autosave_interval`); rooms close that gap by resending what was acknowledged in the "
-    "last `broker.replay_window_s` on every reconnect (docs/CONTRACT.md), and the logger "
-    "drops the duplicates. Not covered: a broker SIGKILLed before it has saved the "
-    "logger's session at all (the first `autosave_interval` after the logger's very first "
-    "connect) forgets that session, and what rooms publish or replay after its restart and "
-    "before the logger resubscribes (rooms usually reconnect first) reaches no one.",
-    "- A room started before the logger's first ever subscription publishes into the void "
-    "(no session queues for it): the harness waits until the logger has stored a probe "
-    "before it starts rooms. Deploy the logger first.",
-    "- Monitor recovery includes the link's reconnect backoff (up to 10 s): a monitor "
-    "replugged just after a failed attempt is seen at the next one.",
-    "- The clock step is simulated with crafted messages (ts one hour back, "
-    "`clock_synced=false`); the daemon's own flag is proven with `--clock unsynced`.",
-    "- No certificate revocation list: removing a certificate from `clients/` and "
-    "regenerating the ACL leaves a certificate that connects but may do nothing.",
-]
+HERE = Path(__file__).resolve().parent
+ATTACKS_HEADING = "## Attacks tried (issue 13)"
+
+
+def static_sections() -> str:
+    """The hand-written part of the report: the attacks tried (one table per area, from
+    `attacks/*.md`) and the bugs found and limits (`findings.md`). Kept as Markdown beside
+    this module so the report can be refreshed without rerunning the campaign."""
+    parts = [
+        ATTACKS_HEADING,
+        "",
+        "Each row is an attack tried against the system as a careless day or an attacker would, "
+        "the test that repeats it (real Mosquitto, real HTTP clients, real Chromium), what the "
+        "system did, and what was lost.",
+    ]
+    for table in sorted((HERE / "attacks").glob("*.md")):
+        parts += ["", table.read_text().strip()]
+    parts += ["", (HERE / "findings.md").read_text().strip()]
+    return "\n".join(parts) + "\n"
+
+
+def refresh_static(out: Path) -> int:
+    """Rewrite only the hand-written tail of an existing report (`--static-only`)."""
+    try:
+        text = out.read_text()
+    except OSError as exc:
+        print(f"tools.reliability: {out}: {exc}", file=sys.stderr)
+        return 2
+    cut = min((i for i in (text.find(ATTACKS_HEADING), text.find("## Bugs found")) if i >= 0),
+              default=-1)  # fmt: skip
+    if cut < 0:
+        print(f"tools.reliability: {out} has no hand-written part to refresh", file=sys.stderr)
+        return 2
+    out.write_text(text[:cut] + static_sections())
+    print(f"refreshed the attacks and findings in {out}")
+    return 0
 
 
 def main(quick: bool, out: Path, seed: int, workdir: Path | None, rerender: bool = False) -> int:
