@@ -173,6 +173,15 @@ def all_rooms_filter(site: str) -> str:
     return f"{site_prefix(site)}/room/+/#"
 
 
+def notifier_delivery(site: str, name: str) -> str:
+    """Every attempt of the notifier `name` to page someone (not retained; docs/NOTIFIER.md)."""
+    return f"{site_prefix(site)}/notifier/{check_ident('notifier', name)}/delivery"
+
+
+def notifier_filter(site: str, name: str) -> str:
+    return f"{site_prefix(site)}/notifier/{check_ident('notifier', name)}/#"
+
+
 def logger_status(site: str) -> str:
     return f"{site_prefix(site)}/logger/status"
 

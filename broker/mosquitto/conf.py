@@ -10,6 +10,7 @@ from the certificates in the PKI's `clients/` folder:
                          reads  clinic/S/room/101/cmd/#
     user staff-<name>    reads  clinic/S/#            writes clinic/S/room/+/cmd/#
     user logger[-<n>]    reads  clinic/S/#            writes clinic/S/logger/status
+    user notifier-<n>    reads  clinic/S/#            writes clinic/S/notifier/<n>/#
 
 There are no lines before the first `user`, so a client without a username gets nothing, and an
 identity without a block (a certificate issued after the config was written, or removed from
@@ -89,6 +90,10 @@ def acl_text(site: str, identities: list[Identity], simulation: bool = False) ->
         elif ident.kind == "logger":
             lines.append(f"topic read {base}/#")
             lines.append(f"topic write {topics.logger_status(site)}")
+        elif ident.kind == "notifier":  # roomctl notify: its delivery reports
+            assert ident.name is not None
+            lines.append(f"topic read {base}/#")
+            lines.append(f"topic write {topics.notifier_filter(site, ident.name)}")
         lines.append("")
     return "\n".join(lines)
 

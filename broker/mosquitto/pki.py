@@ -44,7 +44,7 @@ from contract.topics import check_ident
 CA_DAYS = 3650
 SERVER_DAYS = 825
 CLIENT_DAYS = 825
-KINDS = ("room", "staff", "logger")
+KINDS = ("room", "staff", "logger", "notifier")
 
 
 class PkiError(RuntimeError):
@@ -53,7 +53,8 @@ class PkiError(RuntimeError):
 
 @dataclass(frozen=True)
 class Identity:
-    """A client identity: `kind` (room/staff/logger), its name, and the CN / MQTT username."""
+    """A client identity: `kind` (room/staff/logger/notifier), its name, and the CN / MQTT
+    username."""
 
     kind: str
     name: str | None
