@@ -426,3 +426,19 @@ class SimButton(_Frozen):
             want = "open or close" if cord else "press or release"
             raise ValueError(f"action {self.action!r} does not fit {self.button!r}: use {want}")
         return self
+
+
+class DeliveryReport(_Frozen):
+    """One attempt of the notifier to page someone about a call (issue 15): published, not
+    retained, on `clinic/{site}/notifier/{name}/delivery`; the board shows it on the call."""
+
+    room: Annotated[str, Field(min_length=1, max_length=63)]
+    call_id: Annotated[str, Field(min_length=1, max_length=64)]
+    tier: Annotated[int, Field(ge=1, le=3)]
+    recipient: Who
+    channel: Literal["webhook", "ntfy"]
+    attempt: Annotated[int, Field(ge=1, le=1000)]
+    ok: bool
+    detail: Annotated[str, Field(max_length=500)]
+    status: Literal["pending", "delivered", "failed", "cancelled"]
+    at: UtcDatetime

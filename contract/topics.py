@@ -15,6 +15,7 @@ from contract.messages import (
     ClaimCommand,
     CleaningCommand,
     Command,
+    DeliveryReport,
     Envelope,
     EventMessage,
     HealthMessage,
@@ -84,9 +85,16 @@ COMMANDS: dict[str, type[Command]] = {
     for s in ROOM_TOPICS
     if s.model is not None and issubclass(s.model, Command)
 }
+# Central-side topics (prefix `clinic/{site}/`): the same table style, with `{name}` the
+# publisher's name (its certificate is `<kind>-<name>`).
+CENTRAL_TOPICS = (
+    TopicSpec("notifier/{name}/delivery", False, 1, DeliveryReport, "one page attempt"),
+)
 # Every payload model, by schema name (`roomctl schema`).
 ALL_PAYLOAD_MODELS: dict[str, type[BaseModel]] = {
-    s.schema_name: s.model for s in ROOM_TOPICS if s.model is not None
+    s.schema_name.replace("_{name}", ""): s.model
+    for s in (*ROOM_TOPICS, *CENTRAL_TOPICS)
+    if s.model is not None
 }
 RETAINED_LEAVES = frozenset(s.leaf for s in ROOM_TOPICS if s.retained)
 
@@ -180,6 +188,10 @@ def notifier_delivery(site: str, name: str) -> str:
 
 def notifier_filter(site: str, name: str) -> str:
     return f"{site_prefix(site)}/notifier/{check_ident('notifier', name)}/#"
+
+
+def all_notifier_deliveries(site: str) -> str:
+    return f"{site_prefix(site)}/notifier/+/delivery"
 
 
 def logger_status(site: str) -> str:

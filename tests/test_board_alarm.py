@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, Page, expect
@@ -24,6 +25,8 @@ from tests.support.board import (
     shift_start,
 )
 from tests.support.mqtt import Recorder
+from tests.support.notifier import notifier_config, start_notifier
+from tests.support.receivers import Receiver
 
 pytestmark = pytest.mark.broker
 WAIT_MS = 15_000
@@ -260,3 +263,24 @@ def test_layouts_wall_1920_laptop_1024_and_phone_390(
         expect(phone.locator("#queue")).to_be_in_viewport()
     finally:
         phone.context.close()
+
+
+def test_the_notifiers_pages_show_on_the_call(
+    mosquitto: Mosquitto, board: BoardServer, page: Page, recorder: Recorder, tmp_path: Path
+) -> None:
+    with Receiver() as hook, Receiver(fail_first=1000) as push:
+        proc = start_notifier(mosquitto.url, notifier_config(tmp_path, hook.url, push.url))
+        try:
+            room = FakeRoom(recorder, "101")
+            room.online()
+            room.state("infusion")
+            room.call("placed", call_id="c-101", priority="infusion", type="normal", tier=1,
+                      placed_at=ago(5))  # fmt: skip
+            login(page, board.url, "alice")
+            row = page.locator("#queue-list .q-item")
+            # the webhook took it; the push server keeps failing: retried, and it says so
+            expect(row.locator(".q-paged")).to_contain_text("nina ✓ webhook", timeout=WAIT_MS)
+            expect(row.locator(".q-paged")).to_contain_text("nina ⟳ ntfy (HTTP 503)")
+            expect(page.locator("#room-101 .call .paged")).to_contain_text("nina ✓ webhook")
+        finally:
+            proc.stop()

@@ -76,3 +76,18 @@ def test_a_claimed_call_stays_queued_but_no_longer_sounds() -> None:
 def test_new_calls_are_the_calls_not_seen_before() -> None:
     items = site_queue(_site().views(0.0))
     assert [i["key"] for i in new_calls({"call|201|c201"}, items)] == ["call|221|c221"]
+
+
+def test_a_notifier_report_lands_on_its_call_and_a_bad_one_is_counted() -> None:
+    s = _site()
+    report = {"room": "201", "call_id": "c201", "tier": 1, "recipient": "nina",
+              "channel": "ntfy", "attempt": 2, "ok": False, "detail": "HTTP 503",
+              "status": "pending", "at": "2026-01-31T08:00:01.000Z"}  # fmt: skip
+    assert s.apply_delivery(json.dumps(report).encode()) == "201"
+    assert s.apply_delivery(json.dumps({**report, "attempt": 3, "ok": True, "detail": "HTTP 200",
+                                        "status": "delivered"}).encode()) == "201"  # fmt: skip
+    assert s.apply_delivery(b'{"room": "201"}') is None and s.rejected == 1
+    item = next(i for i in site_queue(s.views(0.0)) if i["key"] == "call|201|c201")
+    latest = {"tier": 1, "recipient": "nina", "channel": "ntfy", "ok": True,
+              "status": "delivered", "detail": "HTTP 200", "attempt": 3}  # fmt: skip
+    assert item["deliveries"] == [latest]

@@ -96,6 +96,7 @@ class BoardFeed:
             [
                 (topics.all_rooms_filter(self.site), options),
                 (topics.logger_status(self.site), options),
+                (topics.all_notifier_deliveries(self.site), options),
             ]
         )
         self._tell(None)
@@ -119,6 +120,11 @@ class BoardFeed:
         if msg.topic == topics.logger_status(self.site):
             self.state.set_logger_status(bytes(msg.payload))
             self._tell(None)
+            return
+        if msg.topic.endswith("/delivery") and "/notifier/" in msg.topic:
+            room = self.state.apply_delivery(bytes(msg.payload))
+            if room is not None:
+                self._tell(room)
             return
         parsed = topics.parse_room_topic(msg.topic)
         if parsed is None or parsed.site != self.site:

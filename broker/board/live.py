@@ -31,19 +31,19 @@ from contract.messages import (
     CallStatus,
     EventMessage,
     HealthMessage,
-    PeripheralStatus,
     StateMessage,
     VitalsMessage,
 )
 from contract.timefmt import format_ts
 
 from .commands import CommandLog, TrackedCommand
+from .room_parts import event_dict, trouble, vitals_view
 from .thresholds import out_of_range
 
 EVENTS_KEPT = 100
 VITALS_KEPT = 3600  # one hour at 1 Hz per room
 STALE_VITALS_S = 5.0  # a reading older than this is drawn greyed ("stale")
-OUTBOX_TROUBLE_DEPTH = 50
+DELIVERY_CALLS_KEPT = 20  # per room: the pages of its latest calls
 
 # Alarm levels (IEC 60601-1-8 colours: high red, medium yellow, low cyan).
 LEVELS = ("high", "medium", "low")
@@ -88,6 +88,10 @@ class RoomLive:
     )
     last_at: float | None = None
     version: int = 0
+    # the notifier's latest report per (tier, recipient, channel), per call
+    deliveries: dict[str, dict[tuple[int, str, str], messages.DeliveryReport]] = field(
+        default_factory=dict
+    )
     # The room's numbering epochs in the order this board first saw them: a re-imaged room
     # (new epoch, seq from 1 again) is newer at once, whatever its seq.
     epochs: list[str] = field(default_factory=list)
@@ -198,6 +202,22 @@ class SiteState:
         with self._lock:
             return self._commands.recent(room, now)
 
+    def apply_delivery(self, payload: bytes) -> str | None:
+        """A notifier's page attempt (DeliveryReport): kept on its call; the room, or None."""
+        try:
+            report = messages.DeliveryReport.model_validate_json(payload)
+        except ValidationError:
+            self._reject()
+            return None
+        with self._lock:
+            r = self._room(report.room)
+            calls = r.deliveries.setdefault(report.call_id, {})
+            calls[(report.tier, report.recipient, report.channel)] = report
+            while len(r.deliveries) > DELIVERY_CALLS_KEPT:  # the oldest call's go first
+                r.deliveries.pop(next(iter(r.deliveries)))
+            r.version += 1
+        return report.room
+
     def set_logger_status(self, payload: bytes) -> None:
         with self._lock:
             self.logger_status = payload.decode("utf-8", "replace").strip() or None
@@ -261,48 +281,6 @@ def _ts(value: Any) -> str | None:
     return format_ts(value) if value is not None else None
 
 
-def vitals_view(v: VitalsMessage) -> dict[str, Any]:
-    """The numbers a tile shows; heart rate from ECG when present, else pulse rate."""
-    hr = v.heart_rate if v.heart_rate is not None else v.pulse_rate
-    return {
-        "seq": v.seq,
-        "ts": _ts(v.ts),
-        "spo2": v.spo2,
-        "hr": hr,
-        "hr_source": "ECG" if v.heart_rate is not None else "pulse",
-        "nibp_sys": v.nibp_sys,
-        "nibp_dia": v.nibp_dia,
-        "nibp_mean": v.nibp_mean,
-        "rr": v.resp_rate,
-        "etco2": v.etco2,
-        "alarms": list(v.alarms),
-    }
-
-
-def trouble(r: RoomLive, now: float) -> list[str]:
-    """Device trouble a technician must see, as short sentences."""
-    out: list[str] = []
-    if r.state is not None and r.state.cords_open:
-        out.append("call cord out: " + ", ".join(r.state.cords_open))
-    h = r.health
-    if h is not None:
-        if h.monitor.status not in (PeripheralStatus.OK, PeripheralStatus.DISABLED):
-            out.append(f"monitor {h.monitor.status.value}")
-        if h.buttons not in (PeripheralStatus.OK, PeripheralStatus.DISABLED):
-            out.append(f"buttons {h.buttons.value}")
-        if h.lights not in (PeripheralStatus.OK, PeripheralStatus.DISABLED):
-            out.append(f"lights {h.lights.value}")
-        if h.outbox.depth >= OUTBOX_TROUBLE_DEPTH:
-            out.append(f"outbox {h.outbox.depth} queued")
-        if not h.clock_synced:
-            out.append("clock not synced")
-        if h.status_code and h.status_text and h.status_text != "ok":
-            text = f"status {h.status_code}: {h.status_text}"
-            if text not in out:
-                out.append(text)
-    return out
-
-
 def _call_type(priority: CallPriority | None, call_type: messages.CallType | None) -> str:
     if call_type is not None:
         return call_type.value
@@ -342,6 +320,12 @@ def calls_view(c: CallMessage | None) -> list[dict[str, Any]]:
 def room_view(r: RoomLive, now: float) -> dict[str, Any]:
     s, c, v = r.state, r.call, r.vitals
     calls = calls_view(c)
+    for x in calls:
+        x["deliveries"] = [
+            {"tier": d.tier, "recipient": d.recipient, "channel": d.channel, "ok": d.ok,
+             "status": d.status, "detail": d.detail, "attempt": d.attempt}
+            for d in r.deliveries.get(x["call_id"], {}).values()
+        ]  # fmt: skip
     call = calls[0] if calls else None
     alerts = []
     if s is not None:
@@ -391,20 +375,4 @@ def room_view(r: RoomLive, now: float) -> dict[str, Any]:
         "vitals_stale": vitals_age is None or vitals_age > STALE_VITALS_S,
         "trouble": trouble(r, now),
         "last_event": event_dict(r.events[-1]) if r.events else None,
-    }
-
-
-def event_dict(e: EventMessage) -> dict[str, Any]:
-    return {
-        "epoch": e.epoch,
-        "seq": e.seq,
-        "ts": _ts(e.ts),
-        "kind": e.kind.value,
-        "call_id": e.call_id,
-        "priority": e.priority.value if e.priority else None,
-        "phase": e.phase.value if e.phase else None,
-        "from_phase": e.from_phase.value if e.from_phase else None,
-        "by": e.by,
-        "reason": e.reason,
-        "detail": dict(e.detail),
     }

@@ -38,6 +38,7 @@ def _call_items(view: dict[str, Any]) -> list[dict[str, Any]]:
                 "claimed_by": c["claimed_by"],
                 "placed_at": c["placed_at"],
                 "escalated_at": c["escalated_at"],
+                "deliveries": c.get("deliveries", []),
                 "presence": view.get("presence") is not None,
                 # the room is offline: this is what it said last, not known to be current
                 "last_known": bool(view.get("offline")),

@@ -13,7 +13,7 @@ from contract.timefmt import format_ts
 
 from . import history, svg_chart
 from .context import BoardContext
-from .live import event_dict
+from .room_parts import event_dict
 from .thresholds import thresholds_for
 
 

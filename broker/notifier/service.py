@@ -18,11 +18,13 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from typing import Any
 
 from broker.board.feed import BoardFeed
 from broker.board.live import SiteState
 from contract import topics
+from contract.messages import DeliveryReport
 from contract.mqtt import BrokerEndpoint
 
 from . import channels
@@ -140,12 +142,16 @@ class Notifier:
             self.wake.set()
 
     def _report(self, d: Delivery, n: int, ok: bool, detail: str, status: str, now: float) -> None:
-        body = {"room": d.room, "call_id": d.call_id, "tier": d.tier, "recipient": d.recipient,
-                "channel": d.channel, "attempt": n, "ok": ok, "detail": detail,
-                "status": status, "at": now}  # fmt: skip
+        report = DeliveryReport(
+            room=d.room, call_id=d.call_id, tier=d.tier, recipient=d.recipient,
+            channel=d.channel, attempt=n, ok=ok, detail=detail[:500], status=status,
+            at=datetime.fromtimestamp(now, UTC),
+        )  # fmt: skip
         try:
             self.feed.client.publish(
-                topics.notifier_delivery(self.site, self.cfg.name), json.dumps(body), qos=1
+                topics.notifier_delivery(self.site, self.cfg.name),
+                report.model_dump_json(),
+                qos=1,
             )
         except Exception:  # the report is for people; the store has the record
             log.exception("delivery report not published")

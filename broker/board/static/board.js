@@ -50,6 +50,14 @@ const Board = (() => {
     return iso ? Math.max(0, Math.floor((now() - Date.parse(iso)) / 60000)) + " min" : "–";
   }
 
+  // The notifier's pages for a call: "📟 nina ✓ ntfy · omar ⟳ ntfy (HTTP 503)"
+  const DELIVERY_MARK = { delivered: "✓", pending: "⟳", failed: "✕", cancelled: "–" };
+  function deliveryText(list) {
+    if (!list || !list.length) return "";
+    return "📟 " + list.map((d) => `${d.recipient} ${DELIVERY_MARK[d.status] || "?"} ${d.channel}` +
+      (d.status === "delivered" ? "" : ` (${d.detail})`) + (d.tier > 1 ? ` t${d.tier}` : "")).join(" · ");
+  }
+
   function offlineText(iso) { return `offline since ${clockTime(iso)} (${minutesSince(iso)})`; }
 
   // "placed 11:13 · escalated 9:43" (time since each), or the claim: "responding: nina"
@@ -200,7 +208,7 @@ const Board = (() => {
 
   return {
     csrf, canAct, now, el, duration, since, num, connect, post, claim, openPhaseDialog,
-    clockTime, minutesSince, offlineText, callTimes, linkUp: () => linkUp,
+    clockTime, minutesSince, offlineText, callTimes, deliveryText, linkUp: () => linkUp,
     commandLabel, commandText, OFFLINE_TEXT, LEVEL_MARK, LEVEL_WORD, PHASE_NAME,
   };
 })();

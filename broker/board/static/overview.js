@@ -73,6 +73,8 @@
     if (c.reminders) node.append(el("span", { class: "reminder", text: ` ⟳ not cleared (reminder ${c.reminders})` }));
     node.append(el("span", { class: "call-elapsed", "data-placed": c.placed_at,
       "data-escalated": c.escalated_at || "", text: Board.callTimes(c) }));
+    const paged = Board.deliveryText(c.deliveries);
+    if (paged) node.append(el("span", { class: "paged", text: paged }));
     if (c.claimed_by) {
       node.append(el("span", { class: "claimed", text: `✓ responding: ${c.claimed_by}` }));
     } else if (Board.canAct) {
@@ -87,7 +89,8 @@
 
   function renderCall(tile, view) {
     const calls = view.calls || (view.call ? [view.call] : []);
-    const key = JSON.stringify(calls.map((c) => [c.call_id, c.status, c.level, c.claimed_by, c.tier, c.reminders]));
+    const key = JSON.stringify(calls.map((c) => [c.call_id, c.status, c.level, c.claimed_by, c.tier, c.reminders,
+      c.deliveries]));
     if (key === tile.callKey) return;
     const prev = tile.callKeys || new Set();
     tile.callKey = key;

@@ -35,6 +35,8 @@
     if (i.kind === "call" && i.claimed_by) {
       li.append(el("span", { class: "q-claimed", text: "✓ responding: " + i.claimed_by }));
     }
+    const paged = Board.deliveryText(i.deliveries);
+    if (paged) li.append(el("span", { class: "q-paged", text: paged }));
     if (i.last_known && i.kind !== "technical") {
       li.append(el("span", { class: "q-unknown", text: "? last known: room offline" }));
     }
