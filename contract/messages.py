@@ -442,3 +442,15 @@ class DeliveryReport(_Frozen):
     detail: Annotated[str, Field(max_length=500)]
     status: Literal["pending", "delivered", "failed", "cancelled"]
     at: UtcDatetime
+
+
+RoomId = Annotated[str, Field(pattern=IDENT_PATTERN)]
+
+
+class ShiftAssignments(_Frozen):
+    """The charge nurse's rooms -> nurse for the shift (issue 15), as the board publishes them
+    (retained) on `clinic/{site}/assignments/{name}`; the notifier pages tier 1 by them."""
+
+    by: Who
+    at: UtcDatetime
+    rooms: dict[RoomId, Who] = Field(default_factory=dict, max_length=500)

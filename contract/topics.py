@@ -21,6 +21,7 @@ from contract.messages import (
     HealthMessage,
     PhaseCommand,
     SceneCommand,
+    ShiftAssignments,
     SimButton,
     StateMessage,
     VitalsMessage,
@@ -89,6 +90,7 @@ COMMANDS: dict[str, type[Command]] = {
 # publisher's name (its certificate is `<kind>-<name>`).
 CENTRAL_TOPICS = (
     TopicSpec("notifier/{name}/delivery", False, 1, DeliveryReport, "one page attempt"),
+    TopicSpec("assignments/{name}", True, 1, ShiftAssignments, "the board's, for the shift"),
 )
 # Every payload model, by schema name (`roomctl schema`).
 ALL_PAYLOAD_MODELS: dict[str, type[BaseModel]] = {
@@ -188,6 +190,15 @@ def notifier_delivery(site: str, name: str) -> str:
 
 def notifier_filter(site: str, name: str) -> str:
     return f"{site_prefix(site)}/notifier/{check_ident('notifier', name)}/#"
+
+
+def assignments(site: str, name: str) -> str:
+    """The rooms -> nurse assignments published (retained) by the staff identity `name`."""
+    return f"{site_prefix(site)}/assignments/{check_ident('sender', name)}"
+
+
+def all_assignments(site: str) -> str:
+    return f"{site_prefix(site)}/assignments/+"
 
 
 def all_notifier_deliveries(site: str) -> str:

@@ -253,6 +253,8 @@ def test_every_route_goes_through_the_guard() -> None:
         ("GET", "/api/whoami"): Access.READ,
         ("POST", "/api/rooms/{room}/claim"): Access.ACT,
         ("POST", "/api/rooms/{room}/phase"): Access.ACT,
+        ("GET", "/api/assignments"): Access.READ,
+        ("POST", "/api/assignments"): Access.ACT,
     }
     got = {}
     for route in [*pages.routes(), *api.routes()]:

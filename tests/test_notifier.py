@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,8 @@ from broker.mosquitto.run import Mosquitto
 from broker.notifier.channels import signature
 from broker.notifier.routing import Roster, recipients
 from broker.notifier.store import DeliveryStore
+from contract import topics
+from contract.messages import ShiftAssignments
 from tests.support.board import SITE, FakeRoom
 from tests.support.mqtt import Recorder, wait_until
 from tests.support.notifier import SECRET, notifier_config, start_notifier
@@ -169,3 +172,26 @@ def test_no_second_page_after_a_sigkill(
         assert [(r.json()["call_id"], r.json()["to"]) for r in hook.got()].count(
             ("c-1", "nina")
         ) == 1
+
+
+def test_the_boards_assignments_win_over_the_file(
+    mosquitto: Mosquitto, recorder: Recorder, tmp_path: Path
+) -> None:
+    with Receiver() as hook:
+        proc = start_notifier(mosquitto.url, notifier_config(tmp_path, hook.url, None))
+        try:
+            room = FakeRoom(recorder, "101")
+            # the charge nurse gave room 101 to omar on the board (the file says nina)
+            shift = ShiftAssignments(by="carol", at=datetime.now(UTC), rooms={"101": "omar"})
+            recorder.publish(topics.assignments(SITE, "board"), shift.model_dump_json(),
+                             retain=True)  # fmt: skip
+            # someone else's table is not believed
+            other = ShiftAssignments(by="x", at=datetime.now(UTC), rooms={"101": "paul"})
+            recorder.publish(topics.assignments(SITE, "ana"), other.model_dump_json(),
+                             retain=True)  # fmt: skip
+            room.call("placed", call_id="c-1", priority="normal", type="normal", tier=1,
+                      placed_at=room.env()["ts"])  # fmt: skip
+            _wait_pages(hook, {("c-1", 1, "omar")})
+        finally:
+            proc.stop()
+        assert _pages(hook) == {("c-1", 1, "omar")}

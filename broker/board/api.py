@@ -32,6 +32,7 @@ from starlette.routing import Route
 
 from contract.messages import Phase, is_ident
 
+from . import assign_api
 from .commands import ANSWER_WITHIN_S
 from .context import SESSION_COOKIE, BoardContext
 from .feed import CommandNotSent
@@ -54,6 +55,8 @@ def site_view(board: BoardContext) -> dict[str, Any]:
         "server_now_ms": int(board.clock() * 1000),
         "rejected": board.state.rejected,
         "cert_warnings": board.certs.current(),
+        "assignments": board.assignments.rooms(),
+        "nurses": board.assignments.nurses(),
     }
 
 
@@ -236,6 +239,7 @@ async def healthz(request: Request, board: BoardContext) -> Response:
 
 def routes() -> list[Route]:
     return [
+        *assign_api.routes(),
         Route("/api/stream", stream, methods=["GET"]),
         Route("/api/rooms", snapshot, methods=["GET"]),
         Route("/api/rooms/{room}/session", session_data, methods=["GET"]),

@@ -25,6 +25,7 @@ from starlette.templating import Jinja2Templates
 from broker.logger.store import LogStore, open_store
 from contract.mqtt import BrokerEndpoint
 
+from .assignments import Assignments
 from .cert_watch import CertWatch
 from .feed import BoardFeed
 from .hub import Hub
@@ -92,6 +93,9 @@ class BoardContext:
             sender=staff_name(config.endpoint.cert),
         )
         self.users = BoardDB(config.board_db)
+        self.assignments = Assignments(self.users)
+        # the retained copy goes out on every (re)connect, so the notifier always has it
+        self.feed.assignments = self.assignments.rooms
         self.history: LogStore | None = (
             open_store(config.logger_db, readonly=True) if config.logger_db else None
         )

@@ -129,6 +129,7 @@ class SiteState:
         self.rejected = 0
         self.retained_ignored = 0
         self.logger_status: str | None = None
+        self.assignments: dict[str, messages.ShiftAssignments] = {}  # by publishing identity
         self._commands = CommandLog()
         self._lock = threading.Lock()
 
@@ -217,6 +218,20 @@ class SiteState:
                 r.deliveries.pop(next(iter(r.deliveries)))
             r.version += 1
         return report.room
+
+    def set_assignments(self, sender: str, payload: bytes) -> bool:
+        """A retained ShiftAssignments from staff identity `sender`; False if invalid."""
+        try:
+            got = messages.ShiftAssignments.model_validate_json(payload) if payload else None
+        except ValidationError:
+            self._reject()
+            return False
+        with self._lock:
+            if got is None:
+                self.assignments.pop(sender, None)
+            else:
+                self.assignments[sender] = got
+        return True
 
     def set_logger_status(self, payload: bytes) -> None:
         with self._lock:

@@ -8,7 +8,8 @@ from the certificates in the PKI's `clients/` folder:
 
     user room-101        writes clinic/S/room/101/{availability,state,call,events,vitals,health}
                          reads  clinic/S/room/101/cmd/#
-    user staff-<name>    reads  clinic/S/#            writes clinic/S/room/+/cmd/#
+    user staff-<name>    reads  clinic/S/#            writes clinic/S/room/+/cmd/+/<name>,
+                                                      clinic/S/assignments/<name>
     user logger[-<n>]    reads  clinic/S/#            writes clinic/S/logger/status
     user notifier-<n>    reads  clinic/S/#            writes clinic/S/notifier/<n>/#
 
@@ -85,6 +86,8 @@ def acl_text(site: str, identities: list[Identity], simulation: bool = False) ->
             lines.append(f"topic read {base}/#")
             # only under its own name: the room takes the sender from the topic
             lines.append(f"topic write {base}/room/+/cmd/+/{ident.name}")
+            # the shift's assignments, under its own name too (the board's are believed)
+            lines.append(f"topic write {topics.assignments(site, str(ident.name))}")
             if simulation:
                 lines.append(f"topic write {base}/room/+/sim/button")
         elif ident.kind == "logger":

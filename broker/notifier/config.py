@@ -23,8 +23,9 @@
     ntfy_topic = "roomctl-nina"         # optional
     on_shift = true                     # default true
 
-    [assignments]                       # room -> nurse for the shift (the board's, when it
-    "101" = "nina"                      # publishes them, win)
+    assignments_from = "board"          # the board's staff name: its published assignments win
+    [assignments]                       # room -> nurse until the board has published any
+    "101" = "nina"
 """
 
 from __future__ import annotations
@@ -79,6 +80,9 @@ class NotifierConfig(_Section):
     ntfy: Ntfy | None = None
     staff: list[Staff] = Field(default_factory=list)
     assignments: dict[str, str] = Field(default_factory=dict)
+    # whose retained assignments (clinic/<site>/assignments/<name>) win over the file's: the
+    # board's staff identity (its certificate staff-<name>)
+    assignments_from: str = Field(default="board", pattern=IDENT_PATTERN)
 
     @model_validator(mode="after")
     def _known_names(self) -> NotifierConfig:

@@ -68,10 +68,13 @@ class Notifier:
         self.wake.set()
 
     def roster(self) -> Roster:
+        """Who is on shift (the file) and who has which room: the board's retained
+        assignments when it has published them (the charge nurse's), else the file's."""
+        board = self.state.assignments.get(self.cfg.assignments_from)
         return Roster(
             on_shift=[s.name for s in self.cfg.staff if s.on_shift],
             charge_nurse=self.cfg.charge_nurse,
-            assignments=dict(self.cfg.assignments),
+            assignments=dict(board.rooms) if board is not None else dict(self.cfg.assignments),
         )
 
     def _channels(self, name: str) -> list[str]:

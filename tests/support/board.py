@@ -34,7 +34,11 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-PASSWORDS = {"alice": "alice-password-1", "victor": "victor-password-1"}
+PASSWORDS = {
+    "alice": "alice-password-1",
+    "victor": "victor-password-1",
+    "carol": "carol-password-1",
+}
 
 
 class BoardServer:
@@ -60,6 +64,7 @@ class BoardServer:
         self.board = Board(self.config)
         self.board.users.add_user("alice", "nurse", PASSWORDS["alice"])
         self.board.users.add_user("victor", "viewer", PASSWORDS["victor"])
+        self.board.users.add_user("carol", "charge", PASSWORDS["carol"])
         self.server = uvicorn.Server(
             serve_config(  # the board's own server limits, as `roomctl board` serves it
                 self.board.app,

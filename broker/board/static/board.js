@@ -102,6 +102,7 @@ const Board = (() => {
         offsetMs = site.server_now_ms - Date.now();
         setLink(site);
         if (handlers.site) handlers.site(site);
+        told("site", site);
       });
       es.addEventListener("room", (ev) => { if (handlers.room) handlers.room(JSON.parse(ev.data)); });
       es.addEventListener("queue", (ev) => told("queue", JSON.parse(ev.data)));

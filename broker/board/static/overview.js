@@ -6,6 +6,10 @@
   const { el, since, num, duration, LEVEL_MARK, LEVEL_WORD, PHASE_NAME } = Board;
   const tiles = new Map(); // room -> {node, parts, view, callKey}
   const only = document.getElementById("tiles").dataset.onlyRoom;
+  const me = document.body.dataset.user;
+  const charge = document.body.dataset.role === "charge";
+  let assigned = {}; // room -> nurse, the charge nurse's assignments for the shift
+  let nurses = [];
   const grid = document.getElementById("tiles");
   const announce = document.getElementById("announce");
 
@@ -24,7 +28,21 @@
       trouble: el("ul", { class: "trouble", "aria-label": "device trouble" }),
       actions: el("div", { class: "actions" }),
       command: el("p", { class: "cmd-status", role: "status", "aria-live": "polite" }),
+      assigned: el("span", { class: "assigned" }),
     };
+    if (charge) {
+      parts.assignSelect = el("select", { class: "assign", "aria-label": `Nurse for room ${room}` });
+      parts.assignSelect.addEventListener("change", () => {
+        const nurse = parts.assignSelect.value || null;
+        parts.assignSelect.disabled = true;
+        parts.assignError.textContent = "";
+        Board.post("/api/assignments", { room, nurse })
+          .catch((e) => { parts.assignError.textContent = "✕ not assigned: " + e.message; })
+          .finally(() => { parts.assignSelect.disabled = false; parts.assignSelect.dataset.key = ""; });
+      });
+      parts.assignError = el("span", { class: "assign-error", role: "status" });
+      parts.assigned.append(parts.assignSelect, parts.assignError);
+    }
     const v = {};
     for (const [key, label, unit] of [["spo2", "SpO₂", "%"], ["hr", "HR", "/min"],
       ["nibp", "NIBP", "mmHg"], ["rr", "RR", "/min"]]) {
@@ -43,19 +61,51 @@
       el("header", {},
         el("h2", { id: "title-" + room }, el("a", { href: "/rooms/" + encodeURIComponent(room), text: "Room " + room })),
         parts.avail),
-      el("p", { class: "phase" }, parts.phase, " · ", parts.phaseTime),
+      el("p", { class: "phase" }, parts.phase, " · ", parts.phaseTime, " ", parts.assigned),
       parts.unknown, parts.call, parts.moreCalls, parts.modes, parts.vitals, parts.vitalsAge, parts.alerts, parts.trouble, parts.actions,
       parts.command);
     return { node, parts, view: null, callKey: null, alertsKey: null, troubleKey: null, commandKey: null };
   }
 
+  // A nurse sees her own rooms first (the charge nurse's assignments), then the others.
+  function order(a, b) {
+    const mine = (r) => (assigned[r] === me ? 0 : 1);
+    return mine(a) - mine(b) || (a < b ? -1 : a > b ? 1 : 0);
+  }
+
   function place(room, tile) {
-    const rooms = [...tiles.keys()].sort();
+    const rooms = [...tiles.keys()].sort(order);
     const idx = rooms.indexOf(room);
     const next = rooms[idx + 1];
     grid.insertBefore(tile.node, next ? tiles.get(next).node : null);
     document.getElementById("empty").hidden = true;
   }
+
+  function renderAssignment(room, tile) {
+    const nurse = assigned[room] || "";
+    tile.node.dataset.assigned = nurse;
+    tile.node.classList.toggle("mine", !!me && nurse === me);
+    const p = tile.parts;
+    if (!charge) {
+      p.assigned.textContent = nurse ? (nurse === me ? "★ your room" : "👩‍⚕️ " + nurse) : "unassigned";
+      return;
+    }
+    const key = JSON.stringify([nurse, nurses]);
+    if (p.assignSelect.dataset.key === key) return;
+    p.assignSelect.dataset.key = key;
+    p.assignSelect.replaceChildren(el("option", { value: "", text: "— unassigned —" }),
+      ...nurses.map((n) => el("option", { value: n, text: n })));
+    p.assignSelect.value = nurse;
+  }
+
+  document.addEventListener("site", (ev) => {
+    const next = ev.detail.assignments || {};
+    nurses = ev.detail.nurses || [];
+    const changed = JSON.stringify(next) !== JSON.stringify(assigned);
+    assigned = next;
+    tiles.forEach((tile, room) => renderAssignment(room, tile));
+    if (changed) [...tiles.keys()].sort(order).forEach((room) => grid.append(tiles.get(room).node));
+  });
 
   function callWhat(c) {
     if (c.type === "normal" && c.priority === "infusion") return "CALL (infusion)";
@@ -218,7 +268,12 @@
 
   function render(view) {
     let tile = tiles.get(view.room);
-    if (!tile) { tile = skeleton(view.room); tiles.set(view.room, tile); place(view.room, tile); }
+    if (!tile) {
+      tile = skeleton(view.room);
+      tiles.set(view.room, tile);
+      place(view.room, tile);
+      renderAssignment(view.room, tile);
+    }
     tile.view = view;
     const p = tile.parts;
     const node = tile.node;

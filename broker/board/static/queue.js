@@ -11,6 +11,8 @@
   if (!list) return;
   const baseTitle = document.title;
   let items = [];
+  let assigned = {};
+  const me = document.body.dataset.user;
 
   function itemTime(i) {
     if (i.kind === "technical") return Board.offlineText(i.since);
@@ -29,6 +31,10 @@
     if (i.kind === "call") {
       if (i.status === "escalated") li.append(el("span", { class: "q-escalated", text: "⬆ ESCALATED" }));
       li.append(el("span", { class: "q-tier", text: "tier " + i.tier }));
+    }
+    if (me && assigned[i.room] === me) {
+      li.classList.add("mine");
+      li.append(el("span", { class: "q-mine", text: "★ your room" }));
     }
     if (i.presence) li.append(el("span", { class: "q-presence", text: "👤 staff in room" }));
     li.append(el("span", { class: "q-time", text: itemTime(i) }));
@@ -106,6 +112,12 @@
     Sound.setItems(items);
   });
   document.addEventListener("link", () => render());
+  document.addEventListener("site", (ev) => {
+    const next = ev.detail.assignments || {};
+    if (JSON.stringify(next) === JSON.stringify(assigned)) return;
+    assigned = next;
+    render();
+  });
   setInterval(refresh, 1000);
   if (!document.getElementById("tiles")) Board.connect("/api/stream?queue=only", {});
 })();
