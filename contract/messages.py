@@ -131,6 +131,10 @@ class EventKind(enum.StrEnum):
     CLEANING_STARTED = "cleaning_started"
     CLEANING_ENDED = "cleaning_ended"
     INPUT_IGNORED = "input_ignored"  # a routine press during cleaning mode
+    # issue 15: no screen and no phone confirmed a call in time (escalated in the room), and
+    # the first receipt after that
+    CENTRAL_BLIND = "central_blind"
+    CENTRAL_REACHED = "central_reached"
 
 
 class _Frozen(BaseModel):
@@ -454,3 +458,15 @@ class ShiftAssignments(_Frozen):
     by: Who
     at: UtcDatetime
     rooms: dict[RoomId, Who] = Field(default_factory=dict, max_length=500)
+
+
+class CallReceipt(_Frozen):
+    """A call reached a board screen or a phone (issue 15): published, not retained, on the
+    room's `receipt/<sender>` (the board's or the notifier's identity). The room escalates
+    locally when no receipt for a call arrives in time; the logger keeps every receipt."""
+
+    call_id: Annotated[str, Field(min_length=1, max_length=64)]
+    by: Who  # the person at the screen, or the nurse whose phone took it
+    via: Literal["screen", "phone"]
+    where: Annotated[str, Field(min_length=1, max_length=64)]  # the screen's id, the channel
+    issued_at: UtcDatetime

@@ -12,6 +12,7 @@ from pydantic import BaseModel
 
 from contract.messages import (
     CallMessage,
+    CallReceipt,
     ClaimCommand,
     CleaningCommand,
     Command,
@@ -72,6 +73,7 @@ ROOM_TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec("cmd/scene", False, 1, SceneCommand),
     TopicSpec("cmd/cleaning", False, 1, CleaningCommand),
     TopicSpec("sim/button", False, 1, SimButton, "simulation only"),
+    TopicSpec("receipt", False, 1, CallReceipt, "on `receipt/<sender>`: a call was seen"),
 )
 SPEC_BY_LEAF = {spec.leaf: spec for spec in ROOM_TOPICS}
 SPEC_BY_MODEL = {spec.model: spec for spec in ROOM_TOPICS if spec.model is not None}
@@ -174,6 +176,23 @@ def cmd_filter(site: str, room: str) -> str:
     return f"{room_prefix(site, room)}/cmd/#"
 
 
+def receipt(site: str, room: str, sender: str) -> str:
+    """Where `sender` (a staff or notifier identity) says a call of the room reached it."""
+    return f"{room_prefix(site, room)}/receipt/{check_ident('sender', sender)}"
+
+
+def receipt_filter(site: str, room: str) -> str:
+    return f"{room_prefix(site, room)}/receipt/+"
+
+
+def split_receipt(leaf: str) -> str | None:
+    """`receipt/board` -> "board"; None for anything else."""
+    parts = leaf.split("/")
+    if len(parts) == 2 and parts[0] == "receipt" and is_ident(parts[1]):
+        return parts[1]
+    return None
+
+
 def sim_button(site: str, room: str) -> str:
     return room_topic(site, room, "sim/button")
 
@@ -228,6 +247,9 @@ def parse_room_topic(topic: str) -> ParsedTopic | None:
     command = split_cmd(leaf)
     if command is not None:
         return ParsedTopic(site, room, f"cmd/{command[0]}", command[1])
+    sender = split_receipt(leaf)
+    if sender is not None:
+        return ParsedTopic(site, room, "receipt", sender)
     if leaf not in SPEC_BY_LEAF:
         return None
     return ParsedTopic(site, room, leaf)

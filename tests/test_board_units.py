@@ -255,6 +255,7 @@ def test_every_route_goes_through_the_guard() -> None:
         ("POST", "/api/rooms/{room}/phase"): Access.ACT,
         ("GET", "/api/assignments"): Access.READ,
         ("POST", "/api/assignments"): Access.ACT,
+        ("POST", "/api/receipts"): Access.SESSION,
     }
     got = {}
     for route in [*pages.routes(), *api.routes()]:

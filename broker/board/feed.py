@@ -22,7 +22,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from contract import topics
-from contract.messages import DEFAULT_COMMAND_MAX_AGE_S, ShiftAssignments
+from contract.messages import DEFAULT_COMMAND_MAX_AGE_S, CallReceipt, ShiftAssignments
 from contract.mqtt import BrokerEndpoint, close_client, expiry_properties, make_client
 from contract.topics import COMMANDS
 
@@ -176,6 +176,20 @@ class BoardFeed:
             if not info.is_published():
                 raise CommandNotSent(f"the broker did not acknowledge within {timeout:g}s")
         return payload
+
+    def publish_receipt(self, room: str, receipt: CallReceipt, timeout: float = 5.0) -> None:
+        """Say that a call of `room` reached a screen (QoS 1, never retained)."""
+        if not self.connected.is_set():
+            raise CommandNotSent("the board is not connected to the broker")
+        info = self.client.publish(
+            topics.receipt(self.site, room, self.sender), receipt.model_dump_json(), qos=1
+        )
+        if info.rc != mqtt.MQTT_ERR_SUCCESS:
+            raise CommandNotSent(f"publish failed ({mqtt.error_string(info.rc)})")
+        try:
+            info.wait_for_publish(timeout)
+        except (RuntimeError, ValueError) as exc:
+            raise CommandNotSent(str(exc)) from exc
 
     def publish_command(
         self, room: str, name: str, body: dict[str, Any], timeout: float = 5.0

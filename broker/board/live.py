@@ -36,6 +36,7 @@ from contract.messages import (
 )
 from contract.timefmt import format_ts
 
+from . import call_proof
 from .commands import CommandLog, TrackedCommand
 from .room_parts import event_dict, trouble, vitals_view
 from .thresholds import out_of_range
@@ -43,7 +44,6 @@ from .thresholds import out_of_range
 EVENTS_KEPT = 100
 VITALS_KEPT = 3600  # one hour at 1 Hz per room
 STALE_VITALS_S = 5.0  # a reading older than this is drawn greyed ("stale")
-DELIVERY_CALLS_KEPT = 20  # per room: the pages of its latest calls
 
 # Alarm levels (IEC 60601-1-8 colours: high red, medium yellow, low cyan).
 LEVELS = ("high", "medium", "low")
@@ -88,10 +88,9 @@ class RoomLive:
     )
     last_at: float | None = None
     version: int = 0
-    # the notifier's latest report per (tier, recipient, channel), per call
-    deliveries: dict[str, dict[tuple[int, str, str], messages.DeliveryReport]] = field(
-        default_factory=dict
-    )
+    # proof of delivery per call (`call_proof.py`): the notifier's pages, the receipts
+    deliveries: call_proof.Deliveries = field(default_factory=dict)
+    receipts: call_proof.Receipts = field(default_factory=dict)
     # The room's numbering epochs in the order this board first saw them: a re-imaged room
     # (new epoch, seq from 1 again) is newer at once, whatever its seq.
     epochs: list[str] = field(default_factory=list)
@@ -153,6 +152,8 @@ class SiteState:
                 r.availability, r.availability_at = text, received_at
                 r.version += 1
             return Applied(room, leaf)
+        if leaf == "receipt":
+            return self._receipt(room, payload, retained)
         model = _MODELS.get(leaf)
         if model is None:  # cmd/..., sim/...: not the room's own state
             return None
@@ -212,12 +213,23 @@ class SiteState:
             return None
         with self._lock:
             r = self._room(report.room)
-            calls = r.deliveries.setdefault(report.call_id, {})
-            calls[(report.tier, report.recipient, report.channel)] = report
-            while len(r.deliveries) > DELIVERY_CALLS_KEPT:  # the oldest call's go first
-                r.deliveries.pop(next(iter(r.deliveries)))
+            call_proof.add_delivery(r.deliveries, report)
             r.version += 1
         return report.room
+
+    def _receipt(self, room: str, payload: bytes, retained: bool) -> Applied | None:
+        """A screen or a phone has a call of the room (CallReceipt): kept on the call."""
+        if retained:
+            return None
+        try:
+            got = messages.CallReceipt.model_validate_json(payload)
+        except ValidationError:
+            return self._reject()
+        with self._lock:
+            r = self._room(room)
+            call_proof.add_receipt(r.receipts, got)
+            r.version += 1
+        return Applied(room, "receipt")
 
     def set_assignments(self, sender: str, payload: bytes) -> bool:
         """A retained ShiftAssignments from staff identity `sender`; False if invalid."""
@@ -336,11 +348,7 @@ def room_view(r: RoomLive, now: float) -> dict[str, Any]:
     s, c, v = r.state, r.call, r.vitals
     calls = calls_view(c)
     for x in calls:
-        x["deliveries"] = [
-            {"tier": d.tier, "recipient": d.recipient, "channel": d.channel, "ok": d.ok,
-             "status": d.status, "detail": d.detail, "attempt": d.attempt}
-            for d in r.deliveries.get(x["call_id"], {}).values()
-        ]  # fmt: skip
+        x.update(call_proof.view(r.deliveries, r.receipts, x["call_id"]))
     call = calls[0] if calls else None
     alerts = []
     if s is not None:

@@ -39,6 +39,7 @@ def _call_items(view: dict[str, Any]) -> list[dict[str, Any]]:
                 "placed_at": c["placed_at"],
                 "escalated_at": c["escalated_at"],
                 "deliveries": c.get("deliveries", []),
+                "receipts": c.get("receipts", {"screens": 0, "phones": []}),
                 "presence": view.get("presence") is not None,
                 # the room is offline: this is what it said last, not known to be current
                 "last_known": bool(view.get("offline")),

@@ -24,7 +24,7 @@ from typing import Any
 from broker.board.feed import BoardFeed
 from broker.board.live import SiteState
 from contract import topics
-from contract.messages import DeliveryReport
+from contract.messages import CallReceipt, DeliveryReport
 from contract.mqtt import BrokerEndpoint
 
 from . import channels
@@ -139,6 +139,8 @@ class Notifier:
             status = self.store.record(d, ok, detail, now, retry)
             log.info("page %s attempt %d: %s (%s)", d.key, n, detail, status)
             self._report(d, n, ok, detail, status, now)
+            if ok:
+                self._receipt(d, now)
         finally:
             with self._lock:
                 self._inflight.discard(d.key)
@@ -158,6 +160,17 @@ class Notifier:
             )
         except Exception:  # the report is for people; the store has the record
             log.exception("delivery report not published")
+
+    def _receipt(self, d: Delivery, now: float) -> None:
+        """The call reached a phone: the room stops waiting for proof (issue 15)."""
+        receipt = CallReceipt(call_id=d.call_id, by=d.recipient, via="phone", where=d.channel,
+                              issued_at=datetime.fromtimestamp(now, UTC))  # fmt: skip
+        try:
+            self.feed.client.publish(
+                topics.receipt(self.site, d.room, self.cfg.name), receipt.model_dump_json(), qos=1
+            )
+        except Exception:
+            log.exception("receipt not published")
 
     def dispatch(self) -> int:
         with self._lock:

@@ -13,6 +13,28 @@
   let items = [];
   let assigned = {};
   const me = document.body.dataset.user;
+  // Proof of delivery: this screen tells the room, once per call, that the call reached it.
+  const screen = sessionStorage.getItem("roomctl-screen") ||
+    "s" + Math.random().toString(36).slice(2, 12);
+  sessionStorage.setItem("roomctl-screen", screen);
+  const receipted = new Set();
+
+  function sendReceipts() {
+    if (!Board.linkUp()) return;
+    for (const i of items) {
+      if (i.kind !== "call" || i.last_known || receipted.has(i.key)) continue;
+      receipted.add(i.key);
+      Board.post("/api/receipts", { room: i.room, call_id: i.call_id, screen })
+        .catch(() => receipted.delete(i.key)); // not sent: the next update tries again
+    }
+  }
+
+  function proofText(i) {
+    const r = i.receipts || { screens: 0, phones: [] };
+    const parts = [`👁 ${r.screens} screen${r.screens === 1 ? "" : "s"}`];
+    if (r.phones.length) parts.push("📱 " + r.phones.join(", "));
+    return parts.join(" · ");
+  }
 
   function itemTime(i) {
     if (i.kind === "technical") return Board.offlineText(i.since);
@@ -43,6 +65,7 @@
     }
     const paged = Board.deliveryText(i.deliveries);
     if (paged) li.append(el("span", { class: "q-paged", text: paged }));
+    if (i.kind === "call") li.append(el("span", { class: "q-proof", text: proofText(i) }));
     if (i.last_known && i.kind !== "technical") {
       li.append(el("span", { class: "q-unknown", text: "? last known: room offline" }));
     }
@@ -110,8 +133,9 @@
     items = ev.detail.items;
     render();
     Sound.setItems(items);
+    sendReceipts();
   });
-  document.addEventListener("link", () => render());
+  document.addEventListener("link", () => { render(); sendReceipts(); });
   document.addEventListener("site", (ev) => {
     const next = ev.detail.assignments || {};
     if (JSON.stringify(next) === JSON.stringify(assigned)) return;
