@@ -72,6 +72,17 @@ class Phase(enum.StrEnum):
     DISCHARGE_READY = "discharge_ready"
 
 
+# The legal moves between phases: the room enforces them (controller/core/phases.py), the
+# board offers only these next (one table, here, for both).
+PHASE_TRANSITIONS: dict[Phase, frozenset[Phase]] = {
+    Phase.IDLE: frozenset({Phase.PRE_CHECK}),
+    Phase.PRE_CHECK: frozenset({Phase.INFUSION, Phase.IDLE}),
+    Phase.INFUSION: frozenset({Phase.RECOVERY}),
+    Phase.RECOVERY: frozenset({Phase.DISCHARGE_READY}),
+    Phase.DISCHARGE_READY: frozenset({Phase.IDLE}),
+}
+
+
 class CallPriority(enum.StrEnum):
     """How urgent a call is; `CALL_PRIORITY_RANK` orders them (higher is more urgent).
 

@@ -26,6 +26,7 @@ from pydantic import ValidationError
 
 from contract import messages, topics
 from contract.messages import (
+    PHASE_TRANSITIONS,
     CallMessage,
     CallPriority,
     CallStatus,
@@ -381,6 +382,12 @@ def room_view(r: RoomLive, now: float) -> dict[str, Any]:
         "phase_since": _ts(s.since) if s else None,
         "session_id": s.session_id if s else None,
         "planned_end": _ts(s.planned_end) if s else None,
+        # what the phase dialog offers: the room's legal next phases, in the usual order
+        "next_phases": sorted(
+            (p.value for p in messages.Phase if s and p in PHASE_TRANSITIONS[s.phase]),
+            key=lambda p: (p == "idle", list(messages.Phase).index(messages.Phase(p))),
+        ),
+        "min_recovery_end": _ts(s.min_recovery_end) if s else None,
         "overrun": bool(s and s.overrun),
         "alerts": alerts,
         "call": call,

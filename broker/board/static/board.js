@@ -174,15 +174,27 @@ const Board = (() => {
   }
 
   // -- phase dialog (nurses only) -------------------------------------------------------
-  function openPhaseDialog(room, currentPhase) {
+  // Only the phases the room allows next (the contract's table, in the room's view); discharge
+  // stays greyed until the room's minimum recovery has passed.
+  function openPhaseDialog(room, view) {
     const dlg = document.getElementById("phase-dialog");
     if (!dlg) return;
+    const currentPhase = view && view.phase;
     document.getElementById("phase-room").textContent = room;
     document.getElementById("phase-now").textContent = PHASE_NAME[currentPhase] || currentPhase || "unknown";
     document.getElementById("phase-error").textContent = "";
-    const NEXT = { idle: "pre_check", pre_check: "infusion", infusion: "recovery",
-      recovery: "discharge_ready", discharge_ready: "idle" };
-    if (NEXT[currentPhase]) document.getElementById("phase-select").value = NEXT[currentPhase];
+    const select = document.getElementById("phase-select");
+    const options = ((view && view.next_phases) || []).map((p) => {
+      const early = p === "discharge_ready" && view.min_recovery_end && now() < Date.parse(view.min_recovery_end);
+      const label = (p === "idle" ? "Idle (end session)" : PHASE_NAME[p] || p) +
+        (early ? ` (not before ${clockTime(view.min_recovery_end)}: minimum recovery)` : "");
+      return el("option", { value: p, text: label, disabled: early });
+    });
+    select.replaceChildren(...options);
+    const first = options.find((o) => !o.disabled);
+    if (first) select.value = first.value;
+    document.getElementById("phase-confirm").disabled = !first;
+    if (!first) document.getElementById("phase-error").textContent = "no phase change is possible now";
     dlg.dataset.room = room;
     dlg.returnValue = "";
     dlg.showModal();

@@ -307,7 +307,7 @@
       el("span", { class: "mark", "aria-hidden": "true", text: "⚠" }), " device: " + t));
     if (p.phaseButton && !p.phaseButton.dataset.wired) {
       p.phaseButton.dataset.wired = "1";
-      p.phaseButton.addEventListener("click", () => Board.openPhaseDialog(view.room, tile.view.phase));
+      p.phaseButton.addEventListener("click", () => Board.openPhaseDialog(view.room, tile.view));
     }
     tick(tile);
     node.dataset.version = String(view.version);
