@@ -256,6 +256,7 @@ def test_every_route_goes_through_the_guard() -> None:
         ("GET", "/api/assignments"): Access.READ,
         ("POST", "/api/assignments"): Access.ACT,
         ("POST", "/api/receipts"): Access.SESSION,
+        ("POST", "/api/session/renew"): Access.SESSION,
     }
     got = {}
     for route in [*pages.routes(), *api.routes()]:

@@ -32,7 +32,7 @@ from starlette.routing import Route
 
 from contract.messages import Phase, is_ident
 
-from . import assign_api, receipt_api
+from . import assign_api, receipt_api, session_api
 from .commands import ANSWER_WITHIN_S
 from .context import SESSION_COOKIE, BoardContext
 from .feed import CommandNotSent
@@ -241,6 +241,7 @@ def routes() -> list[Route]:
     return [
         *assign_api.routes(),
         *receipt_api.routes(),
+        *session_api.routes(),
         Route("/api/stream", stream, methods=["GET"]),
         Route("/api/rooms", snapshot, methods=["GET"]),
         Route("/api/rooms/{room}/session", session_data, methods=["GET"]),

@@ -27,15 +27,17 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 # Roles, lowest first: a viewer watches; a nurse claims and sets phases; the charge nurse
-# also assigns rooms to nurses for the shift.
-ROLES = ("viewer", "nurse", "charge")
+# also assigns rooms to nurses for the shift. A kiosk is a wall display's device login: it
+# watches like a viewer and its login lasts KIOSK_SESSION_S (never ends mid-shift).
+ROLES = ("viewer", "nurse", "charge", "kiosk")
+KIOSK_SESSION_S = 7 * 24 * 3600
 ACTING_ROLES = ("nurse", "charge")
 NAME_MAX = 64
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS users (
     name TEXT PRIMARY KEY,
-    role TEXT NOT NULL CHECK (role IN ('viewer', 'nurse', 'charge')),
+    role TEXT NOT NULL CHECK (role IN ('viewer', 'nurse', 'charge', 'kiosk')),
     pw_hash TEXT NOT NULL,
     created_at REAL NOT NULL,
     disabled INTEGER NOT NULL DEFAULT 0
@@ -77,6 +79,10 @@ class Session:
     @property
     def can_assign(self) -> bool:
         return self.role == "charge"
+
+    @property
+    def is_kiosk(self) -> bool:
+        return self.role == "kiosk"
 
 
 def _sha(token: str) -> str:
@@ -122,14 +128,14 @@ class BoardDB:
         row = self.conn.execute(
             "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'users'"
         ).fetchone()
-        if row is None or "'charge'" in row[0]:
+        if row is None or "'kiosk'" in row[0]:
             return
         self.conn.execute("PRAGMA foreign_keys = OFF")
         try:
             self.conn.execute("BEGIN IMMEDIATE")
             self.conn.execute(
                 "CREATE TABLE users_new (name TEXT PRIMARY KEY, role TEXT NOT NULL CHECK"
-                " (role IN ('viewer', 'nurse', 'charge')), pw_hash TEXT NOT NULL,"
+                " (role IN ('viewer', 'nurse', 'charge', 'kiosk')), pw_hash TEXT NOT NULL,"
                 " created_at REAL NOT NULL, disabled INTEGER NOT NULL DEFAULT 0)"
             )
             self.conn.execute(
@@ -224,6 +230,16 @@ class BoardDB:
             )
             role = self.conn.execute("SELECT role FROM users WHERE name = ?", (name,)).fetchone()
         return token, Session(name, str(role[0]), csrf, now + lifetime_s)
+
+    def extend_session(self, token: str, lifetime_s: float) -> float | None:
+        """A live session's new end (now + lifetime); None if it has ended already."""
+        now = self.now()
+        with self._lock:
+            cur = self.conn.execute(
+                "UPDATE sessions SET expires_at = ? WHERE token_sha = ? AND expires_at >= ?",
+                (now + lifetime_s, _sha(token), now),
+            )
+        return now + lifetime_s if cur.rowcount == 1 else None
 
     def session(self, token: str | None) -> Session | None:
         if not token:

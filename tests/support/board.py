@@ -37,7 +37,8 @@ CHROMIUM_ARGS = [
 PASSWORDS = {
     "alice": "alice-password-1",
     "victor": "victor-password-1",
-    "carol": "carol-password-1",
+    "rita": "rita-password-1",
+    "wall": "wall-display-password-1",
 }
 
 
@@ -64,7 +65,8 @@ class BoardServer:
         self.board = Board(self.config)
         self.board.users.add_user("alice", "nurse", PASSWORDS["alice"])
         self.board.users.add_user("victor", "viewer", PASSWORDS["victor"])
-        self.board.users.add_user("carol", "charge", PASSWORDS["carol"])
+        self.board.users.add_user("rita", "charge", PASSWORDS["rita"])
+        self.board.users.add_user("wall", "kiosk", PASSWORDS["wall"])
         self.server = uvicorn.Server(
             serve_config(  # the board's own server limits, as `roomctl board` serves it
                 self.board.app,

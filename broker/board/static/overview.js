@@ -343,7 +343,8 @@
     if (wallButton) wallButton.setAttribute("aria-pressed", on ? "true" : "false");
   }
   const wallParam = new URLSearchParams(location.search).get("wall");
-  if (!only) setWall(wallParam !== null ? wallParam === "1" : localStorage.getItem("roomctl-wall") === "on");
+  const kiosk = document.body.classList.contains("kiosk"); // a wall display: always the wall layout
+  if (!only) setWall(kiosk || (wallParam !== null ? wallParam === "1" : localStorage.getItem("roomctl-wall") === "on"));
   if (wallButton) wallButton.addEventListener("click", () => setWall(!document.body.classList.contains("wall")));
   Board.connect(only ? "/api/stream?room=" + encodeURIComponent(only) : "/api/stream", { room: render });
 })();
