@@ -24,6 +24,7 @@ MODULES = (
     "bench.bench_outbox",
     "bench.bench_parsers",
     "bench.bench_logger",
+    "bench.bench_quarantine_rate",
     "bench.bench_board",
     "bench.bench_board_limits",
     "bench.bench_footprint",

@@ -188,6 +188,37 @@ def _vital(lo: float, hi: float) -> Any:
     return Field(default=None, ge=lo, le=hi)
 
 
+VitalName = Literal[
+    "spo2", "pulse_rate", "heart_rate", "pi", "nibp_sys", "nibp_dia", "nibp_mean",
+    "resp_rate", "etco2", "temp_c",
+]
+TempSite = Literal[
+    "body", "core", "skin", "axillary", "oral", "rectal", "ear", "tympanic", "gi", "blood"
+]
+OPTIONAL_VITALS_FIELDS = ("observed_at", "age_s", "temp_site", "alarm_details")
+_Short = Annotated[str, Field(max_length=64)]
+
+
+def wire_exclude(message: BaseModel) -> set[str]:
+    """The optional vitals fields to leave out of a message's JSON: those that are absent,
+    so a reading without per-value times is the same payload as before issue 18."""
+    if not isinstance(message, VitalsMessage):
+        return set()
+    return {name for name in OPTIONAL_VITALS_FIELDS if getattr(message, name) is None}
+
+
+class AlarmInfo(_Frozen):
+    """One alarm of `VitalsMessage.alarms`, as the monitor described it (docs/MONITORS.md)."""
+
+    id: Annotated[str, Field(min_length=1, max_length=64)]
+    text: Annotated[str, Field(max_length=128)] | None = None
+    priority: Literal["high", "medium", "low"] | None = None
+    kind: Literal["physiological", "technical"] | None = None
+    phase: _Short | None = None
+    state: _Short | None = None
+    time: Annotated[str, Field(max_length=40)] | None = None
+
+
 class VitalsMessage(Envelope):
     """One reading from the bedside monitor. A missing value is null, never 0."""
 
@@ -207,6 +238,14 @@ class VitalsMessage(Envelope):
     quality: list[Annotated[str, Field(max_length=64)]] = Field(default_factory=list, max_length=64)
     alarm_raw: str | None = Field(default=None, max_length=64)
     exc_raw: str | None = Field(default=None, max_length=64)
+    # Optional (issue 18; the room leaves them out of the JSON when absent, see
+    # `wire_exclude`): each value's own observation
+    # time as the device wrote it, its age when the monitor sent it, the temperature's body
+    # site, and what the monitor said about each alarm in `alarms`.
+    observed_at: dict[VitalName, Annotated[str, Field(max_length=40)]] | None = None
+    age_s: dict[VitalName, Annotated[float, Field(ge=0, le=1e7)]] | None = None
+    temp_site: TempSite | None = None
+    alarm_details: list[AlarmInfo] | None = Field(default=None, max_length=32)
 
     @field_validator(*VITAL_FIELDS, mode="before")
     @classmethod
@@ -356,6 +395,9 @@ class OutboxHealth(_Frozen):
     oldest_age_s: float | None = Field(default=None, ge=0)
     cap: int = Field(ge=1)
     vitals_thinned: int = Field(default=0, ge=0)
+    # Messages the broker would refuse (bigger than its packet limit): set aside in the room's
+    # outbox, never sent, so they cannot hold back the messages after them.
+    refused: int = Field(default=0, ge=0)
 
 
 class HealthMessage(Envelope):

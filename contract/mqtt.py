@@ -19,6 +19,11 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 DEFAULT_PORTS = {"mqtt": 1883, "mqtts": 8883}
+# What our clients accept (MQTT 5 CONNECT Maximum Packet Size): twice the broker's own limit.
+# The broker never sends a client a bigger packet; it drops it for that client instead. So a
+# huge retained message left in an old broker's persistence (stored before the broker had a
+# limit) never reaches a board, a logger or a room, whatever restarts.
+MAX_INBOUND_PACKET = 256 * 1024
 
 
 @dataclass(frozen=True)
@@ -89,6 +94,19 @@ def make_client(endpoint: BrokerEndpoint, client_id: str) -> mqtt.Client:
     if endpoint.username:
         client.username_pw_set(endpoint.username, endpoint.password)
     return client
+
+
+def connect_properties(
+    session_expiry_s: int | None = None, receive_maximum: int | None = None
+) -> Properties:
+    """CONNECT properties every client sends: our Maximum Packet Size, and the session's."""
+    props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+    props.MaximumPacketSize = MAX_INBOUND_PACKET
+    if session_expiry_s is not None:
+        props.SessionExpiryInterval = session_expiry_s
+    if receive_maximum is not None:
+        props.ReceiveMaximum = receive_maximum
+    return props
 
 
 def expiry_properties(seconds: float) -> Properties:

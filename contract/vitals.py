@@ -29,6 +29,18 @@ VITAL_LIMITS: dict[str, tuple[float, float]] = {
     "etco2": (0, 150),
     "temp_c": (15, 46),
 }
+# Where a temperature was taken (IEEE 11073-10101 MDC_TEMP_* body sites; see
+# firmware_py/monitors/dialect_tables/mdc.toml for the codes and their source).
+TEMP_SITES: tuple[str, ...] = (
+    "body", "core", "skin", "axillary", "oral", "rectal", "ear", "tympanic", "gi", "blood",
+)
+# A value older than this when it reached the room (its own observation time, OBX-14 or the
+# group's OBR-7, against the message's clock) is shown with its age but never raises an
+# alert: a stale aperiodic NIBP must not fire as if it had just been measured.
+ALERT_MAX_AGE_S = 120.0
+# Quality flag of a reading from a monitor in demo / simulation / training mode: shown by
+# the board and the logger, ignored by the alerts.
+DEMO_FLAG = "demo_mode"
 ZERO_MEANS_MISSING = frozenset(
     {"spo2", "pulse_rate", "heart_rate", "nibp_sys", "nibp_dia", "nibp_mean", "temp_c"}
 )
@@ -71,12 +83,40 @@ VITAL_NAMES: tuple[str, ...] = tuple(VITAL_LIMITS)
 
 
 @dataclass(frozen=True, slots=True)
+class AlarmDetail:
+    """One alarm as the monitor reported it, beside its identifier in `Reading.alarms`.
+
+    `id` is the identifier (also in `Reading.alarms`); `text` the monitor's own words;
+    `priority` high/medium/low when known; `kind` physiological/technical; `phase` and
+    `state` as in IHE PCD-04 (start/continue/end..., active/inactive/latched...); `time` the
+    device's time of the alarm as it sent it (normalised, see `hl7_time`).
+    """
+
+    id: str
+    text: str | None = None
+    priority: str | None = None
+    kind: str | None = None
+    phase: str | None = None
+    state: str | None = None
+    time: str | None = None
+
+    def as_dict(self) -> dict[str, str | None]:
+        return {
+            "id": self.id, "text": self.text, "priority": self.priority, "kind": self.kind,
+            "phase": self.phase, "state": self.state, "time": self.time,
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class Reading:
     """One reading from a bedside monitor: what every monitor parser returns.
 
     A value the monitor does not have is None (with a quality flag saying why), never 0.
     `received_at` is the controller's receive time (seconds since the epoch, from the
     parser's injected clock); `device_time` is the monitor's own clock as it sent it.
+    `observed_at` gives, per field, the value's own observation time as the device wrote it
+    (HL7: OBX-14, else its group's OBR-7, else MSH-7) and `age_s` how old the value was when
+    the message was sent (by the message's own clock), when the protocol says so.
     """
 
     protocol: str
@@ -96,9 +136,29 @@ class Reading:
     quality: tuple[str, ...] = field(default_factory=tuple)
     alarm_raw: str | None = None
     exc_raw: str | None = None
+    observed_at: tuple[tuple[str, str], ...] = ()
+    age_s: tuple[tuple[str, float], ...] = ()
+    temp_site: str | None = None
+    alarm_details: tuple[AlarmDetail, ...] = ()
 
     def vitals(self) -> dict[str, float | None]:
         return {name: getattr(self, name) for name in VITAL_NAMES}
+
+    def alert_alarms(self) -> tuple[str, ...]:
+        """The monitor alarm identifiers room alerts may use: none from a monitor in demo
+        mode (its alarms are about a simulated patient)."""
+        return () if DEMO_FLAG in self.quality else self.alarms
+
+    def alert_values(self, max_age_s: float = ALERT_MAX_AGE_S) -> dict[str, float | None]:
+        """The values the alert rules may use: none from a monitor in demo mode, and none
+        whose own observation time was more than `max_age_s` old when it arrived."""
+        if DEMO_FLAG in self.quality:
+            return {name: None for name in VITAL_NAMES}
+        ages = dict(self.age_s)
+        return {
+            name: None if ages.get(name, 0.0) > max_age_s else getattr(self, name)
+            for name in VITAL_NAMES
+        }
 
 
 def vitals_fields(reading: Reading) -> dict[str, Any]:
@@ -106,7 +166,7 @@ def vitals_fields(reading: Reading) -> dict[str, Any]:
 
     Everything but the envelope (`site`, `room`, `seq`, `ts`, ...), which the sender adds.
     """
-    return {
+    fields: dict[str, Any] = {
         **reading.vitals(),
         "protocol": reading.protocol,
         "device_time": reading.device_time,
@@ -115,3 +175,14 @@ def vitals_fields(reading: Reading) -> dict[str, Any]:
         "alarm_raw": reading.alarm_raw,
         "exc_raw": reading.exc_raw,
     }
+    # Optional fields (issue 18): only present when the monitor said something, so a
+    # payload from a monitor without per-value times is the same as before.
+    if reading.observed_at:
+        fields["observed_at"] = dict(reading.observed_at)
+    if reading.age_s:
+        fields["age_s"] = dict(reading.age_s)
+    if reading.temp_site:
+        fields["temp_site"] = reading.temp_site
+    if reading.alarm_details:
+        fields["alarm_details"] = [a.as_dict() for a in reading.alarm_details]
+    return fields

@@ -21,9 +21,13 @@ from contract.messages import (
 )
 from controller.config_check import describe, with_lines
 from controller.core.dome import DEFAULT_PALETTE, DEFAULT_ROLES
+from firmware_py.monitors.dialect import DialectError, DialectSet, read_map_file
 
 MonitorProtocol = Literal["masimo", "nonin-df2", "nonin-df7", "hl7"]
 MonitorTransport = Literal["serial", "tcp-client", "mllp-listen"]
+# HL7 dialects (firmware_py/monitors/dialect_tables/, docs/MONITORS.md); "auto" picks one per
+# message from its header where that is safe.
+MonitorDialect = Literal["auto", "mdc", "mindray-legacy", "nihon-kohden", "comen"]
 
 # BCM numbers a Pi exposes on its 40-pin header.
 BCM_PINS = range(0, 28)
@@ -45,6 +49,9 @@ class BrokerSettings(_Section):
     # Acknowledged messages are resent on every reconnect for this long: it must exceed the
     # broker's autosave_interval (60 s in the generated config), see controller/outbox.py.
     replay_window_s: float = Field(default=180.0, ge=0, le=86400)
+    # The broker's packet limit (`max_packet_size`, 128 KiB in the generated config) until the
+    # broker announces its own in CONNACK: a bigger message is set aside, never sent.
+    max_packet_bytes: int = Field(default=131_072, ge=4096, le=268_435_460)
 
     @field_validator("url")
     @classmethod
@@ -127,6 +134,35 @@ class MonitorSettings(_Section):
     address: str | None = None
     baudrate: int = Field(default=9600, ge=1200, le=921600)
     silence_s: float = Field(default=3.0, gt=0, le=120)
+    dialect: MonitorDialect = "auto"
+    # A technician's local map file (same shape as the dialect tables) laid over the dialect.
+    dialect_map: Path | None = None
+    # mllp-listen only: who may connect (the monitor's address or its link's network), how
+    # many at once, and how long a connection may bring no HL7 message (firmware_py/monitors/
+    # transports.py). Listening beyond loopback needs allowed_peers (and the firewall).
+    allowed_peers: tuple[str, ...] = ()
+    max_connections: int = Field(default=4, ge=1, le=16)
+    idle_timeout_s: float = Field(default=60.0, ge=1, le=3600)
+
+    @model_validator(mode="after")
+    def _dialect(self) -> MonitorSettings:
+        is_hl7 = self.protocol in (None, "hl7")
+        if not is_hl7 and (self.dialect != "auto" or self.dialect_map is not None):
+            raise ValueError("monitor.dialect and monitor.dialect_map apply to protocol hl7 only")
+        if self.dialect_map is not None:
+            try:
+                DialectSet(self.dialect, read_map_file(self.dialect_map))
+            except DialectError as exc:
+                raise ValueError(str(exc)) from None
+        return self
+
+    @field_validator("allowed_peers")
+    @classmethod
+    def _peers(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        from firmware_py.monitors.transports import parse_peers
+
+        parse_peers(value)
+        return value
 
     @model_validator(mode="after")
     def _address(self) -> MonitorSettings:
@@ -139,6 +175,13 @@ class MonitorSettings(_Section):
             if not host or not port.isdigit() or not 0 < int(port) < 65536:
                 raise ValueError(
                     f"monitor.address {self.address!r} must be HOST:PORT for {self.transport}"
+                )
+        if self.transport == "mllp-listen" and not self.allowed_peers:
+            host = self.address.rpartition(":")[0].strip("[]")
+            if host not in ("127.0.0.1", "::1", "localhost"):
+                raise ValueError(
+                    f"monitor.allowed_peers is required: mllp-listen on {self.address!r} "
+                    "would accept anyone on the network (give the monitor's address)"
                 )
         if self.protocol == "hl7" and self.transport == "tcp-client":
             raise ValueError(

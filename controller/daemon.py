@@ -114,6 +114,7 @@ class RoomDaemon:
             lambda: self._clock_synced,
             lambda: self._now().wall,
             config.outbox.window,
+            max_packet_bytes=config.broker.max_packet_bytes,
         )
         saved = {name: self.outbox.load_state(name) for name in STATE_KEYS}
         self.core = RoomCore(config, saved, self._now(), version=__version__)
@@ -256,6 +257,7 @@ class RoomDaemon:
             outbox_disk_full=self.outbox.disk_full,
             outbox_oldest_age_s=max(0.0, time.time() - oldest) if oldest else None,
             vitals_thinned=self.outbox.vitals_thinned,
+            outbox_refused=self.outbox.refused,
             monitor=monitor,
             cert_not_after=self._cert_not_after,
         )
@@ -329,10 +331,21 @@ class RoomDaemon:
         m = self.config.monitor
         if m.protocol is None or m.address is None:
             return None
+        from firmware_py.monitors.dialect import read_map_file
         from firmware_py.monitors.link import MonitorLink
 
+        local_map = read_map_file(m.dialect_map) if m.dialect_map is not None else None
         return MonitorLink(
-            m.protocol, m.transport, m.address, self._post_reading, baudrate=m.baudrate
+            m.protocol,
+            m.transport,
+            m.address,
+            self._post_reading,
+            baudrate=m.baudrate,
+            dialect=m.dialect,
+            dialect_map=local_map,
+            allowed_peers=m.allowed_peers,
+            max_connections=m.max_connections,
+            idle_timeout_s=m.idle_timeout_s,
         )
 
 

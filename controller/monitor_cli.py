@@ -18,10 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from contract.vitals import Reading, vitals_fields
+from firmware_py.monitors.dialect import AUTO, DIALECTS, DialectError, DialectSet, read_map_file
 from firmware_py.monitors.hl7_pcd01 import Hl7Parser, split_plain_messages
 from firmware_py.monitors.parsers import PROTOCOLS, make_parser
 from firmware_py.monitors.simulate import (
     FAULTS,
+    HL7_DIALECTS,
     SimulatorOptions,
     run_hl7_client,
     run_pty,
@@ -69,9 +71,15 @@ def parse_hex(text: str) -> bytes:
     return bytes(out)
 
 
-def decode_bytes(protocol: str, data: bytes, emit: Any) -> tuple[int, int, int]:
+def decode_bytes(
+    protocol: str,
+    data: bytes,
+    emit: Any,
+    dialect: str = AUTO,
+    dialect_map: dict[str, Any] | None = None,
+) -> tuple[int, int, int]:
     """Feed `data`; call `emit(reading)` for each; (accepted, rejected, readings)."""
-    parser = make_parser(protocol)
+    parser = make_parser(protocol, dialect=dialect, dialect_map=dialect_map)
     count = 0
     if isinstance(parser, Hl7Parser) and b"\x0b" not in data:
         messages = split_plain_messages(data) or ([data] if data.strip() else [])
@@ -82,6 +90,13 @@ def decode_bytes(protocol: str, data: bytes, emit: Any) -> tuple[int, int, int]:
     for reading in parser.readings():
         emit(reading)
         count += 1
+    if isinstance(parser, Hl7Parser) and parser.dialects_seen:
+        seen = ", ".join(f"{name} x{n}" for name, n in sorted(parser.dialects_seen.items()))
+        print(f"hl7 dialects: {seen}", file=sys.stderr)
+    if isinstance(parser, Hl7Parser) and parser.unmapped:
+        print("hl7 rows no table maps (a local map file may name them):", file=sys.stderr)
+        for (code, name, unit), (n, sample) in sorted(parser.unmapped.items()):
+            print(f"  {code}^{name} unit {unit or '-'}: x{n}, e.g. {sample}", file=sys.stderr)
     return parser.frames_accepted, parser.frames_rejected, count
 
 
@@ -97,12 +112,21 @@ def cmd_decode(args: argparse.Namespace) -> int:
         except ValueError as exc:
             print(f"roomctl monitor decode: --hex input: {exc}", file=sys.stderr)
             return 2
+    if args.protocol != "hl7" and (args.dialect != AUTO or args.dialect_map):
+        print("roomctl monitor decode: --dialect applies to --protocol hl7 only", file=sys.stderr)
+        return 2
+    try:
+        local_map = read_map_file(Path(args.dialect_map)) if args.dialect_map else None
+        DialectSet(args.dialect, local_map)
+    except DialectError as exc:
+        print(f"roomctl monitor decode: {exc}", file=sys.stderr)
+        return 2
     out = sys.stdout
 
     def emit(reading: Reading) -> None:
         out.write(json.dumps(reading_json(reading), separators=(",", ":")) + "\n")
 
-    accepted, rejected, readings = decode_bytes(args.protocol, raw, emit)
+    accepted, rejected, readings = decode_bytes(args.protocol, raw, emit, args.dialect, local_map)
     out.flush()
     print(
         f"{args.protocol}: {readings} readings, {accepted} frames accepted, {rejected} rejected",
@@ -112,6 +136,9 @@ def cmd_decode(args: argparse.Namespace) -> int:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
+    if args.dialect != "mdc" and args.protocol != "hl7":
+        print("roomctl monitor simulate: --dialect applies to --protocol hl7 only", file=sys.stderr)
+        return 2
     opts = SimulatorOptions(
         protocol=args.protocol,
         speed=args.speed,
@@ -120,6 +147,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         fault=args.fault,
         duration=args.duration,
         seed=args.seed,
+        dialect=args.dialect,
     )
     stop = threading.Event()
 
@@ -169,6 +197,18 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         action="store_true",
         help="input is whitespace-separated hex byte pairs; lines starting with # are ignored",
     )
+    dec.add_argument(
+        "--dialect",
+        choices=(AUTO, *DIALECTS),
+        default=AUTO,
+        help="hl7: the monitor's dialect (default auto: from each message's header where "
+        "safe; see docs/MONITORS.md)",
+    )
+    dec.add_argument(
+        "--dialect-map",
+        metavar="FILE",
+        help="hl7: a local map file (TOML, like the dialect tables) laid over the dialect",
+    )
     dec.add_argument("file", metavar="FILE|-", help="capture file, or - for stdin")
     dec.set_defaults(func=cmd_decode)
 
@@ -203,6 +243,13 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         help="stop after S real seconds (default: run until stopped)",
     )
     sim.add_argument("--seed", type=int, default=0, help="seed of the patient and noise")
+    sim.add_argument(
+        "--dialect",
+        choices=HL7_DIALECTS,
+        default="mdc",
+        help="hl7: GE-style IHE PCD-01 (mdc, default) or Mindray's legacy HL7 2.3.1 (one "
+        "message per module, NIBP in its own aperiodic message)",
+    )
     sim.add_argument(
         "--pty-link", metavar="PATH", help="with --pty: keep a symlink to the current slave at PATH"
     )

@@ -21,11 +21,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from contract.mqtt import BrokerEndpoint, close_client, make_client
+from contract.mqtt import BrokerEndpoint, close_client, connect_properties, make_client
 from controller.core.io_types import LinkDown, LinkUp, MessageReceived
 
 log = logging.getLogger(__name__)
@@ -60,6 +58,10 @@ class MqttLink:
         self._keepalive = keepalive_s
         self._session_expiry = session_expiry_s
         self.connected = False
+        # The broker's Maximum Packet Size from its last CONNACK (None: it set none). Written on
+        # paho's thread, read by the publisher's pump: an int swap, no lock needed.
+        self.broker_max_packet: int | None = None
+        self.ready = False  # True from the first CONNACK on: the broker's limit is known
         self.client = make_client(endpoint, client_id)
         self.client.will_set(will_topic, b"offline", qos=1, retain=True)
         self.client.reconnect_delay_set(
@@ -82,6 +84,8 @@ class MqttLink:
             self._post(LinkDown(f"refused: {rc}"))
             return
         self.connected = True
+        self.broker_max_packet = int(getattr(props, "MaximumPacketSize", 0) or 0) or None
+        self.ready = True
         client.publish(self.will_topic, b"online", qos=1, retain=True)
         if self.subscriptions:
             # retain-as-published: the room sees a retained command as retained (and refuses it)
@@ -108,8 +112,7 @@ class MqttLink:
     # -- daemon side -----------------------------------------------------------------
 
     def start(self) -> None:
-        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-        props.SessionExpiryInterval = self._session_expiry
+        props = connect_properties(self._session_expiry)
         self.client.connect_async(
             self.endpoint.host,
             self.endpoint.port,

@@ -56,6 +56,20 @@ CREATE TABLE IF NOT EXISTS room_state (key TEXT PRIMARY KEY, value TEXT NOT NULL
 
 
 BALLAST_BYTES = 4 * 1024 * 1024
+# Messages the broker would refuse (see `Outbox.refuse`): what is kept of them, for diagnosis.
+REFUSED_SCHEMA = """
+CREATE TABLE IF NOT EXISTS outbox_refused (
+    seq INTEGER PRIMARY KEY,
+    kind TEXT NOT NULL,
+    topic TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    head BLOB NOT NULL,
+    reason TEXT NOT NULL,
+    refused_at REAL NOT NULL
+)
+"""
+REFUSED_KEEP = 100
+REFUSED_HEAD_BYTES = 4096
 
 
 class OutboxFull(Exception):
@@ -359,6 +373,45 @@ class Outbox:
             (after_seq, limit),
         ).fetchall()
         return [OutboxRow(r[0], r[1], r[2], bytes(r[3]), r[4], bool(r[5]), r[6]) for r in rows]
+
+    # -- refused: a message the broker would refuse is never sent, never retried ------------
+
+    @property
+    def refused(self) -> int:
+        """Messages set aside because the broker would refuse them (persisted)."""
+        return int(self._meta("refused", "0"))
+
+    def refuse(self, seq: int, reason: str, keep: int = REFUSED_KEEP) -> None:
+        """Take a pending row out of the queue for good: the broker would refuse it (too big),
+        so sending it again and again would wedge the link and hold back every later message.
+
+        The row's head (first `REFUSED_HEAD_BYTES`), size and reason go to `outbox_refused`
+        (the newest `keep` rows kept; older ones dropped) and `meta.refused` counts them all,
+        in one transaction: a crash leaves the row either pending or set aside, never lost
+        without a count.
+        """
+        self._db.execute(REFUSED_SCHEMA)
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            cur = self._db.execute(
+                "INSERT INTO outbox_refused (seq, kind, topic, size, head, reason, refused_at) "
+                "SELECT seq, kind, topic, length(payload), substr(payload, 1, ?), ?, ? "
+                "FROM outbox WHERE seq = ? AND acked_at IS NULL",
+                (REFUSED_HEAD_BYTES, reason[:500], self._clock(), seq),
+            )
+            if cur.rowcount:
+                self._db.execute("DELETE FROM outbox WHERE seq = ?", (seq,))
+                self._db.execute(
+                    "DELETE FROM outbox_refused WHERE seq NOT IN "
+                    "(SELECT seq FROM outbox_refused ORDER BY seq DESC LIMIT ?)",
+                    (keep,),
+                )
+                self._set_meta("refused", str(self.refused + 1))
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._rollback()
+            raise
+        self._depth -= cur.rowcount
 
     def ack(self, seqs: list[int]) -> None:
         """PUBACKs received: the rows are done, but kept for the replay window.

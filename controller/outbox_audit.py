@@ -17,6 +17,7 @@ class OutboxAudit:
     created: dict[str, int]
     vitals_thinned: int
     pending: frozenset[int]
+    refused: int = 0  # set aside: too large for the broker (Outbox.refuse)
 
 
 def read_outbox(path: Path | str) -> OutboxAudit:
@@ -35,4 +36,5 @@ def read_outbox(path: Path | str) -> OutboxAudit:
         },
         vitals_thinned=int(meta.get("vitals_thinned", 0)),
         pending=frozenset(pending),
+        refused=int(meta.get("refused", 0)),
     )

@@ -20,6 +20,8 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         "protocol": args.monitor_protocol,
         "transport": args.monitor_transport,
         "address": args.monitor_address,
+        "dialect": args.monitor_dialect,
+        "dialect_map": args.monitor_dialect_map,
     }
     out: dict[str, Any] = {
         "site": args.site,
@@ -130,6 +132,14 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     run.add_argument("--monitor-protocol", choices=["masimo", "nonin-df2", "nonin-df7", "hl7"])
     run.add_argument("--monitor-transport", choices=["serial", "tcp-client", "mllp-listen"])
     run.add_argument("--monitor-address", help="serial device, or HOST:PORT")
+    run.add_argument(
+        "--monitor-dialect",
+        choices=["auto", "mdc", "mindray-legacy", "nihon-kohden", "comen"],
+        help="hl7: the monitor's dialect (default auto; docs/MONITORS.md)",
+    )
+    run.add_argument(
+        "--monitor-dialect-map", metavar="FILE", help="hl7: a local map file (TOML)"
+    )
     run.add_argument(
         "--clock",
         choices=["auto", "synced", "unsynced"],

@@ -130,8 +130,17 @@ class RoomHardware:
     def inputs(self) -> dict[str, bool]:
         """Each call input by name: does it read as pressed now (the self-test's check)."""
         b = self.buttons
-        found = {"call": b.call, "cancel": b.cancel, "emergency": b.emergency}
+        found = {"call": b.call, "cancel": b.cancel, "emergency": b.emergency, **b.inputs}
         return {name: bool(btn.is_pressed) for name, btn in found.items() if btn is not None}
+
+    def dome_lit(self) -> bool:
+        """Whether any lamp of the dome is on now (the self-test's read-back)."""
+        dome: Any = self.dome
+        if hasattr(dome, "lights"):  # a lamp per colour
+            return any(light.is_lit for light in dome.lights.values())
+        if hasattr(dome, "is_lit"):
+            return bool(dome.is_lit)
+        return any(channel > 0 for channel in dome.value)  # one RGB lamp
 
     def _guard(self, what: str, action: Callable[[], None]) -> None:
         try:

@@ -99,8 +99,14 @@ def _hardware(config: RoomConfig, report: Report, look_s: float) -> None:
                              "short, or a normally-open/closed wiring mix-up"))  # fmt: skip
             else:
                 report(Check(PASS, f"input {name}", "released at rest"))
+        cord = hw.buttons.cord_closed()
+        if cord is not None:  # a normally-closed loop: closed at rest
+            if cord:
+                report(Check(PASS, "cord loop", "closed (pendant plugged in)"))
+            else:
+                report(Check(FAIL, "cord loop", "open: pendant unplugged or the loop broken"))
         steps: list[tuple[str, Callable[[], None], Callable[[], bool]]] = [
-            ("dome", lambda: hw.set_dome("steady"), lambda: hw.dome.is_lit),
+            ("dome", lambda: hw.set_dome("steady"), hw.dome_lit),
             ("ambient red", lambda: hw.set_ambient((1, 0, 0)),
              lambda: hw.ambient.value == (1.0, 0.0, 0.0)),
             ("ambient green", lambda: hw.set_ambient((0, 1, 0)),

@@ -168,6 +168,7 @@ def test_example_rooms_render_configs_that_pass_check_config(tmp_path: Path) -> 
     assert configs["room-102"]["monitor"]["transport"] == "mllp-listen"
     assert configs["room-102"]["gpio"]["ambient_red_pin"] == 18
     assert configs["room-101"]["alerts"]["infusion"][0]["name"] == "spo2_low"
+    assert configs["room-101"]["commands"] == {"max_age_s": 30, "delegates": ["board"]}
     assert configs["room-102"]["dome"] == {
         "kind": "sections",
         "sections": {"white": 20, "red": 21, "green": 26},
@@ -175,5 +176,4 @@ def test_example_rooms_render_configs_that_pass_check_config(tmp_path: Path) -> 
     assert configs["room-102"]["call_types"]["bath"]["tier_s"] == [45, 60]
     assert configs["room-102"]["monitor_alarms"]["map"] == {"low_battery": "ignore"}
     assert "dome" not in configs["room-101"]
-    assert configs["room-101"]["commands"] == {"max_age_s": 30, "delegates": ["board"]}
     assert all(c["site"] == "downtown" for c in configs.values())

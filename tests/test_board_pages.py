@@ -128,7 +128,7 @@ def test_room_page_report_and_call_log_from_the_logger(
         page.goto(board.url + "/rooms/105/report")
         expect(page.locator("svg.chart")).to_have_count(4)
         expect(page.locator("svg.chart").first).to_contain_text("spo2_low < 92 (high)")
-        expect(page.locator("table").last).to_contain_text("call_claimed")
+        expect(page.locator("table").last).to_contain_text("Call claimed by alice")
         pdf = page.request.get(board.url + "/rooms/105/report.pdf")
         assert pdf.status == 200 and pdf.body()[:5] == b"%PDF-"
     finally:

@@ -241,6 +241,7 @@ def test_every_route_goes_through_the_guard() -> None:
         ("POST", "/login"): Access.PUBLIC,
         ("POST", "/logout"): Access.SESSION,
         ("GET", "/healthz"): Access.PUBLIC,
+        ("GET", "/metrics"): Access.PUBLIC,
         ("GET", "/"): Access.PAGE,
         ("GET", "/rooms/{room}"): Access.PAGE,
         ("GET", "/rooms/{room}/report"): Access.PAGE,

@@ -109,7 +109,7 @@ def test_a_version_1_database_migrates_and_keeps_its_rows(tmp_path: Path) -> Non
     migrated = open_db(db)
     try:
         version = migrated.execute("SELECT MAX(version) FROM schema_version").fetchone()[0]
-        assert version == SCHEMA_VERSION == 3
+        assert version == SCHEMA_VERSION >= 3
         assert migrated.execute("SELECT epoch, seq FROM messages").fetchall() == [("", 7)]
     finally:
         migrated.close()

@@ -66,7 +66,7 @@ def test_mindray_plain_labels_units_and_minus_100() -> None:
     v = r.vitals()  # type: ignore[attr-defined]
     assert (v["heart_rate"], v["spo2"], v["pulse_rate"], v["resp_rate"]) == (84.0, 98.0, 83.0, 14.0)
     assert (v["nibp_sys"], v["nibp_dia"], v["nibp_mean"], v["temp_c"]) == (139.0, 88.0, 105.0, 37.1)
-    assert v["etco2"] is None and r.quality == ("etco2_out_of_range",)  # type: ignore[attr-defined]
+    assert v["etco2"] is None and r.quality == ("etco2_no_value",)  # type: ignore[attr-defined]
     (ack,) = acks_of(parser)
     assert str(ack.segment("MSH")(12)) == "2.3.1"
 

@@ -86,3 +86,14 @@ def test_value_and_bit_helpers() -> None:
     assert decode_bits("000820", EXC_BITS, 0x800) == (0x820, ["sensor_off"])
     assert decode_bits("zz", EXC_BITS) == (None, [])
     assert decode_bits("400000000", EXC_BITS)[1] == ["bit_0x400000000"]
+
+
+def test_trend_download_format_is_read_and_zero_is_never_a_value() -> None:
+    """`SpO2=097 PR=069 PI=04.69 EXC=800:SET` (issue 18): PR for BPM, EXC hex before `:`."""
+    readings, parser = feed("masimo", load(M / "masimo_trend_download_manual_format.txt"))
+    good, off = readings
+    assert (good.spo2, good.pulse_rate, good.pi, good.quality) == (97.0, 69.0, 4.69, ())
+    assert good.exc_raw == "800:SET"
+    assert (off.spo2, off.pulse_rate) == (None, None)  # SpO2=000 is never 0 %
+    assert {"spo2_zero", "sensor_off"} <= set(off.quality)
+    assert parser.frames_rejected == 1  # the line without the date/time prefix: refused

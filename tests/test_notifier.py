@@ -6,13 +6,15 @@ delivered; one in flight at the kill is sent again with the same delivery id).""
 from __future__ import annotations
 
 import json
+import re
+import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from broker.mosquitto.run import Mosquitto
+from broker.mosquitto.run import Mosquitto, free_port
 from broker.notifier.channels import signature
 from broker.notifier.routing import Roster, recipients
 from broker.notifier.store import DeliveryStore
@@ -123,7 +125,8 @@ def test_a_hanging_receiver_holds_up_no_other_page(
 ) -> None:
     with Receiver(mode="hang") as hook, Receiver() as push:
         config = notifier_config(tmp_path, hook.url, push.url, timeout_s=0.5)
-        proc = start_notifier(mosquitto.url, config)
+        ops_port = free_port()
+        proc = start_notifier(mosquitto.url, config, ops_port=ops_port)
         try:
             room = FakeRoom(recorder, "101")
             room.call("placed", call_id="c-1", priority="normal", type="normal", tier=1,
@@ -136,6 +139,15 @@ def test_a_hanging_receiver_holds_up_no_other_page(
             wait_until(lambda: len(store.attempts(key)) >= 2, 30, "two webhook attempts")
             assert all(not ok and detail == "timed out" for _, ok, detail in store.attempts(key))
             store.close()
+            # its metrics (docs/OPERATIONS.md): the push delivered, the webhook's attempts failed
+            with urllib.request.urlopen(f"http://127.0.0.1:{ops_port}/metrics", timeout=10) as r:
+                metrics = r.read().decode()
+            assert 'roomctl_notifications_sent_total{priority="normal",site="test"} 1.0' in metrics
+            pattern = r'roomctl_notifications_failed_total\{priority="normal",site="test"\} (\S+)'
+            failed = re.search(pattern, metrics)
+            assert failed is not None and float(failed.group(1)) >= 2
+            with urllib.request.urlopen(f"http://127.0.0.1:{ops_port}/healthz", timeout=10) as r:
+                assert json.loads(r.read())["checks"] == {"broker": "ok"}
         finally:
             proc.stop()
 

@@ -51,7 +51,8 @@ def test_a_good_room_passes_every_check(
     assert rc == 0, lines
     assert _status(lines) == {
         "config": "PASS", "state folder": "PASS", "clock": "PASS", "input call": "PASS",
-        "input cancel": "PASS", "input emergency": "PASS", "dome": "PASS",
+        "input cancel": "PASS", "input emergency": "PASS", "input presence": "PASS",
+        "input assist": "PASS", "input bath": "PASS", "cord loop": "PASS", "dome": "PASS",
         "ambient red": "PASS", "ambient green": "PASS",
         "ambient blue": "PASS", "status LED": "PASS", "broker": "PASS", "monitor": "PASS",
     }  # fmt: skip
@@ -91,9 +92,10 @@ def test_a_stuck_input_reads_as_pressed() -> None:
     factory = room_io.mock_pin_factory()
     hw = RoomHardware(config(), lambda _b: None, pin_factory=factory)
     try:
-        assert hw.inputs() == {"call": False, "cancel": False, "emergency": False}
+        rest = dict.fromkeys(("call", "cancel", "emergency", "presence", "assist", "bath"), False)
+        assert hw.inputs() == rest
         assert hw.sim is not None
         hw.sim.press("call")  # held down: a stuck button, or a short on the line
-        assert hw.inputs() == {"call": True, "cancel": False, "emergency": False}
+        assert hw.inputs() == {**rest, "call": True}
     finally:
         hw.close()

@@ -32,11 +32,11 @@ from starlette.routing import Route
 
 from contract.messages import Phase, is_ident
 
-from . import assign_api, receipt_api, session_api
+from . import assign_api, ops_routes, receipt_api, session_api
 from .commands import ANSWER_WITHIN_S
 from .context import SESSION_COOKIE, BoardContext
 from .feed import CommandNotSent
-from .guard import act, public, read
+from .guard import act, read
 from .hub import QUEUE, SITE
 from .queue import site_queue
 from .session_data import session_payload
@@ -231,12 +231,6 @@ async def whoami(request: Request, board: BoardContext, sess: Session) -> Respon
     return JSONResponse({"user": sess.name, "role": sess.role})
 
 
-@public
-async def healthz(request: Request, board: BoardContext) -> Response:
-    ok = board.feed.connected.is_set()
-    return JSONResponse({"ok": ok, "broker_connected": ok}, status_code=200 if ok else 503)
-
-
 def routes() -> list[Route]:
     return [
         *assign_api.routes(),
@@ -249,5 +243,5 @@ def routes() -> list[Route]:
         Route("/api/rooms/{room}/claim", claim, methods=["POST"]),
         Route("/api/rooms/{room}/phase", set_phase, methods=["POST"]),
         Route("/api/whoami", whoami, methods=["GET"]),
-        Route("/healthz", healthz, methods=["GET"]),
+        *ops_routes.routes(),  # /metrics, /healthz
     ]

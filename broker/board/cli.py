@@ -68,6 +68,9 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     )
     board.add_argument("--chromium", default="/usr/bin/chromium", help="for PDF reports")
     board.add_argument(
+        "--paper", choices=("A4", "Letter"), default="A4", help="the PDF report's paper size"
+    )
+    board.add_argument(
         "--watch-cert", type=Path, action="append", default=[], metavar="PATH",
         help="a certificate file, or a folder of .crt/.pem, to warn about 30 days before it "
         "expires (repeatable; the board's own --ca, --cert and --tls-cert are always watched)",
@@ -241,6 +244,7 @@ def _serve(args: argparse.Namespace) -> int:
         secure_cookies=tls or args.secure_cookies or not is_loopback_host(args.host),
         chromium=args.chromium,
         host=args.host,
+        paper=args.paper,
         watch_certs=tuple(p for p in (args.tls_cert, *args.watch_cert) if p is not None),
     )
     try:

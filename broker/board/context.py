@@ -31,6 +31,7 @@ from .feed import BoardFeed
 from .hub import Hub
 from .limits import RenderQueue
 from .live import SiteState
+from .metrics import BoardMetrics
 from .security import LoginLimiter, same_token
 from .users import KIOSK_SESSION_S, BoardDB, Session
 
@@ -51,6 +52,7 @@ class BoardConfig:
     secure_cookies: bool = True  # plain loopback HTTP (demo, tests) turns it off explicitly
     chromium: str = "/usr/bin/chromium"
     host: str = "127.0.0.1"  # where it is bound (with --no-auth, the only Host names allowed)
+    paper: str = "A4"  # the printed report's paper: "A4" or "Letter" (the site's setting)
     watch_certs: tuple[Path, ...] = ()  # certificate files/folders to warn about (and its own)
 
 
@@ -91,6 +93,13 @@ class BoardContext:
             self.state,
             listener=self.hub.notify_threadsafe,
             sender=staff_name(config.endpoint.cert),
+        )
+        self.metrics = BoardMetrics(
+            config.site,
+            self.state,
+            lambda: self.hub.subscribers,
+            self.feed.connected.is_set,
+            [config.endpoint.cert],
         )
         self.users = BoardDB(config.board_db)
         self.assignments = Assignments(self.users)

@@ -23,7 +23,13 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from contract import topics
 from contract.messages import DEFAULT_COMMAND_MAX_AGE_S, CallReceipt, ShiftAssignments
-from contract.mqtt import BrokerEndpoint, close_client, expiry_properties, make_client
+from contract.mqtt import (
+    BrokerEndpoint,
+    close_client,
+    connect_properties,
+    expiry_properties,
+    make_client,
+)
 from contract.topics import COMMANDS
 
 from .live import SiteState
@@ -71,7 +77,11 @@ class BoardFeed:
 
     # -- lifecycle --------------------------------------------------------------------
     def start(self) -> BoardFeed:
-        self.client.connect_async(self.endpoint.host, self.endpoint.port, keepalive=30)
+        # connect_properties: the broker never sends the board a packet over 256 KiB (a huge
+        # retained message an old broker still holds is dropped, not loaded).
+        self.client.connect_async(
+            self.endpoint.host, self.endpoint.port, keepalive=30, properties=connect_properties()
+        )
         self.client.loop_start()
         return self
 

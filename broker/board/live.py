@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -36,6 +37,7 @@ from contract.messages import (
     VitalsMessage,
 )
 from contract.timefmt import format_ts
+from contract.vitals import DEMO_FLAG
 
 from . import call_proof
 from .commands import CommandLog, TrackedCommand
@@ -83,6 +85,10 @@ class RoomLive:
     health: HealthMessage | None = None
     vitals: VitalsMessage | None = None
     vitals_at: float | None = None
+    # The last reading that carried a blood pressure, and when it arrived: NIBP is measured
+    # every few minutes and some monitors send it alone, so the tile keeps it with its age.
+    nibp: VitalsMessage | None = None
+    nibp_at: float | None = None
     events: deque[EventMessage] = field(default_factory=lambda: deque(maxlen=EVENTS_KEPT))
     vitals_ring: deque[tuple[float, VitalsMessage]] = field(
         default_factory=lambda: deque(maxlen=VITALS_KEPT)
@@ -132,6 +138,8 @@ class SiteState:
         self.assignments: dict[str, messages.ShiftAssignments] = {}  # by publishing identity
         self._commands = CommandLog()
         self._lock = threading.Lock()
+        # Called with (room, event) for every event taken, outside the lock (metrics).
+        self.event_observers: list[Callable[[str, EventMessage], None]] = []
 
     def apply(
         self, room: str, leaf: str, payload: bytes, received_at: float, retained: bool = False
@@ -182,11 +190,16 @@ class SiteState:
             elif isinstance(msg, VitalsMessage):
                 r.vitals, r.vitals_at = msg, received_at
                 r.vitals_ring.append((received_at, msg))
+                if msg.nibp_sys is not None:
+                    r.nibp, r.nibp_at = msg, received_at
             elif isinstance(msg, EventMessage):
                 r.events.append(msg)
                 self._commands.answer(room, msg, received_at)
             r.last_at = received_at
             r.version += 1
+        if isinstance(msg, EventMessage):
+            for observe in self.event_observers:
+                observe(room, msg)
         return Applied(room, leaf)
 
     def command_sent(
@@ -288,6 +301,12 @@ class SiteState:
             r = self.rooms.get(room)
             return None if r is None else r.call
 
+    def health(self, room: str) -> HealthMessage | None:
+        """The room's latest retained health, if any."""
+        with self._lock:
+            r = self.rooms.get(room)
+            return None if r is None else r.health
+
     def active_call_ids(self, room: str) -> list[str]:
         """Every active call of the room (schema 2 lists them; schema 1 has one)."""
         with self._lock:
@@ -309,6 +328,20 @@ def _ts(value: Any) -> str | None:
     return format_ts(value) if value is not None else None
 
 
+def nibp_view(r: RoomLive, now: float) -> dict[str, Any] | None:
+    """The last blood pressure and how old it is now: its age when the monitor sent it
+    (`age_s`, from the value's own observation time) plus the time since it arrived."""
+    if r.nibp is None or r.nibp_at is None:
+        return None
+    sent_age = (r.nibp.age_s or {}).get("nibp_sys", 0.0)
+    return {
+        "sys": r.nibp.nibp_sys,
+        "dia": r.nibp.nibp_dia,
+        "mean": r.nibp.nibp_mean,
+        "observed_at": (r.nibp.observed_at or {}).get("nibp_sys"),
+        "age_s": round(sent_age + max(0.0, now - r.nibp_at), 1),
+        "at_ms": int(now * 1000),
+    }
 def _call_type(priority: CallPriority | None, call_type: messages.CallType | None) -> str:
     if call_type is not None:
         return call_type.value
@@ -401,6 +434,8 @@ def room_view(r: RoomLive, now: float) -> dict[str, Any]:
         "cord_out": bool(s and s.cords_open) or any(x["type"] == "cord_out" for x in calls),
         "vitals": vitals_view(v) if v is not None else None,
         "out_of_range": out_of_range(alerts),
+        "nibp": nibp_view(r, now),
+        "demo": v is not None and DEMO_FLAG in v.quality,
         "vitals_received_ms": None if r.vitals_at is None else int(r.vitals_at * 1000),
         "vitals_stale": vitals_age is None or vitals_age > STALE_VITALS_S,
         "trouble": trouble(r, now),

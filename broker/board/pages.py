@@ -8,6 +8,7 @@ import subprocess
 import tempfile
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs
 
 from starlette.concurrency import run_in_threadpool
@@ -15,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from broker.logger.fhir import check_patient_ref
 from contract.messages import is_ident
 from contract.timefmt import format_ts
 
@@ -137,12 +139,27 @@ async def room_page(request: Request, board: BoardContext, sess: Session) -> Res
     return board.render(request, "room.html", sess, room=room, sessions=past)
 
 
+def _patient_param(request: Request) -> str | None:
+    """`?patient=Patient/123`: printed on the report as given (checked, never looked up)."""
+    value = request.query_params.get("patient")
+    return check_patient_ref(value) if value else None
+
+
+async def _report_ctx(request: Request, board: BoardContext, room: str) -> dict[str, Any]:
+    return await run_in_threadpool(
+        report_context, board, room, request.query_params.get("session"), _patient_param(request)
+    )
+
+
 @page
 async def report(request: Request, board: BoardContext, sess: Session) -> Response:
     room = _room_param(request)
     if room is None:
         return PlainTextResponse("no such room", status_code=404)
-    ctx = await run_in_threadpool(report_context, board, room, request.query_params.get("session"))
+    try:
+        ctx = await _report_ctx(request, board, room)
+    except ValueError as exc:
+        return PlainTextResponse(str(exc).replace("--patient-ref", "patient"), status_code=400)
     return board.render(request, "report.html", sess, **ctx)
 
 
@@ -153,9 +170,13 @@ async def report_pdf(request: Request, board: BoardContext, sess: Session) -> Re
     if room is None:
         return PlainTextResponse("no such room", status_code=404)
     try:
+        patient = _patient_param(request)
+    except ValueError as exc:
+        return PlainTextResponse(str(exc).replace("--patient-ref", "patient"), status_code=400)
+    try:
         async with board.renders.slot():  # at most two Chromiums; a bounded wait, then 503
             ctx = await run_in_threadpool(
-                report_context, board, room, request.query_params.get("session")
+                report_context, board, room, request.query_params.get("session"), patient
             )
             html = board.templates.get_template("report.html").render(
                 site=board.site, user=sess.name, role=sess.role, can_act=False, csrf="",

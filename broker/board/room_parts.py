@@ -7,6 +7,7 @@ from typing import Any
 
 from contract.messages import EventMessage, PeripheralStatus, VitalsMessage
 from contract.timefmt import format_ts
+from contract.vitals import DEMO_FLAG
 
 OUTBOX_TROUBLE_DEPTH = 50
 
@@ -38,6 +39,8 @@ def trouble(r: Any, now: float) -> list[str]:
     out: list[str] = []
     if r.state is not None and r.state.cords_open:
         out.append("call cord out: " + ", ".join(r.state.cords_open))
+    if r.vitals is not None and DEMO_FLAG in r.vitals.quality:
+        out.append("monitor in demo mode: not patient data")
     h = r.health
     if h is not None:
         if h.monitor.status not in (PeripheralStatus.OK, PeripheralStatus.DISABLED):

@@ -12,6 +12,7 @@ from typing import Any
 from contract.timefmt import format_ts
 
 from . import history, svg_chart
+from . import report_summary as summary
 from .context import BoardContext
 from .room_parts import event_dict
 from .thresholds import thresholds_for
@@ -31,8 +32,15 @@ def session_bounds(
     return format_ts(datetime.now(UTC) - timedelta(hours=1)), None, None
 
 
-def report_context(board: BoardContext, room: str, session_id: str | None) -> dict[str, Any]:
-    """The template context of the printable session report."""
+def report_context(
+    board: BoardContext, room: str, session_id: str | None, patient_ref: str | None = None
+) -> dict[str, Any]:
+    """The template context of the printable session report: the chosen session (the one
+    asked for, else the live one, else the room's latest stored one), its summary, charts and
+    events in words. `patient_ref` (the caller's, checked) is printed, never looked up."""
+    if session_id is None and not (board.state.view(room, board.clock()) or {}).get("session_id"):
+        latest = history.sessions(board.history, board.site, room, 1)
+        session_id = str(latest[0]["session_id"]) if latest else None
     since, until, row = session_bounds(board, room, session_id)
     rows = history.vitals(board.history, board.site, room, since, until)
     evs = history.events(board.history, board.site, room, since, until)
@@ -48,22 +56,36 @@ def report_context(board: BoardContext, room: str, session_id: str | None) -> di
         ]
     if not evs:
         evs = [event_dict(e) for e in board.state.recent_events(room) if format_ts(e.ts) >= since]
+    call_rows = [
+        c for c in history.calls(board.history, board.site, since, until or "9999")
+        if c["room"] == room
+    ]  # fmt: skip
     phase = (row or {}).get("phase") or "infusion"
     charts = svg_chart.session_charts(
         rows, thresholds_for(phase if phase != "idle" else "infusion")
     )
+    sid = (row or {}).get("session_id") or session_id or (
+        board.state.view(room, board.clock()) or {}
+    ).get("session_id")
     return {
         "room": room,
         "session": row,
-        "session_id": (row or {}).get("session_id")
-        or session_id
-        or (board.state.view(room, board.clock()) or {}).get("session_id"),
+        "session_id": sid,
+        "patient_ref": patient_ref,
         "since": since,
         "until": until,
+        "since_text": summary.clock(since),
+        "until_text": summary.clock(until) if until else "ongoing",
+        "day": summary.day_of(since),
+        "phases": summary.phases(row),
+        "extremes": summary.extremes(rows),
+        "alerts": summary.alerts(evs),
+        "calls": summary.calls(call_rows),
         "charts": charts,
-        "events": evs,
+        "events": summary.event_rows(evs),
         "readings": len(rows),
-        "generated": format_ts(datetime.now(UTC)),
+        "paper": board.config.paper,
+        "generated": summary.clock(format_ts(datetime.now(UTC))),
     }
 
 

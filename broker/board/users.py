@@ -271,6 +271,16 @@ class BoardDB:
             with self._lock:
                 self.conn.execute("DELETE FROM sessions WHERE token_sha = ?", (_sha(token),))
 
+    def writable(self) -> str | None:
+        """None when the database takes a write lock now (`/healthz`), else why not."""
+        with self._lock:
+            try:
+                self.conn.execute("BEGIN IMMEDIATE")
+                self.conn.execute("ROLLBACK")
+            except sqlite3.Error as exc:
+                return str(exc)
+        return None
+
     # -- audit --------------------------------------------------------------------------
     def audit(
         self, name: str, action: str, room: str | None, payload: str | None, result: str

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import ssl
 import sys
 from pathlib import Path
@@ -51,9 +52,16 @@ def _register_logger(sub: argparse._SubParsersAction[Any]) -> None:
     lg.add_argument("--synchronous", choices=("FULL", "NORMAL"))
     lg.add_argument("--quarantine-max-rows-per-room", type=int, help="default 10000")
     lg.add_argument("--quarantine-max-bytes-per-room", type=int, help="default 50 MiB")
+    lg.add_argument(
+        "--quarantine-rate-per-room", type=float, help="rejections stored per second (default 20)"
+    )
+    lg.add_argument("--quarantine-burst-per-room", type=int, help="default 200")
     lg.add_argument("--retention-days", type=float, help="clinical data (default 400)")
     lg.add_argument("--quarantine-retention-days", type=float, help="default 30")
     lg.add_argument("--retention-interval-s", type=float)
+    lg.add_argument("--ops-host", help="address of /metrics and /healthz (default 127.0.0.1)")
+    lg.add_argument("--ops-port", type=int, help="serve /metrics and /healthz on this port")
+    lg.add_argument("--pki-dir", type=Path, help="the broker's PKI copy: expiry metrics")
     lg.add_argument("-v", "--verbose", action="store_true")
     lg.set_defaults(func=_logger)
 
@@ -71,7 +79,9 @@ def _logger(args: argparse.Namespace) -> int:
         "broker", "ca", "cert", "key", "db", "site", "client_id", "share_group",
         "session_expiry_s", "receive_maximum", "batch_max", "max_bytes", "synchronous",
         "quarantine_max_rows_per_room", "quarantine_max_bytes_per_room",
+        "quarantine_rate_per_room", "quarantine_burst_per_room",
         "retention_days", "quarantine_retention_days", "retention_interval_s",
+        "ops_host", "ops_port", "pki_dir",
     )  # fmt: skip
     try:
         cfg = LoggerConfig.load(args.config, {k: getattr(args, k) for k in keys})
@@ -93,11 +103,18 @@ def _register_log(sub: argparse._SubParsersAction[Any]) -> None:
     exp.add_argument("--db", type=db_arg, required=True)
     exp.add_argument("--site", required=True)
     exp.add_argument("--room")
-    exp.add_argument("--kind", choices=KINDS, required=True)
-    exp.add_argument("--format", choices=FORMATS, default="csv")
+    exp.add_argument("--kind", choices=KINDS, help="what to export (csv, ndjson)")
+    exp.add_argument("--format", choices=(*FORMATS, "fhir"), default="csv")
     exp.add_argument("--since", help="inclusive, RFC 3339 or date (UTC if no zone)")
     exp.add_argument("--until", help="exclusive")
     exp.add_argument("--out", type=Path, help="file (default: stdout)")
+    fhir = exp.add_argument_group("FHIR (--format fhir: one room, a session or a time range)")
+    fhir.add_argument("--session", help="the session's id (its start to its end)")
+    fhir.add_argument("--patient-ref", help="Patient/<id> in the clinic's record (never guessed)")
+    fhir.add_argument("--transaction", action="store_true", help="a transaction bundle")
+    fhir.add_argument("--post", metavar="URL", help="send it to this FHIR server base URL")
+    fhir.add_argument("--post-ca", type=Path, help="CA file for an https server")
+    fhir.add_argument("--post-attempts", type=int, default=4, help="tries in all (default 4)")
     exp.set_defaults(func=_log_export)
     rooms = lg_sub.add_parser("rooms", help="every room the logger knows, latest state")
     rooms.add_argument("--db", type=db_arg, required=True)
@@ -111,6 +128,10 @@ def _log_export(args: argparse.Namespace) -> int:
 
     if not args.db.exists():
         return _fail(f"no database at {args.db}")
+    if args.format == "fhir":
+        return _log_export_fhir(args)
+    if args.kind is None:
+        return _fail("--kind is required for csv and ndjson")
     store = open_store(args.db, readonly=True)
     try:
         since = parse_time(args.since) if args.since else None
@@ -128,6 +149,57 @@ def _log_export(args: argparse.Namespace) -> int:
         store.close()
     print(f"{n} {args.kind} row(s)", file=sys.stderr)
     return 0
+
+
+def _log_export_fhir(args: argparse.Namespace) -> int:
+    from broker.logger.export import parse_time
+    from broker.logger.fhir import ExportScope, check_patient_ref
+    from broker.logger.fhir_export import build_bundle, post_bundle, session_scope
+    from broker.logger.store import open_store
+
+    if args.room is None:
+        return _fail("--format fhir needs --room (a bundle covers one room)")
+    if args.session is None and args.since is None:
+        return _fail("--format fhir needs --session ID or --since (and optionally --until)")
+    if (args.transaction or args.post) and not args.patient_ref:
+        return _fail("--transaction and --post need --patient-ref: the record files by patient")
+    try:
+        patient = check_patient_ref(args.patient_ref) if args.patient_ref else None
+        store = open_store(args.db, readonly=True)
+        try:
+            kw = {"patient_ref": patient, "transaction": args.transaction}
+            if args.session:
+                scope = session_scope(store, args.site, args.room, args.session, **kw)
+            else:
+                since = parse_time(args.since)
+                until = parse_time(args.until) if args.until else None
+                scope = ExportScope(args.site, args.room, since, until, **kw)
+            bundle, summary = build_bundle(store, scope)
+        finally:
+            store.close()
+    except ValueError as exc:
+        return _fail(str(exc))
+    text = json.dumps(bundle, indent=1)
+    if args.out:
+        args.out.write_text(text + "\n")
+    elif not args.post:
+        sys.stdout.write(text + "\n")
+    print(summary.text(), file=sys.stderr)
+    if patient is None:
+        print("no --patient-ref: observations carry no subject and claim no profile",
+              file=sys.stderr)  # fmt: skip
+    if not args.post:
+        return 0
+    try:
+        outcome = post_bundle(
+            args.post, bundle, attempts=args.post_attempts,
+            cafile=str(args.post_ca) if args.post_ca else None,
+            token=os.environ.get("ROOMCTL_FHIR_TOKEN") or None,
+        )  # fmt: skip
+    except (ValueError, OSError, ssl.SSLError) as exc:
+        return _fail(str(exc))
+    print(outcome.text(), file=sys.stderr)
+    return 0 if outcome.ok else 1
 
 
 def _log_rooms(args: argparse.Namespace) -> int:

@@ -34,12 +34,22 @@ class LoggerConfig(BaseModel):
     synchronous: Literal["FULL", "NORMAL"] = "FULL"
     quarantine_max_rows_per_room: int = Field(default=10_000, ge=1)
     quarantine_max_bytes_per_room: int = Field(default=50 * 1024 * 1024, ge=65_536)
+    # Rejections a room may put into the quarantine per second (a burst of `..._burst_...` first);
+    # past that they are counted as dropped, not stored (broker/logger/quarantine_rate.py).
+    quarantine_rate_per_room: float = Field(default=20.0, gt=0, le=100_000)
+    quarantine_burst_per_room: int = Field(default=200, ge=1, le=1_000_000)
     # Retention is always on: clinical data (vitals, events, calls, sessions, availability and
     # command logs) for `retention_days`, the quarantine for `quarantine_retention_days`.
     retention_days: float = Field(default=400.0, gt=0)
     quarantine_retention_days: float = Field(default=30.0, gt=0)
     retention_interval_s: float = Field(default=300.0, gt=0)
     retention_batch: int = Field(default=500, ge=1)
+    # `/metrics` (Prometheus) and `/healthz` on their own port; None: not served.
+    ops_host: str = "127.0.0.1"
+    ops_port: int | None = Field(default=None, ge=0, le=65535)
+    # The broker's copy of the PKI: its certificates' expiry and the CRL's next update as
+    # metrics (no key is read).
+    pki_dir: Path | None = None
 
     @field_validator("db", mode="before")
     @classmethod

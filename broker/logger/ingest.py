@@ -55,12 +55,20 @@ class Rejected:
 
 
 @dataclass(frozen=True)
+class RateLimited:
+    """A rejection over its room's quarantine rate (quarantine_rate.py): counted, not stored."""
+
+    topic: str
+    size: int
+
+
+@dataclass(frozen=True)
 class Ignored:
     topic: str
     why: str
 
 
-Classified = Accepted | Availability | Command | Rejected | Ignored
+Classified = Accepted | Availability | Command | Rejected | RateLimited | Ignored
 QUARANTINE_RAW_CAP = 65_536
 RETAINED_ON_NON_RETAINED = "retained message on a non-retained topic"
 

@@ -30,16 +30,19 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from broker.logger.config import LoggerConfig
 from broker.logger.ingest import QUARANTINE_RAW_CAP, Classified, Rejected, classify
+from broker.logger.metrics import LoggerMetrics, logger_health
+from broker.logger.quarantine_rate import QuarantineRateLimiter
 from broker.logger.store import BatchStats, LogStore, QuarantineLimits, StoreError, open_store
+from broker.ops.metrics import OpsServer
+from broker.ops.sdnotify import Notifier
 from contract import topics
-from contract.mqtt import BrokerEndpoint, close_client, make_client
+from contract.mqtt import BrokerEndpoint, close_client, connect_properties, make_client
 from contract.timefmt import format_ts
 
 log = logging.getLogger("roomctl.logger")
@@ -81,8 +84,22 @@ class Logger:
         self._stopping = threading.Event()
         self._writer: threading.Thread | None = None
         self._last_retention = float("-inf")  # the first pass runs at once
+        self._quarantine_rate = QuarantineRateLimiter(
+            cfg.quarantine_rate_per_room, cfg.quarantine_burst_per_room
+        )  # the writer thread's only
         self._ts_second = -1
         self._ts_prefix = ""
+        self.db_problem: str | None = None  # the last database write's error, until one succeeds
+        self.writer_beat = time.monotonic()  # the writer thread's last sign of life (watchdog)
+        self.metrics = LoggerMetrics(
+            cfg.site, self.queue, self.connected, self.subscribed, [cfg.cert], cfg.pki_dir
+        )
+        self.health = logger_health(
+            self.connected,
+            self.subscribed,
+            lambda: self._writer is not None and self._writer.is_alive(),
+            lambda: self.db_problem,
+        )
         self.client = self._make_client()
 
     # -- MQTT side (paho thread): convert and enqueue, nothing more ---------------------
@@ -98,10 +115,7 @@ class Logger:
         return client
 
     def _connect_properties(self) -> Properties:
-        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-        props.SessionExpiryInterval = self.cfg.session_expiry_s
-        props.ReceiveMaximum = self.cfg.receive_maximum
-        return props
+        return connect_properties(self.cfg.session_expiry_s, self.cfg.receive_maximum)
 
     def _on_connect(
         self, client: mqtt.Client, userdata: Any, flags: Any, rc: ReasonCode, props: Any = None
@@ -167,6 +181,7 @@ class Logger:
         try:
             done = False
             while not done:
+                self.writer_beat = time.monotonic()
                 try:
                     first = self.queue.get(timeout=0.25)
                 except queue.Empty:
@@ -193,28 +208,42 @@ class Logger:
 
     def _commit(self, store: LogStore, batch: list[Inbound]) -> bool:
         """Write a batch; on a database error retry (bounded by stop) and never ack a failure."""
+        limit = self._quarantine_rate.apply
         items = [
             (
-                classify(i.topic, i.payload, self.cfg.site, self.cfg.max_bytes, i.retain),
+                limit(classify(i.topic, i.payload, self.cfg.site, self.cfg.max_bytes, i.retain)),
                 self._ts(i.received_at),
             )
             for i in batch
         ]
         delay = 0.1
         while True:
+            started = time.perf_counter()
             try:
                 stats = self._write(store, batch, items)
                 break
             except StoreError as exc:
+                self.writer_beat = time.monotonic()  # alive, retrying (health says why)
+                self.db_problem = str(exc)[:200]
+                self.metrics.write_failed()
                 log.error("database write failed (%s); retrying the batch", exc)
                 if self._stopping.wait(delay):
                     return False
                 delay = min(delay * 2, 5.0)
+        self.db_problem = None
+        self.metrics.batch_written(
+            items, [i.received_at for i in batch], stats, time.perf_counter() - started
+        )
         with self._cond:
             self.totals.add(stats)
             self._cond.notify_all()
         if stats.quarantined:
             log.warning("%d message(s) quarantined", stats.quarantined)
+        if stats.rate_limited:
+            log.warning(
+                "%d rejected message(s) over their room's quarantine rate: counted, not stored",
+                stats.rate_limited,
+            )
         if stats.quarantine_dropped:
             log.warning(
                 "%d old quarantine row(s) dropped (a room over its quarantine caps)",
@@ -275,8 +304,10 @@ class Logger:
         try:
             deleted = store.delete_expired(clinical, quarantine, batch=self.cfg.retention_batch)
         except StoreError as exc:
+            self.db_problem = f"retention: {exc}"[:200]
             log.error("retention failed: %s", exc)
             return
+        self.db_problem = None
         if any(deleted.values()):
             done = ", ".join(f"{n} {table}" for table, n in deleted.items() if n)
             log.info("retention: deleted %s (before %s; quarantine %s)", done, clinical, quarantine)
@@ -295,6 +326,12 @@ class Logger:
         )
         self.client.loop_start()
         return self
+
+    def writer_ok(self, max_age_s: float) -> bool:
+        """The writer thread runs and has shown life within `max_age_s` (systemd's watchdog:
+        a hung writer gets the logger restarted; a failing database is /healthz's to report)."""
+        alive = self._writer is not None and self._writer.is_alive()
+        return alive and time.monotonic() - self.writer_beat < max_age_s
 
     def wait_committed(self, predicate: Any, timeout: float) -> bool:
         """Wait until `predicate(self.totals)` holds (tests, bench)."""
@@ -316,6 +353,11 @@ class Logger:
 def run(cfg: LoggerConfig) -> int:
     """Run until SIGTERM/SIGINT (the `roomctl logger` command)."""
     logger = Logger(cfg).start()
+    ops = None
+    if cfg.ops_port is not None:
+        ops = OpsServer(logger.metrics.registry, logger.health, cfg.ops_host, cfg.ops_port)
+        ops.start()
+        log.info("metrics and health on http://%s:%d/metrics, /healthz", cfg.ops_host, ops.port)
     stop = threading.Event()
 
     def _handler(signum: int, frame: Any) -> None:
@@ -324,14 +366,29 @@ def run(cfg: LoggerConfig) -> int:
     signal.signal(signal.SIGTERM, _handler)
     signal.signal(signal.SIGINT, _handler)
     log.info("logger %s for site %s writing %s", logger.client_id, cfg.site, cfg.db)
-    while not stop.wait(60.0):
-        t = logger.totals
-        log.info(
-            "stored %d, duplicates %d, quarantined %d, queue %d",
-            t.inserted,
-            t.duplicates,
-            t.quarantined,
-            logger.queue.qsize(),
-        )
+    systemd = Notifier()
+    systemd.notify("READY=1\nSTATUS=storing")
+    watchdog = systemd.watchdog_interval
+    tick = min(60.0, watchdog / 2) if watchdog else 60.0
+    last_stats = time.monotonic()
+    while True:
+        if watchdog and logger.writer_ok(watchdog):
+            systemd.notify("WATCHDOG=1")
+        if time.monotonic() - last_stats >= 60.0:
+            last_stats = time.monotonic()
+            t = logger.totals
+            log.info(
+                "stored %d, duplicates %d, quarantined %d, queue %d",
+                t.inserted,
+                t.duplicates,
+                t.quarantined,
+                logger.queue.qsize(),
+            )
+        if stop.wait(tick):
+            break
+    systemd.notify("STOPPING=1")
     logger.stop()
+    systemd.close()
+    if ops is not None:
+        ops.stop()
     return 0

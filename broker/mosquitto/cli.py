@@ -247,8 +247,22 @@ def _register_broker(sub: argparse._SubParsersAction[Any]) -> None:
         "--message-size-limit",
         type=int,
         default=0,
-        help="0 = none (default; see docs/LOGGER.md: mosquitto 2.0.11 + paho 2.2 wedge a room)",
+        help="must stay 0 (docs/LOGGER.md: mosquitto 2.0.11 + paho 2.2 wedge a client); "
+        "the size limit is --max-packet-size",
     )
+    conf.add_argument(
+        "--max-packet-size",
+        type=int,
+        default=131_072,
+        help="bytes, every packet of every client (default 131072; 0 = none)",
+    )
+    conf.add_argument(
+        "--max-connections",
+        type=int,
+        default=2000,
+        help="on the TLS listener (default 2000; keep below the broker's LimitNOFILE)",
+    )
+    conf.add_argument("--max-keepalive", type=int, default=120, help="seconds (default 120)")
     conf.set_defaults(func=_broker_config)
 
 
@@ -267,6 +281,9 @@ def _broker_config(args: argparse.Namespace) -> int:
         run_as=args.run_as,
         autosave_interval=args.autosave_interval,
         message_size_limit=args.message_size_limit,
+        max_packet_size=args.max_packet_size,
+        max_connections=args.max_connections,
+        max_keepalive=args.max_keepalive,
     )
     try:
         conf, acl = write_config(settings, args.out, args.acl_out)

@@ -54,11 +54,29 @@ class BrokerSettings:
     run_as: str = "mosquitto"
     autosave_interval: int = 60
     max_queued_messages: int = 1_000_000
+    # Per client, on top of the count: a logger that is down queues at most this much in the
+    # broker's memory (an hour of a 40-room clinic is ~150 MB), whatever one room sends.
+    max_queued_bytes: int = 1024 * 1024 * 1024
     persistent_client_expiration: str = "7d"
-    # 0 = no broker limit. Mosquitto 2.0.11 answers an over-limit QoS 1 publish with PUBACK
-    # reason 0x95, which paho 2.2 treats as a protocol error: the room reconnects and resends the
-    # same message forever. So the size limit is the logger's (quarantine) and the outbox's.
+    # 0 = no limit; NEVER set it for paho clients. Mosquitto 2.0.11 answers an over-limit QoS 1
+    # publish with PUBACK reason 0x95, which paho 2.2 treats as a malformed packet: the client
+    # reconnects and resends the same message forever. The size limit is `max_packet_size`.
     message_size_limit: int = 0
+    # Every packet, every client, global in 2.0.11 (mosquitto.conf(5)): a bigger one is refused
+    # as soon as its header arrives (the broker never reads or stores its body) and the client
+    # is disconnected. MQTT 5 clients are told the limit in CONNACK (Maximum Packet Size), and
+    # the room's outbox refuses a message above it instead of sending it (controller/publisher).
+    max_packet_size: int = 131_072
+    # Outgoing QoS 1 in flight per client: >= the room's window (100) and the logger's batch.
+    max_inflight_messages: int = 100
+    max_inflight_bytes: int = 16 * 1024 * 1024
+    # A client asking for a longer keepalive, or none (0: never timed out), is told to use this
+    # one (MQTT 5 server keepalive): a half-open connection is dropped within 1.5 x this.
+    max_keepalive: int = 120
+    # Per listener: connections above it are closed at once. Keep it below the broker's open
+    # file limit (the central role sets LimitNOFILE), so a flood never takes the last file
+    # descriptor; the firewall caps connections per source address (docs/PROVISIONING.md).
+    max_connections: int = 2000
     # Demo/test only: rooms also read their own sim/button, staff may write it. Never set in
     # production: a real room ignores sim/button anyway, and the ACL should not carry it.
     simulation: bool = False
@@ -108,8 +126,28 @@ def _template(name: str) -> str:
     return resources.files("broker.mosquitto").joinpath(f"templates/{name}").read_text()
 
 
+def check_limits(settings: BrokerSettings) -> None:
+    """ValueError naming the setting when a limit would wedge clients or be refused."""
+    if settings.message_size_limit != 0:
+        raise ValueError(
+            "message_size_limit must stay 0: Mosquitto 2.0.11 answers it with a PUBACK that "
+            "paho 2.2 takes for a malformed packet (resent forever); use max_packet_size"
+        )
+    if not 0 <= settings.max_packet_size <= 268_435_460 or 0 < settings.max_packet_size < 4096:
+        raise ValueError("max_packet_size must be 0 (no limit) or 4096..268435460 bytes")
+    if not 10 <= settings.max_keepalive <= 65535:
+        raise ValueError("max_keepalive must be 10..65535 s (mosquitto.conf(5))")
+    if settings.max_connections < 1 and settings.max_connections != -1:
+        raise ValueError("max_connections must be -1 (no limit) or at least 1")
+    for name in ("max_queued_messages", "max_queued_bytes", "max_inflight_messages",
+                 "max_inflight_bytes"):
+        if getattr(settings, name) < 0:
+            raise ValueError(f"{name} must be 0 (no limit) or more")
+
+
 def config_text(settings: BrokerSettings, acl_path: Path) -> str:
     """The mosquitto.conf text; `acl_path` is where the ACL file is (or will be) written."""
+    check_limits(settings)
     pki = Pki(settings.pki_dir)
     if pki.site != settings.site:
         raise ValueError(
@@ -133,7 +171,16 @@ def config_text(settings: BrokerSettings, acl_path: Path) -> str:
         autosave_interval=settings.autosave_interval,
         max_queued_messages=settings.max_queued_messages,
         persistent_client_expiration=settings.persistent_client_expiration,
+        max_queued_bytes=settings.max_queued_bytes,
         message_size_limit=settings.message_size_limit,
+        # Mosquitto refuses `max_packet_size 0`: no limit is no line.
+        max_packet_line=(
+            f"max_packet_size {settings.max_packet_size}" if settings.max_packet_size else ""
+        ),
+        max_inflight_messages=settings.max_inflight_messages,
+        max_inflight_bytes=settings.max_inflight_bytes,
+        max_keepalive=settings.max_keepalive,
+        max_connections=settings.max_connections,
         log_lines=log_lines,
         tls_port=settings.tls_port,
         bind=settings.bind,

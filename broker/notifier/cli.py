@@ -22,6 +22,8 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     p = sub.add_parser("notify", help="route calls by tier to phones (webhook, ntfy)")
     add_broker_args(p)
     p.add_argument("--config", type=Path, required=True, help="the notifier's TOML file")
+    p.add_argument("--ops-port", type=int, help="serve /metrics and /healthz on this port")
+    p.add_argument("--ops-host", default="127.0.0.1", help="address of --ops-port (loopback)")
     p.set_defaults(func=_notify)
 
 
@@ -49,5 +51,15 @@ def _notify(args: argparse.Namespace) -> int:
         "notifier %s for site %s: %d staff, state in %s",
         cfg.name, args.site, len(cfg.staff), cfg.state_db,
     )  # fmt: skip
-    notifier.run(stop)
+    ops = None
+    if args.ops_port is not None:
+        from broker.ops.metrics import OpsServer
+
+        ops = OpsServer(notifier.metrics.registry, notifier.health, args.ops_host, args.ops_port)
+        ops.start()
+    try:
+        notifier.run(stop)
+    finally:
+        if ops is not None:
+            ops.stop()
     return 0

@@ -23,6 +23,7 @@ from typing import Any
 
 from broker.board.feed import BoardFeed
 from broker.board.live import SiteState
+from broker.ops.metrics import Health, NotifierMetrics
 from contract import topics
 from contract.messages import CallReceipt, DeliveryReport
 from contract.mqtt import BrokerEndpoint
@@ -59,6 +60,12 @@ class Notifier:
         self._inflight: set[str] = set()
         self._pool = ThreadPoolExecutor(WORKERS, thread_name_prefix="notify")
         self.ready = threading.Event()  # the retained state seen once (tests, logs)
+        # roomctl_notifications_sent_total / _failed_total{site,priority} (docs/OPERATIONS.md)
+        self.metrics = NotifierMetrics(site)
+        self.health = Health({"broker": self._broker_check})
+
+    def _broker_check(self) -> str | None:
+        return None if self.feed.connected.is_set() else "not connected to the broker"
 
     # paho's thread: mark and wake, nothing more
     def _changed(self, room: str | None) -> None:
@@ -103,6 +110,7 @@ class Notifier:
             page = {
                 "site": self.site, "room": room, "call_id": c["call_id"], "type": c["type"],
                 "what": c["what"], "level": c["level"], "tier": c["tier"],
+                "priority": c["priority"],
                 "emergency": emergency, "placed_at": c["placed_at"],
             }  # fmt: skip
             for who in recipients(room, c["tier"], emergency, roster):
@@ -137,6 +145,11 @@ class Notifier:
             if not ok and n < t.max_attempts:
                 retry = now + min(t.backoff_max_s, t.backoff_s * 2 ** (n - 1))
             status = self.store.record(d, ok, detail, now, retry)
+            priority = str(json.loads(d.body).get("priority", "normal"))
+            if ok:
+                self.metrics.delivered(priority)
+            else:  # every failed attempt (a receiver down shows at once, not after the last)
+                self.metrics.failure(priority)
             log.info("page %s attempt %d: %s (%s)", d.key, n, detail, status)
             self._report(d, n, ok, detail, status, now)
             if ok:

@@ -35,6 +35,7 @@ def health_key(facts: RoomFacts, link_up: bool, monitor_ok: bool) -> tuple[Any, 
         facts.clock_synced,
         facts.hardware_ok,
         facts.vitals_thinned,
+        facts.outbox_refused,
     )
 
 
@@ -68,6 +69,7 @@ def health_body(
             "oldest_age_s": facts.outbox_oldest_age_s,
             "cap": facts.outbox_cap,
             "vitals_thinned": facts.vitals_thinned,
+            "refused": facts.outbox_refused,
         },
         "status_code": int(code),
         "status_text": lighting.STATUS_TEXT[code],

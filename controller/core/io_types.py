@@ -66,6 +66,7 @@ class RoomFacts:
     outbox_disk_full: bool = False
     outbox_oldest_age_s: float | None = None
     vitals_thinned: int = 0
+    outbox_refused: int = 0
     monitor: MonitorFacts = MonitorFacts()
     cert_not_after: float | None = None  # the room's client certificate (epoch seconds)
 

@@ -262,10 +262,10 @@ class RoomCore(NurseCallInputs):
         self._out.append(Publish(VitalsMessage, vitals_fields(reading)))
         before = self._active_alerts()
         self.alerts, emits = alerts.evaluate(
-            self.alerts, reading.vitals(), now.wall, self.session.phase, self.alert_rules
+            self.alerts, reading.alert_values(), now.wall, self.session.phase, self.alert_rules
         )
         self.monitor_alarms, alarm_emits = monitor_alarms.evaluate(
-            self.monitor_alarms, reading.alarms, now.wall, self.settings.alarms
+            self.monitor_alarms, reading.alert_alarms(), now.wall, self.settings.alarms
         )
         if emits or alarm_emits:
             self._apply_outputs(now)

@@ -73,10 +73,19 @@ def _pulse_shape(x: float) -> float:
 
 
 def hl7_oru(
-    point: TracePoint, control_id: str, device_time: float, sensor_off: bool = False
+    point: TracePoint,
+    control_id: str,
+    device_time: float,
+    sensor_off: bool = False,
+    nibp_time: float | None = None,
 ) -> bytes:
-    """A GE-style IHE PCD-01 ORU^R01 (unframed; wrap with `mllp_frame`)."""
-    ts = time.strftime("%Y%m%d%H%M%S", time.gmtime(device_time)) + "+0000"
+    """A GE-style IHE PCD-01 ORU^R01 (unframed; wrap with `mllp_frame`).
+
+    `nibp_time` (device clock) is when the cuff measured the NIBP rows' values: their
+    OBX-14, so a receiver sees how old the held blood pressure is (issue 18).
+    """
+    ts = _hl7_ts(device_time)
+    nibp_ts = ts if nibp_time is None else _hl7_ts(nibp_time)
     segs = [
         f"MSH|^~\\&|SIM B40^00A0C8FFFE000001^EUI-64|ROOMCTL-SIM|ROOMCTL||{ts}||ORU^R01^ORU_R01|"
         f"{control_id}|P|2.6|||NE|AL||UNICODE UTF-8|||{PCD01_PROFILE}",
@@ -89,8 +98,13 @@ def hl7_oru(
         blank = sensor_off and oximetry
         value = "" if blank else _fmt(getattr(point, name))
         status = "X" if blank else "R"
-        segs.append(f"OBX|{n}|NM|{code}|{path}|{value}|{unit}|||||{status}|||{ts}")
+        when = nibp_ts if name.startswith("nibp_") else ts
+        segs.append(f"OBX|{n}|NM|{code}|{path}|{value}|{unit}|||||{status}|||{when}")
     return ("\r".join(segs) + "\r").encode("ascii")
+
+
+def _hl7_ts(device_time: float) -> str:
+    return time.strftime("%Y%m%d%H%M%S", time.gmtime(device_time)) + "+0000"
 
 
 def _fmt(value: float) -> str:
@@ -98,6 +112,51 @@ def _fmt(value: float) -> str:
 
 
 def hl7_frame(
-    point: TracePoint, control_id: str, device_time: float, sensor_off: bool = False
+    point: TracePoint,
+    control_id: str,
+    device_time: float,
+    sensor_off: bool = False,
+    nibp_time: float | None = None,
 ) -> bytes:
-    return mllp_frame(hl7_oru(point, control_id, device_time, sensor_off))
+    return mllp_frame(hl7_oru(point, control_id, device_time, sensor_off, nibp_time))
+
+
+# Mindray legacy HL7 2.3.1 (issue 18): one message per module, as in the decoded T8
+# capture cited in dialect_tables/mindray_legacy.toml; only the parameter ids sourced there.
+MINDRAY_PERIODIC = [  # (OBX-4 module id, [(parameter id, label, trace field)])
+    ("2101", [("101", "HR", "heart_rate")]),
+    ("2102", [("151", "RR", "resp_rate")]),
+    ("2103", [("160", "SpO2", "spo2"), ("161", "PR", "pulse_rate"), ("162", "PI", "pi")]),
+    ("2104", [("200", "T1", "temp_c")]),
+]
+MINDRAY_NIBP = [
+    ("171", "Dia", "nibp_dia"), ("172", "Mean", "nibp_mean"), ("170", "Sys", "nibp_sys")
+]
+_MINDRAY_MSH = "MSH|^~\\&|||||||ORU^R01|{kind}|P|2.3.1|"
+
+
+def mindray_legacy_messages(
+    point: TracePoint, nibp_time: float | None, sensor_off: bool = False
+) -> list[bytes]:
+    """The unframed messages of one second: periodic 204s per module, the aperiodic 503
+    NIBP when `nibp_time` (a new cuff measurement, device clock) is given, and a technical
+    alarm 56 (`205^SpO2 Sensor Off`) with `-100` oximetry values when the sensor is off."""
+    out = []
+    for module, params in MINDRAY_PERIODIC:
+        rows = [_MINDRAY_MSH.format(kind="204")]
+        for pid, label, name in params:
+            blank = sensor_off and module == "2103"
+            value = "-100" if blank else _fmt(getattr(point, name))
+            rows.append(f"OBX||NM|{pid}^{label}|{module}|{value}||||||F")
+        out.append(("\r".join(rows) + "\r").encode("ascii"))
+    if nibp_time is not None:
+        stamp = time.strftime("%Y%m%d%H%M%S", time.gmtime(nibp_time))
+        rows = [_MINDRAY_MSH.format(kind="503")]
+        for pid, label, name in MINDRAY_NIBP:
+            value = _fmt(getattr(point, name))
+            rows.append(f"OBX||NM|{pid}^{label}|2105|{value}||||||F||APERIODIC|{stamp}")
+        out.append(("\r".join(rows) + "\r").encode("ascii"))
+    if sensor_off:
+        alarm = [_MINDRAY_MSH.format(kind="56"), "OBX||CE|4||205^SpO2 Sensor Off||||||F|"]
+        out.append(("\r".join(alarm) + "\r").encode("ascii"))
+    return out

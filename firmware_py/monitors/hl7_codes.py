@@ -1,119 +1,30 @@
-"""Which OBX rows of an IHE PCD-01 message are which vital, and in what unit.
+"""What one OBX row means under a dialect: its vital, its unit, its time.
 
-OBX-3 is `code^MDC_REFID^MDC` (IEEE 11073-10101 nomenclature). A row is matched by its
-numeric code, then by its MDC reference id, then (for v2.3.1 feeds with free-text labels,
-e.g. Mindray) by a short list of plain labels. OBX-6 units may be MDC (`266016^MDC_DIM_MMHG`),
-UCUM (`mm[Hg]`, `Cel`, `[degF]`, `/min`) or plain text (`mmHg`, `%`, `bpm`); each is
-mapped to a canonical unit and converted to the contract's unit (Fahrenheit and kPa
-converted; an unknown unit makes the value None with a flag rather than a guess).
+The tables themselves are data (`dialect_tables/*.toml`, read by `dialect.py`); this module
+applies them:
 
-Codes: protocols/monitor-protocols.md section 2 (GE B40 manual, Philips, Mindray, Comen
-samples), plus both NIBP families (`MDC_PRESS_BLD_NONINV_*` and `MDC_PRESS_CUFF_*`).
+* `resolve(dialect, code, name)`: OBX-3 component 1 (`code`) and 2 (`name`) to a table
+  entry. **When the code and the name point at two different vitals** (seen in the wild:
+  a gateway sending `188496^MDC_TEMP_AXIL`, a Mindray row `0^RR`), the dialect's
+  `conflict` rule decides: `refuse` (the default: the row gives null and the flag
+  `<field>_code_name_conflict` for both vitals, never a guess between two vitals), `code`
+  (Mindray legacy: its names are display labels, "Sys" is NIBP or IBP) or `name`. A code
+  the table does not know falls back to the name, then to a label; a name mapped to `""`
+  in a table means "not a vital" (Mindray legacy "PR" may be IBP's pulse).
+* `canonical_unit` / `convert`: OBX-6 (MDC, UCUM or plain text) to the contract's unit
+  (Fahrenheit and kPa converted; an unknown unit gives None rather than a guess).
+* `hl7_time`: an HL7 TS (`YYYYMMDDHHMMSS[.f][+ZZZZ]`) to a datetime; a zero date
+  (`00000000000000`, Mindray's "no time") or anything unreadable is None.
 """
 
 from __future__ import annotations
 
-CODE_TO_FIELD: dict[str, str] = {
-    "150456": "spo2",
-    "149530": "pulse_rate",
-    "149522": "pulse_rate",
-    "147842": "heart_rate",
-    "150021": "nibp_sys",
-    "150022": "nibp_dia",
-    "150023": "nibp_mean",
-    "150301": "nibp_sys",
-    "150302": "nibp_dia",
-    "150303": "nibp_mean",
-    "151562": "resp_rate",
-    "151578": "resp_rate",
-    "151712": "etco2",
-    "150344": "temp_c",
-    "150488": "pi",
-    "150458": "pi",
-}
-REFID_TO_FIELD: dict[str, str] = {
-    "MDC_PULS_OXIM_SAT_O2": "spo2",
-    "MDC_PULS_OXIM_PULS_RATE": "pulse_rate",
-    "MDC_PULS_RATE": "pulse_rate",
-    "MDC_BLD_PULS_RATE_INV": "pulse_rate",
-    "MDC_ECG_HEART_RATE": "heart_rate",
-    "MDC_ECG_CARD_BEAT_RATE": "heart_rate",
-    "MDC_PRESS_BLD_NONINV_SYS": "nibp_sys",
-    "MDC_PRESS_BLD_NONINV_DIA": "nibp_dia",
-    "MDC_PRESS_BLD_NONINV_MEAN": "nibp_mean",
-    "MDC_PRESS_CUFF_SYS": "nibp_sys",
-    "MDC_PRESS_CUFF_DIA": "nibp_dia",
-    "MDC_PRESS_CUFF_MEAN": "nibp_mean",
-    "MDC_RESP_RATE": "resp_rate",
-    "MDC_TTHOR_RESP_RATE": "resp_rate",
-    "MDC_AWAY_RESP_RATE": "resp_rate",
-    "MDC_CONC_AWAY_CO2_EXP": "etco2",
-    "MDC_CONC_AWAY_CO2_ET": "etco2",
-    "MDC_TEMP": "temp_c",
-    "MDC_TEMP_BODY": "temp_c",
-    "MDC_BLD_PERF_INDEX": "pi",
-}
-# Free-text labels (v2.3.1 feeds), compared upper-case without spaces, `_`, `-` or `.`.
-LABEL_TO_FIELD: dict[str, str] = {
-    "SPO2": "spo2",
-    "PR": "pulse_rate",
-    "PULSERATE": "pulse_rate",
-    "HR": "heart_rate",
-    "HEARTRATE": "heart_rate",
-    "NIBPSYS": "nibp_sys",
-    "NIBPS": "nibp_sys",
-    "NIBPDIA": "nibp_dia",
-    "NIBPD": "nibp_dia",
-    "NIBPMEAN": "nibp_mean",
-    "NIBPM": "nibp_mean",
-    "RR": "resp_rate",
-    "RESP": "resp_rate",
-    "ETCO2": "etco2",
-    "TEMP": "temp_c",
-    "T1": "temp_c",
-    "PI": "pi",
-}
+import re
+from datetime import datetime, timedelta, timezone
+from functools import lru_cache
 
-# Canonical units: "%", "/min", "mmHg", "kPa", "degC", "degF", "1" (dimensionless).
-UNIT_ALIASES: dict[str, str] = {
-    "262688": "%",
-    "MDC_DIM_PERCENT": "%",
-    "%": "%",
-    "262656": "1",
-    "MDC_DIM_DIMLESS": "1",
-    "264864": "/min",
-    "MDC_DIM_BEAT_PER_MIN": "/min",
-    "264928": "/min",
-    "MDC_DIM_RESP_PER_MIN": "/min",
-    "/MIN": "/min",
-    "1/MIN": "/min",
-    "{BEATS}/MIN": "/min",
-    "{BEAT}/MIN": "/min",
-    "{BREATHS}/MIN": "/min",
-    "{RESP}/MIN": "/min",
-    "BPM": "/min",
-    "RPM": "/min",
-    "BRPM": "/min",
-    "266016": "mmHg",
-    "MDC_DIM_MMHG": "mmHg",
-    "MM[HG]": "mmHg",
-    "MMHG": "mmHg",
-    "265987": "kPa",
-    "MDC_DIM_KILO_PASCAL": "kPa",
-    "KPA": "kPa",
-    "268192": "degC",
-    "MDC_DIM_DEGC": "degC",
-    "CEL": "degC",
-    "DEGC": "degC",
-    "°C": "degC",
-    "C": "degC",
-    "266560": "degF",
-    "MDC_DIM_FAHR": "degF",
-    "[DEGF]": "degF",
-    "DEGF": "degF",
-    "°F": "degF",
-    "F": "degF",
-}
+from firmware_py.monitors.dialect import Dialect, Entry, label_key, load_dialect
+
 ACCEPTED_UNITS: dict[str, tuple[str, ...]] = {
     "spo2": ("%",),
     "pulse_rate": ("/min",),
@@ -127,28 +38,50 @@ ACCEPTED_UNITS: dict[str, tuple[str, ...]] = {
     "temp_c": ("degC", "degF"),
 }
 MMHG_PER_KPA = 7.500615758
+# Fractions of a second with or without the dot: Mindray writes `20260124124738000+0800`.
+_TS = re.compile(r"(\d{4})(\d\d)?(\d\d)?(\d\d)?(\d\d)?(\d\d)?(?:\.?\d{1,4})?([+-]\d{4})?")
 
 
-def field_for(code: str, refid: str) -> str | None:
+@lru_cache(maxsize=1)
+def default_dialect() -> Dialect:
+    return load_dialect("mdc")
+
+
+def resolve(dialect: Dialect, code: str, name: str) -> tuple[Entry | None, tuple[str, ...]]:
+    """The entry for OBX-3 (`code`, `name`), and the vitals in conflict if refused."""
+    code, name = code.strip(), name.strip()
+    by_code = dialect.codes.get(code) if code else None
+    by_name = None
+    if name:
+        by_name = dialect.names.get(name.upper()) or dialect.labels.get(label_key(name))
+    if by_code is None and code and not code.isdigit():
+        by_code = dialect.names.get(code.upper()) or dialect.labels.get(label_key(code))
+    both = by_code is not None and by_name is not None and by_code.field and by_name.field
+    if both and by_code is not None and by_name is not None and by_code.field != by_name.field:
+        if dialect.conflict == "code":
+            return by_code, ()
+        if dialect.conflict == "name":
+            return by_name, ()
+        return None, (by_code.field, by_name.field)
+    entry = by_code if by_code is not None else by_name
+    if entry is None or not entry.field:
+        return None, ()
+    return entry, ()
+
+
+def field_for(code: str, refid: str, dialect: Dialect | None = None) -> str | None:
     """The vitals field an OBX-3 (`code`, `refid` = components 1 and 2) stands for."""
-    field = CODE_TO_FIELD.get(code.strip())
-    if field is None:
-        field = REFID_TO_FIELD.get(refid.strip().upper())
-    if field is None:
-        for text in (refid, code):
-            label = text.upper().replace(" ", "").replace("_", "").replace("-", "")
-            field = LABEL_TO_FIELD.get(label.replace(".", ""))
-            if field is not None:
-                break
-    return field
+    entry, _ = resolve(dialect or default_dialect(), code, refid)
+    return entry.field if entry is not None else None
 
 
-def canonical_unit(components: list[str]) -> str | None:
+def canonical_unit(components: list[str], dialect: Dialect | None = None) -> str | None:
     """The canonical unit for the components of OBX-6; "" when blank, None if unknown."""
     if not any(c.strip() for c in components):
         return ""
+    units = (dialect or default_dialect()).units
     for text in components[:2]:
-        unit = UNIT_ALIASES.get(text.strip().upper())
+        unit = units.get(text.strip().upper())
         if unit is not None:
             return unit
     return None
@@ -165,3 +98,35 @@ def convert(field: str, value: float, unit: str) -> float | None:
     if unit == "kPa":
         return round(value * MMHG_PER_KPA, 1)
     return value
+
+
+@lru_cache(maxsize=512)  # the same stamps repeat on every row of a message
+def hl7_time(text: str) -> datetime | None:
+    """An HL7 v2 TS as a datetime (aware when it has an offset); None if zero or unreadable.
+
+    Precision may stop at the day or minute (missing parts are their first value).
+    """
+    match = _TS.fullmatch(text.strip())
+    if match is None:
+        return None
+    year, month, day, hour, minute, second, zone = match.groups()
+    if int(year) < 1900:
+        return None
+    try:
+        tz = None
+        if zone:
+            sign = 1 if zone[0] == "+" else -1
+            offset = timedelta(hours=int(zone[1:3]), minutes=int(zone[3:5]))
+            tz = timezone(sign * offset)
+        return datetime(
+            int(year), int(month or 1), int(day or 1), int(hour or 0), int(minute or 0),
+            int(second or 0), tzinfo=tz,
+        )
+    except ValueError:
+        return None
+
+
+@lru_cache(maxsize=512)
+def iso(moment: datetime) -> str:
+    """A device time written back as ISO 8601 (with its offset when it had one)."""
+    return moment.isoformat(timespec="seconds")

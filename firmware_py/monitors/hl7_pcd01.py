@@ -3,66 +3,47 @@
 How this works: `feed()` passes bytes to the MLLP deframer (mllp.py); every complete
 message goes to `feed_message()`, which may also be called with an unframed message
 (files). The `hl7` library (python-hl7 0.4.5) splits the message into segments, fields,
-repetitions and components and unescapes values; this module decides what the OBX rows
-mean (hl7_codes.py), checks values, and builds the original-mode ACK itself (the library's
-`create_ack` reads the wall clock and draws a random id; ours uses the injected clock and
-a counter, so it is testable and works even when the message did not parse).
+repetitions and components and unescapes values (hl7_fields.py reads them). The message's
+dialect (dialect.py: fixed by the room's config, or picked from the MSH header) says what
+each OBX row means (hl7_codes.py); hl7_rows.py keeps each value with its own time and the
+reason for every null; hl7_alarms.py reads PCD-04 alerts and vendor alarm messages. The
+original-mode ACK is built here (the library's `create_ack` reads the wall clock and draws
+a random id; ours uses the injected clock and a counter, so it is testable and works even
+when the message did not parse).
 
 Every message gets an ACK, queued for `acks()` as MLLP-framed bytes: `MSA|AA` when it was
-parsed (including message types we ignore), `MSA|AE` when it was not HL7 at all. A monitor
-that gets no ACK re-sends (GE) and logs errors.
+parsed (including message types we ignore), `MSA|AE` when it was not HL7 at all or its
+segment separators were lost. A monitor that gets no ACK re-sends (GE) and logs errors.
 
-Values: the first usable row of a metric wins; a second row (same metric on another
-channel, e.g. Comen SpO2 at 1.3.1 and 1.3.2) is flagged `<field>_duplicate`. An empty
-OBX-5, OBX-11 `X`/`D`/`W`, a non-number, an out-of-range value (`-100`) or an unknown
-unit gives None plus a quality flag. OBX-8 abnormal flags (L/H/LL/HH) become alarms.
+Values, flags, times and alarm identifiers: docs/MONITORS.md.
 """
 
 from __future__ import annotations
 
+import re
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from datetime import datetime
 from typing import Any
 
 import hl7
-from hl7.util import unescape as hl7_unescape
 
-from contract.vitals import Reading, check_vital, parse_number
+from contract.vitals import DEMO_FLAG, AlarmDetail, Reading
 from firmware_py.monitors import hl7_codes
+from firmware_py.monitors.dialect import AUTO, DialectSet
+from firmware_py.monitors.hl7_alarms import MAX_ALARMS, AlertCollector, vendor_alarm
+from firmware_py.monitors.hl7_codes import hl7_time, iso
+from firmware_py.monitors.hl7_fields import field_text as _field_text
+from firmware_py.monitors.hl7_fields import get as _get
+from firmware_py.monitors.hl7_fields import reps as _reps
+from firmware_py.monitors.hl7_rows import Rows as _Rows
 from firmware_py.monitors.mllp import MllpDeframer, mllp_frame
 from firmware_py.monitors.parser_base import Clock, ParserBase
 
 MAX_QUEUED_ACKS = 256
-MAX_ALARMS = 32
-ABNORMAL_FLAGS = {"L": "low", "LL": "low", "<": "low", "H": "high", "HH": "high", ">": "high"}
-
-
-def _get(seg: Any, field: int, comp: int = 1) -> str:
-    """Field `field`, component `comp` (first repetition) of an hl7.Segment; "" if absent.
-
-    Walks the library's containers directly (its `extract_field` builds an Accessor per
-    call and raises on short paths) and unescapes with the library's `unescape`.
-    """
-    try:
-        if field >= len(seg):
-            return ""
-        parts = seg[field]
-        if not parts:
-            return ""
-        rep = parts[0]
-        if isinstance(rep, str):
-            value = rep if comp == 1 else ""
-        elif comp > len(rep):
-            return ""
-        else:
-            part = rep[comp - 1]
-            value = part if isinstance(part, str) else str(part[0]) if part else ""
-        if seg.esc in value and field > 2:
-            return str(hl7_unescape(seg, value))
-        return value
-    except Exception:  # a container shape we did not foresee: treat as absent
-        return ""
+MAX_UNMAPPED = 200
+SEGMENT_IN_HEADER = re.compile(r"(OBX|OBR|PID|PV1|ORC|EVN)\|")
 
 
 def decode_text(message: bytes) -> str:
@@ -102,10 +83,22 @@ class Hl7Parser(ParserBase):
 
     protocol = "hl7"
 
-    def __init__(self, clock: Clock = time.time, *, application: str = "ROOMCTL") -> None:
+    def __init__(
+        self,
+        clock: Clock = time.time,
+        *,
+        application: str = "ROOMCTL",
+        dialect: str = AUTO,
+        dialect_map: Mapping[str, Any] | None = None,
+    ) -> None:
         super().__init__(clock)
         self.application = application
+        self.dialects = DialectSet(dialect, dialect_map)
         self.messages_ignored = 0
+        self.dialects_seen: dict[str, int] = {}
+        # OBX-3 rows no table maps (code, name, OBX-6) -> [count, a sample OBX-5]: what a
+        # technician would put in a local map file (`roomctl monitor decode` lists them).
+        self.unmapped: dict[tuple[str, str, str], list[Any]] = {}
         self._deframer = MllpDeframer()
         self._dropped_seen = 0
         self._acks: deque[bytes] = deque(maxlen=MAX_QUEUED_ACKS)
@@ -131,6 +124,13 @@ class Hl7Parser(ParserBase):
     def feed_message(self, message: bytes) -> None:
         """One unframed HL7 message (segments separated by CR, LF or CRLF)."""
         text = decode_text(message).lstrip(" \t\r\x0b")
+        first = text.split("\r", 1)[0]
+        if SEGMENT_IN_HEADER.search(first):
+            # The segment separators were lost: every segment ran into MSH. Refused, not
+            # guessed at: a value could be read as the wrong field.
+            self.frames_rejected += 1
+            self._acks.append(self._ack(text, "AE", "segment separators missing"))
+            return
         try:
             ok = text.startswith("MSH") and len(text) > 8
             parsed = hl7.parse(relevant_segments(text)) if ok else None
@@ -157,62 +157,74 @@ class Hl7Parser(ParserBase):
         if kind != "ORU" or trigger not in ("R01", "R40"):
             self.messages_ignored += 1
             return None
-        values: dict[str, float | None] = {}
-        quality: list[str] = []
-        alarms: list[str] = []
-        events: list[str] = []
-        device_time = ""
-        last_field = ""
-        for seg in msg:
-            name = str(seg[0]) if len(seg) else ""
-            if name == "OBR" and not device_time:
-                device_time = _get(seg, 7)
-            if name != "OBX":
-                continue
-            code, refid = _get(seg, 3, 1), _get(seg, 3, 2)
-            for text in (refid, _get(seg, 5, 1), _get(seg, 5, 2)):
-                up = text.strip().upper()
-                if up.startswith("MDC_EVT_") and len(events) < MAX_ALARMS:
-                    events.append(up)
-                    prefix = f"{last_field}_" if last_field else ""
-                    alarms.append(prefix + up[len("MDC_EVT_") :].lower())
-            field = hl7_codes.field_for(code, refid)
-            if field is None:
-                continue
-            last_field = field
-            if not device_time:
-                device_time = _get(seg, 14)
-            value = self._obx_value(seg, field, quality)
-            flag = ABNORMAL_FLAGS.get(_get(seg, 8).strip().upper())
-            if flag and len(alarms) < MAX_ALARMS:
-                alarms.append(f"{field}_{flag}")
-            if field in values:
-                if values[field] is None:
-                    values[field] = value
-                elif value is not None and f"{field}_duplicate" not in quality:
-                    quality.append(f"{field}_duplicate")
-            else:
-                values[field] = value
-        if trigger == "R40":
-            quality.append("alarm_report")
-        elif not values:
+        control_id = _get(msh, 10).strip()
+        dialect = self.dialects.pick(
+            _field_text(msh, 3), _field_text(msh, 4), _get(msh, 12), control_id
+        )
+        self.dialects_seen[dialect.name] = self.dialects_seen.get(dialect.name, 0) + 1
+        message_kind = dialect.kind_by_control_id.get(control_id, "")
+        if message_kind in ("status", "keepalive"):
             self.messages_ignored += 1
             return None
-        for field, value in values.items():
-            if value is not None:
-                quality[:] = [
-                    q for q in quality
-                    if not q.startswith(f"{field}_") or q == f"{field}_duplicate"
-                ]
+        rows = _Rows(dialect, hl7_time(_get(msh, 7)))
+        collector = AlertCollector()
+        vendor: list[AlarmDetail] = []
+        device_time = ""
+        group_time: datetime | None = None
+        for seg in msg:
+            name = str(seg[0]) if len(seg) else ""
+            if name == "OBR":
+                group_time = hl7_time(_get(seg, 7))
+                if not device_time:
+                    device_time = _get(seg, 7)
+            if name != "OBX":
+                continue
+            obx14 = _get(seg, 14)
+            when = hl7_time(obx14) or group_time or rows.msh_time
+            stamp = iso(when) if when else None
+            value_text = (_get(seg, 5, 1), _get(seg, 5, 2))
+            if message_kind.startswith("alarm_"):
+                if len(vendor) < MAX_ALARMS:
+                    vendor.extend(vendor_alarm(dialect, message_kind, value_text, stamp))
+                continue
+            code, refid = _get(seg, 3, 1), _get(seg, 3, 2)
+            entry, conflict = hl7_codes.resolve(dialect, code, refid)
+            for vital in conflict:
+                rows.quality.append(f"{vital}_code_name_conflict")
+            flags = _reps(seg, 8)
+            field = entry.field if entry is not None else None
+            collector.add(_get(seg, 4), code, refid, value_text, flags, stamp, field)
+            if entry is None or field is None:
+                if not conflict and value_text[0].strip():
+                    self._note_unmapped(code, refid, _get(seg, 6, 1), value_text[0])
+                continue
+            if not device_time:
+                device_time = obx14
+            rows.add(seg, entry, flags, when, value_text[0])
+        details = collector.details(iso(rows.msh_time) if rows.msh_time else None)
+        details.extend(rows.limit_alarms)
+        details.extend(vendor)
+        ages = rows.ages()
+        quality = rows.finish()
+        if trigger == "R40" or vendor:
+            quality.append("alarm_report")
+        elif not rows.values and not quality:
+            self.messages_ignored += 1
+            return None
+        if _get(msh, 11).strip().upper() in dialect.demo_processing_ids:
+            quality.append(DEMO_FLAG)
         if not device_time:
             device_time = _get(msh, 7)
+        ids = tuple(dict.fromkeys(d.id[:64] for d in details))[:MAX_ALARMS]
+        unique = {d.id: d for d in reversed(details)}
+        values = rows.values
         return Reading(
             protocol=self.protocol,
             received_at=self.clock(),
             device_time=device_time.strip()[:64] or None,
-            alarms=tuple(dict.fromkeys(a[:64] for a in alarms)),
+            alarms=ids,
             quality=tuple(dict.fromkeys(quality))[:64],
-            alarm_raw=";".join(events)[:64] or None,
+            alarm_raw=";".join(collector.events)[:64] or None,
             spo2=values.get("spo2"),
             pulse_rate=values.get("pulse_rate"),
             heart_rate=values.get("heart_rate"),
@@ -223,28 +235,19 @@ class Hl7Parser(ParserBase):
             resp_rate=values.get("resp_rate"),
             etco2=values.get("etco2"),
             temp_c=values.get("temp_c"),
+            observed_at=tuple((f, iso(t)) for f, t in rows.times.items()),
+            age_s=ages,
+            temp_site=rows.temp_site,
+            alarm_details=tuple(unique[i] for i in ids),
         )
 
-    @staticmethod
-    def _obx_value(seg: Any, field: str, quality: list[str]) -> float | None:
-        status = _get(seg, 11).strip().upper()
-        if status in ("X", "D", "W"):
-            quality.append(f"{field}_status_{status.lower()}")
-            return None
-        raw = _get(seg, 5, 1).strip()
-        if not raw:
-            quality.append(f"{field}_missing")
-            return None
-        number = parse_number(raw)
-        if number is None:
-            quality.append(f"{field}_invalid")
-            return None
-        unit = hl7_codes.canonical_unit([_get(seg, 6, 1), _get(seg, 6, 2)])
-        converted = None if unit is None else hl7_codes.convert(field, number, unit)
-        if converted is None:
-            quality.append(f"{field}_unit_unknown")
-            return None
-        return check_vital(field, converted, quality)
+    def _note_unmapped(self, code: str, name: str, unit: str, value: str) -> None:
+        key = (code.strip()[:32], name.strip()[:64], unit.strip()[:32])
+        seen = self.unmapped.get(key)
+        if seen is not None:
+            seen[0] += 1
+        elif len(self.unmapped) < MAX_UNMAPPED:
+            self.unmapped[key] = [1, value.strip()[:32]]
 
     def _ack(self, text: str, code: str, error: str = "") -> bytes:
         """An original-mode ACK for `text` (which may be damaged): MSH + MSA."""

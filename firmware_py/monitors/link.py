@@ -12,13 +12,16 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from contract.vitals import Reading
+from firmware_py.monitors.dialect import AUTO, DialectSet
 from firmware_py.monitors.parser_base import Clock
 from firmware_py.monitors.parsers import PROTOCOLS, make_parser
 from firmware_py.monitors.transports import (
+    MAX_MLLP_CONNECTIONS,
+    MLLP_IDLE_TIMEOUT_S,
     Handler,
     MllpListenTransport,
     SerialTransport,
@@ -45,10 +48,16 @@ class MonitorLink:
         reconnect_min_s: float = 0.5,
         reconnect_max_s: float = 10.0,
         on_state: Callable[[bool, str], None] | None = None,
+        dialect: str = AUTO,
+        dialect_map: Mapping[str, Any] | None = None,
+        allowed_peers: Sequence[str] = (),
+        max_connections: int = MAX_MLLP_CONNECTIONS,
+        idle_timeout_s: float = MLLP_IDLE_TIMEOUT_S,
     ) -> None:
         """`on_state(connected, detail)`, if given, is called on the reader thread whenever
         the port opens or a connection is made (True) or lost (False); like `on_reading`
-        it must only enqueue."""
+        it must only enqueue. `allowed_peers`, `max_connections` and `idle_timeout_s` are the
+        MLLP listener's (transports.py): who may connect, how many, how long silent."""
         if protocol not in PROTOCOLS:
             known = ", ".join(PROTOCOLS)
             raise ValueError(f"unknown monitor protocol {protocol!r}; one of {known}")
@@ -58,6 +67,10 @@ class MonitorLink:
         if transport != "serial":
             parse_host_port(address)  # fail early with a readable message
         self.protocol = protocol
+        self.dialect = dialect
+        self._dialect_map = dialect_map
+        if protocol == "hl7":
+            DialectSet(dialect, dialect_map)  # fail early with a readable message
         self.transport = transport
         self.address = address
         self._on_reading = on_reading
@@ -82,7 +95,15 @@ class MonitorLink:
         elif transport == "tcp-client":
             self._transport = TcpClientTransport(address, session, state, **timing)
         else:
-            self._transport = MllpListenTransport(address, session, state, **timing)
+            self._transport = MllpListenTransport(
+                address,
+                session,
+                state,
+                allowed_peers=allowed_peers,
+                max_connections=max_connections,
+                idle_timeout_s=idle_timeout_s,
+                **timing,
+            )
 
     def start(self) -> None:
         """Start the reader thread (returns at once; the port is opened in the thread)."""
@@ -126,6 +147,7 @@ class MonitorLink:
             stats["listening"] = self._transport.listening.is_set()
             stats["bound_port"] = self._transport.bound_port
             stats["connections"] = self._transport.connections
+            stats.update(self._transport.counters())
         return stats
 
     def _on_state(self, connected: bool, detail: str) -> None:
@@ -143,7 +165,9 @@ class MonitorLink:
                     self._callback_errors += 1
 
     def _new_session(self) -> Handler:
-        parser = make_parser(self.protocol, clock=self._clock)
+        parser = make_parser(
+            self.protocol, clock=self._clock, dialect=self.dialect, dialect_map=self._dialect_map
+        )
         seen = [0, 0]
 
         def handle(data: bytes) -> bytes:

@@ -7,6 +7,11 @@ read by name, whatever the model's field set; unknown keys are ignored. Dash-fil
 values (`---`, `--.-`, `+--`) mean "no value" and become None with a quality flag.
 ALARM and EXC are hex bit fields: decoded to names, and the raw text is kept.
 
+The trend-download text printed in Masimo manuals (`SpO2=097 PR=069 PI=04.69 EXC=800:SET`,
+EXC as 3 or 8 hex digits followed by names) is read the same way when a line carries the
+date/time prefix: `PR` stands for `BPM`, the names after `:` are ignored (the hex decides);
+a line without the prefix is refused (counted), and `SpO2=000` is null (`spo2_zero`).
+
 There is no checksum, so structure and ranges are the check. A line that fails is counted
 in `frames_rejected`. The first line after opening a port is usually partial: the first
 line is dropped when it fails the checks (or always, with `drop_first_line=True`) and is
@@ -159,11 +164,17 @@ class MasimoParser(ParserBase):
         except UnicodeDecodeError:
             return None
         fields: dict[str, str] = {}
+        last = ""
         for token in text[18:].split():
             key, sep, value = token.partition("=")
+            if not sep and last == "EXC" and ":" in fields["EXC"]:
+                continue  # more words of the trend download's exception names
             if not sep or not key:
                 return None
-            fields[key.upper()] = value
+            last = key.upper()
+            fields[last] = value
+        if "BPM" not in fields and "PR" in fields:  # trend download: `PR=069` (issue 18)
+            fields["BPM"] = fields["PR"]
         if "SPO2" not in fields or "BPM" not in fields:
             return None
         quality: list[str] = []
@@ -185,7 +196,9 @@ class MasimoParser(ParserBase):
         alarm_raw = fields.get("ALARM")
         exc_raw = fields.get("EXC")
         alarm_value, alarms = decode_bits(alarm_raw or "", ALARM_BITS)
-        exc_value, exc_names = decode_bits(exc_raw or "", EXC_BITS, EXC_MASIMO_SET | EXC_RESERVED)
+        # The trend download prints the names after the hex (`EXC=800:SET`): the hex decides.
+        exc_hex = (exc_raw or "").partition(":")[0]
+        exc_value, exc_names = decode_bits(exc_hex, EXC_BITS, EXC_MASIMO_SET | EXC_RESERVED)
         if (alarm_raw and alarm_value is None) or (exc_raw and exc_value is None):
             quality.append("bad_status_field")
         quality.extend(exc_names)

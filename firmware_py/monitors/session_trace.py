@@ -40,6 +40,7 @@ class TracePoint:
     resp_rate: float
     etco2: float
     temp_c: float
+    nibp_t: float = 0.0  # trace time of the cuff measurement the NIBP values come from
 
 
 class KetamineTrace:
@@ -133,4 +134,5 @@ class KetamineTrace:
             resp_rate=round(max(4.0, self.rr0 + 1.5 * e - 6 * d + self._noise(t, 1.0, 7))),
             etco2=round(self.etco20 + 6 * d + self._noise(t, 1.0, 8)),
             temp_c=round(self.temp0 + 0.1 * e + self._noise(t, 0.05, 9), 1),
+            nibp_t=cuff_t,
         )

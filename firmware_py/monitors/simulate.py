@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import TextIO
 
 from firmware_py.monitors import device_encoders as enc
+from firmware_py.monitors.mllp import mllp_frame
 from firmware_py.monitors.session_trace import KetamineTrace
 from firmware_py.monitors.transports import parse_host_port
 
@@ -41,6 +42,7 @@ FAULT_START_S = 10.0
 FAULT_LEN_S = 8.0
 PERIOD_S = {"masimo": 1.0, "nonin-df2": 1 / 3, "nonin-df7": 1 / 3, "hl7": 1.0}
 ACK_TIMEOUT_S = 5.0
+HL7_DIALECTS = ("mdc", "mindray-legacy")
 MAX_RESENDS = 3
 
 
@@ -53,6 +55,7 @@ class SimulatorOptions:
     fault: str | None = None
     duration: float | None = None
     seed: int = 0
+    dialect: str = "mdc"  # hl7: "mdc" (GE-style PCD-01) or "mindray-legacy"
     start_s: float = 0.0
     fault_every_s: float = FAULT_PERIOD_S
     fault_start_s: float = FAULT_START_S
@@ -72,8 +75,11 @@ class DeviceSignal:
         self.opts = opts
         self.period = PERIOD_S[opts.protocol]
         self.trace = KetamineTrace(opts.seed, desat=opts.desat, hypertensive=opts.hypertensive)
+        if opts.dialect not in HL7_DIALECTS:
+            raise ValueError(f"unknown hl7 dialect {opts.dialect!r}")
         self.rng = random.Random(opts.seed ^ 0x5EED)
         self.sent = 0
+        self._last_cuff: float | None = None
 
     def fault_active(self, real_t: float) -> bool:
         o = self.opts
@@ -83,6 +89,21 @@ class DeviceSignal:
 
     def unplugged(self, real_t: float) -> bool:
         return self.opts.fault == "unplug" and self.fault_active(real_t)
+
+    def hl7_frames(self, real_t: float, wall: float) -> list[bytes]:
+        """The MLLP frames of the tick at `real_t`: one PCD-01 message, or Mindray legacy's
+        one message per module (plus the NIBP when the cuff has measured again)."""
+        if self.opts.dialect == "mdc":
+            return [self.chunk(real_t, wall)]
+        point = self.trace.at(self.opts.start_s + real_t * self.opts.speed)
+        off = self.opts.fault == "sensor-off" and self.fault_active(real_t)
+        nibp_time = None
+        if point.nibp_t != self._last_cuff:
+            self._last_cuff = point.nibp_t
+            nibp_time = wall - (point.t - point.nibp_t) / self.opts.speed
+        messages = enc.mindray_legacy_messages(point, nibp_time, sensor_off=off)
+        self.sent += len(messages)
+        return [mllp_frame(m) for m in messages]
 
     def chunk(self, real_t: float, wall: float) -> bytes:
         """The bytes for the tick at `real_t` (device clock `wall`)."""
@@ -95,7 +116,12 @@ class DeviceSignal:
         elif protocol.startswith("nonin"):
             data = enc.nonin_packet(protocol[-3:], point, self.sent * 25, sensor_off=off)
         else:
-            data = enc.hl7_frame(point, f"SIM{self.sent:08d}", wall, sensor_off=off)
+            # the cuff measured the NIBP at `nibp_t` of the trace: that many trace seconds
+            # ago, i.e. (t - nibp_t) / speed seconds of the device clock
+            nibp_wall = wall - (point.t - point.nibp_t) / self.opts.speed
+            data = enc.hl7_frame(
+                point, f"SIM{self.sent:08d}", wall, sensor_off=off, nibp_time=nibp_wall
+            )
         if self.opts.fault == "garbage" and self.fault_active(real_t):
             junk = bytes(self.rng.randrange(256) for _ in range(self.rng.randrange(1, 24)))
             if protocol == "masimo":  # line noise between records: a junk line
@@ -280,31 +306,44 @@ def run_hl7_client(
                     sock = None
                     stats["unplugs"] += 1
                 continue
-            frame = signal.chunk(real_t, time.time())
-            for _attempt in range(MAX_RESENDS):
-                try:
-                    if sock is None:
-                        sock = socket.create_connection((host, port), timeout=1.0)
-                        stats["connects"] += 1
-                    sock.sendall(frame)
-                    stats["sent"] += 1
-                    ack = _await_ack(sock, time.monotonic() + ACK_TIMEOUT_S)
-                except OSError:
-                    ack = None
-                    if sock is not None:
-                        sock.close()
-                    sock = None
-                    if stop.wait(0.2):
-                        break
-                    continue
-                if ack is None:
-                    stats["ack_timeouts"] += 1
-                    continue
-                stats["acked_aa" if b"MSA|AA" in ack else "acked_other"] += 1
-                break
-            else:
-                stats["dropped"] += 1
+            for frame in signal.hl7_frames(real_t, time.time()):
+                sock = _send_until_acked(sock, host, port, frame, stats, stop)
     finally:
         if sock is not None:
             sock.close()
     return stats
+
+
+def _send_until_acked(
+    sock: socket.socket | None,
+    host: str,
+    port: int,
+    frame: bytes,
+    stats: dict[str, int],
+    stop: threading.Event,
+) -> socket.socket | None:
+    """Send one frame and wait for its ACK, re-sending (MAX_RESENDS) as a monitor does;
+    returns the connection to use next (None after a failure)."""
+    for _attempt in range(MAX_RESENDS):
+        try:
+            if sock is None:
+                sock = socket.create_connection((host, port), timeout=1.0)
+                stats["connects"] += 1
+            sock.sendall(frame)
+            stats["sent"] += 1
+            ack = _await_ack(sock, time.monotonic() + ACK_TIMEOUT_S)
+        except OSError:
+            ack = None
+            if sock is not None:
+                sock.close()
+            sock = None
+            if stop.wait(0.2):
+                return None  # stopping: the frame is abandoned, not counted as dropped
+            continue
+        if ack is None:
+            stats["ack_timeouts"] += 1
+            continue
+        stats["acked_aa" if b"MSA|AA" in ack else "acked_other"] += 1
+        return sock
+    stats["dropped"] += 1
+    return sock

@@ -8,14 +8,25 @@ HL7 ACKs; empty for Masimo and Nonin). When the port vanishes or the peer goes a
 reports `on_state(False, reason)` and retries with exponential backoff
 (`reconnect_min_s` doubling to `reconnect_max_s`); waits are on the stop event, so
 `stop()` returns promptly. `stop()` joins its threads with a bounded timeout.
+
+The MLLP listener is the room's only open port, so it admits only the monitor: a peer outside
+`allowed_peers` (addresses or networks; empty = anyone, for loopback and the bench) is closed
+at once; at most `max_connections` are served; a connection that brings no complete HL7
+message for `idle_timeout_s` is closed (TCP keepalive also ends half-open ones); and when all
+slots are taken, a new peer takes the slot of the oldest connection that never brought an HL7
+message (else of the one whose last message is the oldest), so squatters, first or in a rapid
+stream, cannot lock the real monitor out.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import socket
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import serial
@@ -25,6 +36,42 @@ SessionFactory = Callable[[], Handler]
 StateCallback = Callable[[bool, str], None]
 READ_TIMEOUT_S = 0.1
 MAX_MLLP_CONNECTIONS = 4
+MLLP_IDLE_TIMEOUT_S = 60.0
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def parse_peers(peers: Sequence[str]) -> tuple[Network, ...]:
+    """Addresses or networks (`10.1.2.3`, `10.1.2.0/28`); ValueError names the bad one."""
+    nets = []
+    for peer in peers:
+        try:
+            nets.append(ipaddress.ip_network(peer.strip(), strict=False))
+        except ValueError as exc:
+            raise ValueError(f"allowed peer {peer!r} is not an IP address or network") from exc
+    return tuple(nets)
+
+
+def peer_allowed(host: str, allowed: tuple[Network, ...]) -> bool:
+    if not allowed:
+        return True
+    try:
+        addr = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return False
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        addr = addr.ipv4_mapped
+    return any(addr.version == net.version and addr in net for net in allowed)
+
+
+def set_tcp_keepalive(
+    sock: socket.socket, idle_s: int = 10, interval_s: int = 5, count: int = 3
+) -> None:
+    """Let the kernel end a half-open connection (peer gone without FIN) in ~25 s."""
+    with contextlib.suppress(OSError, AttributeError):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, idle_s)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, interval_s)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, count)
 
 
 def parse_host_port(address: str) -> tuple[str, int]:
@@ -194,20 +241,37 @@ def pump(sock: socket.socket, handler: Handler, stopping: threading.Event) -> No
             sock.sendall(replies)
 
 
+@dataclass
+class _MllpConn:
+    thread: threading.Thread
+    peer: str
+    last_message_at: float  # monotonic: accepted, then each time a whole HL7 message came
+    proven: bool = False  # it has brought a whole HL7 message
+    evicted: bool = False
+
+
 class MllpListenTransport(ThreadedTransport):
     """Listens on `host:port`; monitors connect and push HL7; every message is ACKed."""
 
     kind = "mllp-listen"
 
     def __init__(self, address: str, new_session: SessionFactory, on_state: StateCallback,
-                 **kwargs: float) -> None:
+                 *, allowed_peers: Sequence[str] = (),
+                 max_connections: int = MAX_MLLP_CONNECTIONS,
+                 idle_timeout_s: float = MLLP_IDLE_TIMEOUT_S, **kwargs: float) -> None:
         super().__init__(address, new_session, on_state, **kwargs)
         self.host, self.port = parse_host_port(address)
+        self.allowed = parse_peers(allowed_peers)
+        self.max_connections = max(1, max_connections)
+        self.idle_timeout_s = idle_timeout_s
         self.bound_port: int | None = None
         self.listening = threading.Event()
         self._lock = threading.Lock()
-        self._conns: dict[socket.socket, threading.Thread] = {}
+        self._conns: dict[socket.socket, _MllpConn] = {}
         self._server: socket.socket | None = None
+        self.refused_peers = 0  # not in allowed_peers
+        self.evicted = 0  # gave their slot to a newer peer
+        self.idle_closed = 0  # no HL7 message for idle_timeout_s
 
     def _interrupt(self) -> None:
         with self._lock:
@@ -219,7 +283,7 @@ class MllpListenTransport(ThreadedTransport):
     def stop(self, timeout: float = 3.0) -> bool:
         done = super().stop(timeout)
         with self._lock:
-            threads = list(self._conns.values())
+            threads = [c.thread for c in self._conns.values()]
         for thread in threads:
             thread.join(timeout)
         return done and not any(t.is_alive() for t in threads)
@@ -236,31 +300,44 @@ class MllpListenTransport(ThreadedTransport):
                     conn, peer = server.accept()
                 except TimeoutError:
                     continue
-                self._admit(conn, f"{peer[0]}:{peer[1]}")
+                self._admit(conn, str(peer[0]), f"{peer[0]}:{peer[1]}")
             return True
         finally:
             self.listening.clear()
             self._server = None
             server.close()
 
-    def _admit(self, conn: socket.socket, peer: str) -> None:
+    def _admit(self, conn: socket.socket, host: str, peer: str) -> None:
+        if not peer_allowed(host, self.allowed):
+            with self._lock:
+                self.refused_peers += 1
+            conn.close()
+            return
         with self._lock:
-            if len(self._conns) >= MAX_MLLP_CONNECTIONS:
-                conn.close()
-                return
+            if len(self._conns) >= self.max_connections:
+                # Full: a connection that never brought an HL7 message gives way first (the
+                # oldest of them), else the one whose last message is the oldest.
+                sock, oldest = min(
+                    self._conns.items(), key=lambda kv: (kv[1].proven, kv[1].last_message_at)
+                )
+                oldest.evicted = True
+                self.evicted += 1
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
             thread = threading.Thread(
                 target=self._serve, args=(conn, peer), name="monitor-mllp-conn", daemon=True
             )
-            self._conns[conn] = thread
+            self._conns[conn] = _MllpConn(thread, peer, time.monotonic())
         thread.start()
 
     def _serve(self, conn: socket.socket, peer: str) -> None:
         reason = "closed"
         try:
             conn.settimeout(READ_TIMEOUT_S)
+            set_tcp_keepalive(conn)
             handler = self.new_session()
             self.on_state(True, f"monitor {peer} connected")
-            pump(conn, handler, self.stopping)
+            self._pump(conn, handler)
         except OSError as exc:
             reason = f"monitor {peer}: {type(exc).__name__}: {exc}"
         finally:
@@ -271,7 +348,40 @@ class MllpListenTransport(ThreadedTransport):
             if remaining == 0:
                 self.on_state(False, reason[:200])
 
+    def _pump(self, conn: socket.socket, handler: Handler) -> None:
+        """`pump`, plus the idle timeout: a whole HL7 message (it gets an ACK) resets it."""
+        while not self.stopping.is_set():
+            with self._lock:
+                state = self._conns.get(conn)
+                if state is None or state.evicted:
+                    raise ConnectionError("gave its slot to a newer connection")
+                idle = time.monotonic() - state.last_message_at
+            if idle > self.idle_timeout_s:
+                with self._lock:
+                    self.idle_closed += 1
+                raise TimeoutError(f"no HL7 message for {self.idle_timeout_s:g} s")
+            try:
+                data = conn.recv(65536)
+            except TimeoutError:
+                continue
+            if not data:
+                raise ConnectionError("peer closed the connection")
+            replies = handler(data)
+            if replies:
+                with self._lock:
+                    state.last_message_at = time.monotonic()
+                    state.proven = True
+                conn.sendall(replies)
+
     @property
     def connections(self) -> int:
         with self._lock:
             return len(self._conns)
+
+    def counters(self) -> dict[str, int]:
+        with self._lock:
+            return {
+                "refused_peers": self.refused_peers,
+                "evicted": self.evicted,
+                "idle_closed": self.idle_closed,
+            }

@@ -41,8 +41,9 @@ class Clinic:
         staff: tuple[str, ...] = ("alice",),
         site: str = SITE,
         dev_port: bool = False,
-        message_size_limit: int = 0,
+        **limits: int,
     ):
+        """`limits`: BrokerSettings limits to override (max_connections, max_packet_size...)."""
         self.root = root
         self.site = site
         self.pki = Pki.init(root / "pki", site)
@@ -65,7 +66,7 @@ class Clinic:
             log_file=state / "mosquitto.log",
             run_as=current_user(),
             autosave_interval=1,
-            message_size_limit=message_size_limit,
+            **limits,  # type: ignore[arg-type]
         )
         self.conf, self.acl = write_config(self.settings, root / "mosquitto.conf")
         self.broker = Mosquitto(state, port=self.tls_port, config_text=self.conf.read_text())

@@ -35,7 +35,12 @@ def notifier_config(
     return path
 
 
-def start_notifier(broker_url: str, config: Path, site: str = "test") -> LiveOutput:
-    proc = LiveOutput("notify", "--broker", broker_url, "--site", site, "--config", str(config))
+def start_notifier(
+    broker_url: str, config: Path, site: str = "test", ops_port: int | None = None
+) -> LiveOutput:
+    ops = ["--ops-port", str(ops_port)] if ops_port is not None else []
+    proc = LiveOutput(
+        "notify", "--broker", broker_url, "--site", site, "--config", str(config), *ops
+    )
     proc.wait_for("routing calls", timeout=30)
     return proc

@@ -291,7 +291,8 @@
     const v = view.vitals;
     p.v.spo2.textContent = v ? num(v.spo2) : "–";
     p.v.hr.textContent = v ? num(v.hr) : "–";
-    p.v.nibp.textContent = v && v.nibp_sys !== null ? `${num(v.nibp_sys)}/${num(v.nibp_dia)}` : "–";
+    p.v.nibp.textContent = nibpText(view);
+    node.classList.toggle("demo", !!view.demo);
     p.v.rr.textContent = v ? num(v.rr) : "–";
     const oor = view.out_of_range || {};
     for (const key of ["spo2", "hr", "nibp", "rr"]) {
@@ -314,6 +315,16 @@
     document.dispatchEvent(new CustomEvent("room-view", { detail: view }));
   }
 
+  // The last blood pressure with its age (issue 18): NIBP is measured every few minutes,
+  // so an old one is shown as old ("12 min ago"), never as current.
+  function nibpText(view) {
+    const n = view.nibp;
+    if (!n || n.sys === null) return "–";
+    const age = n.age_s + Math.max(0, (Board.now() - n.at_ms) / 1000);
+    const text = `${num(n.sys)}/${num(n.dia)}`;
+    return age >= 60 ? `${text} (${Math.round(age / 60)} min ago)` : text;
+  }
+
   function tick(tile) {
     const view = tile.view;
     if (!view) return;
@@ -323,6 +334,7 @@
     tile.parts.vitalsAge.textContent = age === null ? "no vitals received" :
       stale ? `⌛ stale: last reading ${duration(age)} ago` : "";
     tile.parts.phaseTime.textContent = (view.overrun ? "⏰ overrun · " : "") + since(view.phase_since);
+    tile.parts.v.nibp.textContent = nibpText(view);
     renderCommand(tile, view);
     for (const el2 of tile.node.querySelectorAll(".call-elapsed")) {
       el2.textContent = Board.callTimes({ placed_at: el2.dataset.placed, escalated_at: el2.dataset.escalated });

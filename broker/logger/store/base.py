@@ -86,6 +86,7 @@ class BatchStats:
     ignored: int = 0
     commands: int = 0
     quarantine_dropped: int = 0  # old quarantine rows dropped to keep a room under its caps
+    rate_limited: int = 0  # rejections over their room's quarantine rate: counted, not stored
     by_kind: dict[str, int] = field(default_factory=dict)
 
     def add(self, other: BatchStats) -> None:
@@ -95,6 +96,7 @@ class BatchStats:
         self.ignored += other.ignored
         self.commands += other.commands
         self.quarantine_dropped += other.quarantine_dropped
+        self.rate_limited += other.rate_limited
         for k, v in other.by_kind.items():
             self.by_kind[k] = self.by_kind.get(k, 0) + v
 

@@ -16,6 +16,8 @@ The quarantine is bounded per bucket (the room its topic names, `base.quarantine
 `quarantine_buckets` keeps each bucket's row and byte counts; at the end of a batch, every
 bucket the batch added to and that is over a cap (`QuarantineLimits`) loses its oldest rows
 (walked on the `(site, room, id)` index), counted in `dropped`, in the batch's transaction.
+A `RateLimited` item (a rejection over its room's quarantine rate) stores no row: it is only
+added to its bucket's `dropped`.
 Schema:
 `sqlite_schema.py`. Only `sqlite.py` (the store) uses this module.
 """
@@ -28,7 +30,15 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from operator import attrgetter
 
-from broker.logger.ingest import Accepted, Availability, Classified, Command, Ignored, Rejected
+from broker.logger.ingest import (
+    Accepted,
+    Availability,
+    Classified,
+    Command,
+    Ignored,
+    RateLimited,
+    Rejected,
+)
 from broker.logger.store import sqlite_timeline as timeline
 from broker.logger.store.base import BatchStats, QuarantineLimits, quarantine_bucket
 from contract import messages
@@ -38,10 +48,17 @@ from contract.timefmt import format_ts
 _VITAL_INSERT = (
     "INSERT INTO vitals (site, room, epoch, seq, ts, clock_synced, received_at, "
     + ", ".join(VITAL_FIELDS)
-    + ", protocol, device_time, alarms, quality, alarm_raw, exc_raw) VALUES ("
-    + ", ".join("?" * (7 + len(VITAL_FIELDS) + 6))
+    + ", protocol, device_time, alarms, quality, alarm_raw, exc_raw, detail) VALUES ("
+    + ", ".join("?" * (7 + len(VITAL_FIELDS) + 7))
     + ") ON CONFLICT (site, room, epoch, seq) DO NOTHING"
 )
+def _vitals_detail(m: messages.VitalsMessage) -> str | None:
+    """The optional fields of a reading (issue 18) as JSON, or None when it had none."""
+    detail = m.model_dump(mode="json", include=set(messages.OPTIONAL_VITALS_FIELDS))
+    present = {k: v for k, v in detail.items() if v is not None}
+    return json.dumps(present, separators=(",", ":"), sort_keys=True) if present else None
+
+
 _CALL_EVENTS = {
     messages.EventKind.CALL_PLACED,
     messages.EventKind.CALL_PRIORITY_RAISED,
@@ -82,7 +99,7 @@ class BatchWriter:
     def __init__(self, conn: sqlite3.Connection, limits: QuarantineLimits | None = None):
         self.conn = conn
         self.limits = limits or QuarantineLimits()
-        self._quarantined: dict[tuple[str, str], list[int]] = {}  # this batch's [rows, bytes]
+        self._quarantined: dict[tuple[str, str], list[int]] = {}  # [rows, bytes, rate-limited]
         self._ranks: dict[tuple[str, str, str], int] = {}  # committed epochs only
         self._pending_ranks: dict[tuple[str, str, str], int] = {}  # this batch's
 
@@ -150,6 +167,9 @@ class BatchWriter:
                 ),
             )
             stats.commands += 1
+        elif isinstance(item, RateLimited):  # over its room's rate: counted as dropped, not kept
+            self._quarantined.setdefault(quarantine_bucket(item.topic), [0, 0, 0])[2] += 1
+            stats.rate_limited += 1
         elif isinstance(item, Ignored):
             stats.ignored += 1
 
@@ -168,19 +188,20 @@ class BatchWriter:
             "VALUES (?, ?, ?, ?, ?, ?, ?)",
             (received_at, topic, reason, size, raw, site, room),
         )
-        added = self._quarantined.setdefault((site, room), [0, 0])
+        added = self._quarantined.setdefault((site, room), [0, 0, 0])
         added[0] += 1
         added[1] += len(raw)
 
     def _bound_quarantine(self, cur: sqlite3.Cursor, stats: BatchStats) -> None:
         """Count this batch's quarantine rows per bucket; trim the buckets now over a cap."""
-        for (site, room), (rows, size) in self._quarantined.items():
+        for (site, room), (rows, size, limited) in self._quarantined.items():
             row_count, byte_count = cur.execute(
-                "INSERT INTO quarantine_buckets (site, room, row_count, byte_count) "
-                "VALUES (?, ?, ?, ?) ON CONFLICT (site, room) DO UPDATE SET "
+                "INSERT INTO quarantine_buckets (site, room, row_count, byte_count, dropped) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (site, room) DO UPDATE SET "
                 "row_count = row_count + excluded.row_count, "
-                "byte_count = byte_count + excluded.byte_count RETURNING row_count, byte_count",
-                (site, room, rows, size),
+                "byte_count = byte_count + excluded.byte_count, "
+                "dropped = dropped + excluded.dropped RETURNING row_count, byte_count",
+                (site, room, rows, size, limited),
             ).fetchone()
             extra_rows = row_count - self.limits.max_rows
             extra_bytes = byte_count - self.limits.max_bytes
@@ -330,6 +351,7 @@ class BatchWriter:
             _json_list(m.quality),
             m.alarm_raw,
             m.exc_raw,
+            _vitals_detail(m),
         )
 
     def _event(self, cur: sqlite3.Cursor, m: messages.EventMessage, received_at: str) -> None:

@@ -12,7 +12,9 @@ Tables (version 1):
                SHA-256 of its payload bytes (a replay is byte-identical; anything else
                with a known seq is "duplicate seq with different content").
                `payload` holds the JSON for everything but vitals (vitals have their own columns).
-- `vitals`     one row per reading, one column per vital (NULL = missing), retention applies.
+- `vitals`     one row per reading, one column per vital (NULL = missing), retention applies;
+               `detail` (version 4) the JSON of per-value times, ages, temperature site and
+               alarm details when the reading had any.
 - `events`     one row per call/session event.
 - `calls`      one row per `call_id`: placed/claimed/escalated/cancelled times, `response_s`
                (claimed - placed) and `resolved_s` (cancelled - placed).
@@ -315,6 +317,11 @@ CREATE TABLE quarantine_buckets (
 INSERT INTO quarantine_buckets (site, room, row_count, byte_count)
     SELECT site, room, COUNT(*), COALESCE(SUM(length(raw)), 0) FROM quarantine
     GROUP BY site, room
+""",
+    # 4: what a reading says beyond its numbers (issue 18): JSON of the optional vitals
+    # fields `observed_at`, `age_s`, `temp_site`, `alarm_details`; NULL when it had none.
+    """
+ALTER TABLE vitals ADD COLUMN detail TEXT
 """,
 )
 
