@@ -10,9 +10,10 @@ from typing import Any
 import pytest
 
 from broker.board import history, svg_chart
+from broker.board.calls_view import call_level
 from broker.board.hub import QUEUE, Hub
 from broker.board.hub import SITE as SITE_KEY
-from broker.board.live import SiteState, call_level
+from broker.board.live import SiteState
 from broker.board.security import LoginLimiter, is_loopback_host, same_token
 from broker.board.thresholds import thresholds_for
 from broker.board.users import BoardDB, UserError

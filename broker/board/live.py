@@ -29,8 +29,6 @@ from contract import messages, topics
 from contract.messages import (
     PHASE_TRANSITIONS,
     CallMessage,
-    CallPriority,
-    CallStatus,
     EventMessage,
     HealthMessage,
     StateMessage,
@@ -40,6 +38,7 @@ from contract.timefmt import format_ts
 from contract.vitals import DEMO_FLAG
 
 from . import call_proof
+from .calls_view import calls_view
 from .commands import CommandLog, TrackedCommand
 from .room_parts import event_dict, trouble, vitals_view
 from .thresholds import out_of_range
@@ -47,33 +46,6 @@ from .thresholds import out_of_range
 EVENTS_KEPT = 100
 VITALS_KEPT = 3600  # one hour at 1 Hz per room
 STALE_VITALS_S = 5.0  # a reading older than this is drawn greyed ("stale")
-
-# Alarm levels (IEC 60601-1-8 colours: high red, medium yellow, low cyan).
-LEVELS = ("high", "medium", "low")
-_CALL_LEVEL = {
-    CallPriority.EMERGENCY: "high",
-    CallPriority.HIGH: "medium",
-    CallPriority.INFUSION: "medium",
-    CallPriority.NORMAL: "low",
-    CallPriority.TROUBLE: "low",
-}
-# How a call type is named on the board and in `roomctl status` (schema 1: no type).
-CALL_WORD = {
-    "normal": "CALL",
-    "bath": "BATH CALL",
-    "assist": "STAFF ASSIST",
-    "emergency": "EMERGENCY CALL",
-    "cord_out": "CORD OUT",
-}
-
-
-def call_level(priority: CallPriority | None, status: CallStatus) -> str:
-    """Alarm level of a call: by priority; an escalated call goes up one level."""
-    level = _CALL_LEVEL.get(priority or CallPriority.NORMAL, "low")
-    if status == CallStatus.ESCALATED and level != "high":
-        level = LEVELS[LEVELS.index(level) - 1]
-    return level
-
 
 @dataclass
 class RoomLive:
@@ -342,42 +314,6 @@ def nibp_view(r: RoomLive, now: float) -> dict[str, Any] | None:
         "age_s": round(sent_age + max(0.0, now - r.nibp_at), 1),
         "at_ms": int(now * 1000),
     }
-def _call_type(priority: CallPriority | None, call_type: messages.CallType | None) -> str:
-    if call_type is not None:
-        return call_type.value
-    return "emergency" if priority is CallPriority.EMERGENCY else "normal"  # schema 1
-
-
-def _call_dict(a: messages.ActiveCall | CallMessage, call_type: str) -> dict[str, Any]:
-    priority = a.priority or CallPriority.NORMAL
-    tier = a.tier if a.tier is not None else (2 if a.status == CallStatus.ESCALATED else 1)
-    return {
-        "call_id": a.call_id,
-        "type": call_type,
-        "what": CALL_WORD[call_type],
-        "priority": priority.value,
-        "status": a.status.value,
-        "tier": tier,
-        "trouble": call_type == "cord_out",
-        "level": call_level(priority, a.status),
-        "placed_at": _ts(a.placed_at),
-        "claimed_by": a.claimed_by,
-        "claimed_at": _ts(a.claimed_at),
-        "escalated_at": _ts(a.escalated_at),
-        "reminders": a.reminders if isinstance(a, messages.ActiveCall) else 0,
-    }
-
-
-def calls_view(c: CallMessage | None) -> list[dict[str, Any]]:
-    """Every active call of the room, highest first: from `calls` (schema 2), or the one
-    call a schema-1 room describes in the top-level fields (never dropped, even partial)."""
-    if c is None or c.status == CallStatus.IDLE:
-        return []
-    if c.calls:
-        return [_call_dict(a, a.type.value) for a in c.calls]
-    return [_call_dict(c, _call_type(c.priority, c.type))]
-
-
 def room_view(r: RoomLive, now: float) -> dict[str, Any]:
     s, c, v = r.state, r.call, r.vitals
     calls = calls_view(c)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .live import LEVELS
+from .calls_view import LEVELS
 
 QUEUE_LEVELS = ("high", "medium")  # alarms below this stay on the tile only
 _RANK = {level: n for n, level in enumerate(LEVELS)}
