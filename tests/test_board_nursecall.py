@@ -70,18 +70,23 @@ def test_board_and_status_show_presence_several_calls_and_cord_out(
         expect(more.nth(0).locator(".claimed")).to_have_text("✓ responding: alice", timeout=WAIT_MS)
         expect(call_box.get_by_role("button", name="Claim call in room 111")).to_be_visible()
 
-        out = subprocess.run(
-            [sys.executable, "-m", "controller.cli", "status", "--broker", mosquitto.url,
-             "--site", SITE, "--once"],
-            capture_output=True, text=True, timeout=60,
-            env={**os.environ, "COLUMNS": "240", "TERM": "dumb"},
-        )  # fmt: skip
-        assert out.returncode == 0, out.stderr
-        text = out.stdout
+        def status(*extra: str) -> str:
+            out = subprocess.run(
+                [sys.executable, "-m", "controller.cli", "status", "--broker", mosquitto.url,
+                 "--site", SITE, "--once", *extra],
+                capture_output=True, text=True, timeout=60,
+                env={**os.environ, "COLUMNS": "120", "TERM": "dumb"},
+            )  # fmt: skip
+            assert out.returncode == 0, out.stderr
+            return out.stdout
+
+        text = status()  # one line per room: its most urgent call and how many more
+        assert "!!! emergency placed" in text and "+2" in text
+        assert "staff present" in text and "CORD OUT" in text
+        text = status("--room", "111")  # every call in the room's detail
         assert "!!! emergency placed" in text
         assert "!! assist claimed" in text and "claimed by alice" in text
         assert "! cord_out placed" in text
-        assert "staff present" in text and "CORD OUT" in text
 
         sim(recorder, "111", "cord", "close")
         expect(more).to_have_count(1, timeout=WAIT_MS)

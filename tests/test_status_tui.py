@@ -12,7 +12,7 @@ from rich.console import Console
 
 from broker.board.live import SiteState
 from broker.mosquitto.run import Mosquitto
-from broker.status.tui import Bell, render_table
+from broker.status.tui import Bell, render_room, render_table
 from tests.support.board import SITE, FakeRoom
 from tests.support.mqtt import Recorder
 from tests.support.terminal import LiveOutput
@@ -137,3 +137,60 @@ def test_bell_rings_once_per_new_call_not_per_pass() -> None:
     assert bell.update([view("1", "a"), view("2", "b")])
     assert not bell.update([view("2", "b")])  # a call ended
     assert out.text == "\a\a" and bell.rung == 2
+def _envelope(room: str) -> dict[str, object]:
+    return {"v": 1, "site": SITE, "room": room, "ts": "2026-01-31T08:00:00.000Z",
+            "epoch": "0000000000000001", "clock_synced": True}  # fmt: skip
+
+
+def test_the_overview_fits_80_columns_one_line_a_room_calls_first() -> None:
+    """24 rooms at 80x24 (issue 20): calls first (most urgent, then longest waiting), one
+    line per room whatever its call, alerts or trouble say."""
+    state = SiteState(SITE)
+    for n in range(201, 225):
+        room = str(n)
+        state.apply(room, "availability", b"online", 0.0)
+        state.apply(room, "vitals", json.dumps({**_envelope(room), "seq": 1, "spo2": 97,
+                    "pulse_rate": 72, "nibp_sys": 121, "nibp_dia": 79, "protocol": "x"}).encode(),
+                    99.0)  # fmt: skip
+    calls = {"221": ("emergency", "2026-01-31T08:00:30.000Z"),
+             "205": ("normal", "2026-01-31T07:59:00.000Z"),
+             "210": ("normal", "2026-01-31T07:58:00.000Z")}  # fmt: skip
+    for room, (priority, placed) in calls.items():
+        state.apply(room, "call", json.dumps({**_envelope(room), "seq": 2, "status": "placed",
+                    "call_id": f"c{room}", "priority": priority, "placed_at": placed,
+                    "claimed_by": "a-very-long-nurse-name-to-wrap"}).encode(), 99.0)  # fmt: skip
+    state.apply("224", "availability", b"offline", 0.0)
+    console = Console(record=True, width=80, color_system=None)
+    console.print(render_table(SITE, state.views(100.0), 100.0, "live"))
+    lines = console.export_text().splitlines()
+    assert all(len(line) <= 80 for line in lines)
+    rows = [line.strip() for line in lines if line.strip()[:3].isdigit()]
+    assert len(rows) == 24  # one line each, nothing wrapped
+    assert [r[:3] for r in rows[:3]] == ["221", "210", "205"]  # emergency, then the oldest
+    assert "OFFLINE" in rows[3] and rows[3].startswith("224")
+    assert len(lines) <= 24 + 6  # title, header and rule fit the rest of a 24-line screen
+
+
+def test_room_detail_shows_what_the_room_publishes_about_itself() -> None:
+    state = SiteState(SITE)
+    state.apply("306", "availability", b"online", 0.0)
+    health = {**_envelope("306"), "seq": 2,
+              "monitor": {"status": "ok", "protocol": "masimo", "transport": "serial",
+                          "last_reading_at": "2026-01-31T08:00:00.000Z",
+                          "frames_accepted": 5400, "frames_rejected": 3},
+              "buttons": "ok", "lights": "fault",
+              "outbox": {"depth": 12, "oldest_age_s": 4.0, "cap": 200000, "refused": 1},
+              "status_code": 0, "status_text": "ok", "uptime_s": 7260, "version": "0.1.0",
+              "cert_not_after": "2027-01-31T08:00:00.000Z"}  # fmt: skip
+    assert state.apply("306", "health", json.dumps(health).encode(), 0.0) is not None
+    now = 1769846400.0 + 60  # 2026-01-31T08:01:00Z
+    console = Console(record=True, width=100, color_system=None)
+    console.print(render_room("306", state.views(now)[0], state.health("306"), now))
+    text = console.export_text()
+    for expected in ("monitor", "ok · masimo over serial", "5400 accepted, 3 rejected",
+                     "12 waiting (oldest 4 s)", "1 refused", "synchronised", "ok / fault",
+                     "2:01:00", "0.1.0", "2027-01-31T08:00:00+00:00 (in"):  # fmt: skip
+        assert expected in text, expected
+    console = Console(record=True, width=100, color_system=None)
+    console.print(render_room("999", None, None, now))
+    assert "has not reported" in console.export_text()

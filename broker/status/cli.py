@@ -24,6 +24,9 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         "--no-bell", action="store_true", help="do not ring the terminal bell for new calls"
     )
     status.add_argument(
+        "--room", help="one room in detail: monitor, outbox, clock, uptime, version, certificate"
+    )
+    status.add_argument(
         "--watch-cert", type=Path, action="append", default=[], metavar="PATH",
         help="a certificate file, or a folder of .crt/.pem, to warn about 30 days before it "
         "expires (repeatable; --ca and --cert are always watched)",
@@ -40,6 +43,8 @@ def _status(args: argparse.Namespace) -> int:
         return _fail("roomctl status needs --broker URL and --site S")
     try:
         topics.check_ident("site", args.site)
+        if args.room is not None:
+            topics.check_ident("room", args.room)
         endpoint = BrokerEndpoint.from_url(args.broker, args.ca, args.cert, args.key)
     except ValueError as exc:
         return _fail(str(exc))
@@ -50,4 +55,5 @@ def _status(args: argparse.Namespace) -> int:
         wait_s=args.wait,
         watch_certs=tuple(args.watch_cert),
         bell=not args.no_bell,
+        room=args.room,
     )

@@ -25,6 +25,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from rich import box
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
@@ -63,6 +64,43 @@ def _num(v: Any) -> str:
     return "-" if v is None else f"{v:.0f}"
 
 
+LEVEL_RANK = {"high": 0, "medium": 1, "low": 2}
+PHASE_SHORT = {
+    "idle": "idle", "pre_check": "pre-check", "infusion": "infusion", "recovery": "recovery",
+    "discharge_ready": "discharge",
+}  # fmt: skip
+
+
+def _call_label(c: dict[str, Any], now: float) -> str:
+    kind = c.get("type")
+    name = kind if kind not in (None, "normal") else (c["priority"] or "normal")
+    label = f"{MARK[c['level']]} {name} {c['status']}"
+    if c.get("tier", 1) > 1:
+        label += f" t{c['tier']}"
+    label += f" {_since(c['placed_at'], now)}"
+    if c["claimed_by"]:
+        label += f" claimed by {c['claimed_by']}"
+    return label
+
+
+def order(views: list[dict[str, Any]], now: float) -> list[dict[str, Any]]:
+    """Calls first (most urgent level, then the longest waiting), then rooms with an alert,
+    then offline rooms, then the rest by room."""
+
+    def key(v: dict[str, Any]) -> tuple[Any, ...]:
+        calls = v.get("calls") or ([v["call"]] if v["call"] else [])
+        if calls:
+            top = min(calls, key=lambda c: LEVEL_RANK.get(c["level"], 9))
+            placed = top.get("placed_at") or ""
+            return (0, LEVEL_RANK.get(top["level"], 9), placed, v["room"])
+        if v["alerts"]:
+            worst = min(LEVEL_RANK.get(a["severity"], 9) for a in v["alerts"])
+            return (1, worst, "", v["room"])
+        return (2 if v["offline"] else 3, 0, "", v["room"])
+
+    return sorted(views, key=key)
+
+
 def render_table(
     site: str,
     views: list[dict[str, Any]],
@@ -70,6 +108,8 @@ def render_table(
     link: str,
     cert_warnings: list[str] | None = None,
 ) -> Table:
+    """One line per room, calls first; fits 80 columns (what does not fit is cut with an
+    ellipsis, never wrapped onto a second line)."""
     caption = Text()
     for line in cert_warnings or []:  # under the table, as plain text
         caption.append_text(plain(f"! {line}\n", "bold"))
@@ -77,68 +117,134 @@ def render_table(
         title=f"roomctl · site {site} · {link}",
         caption=caption if cert_warnings else None,
         caption_justify="left",
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        pad_edge=False,
+        padding=(0, 0),
         expand=True,
-        show_lines=False,
     )
-    for col in ("room", "status", "phase", "call", "SpO2", "HR", "NIBP", "RR", "alerts", "trouble"):
-        table.add_column(col, no_wrap=col in ("room", "SpO2", "HR", "NIBP", "RR"))
+    table.add_column("room", no_wrap=True, overflow="ellipsis", max_width=6)
+    table.add_column("call", no_wrap=True, overflow="ellipsis", ratio=3, min_width=14)
+    table.add_column("phase", no_wrap=True, overflow="ellipsis", width=16)
+    table.add_column("SpO2", no_wrap=True, justify="right", width=4)
+    table.add_column("HR", no_wrap=True, justify="right", width=3)
+    table.add_column("BP", no_wrap=True, justify="right", width=7)
+    table.add_column("notes", no_wrap=True, overflow="ellipsis", ratio=2, min_width=8)
     if not views:
-        table.add_row("-", "no room has reported yet", *[""] * 8)
-    for v in views:
-        status = (
-            Text("OFFLINE", style="bold white on grey37")
-            if v["offline"]
-            else plain(v["availability"] or "?")
-        )
-        phase = f"{v['phase'] or '-'} {_since(v['phase_since'], now)}"
-        if v["overrun"]:
-            phase += " OVERRUN"
+        table.add_row("-", "no room has reported yet", *[""] * 5)
+    for v in order(views, now):
         calls = v.get("calls") or ([v["call"]] if v["call"] else [])
-        call = Text("-") if not calls else Text()
-        for n, c in enumerate(calls):
-            kind = c.get("type")
-            name = kind if kind not in (None, "normal") else (c["priority"] or "normal")
-            label = f"{MARK[c['level']]} {name} {c['status']}"
-            if c.get("tier", 1) > 1:
-                label += f" tier {c['tier']}"
-            label += f" {_since(c['placed_at'], now)}"
-            if c["claimed_by"]:
-                label += f" claimed by {c['claimed_by']}"
-            if n:
-                call.append("\n")
-            call.append_text(plain(label, style=STYLE[c["level"]]))
-        modes = [
+        if calls:
+            top = calls[0]
+            call = plain(_call_label(top, now), style=STYLE[top["level"]])
+            if len(calls) > 1:
+                call.append(f" +{len(calls) - 1}")
+        else:
+            call = Text("-")
+        name = PHASE_SHORT.get(v["phase"] or "", v["phase"] or "-")
+        phase = f"{name} {_since(v['phase_since'], now)}"
+        if v["overrun"]:
+            phase += " OVER"
+        vit = v["vitals"] or {}
+        dim = "dim strike" if v["vitals_stale"] else ""
+        bp = (
+            f"{_num(vit.get('nibp_sys'))}/{_num(vit.get('nibp_dia'))}"
+            if vit.get("nibp_sys") is not None
+            else "-"
+        )
+        notes = Text()
+        if v["offline"]:
+            notes.append("OFFLINE ", style="bold white on grey37")
+        elif v["availability"] != "online":
+            notes.append_text(plain(f"{v['availability'] or '?'} "))
+        for a in v["alerts"]:
+            notes.append_text(
+                plain(f"{MARK.get(a['severity'], '!')} {a['name']} ", STYLE.get(a["severity"], ""))
+            )
+        extra = [
             text
             for key, text in (("presence", "staff present"), ("cleaning", "cleaning"))
             if v.get(key)
         ]
         if v.get("cord_out"):
-            modes.append("CORD OUT")
-        if modes:
-            status.append_text(plain(" · " + " · ".join(modes)))
-        vit = v["vitals"] or {}
-        dim = "dim strike" if v["vitals_stale"] else ""
-        cells = [
-            Text(_num(vit.get("spo2")), style=dim),
-            Text(_num(vit.get("hr")), style=dim),
-            Text(
-                f"{_num(vit.get('nibp_sys'))}/{_num(vit.get('nibp_dia'))}"
-                if vit.get("nibp_sys") is not None
-                else "-",
-                style=dim,
-            ),
-            Text(_num(vit.get("rr")) + (" stale" if v["vitals_stale"] and vit else ""), style=dim),
-        ]
-        alerts = Text()
-        for a in v["alerts"]:
-            alerts.append_text(
-                plain(f"{MARK.get(a['severity'], '!')} {a['name']} ", STYLE.get(a["severity"], ""))
-            )
+            extra.append("CORD OUT")
+        if v["vitals_stale"] and vit:
+            extra.append("vitals stale")
+        extra += v["trouble"]
+        notes.append_text(plain(", ".join(extra)))
         table.add_row(
-            plain(v["room"]), status, plain(phase), call, *cells, alerts,
-            plain(", ".join(v["trouble"])),
+            plain(v["room"]), call, plain(phase),
+            Text(_num(vit.get("spo2")), style=dim), Text(_num(vit.get("hr")), style=dim),
+            Text(bp, style=dim), notes,
         )  # fmt: skip
     return table
+
+
+def _ago(when: datetime | None, now: float) -> str:
+    if when is None:
+        return "-"
+    return f"{when.isoformat(timespec='seconds')} ({_since(when.isoformat(), now)} ago)"
+
+
+def render_room(room: str, view: dict[str, Any] | None, health: Any, now: float) -> Table:
+    """`roomctl status --room N`: what the room publishes about itself, key by key."""
+    table = Table(title=f"room {room}", box=box.SIMPLE, show_header=False, pad_edge=False)
+    table.add_column("what", style="bold", no_wrap=True)
+    table.add_column("value", overflow="fold")
+    if view is None:
+        table.add_row("room", "has not reported (check its name, its certificate and the ACL)")
+        return table
+    rows: list[tuple[str, str]] = [
+        ("availability", "OFFLINE" if view["offline"] else str(view["availability"] or "?")),
+        ("phase", f"{view['phase'] or '-'} for {_since(view['phase_since'], now)}"
+                  + (" (overrun)" if view["overrun"] else "")),
+        ("session", str(view["session_id"] or "-")),
+    ]  # fmt: skip
+    calls = view.get("calls") or ([view["call"]] if view["call"] else [])
+    rows += [("call", _call_label(c, now)) for c in calls] or [("call", "none")]
+    for key, text in (("presence", "staff present"), ("cleaning", "cleaning mode")):
+        if view.get(key):
+            rows.append((key, f"{text} since {_since(view[key]['since'], now)}"))
+    if view.get("cord_out"):
+        rows.append(("cord", "OUT: the call cord or pendant is unplugged"))
+    rows += [("alert", f"{MARK.get(a['severity'], '!')} {a['name']} {a['value']}"
+              f" (limit {a['threshold']})") for a in view["alerts"]]  # fmt: skip
+    vit = view["vitals"] or {}
+    shown = ", ".join(f"{k} {_num(vit.get(k))}" for k in ("spo2", "hr", "rr") if k in vit)
+    rows.append(("last reading", (shown or "none") + (" (stale)" if view["vitals_stale"] else "")))
+    if health is not None:
+        m, o = health.monitor, health.outbox
+        rows += [
+            ("monitor", f"{m.status.value} · {m.protocol or '-'} over {m.transport or '-'}"),
+            ("monitor frames", f"{m.frames_accepted} accepted, {m.frames_rejected} rejected"),
+            ("monitor last", _ago(m.last_reading_at, now)),
+            ("outbox", f"{o.depth} waiting (oldest {o.oldest_age_s or 0:.0f} s) of {o.cap}; "
+                       f"{o.vitals_thinned} vitals thinned, {o.refused} refused"),
+            ("clock", "synchronised" if health.clock_synced else "NOT synchronised"),
+            ("buttons / lights", f"{health.buttons.value} / {health.lights.value}"),
+            ("status", f"{health.status_code} {health.status_text}"),
+            ("uptime", _since(datetime.fromtimestamp(now - health.uptime_s).isoformat(), now)),
+            ("version", health.version),
+            ("certificate", "not reported" if health.cert_not_after is None
+             else _ago(health.cert_not_after, now).replace(" ago)", ")").replace("(", "(in ")
+             if health.cert_not_after.timestamp() > now
+             else f"EXPIRED {health.cert_not_after.isoformat(timespec='seconds')}"),
+        ]  # fmt: skip
+    else:
+        rows.append(("health", "not reported yet"))
+    for what, value in rows:
+        table.add_row(what, plain(value))
+    return table
+
+
+def _render(
+    state: SiteState, site: str, room: str | None, now: float, link: str, warnings: list[str]
+) -> Table:
+    views = state.views(now)
+    if room is None:
+        return render_table(site, views, now, link, warnings)
+    view = next((v for v in views if v["room"] == room), None)
+    return render_room(room, view, state.health(room), now)
 
 
 def _link(feed: BoardFeed, state: SiteState) -> str:
@@ -188,6 +294,7 @@ def run_status(
     wait_s: float = 3.0,
     watch_certs: tuple[Path, ...] = (),
     bell: bool = True,
+    room: str | None = None,
 ) -> int:
     console = Console()
     state = SiteState(site)
@@ -198,9 +305,7 @@ def run_status(
         if once:
             gather_once(feed, wait_s)
             now = time.time()
-            console.print(
-                render_table(site, state.views(now), now, _link(feed, state), certs.current(now))
-            )
+            console.print(_render(state, site, room, now, _link(feed, state), certs.current(now)))
             return 0 if feed.connected.is_set() else 1
         changed = threading.Event()
         feed.listener = lambda room: changed.set()
@@ -210,7 +315,7 @@ def run_status(
                 changed.clear()
                 now = time.time()
                 views = state.views(now)
-                table = render_table(site, views, now, _link(feed, state), certs.current(now))
+                table = _render(state, site, room, now, _link(feed, state), certs.current(now))
                 live.update(table, refresh=True)
                 if ringer is not None:
                     ringer.update(views)
