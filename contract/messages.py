@@ -72,6 +72,17 @@ class Phase(enum.StrEnum):
     DISCHARGE_READY = "discharge_ready"
 
 
+# The legal moves between phases: the room enforces them (controller/core/phases.py), the
+# board offers only these next (one table, here, for both).
+PHASE_TRANSITIONS: dict[Phase, frozenset[Phase]] = {
+    Phase.IDLE: frozenset({Phase.PRE_CHECK}),
+    Phase.PRE_CHECK: frozenset({Phase.INFUSION, Phase.IDLE}),
+    Phase.INFUSION: frozenset({Phase.RECOVERY}),
+    Phase.RECOVERY: frozenset({Phase.DISCHARGE_READY}),
+    Phase.DISCHARGE_READY: frozenset({Phase.IDLE}),
+}
+
+
 class CallPriority(enum.StrEnum):
     """How urgent a call is; `CALL_PRIORITY_RANK` orders them (higher is more urgent).
 
@@ -131,6 +142,10 @@ class EventKind(enum.StrEnum):
     CLEANING_STARTED = "cleaning_started"
     CLEANING_ENDED = "cleaning_ended"
     INPUT_IGNORED = "input_ignored"  # a routine press during cleaning mode
+    # issue 15: no screen and no phone confirmed a call in time (escalated in the room), and
+    # the first receipt after that
+    CENTRAL_BLIND = "central_blind"
+    CENTRAL_REACHED = "central_reached"
 
 
 class _Frozen(BaseModel):
@@ -468,3 +483,43 @@ class SimButton(_Frozen):
             want = "open or close" if cord else "press or release"
             raise ValueError(f"action {self.action!r} does not fit {self.button!r}: use {want}")
         return self
+
+
+class DeliveryReport(_Frozen):
+    """One attempt of the notifier to page someone about a call (issue 15): published, not
+    retained, on `clinic/{site}/notifier/{name}/delivery`; the board shows it on the call."""
+
+    room: Annotated[str, Field(min_length=1, max_length=63)]
+    call_id: Annotated[str, Field(min_length=1, max_length=64)]
+    tier: Annotated[int, Field(ge=1, le=3)]
+    recipient: Who
+    channel: Literal["webhook", "ntfy"]
+    attempt: Annotated[int, Field(ge=1, le=1000)]
+    ok: bool
+    detail: Annotated[str, Field(max_length=500)]
+    status: Literal["pending", "delivered", "failed", "cancelled"]
+    at: UtcDatetime
+
+
+RoomId = Annotated[str, Field(pattern=IDENT_PATTERN)]
+
+
+class ShiftAssignments(_Frozen):
+    """The charge nurse's rooms -> nurse for the shift (issue 15), as the board publishes them
+    (retained) on `clinic/{site}/assignments/{name}`; the notifier pages tier 1 by them."""
+
+    by: Who
+    at: UtcDatetime
+    rooms: dict[RoomId, Who] = Field(default_factory=dict, max_length=500)
+
+
+class CallReceipt(_Frozen):
+    """A call reached a board screen or a phone (issue 15): published, not retained, on the
+    room's `receipt/<sender>` (the board's or the notifier's identity). The room escalates
+    locally when no receipt for a call arrives in time; the logger keeps every receipt."""
+
+    call_id: Annotated[str, Field(min_length=1, max_length=64)]
+    by: Who  # the person at the screen, or the nurse whose phone took it
+    via: Literal["screen", "phone"]
+    where: Annotated[str, Field(min_length=1, max_length=64)]  # the screen's id, the channel
+    issued_at: UtcDatetime

@@ -12,14 +12,17 @@ from pydantic import BaseModel
 
 from contract.messages import (
     CallMessage,
+    CallReceipt,
     ClaimCommand,
     CleaningCommand,
     Command,
+    DeliveryReport,
     Envelope,
     EventMessage,
     HealthMessage,
     PhaseCommand,
     SceneCommand,
+    ShiftAssignments,
     SimButton,
     StateMessage,
     VitalsMessage,
@@ -70,6 +73,7 @@ ROOM_TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec("cmd/scene", False, 1, SceneCommand),
     TopicSpec("cmd/cleaning", False, 1, CleaningCommand),
     TopicSpec("sim/button", False, 1, SimButton, "simulation only"),
+    TopicSpec("receipt", False, 1, CallReceipt, "on `receipt/<sender>`: a call was seen"),
 )
 SPEC_BY_LEAF = {spec.leaf: spec for spec in ROOM_TOPICS}
 SPEC_BY_MODEL = {spec.model: spec for spec in ROOM_TOPICS if spec.model is not None}
@@ -84,9 +88,17 @@ COMMANDS: dict[str, type[Command]] = {
     for s in ROOM_TOPICS
     if s.model is not None and issubclass(s.model, Command)
 }
+# Central-side topics (prefix `clinic/{site}/`): the same table style, with `{name}` the
+# publisher's name (its certificate is `<kind>-<name>`).
+CENTRAL_TOPICS = (
+    TopicSpec("notifier/{name}/delivery", False, 1, DeliveryReport, "one page attempt"),
+    TopicSpec("assignments/{name}", True, 1, ShiftAssignments, "the board's, for the shift"),
+)
 # Every payload model, by schema name (`roomctl schema`).
 ALL_PAYLOAD_MODELS: dict[str, type[BaseModel]] = {
-    s.schema_name: s.model for s in ROOM_TOPICS if s.model is not None
+    s.schema_name.replace("_{name}", ""): s.model
+    for s in (*ROOM_TOPICS, *CENTRAL_TOPICS)
+    if s.model is not None
 }
 RETAINED_LEAVES = frozenset(s.leaf for s in ROOM_TOPICS if s.retained)
 
@@ -164,6 +176,23 @@ def cmd_filter(site: str, room: str) -> str:
     return f"{room_prefix(site, room)}/cmd/#"
 
 
+def receipt(site: str, room: str, sender: str) -> str:
+    """Where `sender` (a staff or notifier identity) says a call of the room reached it."""
+    return f"{room_prefix(site, room)}/receipt/{check_ident('sender', sender)}"
+
+
+def receipt_filter(site: str, room: str) -> str:
+    return f"{room_prefix(site, room)}/receipt/+"
+
+
+def split_receipt(leaf: str) -> str | None:
+    """`receipt/board` -> "board"; None for anything else."""
+    parts = leaf.split("/")
+    if len(parts) == 2 and parts[0] == "receipt" and is_ident(parts[1]):
+        return parts[1]
+    return None
+
+
 def sim_button(site: str, room: str) -> str:
     return room_topic(site, room, "sim/button")
 
@@ -198,6 +227,28 @@ def parse_logger_status(site: str, topic: str) -> str | None:
     return None
 
 
+def notifier_delivery(site: str, name: str) -> str:
+    """Every attempt of the notifier `name` to page someone (not retained; docs/NOTIFIER.md)."""
+    return f"{site_prefix(site)}/notifier/{check_ident('notifier', name)}/delivery"
+
+
+def notifier_filter(site: str, name: str) -> str:
+    return f"{site_prefix(site)}/notifier/{check_ident('notifier', name)}/#"
+
+
+def assignments(site: str, name: str) -> str:
+    """The rooms -> nurse assignments published (retained) by the staff identity `name`."""
+    return f"{site_prefix(site)}/assignments/{check_ident('sender', name)}"
+
+
+def all_assignments(site: str) -> str:
+    return f"{site_prefix(site)}/assignments/+"
+
+
+def all_notifier_deliveries(site: str) -> str:
+    return f"{site_prefix(site)}/notifier/+/delivery"
+
+
 @dataclass(frozen=True)
 class ParsedTopic:
     site: str
@@ -217,6 +268,9 @@ def parse_room_topic(topic: str) -> ParsedTopic | None:
     command = split_cmd(leaf)
     if command is not None:
         return ParsedTopic(site, room, f"cmd/{command[0]}", command[1])
+    sender = split_receipt(leaf)
+    if sender is not None:
+        return ParsedTopic(site, room, "receipt", sender)
     if leaf not in SPEC_BY_LEAF:
         return None
     return ParsedTopic(site, room, leaf)

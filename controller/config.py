@@ -94,6 +94,8 @@ class GpioSettings(_Section):
     ambient_green_pin: int = 13
     ambient_blue_pin: int = 19
     status_pin: int = 24
+    # A buzzer (active, on while the central side is blind to a call), if fitted.
+    buzzer_pin: int | None = None
     long_press_s: float = Field(default=2.0, gt=0.2, le=10)
     bounce_s: float = Field(default=0.05, ge=0, le=0.5)
     # Which call type each call input places (a long press on `call` is always an emergency).
@@ -199,6 +201,9 @@ class TimingSettings(_Section):
     escalate_infusion_s: float = Field(default=90, gt=0, le=3600)
     escalate_emergency_s: float = Field(default=30, gt=0, le=3600)
     health_every_s: float = Field(default=30, ge=1, le=3600)
+    # A call no board screen and no phone confirmed (a receipt) within this is escalated in
+    # the room: the dome strobes it and the buzzer sounds (0: off, for a site without them).
+    central_receipt_s: float = Field(default=10, ge=0, le=600)
 
 
 class AlertRuleSettings(_Section):

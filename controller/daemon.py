@@ -144,7 +144,10 @@ class RoomDaemon:
         endpoint = BrokerEndpoint.from_url(
             config.broker.url, config.broker.ca, config.broker.cert, config.broker.key
         )
-        subs = [topics.cmd_filter(self.site, self.room)]
+        subs = [
+            topics.cmd_filter(self.site, self.room),
+            topics.receipt_filter(self.site, self.room),
+        ]
         if config.simulate:
             subs.append(topics.sim_button(self.site, self.room))
         self.link = MqttLink(

@@ -17,6 +17,7 @@ from controller.core.io_types import (
     Action,
     Button,
     SetAmbient,
+    SetBuzzer,
     SetDome,
     SetStatusLed,
     SimulateButton,
@@ -112,6 +113,11 @@ class RoomHardware:
             g.ambient_red_pin, g.ambient_green_pin, g.ambient_blue_pin, pin_factory=pin_factory
         )
         self.status = room_io.StatusLed(g.status_pin, pin_factory=pin_factory)
+        self.buzzer = (
+            room_io.RoomBuzzer(g.buzzer_pin, pin_factory=pin_factory)
+            if g.buzzer_pin is not None
+            else None
+        )
 
     def cord_closed(self) -> bool | None:
         """Whether the call-cord loop is closed now (None: the room has no cord input)."""
@@ -188,11 +194,17 @@ class RoomHardware:
                 self.set_ambient(rgb)
             case SetStatusLed(sequence=sequence):
                 self.set_status(sequence)
+            case SetBuzzer(on=on):
+                buzzer = self.buzzer
+                if buzzer is not None:
+                    self._guard("buzzer", lambda: buzzer.set(on))
             case SimulateButton(button=button, action=press):
                 self.simulate(button, press)
 
     def close(self) -> None:
-        for dev in (self.buttons, self.dome, self.ambient, self.status):
+        for dev in (self.buttons, self.dome, self.ambient, self.status, self.buzzer):
+            if dev is None:
+                continue
             try:
                 dev.close()
             except Exception:

@@ -64,7 +64,7 @@ def _schema_type(prop: dict[str, Any], defs: dict[str, Any]) -> str:
 
 def contract_markdown() -> str:
     """The topic table and one field table per payload, as docs/CONTRACT.md shows them."""
-    from contract.topics import ROOM_TOPICS
+    from contract.topics import CENTRAL_TOPICS, ROOM_TOPICS
 
     lines = [
         "### Topics (prefix `clinic/{site}/room/{room}/`)",
@@ -80,7 +80,15 @@ def contract_markdown() -> str:
         "`clinic/{site}/logger/status` (one logger) or `clinic/{site}/logger/{name}/status` "
         "(each of several): retained, QoS 1, `online` / `offline` (Will).",
         "",
+        "### Central topics (prefix `clinic/{site}/`)",
+        "",
+        "| topic | retained | QoS | payload |",
+        "|---|---|---|---|",
     ]
+    for spec in CENTRAL_TOPICS:
+        retained = "yes" if spec.retained else "no"
+        lines.append(f"| `{spec.leaf}` | {retained} | {spec.qos} | {spec.payload} |")
+    lines.append("")
     for name, model in ALL_PAYLOAD_MODELS.items():
         lines += [
             f"### {model.__name__} (`{name}`)",

@@ -93,6 +93,11 @@ class RgbDome:
         red, green, blue = self._led.value
         return (float(red), float(green), float(blue))
 
+    @property
+    def is_lit(self) -> bool:
+        """Any colour on (what `roomctl room selftest` reads back)."""
+        return any(v > 0 for v in self.value)
+
     def close(self) -> None:
         self._led.close()
 
@@ -113,6 +118,11 @@ class SectionDome:
     def show(self, layers: Sequence[DomeLayerLike]) -> None:
         for colour, light in self.lights.items():
             _show_top(light, [x for x in layers if x.colour == colour])
+
+    @property
+    def is_lit(self) -> bool:
+        """Any section on (what `roomctl room selftest` reads back)."""
+        return any(light.is_lit for light in self.lights.values())
 
     def close(self) -> None:
         for light in self.lights.values():

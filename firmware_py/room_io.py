@@ -42,7 +42,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from gpiozero import LED, RGBLED, DigitalInputDevice
+from gpiozero import LED, RGBLED, Buzzer, DigitalInputDevice
 from gpiozero.threads import GPIOThread
 
 log = logging.getLogger(__name__)
@@ -315,6 +315,26 @@ class AmbientLight:
     def close(self) -> None:
         """Release the pins."""
         self._led.close()
+
+
+class RoomBuzzer:
+    """An active buzzer, if the room has one: on while the central side is blind to a call."""
+
+    def __init__(self, pin: int, pin_factory: Any = None) -> None:
+        self._dev = Buzzer(pin, pin_factory=pin_factory)
+
+    def set(self, on: bool) -> None:
+        if on:
+            self._dev.on()
+        else:
+            self._dev.off()
+
+    @property
+    def is_on(self) -> bool:
+        return bool(self._dev.is_active)
+
+    def close(self) -> None:
+        self._dev.close()
 
 
 class StatusLed:

@@ -108,6 +108,7 @@ UNITS = [
     "roomctl-room.service",
     "roomctl-logger.service",
     "roomctl-board.service",
+    "roomctl-notify.service",
     "roomctl-backup.service",
     "roomctl-backup.timer",
 ]
@@ -171,6 +172,20 @@ def test_room_config_passes_check_config(converged: Converged) -> None:
     assert config["monitor"]["protocol"] == "masimo"
     assert config["alerts"]["infusion"][0]["threshold"] == 92
     assert config["scenes"] == {"infusion": "calm"}
+
+
+def test_notifier_config_loads_and_its_secret_is_private(converged: Converged) -> None:
+    code = (
+        "from pathlib import Path; from broker.notifier.config import load; "
+        "c = load(Path('/etc/roomctl/notifier.toml')); "
+        "print(c.name, c.charge_nurse, c.assignments, len(c.webhook_secret()))"
+    )
+    proc = chroot_run(converged.root, f"{CENTRAL_VENV}/bin/python", "-c", code)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["main", "carol", "{'101':", "'carol'}", "22"]
+    secret = converged.root / "etc/roomctl/notifier-webhook.secret"
+    assert secret.stat().st_mode & 0o777 == 0o640
+    assert (converged.root / "etc/roomctl/tls/notifier.key").stat().st_mode & 0o777 == 0o600
 
 
 def test_keys_are_private_and_stay_on_the_control_node(converged: Converged) -> None:

@@ -78,7 +78,7 @@ def test_nurse_sees_infusion_call_and_claims_it(
         claim = recorder.wait_for(lambda m: m.topic.endswith("/cmd/claim/board"), since=mark)
         body = claim.json()
         assert body["by"] == "alice" and body["call_id"] and not claim.retain
-        expect(call_box.locator(".claimed")).to_have_text("✓ Claimed by alice", timeout=WAIT_MS)
+        expect(call_box.locator(".claimed")).to_have_text("✓ responding: alice", timeout=WAIT_MS)
         audit = board.board.users.audit_rows()
         assert any(a[1] == "alice" and a[2] == "claim" and a[5] == "sent" for a in audit)
     finally:
@@ -116,7 +116,7 @@ def test_viewer_cannot_claim(board: BoardServer, page: Page, recorder: Recorder)
     tile = page.locator("#room-103")
     call_box = tile.locator(".call")
     expect(call_box).to_contain_text("EMERGENCY CALL · HIGH", timeout=WAIT_MS)
-    expect(call_box).to_have_class("call lvl-high")
+    expect(call_box).to_have_class("call lvl-high emergency")
     expect(call_box.locator(".unclaimed")).to_have_text("not claimed")
     expect(call_box.get_by_role("button")).to_have_count(0)
     expect(tile.get_by_role("button", name="Set phase…")).to_have_count(0)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -20,6 +21,7 @@ from broker.board.commands import ANSWER_WITHIN_S, KEPT_PER_ROOM
 from broker.board.live import SiteState
 from broker.mosquitto.run import Mosquitto
 from contract import topics
+from contract.timefmt import format_ts
 from tests.support.board import SITE, BoardServer, FakeRoom, login
 from tests.support.mqtt import Recorder, wait_until
 
@@ -216,21 +218,21 @@ def test_refused_phase_change_shows_the_room_reason_and_offline_disables_actions
 ) -> None:
     room = FakeRoom(recorder, "123")
     room.online()
-    room.state("idle")
+    room.state("pre_check", session_id="s-123")
     login(page, board.url, "alice")
     tile = page.locator("#room-123")
-    expect(tile.locator(".phase-name")).to_have_text("Idle", timeout=WAIT_MS)
+    expect(tile.locator(".phase-name")).to_have_text("Pre-check", timeout=WAIT_MS)
     _set_phase(page, "123", "infusion")
     rid = recorder.wait_for(lambda m: m.topic.endswith("/cmd/phase/board")).json()["request_id"]
     status = tile.locator(".cmd-status")
     expect(status).to_have_attribute("data-status", "sent", timeout=WAIT_MS)
     expect(status).to_contain_text("Phase → Infusion by alice: sent")
-    reason = "illegal phase change: idle -> infusion"
-    room.event("phase_refused", from_phase="idle", phase="infusion", reason=reason,
+    reason = "session s-123 was ended in the room"
+    room.event("phase_refused", from_phase="pre_check", phase="infusion", reason=reason,
                detail={"request_id": rid})  # fmt: skip
     expect(status).to_have_attribute("data-status", "refused", timeout=WAIT_MS)
     expect(status).to_have_text(f"✕ Phase → Infusion by alice: refused: {reason}")
-    expect(tile.locator(".phase-name")).to_have_text("Idle")
+    expect(tile.locator(".phase-name")).to_have_text("Pre-check")
 
     # the room goes offline: the actions say so and cannot be used
     phase_button = tile.get_by_role("button", name="Set phase…")
@@ -264,3 +266,30 @@ def test_a_command_the_room_never_answers_says_no_answer(
     expect(status).to_have_text(
         "? Phase → Pre-check by alice: no answer from the room (not confirmed)"
     )
+
+
+@pytest.mark.broker
+def test_the_phase_dialog_offers_only_what_the_room_allows_next(
+    board: BoardServer, page: Page, recorder: Recorder
+) -> None:
+    room = FakeRoom(recorder, "125")
+    room.online()
+    room.state("pre_check", session_id="s-125")
+    login(page, board.url, "alice")
+    tile = page.locator("#room-125")
+    expect(tile.locator(".phase-name")).to_have_text("Pre-check", timeout=WAIT_MS)
+    dialog = page.locator("#phase-dialog")
+    options = dialog.locator("#phase-select option")
+    tile.get_by_role("button", name="Set phase…").click()
+    expect(options).to_have_text(["Infusion", "Idle (end session)"])
+    dialog.get_by_role("button", name="Cancel").click()
+    # in recovery before the minimum is over: discharge is shown, greyed, with its time
+    soon = format_ts(datetime.now(UTC) + timedelta(minutes=20))
+    room.state("recovery", session_id="s-125", min_recovery_end=soon)
+    expect(tile.locator(".phase-name")).to_have_text("Recovery", timeout=WAIT_MS)
+    tile.get_by_role("button", name="Set phase…").click()
+    expect(options).to_have_count(1)
+    expect(options.first).to_contain_text("Discharge ready (not before")
+    expect(options.first).to_be_disabled()
+    expect(dialog.get_by_role("button", name="Confirm phase change")).to_be_disabled()
+    expect(dialog.locator("#phase-error")).to_have_text("no phase change is possible now")

@@ -67,7 +67,7 @@ def test_board_and_status_show_presence_several_calls_and_cord_out(
         more.nth(0).get_by_role("button", name="Claim staff assist in room 111").click()
         claim = recorder.wait_for(lambda m: m.topic.endswith("/cmd/claim/board"), since=mark)
         assert claim.json()["call_id"] == assist_id and claim.json()["by"] == "alice"
-        expect(more.nth(0).locator(".claimed")).to_have_text("✓ Claimed by alice", timeout=WAIT_MS)
+        expect(more.nth(0).locator(".claimed")).to_have_text("✓ responding: alice", timeout=WAIT_MS)
         expect(call_box.get_by_role("button", name="Claim call in room 111")).to_be_visible()
 
         def status(*extra: str) -> str:

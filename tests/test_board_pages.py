@@ -92,7 +92,7 @@ def test_room_page_report_and_call_log_from_the_logger(
                 "data-status", "placed", timeout=WAIT_MS
             )
             tile.get_by_role("button", name="Claim call in room 105").click()
-            expect(tile.locator(".claimed")).to_have_text("✓ Claimed by alice", timeout=WAIT_MS)
+            expect(tile.locator(".claimed")).to_have_text("✓ responding: alice", timeout=WAIT_MS)
             rec.publish(topics.sim_button(SITE, "105"), {"button": "cancel", "action": "press"})
             rec.publish(topics.sim_button(SITE, "105"), {"button": "cancel", "action": "release"})
             expect(tile.locator(".call")).to_have_attribute("data-status", "idle", timeout=WAIT_MS)

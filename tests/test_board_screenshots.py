@@ -107,7 +107,7 @@ def test_screenshots_of_a_busy_clinic(
         expect(page.locator(".tile")).to_have_count(7, timeout=WAIT_MS)
         expect(page.locator("#room-202 .call")).to_contain_text("EMERGENCY", timeout=WAIT_MS)
         expect(page.locator("#room-205")).to_have_class("tile offline")
-        expect(page.locator("#room-203 .claimed")).to_have_text("✓ Claimed by alice")
+        expect(page.locator("#room-203 .claimed")).to_have_text("✓ responding: alice")
         expect(page.locator("#room-206 .vitals")).to_have_class("vitals stale")
         overview = tmp_path / "board-overview.png"
         page.screenshot(path=str(overview), full_page=True, animations="disabled")

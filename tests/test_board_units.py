@@ -10,9 +10,10 @@ from typing import Any
 import pytest
 
 from broker.board import history, svg_chart
+from broker.board.calls_view import call_level
+from broker.board.hub import QUEUE, Hub
 from broker.board.hub import SITE as SITE_KEY
-from broker.board.hub import Hub
-from broker.board.live import SiteState, call_level
+from broker.board.live import SiteState
 from broker.board.security import LoginLimiter, is_loopback_host, same_token
 from broker.board.thresholds import thresholds_for
 from broker.board.users import BoardDB, UserError
@@ -114,7 +115,8 @@ def test_hub_coalesces_per_room_and_filters() -> None:
         await asyncio.wait_for(everything.event.wait(), 5)
         await asyncio.sleep(0)  # let the remaining call_soon callbacks run
         assert everything.take() == {"101", "102", SITE_KEY}
-        assert only_101.take() == {"101", SITE_KEY}
+        # another room's change reaches a one-room stream as the site's queue only
+        assert only_101.take() == {"101", SITE_KEY, QUEUE}
         assert not everything.event.is_set()
         hub.unsubscribe(everything)
         assert hub.subscribers == 1
@@ -253,6 +255,10 @@ def test_every_route_goes_through_the_guard() -> None:
         ("GET", "/api/whoami"): Access.READ,
         ("POST", "/api/rooms/{room}/claim"): Access.ACT,
         ("POST", "/api/rooms/{room}/phase"): Access.ACT,
+        ("GET", "/api/assignments"): Access.READ,
+        ("POST", "/api/assignments"): Access.ACT,
+        ("POST", "/api/receipts"): Access.SESSION,
+        ("POST", "/api/session/renew"): Access.SESSION,
     }
     got = {}
     for route in [*pages.routes(), *api.routes()]:

@@ -90,6 +90,9 @@ def test_demo_day_is_logged_exactly_once_and_leaves_nothing_running(tmp_path: Pa
     assert (n["assist"], n["bath"], n["cord_out"], n["cord_back"]) == (1, 1, 1, 1), n
     assert n["cleaning"] == 1 and n["ignored_in_cleaning"] == 1, n
     assert n["monitor_alarms"] >= 1, n  # room 101's Masimo: its probe slips off
+    # issue 15: the escalation room's screens closed: nobody confirms its call, the room
+    # escalates locally, once, until a screen opens again
+    assert (n["central_blind"], n["central_reached"]) == (1, 1), n
     assert "nurse call: 2 presence" in text
     assert s["alerts_raised"] >= 1, text  # the hypertensive patient's blood pressure
     assert s["events_logged"] > 50

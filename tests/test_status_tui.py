@@ -12,9 +12,10 @@ from rich.console import Console
 
 from broker.board.live import SiteState
 from broker.mosquitto.run import Mosquitto
-from broker.status.tui import render_room, render_table
+from broker.status.tui import Bell, render_room, render_table
 from tests.support.board import SITE, FakeRoom
 from tests.support.mqtt import Recorder
+from tests.support.terminal import LiveOutput
 
 pytestmark = pytest.mark.broker
 
@@ -91,6 +92,51 @@ def test_room_text_is_shown_plain_and_cannot_steer_the_terminal() -> None:
     assert "\x1b" not in text and "\x07" not in text
 
 
+def test_status_rings_the_bell_for_a_new_call(mosquitto: Mosquitto) -> None:
+    live = LiveOutput("status", "--broker", mosquitto.url, "--site", SITE)
+    try:
+        with Recorder(mosquitto.url, [f"clinic/{SITE}/#"]) as rec:
+            room = FakeRoom(rec, "306")
+            room.online()
+            room.state("recovery")
+            live.wait_for("306")
+            assert "\x07" not in live.text  # no call yet: no bell
+            room.call("placed", call_id="c-306", priority="normal", type="bath")
+            live.wait_for("\x07")
+            rung = live.text.count("\x07")
+            room.call("claimed", call_id="c-306", priority="normal", type="bath",
+                      claimed_by="alice")  # fmt: skip
+            live.wait_for("claimed by alice")
+            assert live.text.count("\x07") == rung  # the same call claimed: no second bell
+    finally:
+        live.stop()
+
+
+def test_bell_rings_once_per_new_call_not_per_pass() -> None:
+    class Out:
+        text = ""
+
+        def write(self, s: str) -> None:
+            self.text += s
+
+        def flush(self) -> None:
+            pass
+
+    def view(room: str, *call_ids: str) -> dict[str, object]:
+        calls = [{"call_id": c, "type": "normal", "priority": "normal", "status": "placed",
+                  "level": "low", "what": "CALL", "tier": 1, "claimed_by": None,
+                  "placed_at": "2026-01-31T08:00:00.000Z", "escalated_at": None}
+                 for c in call_ids]  # fmt: skip
+        return {"room": room, "calls": calls, "alerts": []}
+
+    out = Out()
+    bell = Bell(out)
+    assert not bell.update([view("1")])
+    assert bell.update([view("1", "a")])
+    assert not bell.update([view("1", "a")])  # the same call on the next pass
+    assert bell.update([view("1", "a"), view("2", "b")])
+    assert not bell.update([view("2", "b")])  # a call ended
+    assert out.text == "\a\a" and bell.rung == 2
 def _envelope(room: str) -> dict[str, object]:
     return {"v": 1, "site": SITE, "room": room, "ts": "2026-01-31T08:00:00.000Z",
             "epoch": "0000000000000001", "clock_synced": True}  # fmt: skip

@@ -1,7 +1,10 @@
 """JSON and event-stream endpoints: live stream (SSE), snapshot, session history, actions.
 
-Server-sent events: `event: site` (broker link, logger status, server clock) and
-`event: room` (one room's view, see `live.room_view`). The stream subscribes to the hub
+Server-sent events: `event: site` (broker link, logger status, server clock),
+`event: room` (one room's view, see `live.room_view`) and `event: queue` (the site's open
+calls and alarms, most urgent first, see `queue.site_queue`; after any room's change, also on
+a one-room stream; `?queue=only` streams the site and the queue alone, for pages without
+tiles). The stream subscribes to the hub
 *before* taking its snapshot, so nothing that changes in between is missed. A comment line
 every 15 s keeps proxies from closing it; the stream ends when its login session ends: at
 logout at once, and within a second when it expires or its account is removed or disabled
@@ -29,12 +32,13 @@ from starlette.routing import Route
 
 from contract.messages import Phase, is_ident
 
-from . import ops_routes
+from . import assign_api, ops_routes, receipt_api, session_api
 from .commands import ANSWER_WITHIN_S
 from .context import SESSION_COOKIE, BoardContext
 from .feed import CommandNotSent
 from .guard import act, read
-from .hub import SITE
+from .hub import QUEUE, SITE
+from .queue import site_queue
 from .session_data import session_payload
 from .users import Session, session_key
 
@@ -52,6 +56,8 @@ def site_view(board: BoardContext) -> dict[str, Any]:
         "server_now_ms": int(board.clock() * 1000),
         "rejected": board.state.rejected,
         "cert_warnings": board.certs.current(),
+        "assignments": board.assignments.rooms(),
+        "nurses": board.assignments.nurses(),
     }
 
 
@@ -64,10 +70,15 @@ async def stream(request: Request, board: BoardContext, sess: Session) -> Respon
     room = request.query_params.get("room") or None
     if room is not None and not is_ident(room):
         return board.json_error(404, "no such room")
+    queue_only = request.query_params.get("queue") == "only"
     token = request.cookies.get(SESSION_COOKIE)
     sub = board.hub.subscribe(
-        room, None if board.config.no_auth or not token else session_key(token)
+        "" if queue_only else room,
+        None if board.config.no_auth or not token else session_key(token),
     )
+
+    def queue_event(now: float) -> str:
+        return _sse("queue", {"items": site_queue(board.state.views(now))})
 
     async def events() -> AsyncIterator[str]:
         try:
@@ -75,8 +86,9 @@ async def stream(request: Request, board: BoardContext, sess: Session) -> Respon
             yield _sse("site", site_view(board))
             now = board.clock()
             for view in board.state.views(now):
-                if room is None or view["room"] == room:
+                if not queue_only and (room is None or view["room"] == room):
                     yield _sse("room", view)
+            yield queue_event(now)
             while not board.stopping.is_set():
                 try:
                     await asyncio.wait_for(sub.event.wait(), PING_S)
@@ -90,13 +102,16 @@ async def stream(request: Request, board: BoardContext, sess: Session) -> Respon
                 if sub.closed:  # logged out, removed or disabled: not one more event
                     return
                 now = board.clock()
-                for key in sorted(sub.take()):
+                keys = sub.take()
+                for key in sorted(keys - {QUEUE}):
                     if key == SITE:
                         yield _sse("site", site_view(board))
                         continue
                     changed = board.state.view(key, now)
                     if changed is not None:
                         yield _sse("room", changed)
+                if keys - {SITE}:
+                    yield queue_event(now)
         finally:
             board.hub.unsubscribe(sub)
 
@@ -122,9 +137,7 @@ async def session_data(request: Request, board: BoardContext, sess: Session) -> 
     return JSONResponse(data)
 
 
-async def _action(
-    request: Request, board: BoardContext
-) -> tuple[str, dict[str, Any]] | Response:
+async def _action(request: Request, board: BoardContext) -> tuple[str, dict[str, Any]] | Response:
     """The room and the JSON body of an action (the guard has checked who may act), or the
     refusal."""
     room = str(request.path_params["room"])
@@ -164,9 +177,7 @@ async def _send(
     log.info("%s sent cmd/%s to room %s: %s", sess.name, name, room, sent)
     board.hub.notify_threadsafe(room)  # streams show it as sent
     # and, if the room never answers, as "no answer" once the bound has passed
-    asyncio.get_running_loop().call_later(
-        ANSWER_WITHIN_S + 0.5, board.hub.notify_threadsafe, room
-    )
+    asyncio.get_running_loop().call_later(ANSWER_WITHIN_S + 0.5, board.hub.notify_threadsafe, room)
     return JSONResponse(
         {"ok": True, "request_id": request_id, "status": "sent", "sent": json.loads(sent)}
     )
@@ -223,6 +234,9 @@ async def whoami(request: Request, board: BoardContext, sess: Session) -> Respon
 
 def routes() -> list[Route]:
     return [
+        *assign_api.routes(),
+        *receipt_api.routes(),
+        *session_api.routes(),
         Route("/api/stream", stream, methods=["GET"]),
         Route("/api/rooms", snapshot, methods=["GET"]),
         Route("/api/rooms/{room}/session", session_data, methods=["GET"]),

@@ -105,7 +105,7 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         if name != "list":
             p.add_argument("name")
         if name == "add":
-            p.add_argument("--role", choices=("viewer", "nurse"), required=True)
+            p.add_argument("--role", choices=("viewer", "nurse", "charge", "kiosk"), required=True)
             p.add_argument("--password-stdin", action="store_true", help="read it from stdin")
             p.add_argument("--replace", action="store_true", help="change an existing account")
         p.set_defaults(func=_user)

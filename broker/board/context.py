@@ -25,6 +25,7 @@ from starlette.templating import Jinja2Templates
 from broker.logger.store import LogStore, open_store
 from contract.mqtt import BrokerEndpoint
 
+from .assignments import Assignments
 from .cert_watch import CertWatch
 from .feed import BoardFeed
 from .hub import Hub
@@ -32,7 +33,7 @@ from .limits import RenderQueue
 from .live import SiteState
 from .metrics import BoardMetrics
 from .security import LoginLimiter, same_token
-from .users import BoardDB, Session
+from .users import KIOSK_SESSION_S, BoardDB, Session
 
 HERE = Path(__file__).parent
 SESSION_COOKIE = "roomctl_session"
@@ -101,6 +102,9 @@ class BoardContext:
             [config.endpoint.cert],
         )
         self.users = BoardDB(config.board_db)
+        self.assignments = Assignments(self.users)
+        # the retained copy goes out on every (re)connect, so the notifier always has it
+        self.feed.assignments = self.assignments.rooms
         self.history: LogStore | None = (
             open_store(config.logger_db, readonly=True) if config.logger_db else None
         )
@@ -141,6 +145,8 @@ class BoardContext:
             "user": sess.name if sess else None,
             "role": sess.role if sess else None,
             "can_act": bool(sess and sess.can_act),
+            "expires_ms": int(sess.expires_at * 1000) if sess and sess.expires_at < 1e12 else 0,
+            "kiosk": bool(sess and sess.is_kiosk),
             "csrf": sess.csrf if sess else "",
             "no_auth": self.config.no_auth,
             "cert_warnings": self.certs.current() if sess else [],
@@ -153,11 +159,16 @@ class BoardContext:
             target += "?" + request.url.query
         return RedirectResponse(f"/login?next={quote(target, safe='')}", status_code=303)
 
-    def set_session_cookie(self, response: Response, token: str) -> None:
+    def session_lifetime_s(self, role: str) -> float:
+        """How long a login lasts: a kiosk's (a wall display) for days, anyone else's for
+        `session_hours` (renewed in place with the password, `session_api.py`)."""
+        return float(KIOSK_SESSION_S) if role == "kiosk" else self.config.session_hours * 3600
+
+    def set_session_cookie(self, response: Response, token: str, lifetime_s: float = 0) -> None:
         response.set_cookie(
             SESSION_COOKIE,
             token,
-            max_age=int(self.config.session_hours * 3600),
+            max_age=int(lifetime_s or self.config.session_hours * 3600),
             httponly=True,
             samesite="strict",
             secure=self.config.secure_cookies,

@@ -22,7 +22,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from contract import topics
-from contract.messages import DEFAULT_COMMAND_MAX_AGE_S
+from contract.messages import DEFAULT_COMMAND_MAX_AGE_S, CallReceipt, ShiftAssignments
 from contract.mqtt import (
     BrokerEndpoint,
     close_client,
@@ -62,6 +62,8 @@ class BoardFeed:
         self.clock = clock
         self.connected = threading.Event()
         self.subscribed = threading.Event()
+        # the board's shift assignments (room -> nurse), published retained on every connect
+        self.assignments: Callable[[], dict[str, str]] | None = None
         self.messages = 0
         self._stopping = False
         self.client = make_client(
@@ -106,8 +108,15 @@ class BoardFeed:
             [
                 (topics.all_rooms_filter(self.site), options),
                 (topics.logger_status_filter(self.site), options),
+                (topics.all_notifier_deliveries(self.site), options),
+                (topics.all_assignments(self.site), options),
             ]
         )
+        if self.assignments is not None:
+            try:
+                self.publish_assignments(self.assignments(), self.sender, wait=False)
+            except Exception:  # a broken database must not stop the feed: the next change
+                log.exception("assignments not republished")
         self._tell(None)
 
     def _on_disconnect(
@@ -131,6 +140,16 @@ class BoardFeed:
             self.state.set_logger_status(bytes(msg.payload), logger)
             self._tell(None)
             return
+        if msg.topic.startswith(topics.all_assignments(self.site)[:-1]):
+            sender = msg.topic.rsplit("/", 1)[-1]
+            if self.state.set_assignments(sender, bytes(msg.payload)):
+                self._tell(None)
+            return
+        if msg.topic.endswith("/delivery") and "/notifier/" in msg.topic:
+            room = self.state.apply_delivery(bytes(msg.payload))
+            if room is not None:
+                self._tell(room)
+            return
         parsed = topics.parse_room_topic(msg.topic)
         if parsed is None or parsed.site != self.site:
             return
@@ -148,6 +167,41 @@ class BoardFeed:
                 log.exception("board listener failed")
 
     # -- commands -----------------------------------------------------------------------
+    def publish_assignments(
+        self, rooms: dict[str, str], by: str, timeout: float = 5.0, wait: bool = True
+    ) -> str:
+        """Publish the shift's assignments, retained, under this board's staff name."""
+        payload = ShiftAssignments(by=by, at=datetime.now(UTC), rooms=rooms).model_dump_json()
+        if not self.connected.is_set():
+            raise CommandNotSent("the board is not connected to the broker")
+        info = self.client.publish(
+            topics.assignments(self.site, self.sender), payload, qos=1, retain=True
+        )
+        if info.rc != mqtt.MQTT_ERR_SUCCESS:
+            raise CommandNotSent(f"publish failed ({mqtt.error_string(info.rc)})")
+        if wait:
+            try:
+                info.wait_for_publish(timeout)
+            except (RuntimeError, ValueError) as exc:
+                raise CommandNotSent(str(exc)) from exc
+            if not info.is_published():
+                raise CommandNotSent(f"the broker did not acknowledge within {timeout:g}s")
+        return payload
+
+    def publish_receipt(self, room: str, receipt: CallReceipt, timeout: float = 5.0) -> None:
+        """Say that a call of `room` reached a screen (QoS 1, never retained)."""
+        if not self.connected.is_set():
+            raise CommandNotSent("the board is not connected to the broker")
+        info = self.client.publish(
+            topics.receipt(self.site, room, self.sender), receipt.model_dump_json(), qos=1
+        )
+        if info.rc != mqtt.MQTT_ERR_SUCCESS:
+            raise CommandNotSent(f"publish failed ({mqtt.error_string(info.rc)})")
+        try:
+            info.wait_for_publish(timeout)
+        except (RuntimeError, ValueError) as exc:
+            raise CommandNotSent(str(exc)) from exc
+
     def publish_command(
         self, room: str, name: str, body: dict[str, Any], timeout: float = 5.0
     ) -> str:

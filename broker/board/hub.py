@@ -5,7 +5,9 @@ How this works: each stream is a `Subscriber` with a set of dirty room ids and a
 adds the room to every subscriber's set and sets its event. The stream wakes, takes the whole
 set and sends the *current* view of each room. So a slow browser never makes a queue grow:
 changes coalesce per room (bounded by the number of rooms) and the newest state always wins.
-`None` means a site-wide change (broker link, logger status).
+`None` means a site-wide change (broker link, logger status). A stream that shows one room
+(or none: `room=""`) still gets `QUEUE` for any other room's change, since the site's queue
+is on every page.
 
 A stream opened by a login session carries that session's key: `close_sessions(keys)` (at
 logout) and `close_all_but(live_keys)` (the board's watcher, when a session expired or its
@@ -19,6 +21,7 @@ import contextlib
 from dataclasses import dataclass, field
 
 SITE = ""  # the dirty-set key for a site-wide change
+QUEUE = "\x00queue"  # another room changed: only the site's queue is to be sent again
 
 
 @dataclass(eq=False)
@@ -84,6 +87,7 @@ class Hub:
         key = SITE if room is None else room
         for sub in self._subs:
             if room is not None and sub.room is not None and sub.room != room:
-                continue
-            sub.dirty.add(key)
+                sub.dirty.add(QUEUE)
+            else:
+                sub.dirty.add(key)
             sub.event.set()

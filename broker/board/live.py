@@ -20,57 +20,32 @@ import threading
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import ValidationError
 
 from contract import messages, topics
 from contract.messages import (
+    PHASE_TRANSITIONS,
     CallMessage,
-    CallPriority,
-    CallStatus,
     EventMessage,
     HealthMessage,
-    PeripheralStatus,
     StateMessage,
     VitalsMessage,
 )
 from contract.timefmt import format_ts
 from contract.vitals import DEMO_FLAG
 
+from . import call_proof
+from .calls_view import calls_view
 from .commands import CommandLog, TrackedCommand
+from .room_parts import event_dict, trouble, vitals_view
+from .thresholds import out_of_range
 
 EVENTS_KEPT = 100
 VITALS_KEPT = 3600  # one hour at 1 Hz per room
 STALE_VITALS_S = 5.0  # a reading older than this is drawn greyed ("stale")
-OUTBOX_TROUBLE_DEPTH = 50
-
-# Alarm levels (IEC 60601-1-8 colours: high red, medium yellow, low cyan).
-LEVELS = ("high", "medium", "low")
-_CALL_LEVEL = {
-    CallPriority.EMERGENCY: "high",
-    CallPriority.HIGH: "medium",
-    CallPriority.INFUSION: "medium",
-    CallPriority.NORMAL: "low",
-    CallPriority.TROUBLE: "low",
-}
-# How a call type is named on the board and in `roomctl status` (schema 1: no type).
-CALL_WORD = {
-    "normal": "CALL",
-    "bath": "BATH CALL",
-    "assist": "STAFF ASSIST",
-    "emergency": "EMERGENCY CALL",
-    "cord_out": "CORD OUT",
-}
-
-
-def call_level(priority: CallPriority | None, status: CallStatus) -> str:
-    """Alarm level of a call: by priority; an escalated call goes up one level."""
-    level = _CALL_LEVEL.get(priority or CallPriority.NORMAL, "low")
-    if status == CallStatus.ESCALATED and level != "high":
-        level = LEVELS[LEVELS.index(level) - 1]
-    return level
-
 
 @dataclass
 class RoomLive:
@@ -92,6 +67,9 @@ class RoomLive:
     )
     last_at: float | None = None
     version: int = 0
+    # proof of delivery per call (`call_proof.py`): the notifier's pages, the receipts
+    deliveries: call_proof.Deliveries = field(default_factory=dict)
+    receipts: call_proof.Receipts = field(default_factory=dict)
     # The room's numbering epochs in the order this board first saw them: a re-imaged room
     # (new epoch, seq from 1 again) is newer at once, whatever its seq.
     epochs: list[str] = field(default_factory=list)
@@ -129,6 +107,7 @@ class SiteState:
         self.rejected = 0
         self.retained_ignored = 0
         self.loggers: dict[str, str] = {}  # each logger's status ('' = the unnamed one)
+        self.assignments: dict[str, messages.ShiftAssignments] = {}  # by publishing identity
         self._commands = CommandLog()
         self._lock = threading.Lock()
         # Called with (room, event) for every event taken, outside the lock (metrics).
@@ -154,6 +133,8 @@ class SiteState:
                 r.availability, r.availability_at = text, received_at
                 r.version += 1
             return Applied(room, leaf)
+        if leaf == "receipt":
+            return self._receipt(room, payload, retained)
         model = _MODELS.get(leaf)
         if model is None:  # cmd/..., sim/...: not the room's own state
             return None
@@ -208,6 +189,47 @@ class SiteState:
         """The room's recent commands, newest first, with their status at `now`."""
         with self._lock:
             return self._commands.recent(room, now)
+
+    def apply_delivery(self, payload: bytes) -> str | None:
+        """A notifier's page attempt (DeliveryReport): kept on its call; the room, or None."""
+        try:
+            report = messages.DeliveryReport.model_validate_json(payload)
+        except ValidationError:
+            self._reject()
+            return None
+        with self._lock:
+            r = self._room(report.room)
+            call_proof.add_delivery(r.deliveries, report)
+            r.version += 1
+        return report.room
+
+    def _receipt(self, room: str, payload: bytes, retained: bool) -> Applied | None:
+        """A screen or a phone has a call of the room (CallReceipt): kept on the call."""
+        if retained:
+            return None
+        try:
+            got = messages.CallReceipt.model_validate_json(payload)
+        except ValidationError:
+            return self._reject()
+        with self._lock:
+            r = self._room(room)
+            call_proof.add_receipt(r.receipts, got)
+            r.version += 1
+        return Applied(room, "receipt")
+
+    def set_assignments(self, sender: str, payload: bytes) -> bool:
+        """A retained ShiftAssignments from staff identity `sender`; False if invalid."""
+        try:
+            got = messages.ShiftAssignments.model_validate_json(payload) if payload else None
+        except ValidationError:
+            self._reject()
+            return False
+        with self._lock:
+            if got is None:
+                self.assignments.pop(sender, None)
+            else:
+                self.assignments[sender] = got
+        return True
 
     def set_logger_status(self, payload: bytes, name: str = "") -> None:
         """A logger's retained status (`online`/`offline`; empty: the retained one cleared)."""
@@ -296,24 +318,6 @@ def _ts(value: Any) -> str | None:
     return format_ts(value) if value is not None else None
 
 
-def vitals_view(v: VitalsMessage) -> dict[str, Any]:
-    """The numbers a tile shows; heart rate from ECG when present, else pulse rate."""
-    hr = v.heart_rate if v.heart_rate is not None else v.pulse_rate
-    return {
-        "seq": v.seq,
-        "ts": _ts(v.ts),
-        "spo2": v.spo2,
-        "hr": hr,
-        "hr_source": "ECG" if v.heart_rate is not None else "pulse",
-        "nibp_sys": v.nibp_sys,
-        "nibp_dia": v.nibp_dia,
-        "nibp_mean": v.nibp_mean,
-        "rr": v.resp_rate,
-        "etco2": v.etco2,
-        "alarms": list(v.alarms),
-    }
-
-
 def nibp_view(r: RoomLive, now: float) -> dict[str, Any] | None:
     """The last blood pressure and how old it is now: its age when the monitor sent it
     (`age_s`, from the value's own observation time) plus the time since it arrived."""
@@ -328,73 +332,11 @@ def nibp_view(r: RoomLive, now: float) -> dict[str, Any] | None:
         "age_s": round(sent_age + max(0.0, now - r.nibp_at), 1),
         "at_ms": int(now * 1000),
     }
-
-
-def trouble(r: RoomLive, now: float) -> list[str]:
-    """Device trouble a technician must see, as short sentences."""
-    out: list[str] = []
-    if r.state is not None and r.state.cords_open:
-        out.append("call cord out: " + ", ".join(r.state.cords_open))
-    if r.vitals is not None and DEMO_FLAG in r.vitals.quality:
-        out.append("monitor in demo mode: not patient data")
-    h = r.health
-    if h is not None:
-        if h.monitor.status not in (PeripheralStatus.OK, PeripheralStatus.DISABLED):
-            out.append(f"monitor {h.monitor.status.value}")
-        if h.buttons not in (PeripheralStatus.OK, PeripheralStatus.DISABLED):
-            out.append(f"buttons {h.buttons.value}")
-        if h.lights not in (PeripheralStatus.OK, PeripheralStatus.DISABLED):
-            out.append(f"lights {h.lights.value}")
-        if h.outbox.depth >= OUTBOX_TROUBLE_DEPTH:
-            out.append(f"outbox {h.outbox.depth} queued")
-        if not h.clock_synced:
-            out.append("clock not synced")
-        if h.status_code and h.status_text and h.status_text != "ok":
-            text = f"status {h.status_code}: {h.status_text}"
-            if text not in out:
-                out.append(text)
-    return out
-
-
-def _call_type(priority: CallPriority | None, call_type: messages.CallType | None) -> str:
-    if call_type is not None:
-        return call_type.value
-    return "emergency" if priority is CallPriority.EMERGENCY else "normal"  # schema 1
-
-
-def _call_dict(a: messages.ActiveCall | CallMessage, call_type: str) -> dict[str, Any]:
-    priority = a.priority or CallPriority.NORMAL
-    tier = a.tier if a.tier is not None else (2 if a.status == CallStatus.ESCALATED else 1)
-    return {
-        "call_id": a.call_id,
-        "type": call_type,
-        "what": CALL_WORD[call_type],
-        "priority": priority.value,
-        "status": a.status.value,
-        "tier": tier,
-        "trouble": call_type == "cord_out",
-        "level": call_level(priority, a.status),
-        "placed_at": _ts(a.placed_at),
-        "claimed_by": a.claimed_by,
-        "claimed_at": _ts(a.claimed_at),
-        "escalated_at": _ts(a.escalated_at),
-        "reminders": a.reminders if isinstance(a, messages.ActiveCall) else 0,
-    }
-
-
-def calls_view(c: CallMessage | None) -> list[dict[str, Any]]:
-    """Every active call of the room, highest first: from `calls` (schema 2), or the one
-    call a schema-1 room describes in the top-level fields (never dropped, even partial)."""
-    if c is None or c.status == CallStatus.IDLE:
-        return []
-    if c.calls:
-        return [_call_dict(a, a.type.value) for a in c.calls]
-    return [_call_dict(c, _call_type(c.priority, c.type))]
-
-
 def room_view(r: RoomLive, now: float) -> dict[str, Any]:
     s, c, v = r.state, r.call, r.vitals
     calls = calls_view(c)
+    for x in calls:
+        x.update(call_proof.view(r.deliveries, r.receipts, x["call_id"]))
     call = calls[0] if calls else None
     alerts = []
     if s is not None:
@@ -411,15 +353,28 @@ def room_view(r: RoomLive, now: float) -> dict[str, Any]:
             for a in s.alerts
         ]
     vitals_age = None if r.vitals_at is None else max(0.0, now - r.vitals_at)
+    offline = r.availability == "offline"
     return {
         "room": r.room,
         "version": r.version,
         "availability": r.availability,
-        "offline": r.availability == "offline",
+        "offline": offline,
+        # when the board learnt that the room went offline (its Will or its goodbye)
+        "offline_since": _ts(datetime.fromtimestamp(r.availability_at, UTC))
+        if offline and r.availability_at is not None
+        else None,
+        # offline with a session under way: its calls cannot be known (a technical alarm)
+        "offline_in_session": offline and s is not None and s.phase != messages.Phase.IDLE,
         "phase": s.phase.value if s else None,
         "phase_since": _ts(s.since) if s else None,
         "session_id": s.session_id if s else None,
         "planned_end": _ts(s.planned_end) if s else None,
+        # what the phase dialog offers: the room's legal next phases, in the usual order
+        "next_phases": sorted(
+            (p.value for p in messages.Phase if s and p in PHASE_TRANSITIONS[s.phase]),
+            key=lambda p: (p == "idle", list(messages.Phase).index(messages.Phase(p))),
+        ),
+        "min_recovery_end": _ts(s.min_recovery_end) if s else None,
         "overrun": bool(s and s.overrun),
         "alerts": alerts,
         "call": call,
@@ -432,26 +387,11 @@ def room_view(r: RoomLive, now: float) -> dict[str, Any]:
         else {"since": _ts(s.cleaning.since), "until": _ts(s.cleaning.until), "by": s.cleaning.by},
         "cord_out": bool(s and s.cords_open) or any(x["type"] == "cord_out" for x in calls),
         "vitals": vitals_view(v) if v is not None else None,
+        "out_of_range": out_of_range(alerts),
         "nibp": nibp_view(r, now),
         "demo": v is not None and DEMO_FLAG in v.quality,
         "vitals_received_ms": None if r.vitals_at is None else int(r.vitals_at * 1000),
         "vitals_stale": vitals_age is None or vitals_age > STALE_VITALS_S,
         "trouble": trouble(r, now),
         "last_event": event_dict(r.events[-1]) if r.events else None,
-    }
-
-
-def event_dict(e: EventMessage) -> dict[str, Any]:
-    return {
-        "epoch": e.epoch,
-        "seq": e.seq,
-        "ts": _ts(e.ts),
-        "kind": e.kind.value,
-        "call_id": e.call_id,
-        "priority": e.priority.value if e.priority else None,
-        "phase": e.phase.value if e.phase else None,
-        "from_phase": e.from_phase.value if e.from_phase else None,
-        "by": e.by,
-        "reason": e.reason,
-        "detail": dict(e.detail),
     }

@@ -98,10 +98,11 @@ async def login_submit(request: Request, board: BoardContext) -> Response:
         log.warning("failed login for %r from %s", name, client)
         return again("bad")
     board.limiter.succeeded(client, name, ticket)
-    token, _ = board.users.new_session(name, board.config.session_hours * 3600)
+    lifetime = board.session_lifetime_s(role)
+    token, _ = board.users.new_session(name, lifetime)
     board.users.audit(name, "login", None, None, "ok")
     resp = RedirectResponse(nxt, status_code=303)
-    board.set_session_cookie(resp, token)
+    board.set_session_cookie(resp, token, lifetime)
     resp.delete_cookie(LOGIN_COOKIE, path="/")
     return resp
 

@@ -14,7 +14,7 @@ from contract.timefmt import format_ts
 from . import history, svg_chart
 from . import report_summary as summary
 from .context import BoardContext
-from .live import event_dict
+from .room_parts import event_dict
 from .thresholds import thresholds_for
 
 

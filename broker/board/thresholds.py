@@ -45,3 +45,19 @@ def thresholds_for(phase: str | None) -> list[dict[str, Any]]:
             }
         )
     return out
+
+
+_LEVEL_RANK = {"high": 0, "medium": 1, "low": 2}
+
+
+def out_of_range(alerts: list[dict[str, Any]]) -> dict[str, str]:
+    """Tile number (spo2, hr, nibp, rr) -> the highest level of the vital alerts on it."""
+    out: dict[str, str] = {}
+    for a in alerts:
+        key = CHART_OF_FIELD.get(a["field"])
+        level = a["severity"]
+        if key is None or a["source"] != "vitals" or level not in _LEVEL_RANK:
+            continue
+        if key not in out or _LEVEL_RANK[level] < _LEVEL_RANK[out[key]]:
+            out[key] = level
+    return out

@@ -26,13 +26,18 @@ from pathlib import Path
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
-ROLES = ("viewer", "nurse")
+# Roles, lowest first: a viewer watches; a nurse claims and sets phases; the charge nurse
+# also assigns rooms to nurses for the shift. A kiosk is a wall display's device login: it
+# watches like a viewer and its login lasts KIOSK_SESSION_S (never ends mid-shift).
+ROLES = ("viewer", "nurse", "charge", "kiosk")
+KIOSK_SESSION_S = 7 * 24 * 3600
+ACTING_ROLES = ("nurse", "charge")
 NAME_MAX = 64
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS users (
     name TEXT PRIMARY KEY,
-    role TEXT NOT NULL CHECK (role IN ('viewer', 'nurse')),
+    role TEXT NOT NULL CHECK (role IN ('viewer', 'nurse', 'charge', 'kiosk')),
     pw_hash TEXT NOT NULL,
     created_at REAL NOT NULL,
     disabled INTEGER NOT NULL DEFAULT 0
@@ -69,7 +74,15 @@ class Session:
 
     @property
     def can_act(self) -> bool:
-        return self.role == "nurse"
+        return self.role in ACTING_ROLES
+
+    @property
+    def can_assign(self) -> bool:
+        return self.role == "charge"
+
+    @property
+    def is_kiosk(self) -> bool:
+        return self.role == "kiosk"
 
 
 def _sha(token: str) -> str:
@@ -97,6 +110,7 @@ class BoardDB:
         self.conn.execute("PRAGMA journal_mode = WAL")
         self.conn.execute("PRAGMA foreign_keys = ON")
         self.conn.execute("PRAGMA busy_timeout = 5000")
+        self._allow_charge_role()
         self.conn.executescript(_SCHEMA)
         self._lock = threading.Lock()
         self._hasher = PasswordHasher()
@@ -106,6 +120,38 @@ class BoardDB:
 
     def close(self) -> None:
         self.conn.close()
+
+    def _allow_charge_role(self) -> None:
+        """A board file from before the charge nurse (issue 15): its users table's CHECK
+        allows viewer and nurse only. Rebuilt in one transaction, sessions kept (foreign keys
+        off meanwhile, as SQLite's table-rebuild procedure says)."""
+        row = self.conn.execute(
+            "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'users'"
+        ).fetchone()
+        if row is None or "'kiosk'" in row[0]:
+            return
+        self.conn.execute("PRAGMA foreign_keys = OFF")
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+            self.conn.execute(
+                "CREATE TABLE users_new (name TEXT PRIMARY KEY, role TEXT NOT NULL CHECK"
+                " (role IN ('viewer', 'nurse', 'charge', 'kiosk')), pw_hash TEXT NOT NULL,"
+                " created_at REAL NOT NULL, disabled INTEGER NOT NULL DEFAULT 0)"
+            )
+            self.conn.execute(
+                "INSERT INTO users_new (name, role, pw_hash, created_at, disabled)"
+                " SELECT name, role, pw_hash, created_at, disabled FROM users"
+            )
+            self.conn.execute("DROP TABLE users")
+            self.conn.execute("ALTER TABLE users_new RENAME TO users")
+            if self.conn.execute("PRAGMA foreign_key_check").fetchall():
+                raise sqlite3.DatabaseError("board database: sessions without a user")
+            self.conn.execute("COMMIT")
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        finally:
+            self.conn.execute("PRAGMA foreign_keys = ON")
 
     # -- accounts -----------------------------------------------------------------------
     def add_user(self, name: str, role: str, password: str, replace: bool = False) -> None:
@@ -184,6 +230,16 @@ class BoardDB:
             )
             role = self.conn.execute("SELECT role FROM users WHERE name = ?", (name,)).fetchone()
         return token, Session(name, str(role[0]), csrf, now + lifetime_s)
+
+    def extend_session(self, token: str, lifetime_s: float) -> float | None:
+        """A live session's new end (now + lifetime); None if it has ended already."""
+        now = self.now()
+        with self._lock:
+            cur = self.conn.execute(
+                "UPDATE sessions SET expires_at = ? WHERE token_sha = ? AND expires_at >= ?",
+                (now + lifetime_s, _sha(token), now),
+            )
+        return now + lifetime_s if cur.rowcount == 1 else None
 
     def session(self, token: str | None) -> Session | None:
         if not token:

@@ -141,6 +141,11 @@ def classify(
         if isinstance(result, Rejected):
             return result
         return Command(topic, parsed.site, parsed.room, name, result)
+    if leaf == "receipt":  # a call reached a screen or a phone: kept with the commands
+        receipt = _validate(topic, messages.CallReceipt, payload)
+        if isinstance(receipt, Rejected):
+            return receipt
+        return Command(topic, parsed.site, parsed.room, "receipt", receipt)
     model = topics.ROOM_MESSAGES.get(leaf)
     if model is None:
         return Ignored(topic, f"leaf {leaf!r} is not recorded")

@@ -6,7 +6,10 @@ connects it to the central broker over TLS with a `bridge-<site>` certificate is
 central PKI, with a persistent session (`cleansession false`), and carries:
 
     out  clinic/<site>/room/+/{availability,state,call,events,vitals,health}   QoS 1
-    in   clinic/<site>/room/+/cmd/#                                            QoS 1
+    in   clinic/<site>/room/+/cmd/#, clinic/<site>/room/+/receipt/#           QoS 1
+
+(receipts, "a screen or a phone has this call", go to the room like commands do: from the
+central boards and notifiers in)
 
 The two sets do not overlap, so nothing loops. While the WAN is down the site broker queues
 the outgoing messages for the bridge like for any persistent session: up to
@@ -32,10 +35,13 @@ from broker.mosquitto.conf import BrokerSettings, write_config
 from broker.mosquitto.pki import Identity, Pki
 from contract import topics
 
+# What comes in to the rooms from the centre (staff commands, delivery receipts); the rest
+# of what rooms publish goes out.
+INBOUND_LEAVES = ("cmd/#", "receipt/#")
 ROOM_DATA_LEAVES = tuple(
     spec.leaf
     for spec in topics.ROOM_TOPICS
-    if not spec.leaf.startswith("cmd/") and not spec.leaf.startswith("sim/")
+    if not spec.leaf.startswith(("cmd/", "sim/")) and spec.leaf != "receipt"
 )
 # What one room publishes per second at most, on average: vitals at 1 Hz plus events, state,
 # call and health changes (a busy room: ~0.2/s more).
@@ -82,16 +88,20 @@ def bridge_text(b: BridgeSettings) -> str:
         queue=day_queue(b.rooms),
         rooms=b.rooms,
         out_topics=out,
-        in_topic=f"topic {base}/room/+/cmd/# in 1",
+        in_topic="\n".join(f"topic {base}/room/+/{leaf} in 1" for leaf in INBOUND_LEAVES),
     )
 
 
 def central_acl_text(identities: list[Identity]) -> str:
     """The central broker's ACL: one block per identity of the central PKI.
 
-    bridge-<site>   writes clinic/<site>/room/+/<data leaf>   reads clinic/<site>/room/+/cmd/#
+    bridge-<site>   writes clinic/<site>/room/+/<data leaf>   reads clinic/<site>/room/+/cmd/#,
+                                                                    .../room/+/receipt/#
     logger[-<n>]    reads  clinic/#                           writes clinic/+/logger[/<n>]/status
-    staff-<name>    reads  clinic/#                           writes clinic/+/room/+/cmd/+/<name>
+    staff-<name>    reads  clinic/#                           writes clinic/+/room/+/cmd/+/<name>,
+                                                                 .../receipt/<name>, assignments
+    notifier-<n>    reads  clinic/#                           writes clinic/+/notifier/<n>/#,
+                                                                    .../room/+/receipt/<n>
     Nothing before the first `user` line: unknown and anonymous clients get nothing.
     """
     lines = [
@@ -105,7 +115,7 @@ def central_acl_text(identities: list[Identity]) -> str:
             assert ident.name is not None
             base = topics.site_prefix(ident.name)
             lines += [f"topic write {base}/room/+/{leaf}" for leaf in ROOM_DATA_LEAVES]
-            lines.append(f"topic read {base}/room/+/cmd/#")
+            lines += [f"topic read {base}/room/+/{leaf}" for leaf in INBOUND_LEAVES]
         elif ident.kind == "logger":
             lines.append(f"topic read {topics.ROOT}/#")
             status = "status" if ident.name is None else f"{ident.name}/status"
@@ -114,6 +124,12 @@ def central_acl_text(identities: list[Identity]) -> str:
             lines.append(f"topic read {topics.ROOT}/#")
             # only under its own name: the room takes the sender from the topic
             lines.append(f"topic write {topics.ROOT}/+/room/+/cmd/+/{ident.name}")
+            lines.append(f"topic write {topics.ROOT}/+/room/+/receipt/{ident.name}")
+            lines.append(f"topic write {topics.ROOT}/+/assignments/{ident.name}")
+        elif ident.kind == "notifier":
+            lines.append(f"topic read {topics.ROOT}/#")
+            lines.append(f"topic write {topics.ROOT}/+/notifier/{ident.name}/#")
+            lines.append(f"topic write {topics.ROOT}/+/room/+/receipt/{ident.name}")
         lines.append("")
     return "\n".join(lines)
 

@@ -44,9 +44,11 @@ def _register_pki(sub: argparse._SubParsersAction[Any]) -> None:
 
     issue = pki_sub.add_parser("issue", help="issue a client certificate (CN = identity)")
     issue.add_argument("dir", type=Path)
-    issue.add_argument("kind", choices=("room", "staff", "logger", "bridge"))
+    issue.add_argument("kind", choices=("room", "staff", "logger", "bridge", "notifier"))
     issue.add_argument(
-        "name", nargs="?", help="room id, staff name, site id (bridge), optional for logger"
+        "name",
+        nargs="?",
+        help="room id, staff name, site id (bridge), notifier name, optional for logger",
     )
     issue.add_argument("--days", type=int, default=825)
     issue.add_argument(

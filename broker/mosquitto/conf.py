@@ -7,10 +7,12 @@ become the topic segment `101`, so the ACL has one explicit `user` block per ide
 from the certificates in the PKI's `clients/` folder:
 
     user room-101        writes clinic/S/room/101/{availability,state,call,events,vitals,health}
-                         reads  clinic/S/room/101/cmd/#
-    user staff-<name>    reads  clinic/S/#            writes clinic/S/room/+/cmd/#
+                         reads  clinic/S/room/101/cmd/#, clinic/S/room/101/receipt/+
+    user staff-<name>    reads  clinic/S/#            writes clinic/S/room/+/cmd/+/<name>,
+                                                      clinic/S/assignments/<name>
     user logger          reads  clinic/S/#            writes clinic/S/logger/status
     user logger-<n>      reads  clinic/S/#            writes clinic/S/logger/<n>/status
+    user notifier-<n>    reads  clinic/S/#            writes clinic/S/notifier/<n>/#
 
 There are no lines before the first `user`, so a client without a username gets nothing, and an
 identity without a block (a certificate issued after the config was written, or removed from
@@ -35,7 +37,7 @@ from contract import topics
 ROOM_WRITE_LEAVES = tuple(
     spec.leaf
     for spec in topics.ROOM_TOPICS
-    if not spec.leaf.startswith("cmd/") and not spec.leaf.startswith("sim/")
+    if not spec.leaf.startswith(("cmd/", "sim/")) and spec.leaf != "receipt"
 )
 
 
@@ -97,17 +99,26 @@ def acl_text(site: str, identities: list[Identity], simulation: bool = False) ->
             for leaf in ROOM_WRITE_LEAVES:
                 lines.append(f"topic write {topics.room_topic(site, ident.name, leaf)}")
             lines.append(f"topic read {topics.cmd_filter(site, ident.name)}")
+            lines.append(f"topic read {topics.receipt_filter(site, ident.name)}")
             if simulation:
                 lines.append(f"topic read {topics.sim_button(site, ident.name)}")
         elif ident.kind == "staff":
             lines.append(f"topic read {base}/#")
             # only under its own name: the room takes the sender from the topic
             lines.append(f"topic write {base}/room/+/cmd/+/{ident.name}")
+            lines.append(f"topic write {base}/room/+/receipt/{ident.name}")
+            # the shift's assignments, under its own name too (the board's are believed)
+            lines.append(f"topic write {topics.assignments(site, str(ident.name))}")
             if simulation:
                 lines.append(f"topic write {base}/room/+/sim/button")
         elif ident.kind == "logger":
             lines.append(f"topic read {base}/#")
             lines.append(f"topic write {topics.logger_status(site, ident.name)}")
+        elif ident.kind == "notifier":  # roomctl notify: its delivery reports
+            assert ident.name is not None
+            lines.append(f"topic read {base}/#")
+            lines.append(f"topic write {topics.notifier_filter(site, ident.name)}")
+            lines.append(f"topic write {base}/room/+/receipt/{ident.name}")
         lines.append("")
     return "\n".join(lines)
 

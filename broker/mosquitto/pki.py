@@ -46,7 +46,7 @@ from contract.topics import check_ident
 CA_DAYS = 3650
 SERVER_DAYS = 825
 CLIENT_DAYS = 825
-KINDS = ("room", "staff", "logger", "bridge")
+KINDS = ("room", "staff", "logger", "bridge", "notifier")
 
 
 class PkiError(RuntimeError):
@@ -55,7 +55,8 @@ class PkiError(RuntimeError):
 
 @dataclass(frozen=True)
 class Identity:
-    """A client identity: `kind` (room/staff/logger), its name, and the CN / MQTT username."""
+    """A client identity: `kind` (room/staff/logger/notifier), its name, and the CN / MQTT
+    username."""
 
     kind: str
     name: str | None

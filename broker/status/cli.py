@@ -21,6 +21,9 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     status.add_argument("--once", action="store_true", help="print the overview and exit")
     status.add_argument("--wait", type=float, default=3.0, help="--once: max seconds to gather")
     status.add_argument(
+        "--no-bell", action="store_true", help="do not ring the terminal bell for new calls"
+    )
+    status.add_argument(
         "--room", help="one room in detail: monitor, outbox, clock, uptime, version, certificate"
     )
     status.add_argument(
@@ -51,5 +54,6 @@ def _status(args: argparse.Namespace) -> int:
         once=args.once,
         wait_s=args.wait,
         watch_certs=tuple(args.watch_cert),
+        bell=not args.no_bell,
         room=args.room,
     )

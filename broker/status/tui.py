@@ -12,6 +12,9 @@ offline rooms say OFFLINE, stale vitals say so.
 Text a room supplies (who claimed, alert names, its status text) is shown as plain text:
 never parsed as rich markup (`[/]` would crash the view) and with control characters (a
 terminal escape sequence) replaced, so a room cannot repaint or retitle the terminal.
+
+Live, it rings the terminal bell (BEL) once for every pass that brings a new call (any room,
+any type: `queue.new_calls`), unless `--no-bell`.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from rich.text import Text
 from broker.board.cert_watch import CertWatch
 from broker.board.feed import BoardFeed
 from broker.board.live import SiteState
+from broker.board.queue import new_calls, site_queue
 from contract.mqtt import BrokerEndpoint
 
 MARK = {"high": "!!!", "medium": "!!", "low": "!"}
@@ -264,12 +268,33 @@ def gather_once(feed: BoardFeed, wait_s: float, clock: Any = time.monotonic) -> 
             return
 
 
+class Bell:
+    """Rings (BEL on the terminal) when the queue holds a call it has not seen before."""
+
+    def __init__(self, out: Any) -> None:
+        self.out = out
+        self.seen: set[str] = set()
+        self.rung = 0
+
+    def update(self, views: list[dict[str, Any]]) -> bool:
+        items = site_queue(views)
+        fresh = new_calls(self.seen, items)
+        self.seen = {i["key"] for i in items if i["kind"] == "call"}
+        if not fresh:
+            return False
+        self.out.write("\a")
+        self.out.flush()
+        self.rung += 1
+        return True
+
+
 def run_status(
     endpoint: BrokerEndpoint,
     site: str,
     once: bool = False,
     wait_s: float = 3.0,
     watch_certs: tuple[Path, ...] = (),
+    bell: bool = True,
     room: str | None = None,
 ) -> int:
     console = Console()
@@ -285,12 +310,16 @@ def run_status(
             return 0 if feed.connected.is_set() else 1
         changed = threading.Event()
         feed.listener = lambda room: changed.set()
+        ringer = Bell(console.file) if bell else None
         with Live(console=console, auto_refresh=False, screen=False) as live:
             for _ in iter(int, 1):  # until Ctrl-C; each pass waits on a change or 1 s
                 changed.clear()
                 now = time.time()
+                views = state.views(now)
                 table = _render(state, site, room, now, _link(feed, state), certs.current(now))
                 live.update(table, refresh=True)
+                if ringer is not None:
+                    ringer.update(views)
                 changed.wait(1.0)
     except KeyboardInterrupt:
         return 0

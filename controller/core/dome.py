@@ -5,6 +5,7 @@ How this works: `layers(...)` lists everything the dome should show, one `DomeLa
 
 | rank | layer                                      | colour (default)      | pattern              |
 |------|--------------------------------------------|-----------------------|----------------------|
+| 0    | a call no screen or phone confirmed (issue 15) | its type's        | blind (a strobe)     |
 | 0    | a call with priority emergency             | its type's (red)      | fast                 |
 | 1    | an escalated call (tier 2 or 3)            | its type's            | fast                 |
 | 2    | a room alert (vital rule or monitor alarm) | `alert` (magenta)     | by severity          |
@@ -45,6 +46,8 @@ PATTERNS: dict[str, DomePattern] = {
     "reminder": DomePattern("blink", 0.25, 0.75),
     "trouble": DomePattern("blink", 0.1, 1.9),
 }
+# No screen and no phone has the call (issue 15): a strobe, the room's own (not configurable).
+BLIND = DomePattern("blink", 0.1, 0.1)
 PRIORITY_PATTERN: dict[CallPriority, str] = {
     CallPriority.TROUBLE: "trouble",
     CallPriority.NORMAL: "steady",
@@ -93,9 +96,12 @@ def _layer(colour: str, pattern: str, what: str, colour_only: bool = False) -> D
     return DomeLayer(colour, p.kind, p.on_s, p.off_s, what, colour_only)
 
 
-def _call_layer(call: Call, table: CallTable) -> tuple[int, DomeLayer]:
+def _call_layer(call: Call, table: CallTable, blind: bool = False) -> tuple[int, DomeLayer]:
     spec = table[call.type]
     what = call.type.value
+    if blind and call.status is not CallStatus.CLAIMED:
+        blind_what = what + " (central blind)"
+        return 0, DomeLayer(spec.colour, BLIND.kind, BLIND.on_s, BLIND.off_s, blind_what)
     if call.priority is CallPriority.EMERGENCY:
         return 0, _layer(spec.colour, "fast", what)
     if call.status is CallStatus.ESCALATED:
@@ -117,11 +123,12 @@ def layers(
     cleaning: bool,
     presence: bool,
     roles: Mapping[str, str] = DEFAULT_ROLES,
+    blind: frozenset[str] = frozenset(),
 ) -> tuple[DomeLayer, ...]:
     """Everything the dome shows, most urgent first (the table in the module docstring)."""
     ranked: list[tuple[int, int, DomeLayer]] = []
     for n, call in enumerate(calls):
-        rank, layer = _call_layer(call, table)
+        rank, layer = _call_layer(call, table, call.call_id in blind)
         ranked.append((rank, n, layer))
     if alerts:
         worst = min(alerts, key=lambda a: ("high", "medium", "low").index(a.severity))

@@ -167,6 +167,13 @@ class SetStatusLed:
 
 
 @dataclass(frozen=True)
+class SetBuzzer:
+    """The room's buzzer, if fitted: on while no screen or phone has confirmed a call."""
+
+    on: bool
+
+
+@dataclass(frozen=True)
 class SimulateButton:
     """Drive a mock button pin (a `--simulate` room only)."""
 
@@ -187,5 +194,7 @@ class ResendRecent:
     """After a (re)connect: resend what the broker acknowledged in the replay window."""
 
 
-Action = SetDome | SetAmbient | SetStatusLed | SimulateButton | Publish | ResendRecent
-OUTPUT_ACTIONS = (SetDome, SetAmbient, SetStatusLed, SimulateButton)
+Action = (
+    SetDome | SetAmbient | SetStatusLed | SetBuzzer | SimulateButton | Publish | ResendRecent
+)
+OUTPUT_ACTIONS = (SetDome, SetAmbient, SetStatusLed, SetBuzzer, SimulateButton)

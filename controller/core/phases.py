@@ -28,17 +28,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
-from contract.messages import EventKind, Phase
+from contract.messages import PHASE_TRANSITIONS, EventKind, Phase
 from contract.timefmt import dt_from_str, dt_from_str_required, dt_to_str, require_aware
 from controller.core.emit import Emit
 
-TRANSITIONS: dict[Phase, frozenset[Phase]] = {
-    Phase.IDLE: frozenset({Phase.PRE_CHECK}),
-    Phase.PRE_CHECK: frozenset({Phase.INFUSION, Phase.IDLE}),
-    Phase.INFUSION: frozenset({Phase.RECOVERY}),
-    Phase.RECOVERY: frozenset({Phase.DISCHARGE_READY}),
-    Phase.DISCHARGE_READY: frozenset({Phase.IDLE}),
-}
+TRANSITIONS: dict[Phase, frozenset[Phase]] = PHASE_TRANSITIONS  # the contract's one table
 
 # Phases that have a planned duration (and so can overrun).
 TIMED_PHASES: frozenset[Phase] = frozenset({Phase.PRE_CHECK, Phase.INFUSION, Phase.RECOVERY})

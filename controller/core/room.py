@@ -46,6 +46,7 @@ from controller.core import (
     payloads,
     phases,
     presence,
+    receipts,
 )
 from controller.core.emit import Emit, Scalar
 from controller.core.io_types import (
@@ -128,6 +129,9 @@ class RoomCore(NurseCallInputs):
             monitor_alarms.from_dict,
             monitor_alarms.AlarmState(),
         )
+        self.receipts = restore(
+            "receipts", saved.get("receipts"), receipts.from_dict, receipts.ReceiptState()
+        )
         self.scene_override: str | None = (saved.get("scene") or {}).get("override")
         self.restored = saved.get("session") is not None or saved.get("call") is not None
         self.fade = lighting.fade_to(None, self.scene().color, now.wall, 0.0)
@@ -190,6 +194,7 @@ class RoomCore(NurseCallInputs):
             "modes": presence.to_dict(self.presence, self.cleaning),
             "cord": cord.to_dict(self.cord),
             "monitor_alarms": monitor_alarms.to_dict(self.monitor_alarms),
+            "receipts": receipts.to_dict(self.receipts),
         }
 
     def seconds_to_next_deadline(self, now: Instant) -> float:
@@ -209,6 +214,7 @@ class RoomCore(NurseCallInputs):
             phases.next_deadline(self.session, self.phase_settings),
             call_lifecycle.next_deadline(self.call, self.call_settings),
             self.nurse_call_deadline(),
+            receipts.next_deadline(self.receipts, self.call.calls, self.receipt_timeout_s),
         ):
             if deadline is not None:
                 waits.append((deadline - now.wall).total_seconds())
@@ -287,6 +293,9 @@ class RoomCore(NurseCallInputs):
 
     def _on_message(self, topic: str, payload: bytes, retained: bool, now: Instant) -> None:
         leaf = topic[len(self._prefix) :] if topic.startswith(self._prefix) else ""
+        if topics.split_receipt(leaf) is not None:
+            self._on_receipt(payload, retained, now)
+            return
         if retained:  # a standing command would act again on every restart
             self._refuse(now, "retained message refused: commands are never retained", None, leaf)
             return
@@ -415,6 +424,7 @@ class RoomCore(NurseCallInputs):
         if state != self.call:
             self._set_call(state, emits, now)
         self._nurse_call_tick(now)
+        self._receipt_tick(now)
         self._out.append(SetAmbient(lighting.color_at(self.fade, now.wall)))
         self._check_monitor(now)
         self._publish_health(now)

@@ -13,21 +13,33 @@ Everything it changes goes out through the core's own `_set_call`, `_emit`,
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from contract.messages import ActiveAlert, CallType, CleaningCommand, EventKind, Phase
+from pydantic import ValidationError
+
+from contract.messages import (
+    ActiveAlert,
+    CallReceipt,
+    CallType,
+    CleaningCommand,
+    EventKind,
+    Phase,
+)
 from contract.timefmt import format_ts
 from controller.config import CallInput, RoomConfig
-from controller.core import alerts, call_lifecycle, dome, monitor_alarms
+from controller.core import alerts, call_lifecycle, dome, monitor_alarms, receipts
 from controller.core import cord as cord_loop
 from controller.core import presence as modes
 from controller.core.call_types import CallTable, EndedBy
 from controller.core.emit import Emit, Scalar
-from controller.core.io_types import Button, Instant
+from controller.core.io_types import Action, Button, Instant, SetBuzzer
 from controller.core.phases import SessionState
 from controller.core.settings import RoomSettings
+
+log = logging.getLogger(__name__)
 
 # The call inputs, as the input names of `gpio.call_types`.
 CALL_INPUTS: dict[Button, CallInput] = {
@@ -54,6 +66,8 @@ class NurseCallInputs:
         alerts: alerts.AlertState
         monitor_alarms: monitor_alarms.AlarmState
         monitor_ok: bool
+        receipts: receipts.ReceiptState
+        _out: list[Action]
         _new_call_id: Callable[[], str]
 
         def _set_call(
@@ -197,7 +211,45 @@ class NurseCallInputs:
             cleaning=self.cleaning is not None,
             presence=self.presence is not None,
             roles=self.settings.dome_roles,
+            blind=self.receipts.blind,
         )
+
+    # -- proof of delivery (issue 15): a call no screen and no phone confirmed -----------
+
+    @property
+    def receipt_timeout_s(self) -> float:
+        return self.config.timing.central_receipt_s
+
+    def _on_receipt(self, payload: bytes, retained: bool, now: Instant) -> None:
+        if retained:  # a receipt is news, never a standing fact
+            return
+        try:
+            got = CallReceipt.model_validate_json(payload)
+        except ValidationError:
+            log.warning("bad receipt ignored")
+            return
+        before = self.receipts.blind
+        self.receipts, emits = receipts.on_receipt(
+            self.receipts, got.call_id, got.by, got.via, now.wall
+        )
+        self._receipts_changed(before, emits, now)
+
+    def _receipt_tick(self, now: Instant) -> None:
+        before = self.receipts.blind
+        self.receipts, emits = receipts.tick(
+            self.receipts, self.call.calls, now.wall, self.receipt_timeout_s
+        )
+        self._receipts_changed(before, emits, now)
+
+    def _receipts_changed(self, before: frozenset[str], emits: list[Emit], now: Instant) -> None:
+        if emits:
+            self._emit(emits)
+        if self.receipts.blind != before:
+            if self.receipts.blind:
+                log.warning("no screen or phone confirmed call(s) %s: escalating in the room",
+                            ", ".join(sorted(self.receipts.blind)))  # fmt: skip
+            self._out.append(SetBuzzer(bool(self.receipts.blind)))
+            self._apply_outputs(now)
 
     def _on_cleaning_cmd(self, cmd: CleaningCommand, now: Instant) -> None:
         minutes = cmd.minutes or self.settings.cleaning_minutes

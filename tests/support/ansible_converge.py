@@ -187,7 +187,11 @@ def chroot_inventory(
                 "pki_dir": str(pki),
                 "pki_roomctl": str(BIN / "roomctl"),
                 "pki_broker_hostnames": ["central.test"],
-                "pki_identities": [{"kind": "room", "name": ROOM}, {"kind": "logger"}],
+                "pki_identities": [
+                    {"kind": "room", "name": ROOM},
+                    {"kind": "logger"},
+                    {"kind": "notifier", "name": "main"},
+                ],
                 "pki_staff": ["board"],
                 "base_admin_ssh_keys": [
                     "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHRlc3R0ZXN0dGVzdHRlc3R0ZXN0dGVz tech@t"
@@ -202,6 +206,12 @@ def chroot_inventory(
                 "central_venv": CENTRAL_VENV,
                 "central_mqtt_tls_port": port,
                 "central_mqtt_bind": "127.0.0.1",
+                "central_notifier_enabled": True,
+                "central_notifier_charge_nurse": "carol",
+                "central_notifier_webhook_url": "https://pager.test/roomctl",
+                "central_notifier_webhook_secret": "test-secret-0123456789",
+                "central_notifier_staff": [{"name": "carol", "ntfy_topic": "roomctl-carol"}],
+                "central_notifier_assignments": {ROOM: "carol"},
                 "room_controller_site": SITE,
                 "room_controller_room": ROOM,
                 "room_controller_pki_src": str(pki),

@@ -34,7 +34,12 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-PASSWORDS = {"alice": "alice-password-1", "victor": "victor-password-1"}
+PASSWORDS = {
+    "alice": "alice-password-1",
+    "victor": "victor-password-1",
+    "rita": "rita-password-1",
+    "wall": "wall-display-password-1",
+}
 
 
 class BoardServer:
@@ -60,6 +65,8 @@ class BoardServer:
         self.board = Board(self.config)
         self.board.users.add_user("alice", "nurse", PASSWORDS["alice"])
         self.board.users.add_user("victor", "viewer", PASSWORDS["victor"])
+        self.board.users.add_user("rita", "charge", PASSWORDS["rita"])
+        self.board.users.add_user("wall", "kiosk", PASSWORDS["wall"])
         self.server = uvicorn.Server(
             serve_config(  # the board's own server limits, as `roomctl board` serves it
                 self.board.app,
@@ -161,3 +168,40 @@ class FakeRoom:
 
     def event(self, kind: str, **fields: Any) -> Any:
         return self.send("events", messages.EventMessage, False, kind=kind, **fields)
+
+
+# The page's audio calls, recorded: every oscillator the board starts (its frequency, the
+# page clock) and every one it stops at once (a pattern cut short). Installed before the
+# board's scripts run; the board itself is unchanged.
+AUDIO_PROBE = """
+window.__audio = [];
+(() => {
+  const Ctx = window.AudioContext;
+  if (!Ctx) return;
+  const make = Ctx.prototype.createOscillator;
+  Ctx.prototype.createOscillator = function () {
+    const osc = make.call(this);
+    const start = osc.start.bind(osc);
+    const stop = osc.stop.bind(osc);
+    osc.start = (when) => {
+      window.__audio.push({ op: "start", freq: osc.frequency.value, at: Date.now() });
+      return start(when);
+    };
+    osc.stop = (when) => {
+      if (when === undefined) window.__audio.push({ op: "cut", freq: osc.frequency.value });
+      return stop(when);
+    };
+    return osc;
+  };
+})();
+"""
+
+
+def audio_starts(page: Page) -> list[float]:
+    """The frequency of every pulse the page has started, in order."""
+    return list(page.evaluate("window.__audio.filter((a) => a.op === 'start').map((a) => a.freq)"))
+
+
+def shift_start(page: Page) -> None:
+    """The nurse's one click at the start of a shift: sound on."""
+    page.get_by_role("button", name="Turn sound on for this shift").click()

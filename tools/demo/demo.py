@@ -244,6 +244,8 @@ class Demo:
         elif kind == "cleaning":
             minutes = float(arg) / self.speed / 60
             view.command(room, "cleaning", minutes=round(minutes, 4), by=script.NURSE)
+        elif kind == "screens":
+            view.screens(room, closed=arg == "closed")
         elif kind == "kill-pi":
             self._stop(f"room-{room}", signal.SIGKILL)
         elif kind == "start-pi":

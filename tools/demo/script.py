@@ -7,7 +7,9 @@ threshold, a room Pi that is killed and comes back, a monitor unplugged and plug
 And the nurse call of issue 14: a call answered by staff presence, a staff assist claimed
 and cleared, a bath (restroom) call answered in the room, a call cord pulled out of its jack
 and put back, a room cleaned after its session (a press during cleaning is ignored), and
-the first room's monitor raising its own alarm when the probe slips off.
+the first room's monitor raising its own alarm when the probe slips off. And issue 15: the
+board's screens for the escalation room are closed when its patient calls, so nobody
+confirms the call: the room escalates locally (its dome strobes), until a screen opens.
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ class Step:
     room: int  # room index
     what: str  # phase:<p> | press:<button> | release:<button> | claim[:<call type>]
     #            | cord:open | cord:close | cleaning:<script seconds> | kill-pi | start-pi
-    #            | unplug-monitor | plug-monitor
+    #            | unplug-monitor | plug-monitor | screens:closed | screens:open
     note: str = ""
 
 
@@ -89,7 +91,11 @@ def clinic_day(n_rooms: int) -> list[Step]:
     at(EMERGENCY_ROOM, infusion + 38, "claim", "the nurse claims the emergency")
     at(EMERGENCY_ROOM, infusion + 44, "press:cancel", "the emergency is cleared in the room")
     at(EMERGENCY_ROOM, infusion + 44.2, "release:cancel")
+    at(ESCALATION_ROOM, recovery + 4, "screens:closed",
+       "every board screen is closed: no one will confirm this room's next call")  # fmt: skip
     at(ESCALATION_ROOM, recovery + 5, "press:call", "a patient calls during recovery")
+    at(ESCALATION_ROOM, recovery + 16, "screens:open",
+       "a screen opens again: the room's blind-central escalation ends")  # fmt: skip
     at(ESCALATION_ROOM, recovery + 5.3, "release:call")
     at(ESCALATION_ROOM, recovery + 25, "claim", "the escalated call is claimed at last")
     at(ESCALATION_ROOM, recovery + 30, "press:cancel")
@@ -151,6 +157,8 @@ def room_config_text(
         f"escalate_normal_s = {12 / speed:.2f}",
         f"escalate_infusion_s = {10 / speed:.2f}",
         f"escalate_emergency_s = {5 / speed:.2f}",
+        # no screen or phone confirms a call in 6 script seconds: the room escalates it
+        f"central_receipt_s = {6 / speed:.2f}",
         "health_every_s = 5",
         "",
         "[cord]",

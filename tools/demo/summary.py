@@ -108,6 +108,8 @@ def _nurse_call(
             "ignored_in_cleaning",
             "monitor_alarms",
             "reminders",
+            "central_blind",
+            "central_reached",
         ),
         0,
     )
@@ -133,6 +135,8 @@ def _nurse_call(
                     "cleaning_started": "cleaning",
                     "input_ignored": "ignored_in_cleaning",
                     "call_reminder": "reminders",
+                    "central_blind": "central_blind",
+                    "central_reached": "central_reached",
                 }.get(kind)
                 if key is not None:
                     counts[key] += 1

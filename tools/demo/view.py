@@ -17,7 +17,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 
 from contract import topics
-from contract.messages import DEFAULT_COMMAND_MAX_AGE_S
+from contract.messages import DEFAULT_COMMAND_MAX_AGE_S, CallReceipt
 from contract.mqtt import BrokerEndpoint, close_client, expiry_properties, make_client
 from contract.topics import COMMANDS
 
@@ -44,6 +44,9 @@ class ClinicView:
         self.rooms = {r: RoomView(r) for r in rooms}
         self.lock = threading.Lock()
         self.counts = {"vitals": 0, "events": 0, "calls": 0, "alerts": 0}
+        # The scripted board screen (issue 15): it confirms every call it sees with a receipt,
+        # except in a room whose screens the script has closed.
+        self.screens_closed: set[str] = set()
         self.endpoint = endpoint
         self.connected = threading.Event()
         self.client = make_client(endpoint, f"demo-view-{uuid.uuid4().hex[:6]}")
@@ -74,6 +77,24 @@ class ClinicView:
             qos=1,
             properties=expiry_properties(DEFAULT_COMMAND_MAX_AGE_S),
         )
+
+    def receipt(self, room: str, call_id: str) -> None:
+        body = CallReceipt(call_id=call_id, by=self.sender, via="screen", where="demo-desk",
+                           issued_at=datetime.now(UTC))  # fmt: skip
+        self.client.publish(
+            topics.receipt(self.site, room, self.sender), body.model_dump_json(), qos=1
+        )
+
+    def screens(self, room: str, closed: bool) -> None:
+        """Close (or open again) the screens for a room; opening confirms its open calls."""
+        with self.lock:
+            if closed:
+                self.screens_closed.add(room)
+                return
+            self.screens_closed.discard(room)
+            call = dict(self.rooms[room].call)
+        for c in call.get("calls") or []:
+            self.receipt(room, str(c["call_id"]))
 
     def all_online(self) -> bool:
         with self.lock:
@@ -114,6 +135,8 @@ class ClinicView:
                 self.counts["events"] += 1
                 if data["kind"] == "call_placed":
                     self.counts["calls"] += 1
+                    if parsed.room not in self.screens_closed and data.get("call_id"):
+                        self.receipt(parsed.room, str(data["call_id"]))
                 elif data["kind"] == "alert_raised":
                     self.counts["alerts"] += 1
 

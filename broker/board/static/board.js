@@ -39,9 +39,41 @@ const Board = (() => {
 
   function since(iso) { return iso ? duration(now() - Date.parse(iso)) : "–"; }
 
+  // "23:18" (the screen's local time) and "8 min" for an offline room
+  function clockTime(iso) {
+    if (!iso) return "–";
+    const d = new Date(Date.parse(iso));
+    return String(d.getHours()).padStart(2, "0") + ":" + String(d.getMinutes()).padStart(2, "0");
+  }
+
+  function minutesSince(iso) {
+    return iso ? Math.max(0, Math.floor((now() - Date.parse(iso)) / 60000)) + " min" : "–";
+  }
+
+  // The notifier's pages for a call: "📟 nina ✓ ntfy · omar ⟳ ntfy (HTTP 503)"
+  const DELIVERY_MARK = { delivered: "✓", pending: "⟳", failed: "✕", cancelled: "–" };
+  function deliveryText(list) {
+    if (!list || !list.length) return "";
+    return "📟 " + list.map((d) => `${d.recipient} ${DELIVERY_MARK[d.status] || "?"} ${d.channel}` +
+      (d.status === "delivered" ? "" : ` (${d.detail})`) + (d.tier > 1 ? ` t${d.tier}` : "")).join(" · ");
+  }
+
+  function offlineText(iso) { return `offline since ${clockTime(iso)} (${minutesSince(iso)})`; }
+
+  // "placed 11:13 · escalated 9:43" (time since each), or the claim: "responding: nina"
+  function callTimes(c) {
+    let text = "placed " + since(c.placed_at);
+    if (c.escalated_at) text += " · escalated " + since(c.escalated_at);
+    return text;
+  }
+
   function num(v, digits) {
     return v === null || v === undefined ? "–" : Number(v).toFixed(digits || 0);
   }
+
+  // The board's own link (its stream, and the server's broker link). While it is down every
+  // tile is dimmed, actions are disabled and a full-width banner says so: never a false "no call".
+  let linkUp = false;
 
   function setLink(site) {
     const link = document.getElementById("link");
@@ -57,6 +89,11 @@ const Board = (() => {
     if (named.length > 1 && ok) { parts.push(named.length + " loggers online"); }
     link.textContent = parts.join(" · ");
     link.className = "link " + (ok ? "ok" : "down");
+    const up = !!site.broker_connected;
+    document.body.classList.toggle("link-down", !up);
+    const banner = document.getElementById("link-banner");
+    if (banner) banner.hidden = up;
+    if (up !== linkUp) { linkUp = up; told("link", { up }); }
   }
 
   function connect(path, handlers) {
@@ -70,8 +107,10 @@ const Board = (() => {
         offsetMs = site.server_now_ms - Date.now();
         setLink(site);
         if (handlers.site) handlers.site(site);
+        told("site", site);
       });
-      es.addEventListener("room", (ev) => handlers.room(JSON.parse(ev.data)));
+      es.addEventListener("room", (ev) => { if (handlers.room) handlers.room(JSON.parse(ev.data)); });
+      es.addEventListener("queue", (ev) => told("queue", JSON.parse(ev.data)));
       es.onopen = () => { attempts = 0; };
       es.onerror = () => {
         setLink({ broker_connected: false });
@@ -140,15 +179,27 @@ const Board = (() => {
   }
 
   // -- phase dialog (nurses only) -------------------------------------------------------
-  function openPhaseDialog(room, currentPhase) {
+  // Only the phases the room allows next (the contract's table, in the room's view); discharge
+  // stays greyed until the room's minimum recovery has passed.
+  function openPhaseDialog(room, view) {
     const dlg = document.getElementById("phase-dialog");
     if (!dlg) return;
+    const currentPhase = view && view.phase;
     document.getElementById("phase-room").textContent = room;
     document.getElementById("phase-now").textContent = PHASE_NAME[currentPhase] || currentPhase || "unknown";
     document.getElementById("phase-error").textContent = "";
-    const NEXT = { idle: "pre_check", pre_check: "infusion", infusion: "recovery",
-      recovery: "discharge_ready", discharge_ready: "idle" };
-    if (NEXT[currentPhase]) document.getElementById("phase-select").value = NEXT[currentPhase];
+    const select = document.getElementById("phase-select");
+    const options = ((view && view.next_phases) || []).map((p) => {
+      const early = p === "discharge_ready" && view.min_recovery_end && now() < Date.parse(view.min_recovery_end);
+      const label = (p === "idle" ? "Idle (end session)" : PHASE_NAME[p] || p) +
+        (early ? ` (not before ${clockTime(view.min_recovery_end)}: minimum recovery)` : "");
+      return el("option", { value: p, text: label, disabled: early });
+    });
+    select.replaceChildren(...options);
+    const first = options.find((o) => !o.disabled);
+    if (first) select.value = first.value;
+    document.getElementById("phase-confirm").disabled = !first;
+    if (!first) document.getElementById("phase-error").textContent = "no phase change is possible now";
     dlg.dataset.room = room;
     dlg.returnValue = "";
     dlg.showModal();
@@ -175,6 +226,7 @@ const Board = (() => {
 
   return {
     csrf, canAct, now, el, duration, since, num, connect, post, claim, openPhaseDialog,
+    clockTime, minutesSince, offlineText, callTimes, deliveryText, linkUp: () => linkUp,
     commandLabel, commandText, OFFLINE_TEXT, LEVEL_MARK, LEVEL_WORD, PHASE_NAME,
   };
 })();

@@ -5,6 +5,11 @@
 (() => {
   const { el, since, num, duration, LEVEL_MARK, LEVEL_WORD, PHASE_NAME } = Board;
   const tiles = new Map(); // room -> {node, parts, view, callKey}
+  const only = document.getElementById("tiles").dataset.onlyRoom;
+  const me = document.body.dataset.user;
+  const charge = document.body.dataset.role === "charge";
+  let assigned = {}; // room -> nurse, the charge nurse's assignments for the shift
+  let nurses = [];
   const grid = document.getElementById("tiles");
   const announce = document.getElementById("announce");
 
@@ -14,6 +19,7 @@
       phase: el("span", { class: "phase-name" }),
       phaseTime: el("span", { class: "phase-time" }),
       call: el("div", { class: "call", "data-status": "idle" }),
+      unknown: el("p", { class: "call-unknown", hidden: true }),
       moreCalls: el("ul", { class: "more-calls", "aria-label": "more calls in this room" }),
       modes: el("p", { class: "modes" }),
       vitals: el("dl", { class: "vitals" }),
@@ -22,7 +28,21 @@
       trouble: el("ul", { class: "trouble", "aria-label": "device trouble" }),
       actions: el("div", { class: "actions" }),
       command: el("p", { class: "cmd-status", role: "status", "aria-live": "polite" }),
+      assigned: el("span", { class: "assigned" }),
     };
+    if (charge) {
+      parts.assignSelect = el("select", { class: "assign", "aria-label": `Nurse for room ${room}` });
+      parts.assignSelect.addEventListener("change", () => {
+        const nurse = parts.assignSelect.value || null;
+        parts.assignSelect.disabled = true;
+        parts.assignError.textContent = "";
+        Board.post("/api/assignments", { room, nurse })
+          .catch((e) => { parts.assignError.textContent = "✕ not assigned: " + e.message; })
+          .finally(() => { parts.assignSelect.disabled = false; parts.assignSelect.dataset.key = ""; });
+      });
+      parts.assignError = el("span", { class: "assign-error", role: "status" });
+      parts.assigned.append(parts.assignSelect, parts.assignError);
+    }
     const v = {};
     for (const [key, label, unit] of [["spo2", "SpO₂", "%"], ["hr", "HR", "/min"],
       ["nibp", "NIBP", "mmHg"], ["rr", "RR", "/min"]]) {
@@ -41,19 +61,51 @@
       el("header", {},
         el("h2", { id: "title-" + room }, el("a", { href: "/rooms/" + encodeURIComponent(room), text: "Room " + room })),
         parts.avail),
-      el("p", { class: "phase" }, parts.phase, " · ", parts.phaseTime),
-      parts.call, parts.moreCalls, parts.modes, parts.vitals, parts.vitalsAge, parts.alerts, parts.trouble, parts.actions,
+      el("p", { class: "phase" }, parts.phase, " · ", parts.phaseTime, " ", parts.assigned),
+      parts.unknown, parts.call, parts.moreCalls, parts.modes, parts.vitals, parts.vitalsAge, parts.alerts, parts.trouble, parts.actions,
       parts.command);
     return { node, parts, view: null, callKey: null, alertsKey: null, troubleKey: null, commandKey: null };
   }
 
+  // A nurse sees her own rooms first (the charge nurse's assignments), then the others.
+  function order(a, b) {
+    const mine = (r) => (assigned[r] === me ? 0 : 1);
+    return mine(a) - mine(b) || (a < b ? -1 : a > b ? 1 : 0);
+  }
+
   function place(room, tile) {
-    const rooms = [...tiles.keys()].sort();
+    const rooms = [...tiles.keys()].sort(order);
     const idx = rooms.indexOf(room);
     const next = rooms[idx + 1];
     grid.insertBefore(tile.node, next ? tiles.get(next).node : null);
     document.getElementById("empty").hidden = true;
   }
+
+  function renderAssignment(room, tile) {
+    const nurse = assigned[room] || "";
+    tile.node.dataset.assigned = nurse;
+    tile.node.classList.toggle("mine", !!me && nurse === me);
+    const p = tile.parts;
+    if (!charge) {
+      p.assigned.textContent = nurse ? (nurse === me ? "★ your room" : "👩‍⚕️ " + nurse) : "unassigned";
+      return;
+    }
+    const key = JSON.stringify([nurse, nurses]);
+    if (p.assignSelect.dataset.key === key) return;
+    p.assignSelect.dataset.key = key;
+    p.assignSelect.replaceChildren(el("option", { value: "", text: "— unassigned —" }),
+      ...nurses.map((n) => el("option", { value: n, text: n })));
+    p.assignSelect.value = nurse;
+  }
+
+  document.addEventListener("site", (ev) => {
+    const next = ev.detail.assignments || {};
+    nurses = ev.detail.nurses || [];
+    const changed = JSON.stringify(next) !== JSON.stringify(assigned);
+    assigned = next;
+    tiles.forEach((tile, room) => renderAssignment(room, tile));
+    if (changed) [...tiles.keys()].sort(order).forEach((room) => grid.append(tiles.get(room).node));
+  });
 
   function callWhat(c) {
     if (c.type === "normal" && c.priority === "infusion") return "CALL (infusion)";
@@ -66,12 +118,15 @@
     const what = callWhat(c);
     node.append(el("span", { class: "mark", "aria-hidden": "true", text: LEVEL_MARK[c.level] }),
       el("strong", { class: "call-what", text: `${what} · ${LEVEL_WORD[c.level]}` }));
-    if (c.status === "escalated") node.append(el("span", { class: "escalated", text: " ESCALATED" }));
+    if (c.status === "escalated") node.append(el("span", { class: "escalated", text: "⬆ ESCALATED" }));
     if (c.tier > 1) node.append(el("span", { class: "tier", text: ` tier ${c.tier}` }));
     if (c.reminders) node.append(el("span", { class: "reminder", text: ` ⟳ not cleared (reminder ${c.reminders})` }));
-    node.append(el("span", { class: "call-elapsed", "data-since": c.placed_at, text: " " + since(c.placed_at) }));
+    node.append(el("span", { class: "call-elapsed", "data-placed": c.placed_at,
+      "data-escalated": c.escalated_at || "", text: Board.callTimes(c) }));
+    const paged = Board.deliveryText(c.deliveries);
+    if (paged) node.append(el("span", { class: "paged", text: paged }));
     if (c.claimed_by) {
-      node.append(el("span", { class: "claimed", text: `✓ Claimed by ${c.claimed_by}` }));
+      node.append(el("span", { class: "claimed", text: `✓ responding: ${c.claimed_by}` }));
     } else if (Board.canAct) {
       const b = el("button", { type: "button", class: "claim", text: buttonName });
       b.addEventListener("click", () => Board.claim(view.room, c.call_id, b));
@@ -84,7 +139,8 @@
 
   function renderCall(tile, view) {
     const calls = view.calls || (view.call ? [view.call] : []);
-    const key = JSON.stringify(calls.map((c) => [c.call_id, c.status, c.level, c.claimed_by, c.tier, c.reminders]));
+    const key = JSON.stringify(calls.map((c) => [c.call_id, c.status, c.level, c.claimed_by, c.tier, c.reminders,
+      c.deliveries]));
     if (key === tile.callKey) return;
     const prev = tile.callKeys || new Set();
     tile.callKey = key;
@@ -98,6 +154,7 @@
     tile.parts.moreCalls.replaceChildren();
     if (!c) { box.append(el("span", { class: "no-call", text: "no call" })); return; }
     box.classList.add("lvl-" + c.level);
+    if (calls.some((x) => x.type === "emergency" || x.priority === "emergency")) box.classList.add("emergency");
     box.dataset.type = c.type || "";
     callParts(box, view, c, `Claim call in room ${view.room}`);
     for (const other of calls.slice(1)) {
@@ -147,18 +204,41 @@
     showCommand(tile, recent ? c : null);
   }
 
+  // Never a false "no call": an offline room, or a board without its broker link, cannot know.
+  function renderUnknown(tile, view) {
+    const p = tile.parts;
+    const linkDown = !Board.linkUp();
+    const unknown = view.offline || linkDown;
+    p.unknown.hidden = !unknown;
+    p.call.hidden = unknown && !(view.calls || []).length;
+    tile.node.dataset.callStatus = unknown ? "unknown" : "known";
+    if (!unknown) return;
+    const why = linkDown ? "the board's broker link is down"
+      : view.offline_since ? Board.offlineText(view.offline_since) : "room offline";
+    p.unknown.textContent = `? call status unknown · ${why}` +
+      ((view.calls || []).length ? " (calls below: last known)" : "");
+  }
+
   function renderActions(tile, view) {
     const p = tile.parts;
     if (!Board.canAct) return;
     const busy = (view.commands || []).some((c) => c.name === "claim" && c.status === "sent");
+    const linkDown = !Board.linkUp();
+    const why = view.offline ? Board.OFFLINE_TEXT : linkDown ? "broker link down: commands are not sent" : "";
     p.offlineNote.hidden = !view.offline;
-    p.phaseButton.disabled = view.offline;
-    p.phaseButton.title = view.offline ? Board.OFFLINE_TEXT : "";
+    p.phaseButton.disabled = view.offline || linkDown;
+    p.phaseButton.title = why;
     for (const b of tile.node.querySelectorAll("button.claim")) {
-      b.disabled = view.offline || busy;
-      b.title = view.offline ? Board.OFFLINE_TEXT : "";
+      b.disabled = view.offline || linkDown || busy;
+      b.title = why;
     }
   }
+
+  document.addEventListener("link", () => tiles.forEach((tile) => {
+    if (!tile.view) return;
+    renderUnknown(tile, tile.view);
+    renderActions(tile, tile.view);
+  }));
 
   document.addEventListener("command-sent", (ev) => {
     const tile = tiles.get(ev.detail.room);
@@ -188,7 +268,12 @@
 
   function render(view) {
     let tile = tiles.get(view.room);
-    if (!tile) { tile = skeleton(view.room); tiles.set(view.room, tile); place(view.room, tile); }
+    if (!tile) {
+      tile = skeleton(view.room);
+      tiles.set(view.room, tile);
+      place(view.room, tile);
+      renderAssignment(view.room, tile);
+    }
     tile.view = view;
     const p = tile.parts;
     const node = tile.node;
@@ -199,6 +284,7 @@
     p.phaseTime.dataset.since = view.phase_since || "";
     p.phaseTime.textContent = (view.overrun ? "⏰ overrun · " : "") + since(view.phase_since);
     renderCall(tile, view);
+    renderUnknown(tile, view);
     renderModes(tile, view);
     renderActions(tile, view);
     renderCommand(tile, view);
@@ -208,6 +294,11 @@
     p.v.nibp.textContent = nibpText(view);
     node.classList.toggle("demo", !!view.demo);
     p.v.rr.textContent = v ? num(v.rr) : "–";
+    const oor = view.out_of_range || {};
+    for (const key of ["spo2", "hr", "nibp", "rr"]) {
+      p.v[key].className = "v-" + key + (oor[key] ? " oor lvl-" + oor[key] : "");
+      p.v[key].title = oor[key] ? `out of range (${LEVEL_WORD[oor[key]]})` : "";
+    }
     if (v) node.dataset.vitalsSeq = String(v.seq);
     renderList(tile, "alertsKey", p.alerts, view.alerts, (a) => el("li", { class: "alert lvl-" + a.severity },
       el("span", { class: "mark", "aria-hidden": "true", text: LEVEL_MARK[a.severity] || "!" }),
@@ -217,7 +308,7 @@
       el("span", { class: "mark", "aria-hidden": "true", text: "⚠" }), " device: " + t));
     if (p.phaseButton && !p.phaseButton.dataset.wired) {
       p.phaseButton.dataset.wired = "1";
-      p.phaseButton.addEventListener("click", () => Board.openPhaseDialog(view.room, tile.view.phase));
+      p.phaseButton.addEventListener("click", () => Board.openPhaseDialog(view.room, tile.view));
     }
     tick(tile);
     node.dataset.version = String(view.version);
@@ -245,12 +336,27 @@
     tile.parts.phaseTime.textContent = (view.overrun ? "⏰ overrun · " : "") + since(view.phase_since);
     tile.parts.v.nibp.textContent = nibpText(view);
     renderCommand(tile, view);
-    for (const el2 of tile.node.querySelectorAll(".call-elapsed")) el2.textContent = " " + since(el2.dataset.since);
+    for (const el2 of tile.node.querySelectorAll(".call-elapsed")) {
+      el2.textContent = Board.callTimes({ placed_at: el2.dataset.placed, escalated_at: el2.dataset.escalated });
+    }
+    if (view.offline) renderUnknown(tile, view);
     const pres = tile.parts.modes.querySelector(".presence");
     if (pres && view.presence) pres.textContent = "👤 Staff present " + since(view.presence.since);
   }
 
   setInterval(() => tiles.forEach(tick), 1000);
-  const only = grid.dataset.onlyRoom;
+
+  // Wall mode: compact tiles beside the queue, 24 rooms on one 1920x1080 screen (?wall=1 or
+  // the button; remembered on this screen).
+  const wallButton = document.getElementById("wall-toggle");
+  function setWall(on) {
+    document.body.classList.toggle("wall", on);
+    localStorage.setItem("roomctl-wall", on ? "on" : "off");
+    if (wallButton) wallButton.setAttribute("aria-pressed", on ? "true" : "false");
+  }
+  const wallParam = new URLSearchParams(location.search).get("wall");
+  const kiosk = document.body.classList.contains("kiosk"); // a wall display: always the wall layout
+  if (!only) setWall(kiosk || (wallParam !== null ? wallParam === "1" : localStorage.getItem("roomctl-wall") === "on"));
+  if (wallButton) wallButton.addEventListener("click", () => setWall(!document.body.classList.contains("wall")));
   Board.connect(only ? "/api/stream?room=" + encodeURIComponent(only) : "/api/stream", { room: render });
 })();
