@@ -155,6 +155,8 @@ class RoomDaemon:
             client_id=f"roomctl-{self.site}-{self.room}",
             will_topic=topics.availability(self.site, self.room),
             subscriptions=subs,
+            # a logger coming (back) online asks every room for its replay window
+            live_subscriptions=[topics.logger_status_filter(self.site)],
             post=self.events.put,
             keepalive_s=config.broker.keepalive_s,
             reconnect_min_s=config.broker.reconnect_min_s,

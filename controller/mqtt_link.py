@@ -50,10 +50,14 @@ class MqttLink:
         reconnect_max_s: float = 30.0,
         session_expiry_s: int = 86400,
         max_inflight: int = 100,
+        live_subscriptions: list[str] | None = None,
     ):
         self.endpoint = endpoint
         self.will_topic = will_topic
         self.subscriptions = subscriptions
+        # subscribed without retain-as-published: a retained message the broker hands over
+        # at subscribe time has retain set, a message published now does not
+        self.live_subscriptions = live_subscriptions or []
         self._post = post
         self._keepalive = keepalive_s
         self._session_expiry = session_expiry_s
@@ -91,6 +95,9 @@ class MqttLink:
             # retain-as-published: the room sees a retained command as retained (and refuses it)
             opts = SubscribeOptions(qos=1, retainAsPublished=True)
             client.subscribe([(f, opts) for f in self.subscriptions])
+        if self.live_subscriptions:
+            live = SubscribeOptions(qos=1, retainAsPublished=False)
+            client.subscribe([(f, live) for f in self.live_subscriptions])
         self._post(LinkUp(bool(flags.session_present)))
 
     def _on_disconnect(

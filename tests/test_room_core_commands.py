@@ -13,7 +13,10 @@ from contract.messages import (
 from controller.core.io_types import (
     Button,
     ButtonPressed,
+    LinkDown,
+    LinkUp,
     MessageReceived,
+    ResendRecent,
     SimulateButton,
 )
 from tests.support.room_core import (
@@ -131,3 +134,22 @@ def test_a_command_topic_without_a_sender_is_refused() -> None:
     out = room.feed(MessageReceived(topics.room_prefix(SITE, ROOM) + "/cmd/phase", body.encode()))
     assert "names no sender" in events(out, "command_refused")[0]["reason"]
     assert room.core.session.phase == "idle"
+
+
+def test_a_logger_back_online_gets_the_replay_window_again() -> None:
+    """A broker killed before it saved the logger's session: what rooms sent after it
+    restarted and before the logger resubscribed reached no one. The logger's `online`
+    (published live) makes every room resend its replay window; the retained status handed
+    over at subscribe time does not (the room resent on connect already)."""
+    room = Room()
+    room.feed(LinkUp(session_present=False))
+    status = topics.logger_status(SITE)
+    out = room.feed(MessageReceived(status, b"online", retained=True))
+    assert not [a for a in out if isinstance(a, ResendRecent)]
+    out = room.feed(MessageReceived(status, b"online"))
+    assert [a for a in out if isinstance(a, ResendRecent)] == [ResendRecent()]
+    out = room.feed(MessageReceived(topics.logger_status(SITE, "b"), b"offline"))
+    assert not [a for a in out if isinstance(a, ResendRecent)] and not events(out)
+    room.feed(LinkDown("gone"))
+    out = room.feed(MessageReceived(status, b"online"))
+    assert not [a for a in out if isinstance(a, ResendRecent)]  # nothing to resend over

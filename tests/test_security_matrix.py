@@ -67,7 +67,9 @@ def may_write(who: str, topic: str) -> bool:
 
 def may_read(who: str, topic: str) -> bool:
     if who.startswith("room-"):
-        return topic.startswith(f"clinic/{S}/room/{who.removeprefix('room-')}/cmd/")
+        own = f"clinic/{S}/room/{who.removeprefix('room-')}/"
+        # its commands and receipts, and the loggers' status (a logger back online: resend)
+        return topic.startswith((own + "cmd/", own + "receipt/", f"clinic/{S}/logger/"))
     if who.startswith("staff-") or who == "logger":
         return topic.startswith(f"clinic/{S}/")
     return False

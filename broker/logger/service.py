@@ -16,7 +16,7 @@ How this works:
   `ReceiveMaximum` caps un-acked messages in flight to us below the queue size.
 - Acks carry the connection generation: after a reconnect, messages of the old connection are
   not acked on the new one (the broker redelivers them; the dedupe absorbs them).
-- The logger publishes its status `online` (retained), with `offline` as Will, on
+- Once subscribed, the logger publishes its status `online` (retained), with `offline` as Will, on
   `clinic/<site>/logger/status`, or `clinic/<site>/logger/<name>/status` when it is one of
   several (certificate `logger-<name>`): redundant loggers each have their own, and the board
   shows each. Several loggers each keep their own persistent session (their own client id)
@@ -153,7 +153,6 @@ class Logger:
         with self._lock:
             self._generation += 1
         log.info("connected to %s (session present: %s)", self.endpoint.url, flags.session_present)
-        client.publish(self.status_topic, "online", qos=1, retain=True)
         # retain-as-published: the flag says whether the publisher retained the message, so a
         # retained `events`/`vitals`/`cmd` message is seen (and quarantined) as such.
         options = SubscribeOptions(
@@ -179,6 +178,9 @@ class Logger:
             log.error("subscription to %s refused: %s", ", ".join(self.filters), rcs)
         else:
             self.subscribed.set()
+            # `online` only once subscribed: rooms resend their replay window when they see
+            # it, and what they resend must find this subscription in place
+            client.publish(self.status_topic, "online", qos=1, retain=True)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         try:

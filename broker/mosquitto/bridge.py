@@ -7,6 +7,7 @@ central PKI, with a persistent session (`cleansession false`), and carries:
 
     out  clinic/<site>/room/+/{availability,state,call,events,vitals,health}   QoS 1
     in   clinic/<site>/room/+/cmd/#, clinic/<site>/room/+/receipt/#           QoS 1
+    in   clinic/<site>/logger/#  (a central logger back online: the rooms resend)
 
 (receipts, "a screen or a phone has this call", go to the room like commands do: from the
 central boards and notifiers in)
@@ -88,7 +89,10 @@ def bridge_text(b: BridgeSettings) -> str:
         queue=day_queue(b.rooms),
         rooms=b.rooms,
         out_topics=out,
-        in_topic="\n".join(f"topic {base}/room/+/{leaf} in 1" for leaf in INBOUND_LEAVES),
+        in_topic="\n".join(
+            [f"topic {base}/room/+/{leaf} in 1" for leaf in INBOUND_LEAVES]
+            + [f"topic {base}/logger/# in 1"]  # the central loggers' status: rooms resend
+        ),
     )
 
 
@@ -116,6 +120,7 @@ def central_acl_text(identities: list[Identity]) -> str:
             base = topics.site_prefix(ident.name)
             lines += [f"topic write {base}/room/+/{leaf}" for leaf in ROOM_DATA_LEAVES]
             lines += [f"topic read {base}/room/+/{leaf}" for leaf in INBOUND_LEAVES]
+            lines.append(f"topic read {base}/logger/#")
         elif ident.kind == "logger":
             lines.append(f"topic read {topics.ROOT}/#")
             status = "status" if ident.name is None else f"{ident.name}/status"

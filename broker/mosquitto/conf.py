@@ -7,7 +7,8 @@ become the topic segment `101`, so the ACL has one explicit `user` block per ide
 from the certificates in the PKI's `clients/` folder:
 
     user room-101        writes clinic/S/room/101/{availability,state,call,events,vitals,health}
-                         reads  clinic/S/room/101/cmd/#, clinic/S/room/101/receipt/+
+                         reads  clinic/S/room/101/cmd/#, clinic/S/room/101/receipt/+,
+                                clinic/S/logger/#
     user staff-<name>    reads  clinic/S/#            writes clinic/S/room/+/cmd/+/<name>,
                                                       clinic/S/assignments/<name>
     user logger          reads  clinic/S/#            writes clinic/S/logger/status
@@ -100,6 +101,8 @@ def acl_text(site: str, identities: list[Identity], simulation: bool = False) ->
                 lines.append(f"topic write {topics.room_topic(site, ident.name, leaf)}")
             lines.append(f"topic read {topics.cmd_filter(site, ident.name)}")
             lines.append(f"topic read {topics.receipt_filter(site, ident.name)}")
+            # a logger back online asks the rooms to resend their replay window
+            lines.append(f"topic read {topics.logger_status_filter(site)}")
             if simulation:
                 lines.append(f"topic read {topics.sim_button(site, ident.name)}")
         elif ident.kind == "staff":

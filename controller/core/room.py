@@ -292,6 +292,14 @@ class RoomCore(NurseCallInputs):
             self._health.due = True
 
     def _on_message(self, topic: str, payload: bytes, retained: bool, now: Instant) -> None:
+        if topics.parse_logger_status(self.site, topic) is not None:
+            # A logger that has just come (back) online may have lost its session (a broker
+            # killed before it saved it): what the room sent meanwhile reached no one. Resend
+            # the replay window; the logger keeps each (epoch, seq) once. A retained status
+            # handed over at subscribe time is not news (the room resent on connect).
+            if not retained and payload.strip() == b"online" and self.link_up:
+                self._out.append(ResendRecent())
+            return
         leaf = topic[len(self._prefix) :] if topic.startswith(self._prefix) else ""
         if topics.split_receipt(leaf) is not None:
             self._on_receipt(payload, retained, now)
