@@ -7,12 +7,14 @@ import json
 import urllib.error
 import urllib.request
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from broker.board.ops_routes import board_health
+from broker.mosquitto.run import Mosquitto
 from broker.ops.metrics import ALLOWED_LABELS, check_labels
 from contract import topics
 from contract.timefmt import format_ts
@@ -112,3 +114,43 @@ def test_sse_clients_are_counted(board: BoardServer) -> None:
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(board.url + "/api/stream", timeout=10)  # a stream needs a login
     refused.value.close()
+
+
+def test_roomctl_board_speaks_to_systemd(mosquitto: Mosquitto, tmp_path: Path) -> None:
+    """`Type=notify` + `WatchdogSec` (the central role's unit): READY once serving, WATCHDOG
+    while its loop runs and its database takes a write, STOPPING on the way out."""
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+
+    from broker.mosquitto.run import free_port
+
+    sock_path = tmp_path / "notify.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as server:
+        server.bind(str(sock_path))
+        server.settimeout(30)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "controller.cli", "board", "--broker", mosquitto.url,
+             "--site", "s1", "--db", str(tmp_path / "log.db"), "--port", str(free_port())],
+            env={**os.environ, "NOTIFY_SOCKET": str(sock_path), "WATCHDOG_USEC": "400000"},
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        )  # fmt: skip
+        got: list[str] = []
+        try:
+            while sum("WATCHDOG=1" in g for g in got) < 3:
+                got.append(server.recv(4096).decode())
+            assert got[0].startswith("READY=1")
+            proc.send_signal(signal.SIGTERM)
+            while not any("STOPPING=1" in g for g in got):
+                got.append(server.recv(4096).decode())
+            # uvicorn shuts down cleanly, then re-raises the SIGTERM it caught (systemd counts
+            # a stop by SIGTERM as clean)
+            assert proc.wait(30) in (0, -signal.SIGTERM)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(10)
+            assert proc.stderr is not None
+            proc.stderr.close()

@@ -41,6 +41,8 @@ from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from broker.ops.sdnotify import Notifier
+
 from . import api, pages
 from .context import HERE, BoardConfig, BoardContext
 from .limits import BodyLimit
@@ -118,14 +120,37 @@ class Board(BoardContext):
         self.hub.bind(asyncio.get_running_loop())
         self.feed.start()
         watcher = asyncio.create_task(self._watch_sessions())
+        systemd = Notifier()
+        watchdog = asyncio.create_task(self._watchdog(systemd))
         log.info("board for site %s: broker %s", self.site, self.config.endpoint.url)
+        systemd.notify("READY=1\nSTATUS=serving")
         try:
             yield
         finally:
+            systemd.notify("STOPPING=1")
             self.stopping.set()
             watcher.cancel()
+            watchdog.cancel()
             self.feed.stop()
             self.close()
+            systemd.close()
+
+    async def _watchdog(self, systemd: Notifier) -> None:
+        """Under systemd's `WatchdogSec`: `WATCHDOG=1` every half interval while the event loop
+        runs (this task is scheduled on it: a stuck loop stops the pings) and the board's own
+        database takes a write. A broker link down does not stop the pings: the board then
+        shows its banner, and a restart would not bring the broker back."""
+        interval = systemd.watchdog_interval
+        if interval is None:
+            return
+        while not self.stopping.is_set():
+            problem = await asyncio.to_thread(self.users.writable)
+            if problem is None:
+                systemd.notify("WATCHDOG=1")
+            else:
+                log.error("watchdog withheld: board database not writable: %s", problem)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), interval / 2)
 
     async def _watch_sessions(self) -> None:
         """Every `SESSION_CHECK_S`, end the live streams whose session no longer lets anyone
