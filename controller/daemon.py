@@ -105,6 +105,7 @@ class RoomDaemon:
         self._clock_checked = time.monotonic()
         self._purged = time.monotonic()
         self._last_edge_key: tuple[object, ...] = ()
+        self._stored_key: tuple[Any, ...] | None = None  # RoomCore.durable_key() last stored
         self._cert_not_after = _cert_expiry(config.broker.cert)
 
         config.state_dir.mkdir(parents=True, exist_ok=True)
@@ -317,12 +318,23 @@ class RoomDaemon:
         self._staged, self._unstored = [], []
         if not staged:
             return
-        state = self.core.state_blobs()
+        # the state's blobs are built and compared only when its frozen values changed (a
+        # reading usually changes none: the cheapest path of the busiest event)
+        key = self.core.durable_key()
+        state: dict[str, Any] | None = None
         try:
-            if self.publisher.can_hold(staged) and not self.outbox.state_changed(state):
-                self.publisher.hold(staged, self.link if self.link.connected else None)
-                return
-            self.publisher.enqueue_many(staged, state=state)
+            if self.publisher.can_hold(staged):
+                if key != self._stored_key:
+                    state = self.core.state_blobs()
+                    if not self.outbox.state_changed(state):
+                        self._stored_key = key
+                if key == self._stored_key:
+                    self.publisher.hold(staged, self.link if self.link.connected else None)
+                    return
+            self.publisher.enqueue_many(
+                staged, state=state if state is not None else self.core.state_blobs()
+            )
+            self._stored_key = key
         except (OutboxFull, sqlite3.Error) as exc:
             dropped = sum(1 for m in staged if topics.SPEC_BY_MODEL[m.model].leaf == "vitals")
             self.outbox.count_dropped_vitals(dropped)

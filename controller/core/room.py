@@ -184,6 +184,14 @@ class RoomCore(NurseCallInputs):
                 self._on_tick(facts, now)
         return self._out
 
+    def durable_key(self) -> tuple[Any, ...]:
+        """The durable state as frozen values: equal keys mean equal `state_blobs()` (cheap to
+        compare; the daemon builds and compares the blobs only when this changed)."""
+        return (
+            self.session, self.call, self.alerts, self.scene_override, self.presence,
+            self.cleaning, self.cord, self.monitor_alarms, self.receipts,
+        )  # fmt: skip
+
     def state_blobs(self) -> dict[str, dict[str, Any]]:
         """The durable state, stored with every batch of messages."""
         return {
