@@ -207,3 +207,42 @@ def test_the_boards_assignments_win_over_the_file(
         finally:
             proc.stop()
         assert _pages(hook) == {("c-1", 1, "omar")}
+
+
+def test_roomctl_notify_speaks_to_systemd(mosquitto: Mosquitto, tmp_path: Path) -> None:
+    """The central role's unit is `Type=notify` + `WatchdogSec`: READY once subscribed,
+    WATCHDOG while the routing loop turns, STOPPING on SIGTERM."""
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+
+    # a receiver that is never asked: no call is placed in this test
+    config = notifier_config(tmp_path, f"http://127.0.0.1:{free_port()}", None)
+    sock_path = tmp_path / "notify.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as server:
+        server.bind(str(sock_path))
+        server.settimeout(30)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "controller.cli", "notify", "--broker", mosquitto.url,
+             "--site", SITE, "--config", str(config)],
+            cwd=tmp_path,
+            env={**os.environ, "NOTIFY_SOCKET": str(sock_path), "WATCHDOG_USEC": "400000"},
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        )  # fmt: skip
+        got: list[str] = []
+        try:
+            while sum("WATCHDOG=1" in g for g in got) < 3:
+                got.append(server.recv(4096).decode())
+            assert got[0].startswith("READY=1")
+            proc.send_signal(signal.SIGTERM)
+            while not any("STOPPING=1" in g for g in got):
+                got.append(server.recv(4096).decode())
+            assert proc.wait(30) == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(10)
+            assert proc.stderr is not None
+            proc.stderr.close()

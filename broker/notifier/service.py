@@ -24,6 +24,7 @@ from typing import Any
 from broker.board.feed import BoardFeed
 from broker.board.live import SiteState
 from broker.ops.metrics import Health, NotifierMetrics
+from broker.ops.sdnotify import Notifier as SdNotifier
 from contract import topics
 from contract.messages import CallReceipt, DeliveryReport
 from contract.mqtt import BrokerEndpoint
@@ -195,10 +196,19 @@ class Notifier:
             self._pool.submit(self._attempt, d)
         return len(due)
 
-    def run(self, stop: threading.Event) -> None:
+    def run(self, stop: threading.Event, systemd: SdNotifier | None = None) -> None:
+        """Until `stop`: plan and dispatch pages. Under systemd (`Type=notify`): READY once
+        subscribed, WATCHDOG every half interval while this loop turns (a stuck loop stops
+        the pings and systemd restarts the notifier), STOPPING on the way out."""
+        systemd = systemd or SdNotifier()
+        pinged = float("-inf")
         self.feed.start()
         try:
             while not stop.is_set():
+                interval = systemd.watchdog_interval
+                if interval and self.ready.is_set() and time.monotonic() - pinged >= interval / 2:
+                    pinged = time.monotonic()
+                    systemd.notify("WATCHDOG=1")
                 with self._lock:
                     rooms, self._dirty = self._dirty, set()
                 for room in sorted(rooms):
@@ -209,12 +219,15 @@ class Notifier:
                 if self.feed.subscribed.is_set() and not self.ready.is_set():
                     self.ready.set()
                     log.info("subscribed to site %s: routing calls", self.site)
+                    systemd.notify("READY=1\nSTATUS=routing calls")
                 self.dispatch()
                 nxt = self.store.next_due()
                 wait = 1.0 if nxt is None else max(0.05, min(1.0, nxt - self.clock()))
                 self.wake.wait(wait)
                 self.wake.clear()
         finally:
+            systemd.notify("STOPPING=1")
             self.feed.stop()
             self._pool.shutdown(wait=True, cancel_futures=True)
             self.store.close()
+            systemd.close()
