@@ -151,6 +151,7 @@ class Outbox:
             self.epoch = new_epoch()
             self._set_meta("epoch", self.epoch)
         self.vitals_thinned = int(self._meta("vitals_thinned", "0"))
+        self._refused: int | None = None  # meta.refused, read once (see `refused`)
         self._acks: dict[int, float] = {}  # PUBACKed seq -> when; written with the next commit
         self._created: Counter[str] = Counter()  # made but not yet counted in meta
         self._state_saved: dict[str, Any] = {}  # blob key -> the value as last stored
@@ -536,8 +537,11 @@ class Outbox:
 
     @property
     def refused(self) -> int:
-        """Messages set aside because the broker would refuse them (persisted)."""
-        return int(self._meta("refused", "0"))
+        """Messages set aside because the broker would refuse them (persisted; read from disk
+        once, then kept in memory: the daemon asks on every pass of its loop)."""
+        if self._refused is None:
+            self._refused = int(self._meta("refused", "0"))
+        return self._refused
 
     def refuse(self, seq: int, reason: str, keep: int = REFUSED_KEEP) -> None:
         """Take a pending row out of the queue for good: the broker would refuse it (too big),
@@ -569,6 +573,8 @@ class Outbox:
         except BaseException:
             self._rollback()
             raise
+        if cur.rowcount:
+            self._refused = self.refused + 1
         self._depth -= cur.rowcount
 
     def ack(self, seqs: list[int]) -> None:
