@@ -316,12 +316,13 @@ class MllpListenTransport(ThreadedTransport):
             conn.close()
             return
         with self._lock:
-            if len(self._conns) >= self.max_connections:
+            # a connection already told to give way holds no slot, even while its thread is
+            # still closing it (under load it may still be listed when the next peer comes)
+            live = [kv for kv in self._conns.items() if not kv[1].evicted]
+            if len(live) >= self.max_connections:
                 # Full: a connection that never brought an HL7 message gives way first (the
                 # oldest of them), else the one whose last message is the oldest.
-                sock, oldest = min(
-                    self._conns.items(), key=lambda kv: (kv[1].proven, kv[1].last_message_at)
-                )
+                sock, oldest = min(live, key=lambda kv: (kv[1].proven, kv[1].last_message_at))
                 oldest.evicted = True
                 self.evicted += 1
                 with contextlib.suppress(OSError):
