@@ -1,7 +1,9 @@
 """Envelope, outbox and pump: how a room message goes from the daemon to the broker.
 
 `enqueue_many` wraps the room core's `Publish` bodies in the envelope (next `seq`, `ts`,
-`clock_synced`), validates them with the contract model and stores them in the outbox.
+`clock_synced`), validates them with the contract model and stores them in the outbox
+(a vitals reading that is plainly valid is written without the model, byte for byte the
+same JSON: `vitals_json`, the busiest path).
 `pump` hands stored rows to the MQTT link in `seq` order, at most `window` unacknowledged
 at once; `on_puback` records the PUBACK and `flush_acks` deletes the acknowledged rows in
 one transaction.
@@ -47,6 +49,7 @@ from contract.messages import (
 from contract.topics import ROOM_MESSAGES
 from controller.core.io_types import Publish
 from controller.outbox import Outbox, OutboxItem, OutboxRow
+from controller.vitals_json import VitalsEncoder
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +103,7 @@ class Publisher:
         self._recent: deque[tuple[float, OutboxRow]] = deque()  # acked from memory: replay
         self.stored_telemetry = 0  # telemetry rows the hold bound sent to disk
         self._caught_up = False  # the last pump handed every stored pending row
+        self._vitals = VitalsEncoder(site, room, outbox.epoch)  # pydantic-free, same bytes
 
     def can_hold(self, messages: Sequence[Publish]) -> bool:
         """True if every message is telemetry (vitals, health): it may skip the disk."""
@@ -217,6 +221,10 @@ class Publisher:
         self, model: type[Envelope], fields: Mapping[str, Any], now: datetime, synced: bool
     ) -> Callable[[int], bytes]:
         def build(seq: int) -> bytes:
+            if model is VitalsMessage:  # the busiest message: no model when plainly valid
+                fast = self._vitals.payload(seq, now, synced, fields)
+                if fast is not None:
+                    return fast
             envelope = {
                 "site": self.site,
                 "room": self.room,
