@@ -11,6 +11,12 @@ MQTT link. Vitals and health skip the disk when the broker acknowledges them wit
 core has a deadline due (no busy ticking: the loop sleeps until the next deadline of the
 core, of the held telemetry, of housekeeping or of the watchdog), then the outbox pump and
 the systemd watchdog. A room therefore works with no broker at all.
+
+PUBACKs take their own road (`_post_ack`): paho's thread appends them to `_acks_in`, and
+they wake the loop only when something waits on them (a stored row, a full window, a
+drain). A PUBACK of telemetry sent from memory changes nothing that cannot wait: it is
+taken at the start of the next round (the next reading, or the hold bound, before anything
+held is stored), which spares the loop a wake-up per reading (issue 17).
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import logging
 import queue
 import sqlite3
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -81,6 +88,9 @@ class Stop:
     reason: str
 
 
+ACKS_WAITING = object()  # posted by `_post_ack` to wake the loop for PUBACKs
+
+
 def now_instant() -> Instant:
     return Instant(datetime.now(UTC), time.monotonic())
 
@@ -132,6 +142,8 @@ class RoomDaemon:
         )
         saved = {name: self.outbox.load_state(name) for name in STATE_KEYS}
         self.core = RoomCore(config, saved, self._now(), version=__version__)
+        self._acks_in: deque[PubAck] = deque()  # from paho's thread, see `_post_ack`
+        self._wake_on_ack = True  # False while every message in flight is held telemetry
         self._staged: list[Publish] = []  # stored by _flush
         self._unstored: list[Publish] = []  # kept while the disk is full
 
@@ -159,6 +171,7 @@ class RoomDaemon:
             # a logger coming (back) online asks every room for its replay window
             live_subscriptions=[topics.logger_status_filter(self.site)],
             post=self.events.put,
+            post_ack=self._post_ack,
             keepalive_s=config.broker.keepalive_s,
             reconnect_min_s=config.broker.reconnect_min_s,
             reconnect_max_s=config.broker.reconnect_max_s,
@@ -176,6 +189,12 @@ class RoomDaemon:
 
     def _post_reading(self, reading: Reading) -> None:
         self.events.put(ReadingReceived(reading))
+
+    def _post_ack(self, ack: PubAck) -> None:
+        """paho's thread: keep the PUBACK; wake the loop only if something waits on it."""
+        self._acks_in.append(ack)
+        if self._wake_on_ack:
+            self.events.put(ACKS_WAITING)
 
     def stop(self, reason: str = "stop requested") -> None:
         self.events.put(Stop(reason))
@@ -202,6 +221,7 @@ class RoomDaemon:
                     batch.append(self.events.get_nowait())
                 except queue.Empty:
                     break
+            self._guarded(self._take_acks, None)
             for item in batch:
                 if isinstance(item, Stop):
                     log.info("stopping: %s", item.reason)
@@ -217,6 +237,7 @@ class RoomDaemon:
             if self._edge_key() != self._last_edge_key:
                 self._guarded(self._tick, None)
                 self._guarded(self._deliver, None)
+            self._wake_on_ack = not self.publisher.acks_can_wait()
             self.notifier.ping_if_due()
 
     def _guarded(self, func: Callable[[Any], None], arg: object) -> None:
@@ -229,7 +250,15 @@ class RoomDaemon:
         finally:
             self._flush()
 
+    def _take_acks(self, _: object = None) -> None:
+        """The PUBACKs paho delivered so far (bounded: at most the in-flight window)."""
+        for _n in range(len(self._acks_in)):
+            ack = self._acks_in.popleft()
+            self.publisher.on_puback(ack.mid, ack.ok, ack.reason)
+
     def _handle(self, item: object) -> None:
+        if item is ACKS_WAITING:
+            return  # a wake-up: the round has taken the PUBACKs already
         if isinstance(item, PubAck):
             self.publisher.on_puback(item.mid, item.ok, item.reason)
         else:
@@ -364,6 +393,8 @@ class RoomDaemon:
     def _drain_before_stop(self, seconds: float) -> None:
         """On a clean stop, deliver what is stored (bounded); the rest waits on disk."""
         deadline = time.monotonic() + seconds
+        self._wake_on_ack = True
+        self._take_acks()
         while self.link.connected and self.outbox.depth > 0 and time.monotonic() < deadline:
             self.publisher.pump(self.link)
             try:
@@ -372,7 +403,8 @@ class RoomDaemon:
                 continue
             if isinstance(item, PubAck):
                 self.publisher.on_puback(item.mid, item.ok, item.reason)
-                self.publisher.flush_acks()
+            self._take_acks()
+            self.publisher.flush_acks()
 
     def _shutdown(self) -> None:
         self.notifier.stopping()

@@ -2,9 +2,10 @@
 
 Callbacks run on paho's network thread; they only convert to the room core's event types
 (`LinkUp`, `LinkDown`, `MessageReceived`) or a `PubAck` for the outbox, and post them to the
-daemon's queue (`post`), which never blocks (the daemon's queue is unbounded
-but fed at a bounded rate: one PUBACK per message we handed to paho, inbound commands
-limited by the broker's per-client queue). Everything else happens on the daemon thread.
+daemon's queue (`post`; PUBACKs to `post_ack` if given), which never blocks (the daemon's
+queue is unbounded but fed at a bounded rate: one PUBACK per message we handed to paho,
+inbound commands limited by the broker's per-client queue). Everything else happens on the
+daemon thread.
 
 Session: MQTT 5, `clean_start=False` with a session expiry, so the broker keeps the room's
 `cmd/#` subscription and queued commands across reconnects. Will: `availability` =
@@ -51,6 +52,7 @@ class MqttLink:
         session_expiry_s: int = 86400,
         max_inflight: int = 100,
         live_subscriptions: list[str] | None = None,
+        post_ack: Callable[[PubAck], None] | None = None,
     ):
         self.endpoint = endpoint
         self.will_topic = will_topic
@@ -59,6 +61,7 @@ class MqttLink:
         # at subscribe time has retain set, a message published now does not
         self.live_subscriptions = live_subscriptions or []
         self._post = post
+        self._post_ack = post_ack or post  # PUBACKs may take their own road (see the daemon)
         self._keepalive = keepalive_s
         self._session_expiry = session_expiry_s
         self.connected = False
@@ -111,7 +114,7 @@ class MqttLink:
     def _on_publish(
         self, client: mqtt.Client, userdata: Any, mid: int, rc: Any, props: Any
     ) -> None:
-        self._post(PubAck(mid, not rc.is_failure, str(rc)))
+        self._post_ack(PubAck(mid, not rc.is_failure, str(rc)))
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         self._post(MessageReceived(msg.topic, bytes(msg.payload), bool(msg.retain)))

@@ -146,6 +146,12 @@ class Publisher:
             self._held[seq] = (row, mono, sent)
             send = sent  # once one waits, the rest wait behind it (seq order)
 
+    def acks_can_wait(self) -> bool:
+        """True if every message handed to the link and not yet acknowledged is telemetry
+        held in memory, and nothing stored waits for the pump: a PUBACK then only drops a
+        held row, which can wait for the daemon's next wake-up (see `RoomDaemon._post_ack`)."""
+        return self._caught_up and all(seq in self._held for seq in self._handed.values())
+
     def seconds_to_store(self) -> float | None:
         """How long until held telemetry must be stored (None: nothing held)."""
         if not self._held:

@@ -87,6 +87,33 @@ def test_vitals_with_the_broker_down_are_stored_in_groups_and_delivered_in_order
     assert call_seq > max(vitals)  # the call came after the vitals held before it
 
 
+@pytest.mark.broker
+def test_a_puback_of_telemetry_sent_from_memory_does_not_wake_the_loop(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    """One loop round per reading, not two: the PUBACK is taken at the next round (the next
+    reading or the hold bound), and the vitals still never touch the disk."""
+    room = RunningRoom(room_config(mosquitto, tmp_path / "room"))  # the 5 s hold bound
+    rounds: list[int] = []
+    take = room.daemon._take_acks
+    room.daemon._take_acks = lambda _=None: (rounds.append(1), take())[1]  # type: ignore[method-assign]
+    room.thread.start()
+    try:
+        with Recorder(mosquitto.url, [topics.vitals(SITE, ROOM)]) as rec:
+            wait_until(lambda: room.daemon.publisher._caught_up, 10, "start-up delivered")
+            before = len(rounds)
+            for i in range(20):
+                post_readings(room, 1)
+                wait_until(lambda n=i + 1: len(rec.messages) >= n, 10, f"reading {i} delivered")
+            wait_until(lambda: room.daemon.publisher.seconds_to_store() is None, 15, "acks taken")
+        assert len(rounds) - before < 30  # 20 readings: 40 rounds if every PUBACK woke it
+        assert stored_kinds(room).get("vitals", 0) == 0
+    finally:
+        room.daemon.stop()
+        room.thread.join(15)
+    assert not room.thread.is_alive()
+
+
 # Modules a room never uses: the central side, tools, the simulators, other monitors' parsers.
 NOT_IN_A_ROOM = (
     "broker",
