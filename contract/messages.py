@@ -390,6 +390,9 @@ class MonitorHealth(_Frozen):
     frames_rejected: int = Field(default=0, ge=0)
 
 
+SEQ_GAPS_SHOWN = 20  # the latest skipped ranges a health message lists
+
+
 class OutboxHealth(_Frozen):
     depth: int = Field(ge=0)
     oldest_age_s: float | None = Field(default=None, ge=0)
@@ -398,6 +401,13 @@ class OutboxHealth(_Frozen):
     # Messages the broker would refuse (bigger than its packet limit): set aside in the room's
     # outbox, never sent, so they cannot hold back the messages after them.
     refused: int = Field(default=0, ge=0)
+    # Seqs the room skipped after unclean stops (power cut, SIGKILL): telemetry sent from
+    # memory may have used some, the rest were never used. `seqs_skipped` counts them over
+    # the store's life; `seq_gaps` lists the latest ranges, (first, last), oldest first.
+    seqs_skipped: int = Field(default=0, ge=0)
+    seq_gaps: list[tuple[Annotated[int, Field(ge=1)], Annotated[int, Field(ge=1)]]] = Field(
+        default_factory=list, max_length=SEQ_GAPS_SHOWN
+    )
 
 
 class HealthMessage(Envelope):

@@ -122,8 +122,10 @@ class RoomDaemon:
         # one daemon per state folder (raises StateLocked, which `room run` reports)
         self.state_lock = StateLock(config.state_dir).acquire()
         self.outbox = Outbox(config.state_dir / "outbox.sqlite3", max_rows=config.outbox.max_rows)
+        # recorded at open, fixed for this run: published in every health message
+        self._seq_gaps = tuple(self.outbox.seq_gaps())
         if self.outbox.seqs_skipped:
-            gap = self.outbox.seq_gaps()[-1]
+            gap = self._seq_gaps[-1]
             log.warning(
                 "unclean stop: seqs %d-%d skipped (telemetry sent but not stored may have "
                 "used some; nothing stored is lost)",
@@ -332,6 +334,7 @@ class RoomDaemon:
             outbox_oldest_age_s=max(0.0, time.time() - oldest) if oldest else None,
             vitals_thinned=self.outbox.vitals_thinned,
             outbox_refused=self.outbox.refused,
+            seq_gaps=self._seq_gaps,
             monitor=monitor,
             cert_not_after=self._cert_not_after,
         )

@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel
+
 from contract.topics import ALL_PAYLOAD_MODELS
 
 
@@ -53,6 +55,8 @@ def _schema_type(prop: dict[str, Any], defs: dict[str, Any]) -> str:
     if "enum" in prop:
         return " \\| ".join(f"`{v}`" for v in prop["enum"])
     kind = prop.get("type", "any")
+    if kind == "array" and "prefixItems" in prop:  # a tuple
+        return "(" + ", ".join(_schema_type(p, defs) for p in prop["prefixItems"]) + ")"
     if kind == "array":
         return f"list of {_schema_type(prop.get('items', {}), defs)}"
     if kind == "string" and prop.get("format") == "date-time":
@@ -60,6 +64,18 @@ def _schema_type(prop: dict[str, Any], defs: dict[str, Any]) -> str:
     if kind == "object":
         return "object"
     return str(kind)
+
+
+def _field_rows(model: type[BaseModel]) -> list[str]:
+    """One table row per field of a model, then a blank line."""
+    schema = model.model_json_schema(mode="serialization")
+    defs = schema.get("$defs", {})
+    rows = []
+    for field, info in model.model_fields.items():
+        required = "yes" if info.is_required() else "no"
+        typ = _schema_type(schema["properties"][field], defs)
+        rows.append(f"| `{field}` | {typ} | {required} |")
+    return [*rows, ""]
 
 
 def contract_markdown() -> str:
@@ -96,13 +112,18 @@ def contract_markdown() -> str:
             "| field | type | required |",
             "|---|---|---|",
         ]
-        schema = model.model_json_schema(mode="serialization")
-        defs = schema.get("$defs", {})
+        lines += _field_rows(model)
+        # a field that is itself a model (health's `monitor`, `outbox`) gets its own table
         for field, info in model.model_fields.items():
-            required = "yes" if info.is_required() else "no"
-            typ = _schema_type(schema["properties"][field], defs)
-            lines.append(f"| `{field}` | {typ} | {required} |")
-        lines.append("")
+            sub = info.annotation
+            if isinstance(sub, type) and issubclass(sub, BaseModel):
+                lines += [
+                    f"#### `{name}.{field}` ({sub.__name__})",
+                    "",
+                    "| field | type | required |",
+                    "|---|---|---|",
+                    *_field_rows(sub),
+                ]
     return "\n".join(lines).rstrip() + "\n"
 
 

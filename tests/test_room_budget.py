@@ -15,7 +15,9 @@ import pytest
 
 from broker.mosquitto.run import Mosquitto
 from contract import topics
+from contract.messages import HealthMessage
 from contract.vitals import Reading
+from controller.outbox import SEQ_BLOCK, Outbox
 from tests.support.mqtt import Recorder, wait_until
 from tests.support.room_process import ROOM, SITE, RunningRoom, room_config
 
@@ -112,6 +114,29 @@ def test_a_puback_of_telemetry_sent_from_memory_does_not_wake_the_loop(
         room.daemon.stop()
         room.thread.join(15)
     assert not room.thread.is_alive()
+
+
+@pytest.mark.broker
+def test_seqs_skipped_after_an_unclean_stop_are_in_the_rooms_health(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    state = tmp_path / "room"
+    killed = Outbox(state / "outbox.sqlite3")
+    sent = [killed.take_seq() for _ in range(3)]  # telemetry sent from memory, then SIGKILL
+    epoch = killed.epoch  # this store's: not a retained health another test left
+    del killed
+    room = RunningRoom(room_config(mosquitto, state))
+    with Recorder(mosquitto.url, [topics.health(SITE, ROOM)]) as rec:
+        room.thread.start()
+        try:
+            health = rec.wait_for(lambda m: m.json()["epoch"] == epoch, 10).json()
+        finally:
+            room.daemon.stop()
+            room.thread.join(15)
+    gap = [sent[0], sent[0] + SEQ_BLOCK - 1]
+    assert health["outbox"]["seq_gaps"] == [gap]
+    assert health["outbox"]["seqs_skipped"] == SEQ_BLOCK
+    HealthMessage.model_validate(health)
 
 
 # Modules a room never uses: the central side, tools, the simulators, other monitors' parsers.

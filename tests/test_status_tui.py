@@ -179,7 +179,8 @@ def test_room_detail_shows_what_the_room_publishes_about_itself() -> None:
                           "last_reading_at": "2026-01-31T08:00:00.000Z",
                           "frames_accepted": 5400, "frames_rejected": 3},
               "buttons": "ok", "lights": "fault",
-              "outbox": {"depth": 12, "oldest_age_s": 4.0, "cap": 200000, "refused": 1},
+              "outbox": {"depth": 12, "oldest_age_s": 4.0, "cap": 200000, "refused": 1,
+                         "seqs_skipped": 1200, "seq_gaps": [[2, 601], [905, 1504]]},
               "status_code": 0, "status_text": "ok", "uptime_s": 7260, "version": "0.1.0",
               "cert_not_after": "2027-01-31T08:00:00.000Z"}  # fmt: skip
     assert state.apply("306", "health", json.dumps(health).encode(), 0.0) is not None
@@ -189,7 +190,8 @@ def test_room_detail_shows_what_the_room_publishes_about_itself() -> None:
     text = console.export_text()
     for expected in ("monitor", "ok · masimo over serial", "5400 accepted, 3 rejected",
                      "12 waiting (oldest 4 s)", "1 refused", "synchronised", "ok / fault",
-                     "2:01:00", "0.1.0", "2027-01-31T08:00:00+00:00 (in"):  # fmt: skip
+                     "2:01:00", "0.1.0", "2027-01-31T08:00:00+00:00 (in",
+                     "1200 after unclean stops: 2-601, 905-1504"):  # fmt: skip
         assert expected in text, expected
     console = Console(record=True, width=100, color_system=None)
     console.print(render_room("999", None, None, now))

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -180,6 +181,15 @@ def render_table(
     return table
 
 
+def _seq_gaps(skipped: int, gaps: Sequence[tuple[int, int]]) -> str:
+    """The seqs a room skipped after unclean stops (none after clean ones)."""
+    if not skipped:
+        return "none (no unclean stop)"
+    ranges = ", ".join(f"{a}-{b}" if a != b else str(a) for a, b in gaps[-3:])
+    more = " (latest)" if len(gaps) > 3 else ""
+    return f"{skipped} after unclean stops: {ranges}{more}"
+
+
 def _ago(when: datetime | None, now: float) -> str:
     if when is None:
         return "-"
@@ -220,6 +230,7 @@ def render_room(room: str, view: dict[str, Any] | None, health: Any, now: float)
             ("monitor last", _ago(m.last_reading_at, now)),
             ("outbox", f"{o.depth} waiting (oldest {o.oldest_age_s or 0:.0f} s) of {o.cap}; "
                        f"{o.vitals_thinned} vitals thinned, {o.refused} refused"),
+            ("seqs skipped", _seq_gaps(o.seqs_skipped, o.seq_gaps)),
             ("clock", "synchronised" if health.clock_synced else "NOT synchronised"),
             ("buttons / lights", f"{health.buttons.value} / {health.lights.value}"),
             ("status", f"{health.status_code} {health.status_text}"),

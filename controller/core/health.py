@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from contract.messages import SEQ_GAPS_SHOWN
 from controller.config import RoomConfig
 from controller.core import lighting
 from controller.core.io_types import RoomFacts
@@ -70,6 +71,8 @@ def health_body(
             "cap": facts.outbox_cap,
             "vitals_thinned": facts.vitals_thinned,
             "refused": facts.outbox_refused,
+            "seqs_skipped": sum(last - first + 1 for first, last in facts.seq_gaps),
+            "seq_gaps": [list(gap) for gap in facts.seq_gaps[-SEQ_GAPS_SHOWN:]],
         },
         "status_code": int(code),
         "status_text": lighting.STATUS_TEXT[code],

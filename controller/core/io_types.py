@@ -67,6 +67,8 @@ class RoomFacts:
     outbox_oldest_age_s: float | None = None
     vitals_thinned: int = 0
     outbox_refused: int = 0
+    # seq ranges (first, last) skipped after unclean stops, oldest first (`Outbox.seq_gaps`)
+    seq_gaps: tuple[tuple[int, int], ...] = ()
     monitor: MonitorFacts = MonitorFacts()
     cert_not_after: float | None = None  # the room's client certificate (epoch seconds)
 
