@@ -15,41 +15,39 @@ How this works:
 Sparing the SD card (issue 17): every commit costs whole 4 KiB pages (table, indexes, meta,
 WAL frame, fsync), so a row per second costs about 30 KiB/s. Three things keep a 1 Hz room
 under 2 KiB/s:
-- Telemetry (vitals, health) may be sent before it is stored: `take_seq` gives it a seq
-  from a block reserved durably in `meta.seq_reserved` (one small write per `SEQ_BLOCK`
-  seqs), and the publisher stores it with `store_sent` only if the broker has not
-  acknowledged it within the hold bound (group commit). After an unclean stop the seqs
-  between the last stored one and the reservation are skipped (never reused: the logger
-  dedupes on the key) and recorded in `meta.seq_gaps`, so an audit can tell them from loss.
-  A clean `close` leaves no gap.
+- Telemetry (vitals, health) may be sent before it is stored, with a seq from a durably
+  reserved block (`outbox_sent`).
 - PUBACKs are buffered (`ack`) and written with the next transaction, at the latest with
   `purge_acked`; a power cut loses only acknowledgement records, and those rows are resent.
 - Deleted rows are not zeroed on the card (`secure_delete=FAST`).
 
-Size cap (the policy `docs/CONTRACT.md` repeats): when the table holds `max_rows` rows,
-calls, events, state and health are still always stored (never dropped); a new vitals
-reading first thins the oldest stored vitals, deleting every second one of the oldest
-`max_rows // 10` vitals rows (the oldest stretch keeps half its time resolution). If no
-vitals are left to thin, the new vitals reading itself is not stored. Every vitals row
-removed or refused is counted in `vitals_thinned`, which is persisted and published in
-`health`. A full disk is handled the same way: thin vitals and retry; a vitals reading
-that still cannot be stored is counted, and a call/event that cannot be stored raises
-`OutboxFull` so the daemon can keep it in memory and retry.
+The outbox's other concerns are mixins in their own modules: the size cap and a full disk
+(`outbox_space`), rows the broker would refuse (`outbox_refused`); its row types are in
+`outbox_rows`. Everything is re-exported here: `from controller.outbox import ...`.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from contract.messages import new_epoch
+from controller.outbox_refused import REFUSED_HEAD_BYTES as REFUSED_HEAD_BYTES
+from controller.outbox_refused import REFUSED_KEEP as REFUSED_KEEP
+from controller.outbox_refused import RefusedRows
+from controller.outbox_rows import OutboxFull as OutboxFull
+from controller.outbox_rows import OutboxItem as OutboxItem
+from controller.outbox_rows import OutboxRow as OutboxRow
+from controller.outbox_rows import is_disk_full
+from controller.outbox_sent import SEQ_BLOCK as SEQ_BLOCK
+from controller.outbox_sent import SentFromMemory
+from controller.outbox_space import BALLAST_BYTES as BALLAST_BYTES
+from controller.outbox_space import DiskSpace
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -69,56 +67,7 @@ CREATE TABLE IF NOT EXISTS room_state (key TEXT PRIMARY KEY, value TEXT NOT NULL
 """
 
 
-BALLAST_BYTES = 4 * 1024 * 1024
-SEQ_BLOCK = 600  # seqs reserved at once for telemetry sent before it is stored
-# Messages the broker would refuse (see `Outbox.refuse`): what is kept of them, for diagnosis.
-REFUSED_SCHEMA = """
-CREATE TABLE IF NOT EXISTS outbox_refused (
-    seq INTEGER PRIMARY KEY,
-    kind TEXT NOT NULL,
-    topic TEXT NOT NULL,
-    size INTEGER NOT NULL,
-    head BLOB NOT NULL,
-    reason TEXT NOT NULL,
-    refused_at REAL NOT NULL
-)
-"""
-REFUSED_KEEP = 100
-REFUSED_HEAD_BYTES = 4096
-
-
-class OutboxFull(Exception):
-    """A message that must not be dropped could not be stored (disk full)."""
-
-
-@dataclass(frozen=True)
-class OutboxItem:
-    """A message to store: `build(seq)` makes its payload once its seq is known."""
-
-    kind: str
-    topic: str
-    build: Callable[[int], bytes]
-    qos: int = 1
-    retain: bool = False
-
-
-@dataclass(frozen=True)
-class OutboxRow:
-    seq: int
-    kind: str
-    topic: str
-    payload: bytes
-    qos: int
-    retain: bool
-    created: float
-
-
-def _is_disk_full(exc: sqlite3.Error) -> bool:
-    text = str(exc).lower()
-    return "full" in text or getattr(exc, "sqlite_errorcode", None) == 13  # SQLITE_FULL
-
-
-class Outbox:
+class Outbox(SentFromMemory, DiskSpace, RefusedRows):
     """The room's durable queue of messages waiting for a PUBACK. Single-threaded use."""
 
     def __init__(
@@ -160,61 +109,6 @@ class Outbox:
             self._db.execute("SELECT COUNT(*) FROM outbox WHERE acked_at IS NULL").fetchone()[0]
         )
         self.ensure_ballast()
-
-    def _skip_unstored_seqs(self) -> int:
-        """After an unclean stop, never reuse a seq that telemetry may have been sent with."""
-        reserved = int(self._meta("seq_reserved", "0"))
-        if reserved <= self._last_seq:
-            self._reserved = self._last_seq
-            return 0
-        gaps = json.loads(self._meta("seq_gaps", "[]"))
-        gaps.append([self._last_seq + 1, reserved])
-        self._db.execute("BEGIN IMMEDIATE")
-        self._set_meta("seq_gaps", json.dumps(gaps[-1000:]))
-        self._set_meta("last_seq", str(reserved))
-        self._db.execute("COMMIT")
-        skipped = reserved - self._last_seq
-        self._last_seq = self._reserved = reserved
-        return skipped
-
-    def seq_gaps(self) -> list[tuple[int, int]]:
-        """Seq ranges skipped after unclean stops (telemetry sent from memory, or unused)."""
-        return [(int(a), int(b)) for a, b in json.loads(self._meta("seq_gaps", "[]"))]
-
-    # -- disk space ----------------------------------------------------------------------
-
-    def ensure_ballast(self) -> bool:
-        """Keep a reserve file beside the database while there is room for it.
-
-        On SQLITE_FULL the reserve is deleted, which gives SQLite room to thin vitals and
-        store the calls and events that must not be lost. Called at start and periodically;
-        returns True once the reserve is in place (the disk is no longer full).
-        """
-        if self.ballast_bytes <= 0 or self._ballast.exists():
-            self.disk_full = False
-            return True
-        tmp = self._ballast.with_name(self._ballast.name + ".tmp")
-        try:
-            free = os.statvfs(self.path.parent)
-            if free.f_bavail * free.f_frsize < 2 * self.ballast_bytes:
-                return False
-            with open(tmp, "wb") as f:
-                f.write(b"\0" * self.ballast_bytes)
-                f.flush()
-                os.fsync(f.fileno())
-            tmp.replace(self._ballast)
-        except OSError:
-            tmp.unlink(missing_ok=True)
-            return False
-        self.disk_full = False
-        return True
-
-    def _release_ballast(self) -> bool:
-        try:
-            self._ballast.unlink()
-        except FileNotFoundError:
-            return False
-        return True
 
     def _migrate(self) -> None:
         cols = {r[1] for r in self._db.execute("PRAGMA table_info(outbox)")}
@@ -312,7 +206,7 @@ class Outbox:
         try:
             return self._enqueue_once(items, state, sent)
         except sqlite3.OperationalError as exc:
-            if not _is_disk_full(exc):
+            if not is_disk_full(exc):
                 raise
             self._rollback()
             self.disk_full = True
@@ -322,27 +216,13 @@ class Outbox:
             try:
                 return self._enqueue_once(items, state, sent)
             except sqlite3.OperationalError as exc2:
-                if not _is_disk_full(exc2):
+                if not is_disk_full(exc2):
                     raise
                 self._rollback()
             if all(item.kind == "vitals" for item in items):
                 self.count_dropped_vitals(len(items))
                 return [None] * len(items)
             raise OutboxFull("disk full: cannot store " + ", ".join(i.kind for i in items)) from exc
-
-    def count_dropped_vitals(self, n: int) -> None:
-        """Vitals that could not be stored: counted now, persisted with the next write."""
-        self.vitals_thinned += n
-        self._thinned_dirty = True
-
-    def _thin_vitals_safely(self) -> int:
-        try:
-            return self._thin_vitals()
-        except sqlite3.OperationalError as exc:
-            if not _is_disk_full(exc):
-                raise
-            self._rollback()
-            return 0
 
     def _enqueue_once(
         self,
@@ -439,86 +319,9 @@ class Outbox:
 
     # -- telemetry sent before it is stored ----------------------------------------------
 
-    def take_seq(self) -> int:
-        """The next seq, for a message sent before it is stored (vitals, health).
-
-        The seq is covered by `meta.seq_reserved` (written with fsync, a block at a time)
-        before it is returned, so no later message can reuse it, even after a power cut.
-        """
-        seq = self._last_seq + 1
-        if seq > self._reserved:
-            self._set_meta("seq_reserved", str(seq + SEQ_BLOCK - 1))  # autocommit: one fsync
-            self._reserved = seq + SEQ_BLOCK - 1
-        self._last_seq = seq
-        return seq
-
-    def store_sent(self, rows: list[tuple[OutboxRow, float | None]]) -> int:
-        """Store messages that already have a seq (and a payload) in one transaction.
-
-        Each row goes in pending (`None`) or as acknowledged at the given time (for the
-        replay window). A seq stored already is left alone. Returns how many new rows are
-        pending.
-        """
-        if not rows and not self._acks:
-            return 0
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            stored = self._insert_sent(rows)
-            self._set_meta("last_seq", str(self._last_seq))
-            self._write_counters(self._created)
-            acked_now = self._write_acks()
-            self._db.execute("COMMIT")
-        except BaseException:
-            self._rollback()
-            raise
-        self._depth += stored
-        self._after_commit(acked_now, counters=True)
-        return stored
-
-    def _insert_sent(self, rows: Sequence[tuple[OutboxRow, float | None]]) -> int:
-        """Inside a transaction: insert rows with their own seq; return how many new pending."""
-        pending = 0
-        for r, acked in rows:
-            cur = self._db.execute(
-                "INSERT OR IGNORE INTO outbox "
-                "(seq, kind, topic, payload, qos, retain, created, acked_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (r.seq, r.kind, r.topic, r.payload, r.qos, int(r.retain), r.created, acked),
-            )
-            pending += int(cur.rowcount > 0 and acked is None)
-        return pending
-
-    def count_sent(self, kind: str) -> None:
-        """A message made and sent from memory: counted in `created_<kind>` with the next write."""
-        self._created[kind] += 1
-
     def _rollback(self) -> None:
         if self._db.in_transaction:
             self._db.execute("ROLLBACK")
-
-    def _thin_vitals(self) -> int:
-        """Delete every second one of the oldest vitals rows; return how many went."""
-        batch = max(2, self.max_rows // 10)
-        rows = self._db.execute(
-            "SELECT seq FROM outbox WHERE kind = 'vitals' AND acked_at IS NULL "
-            "ORDER BY seq LIMIT ?",
-            (batch,),
-        ).fetchall()
-        doomed = [r[0] for r in rows[1::2]] or [r[0] for r in rows]
-        if not doomed:
-            return 0
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            self._db.executemany("DELETE FROM outbox WHERE seq = ?", [(s,) for s in doomed])
-            self.vitals_thinned += len(doomed)
-            self._set_meta("vitals_thinned", str(self.vitals_thinned))
-            self._db.execute("COMMIT")
-        except BaseException:
-            self._rollback()
-            self.vitals_thinned -= len(doomed)
-            raise
-        self._depth -= len(doomed)
-        return len(doomed)
 
     def pending(self, after_seq: int = 0, limit: int = 100) -> list[OutboxRow]:
         """Rows waiting for a PUBACK with seq > after_seq, in order."""
@@ -534,48 +337,6 @@ class Outbox:
         ][:limit]
 
     # -- refused: a message the broker would refuse is never sent, never retried ------------
-
-    @property
-    def refused(self) -> int:
-        """Messages set aside because the broker would refuse them (persisted; read from disk
-        once, then kept in memory: the daemon asks on every pass of its loop)."""
-        if self._refused is None:
-            self._refused = int(self._meta("refused", "0"))
-        return self._refused
-
-    def refuse(self, seq: int, reason: str, keep: int = REFUSED_KEEP) -> None:
-        """Take a pending row out of the queue for good: the broker would refuse it (too big),
-        so sending it again and again would wedge the link and hold back every later message.
-
-        The row's head (first `REFUSED_HEAD_BYTES`), size and reason go to `outbox_refused`
-        (the newest `keep` rows kept; older ones dropped) and `meta.refused` counts them all,
-        in one transaction: a crash leaves the row either pending or set aside, never lost
-        without a count.
-        """
-        self._db.execute(REFUSED_SCHEMA)
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            cur = self._db.execute(
-                "INSERT INTO outbox_refused (seq, kind, topic, size, head, reason, refused_at) "
-                "SELECT seq, kind, topic, length(payload), substr(payload, 1, ?), ?, ? "
-                "FROM outbox WHERE seq = ? AND acked_at IS NULL",
-                (REFUSED_HEAD_BYTES, reason[:500], self._clock(), seq),
-            )
-            if cur.rowcount:
-                self._db.execute("DELETE FROM outbox WHERE seq = ?", (seq,))
-                self._db.execute(
-                    "DELETE FROM outbox_refused WHERE seq NOT IN "
-                    "(SELECT seq FROM outbox_refused ORDER BY seq DESC LIMIT ?)",
-                    (keep,),
-                )
-                self._set_meta("refused", str(self.refused + 1))
-            self._db.execute("COMMIT")
-        except BaseException:
-            self._rollback()
-            raise
-        if cur.rowcount:
-            self._refused = self.refused + 1
-        self._depth -= cur.rowcount
 
     def ack(self, seqs: list[int]) -> None:
         """PUBACKs received: the rows are done, but kept for the replay window.
@@ -641,7 +402,7 @@ class Outbox:
             self._db.execute("COMMIT")
             self._after_commit(acked)
         except sqlite3.OperationalError as exc:
-            if not _is_disk_full(exc):
+            if not is_disk_full(exc):
                 raise
             self._rollback()
             return 0
