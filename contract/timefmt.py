@@ -24,9 +24,12 @@ def require_aware(value: datetime) -> datetime:
 
 
 def format_ts(value: datetime) -> str:
-    """RFC 3339 UTC with millisecond precision and a `Z` suffix."""
-    value = require_aware(value)
-    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+    """RFC 3339 UTC with millisecond precision (truncated) and a `Z` suffix."""
+    if value.tzinfo is not UTC:
+        value = require_aware(value)
+    # isoformat, not strftime: a room writes one per message, and glibc's strftime looks the
+    # local zone up again on every call (issue 17's profile)
+    return value.isoformat(timespec="milliseconds")[:-6] + "Z"
 
 
 def parse_ts(text: str) -> datetime:

@@ -51,6 +51,13 @@ def _plain_text(value: object, limit: int) -> bool:
     )
 
 
+def _quoted(text: str) -> str:
+    """A printable ASCII string as JSON (json.dumps only when it has a quote or backslash)."""
+    if '"' in text or "\\" in text:
+        return json.dumps(text)
+    return f'"{text}"'
+
+
 def _number(value: object, lo: float, hi: float) -> float | None:
     """The value as the model keeps it, or None if only pydantic may judge it."""
     if type(value) is int:  # a bool is not a vital
@@ -97,7 +104,7 @@ class VitalsEncoder:
             if value is None and name != "protocol":
                 parts.append(f',"{name}":null')
             elif _plain_text(value, limit) and (value or name != "protocol"):
-                parts.append(f',"{name}":{json.dumps(value)}')
+                parts.append(f',"{name}":{_quoted(value)}')
             else:
                 return None
             if name == "device_time":  # the lists come between device_time and alarm_raw
@@ -107,6 +114,6 @@ class VitalsEncoder:
                         return None
                     if not all(_plain_text(i, 64) for i in items):
                         return None
-                    parts.append(f',"{key}":{json.dumps(items, separators=(",", ":"))}')
+                    parts.append(f',"{key}":[{",".join(_quoted(i) for i in items)}]')
         parts.append("}")
         return "".join(parts).encode()

@@ -1,5 +1,6 @@
 """The pydantic-free vitals payload (issue 17): byte for byte what the contract model writes,
-valid against the model, and never used for a reading only pydantic may judge."""
+valid against the model, and never used for a reading only pydantic may judge. And the
+wire timestamp written without strftime, as before."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from contract.messages import VITAL_FIELDS, VitalsMessage, wire_exclude
+from contract.timefmt import format_ts
 from contract.vitals import VITAL_LIMITS, Reading, vitals_fields
 from controller.vitals_json import VitalsEncoder
 
@@ -95,3 +97,15 @@ def test_what_only_pydantic_may_judge_is_left_to_it() -> None:
     ):
         assert encoder.payload(1, ts, True, {**good, **change}) is None, change
     assert encoder.payload(0, ts, True, good) is None
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.datetimes(min_value=datetime(1000, 1, 2), max_value=datetime(9999, 12, 30)),
+    st.sampled_from([UTC, timezone(timedelta(hours=5, minutes=30)), timezone(-timedelta(hours=8))]),
+)
+def test_wire_timestamps_are_written_as_before(when: datetime, zone: timezone) -> None:
+    aware = when.replace(tzinfo=zone)
+    utc = aware.astimezone(UTC)
+    before = utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+    assert format_ts(aware) == before
