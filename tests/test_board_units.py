@@ -6,6 +6,7 @@ import asyncio
 import json
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -223,7 +224,7 @@ def test_svg_chart_escapes_and_draws_thresholds() -> None:
     thr.append(
         {"name": "<script>", "chart": "spo2", "op": "below", "threshold": 50, "severity": "low"}
     )
-    charts = {c["key"]: str(c["svg"]) for c in svg_chart.session_charts(rows, thr)}
+    charts = {c["key"]: str(c["svg"]) for c in svg_chart.session_charts(rows, thr, ZoneInfo("UTC"))}
     assert "<script>" not in charts["spo2"] and "&lt;script&gt;" in charts["spo2"]
     assert "spo2_low &lt; 92 (high)" in charts["spo2"]
     assert charts["spo2"].count("<polyline") == 2  # the missing reading breaks the line

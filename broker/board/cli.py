@@ -44,6 +44,15 @@ def add_broker_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--site")
 
 
+def add_timezone_arg(p: argparse.ArgumentParser) -> None:
+    """`--timezone ZONE`: the site's clock for every time shown (contract/sitetime.py)."""
+    p.add_argument(
+        "--timezone", metavar="ZONE",
+        help="the site's time zone, an IANA name such as America/New_York (default: "
+        "$ROOMCTL_TIMEZONE, else UTC); times are shown on its clock, stored in UTC",
+    )  # fmt: skip
+
+
 def register(sub: argparse._SubParsersAction[Any]) -> None:
     board = sub.add_parser("board", help="the staff board in the browser (and its accounts)")
     add_broker_args(board)
@@ -89,6 +98,7 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         "--max-per-address", type=int, default=limits.max_per_address, metavar="N",
         help=f"open connections from one address at most (default {limits.max_per_address})",
     )  # fmt: skip
+    add_timezone_arg(board)
     board.add_argument("-v", "--verbose", action="store_true")
     board.set_defaults(func=_serve)
     board_sub = board.add_subparsers(dest="board_command", metavar="ACTION")
@@ -207,7 +217,7 @@ def _serve(args: argparse.Namespace) -> int:
     from broker.board.app import Board, BoardConfig
     from broker.board.security import is_loopback_host
     from broker.board.server import connection_table, serve_config
-    from contract import topics
+    from contract import sitetime, topics
     from contract.mqtt import BrokerEndpoint
 
     logging.basicConfig(
@@ -230,6 +240,7 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         topics.check_ident("site", args.site)
         endpoint = BrokerEndpoint.from_url(args.broker, args.ca, args.cert, args.key)
+        tz = sitetime.zone_from(args.timezone)
     except ValueError as exc:
         return _fail(str(exc))
     config = BoardConfig(
@@ -246,6 +257,7 @@ def _serve(args: argparse.Namespace) -> int:
         host=args.host,
         paper=args.paper,
         watch_certs=tuple(p for p in (args.tls_cert, *args.watch_cert) if p is not None),
+        tz=tz,
     )
     try:
         board = Board(config)
@@ -277,7 +289,10 @@ def _serve(args: argparse.Namespace) -> int:
         )
     )
     scheme = "https" if tls else "http"
-    print(f"board for site {args.site} on {scheme}://{args.host}:{args.port}/", file=sys.stderr)
+    print(
+        f"board for site {args.site} ({tz.key}) on {scheme}://{args.host}:{args.port}/",
+        file=sys.stderr,
+    )
     if args.redirect_port is None:
         server.run()
         return 0

@@ -6,7 +6,7 @@ import logging
 import secrets
 import subprocess
 import tempfile
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
@@ -17,6 +17,7 @@ from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from broker.logger.fhir import check_patient_ref
+from contract import sitetime
 from contract.messages import is_ident
 from contract.timefmt import format_ts
 
@@ -180,7 +181,7 @@ async def report_pdf(request: Request, board: BoardContext, sess: Session) -> Re
             )
             html = board.templates.get_template("report.html").render(
                 site=board.site, user=sess.name, role=sess.role, can_act=False, csrf="",
-                no_auth=False, printing=True,
+                no_auth=False, printing=True, **board.zone_context(),
                 css=(Path(__file__).parent / "static/board.css").read_text(), **ctx,
             )  # fmt: skip
             pdf = await run_in_threadpool(print_pdf, board.config.chromium, html)
@@ -222,19 +223,15 @@ def print_pdf(chromium: str, html: str) -> bytes:
 
 @page
 async def call_log(request: Request, board: BoardContext, sess: Session) -> Response:
+    """One day of calls: the site's local day (`?day=YYYY-MM-DD`, default today there)."""
+    tz = board.config.tz
     try:
-        day = date.fromisoformat(
-            request.query_params.get("day") or datetime.now(UTC).date().isoformat()
-        )
+        day = date.fromisoformat(request.query_params.get("day") or sitetime.today(tz).isoformat())
     except ValueError:
         return PlainTextResponse("day must be YYYY-MM-DD", status_code=400)
-    start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+    start, end = sitetime.day_bounds(day, tz)
     rows = await run_in_threadpool(
-        history.calls,
-        board.history,
-        board.site,
-        format_ts(start),
-        format_ts(start + timedelta(days=1)),
+        history.calls, board.history, board.site, format_ts(start), format_ts(end)
     )
     return board.render(
         request, "calls.html", sess, day=day.isoformat(), calls=rows,
