@@ -24,6 +24,16 @@
     return row[col] ?? null;
   }
 
+  // The time axis's labels: the site's 24-hour clock (kept on the chart's box as text too:
+  // the canvas has none to read)
+  function timeLabels(holder) {
+    return (u, splits) => {
+      const labels = splits.map((s) => Board.siteTime(s * 1000, { zone: false }));
+      holder.dataset.timeAxis = labels.join(" ");
+      return labels;
+    };
+  }
+
   function build(data) {
     const box = document.getElementById("charts");
     box.replaceChildren();
@@ -53,8 +63,7 @@
         scales: { y: { range: (u, lo, hi) => [Math.min(def.range[0], lo ?? def.range[0]), Math.max(def.range[1], hi ?? def.range[1])] } },
         // the site's clock on the time axis and in the legend, never the browser's zone
         tzDate: (ts) => uPlot.tzDate(new Date(ts * 1e3), Board.SITE_TZ),
-        axes: [{ label: `time (${Board.zoneName(Date.now())})`, labelSize: 18,
-                 values: (u, splits) => splits.map((s) => Board.siteTime(s * 1000, { zone: false })) },
+        axes: [{ label: `time (${Board.zoneName(Date.now())})`, labelSize: 18, values: timeLabels(holder) },
                { size: 45 }],
         legend: { show: true },
       };
