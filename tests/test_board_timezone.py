@@ -15,7 +15,7 @@ from playwright.sync_api import Browser, expect
 
 from broker.mosquitto.run import Mosquitto
 from contract import sitetime, topics
-from tests.support.board import SITE, BoardServer, FakeRoom, chromium
+from tests.support.board import SITE, BoardServer, FakeRoom
 from tests.support.mqtt import Recorder, wait_until
 from tests.support.session_log import ROOM, write_calls
 
@@ -39,12 +39,6 @@ def board(mosquitto: Mosquitto, tmp_path: Path) -> Iterator[BoardServer]:
         yield server
     finally:
         server.stop()
-
-
-@pytest.fixture
-def browser() -> Iterator[Browser]:
-    with chromium() as b:
-        yield b
 
 
 def test_an_evening_call_lands_on_the_sites_local_day(board: BoardServer, browser: Browser) -> None:

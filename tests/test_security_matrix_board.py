@@ -33,7 +33,7 @@ API_GET = [
     "/api/whoami",
     "/api/stream",
 ]
-API_POST = ["/api/rooms/101/claim", "/api/rooms/101/phase"]
+API_POST = ["/api/rooms/101/claim", "/api/rooms/101/phase", "/api/rooms/101/test_call"]
 
 
 class NoRedirect(urllib.request.HTTPRedirectHandler):

@@ -188,6 +188,7 @@ const Board = (() => {
   function commandLabel(c) {
     if (c.name === "phase") return "Phase → " + (PHASE_NAME[c.what] || c.what || "?");
     if (c.name === "claim") return "Claim";
+    if (c.name === "test_call") return "Test call";
     return c.name.charAt(0).toUpperCase() + c.name.slice(1) + (c.what ? " " + c.what : "");
   }
 
@@ -265,7 +266,7 @@ const Board = (() => {
   document.addEventListener("DOMContentLoaded", wirePhaseDialog);
 
   return {
-    csrf, canAct, now, el, duration, since, num, connect, post, claim, openPhaseDialog,
+    csrf, canAct, now, el, duration, since, num, connect, post, send, claim, openPhaseDialog,
     clockTime, siteTime, siteDay, zoneName, SITE_TZ, minutesSince, offlineText, callTimes, deliveryText, linkUp: () => linkUp,
     commandLabel, commandText, OFFLINE_TEXT, LEVEL_MARK, LEVEL_WORD, PHASE_NAME,
   };

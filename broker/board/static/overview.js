@@ -54,7 +54,16 @@
     if (Board.canAct) {
       parts.phaseButton = el("button", { type: "button", class: "phase-button", text: "Set phase…" });
       parts.offlineNote = el("span", { class: "offline-note", text: Board.OFFLINE_TEXT, hidden: true });
-      parts.actions.append(parts.phaseButton, parts.offlineNote);
+      parts.actions.append(parts.phaseButton);
+      if (only) { // the room's own page: a test call, asked of the room and audited
+        parts.testButton = el("button", { type: "button", class: "test-call-button", text: "Send test call" });
+        parts.testButton.addEventListener("click", () => {
+          parts.testButton.disabled = true;
+          Board.send(room, "test_call", "", {}).catch(() => {}).finally(() => { parts.testButton.disabled = false; });
+        });
+        parts.actions.append(" ", parts.testButton);
+      }
+      parts.actions.append(parts.offlineNote);
     }
     const node = el("article", { class: "tile", id: "room-" + room, "data-room": room,
       "aria-labelledby": "title-" + room },
@@ -110,6 +119,7 @@
   function callWhat(c) {
     if (c.type === "normal" && c.priority === "infusion") return "CALL (infusion)";
     if (c.type === "cord_out") return "CORD OUT (trouble)";
+    if (c.type === "test") return "TEST CALL (not a patient)";
     return c.what || (c.priority === "emergency" ? "EMERGENCY CALL" : "CALL");
   }
 
@@ -228,6 +238,10 @@
     p.offlineNote.hidden = !view.offline;
     p.phaseButton.disabled = view.offline || linkDown;
     p.phaseButton.title = why;
+    if (p.testButton) {
+      p.testButton.disabled = view.offline || linkDown;
+      p.testButton.title = why || "the room places a TEST call: it lights the dome and reaches this board and the assigned nurse's phone";
+    }
     for (const b of tile.node.querySelectorAll("button.claim")) {
       b.disabled = view.offline || linkDown || busy;
       b.title = why;
