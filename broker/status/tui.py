@@ -78,6 +78,8 @@ PHASE_SHORT = {
 def _call_label(c: dict[str, Any], now: float) -> str:
     kind = c.get("type")
     name = kind if kind not in (None, "normal") else (c["priority"] or "normal")
+    if kind == "test":
+        name = "TEST call"
     label = f"{MARK[c['level']]} {name} {c['status']}"
     if c.get("tier", 1) > 1:
         label += f" t{c['tier']}"
