@@ -46,10 +46,10 @@ async def _form(request: Request) -> dict[str, str]:
     return {k: v[0] for k, v in parsed.items()}
 
 
-@public
-async def login_page(request: Request, board: BoardContext) -> Response:
-    if board.config.no_auth:
-        return RedirectResponse("/", status_code=303)
+def _login_form(
+    request: Request, board: BoardContext, error: str | None, status: int = 200, wait_s: int = 0
+) -> Response:
+    """The login form with a fresh form token (`error`: what went wrong last time)."""
     token = secrets.token_urlsafe(24)
     resp = board.render(
         request,
@@ -57,8 +57,10 @@ async def login_page(request: Request, board: BoardContext) -> Response:
         None,
         next=_safe_next(request.query_params.get("next")),
         login_csrf=token,
-        error=request.query_params.get("error"),
+        error=error,
+        wait_s=wait_s,
     )
+    resp.status_code = status
     resp.set_cookie(
         LOGIN_COOKIE,
         token,
@@ -69,6 +71,19 @@ async def login_page(request: Request, board: BoardContext) -> Response:
         path="/",
     )
     return resp
+
+
+def _wants_json(request: Request) -> bool:
+    """An API client (asks for JSON, not a page)."""
+    accept = request.headers.get("accept", "")
+    return "application/json" in accept and "text/html" not in accept
+
+
+@public
+async def login_page(request: Request, board: BoardContext) -> Response:
+    if board.config.no_auth:
+        return RedirectResponse("/", status_code=303)
+    return _login_form(request, board, request.query_params.get("error"))
 
 
 @public
@@ -89,11 +104,14 @@ async def login_submit(request: Request, board: BoardContext) -> Response:
     wait, ticket = board.limiter.attempt(client, name)
     if wait > 0:
         log.warning("login refused (rate limit) for %r from %s", name, client)
-        return PlainTextResponse(
-            f"Too many failed logins. Try again in {int(wait) + 1} s.",
-            status_code=429,
-            headers={"Retry-After": str(int(wait) + 1)},
-        )
+        retry = int(wait) + 1
+        refused: Response
+        if _wants_json(request):
+            refused = board.json_error(429, f"too many failed logins: try again in {retry} s")
+        else:  # the login page again, saying why and for how long (never a bare text page)
+            refused = _login_form(request, board, "rate", status=429, wait_s=retry)
+        refused.headers["Retry-After"] = str(retry)
+        return refused
     role = await run_in_threadpool(board.users.verify, name, password) if name else None
     if role is None:
         log.warning("failed login for %r from %s", name, client)

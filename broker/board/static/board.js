@@ -90,11 +90,11 @@ const Board = (() => {
     return iso ? Math.max(0, Math.floor((now() - Date.parse(iso)) / 60000)) + " min" : "–";
   }
 
-  // The notifier's pages for a call: "📟 nina ✓ ntfy · omar ⟳ ntfy (HTTP 503)"
+  // The notifier's pages for a call: "paged: nina ✓ ntfy · omar ⟳ ntfy (HTTP 503)"
   const DELIVERY_MARK = { delivered: "✓", pending: "⟳", failed: "✕", cancelled: "–" };
   function deliveryText(list) {
     if (!list || !list.length) return "";
-    return "📟 " + list.map((d) => `${d.recipient} ${DELIVERY_MARK[d.status] || "?"} ${d.channel}` +
+    return "paged: " + list.map((d) => `${d.recipient} ${DELIVERY_MARK[d.status] || "?"} ${d.channel}` +
       (d.status === "delivered" ? "" : ` (${d.detail})`) + (d.tier > 1 ? ` t${d.tier}` : "")).join(" · ");
   }
 
