@@ -256,6 +256,7 @@ def test_every_route_goes_through_the_guard() -> None:
         ("GET", "/api/whoami"): Access.READ,
         ("POST", "/api/rooms/{room}/claim"): Access.ACT,
         ("POST", "/api/rooms/{room}/phase"): Access.ACT,
+        ("POST", "/api/rooms/{room}/test_call"): Access.ACT,
         ("GET", "/api/assignments"): Access.READ,
         ("POST", "/api/assignments"): Access.ACT,
         ("POST", "/api/receipts"): Access.SESSION,
