@@ -17,6 +17,7 @@ are short; `psycopg-pool` would add a dependency and threads for no gain at this
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -41,8 +42,16 @@ from broker.logger.store.base import (
 )
 from broker.logger.store.postgres_batch import STAGING, PgBatchWriter
 from broker.logger.store.postgres_retention import PgRetention
-from broker.logger.store.postgres_schema import connect, current_version, grant, migrate
+from broker.logger.store.postgres_schema import (
+    connect,
+    current_version,
+    durable_commits,
+    grant,
+    migrate,
+)
 from contract import topics
+
+log = logging.getLogger("roomctl.logger")
 
 Conn = psycopg.Connection[Any]
 
@@ -120,6 +129,7 @@ class PostgresLogStore:
         self.readonly = readonly
         self.conn: Conn | None = None
         self._lock = threading.RLock()
+        self._warned_async = False
         self._ready = False  # the schema exists (a read-only store checks until it does)
         self._writer: PgBatchWriter | None = None
         self._retention: PgRetention | None = None
@@ -149,6 +159,13 @@ class PostgresLogStore:
         conn = connect(self.url)
         try:
             if not self.readonly:
+                if durable_commits(conn) and not self._warned_async:
+                    self._warned_async = True
+                    log.warning(
+                        "%s: the server's synchronous_commit is off; this logger's sessions "
+                        "turn it on (it acks the broker after COMMIT)",
+                        self.name,
+                    )
                 migrate(conn)
                 for sql in STAGING:
                     conn.execute(sql)
