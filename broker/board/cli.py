@@ -24,6 +24,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from broker.board.call_stats import parse_shifts
 from broker.board.security import ServeLimits
 from broker.logger.cli import db_arg
 
@@ -70,6 +71,10 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     board.add_argument(
         "--paper", choices=("A4", "Letter"), default="A4", help="the PDF report's paper size"
     )
+    board.add_argument(
+        "--shifts", default="day=07:00-19:00,night=19:00-07:00", metavar="NAME=HH:MM-HH:MM,...",
+        help="the site's shifts in local time, for the reports (default: two 12 h shifts)",
+    )  # fmt: skip
     board.add_argument(
         "--watch-cert", type=Path, action="append", default=[], metavar="PATH",
         help="a certificate file, or a folder of .crt/.pem, to warn about 30 days before it "
@@ -229,6 +234,7 @@ def _serve(args: argparse.Namespace) -> int:
         return _fail("give --board-db (always needed with a PostgreSQL --db) or --db FILE")
     try:
         topics.check_ident("site", args.site)
+        shifts = parse_shifts(args.shifts)
         endpoint = BrokerEndpoint.from_url(args.broker, args.ca, args.cert, args.key)
     except ValueError as exc:
         return _fail(str(exc))
@@ -245,6 +251,7 @@ def _serve(args: argparse.Namespace) -> int:
         chromium=args.chromium,
         host=args.host,
         paper=args.paper,
+        shifts=shifts,
         watch_certs=tuple(p for p in (args.tls_cert, *args.watch_cert) if p is not None),
     )
     try:

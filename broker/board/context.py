@@ -26,6 +26,7 @@ from broker.logger.store import LogStore, open_store
 from contract.mqtt import BrokerEndpoint
 
 from .assignments import Assignments
+from .call_stats import DEFAULT_SHIFTS, Shift
 from .cert_watch import CertWatch
 from .feed import BoardFeed
 from .hub import Hub
@@ -54,6 +55,7 @@ class BoardConfig:
     host: str = "127.0.0.1"  # where it is bound (with --no-auth, the only Host names allowed)
     paper: str = "A4"  # the printed report's paper: "A4" or "Letter" (the site's setting)
     watch_certs: tuple[Path, ...] = ()  # certificate files/folders to warn about (and its own)
+    shifts: tuple[Shift, ...] = DEFAULT_SHIFTS  # the site's shifts (reports)
 
 
 def staff_name(cert: Path | None) -> str:

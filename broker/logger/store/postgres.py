@@ -49,6 +49,7 @@ from broker.logger.store.postgres_schema import (
     grant,
     migrate,
 )
+from broker.logger.store.report_sql import report_query
 from contract import topics
 
 log = logging.getLogger("roomctl.logger")
@@ -292,6 +293,14 @@ class PostgresLogStore:
         sql += " ORDER BY placed_at DESC LIMIT %s"
         args.append(MAX_HISTORY_ROWS)
         return self._rows(sql, args)
+
+    def report_rows(self, kind: str, site: str, since: str, until: str) -> list[Row]:
+        sql, args = report_query(kind, "postgres", site, since, until)
+        rows = self._rows(sql, args)
+        for row in rows:
+            if "detail" in row:
+                row["detail"] = json.loads(row["detail"]) if row["detail"] else {}
+        return rows
 
     # -- exports --------------------------------------------------------------------------
     def export_rows(
