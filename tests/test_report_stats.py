@@ -73,8 +73,8 @@ def test_the_scripted_day_in_utc() -> None:
         stats("normal", 3, 3, 30, 180, 180),
     ]
     assert rep.tables["shift"] == [
-        stats("2026-12-01 day", 4, 4, 40, 180, 180),  # c1-c4: 30 40 60 180
-        stats("2026-12-01 night", 3, 2, 20, 90, 90),  # c5-c7: 20 90
+        stats("2026-11-03 day", 4, 4, 40, 180, 180),  # c1-c4: 30 40 60 180
+        stats("2026-11-03 night", 3, 2, 20, 90, 90),  # c5-c7: 20 90
     ]
     assert rep.tables["room"] == [
         stats("101", 3, 3, 90, 180, 180),  # 30 90 180
@@ -90,30 +90,31 @@ def test_the_scripted_day_in_utc() -> None:
 
 
 def test_shifts_are_read_in_the_site_zone() -> None:
-    """New York is UTC-5 in December: c1-c4 (08:00-11:00 UTC) fall in the night shift that
-    began on 30 November, c5-c7 (15:00-18:30 local) in the day shift of 1 December."""
+    """New York is UTC-5 on 3 November (the clocks went back on the 1st): c1-c4 (08:00-11:00
+    UTC) fall in the night shift that began on 2 November, c5-c7 (15:00-18:30 local) in the
+    day shift of 3 November."""
     rep = report(call_rows_records(), DEFAULT_SHIFTS, NEW_YORK)
     assert rep.tables["shift"] == [
-        stats("2026-11-30 night", 4, 4, 40, 180, 180),
-        stats("2026-12-01 day", 3, 2, 20, 90, 90),
+        stats("2026-11-02 night", 4, 4, 40, 180, 180),
+        stats("2026-11-03 day", 3, 2, 20, 90, 90),
     ]
     three = parse_shifts("early=06:00-14:00,late=14:00-22:00,night=22:00-06:00")
-    assert shift_of(at("02:00:00"), three, NEW_YORK) == "2026-11-30 late"  # 21:00 local
-    assert shift_of(at("04:00:00"), three, NEW_YORK) == "2026-11-30 night"  # 23:00 local
-    assert shift_of(at("10:00:00"), three, NEW_YORK) == "2026-11-30 night"  # 05:00, began before
-    assert shift_of(at("12:00:00"), three, NEW_YORK) == "2026-12-01 early"
+    assert shift_of(at("02:00:00"), three, NEW_YORK) == "2026-11-02 late"  # 21:00 local
+    assert shift_of(at("04:00:00"), three, NEW_YORK) == "2026-11-02 night"  # 23:00 local
+    assert shift_of(at("10:00:00"), three, NEW_YORK) == "2026-11-02 night"  # 05:00, began before
+    assert shift_of(at("12:00:00"), three, NEW_YORK) == "2026-11-03 early"
 
 
 def test_local_days_and_clock_changes() -> None:
-    start, end = day_bounds(date(2026, 12, 1), date(2026, 12, 1))
+    start, end = day_bounds(date(2026, 11, 3), date(2026, 11, 3))
     assert (format_ts(start), format_ts(end)) == (
-        "2026-12-01T00:00:00.000Z", "2026-12-02T00:00:00.000Z")  # fmt: skip
-    start, end = day_bounds(date(2026, 12, 1), date(2026, 12, 2), NEW_YORK)
-    assert format_ts(start) == "2026-12-01T05:00:00.000Z" and end - start == timedelta(days=2)
+        "2026-11-03T00:00:00.000Z", "2026-11-04T00:00:00.000Z")  # fmt: skip
+    start, end = day_bounds(date(2026, 11, 3), date(2026, 11, 4), NEW_YORK)
+    assert format_ts(start) == "2026-11-03T05:00:00.000Z" and end - start == timedelta(days=2)
     start, end = day_bounds(date(2026, 3, 8), date(2026, 3, 8), NEW_YORK)  # spring forward
     assert end - start == timedelta(hours=23)
     with pytest.raises(ValueError, match="before from"):
-        day_bounds(date(2026, 12, 2), date(2026, 12, 1))
+        day_bounds(date(2026, 11, 4), date(2026, 11, 3))
 
 
 def test_shift_settings_are_checked() -> None:
@@ -135,7 +136,7 @@ def test_nearest_rank() -> None:
 
 
 def test_room_reliability_of_the_scripted_history() -> None:
-    start, end = day_bounds(date(2026, 12, 1), date(2026, 12, 1))
+    start, end = day_bounds(date(2026, 11, 3), date(2026, 11, 3))
     before = [
         {"room": r, "status": s, "received_at": format_ts(t)} for r, t, s in AVAILABILITY
         if t < start

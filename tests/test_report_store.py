@@ -21,7 +21,7 @@ from tests.support.report_day import DAY, SITE, at, call_rows, day_batch
 def test_report_rows_of_the_scripted_day(store: LogStore, tmp_path: Path) -> None:
     store.write_batch(day_batch())
     reader = open_like(store, tmp_path, readonly=True)  # as the board reads it
-    start, end = day_bounds(date(2026, 12, 1), date(2026, 12, 1))
+    start, end = day_bounds(date(2026, 11, 3), date(2026, 11, 3))
     since, until = format_ts(start), format_ts(end)
     try:
         rows = reader.report_rows("call_events", SITE, since, format_ts(end + timedelta(days=1)))

@@ -60,11 +60,12 @@ class RoomReliability:
 def _periods(
     changes: Iterable[tuple[datetime, bool]], down_at_start: bool, start: datetime, end: datetime
 ) -> list[Period]:
-    """Periods between a `True` (down) and the next `False` (up), clipped to [start, end]."""
+    """Periods between a `True` (down) and the next `False` (up), clipped to [start, end]
+    (a change stamped after `end`, by a room clock ahead of the logger's, is not counted)."""
     out: list[Period] = []
     since = start if down_at_start else None
     for at, down in changes:
-        if down and since is None:
+        if down and since is None and at < end:
             since = max(at, start)
         elif not down and since is not None:
             out.append(Period(since, min(max(at, since), end)))

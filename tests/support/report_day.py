@@ -1,5 +1,5 @@
 """A scripted clinic day for the manager's reports (issue 20): seven calls in three rooms on
-2026-12-01 (UTC) answered every way there is, and a room-reliability history, as the logger
+2026-11-03 (UTC) answered every way there is, and a room-reliability history, as the logger
 would store them. The numbers each report must show are worked out by hand in the tests.
 
 The calls (times UTC; response = placed -> first of claim, presence, end in the room):
@@ -30,7 +30,7 @@ from contract.timefmt import format_ts
 from tests.support.logger_store import received
 
 SITE = "test"
-DAY = datetime(2026, 12, 1, tzinfo=UTC)
+DAY = datetime(2026, 11, 3, tzinfo=UTC)
 EPOCH = "00000000000000aa"
 K = messages.EventKind
 P = messages.CallPriority
