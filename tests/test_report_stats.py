@@ -4,6 +4,7 @@ through `call_stats` and `room_reliability`, every figure worked out by hand bel
 from __future__ import annotations
 
 from datetime import date, time, timedelta
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -22,6 +23,7 @@ from broker.board.call_stats import (
 )
 from broker.board.room_reliability import reliability
 from contract.timefmt import format_ts
+from controller.cli import main as roomctl
 from tests.support.report_day import AVAILABILITY, DAY, HEALTH, at, call_rows
 
 NEW_YORK = ZoneInfo("America/New_York")
@@ -171,3 +173,14 @@ def test_room_reliability_of_the_scripted_history() -> None:
     # asked at 23:00 the same day: 101's open period ends now, not at midnight
     rooms = {r.room: r for r in reliability(start, end, at("23:00:00"), during, before)}
     assert [(p.seconds, p.open) for p in rooms["101"].offline] == [(480.0, False), (3600.0, True)]
+
+
+def test_roomctl_board_refuses_bad_shifts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = roomctl([
+        "board", "--broker", "mqtt://127.0.0.1:1", "--site", "s1", "--db", str(tmp_path / "l.db"),
+        "--shifts", "day=07:00-19:00,night=19:00-06:00",
+    ])  # fmt: skip
+    assert code != 0
+    assert "roomctl: error: shifts: no shift at 06:00" in capsys.readouterr().err
