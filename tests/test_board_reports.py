@@ -112,6 +112,15 @@ def test_call_reports_show_the_scripted_day_and_download_csv(
     assert bad.status == 400 and bad.text().startswith("from:")
     bad = ny_page.request.get(f"{base}/reports.csv?table=beds&{DAY}")
     assert bad.status == 400 and "table: must be one of" in bad.text()
+    # the call log counts a call answered at the bedside as answered, with its response
+    ny_page.goto(f"{base}/calls?day=2026-11-03")
+    assert ny_page.locator("#answered").inner_text() == "6"
+    assert "Response median40 s" in ny_page.locator("#summary").inner_text().replace("\n", "")
+    by_room_time = {(r[1], r[0][11:19]): r[5] for r in _table(ny_page, "#calls")}
+    assert by_room_time[("102", "20:00:00")] == "20 s (in the room)"
+    assert by_room_time[("102", "09:00:00")] == "60 s (presence)"
+    assert by_room_time[("103", "11:00:00")] == "40 s (presence)"  # present before the claim
+    assert by_room_time[("103", "21:00:00")] == "–"
     # an empty day says so
     ny_page.goto(f"{base}/reports?from=2026-10-01&to=2026-10-02")
     assert _table(ny_page, "#by-room") == [["No calls in this range."]]

@@ -21,9 +21,11 @@ from contract.messages import is_ident
 from contract.timefmt import format_ts
 
 from . import history
+from .call_stats import report as call_report
 from .context import LOGIN_COOKIE, SESSION_COOKIE, BoardContext
 from .guard import own_session, page, public
 from .limits import QueueFull
+from .report_pages import records_between
 from .session_data import report_context
 from .users import Session, session_key
 
@@ -236,9 +238,12 @@ async def call_log(request: Request, board: BoardContext, sess: Session) -> Resp
         format_ts(start),
         format_ts(start + timedelta(days=1)),
     )
+    # answered and response as the reports define them (docs/BOARD.md, "Reports")
+    records, _ = await run_in_threadpool(records_between, board, start, start + timedelta(days=1))
     return board.render(
         request, "calls.html", sess, day=day.isoformat(), calls=rows,
-        summary=history.daily_summary(rows),
+        summary=history.daily_summary(rows), answers=call_report(records).total,
+        answered={(r.room, r.call_id): r for r in records},
         prev_day=(day - timedelta(days=1)).isoformat(),
         next_day=(day + timedelta(days=1)).isoformat(),
     )  # fmt: skip

@@ -32,7 +32,7 @@ from broker.logger.store.report_sql import MAX_REPORT_ROWS
 from contract.messages import is_ident
 from contract.timefmt import format_ts
 
-from .call_stats import TABLES, Report, ResponseStats, call_records, day_bounds, report
+from .call_stats import TABLES, CallRecord, Report, ResponseStats, call_records, day_bounds, report
 from .context import BoardContext
 from .guard import page_for
 from .room_reliability import RoomReliability, reliability
@@ -132,15 +132,24 @@ def _bad(exc: ValueError) -> Response:
 
 
 # -- call reports ---------------------------------------------------------------------------
+def records_between(
+    board: BoardContext, start: datetime, end: datetime
+) -> tuple[list[CallRecord], bool]:
+    """The calls placed in [start, end) with their answers (looked for up to
+    `ANSWER_WINDOW` later), and whether the store's cap cut the rows."""
+    if board.history is None:
+        return [], False
+    rows = board.history.report_rows(
+        "call_events", board.site, format_ts(start), format_ts(end + ANSWER_WINDOW)
+    )
+    records = [r for r in call_records(rows) if r.placed_at < end]
+    return records, len(rows) >= MAX_REPORT_ROWS
+
+
 def build_report(board: BoardContext, rng: DayRange, tz: ZoneInfo) -> tuple[Report, bool]:
     """The report of calls placed in the range, and whether the store's cap cut the rows."""
-    if board.history is None:
-        return report([], board.config.shifts, tz), False
-    rows = board.history.report_rows(
-        "call_events", board.site, format_ts(rng.start), format_ts(rng.end + ANSWER_WINDOW)
-    )
-    records = [r for r in call_records(rows) if r.placed_at < rng.end]
-    return report(records, board.config.shifts, tz), len(rows) >= MAX_REPORT_ROWS
+    records, capped = records_between(board, rng.start, rng.end)
+    return report(records, board.config.shifts, tz), capped
 
 
 def _stats_row(s: ResponseStats) -> tuple[Any, ...]:
