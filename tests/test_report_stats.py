@@ -3,6 +3,7 @@ through `call_stats` and `room_reliability`, every figure worked out by hand bel
 
 from __future__ import annotations
 
+import io
 from datetime import date, time, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -22,6 +23,7 @@ from broker.board.call_stats import (
     shift_of,
 )
 from broker.board.room_reliability import reliability
+from broker.board.users import BoardDB
 from contract.timefmt import format_ts
 from controller.cli import main as roomctl
 from tests.support.report_day import AVAILABILITY, DAY, HEALTH, at, call_rows
@@ -184,3 +186,24 @@ def test_roomctl_board_refuses_bad_shifts(
     ])  # fmt: skip
     assert code != 0
     assert "roomctl: error: shifts: no shift at 06:00" in capsys.readouterr().err
+
+
+def test_account_changes_from_the_terminal_are_audited(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = tmp_path / "board.sqlite"
+    monkeypatch.setattr("sys.stdin", io.StringIO("nina-password-1\n"))
+    add = ["board", "user", "add", "nina", "--role", "nurse", "--password-stdin"]
+    assert roomctl([*add, "--board-db", str(db)]) == 0
+    assert roomctl(["board", "user", "disable", "nina", "--board-db", str(db)]) == 0
+    assert roomctl(["board", "user", "remove", "nobody", "--board-db", str(db)]) != 0
+    users = BoardDB(db)
+    try:
+        rows = users.audit_query(0, 4e9)
+    finally:
+        users.close()
+    assert [(r.action, r.payload) for r in rows] == [
+        ("user add", '{"user": "nina", "role": "nurse", "replace": false}'),
+        ("user disable", '{"user": "nina"}'),
+    ]  # nothing for the refused removal
+    assert all(r.name.startswith("cli:") and r.result == "ok" for r in rows)

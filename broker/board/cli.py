@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import json
 import logging
 import os
 import socket
@@ -127,6 +128,14 @@ def board_db_path(board_db: Path | None, db: Path | str | None) -> Path | None:
     return None
 
 
+def _operator() -> str:
+    """Who ran a `roomctl board user` command, for the audit log: `cli:<login name>`."""
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (OSError, KeyError):  # no login name (a container without one)
+        return f"cli:uid {os.getuid()}"
+
+
 def _user(args: argparse.Namespace) -> int:
     from broker.board.users import BoardDB, UserError
 
@@ -145,11 +154,14 @@ def _user(args: argparse.Namespace) -> int:
         if args.user_command == "remove":
             if not users.remove_user(args.name):
                 return _fail(f"no user {args.name!r}")
+            users.audit(_operator(), "user remove", None, json.dumps({"user": args.name}), "ok")
             print(f"removed {args.name}")
             return 0
         if args.user_command in ("disable", "enable"):
             if not users.set_disabled(args.name, args.user_command == "disable"):
                 return _fail(f"no user {args.name!r}")
+            detail = json.dumps({"user": args.name})
+            users.audit(_operator(), f"user {args.user_command}", None, detail, "ok")
             print(f"{args.user_command}d {args.name}")
             return 0
         if args.password_stdin:
@@ -169,6 +181,8 @@ def _user(args: argparse.Namespace) -> int:
             if again != password:
                 return _fail("the passwords differ")
         users.add_user(args.name, args.role, password, replace=args.replace)
+        detail = json.dumps({"user": args.name, "role": args.role, "replace": args.replace})
+        users.audit(_operator(), "user add", None, detail, "ok")
         print(f"{args.name} ({args.role}) saved in {path}")
         return 0
     except UserError as exc:
