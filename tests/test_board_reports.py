@@ -139,7 +139,7 @@ def test_room_reliability_page_and_csv(day_board: BoardServer, ny_page: Page) ->
     assert rows["103"][8].startswith("2 (")
     periods = _table(ny_page, "#periods")
     assert ["101", "offline", "2026-11-03 10:00:00", "2026-11-03 10:08:00", "8:00"] in periods
-    assert ["101", "offline", "2026-11-03 22:00:00", "still, at 2026-11-04 00:00:00",
+    assert ["101", "offline", "2026-11-03 22:00:00", "not back by 2026-11-04 00:00:00",
             "2:00:00"] in periods  # fmt: skip
     name, got = _csv(ny_page, "#csv-reliability")
     assert name == "roomctl-test-reliability-2026-11-03_2026-11-03.csv"
