@@ -202,3 +202,19 @@ def test_who_may_open_the_reports(
     if user == "wall":
         refused = day_board.board.users.audit_query(0, 4e9, "wall")
         assert [r.action for r in refused].count("refused") == 4
+
+
+def test_an_unreadable_log_is_a_clear_503(mosquitto: Mosquitto, tmp_path: Path, page: Page) -> None:
+    bad = tmp_path / "log.sqlite"
+    bad.write_bytes(b"not a database " * 512)
+    server = BoardServer(mosquitto.url, tmp_path, logger_db=bad).start()
+    try:
+        login(page, server.url, "rita")
+        for path in ("/reports", "/reports.csv?table=room", "/reliability", "/reliability.csv"):
+            resp = page.request.get(f"{server.url}{path}{'&' if '?' in path else '?'}{DAY}")
+            assert resp.status == 503, path
+            assert resp.text().startswith("The logger's database could not be read")
+            assert resp.headers["retry-after"] == "60"
+        assert page.request.get(f"{server.url}/audit?{DAY}").status == 200  # the board's own
+    finally:
+        server.stop()

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -28,6 +29,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
+from broker.logger.store import StoreError
 from broker.logger.store.report_sql import MAX_REPORT_ROWS
 from contract.messages import is_ident
 from contract.timefmt import format_ts
@@ -38,6 +40,7 @@ from .guard import page_for
 from .room_reliability import RoomReliability, reliability
 from .users import AuditRow, Session
 
+log = logging.getLogger("roomctl.board")
 REPORT_ROLES = ("viewer", "nurse", "charge")
 AUDIT_ROLES = ("charge",)
 DEFAULT_DAYS = 7
@@ -131,6 +134,16 @@ def _bad(exc: ValueError) -> Response:
     return PlainTextResponse(str(exc), status_code=400)
 
 
+def _unreadable(exc: StoreError) -> Response:
+    """The logger's database could not be read (locked, gone, a server down): say so."""
+    log.warning("report: the logger's database could not be read: %s", exc)
+    return PlainTextResponse(
+        f"The logger's database could not be read ({exc}). Try again in a minute.",
+        status_code=503,
+        headers={"Retry-After": "60"},
+    )
+
+
 # -- call reports ---------------------------------------------------------------------------
 def records_between(
     board: BoardContext, start: datetime, end: datetime
@@ -163,7 +176,10 @@ async def reports_page(request: Request, board: BoardContext, sess: Session) -> 
         rng = day_range(request, board, tz)
     except ValueError as exc:
         return _bad(exc)
-    rep, capped = await run_in_threadpool(build_report, board, rng, tz)
+    try:
+        rep, capped = await run_in_threadpool(build_report, board, rng, tz)
+    except StoreError as exc:
+        return _unreadable(exc)
     return board.render(
         request, "reports.html", sess, rng=rng, rep=rep, tables=TABLES, capped=capped,
         tz_name=str(tz), duration=duration,
@@ -181,7 +197,10 @@ async def reports_csv(request: Request, board: BoardContext, sess: Session) -> R
         rng = day_range(request, board, tz)
     except ValueError as exc:
         return _bad(exc)
-    rep, _ = await run_in_threadpool(build_report, board, rng, tz)
+    try:
+        rep, _ = await run_in_threadpool(build_report, board, rng, tz)
+    except StoreError as exc:
+        return _unreadable(exc)
     name = f"roomctl-{board.site}-calls-by-{table}-{rng.label}.csv"
     return csv_response(name, (table, *STATS_COLUMNS), map(_stats_row, rep.tables[table]))
 
@@ -215,7 +234,10 @@ async def reliability_page(request: Request, board: BoardContext, sess: Session)
         rng = day_range(request, board, tz)
     except ValueError as exc:
         return _bad(exc)
-    rooms = await run_in_threadpool(build_reliability, board, rng)
+    try:
+        rooms = await run_in_threadpool(build_reliability, board, rng)
+    except StoreError as exc:
+        return _unreadable(exc)
     return board.render(
         request, "reliability.html", sess, rng=rng, rooms=rooms, tz_name=str(tz),
         duration=duration, local=lambda at: local(at, tz),
@@ -229,7 +251,10 @@ async def reliability_csv(request: Request, board: BoardContext, sess: Session) 
         rng = day_range(request, board, tz)
     except ValueError as exc:
         return _bad(exc)
-    rooms = await run_in_threadpool(build_reliability, board, rng)
+    try:
+        rooms = await run_in_threadpool(build_reliability, board, rng)
+    except StoreError as exc:
+        return _unreadable(exc)
     name = f"roomctl-{board.site}-reliability-{rng.label}.csv"
     return csv_response(name, RELIABILITY_COLUMNS, (_reliability_row(r, tz) for r in rooms))
 
