@@ -22,6 +22,7 @@ from broker.board.call_stats import (
     report,
     shift_of,
 )
+from broker.board.report_pages import csv_response
 from broker.board.room_reliability import reliability
 from broker.board.users import BoardDB
 from contract.timefmt import format_ts
@@ -207,3 +208,11 @@ def test_account_changes_from_the_terminal_are_audited(
         ("user disable", '{"user": "nina"}'),
     ]  # nothing for the refused removal
     assert all(r.name.startswith("cli:") and r.result == "ok" for r in rows)
+
+
+def test_csv_cells_never_run_as_formulas() -> None:
+    resp = csv_response("x.csv", ("person", "n"), [("=HYPERLINK(1)", 3), ("-1+2", 0), ("bob", 1)])
+    assert resp.headers["content-type"] == "text/csv; charset=utf-8"
+    assert resp.headers["content-disposition"] == 'attachment; filename="x.csv"'
+    assert bytes(resp.body).decode().splitlines() == [
+        "person,n", "'=HYPERLINK(1),3", "'-1+2,0", "bob,1"]  # fmt: skip

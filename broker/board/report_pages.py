@@ -117,12 +117,23 @@ def _secs(value: float | None) -> str:
     return "" if value is None else f"{value:.1f}"
 
 
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: Any) -> Any:
+    """A text cell a spreadsheet would run as a formula (`=`, `+`, `-`, `@`, tab, CR first: a
+    user name, a quarantine reason) gets a leading `'` (OWASP's CSV injection advice)."""
+    if isinstance(value, str) and value.startswith(FORMULA_START):
+        return "'" + value
+    return value
+
+
 def csv_response(name: str, header: Sequence[str], rows: Iterable[Sequence[Any]]) -> Response:
     """A CSV download: a header row, then the rows; UTF-8, CRLF line ends (RFC 4180)."""
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(header)
-    writer.writerows(rows)
+    writer.writerows([csv_cell(v) for v in row] for row in rows)
     return Response(
         out.getvalue().encode(),
         media_type="text/csv; charset=utf-8",
