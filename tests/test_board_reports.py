@@ -9,10 +9,12 @@ import csv
 import io
 from collections.abc import Iterator
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from playwright.sync_api import Browser, Page
 
+from broker.board import report_pages
 from broker.logger.store import open_store
 from broker.mosquitto.run import Mosquitto
 from tests.support.board import BoardServer, login
@@ -218,3 +220,23 @@ def test_an_unreadable_log_is_a_clear_503(mosquitto: Mosquitto, tmp_path: Path, 
         assert page.request.get(f"{server.url}/audit?{DAY}").status == 200  # the board's own
     finally:
         server.stop()
+
+
+def test_pages_follow_the_site_zone(
+    day_board: BoardServer, ny_page: Page, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the site in New York (UTC-5 that day) the same day is 05:00Z to 05:00Z: the shifts,
+    the periods and the audit times move with it."""
+    monkeypatch.setattr(report_pages, "site_tz", lambda board: ZoneInfo("America/New_York"))
+    base = day_board.url
+    login(ny_page, base, "rita")
+    ny_page.goto(f"{base}/reports?{DAY}")
+    assert "(America/New_York)" in ny_page.locator("h1").inner_text()
+    assert [r[:3] for r in _table(ny_page, "#by-shift")] == [
+        ["2026-11-02 night", "4", "4"], ["2026-11-03 day", "3", "2"]]  # fmt: skip
+    ny_page.goto(f"{base}/reliability?{DAY}")
+    periods = _table(ny_page, "#periods")
+    assert ["101", "offline", "2026-11-03 05:00:00", "2026-11-03 05:08:00", "8:00"] in periods
+    assert "102" not in {r[0] for r in periods}  # its 00:00-00:30Z was the evening before
+    ny_page.goto(f"{base}/audit?{DAY}")
+    assert _table(ny_page, "#audit")[0][:3] == ["2026-11-03 02:55:00", "alice", "login"]
