@@ -90,7 +90,7 @@ def test_call_reports_show_the_scripted_day_and_download_csv(
         ["normal", "3", "3", "0:30", "3:00", "3:00"],
         ["trouble", "1", "0", "–", "–", "–"],
     ]
-    assert _table(ny_page, "#by-shift") == [
+    assert _table(ny_page, "#by-shift_day") == [
         ["2026-11-03 day", "4", "4", "0:40", "3:00", "3:00"],
         ["2026-11-03 night", "3", "2", "0:20", "1:30", "1:30"],
     ]
@@ -232,7 +232,7 @@ def test_pages_follow_the_site_zone(
     login(ny_page, base, "rita")
     ny_page.goto(f"{base}/reports?{DAY}")
     assert "(America/New_York)" in ny_page.locator("h1").inner_text()
-    assert [r[:3] for r in _table(ny_page, "#by-shift")] == [
+    assert [r[:3] for r in _table(ny_page, "#by-shift_day")] == [
         ["2026-11-02 night", "4", "4"], ["2026-11-03 day", "3", "2"]]  # fmt: skip
     ny_page.goto(f"{base}/reliability?{DAY}")
     periods = _table(ny_page, "#periods")

@@ -77,9 +77,13 @@ def test_the_scripted_day_in_utc() -> None:
         stats("emergency", 1, 1, 40, 40, 40),
         stats("normal", 3, 3, 30, 180, 180),
     ]
-    assert rep.tables["shift"] == [
+    assert rep.tables["shift_day"] == [
         stats("2026-11-03 day", 4, 4, 40, 180, 180),  # c1-c4: 30 40 60 180
         stats("2026-11-03 night", 3, 2, 20, 90, 90),  # c5-c7: 20 90
+    ]
+    assert rep.tables["shift"] == [  # one day: the same, named by shift
+        stats("day", 4, 4, 40, 180, 180),
+        stats("night", 3, 2, 20, 90, 90),
     ]
     assert rep.tables["room"] == [
         stats("101", 3, 3, 90, 180, 180),  # 30 90 180
@@ -99,9 +103,13 @@ def test_shifts_are_read_in_the_site_zone() -> None:
     UTC) fall in the night shift that began on 2 November, c5-c7 (15:00-18:30 local) in the
     day shift of 3 November."""
     rep = report(call_rows_records(), DEFAULT_SHIFTS, NEW_YORK)
-    assert rep.tables["shift"] == [
+    assert rep.tables["shift_day"] == [
         stats("2026-11-02 night", 4, 4, 40, 180, 180),
         stats("2026-11-03 day", 3, 2, 20, 90, 90),
+    ]
+    assert rep.tables["shift"] == [  # in the order of the setting: day first
+        stats("day", 3, 2, 20, 90, 90),
+        stats("night", 4, 4, 40, 180, 180),
     ]
     three = parse_shifts("early=06:00-14:00,late=14:00-22:00,night=22:00-06:00")
     assert shift_of(at("02:00:00"), three, NEW_YORK) == "2026-11-02 late"  # 21:00 local
@@ -216,3 +224,18 @@ def test_csv_cells_never_run_as_formulas() -> None:
     assert resp.headers["content-disposition"] == 'attachment; filename="x.csv"'
     assert bytes(resp.body).decode().splitlines() == [
         "person,n", "'=HYPERLINK(1),3", "'-1+2,0", "bob,1"]  # fmt: skip
+
+
+def test_shift_tables_follow_the_setting_order() -> None:
+    """Three shifts in New York: c1-c3 (03:00-05:00 local) in the night that began on the 2nd,
+    c4 (06:00) in the morning, c5-c7 (15:00-18:30) in the evening; shifts are listed in the
+    setting's order (morning, evening, night), not by name."""
+    shifts = parse_shifts("morning=06:00-14:00,evening=14:00-22:00,night=22:00-06:00")
+    rep = report(call_rows_records(), shifts, NEW_YORK)
+    assert rep.tables["shift"] == [
+        stats("morning", 1, 1, 40, 40, 40),
+        stats("evening", 3, 2, 20, 90, 90),  # c5 20, c6 unanswered, c7 90
+        stats("night", 3, 3, 60, 180, 180),  # c1 30, c2 60, c3 180
+    ]
+    assert [s.key for s in rep.tables["shift_day"]] == [
+        "2026-11-02 night", "2026-11-03 morning", "2026-11-03 evening"]  # fmt: skip

@@ -2,7 +2,8 @@
 
 How this works: `call_records(rows)` folds the logger's call events and presence events
 (`LogStore.report_rows("call_events", ...)`, oldest first) into one `CallRecord` per call;
-`tables(records, shifts, tz)` groups them by priority, call type, shift, room and nurse, and
+`report(records, shifts, tz)` groups them by priority, call type, shift (all days, and
+each day's), room and nurse, and
 `ResponseStats` says, for each group, how many calls there were, how many were answered, and
 the median, 90th percentile and longest response.
 
@@ -217,7 +218,8 @@ class ResponseStats:
 TABLES = {
     "priority": "Response by priority",
     "type": "Response by call type",
-    "shift": "Response by shift",
+    "shift": "Response by shift (all days)",
+    "shift_day": "Response by shift, day by day",
     "room": "Response by room",
     "nurse": "Response by nurse",
 }
@@ -253,12 +255,16 @@ def report(
     keys: dict[str, Callable[[CallRecord], str]] = {
         "priority": lambda r: r.priority,
         "type": lambda r: r.call_type,
-        "shift": lambda r: shift_of(r.placed_at, shifts, tz),
+        "shift": lambda r: shift_of(r.placed_at, shifts, tz).partition(" ")[2],
+        "shift_day": lambda r: shift_of(r.placed_at, shifts, tz),
         "room": lambda r: r.room,
         "nurse": lambda r: r.nurse,
     }
+    names = [s.name for s in shifts]
     order: dict[str, Callable[[str], tuple[Any, ...]]] = {
         "priority": _priority_order,
+        "shift": lambda k: (names.index(k),),
+        "shift_day": lambda k: (k.partition(" ")[0], names.index(k.partition(" ")[2])),
         "nurse": lambda k: (k.startswith("("), k),
     }
     out = Report(ResponseStats.of("all calls", records))
