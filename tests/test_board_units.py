@@ -235,7 +235,7 @@ def test_svg_chart_escapes_and_draws_thresholds() -> None:
 def test_every_route_goes_through_the_guard() -> None:
     from starlette.routing import Route
 
-    from broker.board import api, pages
+    from broker.board import api, pages, report_pages
     from broker.board.guard import GUARDED, Access
 
     expected = {
@@ -249,6 +249,12 @@ def test_every_route_goes_through_the_guard() -> None:
         ("GET", "/rooms/{room}/report"): Access.PAGE,
         ("GET", "/rooms/{room}/report.pdf"): Access.PAGE,
         ("GET", "/calls"): Access.PAGE,
+        ("GET", "/reports"): Access.PAGE,
+        ("GET", "/reports.csv"): Access.PAGE,
+        ("GET", "/reliability"): Access.PAGE,
+        ("GET", "/reliability.csv"): Access.PAGE,
+        ("GET", "/audit"): Access.PAGE,
+        ("GET", "/audit.csv"): Access.PAGE,
         ("GET", "/api/stream"): Access.READ,
         ("GET", "/api/rooms"): Access.READ,
         ("GET", "/api/rooms/{room}/session"): Access.READ,
@@ -263,7 +269,7 @@ def test_every_route_goes_through_the_guard() -> None:
         ("POST", "/api/session/renew"): Access.SESSION,
     }
     got = {}
-    for route in [*pages.routes(), *api.routes()]:
+    for route in [*pages.routes(), *api.routes(), *report_pages.routes()]:
         assert isinstance(route, Route)
         methods = sorted((route.methods or set()) - {"HEAD"})
         assert route.endpoint in GUARDED, f"{methods} {route.path} is not guarded"

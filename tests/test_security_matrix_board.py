@@ -25,7 +25,11 @@ from tests.support.reliability_audit import FaultRecord, record
 
 pytestmark = pytest.mark.broker
 
-PAGES = ["/", "/rooms/101", "/rooms/101/report", "/rooms/101/report.pdf", "/calls"]
+PAGES = [
+    "/", "/rooms/101", "/rooms/101/report", "/rooms/101/report.pdf", "/calls",
+    "/reports", "/reports.csv?table=room", "/reliability", "/reliability.csv", "/audit",
+    "/audit.csv",
+]  # fmt: skip
 API_GET = [
     "/api/rooms",
     "/api/rooms/101/session",

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import json
 import logging
 import os
 import socket
@@ -24,6 +25,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from broker.board.call_stats import parse_shifts
 from broker.board.security import ServeLimits
 from broker.logger.cli import db_arg
 
@@ -80,6 +82,10 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         "--paper", choices=("A4", "Letter"), default="A4", help="the PDF report's paper size"
     )
     board.add_argument(
+        "--shifts", default="day=07:00-19:00,night=19:00-07:00", metavar="NAME=HH:MM-HH:MM,...",
+        help="the site's shifts in local time, for the reports (default: two 12 h shifts)",
+    )  # fmt: skip
+    board.add_argument(
         "--watch-cert", type=Path, action="append", default=[], metavar="PATH",
         help="a certificate file, or a folder of .crt/.pem, to warn about 30 days before it "
         "expires (repeatable; the board's own --ca, --cert and --tls-cert are always watched)",
@@ -132,6 +138,14 @@ def board_db_path(board_db: Path | None, db: Path | str | None) -> Path | None:
     return None
 
 
+def _operator() -> str:
+    """Who ran a `roomctl board user` command, for the audit log: `cli:<login name>`."""
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (OSError, KeyError):  # no login name (a container without one)
+        return f"cli:uid {os.getuid()}"
+
+
 def _user(args: argparse.Namespace) -> int:
     from broker.board.users import BoardDB, UserError
 
@@ -150,11 +164,14 @@ def _user(args: argparse.Namespace) -> int:
         if args.user_command == "remove":
             if not users.remove_user(args.name):
                 return _fail(f"no user {args.name!r}")
+            users.audit(_operator(), "user remove", None, json.dumps({"user": args.name}), "ok")
             print(f"removed {args.name}")
             return 0
         if args.user_command in ("disable", "enable"):
             if not users.set_disabled(args.name, args.user_command == "disable"):
                 return _fail(f"no user {args.name!r}")
+            detail = json.dumps({"user": args.name})
+            users.audit(_operator(), f"user {args.user_command}", None, detail, "ok")
             print(f"{args.user_command}d {args.name}")
             return 0
         if args.password_stdin:
@@ -174,6 +191,8 @@ def _user(args: argparse.Namespace) -> int:
             if again != password:
                 return _fail("the passwords differ")
         users.add_user(args.name, args.role, password, replace=args.replace)
+        detail = json.dumps({"user": args.name, "role": args.role, "replace": args.replace})
+        users.audit(_operator(), "user add", None, detail, "ok")
         print(f"{args.name} ({args.role}) saved in {path}")
         return 0
     except UserError as exc:
@@ -239,6 +258,7 @@ def _serve(args: argparse.Namespace) -> int:
         return _fail("give --board-db (always needed with a PostgreSQL --db) or --db FILE")
     try:
         topics.check_ident("site", args.site)
+        shifts = parse_shifts(args.shifts)
         endpoint = BrokerEndpoint.from_url(args.broker, args.ca, args.cert, args.key)
         tz = sitetime.zone_from(args.timezone)
     except ValueError as exc:
@@ -256,6 +276,7 @@ def _serve(args: argparse.Namespace) -> int:
         chromium=args.chromium,
         host=args.host,
         paper=args.paper,
+        shifts=shifts,
         watch_certs=tuple(p for p in (args.tls_cert, *args.watch_cert) if p is not None),
         tz=tz,
     )

@@ -28,6 +28,7 @@ from contract import sitetime
 from contract.mqtt import BrokerEndpoint
 
 from .assignments import Assignments
+from .call_stats import DEFAULT_SHIFTS, Shift
 from .cert_watch import CertWatch
 from .feed import BoardFeed
 from .hub import Hub
@@ -58,6 +59,7 @@ class BoardConfig:
     watch_certs: tuple[Path, ...] = ()  # certificate files/folders to warn about (and its own)
     # The site's time zone: every time a person reads is local, named (contract/sitetime.py)
     tz: ZoneInfo = field(default_factory=lambda: ZoneInfo(sitetime.DEFAULT_ZONE))
+    shifts: tuple[Shift, ...] = DEFAULT_SHIFTS  # the site's shifts (reports)
 
 
 def staff_name(cert: Path | None) -> str:
@@ -123,10 +125,9 @@ class BoardContext:
             autoescape=True,
             undefined=jinja2.StrictUndefined,
         )
-        tz = config.tz
-        env.filters["hm"] = lambda ts: sitetime.hm(ts, tz)
-        env.filters["hms"] = lambda ts: sitetime.hms(ts, tz)
-        env.filters["stamp"] = lambda ts: sitetime.stamp(ts, tz)
+        env.filters["hm"] = lambda ts: sitetime.hm(ts, config.tz)
+        env.filters["hms"] = lambda ts: sitetime.hms(ts, config.tz)
+        env.filters["stamp"] = lambda ts: sitetime.stamp(ts, config.tz)
         self.templates = Jinja2Templates(env=env)
 
     # -- who is asking ------------------------------------------------------------------

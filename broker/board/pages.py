@@ -22,9 +22,11 @@ from contract.messages import is_ident
 from contract.timefmt import format_ts
 
 from . import history
+from .call_stats import report as call_report
 from .context import LOGIN_COOKIE, SESSION_COOKIE, BoardContext
 from .guard import own_session, page, public
 from .limits import QueueFull
+from .report_pages import records_between
 from .session_data import report_context
 from .users import Session, session_key
 
@@ -244,16 +246,21 @@ async def call_log(request: Request, board: BoardContext, sess: Session) -> Resp
     """One day of calls: the site's local day (`?day=YYYY-MM-DD`, default today there)."""
     tz = board.config.tz
     try:
-        day = date.fromisoformat(request.query_params.get("day") or sitetime.today(tz).isoformat())
+        day = date.fromisoformat(
+            request.query_params.get("day") or sitetime.today(tz).isoformat()
+        )
     except ValueError:
         return PlainTextResponse("day must be YYYY-MM-DD", status_code=400)
     start, end = sitetime.day_bounds(day, tz)
     rows = await run_in_threadpool(
         history.calls, board.history, board.site, format_ts(start), format_ts(end)
     )
+    # answered and response as the reports define them (docs/BOARD.md, "Reports")
+    records, _ = await run_in_threadpool(records_between, board, start, end)
     return board.render(
         request, "calls.html", sess, day=day.isoformat(), calls=rows,
-        summary=history.daily_summary(rows),
+        summary=history.daily_summary(rows), answers=call_report(records).total,
+        answered={(r.room, r.call_id): r for r in records},
         prev_day=(day - timedelta(days=1)).isoformat(),
         next_day=(day + timedelta(days=1)).isoformat(),
     )  # fmt: skip
