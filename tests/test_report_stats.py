@@ -239,3 +239,13 @@ def test_shift_tables_follow_the_setting_order() -> None:
     ]
     assert [s.key for s in rep.tables["shift_day"]] == [
         "2026-11-02 night", "2026-11-03 morning", "2026-11-03 evening"]  # fmt: skip
+
+
+def test_a_test_call_from_the_board_counts_in_no_figure() -> None:
+    """Issue 20: a test call (`cmd/test_call`) is staff checking the system, not a patient."""
+    rows = call_rows()
+    placed = next(r for r in rows if r["kind"] == "call_placed")
+    test = {**placed, "call_id": "t1", "detail": {**(placed.get("detail") or {}),
+                                                   "call_type": "test"}}  # fmt: skip
+    ids = [r.call_id for r in call_records([test, *rows])]
+    assert "t1" not in ids and ids == [r.call_id for r in call_records(rows)]

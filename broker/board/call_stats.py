@@ -32,12 +32,13 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from contract.messages import CALL_PRIORITY_RANK, CallPriority
+from contract.messages import CALL_PRIORITY_RANK, CallPriority, CallType
 from contract.timefmt import parse_ts
 
 UTC_ZONE = ZoneInfo("UTC")
 IN_THE_ROOM = "(in the room)"
 UNANSWERED = "(unanswered)"
+TEST_CALL_TYPE = CallType.TEST.value  # staff testing the system: left out of every figure
 HOW = ("claim", "presence", "cancel")  # how a call was first answered
 
 
@@ -187,7 +188,10 @@ def call_records(rows: Iterable[dict[str, Any]]) -> list[CallRecord]:
             open_by_room[room].remove(rec)
     for rec in calls.values():
         rec.priority = rec.priority or "normal"
-    return sorted(calls.values(), key=lambda r: (r.placed_at, r.room, r.call_id))
+    # a test call from the board (cmd/test_call) is staff checking the system, not a patient
+    # waiting: it never counts in the response figures
+    kept = [r for r in calls.values() if r.call_type != TEST_CALL_TYPE]
+    return sorted(kept, key=lambda r: (r.placed_at, r.room, r.call_id))
 
 
 def nearest_rank(sorted_values: Sequence[float], q: float) -> float | None:
