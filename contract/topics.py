@@ -21,6 +21,7 @@ from contract.messages import (
     EventMessage,
     HealthMessage,
     PhaseCommand,
+    PlaceTestCallCommand,
     SceneCommand,
     ShiftAssignments,
     SimButton,
@@ -72,6 +73,7 @@ ROOM_TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec("cmd/claim", False, 1, ClaimCommand),
     TopicSpec("cmd/scene", False, 1, SceneCommand),
     TopicSpec("cmd/cleaning", False, 1, CleaningCommand),
+    TopicSpec("cmd/test_call", False, 1, PlaceTestCallCommand),
     TopicSpec("sim/button", False, 1, SimButton, "simulation only"),
     TopicSpec("receipt", False, 1, CallReceipt, "on `receipt/<sender>`: a call was seen"),
 )

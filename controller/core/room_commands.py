@@ -28,6 +28,7 @@ from contract.messages import (
     EventKind,
     Phase,
     PhaseCommand,
+    PlaceTestCallCommand,
     SceneCommand,
     SimButton,
 )
@@ -66,6 +67,7 @@ class CommandInputs:
         def _fade_to_scene(self, now: Instant) -> None: ...
         def _on_receipt(self, payload: bytes, retained: bool, now: Instant) -> None: ...
         def _on_cleaning_cmd(self, cmd: CleaningCommand, now: Instant) -> None: ...
+        def _on_test_call_cmd(self, cmd: PlaceTestCallCommand, now: Instant) -> None: ...
         def scene(self) -> lighting.Scene: ...
 
     def _on_message(self, topic: str, payload: bytes, retained: bool, now: Instant) -> None:
@@ -122,6 +124,8 @@ class CommandInputs:
             self._on_scene_cmd(cmd, now, leaf)
         elif isinstance(cmd, CleaningCommand):
             self._on_cleaning_cmd(cmd, now)
+        elif isinstance(cmd, PlaceTestCallCommand):
+            self._on_test_call_cmd(cmd, now)
         if cmd.request_id is not None:  # the sender matches the room's answer to its request
             self._out[first:] = [
                 payloads.with_request_id(a, cmd.request_id) for a in self._out[first:]

@@ -17,6 +17,7 @@ are short; `psycopg-pool` would add a dependency and threads for no gain at this
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -41,8 +42,17 @@ from broker.logger.store.base import (
 )
 from broker.logger.store.postgres_batch import STAGING, PgBatchWriter
 from broker.logger.store.postgres_retention import PgRetention
-from broker.logger.store.postgres_schema import connect, current_version, grant, migrate
+from broker.logger.store.postgres_schema import (
+    connect,
+    current_version,
+    durable_commits,
+    grant,
+    migrate,
+)
+from broker.logger.store.report_sql import report_query
 from contract import topics
+
+log = logging.getLogger("roomctl.logger")
 
 Conn = psycopg.Connection[Any]
 
@@ -120,6 +130,7 @@ class PostgresLogStore:
         self.readonly = readonly
         self.conn: Conn | None = None
         self._lock = threading.RLock()
+        self._warned_async = False
         self._ready = False  # the schema exists (a read-only store checks until it does)
         self._writer: PgBatchWriter | None = None
         self._retention: PgRetention | None = None
@@ -149,6 +160,13 @@ class PostgresLogStore:
         conn = connect(self.url)
         try:
             if not self.readonly:
+                if durable_commits(conn) and not self._warned_async:
+                    self._warned_async = True
+                    log.warning(
+                        "%s: the server's synchronous_commit is off; this logger's sessions "
+                        "turn it on (it acks the broker after COMMIT)",
+                        self.name,
+                    )
                 migrate(conn)
                 for sql in STAGING:
                     conn.execute(sql)
@@ -275,6 +293,14 @@ class PostgresLogStore:
         sql += " ORDER BY placed_at DESC LIMIT %s"
         args.append(MAX_HISTORY_ROWS)
         return self._rows(sql, args)
+
+    def report_rows(self, kind: str, site: str, since: str, until: str) -> list[Row]:
+        sql, args = report_query(kind, "postgres", site, since, until)
+        rows = self._rows(sql, args)
+        for row in rows:
+            if "detail" in row:
+                row["detail"] = json.loads(row["detail"]) if row["detail"] else {}
+        return rows
 
     # -- exports --------------------------------------------------------------------------
     def export_rows(

@@ -30,6 +30,7 @@ from broker.logger.store.base import (
     Row,
     StoreError,
 )
+from broker.logger.store.report_sql import report_query
 from broker.logger.store.sqlite_batch import BatchWriter
 from broker.logger.store.sqlite_retention import Retention
 from broker.logger.store.sqlite_schema import open_db
@@ -242,6 +243,14 @@ class SqliteLogStore:
         sql += " ORDER BY placed_at DESC LIMIT ?"
         args.append(MAX_HISTORY_ROWS)
         return self._rows(sql, args)
+
+    def report_rows(self, kind: str, site: str, since: str, until: str) -> list[Row]:
+        sql, args = report_query(kind, "sqlite", site, since, until)
+        rows = self._rows(sql, args)
+        for row in rows:
+            if "detail" in row:
+                row["detail"] = json.loads(row["detail"]) if row["detail"] else {}
+        return rows
 
     # -- exports --------------------------------------------------------------------------
     def export_rows(
