@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 from controller.outbox_rows import is_disk_full
 
 BALLAST_BYTES = 4 * 1024 * 1024
+BALLAST_CHUNK = 64 * 1024  # written this much at a time
 
 
 class DiskSpace:
@@ -61,8 +62,11 @@ class DiskSpace:
             free = os.statvfs(self.path.parent)
             if free.f_bavail * free.f_frsize < 2 * self.ballast_bytes:
                 return False
+            zeros = bytes(BALLAST_CHUNK)
             with open(tmp, "wb") as f:
-                f.write(b"\0" * self.ballast_bytes)
+                # in chunks: one 4 MiB buffer was the room's peak RSS (issue 17's 45 MB)
+                for start in range(0, self.ballast_bytes, BALLAST_CHUNK):
+                    f.write(zeros[: min(BALLAST_CHUNK, self.ballast_bytes - start)])
                 f.flush()
                 os.fsync(f.fileno())
             tmp.replace(self._ballast)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
+import tracemalloc
 from pathlib import Path
 
-from controller.outbox import SEQ_BLOCK, Outbox, OutboxRow
+from controller.outbox import BALLAST_BYTES, SEQ_BLOCK, Outbox, OutboxRow
 from controller.outbox_audit import read_outbox
 
 
@@ -220,3 +221,20 @@ def test_counts_of_telemetry_sent_from_memory_survive_other_writes(tmp_path: Pat
     box.count_sent("vitals")
     box.close()
     assert read_outbox(path).created == {"events": 1, "vitals": 2}
+
+
+def test_the_disk_reserve_is_written_without_holding_it_in_memory(tmp_path: Path) -> None:
+    """The 4 MiB reserve file is written in chunks: one buffer of its size was the room's
+    peak RSS (issue 17)."""
+    tracemalloc.start()
+    try:
+        box = Outbox(tmp_path / "o.sqlite3")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    ballast = tmp_path / "o.sqlite3.ballast"
+    assert ballast.stat().st_size == BALLAST_BYTES
+    with ballast.open("rb") as f:
+        assert not any(f.read())  # zeros
+    assert peak < BALLAST_BYTES // 4
+    box.close()
