@@ -218,12 +218,10 @@ class RoomDaemon:
         while True:
             ev = self._next_event(self.core.seconds_to_next_deadline(self._now()))
             batch = [] if ev is None else [ev]
-            while len(batch) < MAX_BATCH:  # drain what is ready, bounded
-                try:
-                    batch.append(self.events.get_nowait())
-                except queue.Empty:
-                    break
-            self._guarded(self._take_acks, None)
+            while len(batch) < MAX_BATCH and not self.events.empty():  # what is ready, bounded
+                batch.append(self.events.get_nowait())  # the one reader: it is there
+            if self._acks_in:
+                self._guarded(self._take_acks, None)
             for item in batch:
                 if isinstance(item, Stop):
                     log.info("stopping: %s", item.reason)
@@ -346,10 +344,10 @@ class RoomDaemon:
         full disk, calls, events and snapshots stay in memory and are retried on the next
         flush; vitals are counted as thinned by the outbox.
         """
+        if not self._staged and not self._unstored:
+            return  # the common case: every round calls this after each handler
         staged = self._unstored + self._staged
         self._staged, self._unstored = [], []
-        if not staged:
-            return
         # the state's blobs are built and compared only when its frozen values changed (a
         # reading usually changes none: the cheapest path of the busiest event)
         key = self.core.durable_key()
