@@ -486,8 +486,9 @@ class SimButton(_Frozen):
 
 
 class DeliveryReport(_Frozen):
-    """One attempt of the notifier to page someone about a call (issue 15): published, not
-    retained, on `clinic/{site}/notifier/{name}/delivery`; the board shows it on the call."""
+    """One attempt of the notifier to page someone about a call, and its result (issue 15):
+    not retained, on the room's `page/<notifier>`; `room` must be the topic's. The logger
+    keeps every one; the board shows them on the call and in the room's timeline."""
 
     room: Annotated[str, Field(min_length=1, max_length=63)]
     call_id: Annotated[str, Field(min_length=1, max_length=64)]

@@ -48,6 +48,7 @@ def test_the_bridge_carries_room_data_out_and_commands_in_at_qos_1(tmp_path: Pat
     assert [line for line in lines if line.endswith(" in 1")] == [
         "topic clinic/s1/room/+/cmd/# in 1",  # staff commands
         "topic clinic/s1/room/+/receipt/# in 1",  # central screens and phones have the call
+        "topic clinic/s1/room/+/page/# in 1",  # the central notifier's page reports
         "topic clinic/s1/logger/# in 1",  # a central logger back online: rooms resend
     ]
     assert day_queue(50) >= 50 * 86_400  # a day of 50 rooms at (at least) 1 Hz

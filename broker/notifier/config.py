@@ -2,7 +2,7 @@
 
     state_db = "notifier.sqlite"        # relative to this file's folder
     name = "main"                       # its certificate is notifier-<name>; reports on
-                                        # clinic/<site>/notifier/<name>/delivery
+                                        # clinic/<site>/room/<room>/page/<name>
     charge_nurse = "carol"
 
     [timing]                            # optional

@@ -31,6 +31,7 @@ from broker.logger.store.base import (
     EXPORT_KINDS,
     MAX_HISTORY_ROWS,
     MAX_VITAL_POINTS,
+    PAGE_COLUMNS,
     ROOM_COLUMNS,
     VITAL_COLUMNS,
     BatchStats,
@@ -257,6 +258,22 @@ class PostgresLogStore:
         rows = self._rows(sql, args)
         for row in rows:
             row["detail"] = json.loads(row["detail"]) if row["detail"] else {}
+        return rows
+
+    def pages(self, site: str, room: str, since: str, until: str | None = None) -> list[Row]:
+        sql = (
+            f"SELECT {', '.join(PAGE_COLUMNS)} FROM pages "
+            "WHERE site = %s AND room = %s AND at >= %s"
+        )
+        args: list[Any] = [site, room, since]
+        if until:
+            sql += " AND at < %s"
+            args.append(until)
+        sql += " ORDER BY at, id LIMIT %s"
+        args.append(MAX_HISTORY_ROWS)
+        rows = self._rows(sql, args)
+        for row in rows:
+            row["ok"] = bool(row["ok"])
         return rows
 
     def calls(self, site: str, since: str | None = None, until: str | None = None) -> list[Row]:

@@ -36,11 +36,17 @@ from broker.logger.ingest import (
     Classified,
     Command,
     Ignored,
+    PageReport,
     RateLimited,
     Rejected,
 )
 from broker.logger.store import postgres_timeline as timeline
-from broker.logger.store.base import BatchStats, QuarantineLimits, quarantine_bucket
+from broker.logger.store.base import (
+    PAGE_INSERT_COLUMNS,
+    BatchStats,
+    QuarantineLimits,
+    quarantine_bucket,
+)
 from broker.logger.store.sqlite_batch import _fast_ts, _json_list, _vitals_detail
 from contract import messages
 from contract.messages import VITAL_FIELDS
@@ -156,6 +162,18 @@ class PgBatchWriter:
                 ),
             )
             stats.commands += 1
+        elif isinstance(item, PageReport):
+            r = item.report
+            cur.execute(
+                f"INSERT INTO pages ({', '.join(PAGE_INSERT_COLUMNS)}) VALUES "
+                f"({', '.join(['%s'] * len(PAGE_INSERT_COLUMNS))}) ON CONFLICT DO NOTHING",
+                (
+                    item.site, item.room, item.notifier, r.call_id, r.tier, r.recipient,
+                    r.channel, r.attempt, int(r.ok), r.status, r.detail, format_ts(r.at),
+                    received_at,
+                ),
+            )  # fmt: skip
+            stats.pages += cur.rowcount
         elif isinstance(item, RateLimited):  # over its room's rate: counted as dropped, not kept
             self._quarantined.setdefault(quarantine_bucket(item.topic), [0, 0, 0])[2] += 1
             stats.rate_limited += 1
