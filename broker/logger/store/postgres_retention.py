@@ -3,7 +3,7 @@
 The same walk as `sqlite_retention.py` (keep the two in step): at most `max_batches`
 transactions of at most `batch` rows per call; the per-room tables (`vitals`, `events` with
 their `messages` ledger rows, `calls`, `sessions`) room by room from a cursor that survives
-between calls; `availability_log`, `commands` and `quarantine` (bucket counts kept in step)
+between calls; `availability_log`, `commands`, `pages` and `quarantine` (bucket counts kept in step)
 oldest first through their `received_at` indexes. `room_state` and `epochs` are kept.
 
 Why batched deletes and not partitions: the idempotency key (site, room, epoch, seq) must be

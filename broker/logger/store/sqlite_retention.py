@@ -7,9 +7,9 @@ with their `messages` ledger rows; `calls` by the first time they carry; `sessio
 `started_at`) are walked room by room from a cursor that survives between calls: a pass that
 runs out of budget resumes at the same room next time, and after the last room it starts
 again from the first, so every room is reached however many there are. The tables keyed by
-id (`availability_log`, `commands` by the clinical cutoff; `quarantine` by its own cutoff, its
-bucket counts kept in step) are trimmed oldest first through their `received_at` indexes.
-`room_state` and `epochs` are never deleted. Only `sqlite.py` (the store) uses this module.
+id (`availability_log`, `commands`, `pages` by the clinical cutoff; `quarantine` by its own
+cutoff, its bucket counts kept in step) are trimmed oldest first through their `received_at`
+indexes. `room_state` and `epochs` are never deleted. Only `sqlite.py` (the store) uses this module.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ _ROOM_DELETE = {
         "AND room = ? AND started_at < ? LIMIT ?) RETURNING NULL, NULL"
     ),
 }
-_GLOBAL_TABLES = ("availability_log", "commands", "quarantine")
+_GLOBAL_TABLES = ("availability_log", "commands", "pages", "quarantine")
 
 
 class Retention:
