@@ -187,6 +187,40 @@ class Sampler(threading.Thread):
                     self.since[(site, room)] = max(r["ts"] for r in rows)
 
 
+def _wait_ready(group: Group, store: LogStore, timeout: float = 120.0) -> None:
+    """Until each site's bridge and a logger carry messages into the store: publish the first
+    room's `availability` (`online`, not retained) on each site broker every second until the
+    store has it. Without this, what the simulator publishes before the bridges have connected
+    and the loggers have made their sessions at the centre is never stored (no queue exists for
+    it yet), and the drain below, which counts from seq 1, never completes."""
+    from contract import topics
+    from contract.mqtt import close_client, make_client
+
+    room = group.spec.room_names()[0]
+    clients = []
+    for site, port in zip(group.sites, group.dev_ports, strict=True):
+        client = make_client(BrokerEndpoint.from_url(f"mqtt://127.0.0.1:{port}"), f"ready-{site}")
+        client.connect("127.0.0.1", port)
+        client.loop_start()
+        clients.append((site, client))
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            seen = {(r["site"], r["room"]) for r in store.rooms() if r["availability"] == "online"}
+            waiting = [(s, c) for s, c in clients if (s, room) not in seen]
+            if not waiting:
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"sites {[s for s, _ in waiting]}: nothing reaches the store")
+            for site, client in waiting:
+                client.publish(topics.availability(site, room), b"online", qos=1)
+            threading.Event().wait(1.0)
+    finally:
+        for _, client in clients:
+            client.disconnect()
+            close_client(client)
+
+
 def _committed(store: LogStore, sites: list[str]) -> int:
     return sum(store.counts(s).vitals + store.counts(s).events for s in sites)
 
@@ -234,6 +268,7 @@ def run(quick: bool) -> list[dict[str, Any]]:
         outbox_share, outbox_seqs = float("nan"), 0
         try:
             group.start()
+            _wait_ready(group, store)
             sampled = {(site, spec.room_names()[0]): OutboxRoom(
                 site, spec.room_names()[0], Path(tmp) / "outboxes" / site)
                 for site in group.sites}  # fmt: skip
