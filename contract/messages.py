@@ -486,9 +486,8 @@ class SimButton(_Frozen):
 
 
 class DeliveryReport(_Frozen):
-    """One attempt of the notifier to page someone about a call, and its result (issue 15):
-    not retained, on the room's `page/<notifier>`; `room` must be the topic's. The logger
-    keeps every one; the board shows them on the call and in the room's timeline."""
+    """One page attempt of the notifier and its result (issue 15) on the room's `page/<name>`
+    (not retained; `room` is the topic's): the logger keeps each, the board shows them."""
 
     room: Annotated[str, Field(min_length=1, max_length=63)]
     call_id: Annotated[str, Field(min_length=1, max_length=64)]
