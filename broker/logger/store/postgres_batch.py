@@ -39,9 +39,10 @@ from broker.logger.ingest import (
     RateLimited,
     Rejected,
 )
-from broker.logger.store import postgres_timeline as timeline
 from broker.logger.store.base import BatchStats, QuarantineLimits, quarantine_bucket
+from broker.logger.store.dialect import POSTGRES
 from broker.logger.store.sqlite_batch import _fast_ts, _json_list, _vitals_detail
+from broker.logger.store.timeline import Timeline
 from contract import messages
 from contract.messages import VITAL_FIELDS
 from contract.timefmt import format_ts
@@ -62,6 +63,7 @@ STAGING = (
     "CREATE TEMPORARY TABLE IF NOT EXISTS stage_vitals "
     "(LIKE vitals INCLUDING DEFAULTS) ON COMMIT DELETE ROWS",
 )
+timeline = Timeline(POSTGRES)
 _CALL_EVENTS = {
     messages.EventKind.CALL_PLACED,
     messages.EventKind.CALL_PRIORITY_RAISED,

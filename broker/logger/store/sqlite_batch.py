@@ -39,8 +39,9 @@ from broker.logger.ingest import (
     RateLimited,
     Rejected,
 )
-from broker.logger.store import sqlite_timeline as timeline
 from broker.logger.store.base import BatchStats, QuarantineLimits, quarantine_bucket
+from broker.logger.store.dialect import SQLITE
+from broker.logger.store.timeline import Timeline
 from contract import messages
 from contract.messages import VITAL_FIELDS
 from contract.timefmt import format_ts
@@ -59,6 +60,7 @@ def _vitals_detail(m: messages.VitalsMessage) -> str | None:
     return json.dumps(present, separators=(",", ":"), sort_keys=True) if present else None
 
 
+timeline = Timeline(SQLITE)
 _CALL_EVENTS = {
     messages.EventKind.CALL_PLACED,
     messages.EventKind.CALL_PRIORITY_RAISED,
