@@ -22,7 +22,7 @@ from broker.logger.store.base import BatchStats, QuarantineLimits, Row, StoreErr
 from broker.logger.store.dialect import SQLITE
 from broker.logger.store.reads import INTERNAL, StoreReads, check_kind, export_query
 from broker.logger.store.sqlite_batch import BatchWriter
-from broker.logger.store.sqlite_retention import Retention
+from broker.logger.store.sqlite_retention import SqliteRetention
 from broker.logger.store.sqlite_schema import open_db
 
 
@@ -47,14 +47,14 @@ class SqliteLogStore(StoreReads):
         self.readonly = readonly
         self.conn: sqlite3.Connection | None = None
         self._writer: BatchWriter | None = None
-        self._retention: Retention | None = None
-        self._vitals_retention: Retention | None = None
+        self._retention: SqliteRetention | None = None
+        self._vitals_retention: SqliteRetention | None = None
         if not readonly:
             with self._errors():
                 self.conn = open_db(self.path, synchronous=synchronous)
             self._writer = BatchWriter(self.conn, quarantine or QuarantineLimits())
-            self._retention = Retention(self.conn)
-            self._vitals_retention = Retention(self.conn)
+            self._retention = SqliteRetention()
+            self._vitals_retention = SqliteRetention()
 
     # -- plumbing -------------------------------------------------------------------------
     @staticmethod
@@ -105,7 +105,9 @@ class SqliteLogStore(StoreReads):
         self._write()
         assert self._vitals_retention is not None
         with self._errors():
-            done = self._vitals_retention.run(cutoff, "", batch, max_batches, tables=("vitals",))
+            done = self._vitals_retention.run(
+                self.conn, cutoff, "", batch, max_batches, tables=("vitals",)
+            )
         return done["vitals"]
 
     def delete_expired(
@@ -114,7 +116,9 @@ class SqliteLogStore(StoreReads):
         self._write()
         assert self._retention is not None
         with self._errors():
-            return self._retention.run(clinical_cutoff, quarantine_cutoff, batch, max_batches)
+            return self._retention.run(
+                self.conn, clinical_cutoff, quarantine_cutoff, batch, max_batches
+            )
 
     # -- exports --------------------------------------------------------------------------
     def export_rows(
