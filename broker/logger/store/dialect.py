@@ -19,6 +19,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any, Protocol
+
+
+class Cursor(Protocol):
+    """What the store's shared SQL needs of a DB-API cursor (sqlite3's and psycopg's alike)."""
+
+    def execute(self, sql: Any, params: Any = ..., /) -> Any: ...
+
+    def executemany(self, sql: Any, params_seq: Any, /) -> Any: ...
 
 
 @lru_cache(maxsize=1024)

@@ -11,9 +11,8 @@ time.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Protocol
 
-from broker.logger.store.dialect import Dialect
+from broker.logger.store.dialect import Cursor, Dialect
 from contract import messages
 from contract.timefmt import format_ts
 
@@ -33,12 +32,6 @@ _INFUSION_END = "COALESCE(recovery_at, discharge_ready_at, ended_at)"
 _RECOVERY_END = "COALESCE(discharge_ready_at, ended_at)"
 _CALL_KEY = "WHERE site = ? AND room = ? AND call_id = ?"
 _SESSION_KEY = "WHERE site = ? AND room = ? AND session_id = ?"
-
-
-class Cursor(Protocol):
-    """What the store's SQL needs of a DB-API cursor (sqlite3's and psycopg's alike)."""
-
-    def execute(self, sql: Any, params: Any = ..., /) -> Any: ...
 
 
 def _ts(value: datetime | None) -> str | None:
