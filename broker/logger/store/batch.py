@@ -317,14 +317,22 @@ class BaseBatchWriter:
         elif isinstance(m, messages.CallMessage):
             self._call_snapshot(cur, m, rank)
         elif isinstance(m, messages.HealthMessage):
-            self._ensure_room(cur, m.site, m.room)
-            cur.execute(
-                self.d.sql(
-                    "UPDATE room_state SET health_rank = ?, health_seq = ?, health = ? "
-                    f"WHERE site = ? AND room = ? AND {_newer('health')}"
-                ),
-                (rank, m.seq, m.model_dump_json(), m.site, m.room, rank, rank, m.seq),
-            )
+            self._snapshot(cur, m, rank, "health", {})
+
+    def _snapshot(
+        self, cur: Cursor, m: messages.Envelope, rank: int, kind: str, extra: dict[str, object]
+    ) -> None:
+        """`room_state`'s retained `kind` snapshot (`kind`, `kind_rank`, `kind_seq` and the
+        `extra` columns), unless the stored one is newer."""
+        self._ensure_room(cur, m.site, m.room)
+        columns = (f"{kind}_rank", f"{kind}_seq", kind, *extra)
+        cur.execute(
+            self.d.sql(
+                f"UPDATE room_state SET {', '.join(f'{c} = ?' for c in columns)} "
+                f"WHERE site = ? AND room = ? AND {_newer(kind)}"
+            ),
+            (rank, m.seq, m.model_dump_json(), *extra.values(), m.site, m.room, rank, rank, m.seq),
+        )
 
     # -- per kind -------------------------------------------------------------------------------
     def _event(self, cur: Cursor, m: messages.EventMessage, received_at: str) -> None:
@@ -355,27 +363,11 @@ class BaseBatchWriter:
             )
 
     def _call_snapshot(self, cur: Cursor, m: messages.CallMessage, rank: int) -> None:
-        self._ensure_room(cur, m.site, m.room)
-        cur.execute(
-            self.d.sql(
-                "UPDATE room_state SET call_rank = ?, call_seq = ?, call = ?, call_status = ? "
-                f"WHERE site = ? AND room = ? AND {_newer('call')}"
-            ),
-            (rank, m.seq, m.model_dump_json(), m.status.value, m.site, m.room, rank, rank, m.seq),
-        )
+        self._snapshot(cur, m, rank, "call", {"call_status": m.status.value})
         self.timeline.call_snapshot(cur, m)
 
     def _state(self, cur: Cursor, m: messages.StateMessage, rank: int) -> None:
-        self._ensure_room(cur, m.site, m.room)
-        cur.execute(
-            self.d.sql(
-                "UPDATE room_state SET state_rank = ?, state_seq = ?, state = ?, phase = ?, "
-                f"session_id = ? WHERE site = ? AND room = ? AND {_newer('state')}"
-            ),
-            (
-                rank, m.seq, m.model_dump_json(), m.phase.value, m.session_id,
-                m.site, m.room, rank, rank, m.seq,
-            ),
-        )  # fmt: skip
+        extra: dict[str, object] = {"phase": m.phase.value, "session_id": m.session_id}
+        self._snapshot(cur, m, rank, "state", extra)
         if m.session_id is not None or m.phase is messages.Phase.IDLE:
             self.timeline.phase_change(cur, m.site, m.room, m.seq, m.session_id, m.phase, m.since)
