@@ -12,7 +12,8 @@ The differences, all of them:
 - the byte length of a BLOB/bytea: `length` or `octet_length`;
 - seconds between two RFC 3339 texts: `julianday` arithmetic or a `timestamptz` cast;
 - a text prefix test: `substr(...) = ?` or `starts_with(...)`;
-- counting distinct ledger keys: a concatenated text or a row value.
+- counting distinct ledger keys: a concatenated text or a row value;
+- a number inside stored JSON text: `json_extract` or `jsonb #>>`.
 """
 
 from __future__ import annotations
@@ -61,6 +62,12 @@ class Dialect:
         if self.name == "sqlite":
             return f"substr({column}, 1, ?) = ?", [len(prefix), prefix]
         return f"starts_with({column}, ?)", [prefix]
+
+    def json_number(self, column: str, *path: str) -> str:
+        """SQL: the number at `path` (keys) of the JSON text in `column`, NULL if absent."""
+        if self.name == "sqlite":
+            return f"CAST(json_extract({column}, '$.{'.'.join(path)}') AS REAL)"
+        return f"CAST({column}::jsonb #>> '{{{','.join(path)}}}' AS DOUBLE PRECISION)"
 
     def distinct_keys(self, *columns: str) -> str:
         """SQL: `COUNT(DISTINCT ...)` of the row value made of `columns`."""

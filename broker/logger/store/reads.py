@@ -175,7 +175,7 @@ class StoreReads:
         return self._query(sql + " ORDER BY placed_at DESC LIMIT ?", *args, MAX_HISTORY_ROWS)
 
     def report_rows(self, kind: str, site: str, since: str, until: str) -> list[Row]:
-        sql, args = report_query(kind, self.dialect.name, site, since, until)
+        sql, args = report_query(kind, self.dialect, site, since, until)
         rows = self._rows(sql, args)
         for row in rows:
             if "detail" in row:
