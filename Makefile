@@ -26,7 +26,7 @@ typecheck: setup
 setup: system-deps $(STAMP)
 
 # Debian packages the demo and the tests need (checked with dpkg, installed when missing).
-APT_PACKAGES := mosquitto mosquitto-clients debootstrap systemd chromium nftables postgresql-15
+APT_PACKAGES := mosquitto mosquitto-clients debootstrap systemd chromium nftables postgresql-15 tzdata
 
 system-deps:
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \

@@ -108,6 +108,7 @@ class CallType(enum.StrEnum):
     ASSIST = "assist"  # staff assist: a nurse in the room needs a colleague
     EMERGENCY = "emergency"  # code / staff emergency (also a long press on the call button)
     CORD_OUT = "cord_out"  # trouble: a call cord or pendant unplugged (loop open)
+    TEST = "test"  # a test call staff asked for from the board (`cmd/test_call`): TEST everywhere
 
 
 class CallStatus(enum.StrEnum):
@@ -459,6 +460,12 @@ class CleaningCommand(Command):
     """Start cleaning mode for `minutes` (the room's default when null), or end it (`0`)."""
 
     minutes: float | None = Field(default=None, ge=0, le=120)
+
+
+class PlaceTestCallCommand(Command):
+    """Ask the room to place a test call (type `test`, the lowest priority, never escalated):
+    it lights the dome and reaches the board and the assigned nurse's phone (tier 1) labelled
+    TEST, and is ended in the room like a patient call (cancel or presence)."""
 
 
 SIM_BUTTONS = ("call", "cancel", "emergency", "presence", "assist", "bath")

@@ -109,6 +109,8 @@ class GpioSettings(_Section):
                 raise ValueError(
                     f"{name}: cord_out is the cord loop's own trouble call, not a call input"
                 )
+            if call_type is CallType.TEST:
+                raise ValueError(f"{name}: test calls come from the board (cmd/test_call) only")
         return value
 
     @model_validator(mode="after")

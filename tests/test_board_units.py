@@ -6,6 +6,7 @@ import asyncio
 import json
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -223,7 +224,7 @@ def test_svg_chart_escapes_and_draws_thresholds() -> None:
     thr.append(
         {"name": "<script>", "chart": "spo2", "op": "below", "threshold": 50, "severity": "low"}
     )
-    charts = {c["key"]: str(c["svg"]) for c in svg_chart.session_charts(rows, thr)}
+    charts = {c["key"]: str(c["svg"]) for c in svg_chart.session_charts(rows, thr, ZoneInfo("UTC"))}
     assert "<script>" not in charts["spo2"] and "&lt;script&gt;" in charts["spo2"]
     assert "spo2_low &lt; 92 (high)" in charts["spo2"]
     assert charts["spo2"].count("<polyline") == 2  # the missing reading breaks the line
@@ -234,7 +235,7 @@ def test_svg_chart_escapes_and_draws_thresholds() -> None:
 def test_every_route_goes_through_the_guard() -> None:
     from starlette.routing import Route
 
-    from broker.board import api, pages
+    from broker.board import api, pages, report_pages
     from broker.board.guard import GUARDED, Access
 
     expected = {
@@ -248,6 +249,12 @@ def test_every_route_goes_through_the_guard() -> None:
         ("GET", "/rooms/{room}/report"): Access.PAGE,
         ("GET", "/rooms/{room}/report.pdf"): Access.PAGE,
         ("GET", "/calls"): Access.PAGE,
+        ("GET", "/reports"): Access.PAGE,
+        ("GET", "/reports.csv"): Access.PAGE,
+        ("GET", "/reliability"): Access.PAGE,
+        ("GET", "/reliability.csv"): Access.PAGE,
+        ("GET", "/audit"): Access.PAGE,
+        ("GET", "/audit.csv"): Access.PAGE,
         ("GET", "/api/stream"): Access.READ,
         ("GET", "/api/rooms"): Access.READ,
         ("GET", "/api/rooms/{room}/session"): Access.READ,
@@ -255,13 +262,14 @@ def test_every_route_goes_through_the_guard() -> None:
         ("GET", "/api/whoami"): Access.READ,
         ("POST", "/api/rooms/{room}/claim"): Access.ACT,
         ("POST", "/api/rooms/{room}/phase"): Access.ACT,
+        ("POST", "/api/rooms/{room}/test_call"): Access.ACT,
         ("GET", "/api/assignments"): Access.READ,
         ("POST", "/api/assignments"): Access.ACT,
         ("POST", "/api/receipts"): Access.SESSION,
         ("POST", "/api/session/renew"): Access.SESSION,
     }
     got = {}
-    for route in [*pages.routes(), *api.routes()]:
+    for route in [*pages.routes(), *api.routes(), *report_pages.routes()]:
         assert isinstance(route, Route)
         methods = sorted((route.methods or set()) - {"HEAD"})
         assert route.endpoint in GUARDED, f"{methods} {route.path} is not guarded"

@@ -15,7 +15,7 @@ from broker.logger.export import parse_time
 from broker.logger.store import open_store
 from broker.mosquitto.pki import load_cert
 from broker.mosquitto.run import free_port
-from contract import messages, topics
+from contract import messages, sitetime, topics
 from controller.cli import main
 from tests.support.clinic_rooms import event
 from tests.support.logger_store import received
@@ -324,3 +324,31 @@ def test_export_into_a_pipe_closed_early_ends_quietly(tmp_path: Path) -> None:
     assert len(proc.stdout.splitlines()) == 2
     assert "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr, proc.stderr
     assert proc.returncode == 141  # 128 + SIGPIPE, as other tools under pipefail
+
+
+def test_export_names_each_rows_time_on_the_sites_clock(
+    db: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 20: stored times stay UTC; `local_time` is the row's own time in the site's zone
+    with the zone named, and a date in --since is the site's local day."""
+    code, out, err = export(
+        capsys, db, "vitals", "--room", "101", "--format", "csv", "--timezone", "America/New_York",
+        "--since", "2026-03-01T04:02:00", "--until", "2026-03-01T04:05:00",
+    )  # fmt: skip
+    assert code == 0, err
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert [r["seq"] for r in rows] == ["2", "3", "4"]  # 09:02-09:05 UTC, as before
+    assert rows[0]["ts"].endswith("Z") and rows[0]["local_time"].endswith(" EST")
+    assert rows[0]["local_time"].startswith("2026-03-01 04:0")
+    assert "2026-03-01 04:02:00 EST to 2026-03-01 04:05:00 EST" in err
+    assert "America/New_York" in err
+    monkeypatch.setenv("ROOMCTL_TIMEZONE", "Europe/Berlin")
+    code, out, err = export(capsys, db, "calls", "--format", "ndjson", "--room", "102")
+    assert code == 0, err
+    (row,) = [json.loads(line) for line in out.splitlines()]
+    assert row["local_time"].endswith((" CET", " CEST")) and row["placed_at"].endswith("Z")
+    assert parse_time("2026-03-01", sitetime.site_zone("Europe/Berlin")) == (
+        "2026-02-28T23:00:00.000Z"
+    )
+    code, _, err = export(capsys, db, "calls", "--timezone", "Atlantis/Lost")
+    assert code == 2 and "--timezone: 'Atlantis/Lost' is not a time zone" in err

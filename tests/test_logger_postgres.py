@@ -90,3 +90,29 @@ def test_exports_and_room_lists_are_the_same_bytes_from_both_engines(
         assert main(["log", "rooms", "--db", where, "--json"]) == 0
         got.append(capsys.readouterr().out)
     assert got[0] == got[1] and '"101"' in got[0]
+
+
+def test_a_logger_commits_durably_on_a_server_whose_default_is_asynchronous(
+    pg_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The logger acks the broker after COMMIT: `synchronous_commit = off` on the server would
+    let a server crash lose acked rows, so the logger's own sessions turn it back on."""
+    db = pg_url.rsplit("/", 1)[1]
+    with psycopg.connect(pg_url, autocommit=True) as admin:
+        admin.execute(f"ALTER DATABASE {db} SET synchronous_commit = off".encode())
+    with psycopg.connect(pg_url) as plain:
+        assert plain.execute("SHOW synchronous_commit").fetchone() == ("off",)
+    caplog.set_level("WARNING", logger="roomctl.logger")
+    store = open_store(pg_url)
+    try:
+        store.write_batch([received(topics.vitals(SITE, "101"), vitals(SITE, "101", 2))])
+        conn = store.conn  # type: ignore[attr-defined]
+        assert conn.execute("SHOW synchronous_commit").fetchone() == ("on",)
+    finally:
+        store.close()
+    assert "synchronous_commit is off" in caplog.text
+    reader = open_store(pg_url, readonly=True)  # a reader leaves the session as it is
+    try:
+        assert reader.counts(SITE).vitals == 1
+    finally:
+        reader.close()

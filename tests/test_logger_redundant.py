@@ -81,7 +81,11 @@ def test_two_loggers_survive_sigkill_and_a_postgres_crash_with_every_row_once(
 
     def all_stored(what: str) -> None:
         total = sum(r.seq for r in rooms)
-        poll(lambda: pg_count(url) >= total, 90, f"all {total} rows: {what}")
+        try:
+            poll(lambda: pg_count(url) >= total, 90, f"all {total} rows: {what}")
+        except TimeoutError as exc:  # say how far it got and what the loggers said
+            tails = {n: lg.log.read_text(errors="replace")[-1500:] for n, lg in loggers.items()}
+            raise AssertionError(f"{exc}: {pg_count(url)} stored; loggers: {tails}") from exc
 
     try:
         for n, logger in loggers.items():

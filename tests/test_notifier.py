@@ -18,7 +18,7 @@ from broker.mosquitto.run import Mosquitto, free_port
 from broker.notifier.channels import signature
 from broker.notifier.routing import Roster, recipients
 from broker.notifier.store import DeliveryStore
-from contract import topics
+from contract import sitetime, topics
 from contract.messages import ShiftAssignments
 from tests.support.board import SITE, FakeRoom
 from tests.support.mqtt import Recorder, wait_until
@@ -106,7 +106,10 @@ def test_routes_by_tier_signs_webhooks_and_retries_a_failing_push(
             assert r.headers["X-Roomctl-Delivery"] == (
                 f"{r.json()['call_id']}|{r.json()['tier']}|{r.json()['to']}|webhook"
             )
-        assert push.got()[0].body.decode() == "Room 101: CALL"
+        # the time the call was placed, on the site's clock (New York), zone named
+        placed = sitetime.hm(at, sitetime.site_zone("America/New_York"))
+        assert push.got()[0].body.decode() == f"Room 101: CALL, placed {placed}"
+        assert placed.endswith((" EST", " EDT"))
         assert {r.headers["Priority"] for r in push.got() if "c-102" in r.headers.get(
             "X-Roomctl-Delivery", "")} == {"5"}  # fmt: skip
         failed = [a for d in store.deliveries() if d["channel"] == "ntfy"
@@ -247,3 +250,16 @@ def test_roomctl_notify_speaks_to_systemd(mosquitto: Mosquitto, tmp_path: Path) 
                 proc.wait(10)
             assert proc.stderr is not None
             proc.stderr.close()
+
+
+def test_a_bad_site_time_zone_is_refused_naming_the_field(tmp_path: Path) -> None:
+    from broker.notifier.config import ConfigError, load
+
+    good = load(notifier_config(tmp_path, "http://127.0.0.1:9/x", None, timezone="Europe/Berlin"))
+    assert good.timezone == "Europe/Berlin"
+    bad = notifier_config(tmp_path, "http://127.0.0.1:9/x", None, timezone="Europe/Atlantis")
+    with pytest.raises(ConfigError) as refused:
+        load(bad)
+    message = str(refused.value)
+    assert message.startswith(f"{bad}: timezone: 'Europe/Atlantis' is not a time zone: use an")
+    assert "Value error" not in message

@@ -81,7 +81,7 @@ def test_an_open_board_screen_sends_its_receipt_and_shows_where_the_call_is(
         assert (body["call_id"], body["by"], body["via"]) == (call_id, "victor", "screen")
         assert not got.retain
         row = page.locator("#queue-list .q-item")
-        expect(row.locator(".q-proof")).to_have_text("👁 1 screen", timeout=WAIT_MS)
+        expect(row.locator(".q-proof")).to_have_text("seen on 1 screen", timeout=WAIT_MS)
         assert not recorder.matching(_event("central_blind"))
     finally:
         stop_room(proc)

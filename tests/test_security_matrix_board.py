@@ -25,7 +25,11 @@ from tests.support.reliability_audit import FaultRecord, record
 
 pytestmark = pytest.mark.broker
 
-PAGES = ["/", "/rooms/101", "/rooms/101/report", "/rooms/101/report.pdf", "/calls"]
+PAGES = [
+    "/", "/rooms/101", "/rooms/101/report", "/rooms/101/report.pdf", "/calls",
+    "/reports", "/reports.csv?table=room", "/reliability", "/reliability.csv", "/audit",
+    "/audit.csv",
+]  # fmt: skip
 API_GET = [
     "/api/rooms",
     "/api/rooms/101/session",
@@ -33,7 +37,7 @@ API_GET = [
     "/api/whoami",
     "/api/stream",
 ]
-API_POST = ["/api/rooms/101/claim", "/api/rooms/101/phase"]
+API_POST = ["/api/rooms/101/claim", "/api/rooms/101/phase", "/api/rooms/101/test_call"]
 
 
 class NoRedirect(urllib.request.HTTPRedirectHandler):

@@ -26,7 +26,10 @@ PATIENT = "Patient/p-1234"
 @pytest.fixture
 def report_board(mosquitto: Mosquitto, tmp_path: Path) -> Iterator[BoardServer]:
     db = write_session(tmp_path / "log.db", SITE)
-    server = BoardServer(mosquitto.url, tmp_path, no_auth=True, logger_db=db).start()
+    # the site in New York: every time on the report is on its clock (EST), named
+    server = BoardServer(
+        mosquitto.url, tmp_path, no_auth=True, logger_db=db, timezone="America/New_York"
+    ).start()
     try:
         yield server
     finally:
@@ -44,20 +47,23 @@ def words_of(html: str) -> str:
 
 
 def summary_lines() -> list[str]:
-    """What the scripted session's summary must say (tests/support/session_log.py)."""
+    """What the scripted session's summary must say (tests/support/session_log.py), on the
+    site's clock: the session ran 09:00-10:20 UTC on 1 March 2026, 04:00-05:20 EST."""
     return [
         PATIENT,
+        "Sunday 01 March 2026",
+        "America/New_York",
         "Lowest SpO2",
-        "88 % at 2026-03-01 09:12:00 UTC",
-        "162/95 mmHg at 2026-03-01 09:20:00 UTC",
+        "88 % at 2026-03-01 04:12:00 EST",
+        "162/95 mmHg at 2026-03-01 04:20:00 EST",
         "Pre-check",
-        "Infusion 09:05:00 09:50:00 45 min 00 s",
+        "Infusion 04:05:00 EST 04:50:00 EST 45 min 00 s",
         "Recovery",
         "30 min 00 s",
         "Ready for discharge",
         "SpO2 88 % below the limit 90 %",
-        "09:12:00 09:14:00 2 min 00 s",  # the alert: raised, cleared, how long
-        "09:30:00 42 s (claimed by alice)",
+        "04:12:00 EST 04:14:00 EST 2 min 00 s",  # the alert: raised, cleared, how long
+        "04:30:00 EST 42 s (claimed by alice)",
         "1 min 05 s (answered in the room)",
         "Call claimed by alice",
         "Phase: Pre-check to Infusion",
@@ -77,11 +83,12 @@ def test_report_opens_with_the_summary_in_words(report_board: BoardServer) -> No
     for internal in ("call_claimed", "phase_changed", "alert_raised", "nibp_sys", "spo2_low"):
         assert internal not in words, internal  # (chart legends name their alert rules)
     assert text.count("<svg") >= 3  # the vitals charts
+    assert "09:12" not in seen and " UTC" not in seen  # nothing on the UTC clock
 
 
 def test_report_without_a_session_covers_the_latest_one(report_board: BoardServer) -> None:
     text = get(f"{report_board.url}/rooms/{ROOM}/report").decode()
-    assert f"<td>{SESSION}</td>" in text and "88 % at 2026-03-01 09:12:00 UTC" in text
+    assert f"<td>{SESSION}</td>" in text and "88 % at 2026-03-01 04:12:00 EST" in text
     empty = get(f"{report_board.url}/rooms/999/report").decode()
     assert "No session recorded for room 999" in empty and "(no session id)" not in empty
 

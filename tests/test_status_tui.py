@@ -6,6 +6,8 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from rich.console import Console
@@ -18,6 +20,7 @@ from tests.support.mqtt import Recorder
 from tests.support.terminal import LiveOutput
 
 pytestmark = pytest.mark.broker
+NEW_YORK = ZoneInfo("America/New_York")
 
 
 def test_status_once_prints_every_room(mosquitto: Mosquitto) -> None:
@@ -56,6 +59,26 @@ def test_status_refuses_a_bad_broker_url() -> None:
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert out.returncode == 2 and "mqtt://" in out.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "named"),
+    [(["--timezone", "Mars/Olympus"], {}, "--timezone: 'Mars/Olympus' is not a time zone"),
+     ([], {"ROOMCTL_TIMEZONE": "EST5EDT/x"}, "ROOMCTL_TIMEZONE: 'EST5EDT/x' is not a time zone")],
+)  # fmt: skip
+def test_status_and_board_refuse_an_unknown_time_zone_by_name(
+    args: list[str], env: dict[str, str], named: str, tmp_path: Path
+) -> None:
+    for command in ("status", "board"):
+        out = subprocess.run(
+            [sys.executable, "-m", "controller.cli", command, "--broker", "mqtt://127.0.0.1:1",
+             "--site", SITE, *args,
+             *(["--no-auth", "--board-db", str(tmp_path / "b.sqlite")] if command == "board"
+               else ["--once"])],
+            capture_output=True, text=True, timeout=60, env={**os.environ, **env},
+        )  # fmt: skip
+        assert out.returncode == 2, (command, out.stderr)
+        assert named in out.stderr and "IANA name" in out.stderr, (command, out.stderr)
 
 
 def test_render_table_marks_levels_and_stale_without_colour() -> None:
@@ -161,8 +184,9 @@ def test_the_overview_fits_80_columns_one_line_a_room_calls_first() -> None:
                     "claimed_by": "a-very-long-nurse-name-to-wrap"}).encode(), 99.0)  # fmt: skip
     state.apply("224", "availability", b"offline", 0.0)
     console = Console(record=True, width=80, color_system=None)
-    console.print(render_table(SITE, state.views(100.0), 100.0, "live"))
+    console.print(render_table(SITE, state.views(100.0), 100.0, "live", tz=NEW_YORK))
     lines = console.export_text().splitlines()
+    assert "19:01 EST" in lines[0]  # the site's clock now (100 s after the epoch) in the title
     assert all(len(line) <= 80 for line in lines)
     rows = [line.strip() for line in lines if line.strip()[:3].isdigit()]
     assert len(rows) == 24  # one line each, nothing wrapped
@@ -189,8 +213,15 @@ def test_room_detail_shows_what_the_room_publishes_about_itself() -> None:
     text = console.export_text()
     for expected in ("monitor", "ok · masimo over serial", "5400 accepted, 3 rejected",
                      "12 waiting (oldest 4 s)", "1 refused", "synchronised", "ok / fault",
-                     "2:01:00", "0.1.0", "2027-01-31T08:00:00+00:00 (in"):  # fmt: skip
+                     "2:01:00", "0.1.0", "2027-01-31 08:00:00 UTC (in"):  # fmt: skip
         assert expected in text, expected
+    # the site's clock (issue 20): local 24-hour time with the zone named
+    console = Console(record=True, width=100, color_system=None)
+    berlin = ZoneInfo("Europe/Berlin")
+    console.print(render_room("306", state.views(now)[0], state.health("306"), now, berlin))
+    text = console.export_text()
+    assert "2026-01-31 09:00:00 CET (1:00 ago)" in text  # the last reading
+    assert "2027-01-31 09:00:00 CET (in" in text and "+00:00" not in text
     console = Console(record=True, width=100, color_system=None)
     console.print(render_room("999", None, None, now))
     assert "has not reported" in console.export_text()

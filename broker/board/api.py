@@ -218,6 +218,19 @@ async def set_phase(request: Request, board: BoardContext, sess: Session) -> Res
     return await _send(board, sess, room, "phase", cmd, phase.value)
 
 
+@act
+async def test_call(request: Request, board: BoardContext, sess: Session) -> Response:
+    """Ask the room to place a test call (a nurse or the charge nurse; never a viewer or a
+    wall display): the room answers with `call_placed` (type `test`), audited like any
+    command."""
+    got = await _action(request, board)
+    if isinstance(got, Response):
+        return got
+    room, _ = got
+    cmd = {"by": sess.name, "request_id": uuid.uuid4().hex[:16]}
+    return await _send(board, sess, room, "test_call", cmd, "")
+
+
 @read
 async def room_commands(request: Request, board: BoardContext, sess: Session) -> Response:
     """The room's recent staff commands, newest first, each with its status."""
@@ -243,6 +256,7 @@ def routes() -> list[Route]:
         Route("/api/rooms/{room}/commands", room_commands, methods=["GET"]),
         Route("/api/rooms/{room}/claim", claim, methods=["POST"]),
         Route("/api/rooms/{room}/phase", set_phase, methods=["POST"]),
+        Route("/api/rooms/{room}/test_call", test_call, methods=["POST"]),
         Route("/api/whoami", whoami, methods=["GET"]),
         *ops_routes.routes(),  # /metrics, /healthz
     ]

@@ -43,7 +43,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from broker.ops.sdnotify import Notifier
 
-from . import api, pages
+from . import api, pages, report_pages
 from .context import HERE, BoardConfig, BoardContext
 from .limits import BodyLimit
 
@@ -100,6 +100,7 @@ class Board(BoardContext):
         routes = [
             *pages.routes(),
             *api.routes(),
+            *report_pages.routes(),
             Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
         ]
         self.app = Starlette(routes=routes, lifespan=self._lifespan)

@@ -31,6 +31,7 @@ CALL_WORD = {
     "assist": "STAFF ASSIST",
     "emergency": "EMERGENCY CALL",
     "cord_out": "CORD OUT",
+    "test": "TEST CALL",
 }
 
 

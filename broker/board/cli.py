@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import json
 import logging
 import os
 import socket
@@ -24,6 +25,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from broker.board.call_stats import parse_shifts
 from broker.board.security import ServeLimits
 from broker.logger.cli import db_arg
 
@@ -42,6 +44,15 @@ def add_broker_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cert", type=Path, help="client certificate (mqtts://)")
     p.add_argument("--key", type=Path, help="client key (mqtts://)")
     p.add_argument("--site")
+
+
+def add_timezone_arg(p: argparse.ArgumentParser) -> None:
+    """`--timezone ZONE`: the site's clock for every time shown (contract/sitetime.py)."""
+    p.add_argument(
+        "--timezone", metavar="ZONE",
+        help="the site's time zone, an IANA name such as America/New_York (default: "
+        "$ROOMCTL_TIMEZONE, else UTC); times are shown on its clock, stored in UTC",
+    )  # fmt: skip
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
@@ -71,6 +82,10 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         "--paper", choices=("A4", "Letter"), default="A4", help="the PDF report's paper size"
     )
     board.add_argument(
+        "--shifts", default="day=07:00-19:00,night=19:00-07:00", metavar="NAME=HH:MM-HH:MM,...",
+        help="the site's shifts in local time, for the reports (default: two 12 h shifts)",
+    )  # fmt: skip
+    board.add_argument(
         "--watch-cert", type=Path, action="append", default=[], metavar="PATH",
         help="a certificate file, or a folder of .crt/.pem, to warn about 30 days before it "
         "expires (repeatable; the board's own --ca, --cert and --tls-cert are always watched)",
@@ -89,6 +104,7 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         "--max-per-address", type=int, default=limits.max_per_address, metavar="N",
         help=f"open connections from one address at most (default {limits.max_per_address})",
     )  # fmt: skip
+    add_timezone_arg(board)
     board.add_argument("-v", "--verbose", action="store_true")
     board.set_defaults(func=_serve)
     board_sub = board.add_subparsers(dest="board_command", metavar="ACTION")
@@ -122,6 +138,14 @@ def board_db_path(board_db: Path | None, db: Path | str | None) -> Path | None:
     return None
 
 
+def _operator() -> str:
+    """Who ran a `roomctl board user` command, for the audit log: `cli:<login name>`."""
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (OSError, KeyError):  # no login name (a container without one)
+        return f"cli:uid {os.getuid()}"
+
+
 def _user(args: argparse.Namespace) -> int:
     from broker.board.users import BoardDB, UserError
 
@@ -140,11 +164,14 @@ def _user(args: argparse.Namespace) -> int:
         if args.user_command == "remove":
             if not users.remove_user(args.name):
                 return _fail(f"no user {args.name!r}")
+            users.audit(_operator(), "user remove", None, json.dumps({"user": args.name}), "ok")
             print(f"removed {args.name}")
             return 0
         if args.user_command in ("disable", "enable"):
             if not users.set_disabled(args.name, args.user_command == "disable"):
                 return _fail(f"no user {args.name!r}")
+            detail = json.dumps({"user": args.name})
+            users.audit(_operator(), f"user {args.user_command}", None, detail, "ok")
             print(f"{args.user_command}d {args.name}")
             return 0
         if args.password_stdin:
@@ -164,6 +191,8 @@ def _user(args: argparse.Namespace) -> int:
             if again != password:
                 return _fail("the passwords differ")
         users.add_user(args.name, args.role, password, replace=args.replace)
+        detail = json.dumps({"user": args.name, "role": args.role, "replace": args.replace})
+        users.audit(_operator(), "user add", None, detail, "ok")
         print(f"{args.name} ({args.role}) saved in {path}")
         return 0
     except UserError as exc:
@@ -207,7 +236,7 @@ def _serve(args: argparse.Namespace) -> int:
     from broker.board.app import Board, BoardConfig
     from broker.board.security import is_loopback_host
     from broker.board.server import connection_table, serve_config
-    from contract import topics
+    from contract import sitetime, topics
     from contract.mqtt import BrokerEndpoint
 
     logging.basicConfig(
@@ -229,7 +258,9 @@ def _serve(args: argparse.Namespace) -> int:
         return _fail("give --board-db (always needed with a PostgreSQL --db) or --db FILE")
     try:
         topics.check_ident("site", args.site)
+        shifts = parse_shifts(args.shifts)
         endpoint = BrokerEndpoint.from_url(args.broker, args.ca, args.cert, args.key)
+        tz = sitetime.zone_from(args.timezone)
     except ValueError as exc:
         return _fail(str(exc))
     config = BoardConfig(
@@ -245,7 +276,9 @@ def _serve(args: argparse.Namespace) -> int:
         chromium=args.chromium,
         host=args.host,
         paper=args.paper,
+        shifts=shifts,
         watch_certs=tuple(p for p in (args.tls_cert, *args.watch_cert) if p is not None),
+        tz=tz,
     )
     try:
         board = Board(config)
@@ -277,7 +310,10 @@ def _serve(args: argparse.Namespace) -> int:
         )
     )
     scheme = "https" if tls else "http"
-    print(f"board for site {args.site} on {scheme}://{args.host}:{args.port}/", file=sys.stderr)
+    print(
+        f"board for site {args.site} ({tz.key}) on {scheme}://{args.host}:{args.port}/",
+        file=sys.stderr,
+    )
     if args.redirect_port is None:
         server.run()
         return 0

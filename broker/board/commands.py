@@ -1,17 +1,17 @@
 """What became of each staff command the board sent: pure (no paho, no asyncio, no clock).
 
-How this works: the API registers a command (room, name, by, request_id, sent time) just
-before it publishes it; it is then `sent`. The room answers every command with an `events`
-message whose `detail.request_id` names it: `phase_changed`, `call_claimed`, `scene_changed`
-make it `applied`; `phase_refused`, `command_refused` make it `refused` (with the room's
-`reason`). The first answer decides; an answer naming a request id the board did not send
-(another sender, or one already forgotten) changes nothing. A command with no answer
-`ANSWER_WITHIN_S` after it was sent is shown as `no answer`: the room refuses a command older
-than its max age, so past that bound (plus a margin for the trip back) no answer is coming,
-and the board says the room never confirmed it. That status is worked out when the table is
-read (`recent(room, now)`), so a late answer still wins. A PUBACK only means "the broker took
-it" and changes nothing here. The table keeps the last `KEPT_PER_ROOM` commands of each room.
-Not thread-safe on its own: `live.SiteState` calls it under its lock.
+How this works: the API registers a command (room, name, by, request_id, sent time) just before
+it publishes it; it is then `sent`. The room answers every command with an `events` message
+whose `detail.request_id` names it: `phase_changed`, `call_claimed`, `scene_changed` (and
+`call_placed`, for a test call) make it `applied`; `phase_refused` and `command_refused` make
+it `refused` (with the room's `reason`). The first answer decides; an answer naming a request
+id the board did not send (another sender, or one already forgotten) changes nothing. A command
+with no answer `ANSWER_WITHIN_S` after it was sent is shown as `no answer`: the room refuses a
+command older than its max age, so past that bound (plus a margin for the trip back) no answer
+is coming, and the board says the room never confirmed it. That status is worked out when the
+table is read (`recent(room, now)`), so a late answer still wins. A PUBACK only means "the
+broker took it" and changes nothing here. The table keeps the last `KEPT_PER_ROOM` commands of
+each room. Not thread-safe on its own: `live.SiteState` calls it under its lock.
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ ANSWERS: dict[EventKind, CommandStatus] = {
     EventKind.PHASE_CHANGED: CommandStatus.APPLIED,
     EventKind.CALL_CLAIMED: CommandStatus.APPLIED,
     EventKind.SCENE_CHANGED: CommandStatus.APPLIED,
+    EventKind.CALL_PLACED: CommandStatus.APPLIED,  # a test call (cmd/test_call)
     EventKind.PHASE_REFUSED: CommandStatus.REFUSED,
     EventKind.COMMAND_REFUSED: CommandStatus.REFUSED,
 }

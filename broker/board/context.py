@@ -12,10 +12,11 @@ import asyncio
 import math
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
+from zoneinfo import ZoneInfo
 
 import jinja2
 from starlette.requests import Request
@@ -23,9 +24,11 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.templating import Jinja2Templates
 
 from broker.logger.store import LogStore, open_store
+from contract import sitetime
 from contract.mqtt import BrokerEndpoint
 
 from .assignments import Assignments
+from .call_stats import DEFAULT_SHIFTS, Shift
 from .cert_watch import CertWatch
 from .feed import BoardFeed
 from .hub import Hub
@@ -54,6 +57,9 @@ class BoardConfig:
     host: str = "127.0.0.1"  # where it is bound (with --no-auth, the only Host names allowed)
     paper: str = "A4"  # the printed report's paper: "A4" or "Letter" (the site's setting)
     watch_certs: tuple[Path, ...] = ()  # certificate files/folders to warn about (and its own)
+    # The site's time zone: every time a person reads is local, named (contract/sitetime.py)
+    tz: ZoneInfo = field(default_factory=lambda: ZoneInfo(sitetime.DEFAULT_ZONE))
+    shifts: tuple[Shift, ...] = DEFAULT_SHIFTS  # the site's shifts (reports)
 
 
 def staff_name(cert: Path | None) -> str:
@@ -119,6 +125,9 @@ class BoardContext:
             autoescape=True,
             undefined=jinja2.StrictUndefined,
         )
+        env.filters["hm"] = lambda ts: sitetime.hm(ts, config.tz)
+        env.filters["hms"] = lambda ts: sitetime.hms(ts, config.tz)
+        env.filters["stamp"] = lambda ts: sitetime.stamp(ts, config.tz)
         self.templates = Jinja2Templates(env=env)
 
     # -- who is asking ------------------------------------------------------------------
@@ -150,8 +159,17 @@ class BoardContext:
             "csrf": sess.csrf if sess else "",
             "no_auth": self.config.no_auth,
             "cert_warnings": self.certs.current() if sess else [],
+            **self.zone_context(),
         }
         return self.templates.TemplateResponse(request, name, {**base, **ctx})
+
+    def zone_context(self) -> dict[str, Any]:
+        """What every page gets of the site's clock: the zone's name and abbreviations (the
+        page's script formats times in it, never in the browser's zone)."""
+        return {
+            "site_tz": self.config.tz.key,
+            "site_tz_abbrevs": sitetime.abbreviations(self.config.tz),
+        }
 
     def login_redirect(self, request: Request) -> Response:
         target = request.url.path

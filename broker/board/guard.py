@@ -8,6 +8,8 @@ Every endpoint is a handler wrapped by one of these decorators; none checks a lo
 - `act`     a staff action (POST): 401 without a session; 403 without the session's CSRF token
             (or from a foreign `Origin`); 403 (and an audit row) when the role may not act
             (`viewer`; only `nurse` acts).
+- `page_for(*roles)` a page only these roles may open (reports, audit): as `page`, and 403
+            (with an audit row) for any other role.
 - `own_session` a POST on one's own login session, any role (logout): without a session, a
             redirect to the login page; 403 without the session's CSRF token (header, or the
             form field `csrf`) or from a foreign `Origin`, and nothing changes.
@@ -24,7 +26,7 @@ from enum import Enum
 from urllib.parse import parse_qs
 
 from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import PlainTextResponse, RedirectResponse, Response
 
 from .context import BoardContext
 from .users import Session
@@ -114,6 +116,31 @@ def own_session(handler: SessionHandler) -> Endpoint:
 
     GUARDED[endpoint] = Access.SESSION
     return endpoint
+
+
+def page_for(*roles: str) -> Callable[[SessionHandler], Endpoint]:
+    """A page for `roles` only (`Access.PAGE` for the login; then the role is checked)."""
+
+    def decorate(handler: SessionHandler) -> Endpoint:
+        @functools.wraps(handler)
+        async def endpoint(request: Request) -> Response:
+            board = board_of(request)
+            got = refusal(request, board, Access.PAGE)
+            if isinstance(got, Response):
+                return got
+            if got.role not in roles:
+                board.users.audit(got.name, "refused", None, request.url.path, got.role)
+                return PlainTextResponse(
+                    f"{got.name} is a {got.role}: this page is for {' and '.join(roles)} "
+                    "logins",
+                    status_code=403,
+                )
+            return await handler(request, board, got)
+
+        GUARDED[endpoint] = Access.PAGE
+        return endpoint
+
+    return decorate
 
 
 page = _guarded(Access.PAGE)

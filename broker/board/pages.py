@@ -6,7 +6,7 @@ import logging
 import secrets
 import subprocess
 import tempfile
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
@@ -17,13 +17,16 @@ from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from broker.logger.fhir import check_patient_ref
+from contract import sitetime
 from contract.messages import is_ident
 from contract.timefmt import format_ts
 
 from . import history
+from .call_stats import report as call_report
 from .context import LOGIN_COOKIE, SESSION_COOKIE, BoardContext
 from .guard import own_session, page, public
 from .limits import QueueFull
+from .report_pages import records_between
 from .session_data import report_context
 from .users import Session, session_key
 
@@ -45,10 +48,10 @@ async def _form(request: Request) -> dict[str, str]:
     return {k: v[0] for k, v in parsed.items()}
 
 
-@public
-async def login_page(request: Request, board: BoardContext) -> Response:
-    if board.config.no_auth:
-        return RedirectResponse("/", status_code=303)
+def _login_form(
+    request: Request, board: BoardContext, error: str | None, status: int = 200, wait_s: int = 0
+) -> Response:
+    """The login form with a fresh form token (`error`: what went wrong last time)."""
     token = secrets.token_urlsafe(24)
     resp = board.render(
         request,
@@ -56,8 +59,10 @@ async def login_page(request: Request, board: BoardContext) -> Response:
         None,
         next=_safe_next(request.query_params.get("next")),
         login_csrf=token,
-        error=request.query_params.get("error"),
+        error=error,
+        wait_s=wait_s,
     )
+    resp.status_code = status
     resp.set_cookie(
         LOGIN_COOKIE,
         token,
@@ -68,6 +73,19 @@ async def login_page(request: Request, board: BoardContext) -> Response:
         path="/",
     )
     return resp
+
+
+def _wants_json(request: Request) -> bool:
+    """An API client (asks for JSON, not a page)."""
+    accept = request.headers.get("accept", "")
+    return "application/json" in accept and "text/html" not in accept
+
+
+@public
+async def login_page(request: Request, board: BoardContext) -> Response:
+    if board.config.no_auth:
+        return RedirectResponse("/", status_code=303)
+    return _login_form(request, board, request.query_params.get("error"))
 
 
 @public
@@ -88,11 +106,14 @@ async def login_submit(request: Request, board: BoardContext) -> Response:
     wait, ticket = board.limiter.attempt(client, name)
     if wait > 0:
         log.warning("login refused (rate limit) for %r from %s", name, client)
-        return PlainTextResponse(
-            f"Too many failed logins. Try again in {int(wait) + 1} s.",
-            status_code=429,
-            headers={"Retry-After": str(int(wait) + 1)},
-        )
+        retry = int(wait) + 1
+        refused: Response
+        if _wants_json(request):
+            refused = board.json_error(429, f"too many failed logins: try again in {retry} s")
+        else:  # the login page again, saying why and for how long (never a bare text page)
+            refused = _login_form(request, board, "rate", status=429, wait_s=retry)
+        refused.headers["Retry-After"] = str(retry)
+        return refused
     role = await run_in_threadpool(board.users.verify, name, password) if name else None
     if role is None:
         log.warning("failed login for %r from %s", name, client)
@@ -180,7 +201,7 @@ async def report_pdf(request: Request, board: BoardContext, sess: Session) -> Re
             )
             html = board.templates.get_template("report.html").render(
                 site=board.site, user=sess.name, role=sess.role, can_act=False, csrf="",
-                no_auth=False, printing=True,
+                no_auth=False, printing=True, **board.zone_context(),
                 css=(Path(__file__).parent / "static/board.css").read_text(), **ctx,
             )  # fmt: skip
             pdf = await run_in_threadpool(print_pdf, board.config.chromium, html)
@@ -222,23 +243,24 @@ def print_pdf(chromium: str, html: str) -> bytes:
 
 @page
 async def call_log(request: Request, board: BoardContext, sess: Session) -> Response:
+    """One day of calls: the site's local day (`?day=YYYY-MM-DD`, default today there)."""
+    tz = board.config.tz
     try:
         day = date.fromisoformat(
-            request.query_params.get("day") or datetime.now(UTC).date().isoformat()
+            request.query_params.get("day") or sitetime.today(tz).isoformat()
         )
     except ValueError:
         return PlainTextResponse("day must be YYYY-MM-DD", status_code=400)
-    start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+    start, end = sitetime.day_bounds(day, tz)
     rows = await run_in_threadpool(
-        history.calls,
-        board.history,
-        board.site,
-        format_ts(start),
-        format_ts(start + timedelta(days=1)),
+        history.calls, board.history, board.site, format_ts(start), format_ts(end)
     )
+    # answered and response as the reports define them (docs/BOARD.md, "Reports")
+    records, _ = await run_in_threadpool(records_between, board, start, end)
     return board.render(
         request, "calls.html", sess, day=day.isoformat(), calls=rows,
-        summary=history.daily_summary(rows),
+        summary=history.daily_summary(rows), answers=call_report(records).total,
+        answered={(r.room, r.call_id): r for r in records},
         prev_day=(day - timedelta(days=1)).isoformat(),
         next_day=(day + timedelta(days=1)).isoformat(),
     )  # fmt: skip

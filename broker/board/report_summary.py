@@ -1,14 +1,17 @@
 """The session report's words and numbers: the summary it opens with and each event as a sentence.
 
 Pure functions over the rows the store (or the board's live state) gives: no I/O. Times stay
-the stored RFC 3339 UTC text until `clock()` writes them for people.
+the stored RFC 3339 UTC text until `clock()` writes them for people, in the site's zone
+(`tz`, named: `contract.sitetime`).
 """
 
 from __future__ import annotations
 
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from broker.logger.fhir import CALL_TYPE_WORDS, call_response
+from contract import sitetime
 from contract.timefmt import parse_ts
 
 PHASE_WORDS = {
@@ -29,16 +32,14 @@ _PHASE_COLUMNS = (
 )  # fmt: skip
 
 
-def clock(ts: str | None) -> str:
-    """A stored time for people: `2026-03-01 09:12:05 UTC` (24-hour, zone named)."""
-    if not ts:
-        return "-"
-    return parse_ts(ts).strftime("%Y-%m-%d %H:%M:%S UTC")
+def clock(ts: str | None, tz: ZoneInfo) -> str:
+    """A stored time for people: `2026-03-01 09:12:05 EST` (24-hour, the site's zone named)."""
+    return sitetime.stamp(ts, tz) if ts else "-"
 
 
-def clock_short(ts: str | None) -> str:
-    """`09:12:05` (the report's header names the day and the zone)."""
-    return parse_ts(ts).strftime("%H:%M:%S") if ts else "-"
+def clock_short(ts: str | None, tz: ZoneInfo) -> str:
+    """`09:12:05 EST`."""
+    return sitetime.hms(ts, tz) if ts else "-"
 
 
 def duration(seconds: float | None) -> str:
@@ -59,7 +60,7 @@ def _between(a: str | None, b: str | None) -> float | None:
     return (parse_ts(b) - parse_ts(a)).total_seconds()
 
 
-def phases(session: dict[str, Any] | None) -> list[dict[str, Any]]:
+def phases(session: dict[str, Any] | None, tz: ZoneInfo) -> list[dict[str, Any]]:
     """Each phase the session went through: name, start, end, how long."""
     if not session:
         return []
@@ -68,8 +69,8 @@ def phases(session: dict[str, Any] | None) -> list[dict[str, Any]]:
     out = []
     for i, (name, start) in enumerate(marks):
         end = marks[i + 1][1] if i + 1 < len(marks) else session.get("ended_at")
-        out.append({"phase": PHASE_WORDS[name], "start": clock_short(start),
-                    "end": clock_short(end),
+        out.append({"phase": PHASE_WORDS[name], "start": clock_short(start, tz),
+                    "end": clock_short(end, tz),
                     "duration": duration(_between(start, end)) if end else "ongoing"})  # fmt: skip
     return out
 
@@ -78,22 +79,22 @@ def _number(v: float) -> str:
     return f"{v:g}"
 
 
-def extremes(vitals: list[dict[str, Any]]) -> dict[str, str]:
+def extremes(vitals: list[dict[str, Any]], tz: ZoneInfo) -> dict[str, str]:
     """Lowest SpO2 and highest NIBP (by systolic) of the session, with their times."""
     out = {"lowest_spo2": "no SpO2 measured", "highest_nibp": "no blood pressure measured"}
     spo2 = [r for r in vitals if r.get("spo2") is not None]
     if spo2:
         low = min(spo2, key=lambda r: (r["spo2"], r["ts"]))
-        out["lowest_spo2"] = f"{_number(low['spo2'])} % at {clock(low['ts'])}"
+        out["lowest_spo2"] = f"{_number(low['spo2'])} % at {clock(low['ts'], tz)}"
     bp = [r for r in vitals if r.get("nibp_sys") is not None]
     if bp:
         high = max(bp, key=lambda r: (r["nibp_sys"], r.get("nibp_dia") or 0))
         dia = f"/{_number(high['nibp_dia'])}" if high.get("nibp_dia") is not None else ""
-        out["highest_nibp"] = f"{_number(high['nibp_sys'])}{dia} mmHg at {clock(high['ts'])}"
+        out["highest_nibp"] = f"{_number(high['nibp_sys'])}{dia} mmHg at {clock(high['ts'], tz)}"
     return out
 
 
-def alerts(events: list[dict[str, Any]]) -> list[dict[str, str]]:
+def alerts(events: list[dict[str, Any]], tz: ZoneInfo) -> list[dict[str, str]]:
     """Every vital alert: what, when raised and cleared, how long, the value that raised it."""
     open_: dict[str, int] = {}
     out: list[dict[str, Any]] = []
@@ -103,11 +104,11 @@ def alerts(events: list[dict[str, Any]]) -> list[dict[str, str]]:
         if e["kind"] == "alert_raised":
             open_[name] = len(out)
             out.append({"what": alert_words(detail, e.get("reason")),
-                        "raised": clock_short(e["ts"]),
+                        "raised": clock_short(e["ts"], tz),
                         "cleared": "still active", "duration": "-", "_ts": e["ts"]})  # fmt: skip
         elif e["kind"] == "alert_cleared" and name in open_:
             row = out[open_.pop(name)]
-            row["cleared"] = clock_short(e["ts"])
+            row["cleared"] = clock_short(e["ts"], tz)
             row["duration"] = duration(_between(row["_ts"], e["ts"]))
     for row in out:
         del row["_ts"]
@@ -126,7 +127,7 @@ def alert_words(detail: dict[str, Any], reason: Any = None) -> str:
     return str(reason or detail.get("name") or "alert")
 
 
-def calls(rows: list[dict[str, Any]]) -> list[dict[str, str]]:
+def calls(rows: list[dict[str, Any]], tz: ZoneInfo) -> list[dict[str, str]]:
     """Every call of the session, oldest first, with who answered and how fast."""
     out = []
     for r in sorted(rows, key=lambda r: str(r.get("placed_at") or "")):
@@ -140,10 +141,10 @@ def calls(rows: list[dict[str, Any]]) -> list[dict[str, str]]:
             response = f"{duration(answered[0])} (answered in the room)"
         out.append({
             "what": f"{CALL_TYPE_WORDS.get(kind, kind)}, {r.get('priority') or 'normal'} priority",
-            "placed": clock_short(r.get("placed_at")),
+            "placed": clock_short(r.get("placed_at"), tz),
             "response": response,
-            "escalated": clock_short(r.get("escalated_at")) if r.get("escalated_at") else "no",
-            "ended": clock_short(r.get("cancelled_at")) if r.get("cancelled_at") else "still open",
+            "escalated": clock_short(r["escalated_at"], tz) if r.get("escalated_at") else "no",
+            "ended": clock_short(r["cancelled_at"], tz) if r.get("cancelled_at") else "still open",
         })  # fmt: skip
     return out
 
@@ -168,7 +169,7 @@ def event_words(e: dict[str, Any]) -> str:
         "phase_overrun": f"{phase or 'Phase'} ran over its planned time",
         "alert_raised": f"Alert: {alert_words(detail, e.get('reason'))}",
         "alert_cleared": f"Alert cleared: {FIELD_WORDS.get(str(detail.get('field')), '')} back "
-                         "within limits".replace("  ", " "),
+        "within limits".replace("  ", " "),
         "scene_changed": "Lighting changed",
         "command_refused": f"A staff command was refused{by}",
         "monitor_link_lost": "Monitor disconnected",
@@ -187,9 +188,10 @@ def event_words(e: dict[str, Any]) -> str:
     return words
 
 
-def event_rows(events: list[dict[str, Any]]) -> list[dict[str, str]]:
-    return [{"time": clock_short(e["ts"]), "what": event_words(e)} for e in events]
+def event_rows(events: list[dict[str, Any]], tz: ZoneInfo) -> list[dict[str, str]]:
+    return [{"time": clock_short(e["ts"], tz), "what": event_words(e)} for e in events]
 
 
-def day_of(ts: str | None) -> str:
-    return parse_ts(ts).strftime("%A %d %B %Y") if ts else ""
+def day_of(ts: str | None, tz: ZoneInfo) -> str:
+    """`Monday 30 November 2026`: the site's local day of a time."""
+    return sitetime.local(ts, tz).strftime("%A %d %B %Y") if ts else ""

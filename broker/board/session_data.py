@@ -61,12 +61,15 @@ def report_context(
         if c["room"] == room
     ]  # fmt: skip
     phase = (row or {}).get("phase") or "infusion"
+    tz = board.config.tz
     charts = svg_chart.session_charts(
-        rows, thresholds_for(phase if phase != "idle" else "infusion")
+        rows, thresholds_for(phase if phase != "idle" else "infusion"), tz
     )
-    sid = (row or {}).get("session_id") or session_id or (
-        board.state.view(room, board.clock()) or {}
-    ).get("session_id")
+    sid = (
+        (row or {}).get("session_id")
+        or session_id
+        or (board.state.view(room, board.clock()) or {}).get("session_id")
+    )
     return {
         "room": room,
         "session": row,
@@ -74,18 +77,19 @@ def report_context(
         "patient_ref": patient_ref,
         "since": since,
         "until": until,
-        "since_text": summary.clock(since),
-        "until_text": summary.clock(until) if until else "ongoing",
-        "day": summary.day_of(since),
-        "phases": summary.phases(row),
-        "extremes": summary.extremes(rows),
-        "alerts": summary.alerts(evs),
-        "calls": summary.calls(call_rows),
+        "since_text": summary.clock(since, tz),
+        "until_text": summary.clock(until, tz) if until else "ongoing",
+        "day": summary.day_of(since, tz),
+        "phases": summary.phases(row, tz),
+        "extremes": summary.extremes(rows, tz),
+        "alerts": summary.alerts(evs, tz),
+        "calls": summary.calls(call_rows, tz),
         "charts": charts,
-        "events": summary.event_rows(evs),
+        "events": summary.event_rows(evs, tz),
         "readings": len(rows),
         "paper": board.config.paper,
-        "generated": summary.clock(format_ts(datetime.now(UTC))),
+        "zone": tz.key,
+        "generated": summary.clock(format_ts(datetime.now(UTC)), tz),
     }
 
 

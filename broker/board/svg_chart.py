@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from markupsafe import Markup, escape
 
@@ -39,6 +40,7 @@ def _chart(
     xs: list[float],
     series: list[tuple[str, str, list[float | None]]],
     lines: list[dict[str, Any]],
+    tz: ZoneInfo,
 ) -> Markup:
     lo, hi = yr
     values = [v for _, _, col in series for v in col if v is not None]
@@ -69,7 +71,7 @@ def _chart(
         )
     for i in range(5):
         x = x0 + (x1 - x0) * i / 4
-        label = datetime.fromtimestamp(x, UTC).strftime("%H:%M") if xs else ""
+        label = datetime.fromtimestamp(x, UTC).astimezone(tz).strftime("%H:%M") if xs else ""
         parts.append(
             f'<text class="tick" x="{px(x):.1f}" y="{H - 6}" '
             f'text-anchor="{("start", "middle", "middle", "middle", "end")[i]}">{label}</text>'
@@ -104,8 +106,9 @@ def _chart(
 
 
 def session_charts(
-    rows: list[dict[str, Any]], thresholds: list[dict[str, Any]]
+    rows: list[dict[str, Any]], thresholds: list[dict[str, Any]], tz: ZoneInfo
 ) -> list[dict[str, Any]]:
+    """The report's charts; the time axis in the site's zone `tz` (24-hour)."""
     xs = [_epoch(r["ts"]) for r in rows]
     out = []
     for key, title, unit, yr, series_def in CHARTS:
@@ -121,7 +124,7 @@ def session_charts(
                 "unit": unit,
                 "legend": [label for label, _, _ in series],
                 "svg": _chart(
-                    title, unit, yr, xs, [(lbl, cls, v) for lbl, cls, v in series], lines
+                    title, unit, yr, xs, [(lbl, cls, v) for lbl, cls, v in series], lines, tz
                 ),
             }
         )

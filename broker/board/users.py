@@ -85,6 +85,18 @@ class Session:
         return self.role == "kiosk"
 
 
+@dataclass(frozen=True)
+class AuditRow:
+    """One staff action of the audit log (`at` in epoch seconds)."""
+
+    at: float
+    name: str
+    action: str
+    room: str | None
+    payload: str | None
+    result: str
+
+
 def _sha(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
@@ -302,3 +314,27 @@ class BoardDB:
                 (limit,),
             ).fetchall()
         return [tuple(r) for r in rows]
+
+    def audit_query(
+        self,
+        since: float,
+        until: float,
+        name: str | None = None,
+        room: str | None = None,
+        limit: int = 5000,
+    ) -> list[AuditRow]:
+        """Audit rows with `since <= at < until` (epoch seconds), of one person and/or one room
+        when given, oldest first, at most `limit`."""
+        sql = "SELECT at, name, action, room, payload, result FROM audit WHERE at >= ? AND at < ?"
+        args: list[object] = [since, until]
+        if name:
+            sql += " AND name = ?"
+            args.append(name)
+        if room:
+            sql += " AND room = ?"
+            args.append(room)
+        sql += " ORDER BY at, id LIMIT ?"
+        args.append(limit)
+        with self._lock:
+            rows = self.conn.execute(sql, args).fetchall()
+        return [AuditRow(*r) for r in rows]

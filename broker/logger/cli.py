@@ -110,9 +110,16 @@ def _register_log(sub: argparse._SubParsersAction[Any]) -> None:
     exp.add_argument("--room")
     exp.add_argument("--kind", choices=KINDS, help="what to export (csv, ndjson)")
     exp.add_argument("--format", choices=(*FORMATS, "fhir"), default="csv")
-    exp.add_argument("--since", help="inclusive, RFC 3339 or date (UTC if no zone)")
+    exp.add_argument(
+        "--since", help="inclusive, RFC 3339 or date (on the site's clock, --timezone, if no zone)"
+    )
     exp.add_argument("--until", help="exclusive")
     exp.add_argument("--out", type=Path, help="file (default: stdout)")
+    exp.add_argument(
+        "--timezone", metavar="ZONE",
+        help="the site's time zone (IANA name; default $ROOMCTL_TIMEZONE, else UTC): the "
+        "local_time column and dates in --since/--until; stored times stay UTC",
+    )  # fmt: skip
     fhir = exp.add_argument_group("FHIR (--format fhir: one room, a session or a time range)")
     fhir.add_argument("--session", help="the session's id (its start to its end)")
     fhir.add_argument("--patient-ref", help="Patient/<id> in the clinic's record (never guessed)")
@@ -155,6 +162,7 @@ def _log_migrate(args: argparse.Namespace) -> int:
 def _log_export(args: argparse.Namespace) -> int:
     from broker.logger.export import export, parse_time
     from broker.logger.store import StoreError, open_store
+    from contract import sitetime
 
     if isinstance(args.db, Path) and not args.db.exists():
         return _fail(f"no database at {args.db}")
@@ -162,22 +170,32 @@ def _log_export(args: argparse.Namespace) -> int:
         return _log_export_fhir(args)
     if args.kind is None:
         return _fail("--kind is required for csv and ndjson")
+    try:
+        tz = sitetime.zone_from(args.timezone)
+    except ValueError as exc:
+        return _fail(str(exc))
     store = open_store(args.db, readonly=True)
     try:
-        since = parse_time(args.since) if args.since else None
-        until = parse_time(args.until) if args.until else None
+        since = parse_time(args.since, tz) if args.since else None
+        until = parse_time(args.until, tz) if args.until else None
         if args.out:
             with args.out.open("w", newline="") as fh:
-                n = export(store, fh, args.kind, args.format, args.site, args.room, since, until)
+                n = export(
+                    store, fh, args.kind, args.format, args.site, args.room, since, until, tz
+                )
         else:
             n = export(
-                store, sys.stdout, args.kind, args.format, args.site, args.room, since, until
+                store, sys.stdout, args.kind, args.format, args.site, args.room, since, until, tz
             )
     except (ValueError, StoreError) as exc:
         return _fail(str(exc))
     finally:
         store.close()
-    print(f"{n} {args.kind} row(s)", file=sys.stderr)
+    span = f"{sitetime.stamp(since, tz) if since else 'the start'} to " + (
+        sitetime.stamp(until, tz) if until else "now"
+    )
+    print(f"{n} {args.kind} row(s), {span} (the site's clock, {tz.key}; local_time column)",
+          file=sys.stderr)  # fmt: skip
     return 0
 
 
@@ -186,6 +204,7 @@ def _log_export_fhir(args: argparse.Namespace) -> int:
     from broker.logger.fhir import ExportScope, check_patient_ref
     from broker.logger.fhir_export import build_bundle, post_bundle, session_scope
     from broker.logger.store import open_store
+    from contract import sitetime
 
     if args.room is None:
         return _fail("--format fhir needs --room (a bundle covers one room)")
@@ -201,8 +220,9 @@ def _log_export_fhir(args: argparse.Namespace) -> int:
             if args.session:
                 scope = session_scope(store, args.site, args.room, args.session, **kw)
             else:
-                since = parse_time(args.since)
-                until = parse_time(args.until) if args.until else None
+                tz = sitetime.zone_from(args.timezone)
+                since = parse_time(args.since, tz)
+                until = parse_time(args.until, tz) if args.until else None
                 scope = ExportScope(args.site, args.room, since, until, **kw)
             bundle, summary = build_bundle(store, scope)
         finally:

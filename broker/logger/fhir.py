@@ -67,7 +67,8 @@ _PATIENT_REF = re.compile(
     r"|^urn:uuid:[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
 )
 CALL_TYPE_WORDS = {"normal": "Call", "bath": "Bathroom call", "assist": "Staff assist call",
-                   "emergency": "Emergency call", "cord_out": "Call cord unplugged"}  # fmt: skip
+                   "emergency": "Emergency call", "cord_out": "Call cord unplugged",
+                   "test": "TEST call (staff test, not a patient)"}  # fmt: skip
 
 
 def check_patient_ref(value: str) -> str:

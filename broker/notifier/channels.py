@@ -33,8 +33,10 @@ def signature(secret: bytes, timestamp: str, body: bytes) -> str:
 
 
 def page_text(page: dict[str, Any]) -> str:
+    """`Room 101: CALL (tier 2), placed 23:08 EST` (the site's clock)."""
     tier = f" (tier {page['tier']})" if page["tier"] > 1 else ""
-    return f"Room {page['room']}: {page['what']}{tier}"
+    placed = f", placed {page['placed_local']}" if page.get("placed_local") else ""
+    return f"Room {page['room']}: {page['what']}{tier}{placed}"
 
 
 def webhook_request(

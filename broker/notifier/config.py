@@ -4,6 +4,7 @@
     name = "main"                       # its certificate is notifier-<name>; reports on
                                         # clinic/<site>/room/<room>/page/<name>
     charge_nurse = "carol"
+    timezone = "America/New_York"       # the site's clock for the time on a page (default UTC)
 
     [timing]                            # optional
     timeout_s = 5                       # one HTTP attempt
@@ -33,8 +34,16 @@ from __future__ import annotations
 import tomllib
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
+from contract import sitetime
 from contract.messages import IDENT_PATTERN
 
 
@@ -83,6 +92,16 @@ class NotifierConfig(_Section):
     # whose retained assignments (clinic/<site>/assignments/<name>) win over the file's: the
     # board's staff identity (its certificate staff-<name>)
     assignments_from: str = Field(default="board", pattern=IDENT_PATTERN)
+    # the site's time zone (IANA name): a page says when the call was placed on its clock
+    timezone: str = sitetime.DEFAULT_ZONE
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            return sitetime.site_zone(value, "timezone").key
+        except ValueError as exc:  # load() names the field
+            raise ValueError(str(exc).removeprefix("timezone: ")) from None
 
     @model_validator(mode="after")
     def _known_names(self) -> NotifierConfig:
@@ -121,7 +140,8 @@ def load(path: Path) -> NotifierConfig:
     except ValidationError as exc:
         err = exc.errors()[0]
         where = ".".join(str(x) for x in err["loc"]) or "(file)"
-        raise ConfigError(f"{path}: {where}: {err['msg']}") from exc
+        message = str(err["msg"]).removeprefix("Value error, ")  # our words, not pydantic's
+        raise ConfigError(f"{path}: {where}: {message}") from exc
     base = path.parent
     updates: dict[str, object] = {}
     if not cfg.state_db.is_absolute():

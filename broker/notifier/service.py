@@ -25,7 +25,7 @@ from broker.board.feed import BoardFeed
 from broker.board.live import SiteState
 from broker.ops.metrics import Health, NotifierMetrics
 from broker.ops.sdnotify import Notifier as SdNotifier
-from contract import topics
+from contract import sitetime, topics
 from contract.messages import CallReceipt, DeliveryReport
 from contract.mqtt import BrokerEndpoint
 
@@ -48,6 +48,7 @@ class Notifier:
         clock: Callable[[], float] = time.time,
     ):
         self.cfg, self.site, self.clock = cfg, site, clock
+        self.tz = sitetime.site_zone(cfg.timezone)  # checked when the file was read
         self.secret = cfg.webhook_secret()
         self.state = SiteState(site)
         self.store = DeliveryStore(cfg.state_db)
@@ -113,6 +114,7 @@ class Notifier:
                 "what": c["what"], "level": c["level"], "tier": c["tier"],
                 "priority": c["priority"],
                 "emergency": emergency, "placed_at": c["placed_at"],
+                "placed_local": sitetime.hm(c["placed_at"], self.tz) if c["placed_at"] else None,
             }  # fmt: skip
             for who in recipients(room, c["tier"], emergency, roster):
                 for channel in self._channels(who):

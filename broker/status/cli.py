@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from broker.board.cli import add_broker_args
+from broker.board.cli import add_broker_args, add_timezone_arg
 
 
 def _fail(message: str) -> int:
@@ -31,12 +31,13 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         help="a certificate file, or a folder of .crt/.pem, to warn about 30 days before it "
         "expires (repeatable; --ca and --cert are always watched)",
     )  # fmt: skip
+    add_timezone_arg(status)
     status.set_defaults(func=_status)
 
 
 def _status(args: argparse.Namespace) -> int:
     from broker.status.tui import run_status
-    from contract import topics
+    from contract import sitetime, topics
     from contract.mqtt import BrokerEndpoint
 
     if not args.broker or not args.site:
@@ -46,6 +47,7 @@ def _status(args: argparse.Namespace) -> int:
         if args.room is not None:
             topics.check_ident("room", args.room)
         endpoint = BrokerEndpoint.from_url(args.broker, args.ca, args.cert, args.key)
+        tz = sitetime.zone_from(args.timezone)
     except ValueError as exc:
         return _fail(str(exc))
     return run_status(
@@ -56,4 +58,5 @@ def _status(args: argparse.Namespace) -> int:
         watch_certs=tuple(args.watch_cert),
         bell=not args.no_bell,
         room=args.room,
+        tz=tz,
     )

@@ -21,9 +21,10 @@ from __future__ import annotations
 
 import threading
 import time
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from rich import box
 from rich.console import Console
@@ -35,7 +36,10 @@ from broker.board.cert_watch import CertWatch
 from broker.board.feed import BoardFeed
 from broker.board.live import SiteState
 from broker.board.queue import new_calls, site_queue
+from contract import sitetime
 from contract.mqtt import BrokerEndpoint
+
+UTC_ZONE = ZoneInfo(sitetime.DEFAULT_ZONE)
 
 MARK = {"high": "!!!", "medium": "!!", "low": "!"}
 # C0 and C1 control characters and DEL (ESC starts a terminal escape sequence)
@@ -74,6 +78,8 @@ PHASE_SHORT = {
 def _call_label(c: dict[str, Any], now: float) -> str:
     kind = c.get("type")
     name = kind if kind not in (None, "normal") else (c["priority"] or "normal")
+    if kind == "test":
+        name = "TEST call"
     label = f"{MARK[c['level']]} {name} {c['status']}"
     if c.get("tier", 1) > 1:
         label += f" t{c['tier']}"
@@ -107,14 +113,16 @@ def render_table(
     now: float,
     link: str,
     cert_warnings: list[str] | None = None,
+    tz: ZoneInfo = UTC_ZONE,
 ) -> Table:
     """One line per room, calls first; fits 80 columns (what does not fit is cut with an
     ellipsis, never wrapped onto a second line)."""
     caption = Text()
     for line in cert_warnings or []:  # under the table, as plain text
         caption.append_text(plain(f"! {line}\n", "bold"))
+    clock = sitetime.hm(datetime.fromtimestamp(now, UTC), tz)  # the site's clock now
     table = Table(
-        title=f"roomctl · site {site} · {link}",
+        title=f"roomctl · site {site} · {link} · {clock}",
         caption=caption if cert_warnings else None,
         caption_justify="left",
         box=box.SIMPLE_HEAD,
@@ -180,13 +188,16 @@ def render_table(
     return table
 
 
-def _ago(when: datetime | None, now: float) -> str:
+def _ago(when: datetime | None, now: float, tz: ZoneInfo) -> str:
+    """`2026-11-30 23:08:18 EST (1:05 ago)`: on the site's clock."""
     if when is None:
         return "-"
-    return f"{when.isoformat(timespec='seconds')} ({_since(when.isoformat(), now)} ago)"
+    return f"{sitetime.stamp(when, tz)} ({_since(when.isoformat(), now)} ago)"
 
 
-def render_room(room: str, view: dict[str, Any] | None, health: Any, now: float) -> Table:
+def render_room(
+    room: str, view: dict[str, Any] | None, health: Any, now: float, tz: ZoneInfo = UTC_ZONE
+) -> Table:
     """`roomctl status --room N`: what the room publishes about itself, key by key."""
     table = Table(title=f"room {room}", box=box.SIMPLE, show_header=False, pad_edge=False)
     table.add_column("what", style="bold", no_wrap=True)
@@ -217,7 +228,7 @@ def render_room(room: str, view: dict[str, Any] | None, health: Any, now: float)
         rows += [
             ("monitor", f"{m.status.value} · {m.protocol or '-'} over {m.transport or '-'}"),
             ("monitor frames", f"{m.frames_accepted} accepted, {m.frames_rejected} rejected"),
-            ("monitor last", _ago(m.last_reading_at, now)),
+            ("monitor last", _ago(m.last_reading_at, now, tz)),
             ("outbox", f"{o.depth} waiting (oldest {o.oldest_age_s or 0:.0f} s) of {o.cap}; "
                        f"{o.vitals_thinned} vitals thinned, {o.refused} refused"),
             ("clock", "synchronised" if health.clock_synced else "NOT synchronised"),
@@ -226,9 +237,9 @@ def render_room(room: str, view: dict[str, Any] | None, health: Any, now: float)
             ("uptime", _since(datetime.fromtimestamp(now - health.uptime_s).isoformat(), now)),
             ("version", health.version),
             ("certificate", "not reported" if health.cert_not_after is None
-             else _ago(health.cert_not_after, now).replace(" ago)", ")").replace("(", "(in ")
+             else _ago(health.cert_not_after, now, tz).replace(" ago)", ")").replace("(", "(in ")
              if health.cert_not_after.timestamp() > now
-             else f"EXPIRED {health.cert_not_after.isoformat(timespec='seconds')}"),
+             else f"EXPIRED {sitetime.stamp(health.cert_not_after, tz)}"),
         ]  # fmt: skip
     else:
         rows.append(("health", "not reported yet"))
@@ -238,13 +249,19 @@ def render_room(room: str, view: dict[str, Any] | None, health: Any, now: float)
 
 
 def _render(
-    state: SiteState, site: str, room: str | None, now: float, link: str, warnings: list[str]
+    state: SiteState,
+    site: str,
+    room: str | None,
+    now: float,
+    link: str,
+    warnings: list[str],
+    tz: ZoneInfo,
 ) -> Table:
     views = state.views(now)
     if room is None:
-        return render_table(site, views, now, link, warnings)
+        return render_table(site, views, now, link, warnings, tz)
     view = next((v for v in views if v["room"] == room), None)
-    return render_room(room, view, state.health(room), now)
+    return render_room(room, view, state.health(room), now, tz)
 
 
 def _link(feed: BoardFeed, state: SiteState) -> str:
@@ -296,6 +313,7 @@ def run_status(
     watch_certs: tuple[Path, ...] = (),
     bell: bool = True,
     room: str | None = None,
+    tz: ZoneInfo = UTC_ZONE,
 ) -> int:
     console = Console()
     state = SiteState(site)
@@ -306,7 +324,9 @@ def run_status(
         if once:
             gather_once(feed, wait_s)
             now = time.time()
-            console.print(_render(state, site, room, now, _link(feed, state), certs.current(now)))
+            console.print(
+                _render(state, site, room, now, _link(feed, state), certs.current(now), tz)
+            )
             return 0 if feed.connected.is_set() else 1
         changed = threading.Event()
         feed.listener = lambda room: changed.set()
@@ -316,7 +336,7 @@ def run_status(
                 changed.clear()
                 now = time.time()
                 views = state.views(now)
-                table = _render(state, site, room, now, _link(feed, state), certs.current(now))
+                table = _render(state, site, room, now, _link(feed, state), certs.current(now), tz)
                 live.update(table, refresh=True)
                 if ringer is not None:
                     ringer.update(views)

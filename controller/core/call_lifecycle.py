@@ -271,9 +271,10 @@ def cancel(
 
 
 def _climb_at(call: Call, settings: CallSettings) -> datetime | None:
-    if call.status not in UNCLAIMED or call.tier >= TOP_TIER:
+    spec = settings.table[call.type]
+    if call.status not in UNCLAIMED or call.tier >= TOP_TIER or not spec.escalates:
         return None
-    tiers = settings.table[call.type].tiers_for(call.priority)
+    tiers = spec.tiers_for(call.priority)
     wait = max(0.0, tiers[call.tier - 1])
     return (call.tier_at or call.placed_at) + timedelta(seconds=wait)
 

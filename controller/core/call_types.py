@@ -12,6 +12,7 @@ any row (`[call_types.bath]` in room.toml, see `controller.config.CallTypeSettin
 | assist    | high       | blue   | alert   | 60, 60            | 180  | cancel           | on    |
 | emergency | emergency  | red    | fast    | 30, 30            | 60   | cancel           | on    |
 | cord_out  | trouble    | yellow | trouble | 300, 600          | -    | loop closing     | on    |
+| test      | trouble    | white  | trouble | never escalates   | -    | cancel, presence | on    |
 
 (*) during an infusion a patient call has priority `infusion`, a slow blink and the
 infusion tier timers. The normal/infusion/emergency first-tier defaults come from the old
@@ -20,6 +21,9 @@ infusion tier timers. The normal/infusion/emergency first-tier defaults come fro
 Who may end a call (`ended_by`): `cancel` (the cancel button in the room), `presence` (staff
 presence starting: the call is answered in the room), `cord` (the call-cord loop closing).
 `rem.`: reminder interval (s); `clean`: whether the input works in cleaning mode.
+A `test` call is placed only by `cmd/test_call` from the board (no input maps to it): the
+lowest priority, never escalated (it stays at tier 1: the board and the room's assigned nurse
+only), labelled TEST everywhere, ended in the room like a patient call.
 Nothing from outside the room ends a call: staff claim, they never cancel.
 """
 
@@ -58,6 +62,7 @@ class CallTypeSpec:
         ended_by: Who may end it.
         in_cleaning: False: cleaning mode ignores this input.
         trouble: Equipment trouble, shown as such (not a patient call).
+        escalates: False: the call stays at tier 1 whatever its timers (a test call).
     """
 
     type: CallType
@@ -72,6 +77,7 @@ class CallTypeSpec:
     reminder_s: float | None = None
     in_cleaning: bool = True
     trouble: bool = False
+    escalates: bool = True
 
     def priority_in(self, phase: Phase) -> CallPriority:
         if phase is Phase.INFUSION and self.infusion_priority is not None:
@@ -139,6 +145,15 @@ def default_table(
             frozenset({EndedBy.CORD}),
             claimed_pattern="trouble",
             trouble=True,
+        ),
+        CallTypeSpec(
+            CallType.TEST,
+            CallPriority.TROUBLE,
+            "white",
+            (300.0, 300.0),
+            ROUTINE,
+            claimed_pattern="trouble",
+            escalates=False,
         ),
     )
     return {row.type: row for row in rows}

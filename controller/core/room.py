@@ -28,6 +28,7 @@ from contract.messages import (
     EventKind,
     HealthMessage,
     PhaseCommand,
+    PlaceTestCallCommand,
     SceneCommand,
     SimButton,
     VitalsMessage,
@@ -353,6 +354,8 @@ class RoomCore(NurseCallInputs):
             self._on_scene_cmd(cmd, now, leaf)
         elif isinstance(cmd, CleaningCommand):
             self._on_cleaning_cmd(cmd, now)
+        elif isinstance(cmd, PlaceTestCallCommand):
+            self._on_test_call_cmd(cmd, now)
         if cmd.request_id is not None:  # the sender matches the room's answer to its request
             self._out[first:] = [
                 payloads.with_request_id(a, cmd.request_id) for a in self._out[first:]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -27,6 +28,7 @@ from contract.messages import (
     CleaningCommand,
     EventKind,
     Phase,
+    PlaceTestCallCommand,
 )
 from contract.timefmt import format_ts
 from controller.config import CallInput, RoomConfig
@@ -76,6 +78,7 @@ class NurseCallInputs:
         def _emit(self, emits: list[Emit]) -> None: ...
         def _apply_outputs(self, now: Instant) -> None: ...
         def _publish_state(self) -> None: ...
+        def _refuse(self, now: Instant, reason: str, by: str | None, leaf: str) -> None: ...
 
     def nurse_call_deadline(self) -> datetime | None:
         """The next timer of presence, cleaning and cord supervision (None: none running)."""
@@ -259,6 +262,18 @@ class NurseCallInputs:
         if self.cleaning is not None:
             self._end_cleaning(now, "restarted by staff", cmd.by)
         self._start_cleaning(now, minutes, cmd.by)
+
+    def _on_test_call_cmd(self, cmd: PlaceTestCallCommand, now: Instant) -> None:
+        """Staff asked for a test call (`cmd/test_call`): placed like a press, `by` them (a
+        test call already up is placed again by nobody: the command is refused, in words)."""
+        if self.call.of_type(CallType.TEST) is not None:
+            self._refuse(now, "a test call is already up in this room", cmd.by, "cmd/test_call")
+            return
+        state, emits = call_lifecycle.place(
+            self.call, CallType.TEST, now.wall, self.session.phase, self._new_call_id(),
+            self.call_settings,
+        )  # fmt: skip
+        self._set_call(state, tuple(replace(e, by=cmd.by) for e in emits), now)
 
     def _nurse_call_tick(self, now: Instant) -> None:
         if modes.expired(self.presence, now.wall):

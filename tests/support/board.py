@@ -19,7 +19,7 @@ from broker.board.app import Board, BoardConfig
 from broker.board.security import ServeLimits
 from broker.board.server import serve_config
 from broker.mosquitto.run import free_port
-from contract import messages, timefmt, topics
+from contract import messages, sitetime, timefmt, topics
 from contract.mqtt import BrokerEndpoint
 from tests.support.mqtt import Recorder, wait_until
 
@@ -52,6 +52,7 @@ class BoardServer:
         no_auth: bool = False,
         logger_db: Path | None = None,
         limits: ServeLimits | None = None,
+        timezone: str = "UTC",
     ):
         self.port = free_port()
         self.config = BoardConfig(
@@ -61,6 +62,7 @@ class BoardServer:
             board_db=tmp / "board.sqlite",
             no_auth=no_auth,
             secure_cookies=False,  # plain HTTP on loopback, as `roomctl board` sets it
+            tz=sitetime.site_zone(timezone),
         )
         self.board = Board(self.config)
         self.board.users.add_user("alice", "nurse", PASSWORDS["alice"])

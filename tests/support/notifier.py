@@ -10,12 +10,18 @@ SECRET = "test-webhook-secret-0123456789"
 
 
 def notifier_config(
-    folder: Path, webhook: str | None, ntfy: str | None, timeout_s: float = 2.0
+    folder: Path,
+    webhook: str | None,
+    ntfy: str | None,
+    timeout_s: float = 2.0,
+    timezone: str = "America/New_York",
 ) -> Path:
-    """Staff: nina (assigned room 101), omar, paul (off shift), carol (charge nurse)."""
+    """Staff: nina (assigned room 101), omar, paul (off shift), carol (charge nurse); the site
+    in `timezone`."""
     lines = [
         'state_db = "notifier.sqlite"',
         'charge_nurse = "carol"',
+        f'timezone = "{timezone}"',
         "[timing]",
         f"timeout_s = {timeout_s}",
         "max_attempts = 8",

@@ -126,3 +126,24 @@ def write_session(db: Path, site: str = SITE) -> Path:
     finally:
         store.close()
     return db
+
+
+def write_calls(db: Path, site: str, placed: dict[str, datetime], room: str = ROOM) -> Path:
+    """Store one call per `call_id -> placed at`, each claimed by alice 30 s later, in `db`."""
+    items = []
+    seq = 0
+    for call_id, at in sorted(placed.items(), key=lambda item: item[1]):
+        for kind, offset, by in ((K.CALL_PLACED, 0, None), (K.CALL_CLAIMED, 30, "alice")):
+            seq += 1
+            msg = messages.EventMessage(
+                site=site, room=room, epoch=EPOCH, seq=seq, ts=at + timedelta(seconds=offset),
+                clock_synced=True, kind=kind, call_id=call_id, by=by,
+                priority=messages.CallPriority.NORMAL if by is None else None,
+            )  # fmt: skip
+            items.append(received(topics.events(site, room), msg.model_dump_json(), site=site))
+    store = open_store(db)
+    try:
+        store.write_batch(items)
+    finally:
+        store.close()
+    return db

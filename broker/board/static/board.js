@@ -39,22 +39,62 @@ const Board = (() => {
 
   function since(iso) { return iso ? duration(now() - Date.parse(iso)) : "–"; }
 
-  // "23:18" (the screen's local time) and "8 min" for an offline room
-  function clockTime(iso) {
-    if (!iso) return "–";
-    const d = new Date(Date.parse(iso));
-    return String(d.getHours()).padStart(2, "0") + ":" + String(d.getMinutes()).padStart(2, "0");
+  // The site's clock (contract/sitetime.py on the server): "23:18 EST", in the zone the server
+  // names on every page, never the browser's own; the zone's abbreviation is the server's,
+  // looked up by the offset Intl gives for that moment.
+  const zoneMeta = document.querySelector('meta[name="site-timezone"]');
+  const SITE_TZ = (zoneMeta && zoneMeta.content) || "UTC";
+  const ZONE_ABBR = zoneMeta ? JSON.parse(zoneMeta.dataset.abbrevs || "{}") : {};
+  const partsFmt = new Intl.DateTimeFormat("en-GB", {
+    timeZone: SITE_TZ, hourCycle: "h23", year: "numeric", month: "2-digit", day: "2-digit",
+    hour: "2-digit", minute: "2-digit", second: "2-digit",
+  });
+  const offsetFmt = new Intl.DateTimeFormat("en-US", { timeZone: SITE_TZ, timeZoneName: "longOffset" });
+
+  function siteParts(ms) {
+    const out = {};
+    for (const p of partsFmt.formatToParts(new Date(ms))) if (p.type !== "literal") out[p.type] = p.value;
+    if (out.hour === "24") out.hour = "00";
+    return out;
   }
+
+  function zoneName(ms) {
+    const part = offsetFmt.formatToParts(new Date(ms)).find((p) => p.type === "timeZoneName");
+    const text = part ? part.value : "GMT";
+    const m = /GMT([+-])(\d{2}):(\d{2})/.exec(text);
+    const minutes = m ? (m[1] === "-" ? -1 : 1) * (Number(m[2]) * 60 + Number(m[3])) : 0;
+    return ZONE_ABBR[String(minutes)] || text;
+  }
+
+  // "23:18 EST" ({seconds: true}: "23:18:05 EST"; {zone: false}: "23:18")
+  function siteTime(when, opts) {
+    if (when === null || when === undefined || when === "") return "–";
+    const ms = typeof when === "number" ? when : Date.parse(when);
+    if (isNaN(ms)) return "–";
+    const o = opts || {};
+    const p = siteParts(ms);
+    let text = `${p.hour}:${p.minute}` + (o.seconds ? `:${p.second}` : "");
+    if (o.zone !== false) text += " " + zoneName(ms);
+    return text;
+  }
+
+  // "2026-11-30" (the site's local day)
+  function siteDay(when) {
+    const p = siteParts(typeof when === "number" ? when : Date.parse(when));
+    return `${p.year}-${p.month}-${p.day}`;
+  }
+
+  function clockTime(iso) { return siteTime(iso); }
 
   function minutesSince(iso) {
     return iso ? Math.max(0, Math.floor((now() - Date.parse(iso)) / 60000)) + " min" : "–";
   }
 
-  // The notifier's pages for a call: "📟 nina ✓ ntfy · omar ⟳ ntfy (HTTP 503)"
+  // The notifier's pages for a call: "paged: nina ✓ ntfy · omar ⟳ ntfy (HTTP 503)"
   const DELIVERY_MARK = { delivered: "✓", pending: "⟳", failed: "✕", cancelled: "–" };
   function deliveryText(list) {
     if (!list || !list.length) return "";
-    return "📟 " + list.map((d) => `${d.recipient} ${DELIVERY_MARK[d.status] || "?"} ${d.channel}` +
+    return "paged: " + list.map((d) => `${d.recipient} ${DELIVERY_MARK[d.status] || "?"} ${d.channel}` +
       (d.status === "delivered" ? "" : ` (${d.detail})`) + (d.tier > 1 ? ` t${d.tier}` : "")).join(" · ");
   }
 
@@ -148,6 +188,7 @@ const Board = (() => {
   function commandLabel(c) {
     if (c.name === "phase") return "Phase → " + (PHASE_NAME[c.what] || c.what || "?");
     if (c.name === "claim") return "Claim";
+    if (c.name === "test_call") return "Test call";
     return c.name.charAt(0).toUpperCase() + c.name.slice(1) + (c.what ? " " + c.what : "");
   }
 
@@ -225,8 +266,8 @@ const Board = (() => {
   document.addEventListener("DOMContentLoaded", wirePhaseDialog);
 
   return {
-    csrf, canAct, now, el, duration, since, num, connect, post, claim, openPhaseDialog,
-    clockTime, minutesSince, offlineText, callTimes, deliveryText, linkUp: () => linkUp,
+    csrf, canAct, now, el, duration, since, num, connect, post, send, claim, openPhaseDialog,
+    clockTime, siteTime, siteDay, zoneName, SITE_TZ, minutesSince, offlineText, callTimes, deliveryText, linkUp: () => linkUp,
     commandLabel, commandText, OFFLINE_TEXT, LEVEL_MARK, LEVEL_WORD, PHASE_NAME,
   };
 })();

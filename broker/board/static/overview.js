@@ -54,7 +54,16 @@
     if (Board.canAct) {
       parts.phaseButton = el("button", { type: "button", class: "phase-button", text: "Set phase…" });
       parts.offlineNote = el("span", { class: "offline-note", text: Board.OFFLINE_TEXT, hidden: true });
-      parts.actions.append(parts.phaseButton, parts.offlineNote);
+      parts.actions.append(parts.phaseButton);
+      if (only) { // the room's own page: a test call, asked of the room and audited
+        parts.testButton = el("button", { type: "button", class: "test-call-button", text: "Send test call" });
+        parts.testButton.addEventListener("click", () => {
+          parts.testButton.disabled = true;
+          Board.send(room, "test_call", "", {}).catch(() => {}).finally(() => { parts.testButton.disabled = false; });
+        });
+        parts.actions.append(" ", parts.testButton);
+      }
+      parts.actions.append(parts.offlineNote);
     }
     const node = el("article", { class: "tile", id: "room-" + room, "data-room": room,
       "aria-labelledby": "title-" + room },
@@ -87,7 +96,7 @@
     tile.node.classList.toggle("mine", !!me && nurse === me);
     const p = tile.parts;
     if (!charge) {
-      p.assigned.textContent = nurse ? (nurse === me ? "★ your room" : "👩‍⚕️ " + nurse) : "unassigned";
+      p.assigned.textContent = nurse ? (nurse === me ? "★ your room" : "nurse: " + nurse) : "unassigned";
       return;
     }
     const key = JSON.stringify([nurse, nurses]);
@@ -110,6 +119,7 @@
   function callWhat(c) {
     if (c.type === "normal" && c.priority === "infusion") return "CALL (infusion)";
     if (c.type === "cord_out") return "CORD OUT (trouble)";
+    if (c.type === "test") return "TEST CALL (not a patient)";
     return c.what || (c.priority === "emergency" ? "EMERGENCY CALL" : "CALL");
   }
 
@@ -172,8 +182,8 @@
   // Staff presence and cleaning mode, in words (never colour alone).
   function renderModes(tile, view) {
     const bits = [];
-    if (view.presence) bits.push(el("span", { class: "presence", text: "👤 Staff present " + since(view.presence.since) }));
-    if (view.cleaning) bits.push(el("span", { class: "cleaning", text: "🧽 Cleaning mode" }));
+    if (view.presence) bits.push(el("span", { class: "presence", text: "Staff present " + since(view.presence.since) }));
+    if (view.cleaning) bits.push(el("span", { class: "cleaning", text: "Cleaning mode" }));
     if (view.cord_out) bits.push(el("span", { class: "cord-out", text: "⚠ Call cord out" }));
     const key = JSON.stringify([!!view.presence, !!view.cleaning, view.cord_out]);
     tile.parts.modes.dataset.presence = view.presence ? "yes" : "no";
@@ -228,6 +238,10 @@
     p.offlineNote.hidden = !view.offline;
     p.phaseButton.disabled = view.offline || linkDown;
     p.phaseButton.title = why;
+    if (p.testButton) {
+      p.testButton.disabled = view.offline || linkDown;
+      p.testButton.title = why || "the room places a TEST call: it lights the dome and reaches this board and the assigned nurse's phone";
+    }
     for (const b of tile.node.querySelectorAll("button.claim")) {
       b.disabled = view.offline || linkDown || busy;
       b.title = why;
@@ -282,7 +296,7 @@
     p.phase.textContent = PHASE_NAME[view.phase] || (view.phase ? view.phase : "no state yet");
     node.dataset.phase = view.phase || "";
     p.phaseTime.dataset.since = view.phase_since || "";
-    p.phaseTime.textContent = (view.overrun ? "⏰ overrun · " : "") + since(view.phase_since);
+    p.phaseTime.textContent = (view.overrun ? "OVERRUN · " : "") + since(view.phase_since);
     renderCall(tile, view);
     renderUnknown(tile, view);
     renderModes(tile, view);
@@ -331,9 +345,12 @@
     const age = view.vitals_received_ms ? Board.now() - view.vitals_received_ms : null;
     const stale = view.offline || age === null || age > 5000;
     tile.parts.vitals.classList.toggle("stale", stale);
-    tile.parts.vitalsAge.textContent = age === null ? "no vitals received" :
-      stale ? `⌛ stale: last reading ${duration(age)} ago` : "";
-    tile.parts.phaseTime.textContent = (view.overrun ? "⏰ overrun · " : "") + since(view.phase_since);
+    // the time of the last reading on the site's clock, never "last reading 0:00 ago"
+    const last = view.vitals_received_ms;
+    tile.parts.vitalsAge.textContent = age === null ? "no vitals received yet"
+      : view.offline ? `offline: no reading since ${Board.siteTime(last)}`
+      : stale ? `stale: no reading since ${Board.siteTime(last, { seconds: true })}` : "";
+    tile.parts.phaseTime.textContent = (view.overrun ? "OVERRUN · " : "") + since(view.phase_since);
     tile.parts.v.nibp.textContent = nibpText(view);
     renderCommand(tile, view);
     for (const el2 of tile.node.querySelectorAll(".call-elapsed")) {
@@ -341,7 +358,7 @@
     }
     if (view.offline) renderUnknown(tile, view);
     const pres = tile.parts.modes.querySelector(".presence");
-    if (pres && view.presence) pres.textContent = "👤 Staff present " + since(view.presence.since);
+    if (pres && view.presence) pres.textContent = "Staff present " + since(view.presence.since);
   }
 
   setInterval(() => tiles.forEach(tick), 1000);

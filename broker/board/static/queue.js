@@ -31,8 +31,8 @@
 
   function proofText(i) {
     const r = i.receipts || { screens: 0, phones: [] };
-    const parts = [`👁 ${r.screens} screen${r.screens === 1 ? "" : "s"}`];
-    if (r.phones.length) parts.push("📱 " + r.phones.join(", "));
+    const parts = [`seen on ${r.screens} screen${r.screens === 1 ? "" : "s"}`];
+    if (r.phones.length) parts.push("phones: " + r.phones.join(", "));
     return parts.join(" · ");
   }
 
@@ -58,7 +58,7 @@
       li.classList.add("mine");
       li.append(el("span", { class: "q-mine", text: "★ your room" }));
     }
-    if (i.presence) li.append(el("span", { class: "q-presence", text: "👤 staff in room" }));
+    if (i.presence) li.append(el("span", { class: "q-presence", text: "staff in room" }));
     li.append(el("span", { class: "q-time", text: itemTime(i) }));
     if (i.kind === "call" && i.claimed_by) {
       li.append(el("span", { class: "q-claimed", text: "✓ responding: " + i.claimed_by }));
@@ -79,7 +79,7 @@
       actions.append(b);
     }
     if (i.sounding && !i.emergency) {
-      const s = el("button", { type: "button", class: "silence", text: "🔕 Silence 3 min",
+      const s = el("button", { type: "button", class: "silence", text: "Silence 3 min",
         "aria-label": `Silence ${i.what.toLowerCase()} in room ${i.room} on this screen for 3 minutes` });
       s.addEventListener("click", () => { Sound.silence(i); refresh(); });
       actions.append(s);
@@ -112,7 +112,7 @@
       if (!i) continue;
       li.querySelector(".q-time").textContent = itemTime(i);
       const left = Sound.silencedFor(i);
-      li.querySelector(".q-silenced").textContent = left > 0 ? "🔕 silenced " + Board.duration(left) : "";
+      li.querySelector(".q-silenced").textContent = left > 0 ? "silenced " + Board.duration(left) : "";
       li.classList.toggle("silenced", left > 0);
     }
   }

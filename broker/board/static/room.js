@@ -25,6 +25,16 @@
     return row[col] ?? null;
   }
 
+  // The time axis's labels: the site's 24-hour clock (kept on the chart's box as text too:
+  // the canvas has none to read)
+  function timeLabels(holder) {
+    return (u, splits) => {
+      const labels = splits.map((s) => Board.siteTime(s * 1000, { zone: false }));
+      holder.dataset.timeAxis = labels.join(" ");
+      return labels;
+    };
+  }
+
   function build(data) {
     const box = document.getElementById("charts");
     box.replaceChildren();
@@ -33,7 +43,7 @@
     for (const def of CHARTS) {
       const thr = data.thresholds.filter((t) => t.chart === def.key);
       const xs = data.vitals.map((r) => Date.parse(r.ts) / 1000);
-      const series = [{}];
+      const series = [{ label: "time", value: (u, v) => (v === null || v === undefined ? "–" : Board.siteTime(v * 1000, { seconds: true })) }];
       const cols = [xs];
       for (const [col, label, colour] of def.cols) {
         // NIBP is measured every few minutes: join the measurements and show each one
@@ -52,7 +62,10 @@
       const opts = {
         width, height: 170, series,
         scales: { y: { range: (u, lo, hi) => [Math.min(def.range[0], lo ?? def.range[0]), Math.max(def.range[1], hi ?? def.range[1])] } },
-        axes: [{}, { size: 45 }],
+        // the site's clock on the time axis and in the legend, never the browser's zone
+        tzDate: (ts) => uPlot.tzDate(new Date(ts * 1e3), Board.SITE_TZ),
+        axes: [{ label: `time (${Board.zoneName(Date.now())})`, labelSize: 18, values: timeLabels(holder) },
+               { size: 45 }],
         legend: { show: true },
       };
       const plot = new uPlot(opts, cols, holder);
@@ -93,7 +106,7 @@
     if (seenEvents.has(e.seq)) return;
     seenEvents.add(e.seq);
     const list = document.getElementById("timeline");
-    const li = el("li", { "data-kind": e.kind }, el("time", { datetime: e.ts, text: e.ts.slice(11, 19) }), describe(e));
+    const li = el("li", { "data-kind": e.kind }, el("time", { datetime: e.ts, text: Board.siteTime(e.ts, { seconds: true }) }), describe(e));
     list.prepend(li);
   }
 

@@ -15,9 +15,7 @@
   function tick() {
     const now = Board.now();
     if (clock && kiosk) {
-      const d = new Date(now);
-      clock.textContent = String(d.getHours()).padStart(2, "0") + ":" +
-        String(d.getMinutes()).padStart(2, "0") + ":" + String(d.getSeconds()).padStart(2, "0");
+      clock.textContent = Board.siteTime(now, { seconds: true });
     }
     const end = expires();
     if (!banner || kiosk || !end) return;
@@ -27,7 +25,7 @@
     body.classList.toggle("login-ending", warn);
     if (warn) {
       document.getElementById("renew-text").textContent = left > 0
-        ? `Your login ends at ${Board.clockTime(new Date(end).toISOString())} (in ${Board.duration(left)}): enter your password to stay logged in.`
+        ? `Your login ends at ${Board.siteTime(end)} (in ${Board.duration(left)}): enter your password to stay logged in.`
         : "Your login has ended: enter your password to carry on.";
     }
   }

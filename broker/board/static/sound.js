@@ -40,8 +40,8 @@ const Sound = (() => {
     document.body.dataset.sound = s;
     banner.hidden = s === "on";
     document.getElementById("sound-banner-text").textContent = s === "blocked"
-      ? "🔇 SOUND IS BLOCKED by the browser: click anywhere on the page to allow it."
-      : "🔇 SOUND IS OFF: new calls will not be heard on this screen.";
+      ? "SOUND IS BLOCKED by the browser: click anywhere on the page to allow it."
+      : "SOUND IS OFF: new calls will not be heard on this screen.";
   }
 
   function enable() {

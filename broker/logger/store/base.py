@@ -179,6 +179,12 @@ class LogStore(Protocol):
         escalated_at, cancelled_at, cancelled_by, response_s, resolved_s."""
         ...
 
+    def report_rows(self, kind: str, site: str, since: str, until: str) -> list[Row]:
+        """The rows behind the board's reports (`report_sql.REPORT_KINDS`: call events,
+        room events, availability, backlog, quarantine) of a site in [since, until), oldest
+        first (capped at `report_sql.MAX_REPORT_ROWS`); event rows carry `detail` as a dict."""
+        ...
+
     # -- exports and `roomctl log rooms` ---------------------------------------------------
     def export_rows(
         self,

@@ -16,7 +16,7 @@ are short; `psycopg-pool` would add a dependency and threads for no gain at this
 
 from __future__ import annotations
 
-import json
+import logging
 import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -27,45 +27,22 @@ import psycopg
 from psycopg.rows import dict_row
 
 from broker.logger.ingest import Classified
-from broker.logger.store.base import (
-    EXPORT_KINDS,
-    MAX_HISTORY_ROWS,
-    MAX_VITAL_POINTS,
-    PAGE_COLUMNS,
-    ROOM_COLUMNS,
-    VITAL_COLUMNS,
-    BatchStats,
-    LedgerCounts,
-    QuarantineLimits,
-    Row,
-    StoreError,
-)
+from broker.logger.store.base import BatchStats, QuarantineLimits, Row, StoreError
+from broker.logger.store.dialect import POSTGRES
 from broker.logger.store.postgres_batch import STAGING, PgBatchWriter
 from broker.logger.store.postgres_retention import PgRetention
-from broker.logger.store.postgres_schema import connect, current_version, grant, migrate
-from contract import topics
+from broker.logger.store.postgres_schema import (
+    connect,
+    current_version,
+    durable_commits,
+    grant,
+    migrate,
+)
+from broker.logger.store.reads import INTERNAL, StoreReads, check_kind, export_query
+
+log = logging.getLogger("roomctl.logger")
 
 Conn = psycopg.Connection[Any]
-
-_TIME_COLUMN = {
-    "vitals": "ts",
-    "events": "ts",
-    "calls": "placed_at",
-    "sessions": "started_at",
-    "quarantine": "received_at",
-}
-_EPOCH_RANK = (
-    "(SELECT e.id FROM epochs e WHERE e.site = {t}.site AND e.room = {t}.room "
-    "AND e.epoch = {t}.epoch)"
-)
-_ORDER = {
-    "vitals": f"site, room, {_EPOCH_RANK}, seq",
-    "events": f"site, room, {_EPOCH_RANK}, seq",
-    "calls": "placed_at, site, room, call_id",
-    "sessions": "started_at, site, room, session_id",
-    "quarantine": "id",
-}
-_INTERNAL = {"id"}
 
 
 def safe_url(url: str) -> str:
@@ -77,41 +54,10 @@ def safe_url(url: str) -> str:
     return f"{parts.scheme}://{user}{host}{port}{parts.path}"
 
 
-def _check_kind(kind: str) -> str:
-    if kind not in EXPORT_KINDS:
-        raise ValueError(f"kind must be one of {', '.join(EXPORT_KINDS)}")
-    return kind
-
-
-def _export_query(
-    kind: str, site: str, room: str | None, since: str | None, until: str | None
-) -> tuple[str, list[Any]]:
-    _check_kind(kind)
-    where: list[str] = []
-    args: list[Any] = []
-    if kind == "quarantine":
-        prefix = topics.room_prefix(site, room) + "/" if room else topics.site_prefix(site) + "/"
-        where.append("starts_with(topic, %s)")
-        args.append(prefix)
-    else:
-        where.append("site = %s")
-        args.append(site)
-        if room:
-            where.append("room = %s")
-            args.append(room)
-    column = _TIME_COLUMN[kind]
-    if since:
-        where.append(f"{column} >= %s")
-        args.append(since)
-    if until:
-        where.append(f"{column} < %s")
-        args.append(until)
-    order = _ORDER[kind].replace("{t}", kind)
-    return f"SELECT * FROM {kind} WHERE {' AND '.join(where)} ORDER BY {order}", args
-
-
-class PostgresLogStore:
+class PostgresLogStore(StoreReads):
     """`LogStore` on a PostgreSQL database (`postgresql://user@host:port/db`)."""
+
+    dialect = POSTGRES
 
     def __init__(
         self, url: str, readonly: bool = False, quarantine: QuarantineLimits | None = None
@@ -121,6 +67,7 @@ class PostgresLogStore:
         self.readonly = readonly
         self.conn: Conn | None = None
         self._lock = threading.RLock()
+        self._warned_async = False
         self._ready = False  # the schema exists (a read-only store checks until it does)
         self._writer: PgBatchWriter | None = None
         self._retention: PgRetention | None = None
@@ -150,6 +97,13 @@ class PostgresLogStore:
         conn = connect(self.url)
         try:
             if not self.readonly:
+                if durable_commits(conn) and not self._warned_async:
+                    self._warned_async = True
+                    log.warning(
+                        "%s: the server's synchronous_commit is off; this logger's sessions "
+                        "turn it on (it acks the broker after COMMIT)",
+                        self.name,
+                    )
                 migrate(conn)
                 for sql in STAGING:
                     conn.execute(sql)
@@ -216,83 +170,6 @@ class PostgresLogStore:
                 self._connection(), clinical_cutoff, quarantine_cutoff, batch, max_batches
             )
 
-    # -- history --------------------------------------------------------------------------
-    def session(self, site: str, room: str, session_id: str) -> Row | None:
-        rows = self._rows(
-            "SELECT * FROM sessions WHERE site = %s AND room = %s AND session_id = %s",
-            (site, room, session_id),
-        )
-        return rows[0] if rows else None
-
-    def sessions(self, site: str, room: str, limit: int = 20) -> list[Row]:
-        return self._rows(
-            "SELECT * FROM sessions WHERE site = %s AND room = %s "
-            "ORDER BY started_at DESC LIMIT %s",
-            (site, room, limit),
-        )
-
-    def vitals(self, site: str, room: str, since: str, until: str | None = None) -> list[Row]:
-        sql = (
-            f"SELECT epoch, seq, ts, {', '.join(VITAL_COLUMNS)} FROM vitals "
-            "WHERE site = %s AND room = %s AND ts >= %s"
-        )
-        args: list[Any] = [site, room, since]
-        if until:
-            sql += " AND ts < %s"
-            args.append(until)
-        sql += " ORDER BY ts, seq LIMIT %s"
-        args.append(MAX_VITAL_POINTS)
-        return self._rows(sql, args)
-
-    def events(self, site: str, room: str, since: str, until: str | None = None) -> list[Row]:
-        sql = (
-            "SELECT epoch, seq, ts, kind, call_id, priority, phase, from_phase, session_id, by, "
-            "reason, detail FROM events WHERE site = %s AND room = %s AND ts >= %s"
-        )
-        args: list[Any] = [site, room, since]
-        if until:
-            sql += " AND ts < %s"
-            args.append(until)
-        sql += " ORDER BY ts, seq LIMIT %s"
-        args.append(MAX_HISTORY_ROWS)
-        rows = self._rows(sql, args)
-        for row in rows:
-            row["detail"] = json.loads(row["detail"]) if row["detail"] else {}
-        return rows
-
-    def pages(self, site: str, room: str, since: str, until: str | None = None) -> list[Row]:
-        sql = (
-            f"SELECT {', '.join(PAGE_COLUMNS)} FROM pages "
-            "WHERE site = %s AND room = %s AND at >= %s"
-        )
-        args: list[Any] = [site, room, since]
-        if until:
-            sql += " AND at < %s"
-            args.append(until)
-        sql += " ORDER BY at, id LIMIT %s"
-        args.append(MAX_HISTORY_ROWS)
-        rows = self._rows(sql, args)
-        for row in rows:
-            row["ok"] = bool(row["ok"])
-        return rows
-
-    def calls(self, site: str, since: str | None = None, until: str | None = None) -> list[Row]:
-        sql = (
-            "SELECT room, call_id, priority, status, placed_at, claimed_at, claimed_by, "
-            "escalated_at, cancelled_at, cancelled_by, response_s, resolved_s FROM calls "
-            "WHERE site = %s"
-        )
-        args: list[Any] = [site]
-        if since is not None:
-            sql += " AND placed_at >= %s"
-            args.append(since)
-        if until is not None:
-            sql += " AND placed_at < %s"
-            args.append(until)
-        sql += " ORDER BY placed_at DESC LIMIT %s"
-        args.append(MAX_HISTORY_ROWS)
-        return self._rows(sql, args)
-
     # -- exports --------------------------------------------------------------------------
     def export_rows(
         self,
@@ -303,7 +180,7 @@ class PostgresLogStore:
         until: str | None = None,
     ) -> Iterator[Row]:
         """Streamed through a server-side cursor on a connection of its own."""
-        sql, args = _export_query(kind, site, room, since, until)
+        sql, args = export_query(self.dialect, kind, site, room, since, until)
         with self._reading() as ready:
             if ready is None:
                 return
@@ -313,60 +190,16 @@ class PostgresLogStore:
                 cur.itersize = 2000
                 cur.execute(sql, args)
                 for row in cur:
-                    yield {n: v for n, v in row.items() if n not in _INTERNAL}
+                    yield {n: v for n, v in row.items() if n not in INTERNAL}
 
     def export_columns(self, kind: str) -> list[str]:
-        table = _check_kind(kind)
+        table = check_kind(kind)
         with self._reading() as conn:
             if conn is None:
                 return []
             cur = conn.execute(f"SELECT * FROM {table} LIMIT 0")
             names = [d.name for d in cur.description or ()]
-        return [n for n in names if n not in _INTERNAL]
-
-    def rooms(self) -> list[Row]:
-        return self._rows(
-            f"SELECT {', '.join(ROOM_COLUMNS)} FROM room_state ORDER BY site, room", ()
-        )
-
-    def quarantine_usage(self) -> list[Row]:
-        return self._rows(
-            "SELECT site, room, row_count AS rows, byte_count AS bytes, dropped "
-            "FROM quarantine_buckets ORDER BY site, room",
-            (),
-        )
-
-    # -- audits ---------------------------------------------------------------------------
-    def stored_seqs(self, site: str, room: str, epoch: str | None = None) -> set[int]:
-        if epoch is None:
-            rows = self._rows(
-                "SELECT seq FROM messages WHERE site = %s AND room = %s", (site, room)
-            )
-        else:
-            rows = self._rows(
-                "SELECT seq FROM messages WHERE site = %s AND room = %s AND epoch = %s",
-                (site, room, epoch),
-            )
-        return {int(r["seq"]) for r in rows}
-
-    def counts(self, site: str) -> LedgerCounts:
-        one = self._count
-        return LedgerCounts(
-            vitals=one("SELECT COUNT(*) FROM vitals WHERE site = %s", site),
-            events=one("SELECT COUNT(*) FROM events WHERE site = %s", site),
-            alerts_raised=one(
-                "SELECT COUNT(*) FROM events WHERE site = %s AND kind = 'alert_raised'", site
-            ),
-            duplicate_seqs=one(
-                "SELECT COUNT(*) - COUNT(DISTINCT (site, room, epoch, seq)) FROM messages "
-                "WHERE site = %s",
-                site,
-            ),
-            quarantined=one("SELECT COUNT(*) FROM quarantine"),
-            quarantine_dropped=one(
-                "SELECT COALESCE(SUM(dropped), 0) FROM quarantine_buckets WHERE site = %s", site
-            ),
-        )
+        return [n for n in names if n not in INTERNAL]
 
     def close(self) -> None:
         with self._lock:

@@ -221,6 +221,19 @@ def connect(url: str) -> psycopg.Connection[Any]:
     return psycopg.connect(url, autocommit=True, connect_timeout=10, application_name="roomctl")
 
 
+def durable_commits(conn: psycopg.Connection[Any]) -> bool:
+    """Make this session's COMMIT wait for the WAL write (True if the server's default had to be
+    overridden). The logger acks the broker after COMMIT: with `synchronous_commit = off` (a
+    tuning some servers carry) a server crash loses up to three `wal_writer_delay`s of commits
+    that were acked, and the broker has forgotten them. `local`, `on`, `remote_write` and
+    `remote_apply` all write the WAL before returning and are left as the DBA set them."""
+    got = conn.execute("SHOW synchronous_commit").fetchone()
+    if got and str(got[0]).lower() in ("off", "false", "no", "0"):
+        conn.execute("SET synchronous_commit TO on")
+        return True
+    return False
+
+
 def current_version(conn: psycopg.Connection[Any]) -> int:
     """The applied schema version (0: none yet)."""
     got = conn.execute("SELECT to_regclass('schema_version') IS NOT NULL").fetchone()
