@@ -143,10 +143,10 @@ class LogStore(Protocol):
     ) -> dict[str, int]:
         """Retention of every table but `room_state`/`epochs`: vitals and events (`ts`, with
         their ledger rows), calls (first time known), sessions (`started_at`),
-        availability_log and commands (`received_at`) older than `clinical_cutoff`; quarantine
-        (`received_at`) older than `quarantine_cutoff`. At most `max_batches` transactions of
-        `batch` rows per call; the next call resumes where this one stopped, so every room is
-        reached across calls. Returns the rows deleted per table."""
+        availability_log, commands and pages (`received_at`) older than `clinical_cutoff`;
+        quarantine (`received_at`) older than `quarantine_cutoff`. At most `max_batches`
+        transactions of `batch` rows per call; the next call resumes where this one stopped,
+        so every room is reached across calls. Returns the rows deleted per table."""
         ...
 
     # -- history (the board) ---------------------------------------------------------------
