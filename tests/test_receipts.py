@@ -17,9 +17,9 @@ from broker.logger.ingest import Command, classify
 from broker.mosquitto.run import Mosquitto
 from contract import topics
 from contract.messages import CallReceipt
+from controller.config import build_config
 from tests.support.board import SITE, BoardServer, login
 from tests.support.mqtt import Recorder
-from controller.config import build_config
 from tests.support.polling import poll
 from tests.support.room_process import RunningRoom, start_room, stop_room
 
