@@ -177,16 +177,17 @@ async def _read_range(
 
 # -- call reports ---------------------------------------------------------------------------
 def records_between(
-    board: BoardContext, start: datetime, end: datetime
+    board: BoardContext, start: datetime, end: datetime, tests: bool = False
 ) -> tuple[list[CallRecord], bool]:
     """The calls placed in [start, end) with their answers (looked for up to
-    `ANSWER_WINDOW` later), and whether the store's cap cut the rows."""
+    `ANSWER_WINDOW` later), and whether the store's cap cut the rows (test calls only if
+    `tests`)."""
     if board.history is None:
         return [], False
     rows = board.history.report_rows(
         "call_events", board.site, format_ts(start), format_ts(end + ANSWER_WINDOW)
     )
-    records = [r for r in call_records(rows) if r.placed_at < end]
+    records = [r for r in call_records(rows, tests) if r.placed_at < end]
     return records, len(rows) >= MAX_REPORT_ROWS
 
 
