@@ -503,8 +503,8 @@ class SimButton(_Frozen):
 
 
 class DeliveryReport(_Frozen):
-    """One attempt of the notifier to page someone about a call (issue 15): published, not
-    retained, on `clinic/{site}/notifier/{name}/delivery`; the board shows it on the call."""
+    """One page attempt of the notifier and its result (issue 15) on the room's `page/<name>`
+    (not retained; `room` is the topic's): the logger keeps each, the board shows them."""
 
     room: Annotated[str, Field(min_length=1, max_length=63)]
     call_id: Annotated[str, Field(min_length=1, max_length=64)]

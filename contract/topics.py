@@ -76,7 +76,11 @@ ROOM_TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec("cmd/test_call", False, 1, PlaceTestCallCommand),
     TopicSpec("sim/button", False, 1, SimButton, "simulation only"),
     TopicSpec("receipt", False, 1, CallReceipt, "on `receipt/<sender>`: a call was seen"),
+    TopicSpec("page", False, 1, DeliveryReport, "on `page/<notifier>`: one page attempt"),
 )
+# Leaves a central identity (a board, a notifier) writes under a room, each under its own name
+# (`<leaf>/<sender>`, the ACL binds the sender to the certificate): never the room's own.
+SENDER_LEAVES = frozenset({"receipt", "page"})
 SPEC_BY_LEAF = {spec.leaf: spec for spec in ROOM_TOPICS}
 SPEC_BY_MODEL = {spec.model: spec for spec in ROOM_TOPICS if spec.model is not None}
 
@@ -93,7 +97,6 @@ COMMANDS: dict[str, type[Command]] = {
 # Central-side topics (prefix `clinic/{site}/`): the same table style, with `{name}` the
 # publisher's name (its certificate is `<kind>-<name>`).
 CENTRAL_TOPICS = (
-    TopicSpec("notifier/{name}/delivery", False, 1, DeliveryReport, "one page attempt"),
     TopicSpec("assignments/{name}", True, 1, ShiftAssignments, "the board's, for the shift"),
 )
 # Every payload model, by schema name (`roomctl schema`).
@@ -189,9 +192,22 @@ def receipt_filter(site: str, room: str) -> str:
 
 def split_receipt(leaf: str) -> str | None:
     """`receipt/board` -> "board"; None for anything else."""
+    got = split_sender_leaf(leaf)
+    return got[1] if got is not None and got[0] == "receipt" else None
+
+
+def page(site: str, room: str, sender: str) -> str:
+    """Where the notifier `sender` reports each attempt to page someone about a call of the
+    room, and its result (issue 15; not retained; docs/NOTIFIER.md)."""
+    return f"{room_prefix(site, room)}/page/{check_ident('notifier', sender)}"
+
+
+def split_sender_leaf(leaf: str) -> tuple[str, str] | None:
+    """`receipt/board` -> ("receipt", "board"), `page/main` -> ("page", "main"); None for
+    anything else (one of SENDER_LEAVES and an identifier, nothing more)."""
     parts = leaf.split("/")
-    if len(parts) == 2 and parts[0] == "receipt" and is_ident(parts[1]):
-        return parts[1]
+    if len(parts) == 2 and parts[0] in SENDER_LEAVES and is_ident(parts[1]):
+        return parts[0], parts[1]
     return None
 
 
@@ -229,15 +245,6 @@ def parse_logger_status(site: str, topic: str) -> str | None:
     return None
 
 
-def notifier_delivery(site: str, name: str) -> str:
-    """Every attempt of the notifier `name` to page someone (not retained; docs/NOTIFIER.md)."""
-    return f"{site_prefix(site)}/notifier/{check_ident('notifier', name)}/delivery"
-
-
-def notifier_filter(site: str, name: str) -> str:
-    return f"{site_prefix(site)}/notifier/{check_ident('notifier', name)}/#"
-
-
 def assignments(site: str, name: str) -> str:
     """The rooms -> nurse assignments published (retained) by the staff identity `name`."""
     return f"{site_prefix(site)}/assignments/{check_ident('sender', name)}"
@@ -247,16 +254,13 @@ def all_assignments(site: str) -> str:
     return f"{site_prefix(site)}/assignments/+"
 
 
-def all_notifier_deliveries(site: str) -> str:
-    return f"{site_prefix(site)}/notifier/+/delivery"
-
-
 @dataclass(frozen=True)
 class ParsedTopic:
     site: str
     room: str
     leaf: str
-    sender: str | None = None  # a command's sending identity (`cmd/{name}/{sender}`)
+    # the sending identity of a command (`cmd/{name}/{sender}`), a receipt or a page report
+    sender: str | None = None
 
 
 def parse_room_topic(topic: str) -> ParsedTopic | None:
@@ -270,9 +274,9 @@ def parse_room_topic(topic: str) -> ParsedTopic | None:
     command = split_cmd(leaf)
     if command is not None:
         return ParsedTopic(site, room, f"cmd/{command[0]}", command[1])
-    sender = split_receipt(leaf)
-    if sender is not None:
-        return ParsedTopic(site, room, "receipt", sender)
+    sent = split_sender_leaf(leaf)
+    if sent is not None:
+        return ParsedTopic(site, room, sent[0], sent[1])
     if leaf not in SPEC_BY_LEAF:
         return None
     return ParsedTopic(site, room, leaf)

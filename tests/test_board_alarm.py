@@ -21,6 +21,7 @@ from tests.support.board import (
     BoardServer,
     FakeRoom,
     audio_starts,
+    favicon_colour,
     login,
     shift_start,
 )
@@ -74,6 +75,7 @@ def test_no_sound_before_the_click_then_the_pattern_until_claimed(
     page.clock.run_for(20_000)
     assert audio_starts(page) == []
     expect(page).to_have_title("(1) Overview · test")
+    assert favicon_colour(page) == (0xB3, 0x95, 0x00)  # the tab icon: one medium call
 
     # after the click: the medium pattern (three pulses), and it repeats
     shift_start(page)
@@ -133,6 +135,7 @@ def test_an_emergency_cannot_be_silenced(
     expect(page.locator("body")).to_have_attribute("data-sound-pattern", "high")
     assert len(audio_starts(page)) > 10
     expect(page).to_have_title("(2) Overview · test")
+    assert favicon_colour(page) == (0xC6, 0x28, 0x28)  # the tab icon turns red for an emergency
 
 
 def test_queue_order_offline_room_and_out_of_range_numbers(

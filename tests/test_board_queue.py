@@ -83,11 +83,15 @@ def test_a_notifier_report_lands_on_its_call_and_a_bad_one_is_counted() -> None:
     report = {"room": "201", "call_id": "c201", "tier": 1, "recipient": "nina",
               "channel": "ntfy", "attempt": 2, "ok": False, "detail": "HTTP 503",
               "status": "pending", "at": "2026-01-31T08:00:01.000Z"}  # fmt: skip
-    assert s.apply_delivery(json.dumps(report).encode()) == "201"
-    assert s.apply_delivery(json.dumps({**report, "attempt": 3, "ok": True, "detail": "HTTP 200",
-                                        "status": "delivered"}).encode()) == "201"  # fmt: skip
-    assert s.apply_delivery(b'{"room": "201"}') is None and s.rejected == 1
+    assert s.apply("201", "page", json.dumps(report).encode(), 0.0) is not None
+    assert s.apply("201", "page", json.dumps({**report, "attempt": 3, "ok": True,
+                   "detail": "HTTP 200", "status": "delivered"}).encode(), 0.0)  # fmt: skip
+    assert s.apply("201", "page", b'{"room": "201"}', 0.0) is None and s.rejected == 1
+    # a report about another room than the topic's is refused, not put on that room's call
+    assert s.apply("221", "page", json.dumps(report).encode(), 0.0) is None and s.rejected == 2
     item = next(i for i in site_queue(s.views(0.0)) if i["key"] == "call|201|c201")
-    latest = {"tier": 1, "recipient": "nina", "channel": "ntfy", "ok": True,
-              "status": "delivered", "detail": "HTTP 200", "attempt": 3}  # fmt: skip
+    latest = {"call_id": "c201", "tier": 1, "recipient": "nina", "channel": "ntfy", "ok": True,
+              "status": "delivered", "detail": "HTTP 200", "attempt": 3,
+              "at": "2026-01-31T08:00:01.000Z",
+              "text": "paged nina (ntfy) · call c201 tier 1 · delivered at attempt 3"}  # fmt: skip
     assert item["deliveries"] == [latest]

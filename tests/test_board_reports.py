@@ -117,7 +117,13 @@ def test_call_reports_show_the_scripted_day_and_download_csv(
     ny_page.goto(f"{base}/calls?day=2026-11-03")
     assert ny_page.locator("#answered").inner_text() == "6"
     assert "Response median40 s" in ny_page.locator("#summary").inner_text().replace("\n", "")
-    by_room_time = {(r[1], r[0][:8]): r[5] for r in _table(ny_page, "#calls")}  # "20:00:00 UTC"
+    calls = _table(ny_page, "#calls")
+    by_room_time = {(r[1], r[0][:8]): r[6] for r in calls}  # "20:00:00 UTC"
+    # a test call is listed as one and counted in no figure of the day
+    assert {(r[1], r[0][:8]): r[2] for r in calls}[("104", "12:00:00")] == "TEST CALL"
+    assert by_room_time[("104", "12:00:00")] == "–"
+    summary = ny_page.locator("#summary").inner_text().replace("\n", "")
+    assert len(calls) == 8 and "Calls7" in summary
     assert by_room_time[("102", "20:00:00")] == "20 s (in the room)"
     assert by_room_time[("102", "09:00:00")] == "60 s (presence)"
     assert by_room_time[("103", "11:00:00")] == "40 s (presence)"  # present before the claim

@@ -48,6 +48,7 @@ def test_the_bridge_carries_room_data_out_and_commands_in_at_qos_1(tmp_path: Pat
     assert [line for line in lines if line.endswith(" in 1")] == [
         "topic clinic/s1/room/+/cmd/# in 1",  # staff commands
         "topic clinic/s1/room/+/receipt/# in 1",  # central screens and phones have the call
+        "topic clinic/s1/room/+/page/# in 1",  # the central notifier's page reports
         "topic clinic/s1/logger/# in 1",  # a central logger back online: rooms resend
     ]
     assert day_queue(50) >= 50 * 86_400  # a day of 50 rooms at (at least) 1 Hz
@@ -93,8 +94,31 @@ def test_a_sites_bridge_cannot_write_into_another_sites_topics(group: ClinicGrou
         command = topics.cmd("s1", "101", "claim", "central")
         assert bridge.publish(command, b"{}").value == NOT_AUTHORIZED
         assert bridge.publish(topics.logger_status("s1"), b"online").value == NOT_AUTHORIZED
+        # a site cannot forge the central notifier's page reports either: they only come in
+        assert bridge.publish(topics.page("s1", "101", "main"), b"{}").value == NOT_AUTHORIZED
     finally:
         bridge.stop()
+
+
+def test_the_central_notifiers_page_reports_reach_their_site_only(group: ClinicGroup) -> None:
+    here = open_session(group.sites["s1"].endpoint("logger"))
+    there = open_session(group.sites["s2"].endpoint("logger"))
+    notifier = open_session(group.endpoint("notifier-main"))
+    try:
+        for sess in (here, there):
+            sess.subscribe("clinic/#")
+        report = b'{"page": 1}'  # the broker carries bytes; the logger judges them
+        assert not notifier.publish(topics.page("s1", "101", "main"), report).is_failure
+        assert here.wait_message(topics.page("s1", "101", "main")).payload == report
+        # s2's broker got nothing of s1's: its own sentinel, sent after, arrives alone
+        assert not notifier.publish(topics.page("s2", "102", "main"), b"sentinel").is_failure
+        there.wait_message(topics.page("s2", "102", "main"))
+        assert [m.topic for m in there.messages if "/page/" in m.topic] == [
+            topics.page("s2", "102", "main")
+        ]
+    finally:
+        for sess in (here, there, notifier):
+            sess.stop()
 
 
 @pytest.mark.slow

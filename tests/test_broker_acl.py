@@ -182,8 +182,8 @@ def test_acl_notifier_block_reads_the_site_and_writes_only_its_reports() -> None
     block = text.split("user notifier-main\n", 1)[1].split("\n\n", 1)[0].splitlines()
     assert block == [
         "topic read clinic/s1/#",
-        "topic write clinic/s1/notifier/main/#",
         "topic write clinic/s1/room/+/receipt/main",  # a page reached a phone (issue 15)
+        "topic write clinic/s1/room/+/page/main",  # each page attempt and its result
     ]
     assert Identity.make("notifier", "main").cn == "notifier-main"
     assert Identity.from_cn("notifier-main") == Identity("notifier", "main")

@@ -61,3 +61,52 @@ def test_fleet_simulate_refuses_bad_numbers(capsys: pytest.CaptureFixture[str]) 
     argv = ["fleet", "simulate", "--sites", "0", "--rooms", "3", "--broker", "mqtt://x:1"]
     assert main(argv) == 2
     assert "--sites" in capsys.readouterr().err
+    argv = ["fleet", "simulate", "--sites", "1", "--rooms", "3", "--broker", "mqtt://x:1",
+            "--outbox-rooms", "4"]  # fmt: skip
+    assert main(argv) == 2
+    assert "--outbox-rooms must be 0..3" in capsys.readouterr().err
+
+
+def test_sampled_rooms_go_through_the_real_room_outbox_and_are_stored_once(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    db, outboxes = tmp_path / "log.sqlite", tmp_path / "outboxes"
+    cfg = LoggerConfig.model_validate({"broker": mosquitto.url, "db": db, "site": "site01"})
+    runs = []
+    with running_logger(cfg) as logger:
+        assert logger.subscribed.wait(10)
+        for n in (1, 2):  # the second run reopens the same outboxes: same epochs, seq goes on
+            stats_file = tmp_path / f"stats{n}.json"
+            code = main(
+                [
+                    "fleet", "simulate", "--sites", "1", "--rooms", "4", "--broker",
+                    mosquitto.url, "--rate", "20", "--duration", "1.5", "--session-ticks", "8",
+                    "--call-every", "6", "--outbox-rooms", "2", "--outbox-dir", str(outboxes),
+                    "--client-prefix", f"run{n}", "--stats", str(stats_file),
+                ]
+            )  # fmt: skip
+            assert code == 0
+            runs.append(json.loads(stats_file.read_text()))
+            assert runs[-1]["acked"]
+        assert runs[0]["outbox_rooms"] == {"site01": ["r001", "r003"]}
+        first, second = runs[0]["sites"]["site01"], runs[1]["sites"]["site01"]
+        for room in ("r001", "r003"):  # the real outbox: its epoch is kept, its seq continues
+            assert (outboxes / "site01" / room / "outbox.sqlite").exists()
+            assert second[room][0] == first[room][0] and second[room][1] > first[room][1]
+        for room in ("r002", "r004"):  # the simulator's own rooms: a new epoch per run
+            assert second[room][0] != first[room][0]
+        store = open_store(db, readonly=True)
+        try:
+            # a sampled room's one epoch holds both runs; the others have one epoch per run
+            want = [tuple(r["sites"]["site01"][room]) for r in runs for room in second]
+            poll(lambda: all(len(store.stored_seqs("site01", room, epoch)) >= last
+                             for room in second for epoch, last in want
+                             if epoch in (first[room][0], second[room][0])),
+                 60, "every message stored")  # fmt: skip
+            for room in ("r001", "r003"):
+                epoch, last = second[room]
+                assert store.stored_seqs("site01", room, epoch) == set(range(1, last + 1))
+            counts = store.counts("site01")
+            assert counts.duplicate_seqs == 0 and counts.quarantined == 0
+        finally:
+            store.close()

@@ -6,17 +6,15 @@ generated broker config); rooms publish from threads of this process.
 
 from __future__ import annotations
 
-import signal
-import subprocess
-import sys
 import threading
 from pathlib import Path
 
 import pytest
 
 from contract import topics
-from tests.support.clinic import Clinic, Session, open_session
+from tests.support.clinic import Clinic, open_session
 from tests.support.clinic_rooms import FakeRoom, db_count, db_seqs, poll
+from tests.support.logger_process import LoggerProcess, wait_payload
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
 
@@ -27,75 +25,35 @@ def clinic_rooms() -> tuple[str, ...]:
     return ("101", "102", "103")
 
 
-class LoggerProcess:
-    def __init__(self, clinic: Clinic, db: Path, log: Path):
-        self.args = [
-            sys.executable,
-            "-m",
-            "controller.cli",
-            "logger",
-            *clinic.cli_args("logger"),
-            "--db",
-            str(db),
-            "--site",
-            clinic.site,
-            "--client-id",
-            "logger-under-test",
-        ]
-        self.log = log
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(self.args, stdout=out, stderr=subprocess.STDOUT)
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        assert self.proc.wait(10) == -signal.SIGKILL
-
-    def terminate(self) -> int:
-        if self.proc is None or self.proc.poll() is not None:
-            return self.proc.returncode if self.proc else 0
-        self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(20)
-
-
-def count_status(watcher: Session, value: bytes) -> int:
-    with watcher.cond:
-        return sum(1 for m in watcher.messages if m.payload == value)
-
-
-def wait_status(watcher: Session, value: bytes, n: int) -> None:
-    with watcher.cond:
-        ok = watcher.cond.wait_for(
-            lambda: sum(1 for m in watcher.messages if m.payload == value) >= n, 30
-        )
-    assert ok, f"logger status {value!r} #{n} never came"
-
-
 def test_sigkill_logger_mid_stream_loses_and_duplicates_nothing(
     clinic: Clinic, tmp_path: Path
 ) -> None:
     db = tmp_path / "log.db"
-    logger = LoggerProcess(clinic, db, tmp_path / "logger.out")
+    logger = LoggerProcess(
+        clinic,
+        db,
+        tmp_path / "logger.out",
+        client_id="logger-under-test",
+        retention_interval_s=None,
+    )
+    status = topics.logger_status(clinic.site)
     watcher = open_session(clinic.endpoint("staff-alice"))
-    watcher.subscribe(topics.logger_status(clinic.site))
+    watcher.subscribe(status)
     rooms = [FakeRoom(clinic, r) for r in ("101", "102", "103")]
     stop = threading.Event()
     threads = [threading.Thread(target=r.pump, args=(stop, 20_000)) for r in rooms]
     try:
         logger.start()
-        wait_status(watcher, b"online", 1)
+        wait_payload(watcher, status, b"online", 1)
         for t in threads:
             t.start()
         for round_no in (1, 2):
             floor = db_count(db) + 300
             poll(lambda f=floor: db_count(db) >= f, 60, f"{floor} rows before kill {round_no}")
             logger.kill()
-            wait_status(watcher, b"offline", round_no)  # the Will, published by the broker
+            wait_payload(watcher, status, b"offline", round_no)  # the Will, from the broker
             logger.start()
-            wait_status(watcher, b"online", round_no + 1)
+            wait_payload(watcher, status, b"online", round_no + 1)
         floor = db_count(db) + 300
         poll(lambda: db_count(db) >= floor, 60, "rows after the last restart")
         stop.set()
@@ -112,7 +70,7 @@ def test_sigkill_logger_mid_stream_loses_and_duplicates_nothing(
         assert db_count(db, "SELECT COUNT(*) FROM events") == events > 0
         assert db_count(db, "SELECT COUNT(*) FROM quarantine") == 0
         assert logger.terminate() == 0
-        wait_status(watcher, b"offline", 3)
+        wait_payload(watcher, status, b"offline", 3)
     finally:
         stop.set()
         for r in rooms:

@@ -23,7 +23,9 @@ from tests.support.mqtt import staff_command
 ROOMS = [f"r{n:02d}" for n in range(30)]  # more than the 20 rooms the old pass reached
 NOW = datetime.now(UTC)
 OLD = NOW - timedelta(days=500)
-TABLES = ("vitals", "events", "calls", "sessions", "availability_log", "commands", "quarantine")
+TABLES = (
+    "vitals", "events", "calls", "sessions", "availability_log", "commands", "pages", "quarantine",
+)  # fmt: skip
 
 
 def _seed(store: LogStore) -> None:
@@ -46,11 +48,20 @@ def _seed(store: LogStore) -> None:
             received(topics.events(SITE, room), phase, rx=rx_old),
             received(topics.availability(SITE, room), b"online", rx=rx_old),
             received(topics.cmd(SITE, room, "claim", "ana"), json.dumps(claim).encode(), rx=rx_old),
+            received(topics.page(SITE, room, "main"), _page(room), rx=rx_old),
             (Rejected(topics.vitals(SITE, room), "invalid JSON: x", b"{", 1), rx_old),
             received(topics.vitals(SITE, room), vitals(SITE, room, 6), rx=format_ts(NOW)),
         ]
         stats = store.write_batch(items)
         assert stats.inserted == 6 and stats.quarantined == 1 and stats.commands == 1
+        assert stats.pages == 1
+
+
+def _page(room: str) -> str:
+    """A notifier's page report about the room's call (issue 15), kept like a command."""
+    return json.dumps({"room": room, "call_id": f"c-{room}", "tier": 1, "recipient": "nina",
+                       "channel": "ntfy", "attempt": 1, "ok": True, "detail": "HTTP 200",
+                       "status": "delivered", "at": format_ts(OLD)})  # fmt: skip
 
 
 def _counts(store: LogStore) -> dict[str, int]:
@@ -63,7 +74,7 @@ def test_retention_reaches_every_table_and_every_room_across_passes(
     _seed(store)
     assert _counts(store) == {
         "vitals": 120, "events": 60, "calls": 30, "sessions": 30, "availability_log": 30,
-        "commands": 30, "quarantine": 30, "messages": 180,
+        "commands": 30, "pages": 30, "quarantine": 30, "messages": 180,
     }  # fmt: skip
     clinical = format_ts(NOW - timedelta(days=400))
     quarantine = format_ts(NOW - timedelta(days=30))
@@ -78,7 +89,7 @@ def test_retention_reaches_every_table_and_every_room_across_passes(
             break
     assert totals == {
         "vitals": 90, "events": 60, "calls": 30, "sessions": 30, "availability_log": 30,
-        "commands": 30, "quarantine": 30,
+        "commands": 30, "pages": 30, "quarantine": 30,
     }  # fmt: skip
     after = _counts(store)
     assert after["vitals"] == 30 and after["messages"] == 30  # the recent reading of each room

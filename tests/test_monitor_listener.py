@@ -6,8 +6,7 @@ address: Linux routes all of 127/8 to lo)."""
 from __future__ import annotations
 
 import socket
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
@@ -17,6 +16,7 @@ from firmware_py.monitors.link import MonitorLink
 from firmware_py.monitors.transports import parse_peers, peer_allowed
 from tests.support.monitor_events import WAIT, Events
 from tests.support.monitor_fixtures import DATA, load
+from tests.support.polling import poll
 
 MESSAGE = load(DATA / "hl7" / "ge_b40_pcd01_cuff_nibp.hl7")
 MONITOR_ADDRESS = "127.0.0.2"
@@ -65,15 +65,6 @@ def _closed_by_listener(sock: socket.socket) -> bool:
         return True
 
 
-def _wait(predicate: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + WAIT
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.01)
-    raise AssertionError(f"{what} not reached in {WAIT}s")
-
-
 def test_a_peer_outside_allowed_peers_is_refused_and_the_monitor_gets_through() -> None:
     events = Events()
     with _link(events, allowed_peers=[MONITOR_ADDRESS]) as (link, port):
@@ -92,7 +83,7 @@ def test_squatters_that_connected_first_do_not_lock_the_monitor_out() -> None:
     with _link(events, max_connections=4) as (link, port):
         squatters = [_connect(port) for _ in range(4)]
         try:
-            _wait(lambda: link.stats()["connections"] == 4, "4 squatters in")
+            poll(lambda: link.stats()["connections"] == 4, WAIT, "4 squatters in", interval=0.01)
             with _connect(port, MONITOR_ADDRESS) as monitor:
                 monitor.sendall(MESSAGE)
                 assert b"MSA|AA" in _ack(monitor)
@@ -122,7 +113,12 @@ def test_a_rapid_stream_of_squatters_never_evicts_the_monitor() -> None:
         try:
             for _ in range(20):  # each newer than the monitor's last message
                 squatters.append(_connect(port))
-            _wait(lambda: link.stats()["evicted"] >= 17, "squatters evicting squatters")
+            poll(
+                lambda: link.stats()["evicted"] >= 17,
+                WAIT,
+                "squatters evicting squatters",
+                interval=0.01,
+            )
             monitor.sendall(MESSAGE)
             assert b"MSA|AA" in _ack(monitor)  # still connected, still served
             assert events.reading().nibp_sys == 142.0

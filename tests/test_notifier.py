@@ -118,7 +118,8 @@ def test_routes_by_tier_signs_webhooks_and_retries_a_failing_push(
         assert len(store.deliveries()) == 2 * (1 + 3 + 1 + 3)  # webhook and push each
         store.close()
         reports = [json.loads(m.payload) for m in recorder.messages
-                   if m.topic == f"clinic/{SITE}/notifier/main/delivery"]  # fmt: skip
+                   if m.topic.startswith(f"clinic/{SITE}/room/")
+                   and m.topic.endswith("/page/main")]  # fmt: skip
         assert any(not r["ok"] and r["detail"] == "HTTP 503" for r in reports)
         assert any(r["ok"] and r["recipient"] == "carol" and r["tier"] == 3 for r in reports)
 

@@ -17,9 +17,11 @@ from broker.logger.ingest import Command, classify
 from broker.mosquitto.run import Mosquitto
 from contract import topics
 from contract.messages import CallReceipt
+from controller.config import build_config
 from tests.support.board import SITE, BoardServer, login
 from tests.support.mqtt import Recorder
-from tests.support.room_process import start_room, stop_room
+from tests.support.polling import poll
+from tests.support.room_process import RunningRoom, start_room, stop_room
 
 WAIT_MS = 15_000
 
@@ -65,6 +67,37 @@ def test_a_call_no_screen_has_escalates_in_the_room_until_a_receipt(
         assert reached.json()["call_id"] == call_id and reached.json()["by"] == "nina"
     finally:
         stop_room(proc)
+
+
+@pytest.mark.broker
+def test_the_buzzer_pin_sounds_while_no_screen_has_the_call_and_stops_at_the_receipt(
+    mosquitto: Mosquitto, recorder: Recorder, tmp_path: Path
+) -> None:
+    """The real daemon on gpiozero's mock pins: the buzzer's own pin, not only the core's word."""
+    config = build_config(
+        {
+            "site": SITE, "room": "101", "state_dir": str(tmp_path / "room"), "simulate": True,
+            "clock": "synced", "broker": {"url": mosquitto.url, "reconnect_max_s": 1},
+            "timing": {"central_receipt_s": 1}, "gpio": {"buzzer_pin": 25},
+        }
+    )  # fmt: skip
+    room = RunningRoom(config)
+    buzzer = room.factory.pin(25)
+    room.thread.start()
+    try:
+        recorder.wait_for(lambda m: m.topic.endswith("/availability") and m.payload == b"online")
+        assert buzzer.state == 0
+        call_id = _press_call(recorder)
+        recorder.wait_for(_event("central_blind"))
+        poll(lambda: buzzer.state == 1, 10, "the buzzer pin driven while no screen has the call")
+        receipt = CallReceipt(call_id=call_id, by="nina", via="screen", where="desk",
+                              issued_at=datetime.now(UTC))  # fmt: skip
+        recorder.publish(topics.receipt(SITE, "101", "main"), receipt.model_dump_json())
+        recorder.wait_for(_event("central_reached"))
+        poll(lambda: buzzer.state == 0, 10, "the buzzer pin released at the receipt")
+    finally:
+        room.daemon.stop()
+        room.thread.join(15)
 
 
 @pytest.mark.broker

@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from contract.messages import CallReceipt, DeliveryReport
+from contract.timefmt import format_ts
 
 CALLS_KEPT = 20  # per room: the latest calls' pages and receipts
 RECEIPTS_KEPT = 50  # per call
@@ -35,13 +36,37 @@ def add_receipt(receipts: Receipts, got: CallReceipt) -> None:
     _trim(receipts)
 
 
+def page_text(page: dict[str, Any]) -> str:
+    """One page attempt in words, for the room's timeline (its time is shown beside it):
+    "paged nina (ntfy) · call c1 tier 1 · delivered", "... · failed: HTTP 503, retry 3",
+    "... · failed: HTTP 503, gave up after 5 attempts", "... · cancelled".
+
+    `page`: a stored `pages` row or a call's page in the live view (the same keys)."""
+    head = (
+        f"paged {page['recipient']} ({page['channel']}) · call {page['call_id']} "
+        f"tier {page['tier']}"
+    )
+    attempt = int(page["attempt"])
+    if page["ok"]:
+        result = "delivered" if attempt == 1 else f"delivered at attempt {attempt}"
+    elif page["status"] == "cancelled":
+        result = "cancelled"
+    elif page["status"] == "pending":
+        result = f"failed: {page['detail']}, retry {attempt + 1}"
+    else:
+        result = f"failed: {page['detail']}, gave up after {attempt} attempts"
+    return f"{head} · {result}"
+
+
 def view(deliveries: Deliveries, receipts: Receipts, call_id: str) -> dict[str, Any]:
     got = receipts.get(call_id, {})
-    pages = [
-        {"tier": d.tier, "recipient": d.recipient, "channel": d.channel, "ok": d.ok,
-         "status": d.status, "detail": d.detail, "attempt": d.attempt}
-        for d in deliveries.get(call_id, {}).values()
-    ]  # fmt: skip
+    pages = []
+    for d in deliveries.get(call_id, {}).values():
+        page = {"call_id": d.call_id, "tier": d.tier, "recipient": d.recipient,
+                "channel": d.channel, "ok": d.ok, "status": d.status, "detail": d.detail,
+                "attempt": d.attempt, "at": format_ts(d.at)}  # fmt: skip
+        page["text"] = page_text(page)
+        pages.append(page)
     return {
         "deliveries": pages,
         "receipts": {

@@ -151,9 +151,10 @@ def _higher(a: str, b: str | None) -> str:
         return b
 
 
-def call_records(rows: Iterable[dict[str, Any]]) -> list[CallRecord]:
+def call_records(rows: Iterable[dict[str, Any]], tests: bool = False) -> list[CallRecord]:
     """Fold call and presence events (oldest first) into one record per call placed among
-    them, in order of placement. Events of calls placed before the rows begin are ignored."""
+    them, in order of placement. Events of calls placed before the rows begin are ignored.
+    Test calls are left out unless `tests` (the call log lists them, labelled)."""
     calls: dict[tuple[str, str], CallRecord] = {}
     open_by_room: dict[str, list[CallRecord]] = {}
     for row in rows:
@@ -190,7 +191,7 @@ def call_records(rows: Iterable[dict[str, Any]]) -> list[CallRecord]:
         rec.priority = rec.priority or "normal"
     # a test call from the board (cmd/test_call) is staff checking the system, not a patient
     # waiting: it never counts in the response figures
-    kept = [r for r in calls.values() if r.call_type != TEST_CALL_TYPE]
+    kept = [r for r in calls.values() if tests or r.call_type != TEST_CALL_TYPE]
     return sorted(kept, key=lambda r: (r.placed_at, r.room, r.call_id))
 
 

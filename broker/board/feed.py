@@ -108,7 +108,6 @@ class BoardFeed:
             [
                 (topics.all_rooms_filter(self.site), options),
                 (topics.logger_status_filter(self.site), options),
-                (topics.all_notifier_deliveries(self.site), options),
                 (topics.all_assignments(self.site), options),
             ]
         )
@@ -144,11 +143,6 @@ class BoardFeed:
             sender = msg.topic.rsplit("/", 1)[-1]
             if self.state.set_assignments(sender, bytes(msg.payload)):
                 self._tell(None)
-            return
-        if msg.topic.endswith("/delivery") and "/notifier/" in msg.topic:
-            room = self.state.apply_delivery(bytes(msg.payload))
-            if room is not None:
-                self._tell(room)
             return
         parsed = topics.parse_room_topic(msg.topic)
         if parsed is None or parsed.site != self.site:

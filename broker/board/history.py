@@ -13,7 +13,9 @@ from typing import Any
 from broker.logger.store import LogStore
 from broker.logger.store.base import VITAL_COLUMNS
 
-__all__ = ["VITAL_COLUMNS", "calls", "daily_summary", "events", "session", "sessions", "vitals"]
+__all__ = [
+    "VITAL_COLUMNS", "calls", "daily_summary", "events", "pages", "session", "sessions", "vitals",
+]  # fmt: skip
 
 
 def session(
@@ -37,6 +39,13 @@ def events(
     store: LogStore | None, site: str, room: str, since: str, until: str | None = None
 ) -> list[dict[str, Any]]:
     return [] if store is None else store.events(site, room, since, until)
+
+
+def pages(
+    store: LogStore | None, site: str, room: str, since: str, until: str | None = None
+) -> list[dict[str, Any]]:
+    """The notifier's page attempts about the room's calls in [since, until), oldest first."""
+    return [] if store is None else store.pages(site, room, since, until)
 
 
 def calls(store: LogStore | None, site: str, since: str, until: str) -> list[dict[str, Any]]:

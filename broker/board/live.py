@@ -135,6 +135,8 @@ class SiteState:
             return Applied(room, leaf)
         if leaf == "receipt":
             return self._receipt(room, payload, retained)
+        if leaf == "page":
+            return None if retained else self._page(room, payload)
         model = _MODELS.get(leaf)
         if model is None:  # cmd/..., sim/...: not the room's own state
             return None
@@ -190,18 +192,20 @@ class SiteState:
         with self._lock:
             return self._commands.recent(room, now)
 
-    def apply_delivery(self, payload: bytes) -> str | None:
-        """A notifier's page attempt (DeliveryReport): kept on its call; the room, or None."""
+    def _page(self, room: str, payload: bytes) -> Applied | None:
+        """A notifier's page attempt about a call of the room (DeliveryReport on the room's
+        `page/<notifier>`): kept on its call."""
         try:
             report = messages.DeliveryReport.model_validate_json(payload)
         except ValidationError:
-            self._reject()
-            return None
+            return self._reject()
+        if report.room != room:
+            return self._reject()
         with self._lock:
-            r = self._room(report.room)
+            r = self._room(room)
             call_proof.add_delivery(r.deliveries, report)
             r.version += 1
-        return report.room
+        return Applied(room, "page")
 
     def _receipt(self, room: str, payload: bytes, retained: bool) -> Applied | None:
         """A screen or a phone has a call of the room (CallReceipt): kept on the call."""

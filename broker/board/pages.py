@@ -22,7 +22,9 @@ from contract.messages import is_ident
 from contract.timefmt import format_ts
 
 from . import history
+from .call_stats import TEST_CALL_TYPE
 from .call_stats import report as call_report
+from .calls_view import CALL_WORD
 from .context import LOGIN_COOKIE, SESSION_COOKIE, BoardContext
 from .guard import own_session, page, public
 from .limits import QueueFull
@@ -255,12 +257,17 @@ async def call_log(request: Request, board: BoardContext, sess: Session) -> Resp
     rows = await run_in_threadpool(
         history.calls, board.history, board.site, format_ts(start), format_ts(end)
     )
-    # answered and response as the reports define them (docs/BOARD.md, "Reports")
-    records, _ = await run_in_threadpool(records_between, board, start, end)
+    # answered and response as the reports define them (docs/BOARD.md, "Reports"); a test
+    # call is listed, labelled, and counted in no figure
+    every, _ = await run_in_threadpool(records_between, board, start, end, True)
+    kinds = {(r.room, r.call_id): r.call_type for r in every}
+    records = [r for r in every if r.call_type != TEST_CALL_TYPE]
+    patients = [c for c in rows if kinds.get((c["room"], c["call_id"])) != TEST_CALL_TYPE]
     return board.render(
         request, "calls.html", sess, day=day.isoformat(), calls=rows,
-        summary=history.daily_summary(rows), answers=call_report(records).total,
+        summary=history.daily_summary(patients), answers=call_report(records).total,
         answered={(r.room, r.call_id): r for r in records},
+        what={key: CALL_WORD.get(kind, kind.upper()) for key, kind in kinds.items()},
         prev_day=(day - timedelta(days=1)).isoformat(),
         next_day=(day + timedelta(days=1)).isoformat(),
     )  # fmt: skip

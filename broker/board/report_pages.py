@@ -17,10 +17,11 @@ from __future__ import annotations
 import csv
 import io
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from functools import partial
+from typing import Any, TypeVar
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
@@ -39,6 +40,8 @@ from .context import BoardContext
 from .guard import page_for
 from .room_reliability import RoomReliability, reliability
 from .users import AuditRow, Session
+
+T = TypeVar("T")
 
 log = logging.getLogger("roomctl.board")
 REPORT_ROLES = ("viewer", "nurse", "charge")
@@ -155,18 +158,36 @@ def _unreadable(exc: StoreError) -> Response:
     )
 
 
+async def _read_range(
+    request: Request, board: BoardContext, build: Callable[[DayRange, ZoneInfo], T]
+) -> tuple[ZoneInfo, DayRange, T] | Response:
+    """The site's zone, the asked range and what `build` read for it (off the event loop), or
+    the answer to give instead: 400 naming a bad field, 503 for an unreadable database."""
+    tz = site_tz(board)
+    try:
+        rng = day_range(request, board, tz)
+    except ValueError as exc:
+        return _bad(exc)
+    try:
+        got = await run_in_threadpool(build, rng, tz)
+    except StoreError as exc:
+        return _unreadable(exc)
+    return tz, rng, got
+
+
 # -- call reports ---------------------------------------------------------------------------
 def records_between(
-    board: BoardContext, start: datetime, end: datetime
+    board: BoardContext, start: datetime, end: datetime, tests: bool = False
 ) -> tuple[list[CallRecord], bool]:
     """The calls placed in [start, end) with their answers (looked for up to
-    `ANSWER_WINDOW` later), and whether the store's cap cut the rows."""
+    `ANSWER_WINDOW` later), and whether the store's cap cut the rows (test calls only if
+    `tests`)."""
     if board.history is None:
         return [], False
     rows = board.history.report_rows(
         "call_events", board.site, format_ts(start), format_ts(end + ANSWER_WINDOW)
     )
-    records = [r for r in call_records(rows) if r.placed_at < end]
+    records = [r for r in call_records(rows, tests) if r.placed_at < end]
     return records, len(rows) >= MAX_REPORT_ROWS
 
 
@@ -182,15 +203,10 @@ def _stats_row(s: ResponseStats) -> tuple[Any, ...]:
 
 @page_for(*REPORT_ROLES)
 async def reports_page(request: Request, board: BoardContext, sess: Session) -> Response:
-    tz = site_tz(board)
-    try:
-        rng = day_range(request, board, tz)
-    except ValueError as exc:
-        return _bad(exc)
-    try:
-        rep, capped = await run_in_threadpool(build_report, board, rng, tz)
-    except StoreError as exc:
-        return _unreadable(exc)
+    got = await _read_range(request, board, partial(build_report, board))
+    if isinstance(got, Response):
+        return got
+    tz, rng, (rep, capped) = got
     return board.render(
         request, "reports.html", sess, rng=rng, rep=rep, tables=TABLES, capped=capped,
         tz_name=str(tz), duration=duration,
@@ -203,21 +219,18 @@ async def reports_csv(request: Request, board: BoardContext, sess: Session) -> R
     table = request.query_params.get("table", "")
     if table not in TABLES:
         return _bad(ValueError(f"table: must be one of {', '.join(TABLES)}"))
-    tz = site_tz(board)
-    try:
-        rng = day_range(request, board, tz)
-    except ValueError as exc:
-        return _bad(exc)
-    try:
-        rep, _ = await run_in_threadpool(build_report, board, rng, tz)
-    except StoreError as exc:
-        return _unreadable(exc)
+    got = await _read_range(request, board, partial(build_report, board))
+    if isinstance(got, Response):
+        return got
+    _, rng, (rep, _) = got
     name = f"roomctl-{board.site}-calls-by-{table}-{rng.label}.csv"
     return csv_response(name, (table, *STATS_COLUMNS), map(_stats_row, rep.tables[table]))
 
 
 # -- room reliability -----------------------------------------------------------------------
-def build_reliability(board: BoardContext, rng: DayRange) -> list[RoomReliability]:
+def build_reliability(
+    board: BoardContext, rng: DayRange, tz: ZoneInfo | None = None
+) -> list[RoomReliability]:
     if board.history is None:
         return []
     since, until = format_ts(rng.start), format_ts(rng.end)
@@ -240,15 +253,10 @@ def _reliability_row(r: RoomReliability, tz: ZoneInfo) -> tuple[Any, ...]:
 
 @page_for(*REPORT_ROLES)
 async def reliability_page(request: Request, board: BoardContext, sess: Session) -> Response:
-    tz = site_tz(board)
-    try:
-        rng = day_range(request, board, tz)
-    except ValueError as exc:
-        return _bad(exc)
-    try:
-        rooms = await run_in_threadpool(build_reliability, board, rng)
-    except StoreError as exc:
-        return _unreadable(exc)
+    got = await _read_range(request, board, partial(build_reliability, board))
+    if isinstance(got, Response):
+        return got
+    tz, rng, rooms = got
     return board.render(
         request, "reliability.html", sess, rng=rng, rooms=rooms, tz_name=str(tz),
         duration=duration, local=lambda at: local(at, tz),
@@ -257,15 +265,10 @@ async def reliability_page(request: Request, board: BoardContext, sess: Session)
 
 @page_for(*REPORT_ROLES)
 async def reliability_csv(request: Request, board: BoardContext, sess: Session) -> Response:
-    tz = site_tz(board)
-    try:
-        rng = day_range(request, board, tz)
-    except ValueError as exc:
-        return _bad(exc)
-    try:
-        rooms = await run_in_threadpool(build_reliability, board, rng)
-    except StoreError as exc:
-        return _unreadable(exc)
+    got = await _read_range(request, board, partial(build_reliability, board))
+    if isinstance(got, Response):
+        return got
+    tz, rng, rooms = got
     name = f"roomctl-{board.site}-reliability-{rng.label}.csv"
     return csv_response(name, RELIABILITY_COLUMNS, (_reliability_row(r, tz) for r in rooms))
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from contract.timefmt import format_ts
 
-from . import history, svg_chart
+from . import call_proof, history, svg_chart
 from . import report_summary as summary
 from .context import BoardContext
 from .room_parts import event_dict
@@ -115,5 +115,24 @@ def session_payload(board: BoardContext, room: str, session_id: str | None) -> d
         "until": until,
         "vitals": rows,
         "events": evs,
+        "pages": session_pages(board, room, since, until, live),
         "thresholds": thresholds_for(live.get("phase") or "infusion"),
     }
+
+
+def session_pages(
+    board: BoardContext, room: str, since: str, until: str | None, live: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """The notifier's page attempts for the room's timeline (issue 15): what the logger stored,
+    then the live ones of the open calls it has not stored yet; each with its `text`."""
+    pages = history.pages(board.history, board.site, room, since, until)
+    key = ("call_id", "tier", "recipient", "channel", "attempt", "status")
+    seen = {tuple(p[k] for k in key) for p in pages}
+    for c in live.get("calls") or []:
+        for p in c.get("deliveries") or []:
+            if tuple(p[k] for k in key) not in seen and p["at"] >= since:
+                pages.append(p)
+    for p in pages:
+        p["text"] = call_proof.page_text(p)
+    pages.sort(key=lambda p: str(p["at"]))
+    return pages

@@ -6,6 +6,7 @@ import argparse
 import json
 import signal
 import sys
+import tempfile
 import threading
 from pathlib import Path
 from typing import Any
@@ -34,12 +35,41 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     sim.add_argument("--call-every", type=int, default=120, help="ticks between a room's calls")
     sim.add_argument("--site-prefix", default="site", help="site ids are PREFIX01, PREFIX02, ...")
     sim.add_argument("--client-prefix", default="fleet")
+    sim.add_argument(
+        "--outbox-rooms",
+        type=int,
+        default=0,
+        help="route this many rooms (spread over the fleet) through the room's real outbox "
+        "and publisher (needs the room package installed)",
+    )
+    sim.add_argument(
+        "--outbox-dir",
+        type=Path,
+        help="their state folders (<dir>/<site>/<room>; kept, so a second run continues each "
+        "room's epoch); default: a temporary folder removed at the end",
+    )
     sim.add_argument("--stats", type=Path, help="write the published counts here (JSON)")
     sim.set_defaults(func=_simulate)
 
 
+def _outbox_room_class() -> Any:
+    """The room package's `OutboxRoom`, through the `roomctl.fleet` entry point (the central
+    side never imports the room package); ValueError when it is not installed."""
+    from importlib.metadata import entry_points
+
+    found = entry_points(group="roomctl.fleet", name="outbox_room")
+    if not found:
+        raise ValueError("--outbox-rooms needs the room package (roomctl[room]) installed")
+    return next(iter(found)).load()
+
+
 def _simulate(args: argparse.Namespace) -> int:
-    from broker.fleet.simulate import Fleet, FleetSpec
+    with tempfile.TemporaryDirectory(prefix="roomctl-fleet-") as tmp:
+        return _simulate_in(args, args.outbox_dir or Path(tmp))
+
+
+def _simulate_in(args: argparse.Namespace, outbox_dir: Path) -> int:
+    from broker.fleet.simulate import Fleet, FleetSpec, sample_rooms
     from contract.mqtt import BrokerEndpoint
 
     numbers = [args.sites, args.rooms, args.rate, args.duration]
@@ -61,7 +91,12 @@ def _simulate(args: argparse.Namespace) -> int:
             call_every=args.call_every,
         )
         endpoints = [BrokerEndpoint.from_url(u, args.ca, args.cert, args.key) for u in args.broker]
-        fleet = Fleet(spec, endpoints, args.client_prefix).start()
+        sampled = sample_rooms(spec, args.outbox_rooms)
+        paths = {}
+        if sampled:
+            outbox_room = _outbox_room_class()
+            paths = {(s, r): outbox_room(s, r, outbox_dir / s / r) for s, r in sampled}
+        fleet = Fleet(spec, endpoints, args.client_prefix, paths).start()
     except (ValueError, TimeoutError, OSError) as exc:
         print(f"roomctl: error: {exc}", file=sys.stderr)
         return 2
@@ -78,6 +113,7 @@ def _simulate(args: argparse.Namespace) -> int:
         "ticks": fleet.ticks,
         "late_ticks": fleet.late_ticks,
         "published": fleet.published,
+        "outbox_rooms": {s: [r for ss, r in sampled if ss == s] for s in {ss for ss, _ in sampled}},
         "sites": {s.site: {r.room: [r.epoch, r.seq] for r in s.rooms} for s in fleet.sites},
     }
     if args.stats:

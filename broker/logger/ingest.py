@@ -47,6 +47,18 @@ class Command:
 
 
 @dataclass(frozen=True)
+class PageReport:
+    """The notifier `notifier` tried to page someone about a call of the room (`page/<name>`):
+    one attempt and its result, kept in the `pages` table (issue 15)."""
+
+    topic: str
+    site: str
+    room: str
+    notifier: str
+    report: messages.DeliveryReport
+
+
+@dataclass(frozen=True)
 class Rejected:
     topic: str
     reason: str
@@ -68,7 +80,7 @@ class Ignored:
     why: str
 
 
-Classified = Accepted | Availability | Command | Rejected | RateLimited | Ignored
+Classified = Accepted | Availability | Command | PageReport | Rejected | RateLimited | Ignored
 QUARANTINE_RAW_CAP = 65_536
 RETAINED_ON_NON_RETAINED = "retained message on a non-retained topic"
 
@@ -146,6 +158,19 @@ def classify(
         if isinstance(receipt, Rejected):
             return receipt
         return Command(topic, parsed.site, parsed.room, "receipt", receipt)
+    if leaf == "page":  # a notifier's page attempt: the topic names the room and the notifier
+        report = _validate(topic, messages.DeliveryReport, payload)
+        if isinstance(report, Rejected):
+            return report
+        assert isinstance(report, messages.DeliveryReport) and parsed.sender is not None
+        if report.room != parsed.room:
+            return _reject(
+                topic,
+                f"topic/payload mismatch: topic is room {parsed.room!r}, report says room "
+                f"{report.room!r}",
+                payload,
+            )
+        return PageReport(topic, parsed.site, parsed.room, parsed.sender, report)
     model = topics.ROOM_MESSAGES.get(leaf)
     if model is None:
         return Ignored(topic, f"leaf {leaf!r} is not recorded")

@@ -6,11 +6,12 @@ connects it to the central broker over TLS with a `bridge-<site>` certificate is
 central PKI, with a persistent session (`cleansession false`), and carries:
 
     out  clinic/<site>/room/+/{availability,state,call,events,vitals,health}   QoS 1
-    in   clinic/<site>/room/+/cmd/#, clinic/<site>/room/+/receipt/#           QoS 1
+    in   clinic/<site>/room/+/{cmd,receipt,page}/#                           QoS 1
     in   clinic/<site>/logger/#  (a central logger back online: the rooms resend)
 
 (receipts, "a screen or a phone has this call", go to the room like commands do: from the
-central boards and notifiers in)
+central boards and notifiers in; so do the notifier's page reports, for the site's logger
+and board)
 
 The two sets do not overlap, so nothing loops. While the WAN is down the site broker queues
 the outgoing messages for the bridge like for any persistent session: up to
@@ -38,11 +39,11 @@ from contract import topics
 
 # What comes in to the rooms from the centre (staff commands, delivery receipts); the rest
 # of what rooms publish goes out.
-INBOUND_LEAVES = ("cmd/#", "receipt/#")
+INBOUND_LEAVES = ("cmd/#", "receipt/#", "page/#")
 ROOM_DATA_LEAVES = tuple(
     spec.leaf
     for spec in topics.ROOM_TOPICS
-    if not spec.leaf.startswith(("cmd/", "sim/")) and spec.leaf != "receipt"
+    if not spec.leaf.startswith(("cmd/", "sim/")) and spec.leaf not in topics.SENDER_LEAVES
 )
 # What one room publishes per second at most, on average: vitals at 1 Hz plus events, state,
 # call and health changes (a busy room: ~0.2/s more).
@@ -100,12 +101,13 @@ def central_acl_text(identities: list[Identity]) -> str:
     """The central broker's ACL: one block per identity of the central PKI.
 
     bridge-<site>   writes clinic/<site>/room/+/<data leaf>   reads clinic/<site>/room/+/cmd/#,
-                                                                    .../room/+/receipt/#
+                                                                    .../room/+/receipt/#,
+                                                                    .../room/+/page/#
     logger[-<n>]    reads  clinic/#                           writes clinic/+/logger[/<n>]/status
     staff-<name>    reads  clinic/#                           writes clinic/+/room/+/cmd/+/<name>,
                                                                  .../receipt/<name>, assignments
-    notifier-<n>    reads  clinic/#                           writes clinic/+/notifier/<n>/#,
-                                                                    .../room/+/receipt/<n>
+    notifier-<n>    reads  clinic/#                           writes clinic/+/room/+/receipt/<n>,
+                                                                    .../room/+/page/<n>
     Nothing before the first `user` line: unknown and anonymous clients get nothing.
     """
     lines = [
@@ -133,8 +135,8 @@ def central_acl_text(identities: list[Identity]) -> str:
             lines.append(f"topic write {topics.ROOT}/+/assignments/{ident.name}")
         elif ident.kind == "notifier":
             lines.append(f"topic read {topics.ROOT}/#")
-            lines.append(f"topic write {topics.ROOT}/+/notifier/{ident.name}/#")
             lines.append(f"topic write {topics.ROOT}/+/room/+/receipt/{ident.name}")
+            lines.append(f"topic write {topics.ROOT}/+/room/+/page/{ident.name}")
         lines.append("")
     return "\n".join(lines)
 

@@ -13,7 +13,8 @@ from the certificates in the PKI's `clients/` folder:
                                                       clinic/S/assignments/<name>
     user logger          reads  clinic/S/#            writes clinic/S/logger/status
     user logger-<n>      reads  clinic/S/#            writes clinic/S/logger/<n>/status
-    user notifier-<n>    reads  clinic/S/#            writes clinic/S/notifier/<n>/#
+    user notifier-<n>    reads  clinic/S/#            writes clinic/S/room/+/receipt/<n>,
+                                                      clinic/S/room/+/page/<n>
 
 There are no lines before the first `user`, so a client without a username gets nothing, and an
 identity without a block (a certificate issued after the config was written, or removed from
@@ -38,7 +39,7 @@ from contract import topics
 ROOM_WRITE_LEAVES = tuple(
     spec.leaf
     for spec in topics.ROOM_TOPICS
-    if not spec.leaf.startswith(("cmd/", "sim/")) and spec.leaf != "receipt"
+    if not spec.leaf.startswith(("cmd/", "sim/")) and spec.leaf not in topics.SENDER_LEAVES
 )
 
 
@@ -117,11 +118,11 @@ def acl_text(site: str, identities: list[Identity], simulation: bool = False) ->
         elif ident.kind == "logger":
             lines.append(f"topic read {base}/#")
             lines.append(f"topic write {topics.logger_status(site, ident.name)}")
-        elif ident.kind == "notifier":  # roomctl notify: its delivery reports
+        elif ident.kind == "notifier":  # roomctl notify: receipts and its page reports
             assert ident.name is not None
             lines.append(f"topic read {base}/#")
-            lines.append(f"topic write {topics.notifier_filter(site, ident.name)}")
             lines.append(f"topic write {base}/room/+/receipt/{ident.name}")
+            lines.append(f"topic write {base}/room/+/page/{ident.name}")
         lines.append("")
     return "\n".join(lines)
 

@@ -2,7 +2,7 @@
 
     state_db = "notifier.sqlite"        # relative to this file's folder
     name = "main"                       # its certificate is notifier-<name>; reports on
-                                        # clinic/<site>/notifier/<name>/delivery
+                                        # clinic/<site>/room/<room>/page/<name>
     charge_nurse = "carol"
     timezone = "America/New_York"       # the site's clock for the time on a page (default UTC)
 

@@ -6,8 +6,8 @@ changed rooms and, for every call not yet claimed, plans one delivery per person
 rule names (`routing.py`) and per channel she has (`store.plan`, idempotent); a claimed or
 ended call's pending deliveries are cancelled. Due deliveries go to a small thread pool (a
 hanging receiver holds one worker until its timeout); each attempt is stored and reported on
-`clinic/{site}/notifier/{name}/delivery` (not retained), and a failure is retried with
-exponential backoff until `max_attempts`.
+the room's `page/{name}` (not retained; the logger keeps it, the board shows it on the call and
+in the room's timeline), and a failure is retried with exponential backoff until `max_attempts`.
 """
 
 from __future__ import annotations
@@ -170,7 +170,7 @@ class Notifier:
         )  # fmt: skip
         try:
             self.feed.client.publish(
-                topics.notifier_delivery(self.site, self.cfg.name),
+                topics.page(self.site, d.room, self.cfg.name),
                 report.model_dump_json(),
                 qos=1,
             )

@@ -204,6 +204,24 @@ def audio_starts(page: Page) -> list[float]:
     return list(page.evaluate("window.__audio.filter((a) => a.op === 'start').map((a) => a.freq)"))
 
 
+FAVICON_PIXEL = """async () => {
+  const img = new Image();
+  img.src = document.getElementById("favicon").href;
+  await img.decode();
+  const canvas = document.createElement("canvas");
+  canvas.width = canvas.height = 32;
+  const g = canvas.getContext("2d");
+  g.drawImage(img, 0, 0);
+  return Array.from(g.getImageData(4, 16, 1, 1).data.slice(0, 3));
+}"""
+
+
+def favicon_colour(page: Page) -> tuple[int, int, int]:
+    """The colour of the tab icon's disc (left of its number): what a nurse sees on the tab."""
+    r, g, b = page.evaluate(FAVICON_PIXEL)
+    return int(r), int(g), int(b)
+
+
 def shift_start(page: Page) -> None:
     """The nurse's one click at the start of a shift: sound on."""
     page.get_by_role("button", name="Turn sound on for this shift").click()

@@ -43,6 +43,7 @@ class Clinic:
         dev_port: bool = False,
         message_size_limit: int = 0,
         loggers: tuple[str, ...] = (),
+        notifiers: tuple[str, ...] = (),
         **limits: int,
     ):
         """`loggers`: names of redundant loggers (`logger-<name>` certificates) besides the
@@ -58,6 +59,8 @@ class Clinic:
         self.pki.issue("logger")
         for name in loggers:
             self.pki.issue("logger", name)
+        for name in notifiers:  # `notifier-<name>` certificates (roomctl notify)
+            self.pki.issue("notifier", name)
         self.tls_port = free_port()
         self.dev_port = free_port() if dev_port else None
         state = root / "broker"

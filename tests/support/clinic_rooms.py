@@ -18,6 +18,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from contract import messages, topics
 from contract.mqtt import close_client, make_client
 from tests.support.clinic import Clinic
+from tests.support.polling import poll as poll  # tests import it from here too
 
 # -- contract-valid messages --------------------------------------------------------------
 
@@ -186,15 +187,3 @@ def db_count(db: Path, sql: str = "SELECT COUNT(*) FROM messages") -> int:
         return 0
     finally:
         conn.close()
-
-
-def poll(predicate: Any, timeout: float, what: str, interval: float = 0.05) -> None:
-    """Poll `predicate()` until true or the deadline (for state outside our process: the DB)."""
-    import time
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        threading.Event().wait(interval)
-    raise TimeoutError(f"{what} not reached in {timeout}s")

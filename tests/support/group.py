@@ -32,6 +32,7 @@ class ClinicGroup:
             self.pki.issue("bridge", site)
         self.pki.issue("logger")
         self.pki.issue("staff", "central")
+        self.pki.issue("notifier", "main")  # the centre's notifier (page reports, receipts)
         self.port = free_port()
         state = root / "central"
         state.mkdir(parents=True, exist_ok=True)

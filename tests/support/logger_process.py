@@ -12,14 +12,26 @@ from tests.support.clinic import Clinic, Session
 
 
 class LoggerProcess:
-    """One logger process of `clinic` with certificate `cn`, writing `db` (path or URL)."""
+    """One logger process of `clinic` with certificate `cn`, writing `db` (path or URL).
 
-    def __init__(self, clinic: Clinic, db: Path | str, log: Path, cn: str = "logger"):
+    `client_id`: its MQTT client id (`cn` when None); `retention_interval_s`: how often it runs
+    retention (None: the logger's own default)."""
+
+    def __init__(
+        self,
+        clinic: Clinic,
+        db: Path | str,
+        log: Path,
+        cn: str = "logger",
+        client_id: str | None = None,
+        retention_interval_s: float | None = 5,
+    ):
         self.args = [
             sys.executable, "-m", "controller.cli", "logger", *clinic.cli_args(cn),
-            "--db", str(db), "--site", clinic.site, "--client-id", cn,
-            "--retention-interval-s", "5",
+            "--db", str(db), "--site", clinic.site, "--client-id", client_id or cn,
         ]  # fmt: skip
+        if retention_interval_s is not None:
+            self.args += ["--retention-interval-s", f"{retention_interval_s:g}"]
         self.log = log
         self.proc: subprocess.Popen[bytes] | None = None
 

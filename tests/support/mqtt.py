@@ -15,6 +15,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from contract.mqtt import BrokerEndpoint, close_client, make_client
 from contract.timefmt import format_ts, utcnow
+from tests.support.polling import poll
 
 
 @dataclass
@@ -122,14 +123,8 @@ def topic_is(topic: str) -> Callable[[Received], bool]:
 def wait_until(
     predicate: Callable[[], bool], timeout: float = 10.0, what: str = "condition"
 ) -> None:
-    """Poll a condition with a deadline (for state that has no event to wait on)."""
-    import time
-
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what} not true after {timeout}s")
-        time.sleep(0.005)
+    """Poll a condition with a deadline (for state that has no event to wait on): `poll`."""
+    poll(predicate, timeout, what, interval=0.005)
 
 
 def retained(url: str, topic: str, timeout: float = 10.0) -> Received:

@@ -13,6 +13,8 @@ c4    103   normal->emergency   11:00:00  raised 11:00:10, presence 11:00:40,   
 c5    102   normal (normal)     20:00:00  cancel button 20:00:20, nobody claimed    20 s cancel
 c6    103   cord_out (trouble)  21:00:00  nothing                                   unanswered
 c7    101   assist (high)       23:30:00  bob claims 23:31:30, cancel next day      90 s claim
+c8    104   test (trouble)      12:00:00  a technician's test call, cancelled 12:00:30
+                                          (listed as TEST CALL, counted in no figure)
 
 Plus noise the reports must ignore: presence in 101 at 07:00 before any call, and the cancel
 of a call (c0) placed the day before.
@@ -64,6 +66,9 @@ _CALL_SCRIPT: list[tuple[str, str | datetime, K, str | None, dict[str, Any]]] = 
                                                "call_type": "emergency", "by": "alice"}),
     ("103", "11:04:00", K.CALL_CANCELLED, "c4", {"priority": P.EMERGENCY,
                                                  "call_type": "emergency", "by": "alice",
+                                                 "ended_by": "cancel"}),
+    ("104", "12:00:00", K.CALL_PLACED, "c8", {"priority": P.TROUBLE, "call_type": "test"}),
+    ("104", "12:00:30", K.CALL_CANCELLED, "c8", {"priority": P.TROUBLE, "call_type": "test",
                                                  "ended_by": "cancel"}),
     ("102", "20:00:00", K.CALL_PLACED, "c5", {"priority": P.NORMAL, "call_type": "normal"}),
     ("102", "20:00:20", K.CALL_CANCELLED, "c5", {"priority": P.NORMAL, "call_type": "normal",

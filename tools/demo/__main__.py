@@ -77,7 +77,8 @@ def _show(demo: Demo, view: ClinicView, notes: list[str], started: float) -> Non
         title = f"roomctl demo, site '{script.SITE}'"
         with Live(view.table(0, title), refresh_per_second=4) as screen:
             while not demo.stop_event.wait(0.25) and not done():
-                screen.update(view.table(time.monotonic() - started, title))
+                elapsed = time.monotonic() - started
+                screen.update(view.table(elapsed, title, screen.console.width))
         for note in notes:
             print(f"  - {note}")
         return

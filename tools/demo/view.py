@@ -21,6 +21,20 @@ from contract.messages import DEFAULT_COMMAND_MAX_AGE_S, CallReceipt
 from contract.mqtt import BrokerEndpoint, close_client, expiry_properties, make_client
 from contract.topics import COMMANDS
 
+WIDE_COLUMNS = (
+    "room", "link", "phase", "time", "call", "SpO2", "pulse", "NIBP", "RR", "alerts",
+    "health", "last event",
+)  # fmt: skip
+# At 80 columns: what the technician needs to act on, calls and alerts first among the cells.
+NARROW_COLUMNS = ("room", "link", "phase", "call", "SpO2", "pulse", "NIBP", "alerts")
+# Fixed widths (the last column of each layout takes what is left): rich does not shrink a
+# no-wrap column on its own, and a row must never wrap.
+COLUMN_WIDTHS = {
+    "room": 4, "link": 4, "phase": 9, "time": 5, "call": 24, "SpO2": 4, "pulse": 5,
+    "NIBP": 7, "RR": 3, "alerts": 16, "health": 14,
+}  # fmt: skip
+SHORT_PHASE = {"pre_check": "pre-check", "discharge_ready": "discharge"}
+
 
 @dataclass
 class RoomView:
@@ -140,37 +154,34 @@ class ClinicView:
                 elif data["kind"] == "alert_raised":
                     self.counts["alerts"] += 1
 
-    def table(self, elapsed: float, title: str) -> Any:
+    def table(self, elapsed: float, title: str, width: int = 120) -> Any:
+        """One line per room at any terminal width from 80 columns: below 120 the columns a
+        technician can do without (time in phase, RR, health, last event) are left out,
+        and a cell too long for its column ends in an ellipsis instead of wrapping."""
+        from rich import box
         from rich.table import Table
 
+        names = WIDE_COLUMNS if width >= 120 else NARROW_COLUMNS
         t = Table(
             title=f"{title}  ({elapsed:.0f} s)",
             caption="secondary notification and "
             "recording system, not a medical alarm or nurse-call system",
+            box=box.SIMPLE_HEAD,
+            padding=0,
         )
-        for col in (
-            "room",
-            "link",
-            "phase",
-            "in phase",
-            "call",
-            "SpO2",
-            "pulse",
-            "NIBP",
-            "RR",
-            "alerts",
-            "monitor",
-            "health",
-            "last event",
-        ):
-            t.add_column(col)
+        # each column is followed by a one-space separator; the last takes the rest
+        rest = width - 3 - sum(COLUMN_WIDTHS[n] + 1 for n in names[:-1])
+        for name in names:
+            fixed = COLUMN_WIDTHS[name] if name != names[-1] else max(8, rest)
+            t.add_column(name, no_wrap=True, overflow="ellipsis", width=fixed)
         with self.lock:
             for v in self.rooms.values():
-                t.add_row(*self._cells(v))
+                cells = self._cells(v)
+                t.add_row(*(cells[n] for n in names))
         return t
 
     @staticmethod
-    def _cells(v: RoomView) -> list[str]:
+    def _cells(v: RoomView) -> dict[str, str]:
         call = v.call
         call_text = "-"
         if call.get("status") not in (None, "idle"):
@@ -194,23 +205,22 @@ class ClinicView:
         if v.since:
             secs = time.time() - datetime.fromisoformat(v.since.replace("Z", "+00:00")).timestamp()
             in_phase = f"{int(secs // 60)}:{int(secs % 60):02d}"
-        link = v.availability if v.availability == "online" else f"[bold red]{v.availability}[/]"
+        link = "on" if v.availability == "online" else "[bold red]OFF[/]"
         alerts = f"[bold red]{', '.join(v.alerts)}[/]" if v.alerts else "-"
-        return [
-            v.room,
-            link,
-            v.phase,
-            in_phase,
-            call_text,
-            num("spo2"),
-            num("pulse_rate") if vit.get("pulse_rate") else num("heart_rate"),
-            nibp,
-            num("resp_rate"),
-            alerts,
-            v.monitor,
-            v.health,
-            v.last_event,
-        ]
+        return {
+            "room": v.room,
+            "link": link,
+            "phase": SHORT_PHASE.get(v.phase, v.phase),
+            "time": in_phase,
+            "call": call_text,
+            "SpO2": num("spo2"),
+            "pulse": num("pulse_rate") if vit.get("pulse_rate") else num("heart_rate"),
+            "NIBP": nibp,
+            "RR": num("resp_rate"),
+            "alerts": alerts,
+            "health": v.health,
+            "last event": v.last_event,
+        }
 
     def progress_line(self, elapsed: float) -> str:
         with self.lock:

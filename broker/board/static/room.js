@@ -15,6 +15,7 @@
   ];
   const charts = [];
   const seenEvents = new Set();
+  const seenPages = new Set();
   let lastSeq = 0;
   let ready = false;
   const pending = [];
@@ -72,6 +73,7 @@
     }
     lastSeq = data.vitals.reduce((m, r) => Math.max(m, r.seq), 0);
     for (const e of data.events) addEvent(e);
+    for (const p of data.pages || []) addPage(p);
     ready = true;
     pending.splice(0).forEach(onView);
   }
@@ -108,10 +110,24 @@
     list.prepend(li);
   }
 
+  // A notifier's page attempt (issue 15): the server words it (`text`), once per attempt
+  // and result, placed by its time among the events.
+  function addPage(p) {
+    const key = [p.call_id, p.tier, p.recipient, p.channel, p.attempt, p.status].join("|");
+    if (seenPages.has(key) || !p.text) return;
+    seenPages.add(key);
+    const list = document.getElementById("timeline");
+    const li = el("li", { "data-kind": "page", "data-status": p.status, "data-at": p.at },
+      el("time", { datetime: p.at, text: p.at.slice(11, 19) }), p.text);
+    const later = [...list.children].find((x) => (x.querySelector("time")?.getAttribute("datetime") || "") <= p.at);
+    list.insertBefore(li, later || null);
+  }
+
   function onView(view) {
     if (!ready) { pending.push(view); return; }
     if (view.vitals) addPoint(view.vitals);
     if (view.last_event) addEvent(view.last_event);
+    for (const c of view.calls || []) for (const d of c.deliveries || []) addPage(d);
   }
 
   document.addEventListener("room-view", (ev) => { if (ev.detail.room === room) onView(ev.detail); });

@@ -48,6 +48,12 @@ MAX_VITAL_POINTS = 20_000  # a 3-hour session at 1 Hz is ~11k
 MAX_HISTORY_ROWS = 5000
 
 Row = dict[str, Any]
+# A notifier's page attempt as stored and read back (`LogStore.pages`), oldest first.
+PAGE_COLUMNS = (
+    "notifier", "call_id", "tier", "recipient", "channel", "attempt", "ok", "status", "detail",
+    "at", "received_at",
+)  # fmt: skip
+PAGE_INSERT_COLUMNS = ("site", "room", *PAGE_COLUMNS)
 QUARANTINE_COLUMNS = ("site", "room", "rows", "bytes", "dropped")
 
 
@@ -85,6 +91,7 @@ class BatchStats:
     quarantined: int = 0
     ignored: int = 0
     commands: int = 0
+    pages: int = 0  # notifier page reports stored (a replay is not counted)
     quarantine_dropped: int = 0  # old quarantine rows dropped to keep a room under its caps
     rate_limited: int = 0  # rejections over their room's quarantine rate: counted, not stored
     by_kind: dict[str, int] = field(default_factory=dict)
@@ -95,6 +102,7 @@ class BatchStats:
         self.quarantined += other.quarantined
         self.ignored += other.ignored
         self.commands += other.commands
+        self.pages += other.pages
         self.quarantine_dropped += other.quarantine_dropped
         self.rate_limited += other.rate_limited
         for k, v in other.by_kind.items():
@@ -135,10 +143,10 @@ class LogStore(Protocol):
     ) -> dict[str, int]:
         """Retention of every table but `room_state`/`epochs`: vitals and events (`ts`, with
         their ledger rows), calls (first time known), sessions (`started_at`),
-        availability_log and commands (`received_at`) older than `clinical_cutoff`; quarantine
-        (`received_at`) older than `quarantine_cutoff`. At most `max_batches` transactions of
-        `batch` rows per call; the next call resumes where this one stopped, so every room is
-        reached across calls. Returns the rows deleted per table."""
+        availability_log, commands and pages (`received_at`) older than `clinical_cutoff`;
+        quarantine (`received_at`) older than `quarantine_cutoff`. At most `max_batches`
+        transactions of `batch` rows per call; the next call resumes where this one stopped,
+        so every room is reached across calls. Returns the rows deleted per table."""
         ...
 
     # -- history (the board) ---------------------------------------------------------------
@@ -158,6 +166,11 @@ class LogStore(Protocol):
     def events(self, site: str, room: str, since: str, until: str | None = None) -> list[Row]:
         """Events of a room in [since, until), oldest first (capped): epoch, seq, ts, kind, call_id,
         priority, phase, from_phase, session_id, by, reason, detail (a dict)."""
+        ...
+
+    def pages(self, site: str, room: str, since: str, until: str | None = None) -> list[Row]:
+        """The notifier's page attempts about a room's calls with `at` in [since, until),
+        oldest first (capped): PAGE_COLUMNS, `ok` a bool."""
         ...
 
     def calls(self, site: str, since: str | None = None, until: str | None = None) -> list[Row]:

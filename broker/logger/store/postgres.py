@@ -16,7 +16,6 @@ are short; `psycopg-pool` would add a dependency and threads for no gain at this
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from collections.abc import Iterable, Iterator
@@ -28,18 +27,8 @@ import psycopg
 from psycopg.rows import dict_row
 
 from broker.logger.ingest import Classified
-from broker.logger.store.base import (
-    EXPORT_KINDS,
-    MAX_HISTORY_ROWS,
-    MAX_VITAL_POINTS,
-    ROOM_COLUMNS,
-    VITAL_COLUMNS,
-    BatchStats,
-    LedgerCounts,
-    QuarantineLimits,
-    Row,
-    StoreError,
-)
+from broker.logger.store.base import BatchStats, QuarantineLimits, Row, StoreError
+from broker.logger.store.dialect import POSTGRES
 from broker.logger.store.postgres_batch import STAGING, PgBatchWriter
 from broker.logger.store.postgres_retention import PgRetention
 from broker.logger.store.postgres_schema import (
@@ -49,32 +38,11 @@ from broker.logger.store.postgres_schema import (
     grant,
     migrate,
 )
-from broker.logger.store.report_sql import report_query
-from contract import topics
+from broker.logger.store.reads import INTERNAL, StoreReads, check_kind, export_query
 
 log = logging.getLogger("roomctl.logger")
 
 Conn = psycopg.Connection[Any]
-
-_TIME_COLUMN = {
-    "vitals": "ts",
-    "events": "ts",
-    "calls": "placed_at",
-    "sessions": "started_at",
-    "quarantine": "received_at",
-}
-_EPOCH_RANK = (
-    "(SELECT e.id FROM epochs e WHERE e.site = {t}.site AND e.room = {t}.room "
-    "AND e.epoch = {t}.epoch)"
-)
-_ORDER = {
-    "vitals": f"site, room, {_EPOCH_RANK}, seq",
-    "events": f"site, room, {_EPOCH_RANK}, seq",
-    "calls": "placed_at, site, room, call_id",
-    "sessions": "started_at, site, room, session_id",
-    "quarantine": "id",
-}
-_INTERNAL = {"id"}
 
 
 def safe_url(url: str) -> str:
@@ -86,41 +54,10 @@ def safe_url(url: str) -> str:
     return f"{parts.scheme}://{user}{host}{port}{parts.path}"
 
 
-def _check_kind(kind: str) -> str:
-    if kind not in EXPORT_KINDS:
-        raise ValueError(f"kind must be one of {', '.join(EXPORT_KINDS)}")
-    return kind
-
-
-def _export_query(
-    kind: str, site: str, room: str | None, since: str | None, until: str | None
-) -> tuple[str, list[Any]]:
-    _check_kind(kind)
-    where: list[str] = []
-    args: list[Any] = []
-    if kind == "quarantine":
-        prefix = topics.room_prefix(site, room) + "/" if room else topics.site_prefix(site) + "/"
-        where.append("starts_with(topic, %s)")
-        args.append(prefix)
-    else:
-        where.append("site = %s")
-        args.append(site)
-        if room:
-            where.append("room = %s")
-            args.append(room)
-    column = _TIME_COLUMN[kind]
-    if since:
-        where.append(f"{column} >= %s")
-        args.append(since)
-    if until:
-        where.append(f"{column} < %s")
-        args.append(until)
-    order = _ORDER[kind].replace("{t}", kind)
-    return f"SELECT * FROM {kind} WHERE {' AND '.join(where)} ORDER BY {order}", args
-
-
-class PostgresLogStore:
+class PostgresLogStore(StoreReads):
     """`LogStore` on a PostgreSQL database (`postgresql://user@host:port/db`)."""
+
+    dialect = POSTGRES
 
     def __init__(
         self, url: str, readonly: bool = False, quarantine: QuarantineLimits | None = None
@@ -233,75 +170,6 @@ class PostgresLogStore:
                 self._connection(), clinical_cutoff, quarantine_cutoff, batch, max_batches
             )
 
-    # -- history --------------------------------------------------------------------------
-    def session(self, site: str, room: str, session_id: str) -> Row | None:
-        rows = self._rows(
-            "SELECT * FROM sessions WHERE site = %s AND room = %s AND session_id = %s",
-            (site, room, session_id),
-        )
-        return rows[0] if rows else None
-
-    def sessions(self, site: str, room: str, limit: int = 20) -> list[Row]:
-        return self._rows(
-            "SELECT * FROM sessions WHERE site = %s AND room = %s "
-            "ORDER BY started_at DESC LIMIT %s",
-            (site, room, limit),
-        )
-
-    def vitals(self, site: str, room: str, since: str, until: str | None = None) -> list[Row]:
-        sql = (
-            f"SELECT epoch, seq, ts, {', '.join(VITAL_COLUMNS)} FROM vitals "
-            "WHERE site = %s AND room = %s AND ts >= %s"
-        )
-        args: list[Any] = [site, room, since]
-        if until:
-            sql += " AND ts < %s"
-            args.append(until)
-        sql += " ORDER BY ts, seq LIMIT %s"
-        args.append(MAX_VITAL_POINTS)
-        return self._rows(sql, args)
-
-    def events(self, site: str, room: str, since: str, until: str | None = None) -> list[Row]:
-        sql = (
-            "SELECT epoch, seq, ts, kind, call_id, priority, phase, from_phase, session_id, by, "
-            "reason, detail FROM events WHERE site = %s AND room = %s AND ts >= %s"
-        )
-        args: list[Any] = [site, room, since]
-        if until:
-            sql += " AND ts < %s"
-            args.append(until)
-        sql += " ORDER BY ts, seq LIMIT %s"
-        args.append(MAX_HISTORY_ROWS)
-        rows = self._rows(sql, args)
-        for row in rows:
-            row["detail"] = json.loads(row["detail"]) if row["detail"] else {}
-        return rows
-
-    def calls(self, site: str, since: str | None = None, until: str | None = None) -> list[Row]:
-        sql = (
-            "SELECT room, call_id, priority, status, placed_at, claimed_at, claimed_by, "
-            "escalated_at, cancelled_at, cancelled_by, response_s, resolved_s FROM calls "
-            "WHERE site = %s"
-        )
-        args: list[Any] = [site]
-        if since is not None:
-            sql += " AND placed_at >= %s"
-            args.append(since)
-        if until is not None:
-            sql += " AND placed_at < %s"
-            args.append(until)
-        sql += " ORDER BY placed_at DESC LIMIT %s"
-        args.append(MAX_HISTORY_ROWS)
-        return self._rows(sql, args)
-
-    def report_rows(self, kind: str, site: str, since: str, until: str) -> list[Row]:
-        sql, args = report_query(kind, "postgres", site, since, until)
-        rows = self._rows(sql, args)
-        for row in rows:
-            if "detail" in row:
-                row["detail"] = json.loads(row["detail"]) if row["detail"] else {}
-        return rows
-
     # -- exports --------------------------------------------------------------------------
     def export_rows(
         self,
@@ -312,7 +180,7 @@ class PostgresLogStore:
         until: str | None = None,
     ) -> Iterator[Row]:
         """Streamed through a server-side cursor on a connection of its own."""
-        sql, args = _export_query(kind, site, room, since, until)
+        sql, args = export_query(self.dialect, kind, site, room, since, until)
         with self._reading() as ready:
             if ready is None:
                 return
@@ -322,60 +190,16 @@ class PostgresLogStore:
                 cur.itersize = 2000
                 cur.execute(sql, args)
                 for row in cur:
-                    yield {n: v for n, v in row.items() if n not in _INTERNAL}
+                    yield {n: v for n, v in row.items() if n not in INTERNAL}
 
     def export_columns(self, kind: str) -> list[str]:
-        table = _check_kind(kind)
+        table = check_kind(kind)
         with self._reading() as conn:
             if conn is None:
                 return []
             cur = conn.execute(f"SELECT * FROM {table} LIMIT 0")
             names = [d.name for d in cur.description or ()]
-        return [n for n in names if n not in _INTERNAL]
-
-    def rooms(self) -> list[Row]:
-        return self._rows(
-            f"SELECT {', '.join(ROOM_COLUMNS)} FROM room_state ORDER BY site, room", ()
-        )
-
-    def quarantine_usage(self) -> list[Row]:
-        return self._rows(
-            "SELECT site, room, row_count AS rows, byte_count AS bytes, dropped "
-            "FROM quarantine_buckets ORDER BY site, room",
-            (),
-        )
-
-    # -- audits ---------------------------------------------------------------------------
-    def stored_seqs(self, site: str, room: str, epoch: str | None = None) -> set[int]:
-        if epoch is None:
-            rows = self._rows(
-                "SELECT seq FROM messages WHERE site = %s AND room = %s", (site, room)
-            )
-        else:
-            rows = self._rows(
-                "SELECT seq FROM messages WHERE site = %s AND room = %s AND epoch = %s",
-                (site, room, epoch),
-            )
-        return {int(r["seq"]) for r in rows}
-
-    def counts(self, site: str) -> LedgerCounts:
-        one = self._count
-        return LedgerCounts(
-            vitals=one("SELECT COUNT(*) FROM vitals WHERE site = %s", site),
-            events=one("SELECT COUNT(*) FROM events WHERE site = %s", site),
-            alerts_raised=one(
-                "SELECT COUNT(*) FROM events WHERE site = %s AND kind = 'alert_raised'", site
-            ),
-            duplicate_seqs=one(
-                "SELECT COUNT(*) - COUNT(DISTINCT (site, room, epoch, seq)) FROM messages "
-                "WHERE site = %s",
-                site,
-            ),
-            quarantined=one("SELECT COUNT(*) FROM quarantine"),
-            quarantine_dropped=one(
-                "SELECT COALESCE(SUM(dropped), 0) FROM quarantine_buckets WHERE site = %s", site
-            ),
-        )
+        return [n for n in names if n not in INTERNAL]
 
     def close(self) -> None:
         with self._lock:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 
-from broker.logger.store.postgres_batch import _VITAL_COLUMNS
+from broker.logger.store.batch import VITAL_ROW_COLUMNS
 from broker.logger.store.postgres_schema import connect
 
 
@@ -22,7 +22,7 @@ def copy_rate(url: str, rows: Iterable[tuple[object, ...]]) -> tuple[int, float]
         conn.execute("CREATE TEMPORARY TABLE bench_vitals (LIKE vitals INCLUDING ALL)")
         n = 0
         started = time.perf_counter()
-        sql = f"COPY bench_vitals ({_VITAL_COLUMNS}) FROM STDIN"
+        sql = f"COPY bench_vitals ({VITAL_ROW_COLUMNS}) FROM STDIN"
         with conn.transaction(), conn.cursor() as cur, cur.copy(sql) as copy:
             for row in rows:
                 copy.write_row(row)
@@ -36,7 +36,7 @@ def copy_rate(url: str, rows: Iterable[tuple[object, ...]]) -> tuple[int, float]
 def vitals_row(
     site: str, room: str, epoch: str, seq: int, ts: str, received_at: str
 ) -> tuple[object, ...]:
-    """A vitals row in `_VITAL_COLUMNS` order, like a simulated room's reading."""
+    """A vitals row in `VITAL_ROW_COLUMNS` order, like a simulated room's reading."""
     from contract.messages import VITAL_FIELDS
 
     values = {"spo2": 97.0, "pulse_rate": 70.0, "heart_rate": 70.0, "nibp_sys": 120.0}

@@ -23,6 +23,8 @@ Tables (version 1):
 - `availability_log` changes of a room's availability (online/offline) as the logger saw them.
 - `commands`   staff commands seen on `cmd/` (audit; commands carry no seq).
 - `quarantine` everything refused: received_at, topic, reason, raw bytes (capped), size.
+- `pages`      (version 5) every attempt of a notifier to page someone about a call, and its
+               result, from the room's `page/<notifier>`; unique on the attempt and its time.
 
 Version 2 adds the numbering epoch: `messages`, `vitals` and `events` are keyed on
 `(site, room, epoch, seq)`, `epochs` orders each room's epochs as first seen, and
@@ -43,6 +45,29 @@ from contract.messages import VITAL_FIELDS
 
 _VITAL_COLS = ",\n    ".join(f"{f} REAL" for f in VITAL_FIELDS)
 _VITAL_NAMES = ", ".join(VITAL_FIELDS)
+# The same table in both engines (`{id}`: the engine's surrogate key): one row per page attempt
+# reported; a report seen twice (QoS 1, two loggers, a bridge) is one row.
+PAGES_TABLE = """
+CREATE TABLE pages (
+    id {id},
+    site TEXT NOT NULL,
+    room TEXT NOT NULL,
+    notifier TEXT NOT NULL,
+    call_id TEXT NOT NULL,
+    tier INTEGER NOT NULL,
+    recipient TEXT NOT NULL,
+    channel TEXT NOT NULL,
+    attempt INTEGER NOT NULL,
+    ok INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    detail TEXT NOT NULL,
+    at TEXT NOT NULL,
+    received_at TEXT NOT NULL,
+    UNIQUE (site, room, notifier, call_id, tier, recipient, channel, attempt, at)
+);
+CREATE INDEX pages_room_at ON pages (site, room, at);
+CREATE INDEX pages_received ON pages (received_at)
+"""
 
 MIGRATIONS: tuple[str, ...] = (
     # 1: initial schema
@@ -323,6 +348,8 @@ INSERT INTO quarantine_buckets (site, room, row_count, byte_count)
     """
 ALTER TABLE vitals ADD COLUMN detail TEXT
 """,
+    # 5: the notifier's page reports (issue 15), shown in the room's timeline
+    PAGES_TABLE.format(id="INTEGER PRIMARY KEY"),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
