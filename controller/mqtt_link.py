@@ -69,7 +69,8 @@ class MqttLink:
         # paho's thread, read by the publisher's pump: an int swap, no lock needed.
         self.broker_max_packet: int | None = None
         self.ready = False  # True from the first CONNACK on: the broker's limit is known
-        self.client = make_client(endpoint, client_id)
+        # the network thread sleeps up to a sixth of the keepalive with no traffic (paho: 1 s)
+        self.client = make_client(endpoint, client_id, idle_wake_s=max(1.0, keepalive_s / 6))
         self.client.will_set(will_topic, b"offline", qos=1, retain=True)
         self.client.reconnect_delay_set(
             max(1, round(reconnect_min_s)), max(1, round(reconnect_max_s))
