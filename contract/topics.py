@@ -12,22 +12,24 @@ from pydantic import BaseModel
 
 from contract.messages import (
     CallMessage,
+    Envelope,
+    EventMessage,
+    HealthMessage,
+    StateMessage,
+    VitalsMessage,
+    is_ident,
+)
+from contract.staff import (
     CallReceipt,
     ClaimCommand,
     CleaningCommand,
     Command,
     DeliveryReport,
-    Envelope,
-    EventMessage,
-    HealthMessage,
     PhaseCommand,
     PlaceTestCallCommand,
     SceneCommand,
     ShiftAssignments,
     SimButton,
-    StateMessage,
-    VitalsMessage,
-    is_ident,
 )
 
 ROOT = "clinic"

@@ -12,13 +12,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from contract.messages import (
-    DEFAULT_COMMAND_MAX_AGE_S,
-    IDENT_PATTERN,
-    CallPriority,
-    CallType,
-    Phase,
-)
+from contract.messages import IDENT_PATTERN, CallPriority, CallType, Phase
+from contract.staff import DEFAULT_COMMAND_MAX_AGE_S
 from controller.config_check import describe, with_lines
 from controller.core.dome import DEFAULT_PALETTE, DEFAULT_ROLES
 from firmware_py.monitors.dialect import DialectError, DialectSet, read_map_file

@@ -14,14 +14,8 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from contract import topics
-from contract.messages import (
-    SCHEMA_VERSION,
-    VITAL_LIMITS,
-    CallMessage,
-    CallStatus,
-    PhaseCommand,
-    VitalsMessage,
-)
+from contract.messages import SCHEMA_VERSION, VITAL_LIMITS, CallMessage, CallStatus, VitalsMessage
+from contract.staff import PhaseCommand
 from contract.topics import ALL_PAYLOAD_MODELS
 from controller.cli import main
 from controller.schema_cli import BEGIN_MARK, END_MARK, contract_markdown

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from pydantic import BaseModel, ValidationError
 
 from broker.logger import config as logger_config
-from contract import messages, topics
+from contract import messages, staff, topics
 from controller.config import ConfigError, load_config
 
 FUZZ = settings(
@@ -207,7 +207,7 @@ def test_logger_config_any_bytes_load_or_say_why(tmp_path: Path, data: bytes) ->
 MODELS: list[type[BaseModel]] = [
     *topics.ROOM_MESSAGES.values(),
     *topics.COMMANDS.values(),
-    messages.SimButton,
+    staff.SimButton,
 ]
 
 

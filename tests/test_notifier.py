@@ -19,7 +19,7 @@ from broker.notifier.channels import signature
 from broker.notifier.routing import Roster, recipients
 from broker.notifier.store import DeliveryStore
 from contract import sitetime, topics
-from contract.messages import ShiftAssignments
+from contract.staff import ShiftAssignments
 from tests.support.board import SITE, FakeRoom
 from tests.support.mqtt import Recorder, wait_until
 from tests.support.notifier import SECRET, notifier_config, start_notifier

@@ -20,7 +20,7 @@ from broker.logger.ingest import PageReport, Rejected, classify
 from broker.logger.store import LogStore, open_store
 from broker.mosquitto.run import Mosquitto
 from contract import topics
-from contract.messages import DeliveryReport
+from contract.staff import DeliveryReport
 from tests.support.board import SITE, BoardServer, FakeRoom, login
 from tests.support.clinic import Clinic, open_session, running_logger
 from tests.support.logger_store import SITE as STORE_SITE

@@ -16,7 +16,7 @@ from playwright.sync_api import Page, expect
 from broker.logger.ingest import Command, classify
 from broker.mosquitto.run import Mosquitto
 from contract import topics
-from contract.messages import CallReceipt
+from contract.staff import CallReceipt
 from controller.config import build_config
 from tests.support.board import SITE, BoardServer, login
 from tests.support.mqtt import Recorder

@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from contract.messages import CallReceipt, DeliveryReport
+from contract.staff import CallReceipt, DeliveryReport
 from contract.timefmt import format_ts
 
 CALLS_KEPT = 20  # per room: the latest calls' pages and receipts

@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from contract.messages import DEFAULT_COMMAND_MAX_AGE_S, EventKind, EventMessage
+from contract.messages import EventKind, EventMessage
+from contract.staff import DEFAULT_COMMAND_MAX_AGE_S
 from contract.timefmt import format_ts
 
 ANSWER_WITHIN_S = DEFAULT_COMMAND_MAX_AGE_S + 5.0  # the room's max age plus the trip back

@@ -22,7 +22,6 @@ from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from contract import topics
-from contract.messages import DEFAULT_COMMAND_MAX_AGE_S, CallReceipt, ShiftAssignments
 from contract.mqtt import (
     BrokerEndpoint,
     close_client,
@@ -30,6 +29,7 @@ from contract.mqtt import (
     expiry_properties,
     make_client,
 )
+from contract.staff import DEFAULT_COMMAND_MAX_AGE_S, CallReceipt, ShiftAssignments
 from contract.topics import COMMANDS
 
 from .live import SiteState

@@ -25,7 +25,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from contract import messages, topics
+from contract import messages, staff, topics
 from contract.messages import (
     PHASE_TRANSITIONS,
     CallMessage,
@@ -107,7 +107,7 @@ class SiteState:
         self.rejected = 0
         self.retained_ignored = 0
         self.loggers: dict[str, str] = {}  # each logger's status ('' = the unnamed one)
-        self.assignments: dict[str, messages.ShiftAssignments] = {}  # by publishing identity
+        self.assignments: dict[str, staff.ShiftAssignments] = {}  # by publishing identity
         self._commands = CommandLog()
         self._lock = threading.Lock()
         # Called with (room, event) for every event taken, outside the lock (metrics).
@@ -196,7 +196,7 @@ class SiteState:
         """A notifier's page attempt about a call of the room (DeliveryReport on the room's
         `page/<notifier>`): kept on its call."""
         try:
-            report = messages.DeliveryReport.model_validate_json(payload)
+            report = staff.DeliveryReport.model_validate_json(payload)
         except ValidationError:
             return self._reject()
         if report.room != room:
@@ -212,7 +212,7 @@ class SiteState:
         if retained:
             return None
         try:
-            got = messages.CallReceipt.model_validate_json(payload)
+            got = staff.CallReceipt.model_validate_json(payload)
         except ValidationError:
             return self._reject()
         with self._lock:
@@ -224,7 +224,7 @@ class SiteState:
     def set_assignments(self, sender: str, payload: bytes) -> bool:
         """A retained ShiftAssignments from staff identity `sender`; False if invalid."""
         try:
-            got = messages.ShiftAssignments.model_validate_json(payload) if payload else None
+            got = staff.ShiftAssignments.model_validate_json(payload) if payload else None
         except ValidationError:
             self._reject()
             return False

@@ -19,7 +19,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from contract.messages import CallReceipt, is_ident
+from contract.messages import is_ident
+from contract.staff import CallReceipt
 
 from .context import BoardContext
 from .feed import CommandNotSent

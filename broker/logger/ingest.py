@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel, ValidationError
 
-from contract import messages, topics
+from contract import messages, staff, topics
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,7 @@ class PageReport:
     site: str
     room: str
     notifier: str
-    report: messages.DeliveryReport
+    report: staff.DeliveryReport
 
 
 @dataclass(frozen=True)
@@ -154,15 +154,15 @@ def classify(
             return result
         return Command(topic, parsed.site, parsed.room, name, result)
     if leaf == "receipt":  # a call reached a screen or a phone: kept with the commands
-        receipt = _validate(topic, messages.CallReceipt, payload)
+        receipt = _validate(topic, staff.CallReceipt, payload)
         if isinstance(receipt, Rejected):
             return receipt
         return Command(topic, parsed.site, parsed.room, "receipt", receipt)
     if leaf == "page":  # a notifier's page attempt: the topic names the room and the notifier
-        report = _validate(topic, messages.DeliveryReport, payload)
+        report = _validate(topic, staff.DeliveryReport, payload)
         if isinstance(report, Rejected):
             return report
-        assert isinstance(report, messages.DeliveryReport) and parsed.sender is not None
+        assert isinstance(report, staff.DeliveryReport) and parsed.sender is not None
         if report.room != parsed.room:
             return _reject(
                 topic,

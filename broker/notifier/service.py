@@ -26,8 +26,8 @@ from broker.board.live import SiteState
 from broker.ops.metrics import Health, NotifierMetrics
 from broker.ops.sdnotify import Notifier as SdNotifier
 from contract import sitetime, topics
-from contract.messages import CallReceipt, DeliveryReport
 from contract.mqtt import BrokerEndpoint
+from contract.staff import CallReceipt, DeliveryReport
 
 from . import channels
 from .config import NotifierConfig

@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from contract.messages import Envelope, SimAction, SimButtonName
+from contract.messages import Envelope
+from contract.staff import SimAction, SimButtonName
 from contract.vitals import Reading
 from controller.core.dome import DomeLayer
 

@@ -22,11 +22,10 @@ from pydantic import ValidationError
 
 from contract import topics
 from contract.alert_rules import AlertRule
-from contract.messages import (
+from contract.messages import EventKind, Phase
+from contract.staff import (
     ClaimCommand,
     CleaningCommand,
-    EventKind,
-    Phase,
     PhaseCommand,
     PlaceTestCallCommand,
     SceneCommand,

@@ -21,15 +21,8 @@ from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
-from contract.messages import (
-    ActiveAlert,
-    CallReceipt,
-    CallType,
-    CleaningCommand,
-    EventKind,
-    Phase,
-    PlaceTestCallCommand,
-)
+from contract.messages import ActiveAlert, CallType, EventKind, Phase
+from contract.staff import CallReceipt, CleaningCommand, PlaceTestCallCommand
 from contract.timefmt import format_ts
 from controller.config import CallInput, RoomConfig
 from controller.core import alerts, call_lifecycle, dome, monitor_alarms, receipts

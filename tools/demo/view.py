@@ -17,8 +17,8 @@ from typing import Any
 import paho.mqtt.client as mqtt
 
 from contract import topics
-from contract.messages import DEFAULT_COMMAND_MAX_AGE_S, CallReceipt
 from contract.mqtt import BrokerEndpoint, close_client, expiry_properties, make_client
+from contract.staff import DEFAULT_COMMAND_MAX_AGE_S, CallReceipt
 from contract.topics import COMMANDS
 
 WIDE_COLUMNS = (
