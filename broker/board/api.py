@@ -143,15 +143,9 @@ async def _action(request: Request, board: BoardContext) -> tuple[str, dict[str,
     room = str(request.path_params["room"])
     if not is_ident(room):
         return board.json_error(404, "no such room")
-    raw = await request.body()
-    if len(raw) > MAX_BODY:
-        return board.json_error(413, "body too large")
-    try:
-        body = json.loads(raw or b"{}")
-    except ValueError:
-        return board.json_error(400, "body must be JSON")
-    if not isinstance(body, dict):
-        return board.json_error(400, "body must be a JSON object")
+    body = await board.json_object(request, MAX_BODY)
+    if isinstance(body, Response):
+        return body
     return room, body
 
 

@@ -36,15 +36,9 @@ async def get_assignments(request: Request, board: BoardContext, sess: Session) 
 
 @act
 async def set_assignment(request: Request, board: BoardContext, sess: Session) -> Response:
-    raw = await request.body()
-    if len(raw) > MAX_BODY:
-        return board.json_error(413, "body too large")
-    try:
-        body = json.loads(raw or b"{}")
-    except ValueError:
-        return board.json_error(400, "body must be JSON")
-    if not isinstance(body, dict):
-        return board.json_error(400, "body must be a JSON object")
+    body = await board.json_object(request, MAX_BODY)
+    if isinstance(body, Response):
+        return body
     room, nurse = body.get("room"), body.get("nurse")
     if not sess.can_assign:
         board.users.audit(sess.name, "assign", str(room)[:64], None, f"refused: {sess.role}")

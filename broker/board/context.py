@@ -9,6 +9,7 @@ Handlers reach it as `request.app.state.board` (through `guard.py`); they never 
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import secrets
 import time
@@ -196,6 +197,20 @@ class BoardContext:
     @staticmethod
     def json_error(status: int, message: str) -> JSONResponse:
         return JSONResponse({"ok": False, "error": message}, status_code=status)
+
+    @classmethod
+    async def json_object(cls, request: Request, max_body: int) -> dict[str, Any] | Response:
+        """An action's small JSON object body, or the refusal (413, or 400 saying why)."""
+        raw = await request.body()
+        if len(raw) > max_body:
+            return cls.json_error(413, "body too large")
+        try:
+            body = json.loads(raw or b"{}")
+        except ValueError:
+            return cls.json_error(400, "body must be JSON")
+        if not isinstance(body, dict):
+            return cls.json_error(400, "body must be a JSON object")
+        return body
 
     def close(self) -> None:
         self.users.close()

@@ -10,7 +10,6 @@ that shows the call); the CSRF token is required as for any POST.
 
 from __future__ import annotations
 
-import json
 import re
 from datetime import UTC, datetime
 
@@ -33,15 +32,9 @@ SCREEN = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
 
 @own_session
 async def post_receipt(request: Request, board: BoardContext, sess: Session) -> Response:
-    raw = await request.body()
-    if len(raw) > MAX_BODY:
-        return board.json_error(413, "body too large")
-    try:
-        body = json.loads(raw or b"{}")
-    except ValueError:
-        return board.json_error(400, "body must be JSON")
-    if not isinstance(body, dict):
-        return board.json_error(400, "body must be a JSON object")
+    body = await board.json_object(request, MAX_BODY)
+    if isinstance(body, Response):
+        return body
     room, call_id, screen = body.get("room"), body.get("call_id"), body.get("screen")
     if not isinstance(room, str) or not is_ident(room):
         return board.json_error(400, "room: not a room id")
