@@ -34,7 +34,6 @@ from typing import Any
 
 from contract import topics
 from contract.certs import cert_not_after
-from contract.messages import EventMessage
 from contract.mqtt import BrokerEndpoint
 from contract.vitals import Reading
 from controller import __version__
@@ -59,7 +58,7 @@ from controller.core.io_types import (
 from controller.core.room import STATE_KEYS, RoomCore
 from controller.mqtt_link import MqttLink, PubAck
 from controller.outbox import Outbox, OutboxFull
-from controller.publisher import Publisher
+from controller.publisher import Publisher, keep_unstored
 from controller.room_hardware import RoomHardware
 from controller.sdnotify import SystemdNotifier
 from controller.state_lock import StateLock
@@ -442,12 +441,3 @@ class RoomDaemon:
             idle_timeout_s=m.idle_timeout_s,
         )
 
-
-def keep_unstored(staged: list[Publish]) -> list[Publish]:
-    """What waits in memory while the disk is full: every event, the latest snapshot per topic.
-
-    Vitals are not kept (they are counted as thinned); an older state/call/health snapshot
-    is superseded by a newer one, so only the last of each is worth storing later.
-    """
-    last = {m.model: i for i, m in enumerate(staged) if topics.SPEC_BY_MODEL[m.model].retained}
-    return [m for i, m in enumerate(staged) if m.model is EventMessage or last.get(m.model) == i]

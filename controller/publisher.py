@@ -43,6 +43,7 @@ from contract.messages import (
     OPTIONAL_VITALS_FIELDS,
     VITAL_FIELDS,
     Envelope,
+    EventMessage,
     VitalsMessage,
     wire_exclude,
 )
@@ -325,3 +326,13 @@ def _drop_invalid_vitals(fields: Mapping[str, Any], exc: ValidationError) -> dic
             quality.append(f"invalid_{name}")
     fixed["quality"] = quality
     return fixed
+
+
+def keep_unstored(staged: list[Publish]) -> list[Publish]:
+    """What waits in memory while the disk is full: every event, the latest snapshot per topic.
+
+    Vitals are not kept (they are counted as thinned); an older state/call/health snapshot
+    is superseded by a newer one, so only the last of each is worth storing later.
+    """
+    last = {m.model: i for i, m in enumerate(staged) if topics.SPEC_BY_MODEL[m.model].retained}
+    return [m for i, m in enumerate(staged) if m.model is EventMessage or last.get(m.model) == i]

@@ -37,7 +37,7 @@ from controller.core.io_types import (
     Started,
     Tick,
 )
-from controller.daemon import keep_unstored
+from controller.publisher import keep_unstored
 from tests.support.room_core import (
     FACTS,
     MONITORED,
