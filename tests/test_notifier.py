@@ -24,6 +24,7 @@ from tests.support.board import SITE, FakeRoom
 from tests.support.mqtt import Recorder, wait_until
 from tests.support.notifier import SECRET, notifier_config, start_notifier
 from tests.support.receivers import Receiver
+from tests.support.sdnotify import notified_service
 
 pytestmark = pytest.mark.broker
 
@@ -216,40 +217,15 @@ def test_the_boards_assignments_win_over_the_file(
 def test_roomctl_notify_speaks_to_systemd(mosquitto: Mosquitto, tmp_path: Path) -> None:
     """The central role's unit is `Type=notify` + `WatchdogSec`: READY once subscribed,
     WATCHDOG while the routing loop turns, STOPPING on SIGTERM."""
-    import os
-    import signal
-    import socket
-    import subprocess
-    import sys
-
     # a receiver that is never asked: no call is placed in this test
     config = notifier_config(tmp_path, f"http://127.0.0.1:{free_port()}", None)
-    sock_path = tmp_path / "notify.sock"
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as server:
-        server.bind(str(sock_path))
-        server.settimeout(30)
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "controller.cli", "notify", "--broker", mosquitto.url,
-             "--site", SITE, "--config", str(config)],
-            cwd=tmp_path,
-            env={**os.environ, "NOTIFY_SOCKET": str(sock_path), "WATCHDOG_USEC": "400000"},
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-        )  # fmt: skip
-        got: list[str] = []
-        try:
-            while sum("WATCHDOG=1" in g for g in got) < 3:
-                got.append(server.recv(4096).decode())
-            assert got[0].startswith("READY=1")
-            proc.send_signal(signal.SIGTERM)
-            while not any("STOPPING=1" in g for g in got):
-                got.append(server.recv(4096).decode())
-            assert proc.wait(30) == 0
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait(10)
-            assert proc.stderr is not None
-            proc.stderr.close()
+    with notified_service(
+        tmp_path, "notify", "--broker", mosquitto.url, "--site", SITE, "--config", str(config),
+        cwd=tmp_path,
+    ) as svc:
+        svc.until("WATCHDOG=1", 3)
+        assert svc.got[0].startswith("READY=1")
+        assert svc.stop() == 0
 
 
 def test_a_bad_site_time_zone_is_refused_naming_the_field(tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ from contract import topics
 from contract.timefmt import format_ts
 from tests.support.board import SITE, BoardServer, FakeRoom
 from tests.support.mqtt import Recorder, wait_until
+from tests.support.sdnotify import notified_service
 
 pytestmark = pytest.mark.broker
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
@@ -119,38 +120,16 @@ def test_sse_clients_are_counted(board: BoardServer) -> None:
 def test_roomctl_board_speaks_to_systemd(mosquitto: Mosquitto, tmp_path: Path) -> None:
     """`Type=notify` + `WatchdogSec` (the central role's unit): READY once serving, WATCHDOG
     while its loop runs and its database takes a write, STOPPING on the way out."""
-    import os
     import signal
-    import socket
-    import subprocess
-    import sys
 
     from broker.mosquitto.run import free_port
 
-    sock_path = tmp_path / "notify.sock"
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as server:
-        server.bind(str(sock_path))
-        server.settimeout(30)
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "controller.cli", "board", "--broker", mosquitto.url,
-             "--site", "s1", "--db", str(tmp_path / "log.db"), "--port", str(free_port())],
-            env={**os.environ, "NOTIFY_SOCKET": str(sock_path), "WATCHDOG_USEC": "400000"},
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-        )  # fmt: skip
-        got: list[str] = []
-        try:
-            while sum("WATCHDOG=1" in g for g in got) < 3:
-                got.append(server.recv(4096).decode())
-            assert got[0].startswith("READY=1")
-            proc.send_signal(signal.SIGTERM)
-            while not any("STOPPING=1" in g for g in got):
-                got.append(server.recv(4096).decode())
-            # uvicorn shuts down cleanly, then re-raises the SIGTERM it caught (systemd counts
-            # a stop by SIGTERM as clean)
-            assert proc.wait(30) in (0, -signal.SIGTERM)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait(10)
-            assert proc.stderr is not None
-            proc.stderr.close()
+    with notified_service(
+        tmp_path, "board", "--broker", mosquitto.url, "--site", "s1",
+        "--db", str(tmp_path / "log.db"), "--port", str(free_port()),
+    ) as svc:
+        svc.until("WATCHDOG=1", 3)
+        assert svc.got[0].startswith("READY=1")
+        # uvicorn shuts down cleanly, then re-raises the SIGTERM it caught (systemd counts
+        # a stop by SIGTERM as clean)
+        assert svc.stop() in (0, -signal.SIGTERM)

@@ -4,11 +4,7 @@ TLS Mosquitto, scraped over HTTP and read with prometheus_client's own parser.""
 from __future__ import annotations
 
 import json
-import os
-import signal
 import socket
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -33,6 +29,7 @@ from broker.ops.metrics import (
 from controller.cli import main
 from tests.support.clinic import Clinic, running_logger
 from tests.support.clinic_rooms import FakeRoom, vitals
+from tests.support.sdnotify import notified_service
 
 pytestmark = pytest.mark.broker
 
@@ -180,31 +177,13 @@ def test_ops_server_serves_any_service_registry() -> None:
 def test_roomctl_logger_speaks_to_systemd(mosquitto: Mosquitto, tmp_path: Path) -> None:
     """`Type=notify` + `WatchdogSec`: READY once storing, WATCHDOG while the writer lives, and
     /healthz on --ops-port (what the unit's ExecStartPost asks)."""
-    sock_path = tmp_path / "notify.sock"
     ops_port = free_port()
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as server:
-        server.bind(str(sock_path))
-        server.settimeout(30)
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "controller.cli", "logger", "--broker", mosquitto.url,
-             "--db", str(tmp_path / "log.db"), "--site", "s1", "--ops-port", str(ops_port)],
-            env={**os.environ, "NOTIFY_SOCKET": str(sock_path), "WATCHDOG_USEC": "400000"},
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-        )  # fmt: skip
-        got: list[str] = []
-        try:
-            while sum("WATCHDOG=1" in g for g in got) < 3:
-                got.append(server.recv(4096).decode())
-            assert got[0].startswith("READY=1")
-            url = f"http://127.0.0.1:{ops_port}/healthz"
-            assert main(["health", url, "--wait", "30"]) == 0
-            proc.send_signal(signal.SIGTERM)
-            while not any("STOPPING=1" in g for g in got):
-                got.append(server.recv(4096).decode())
-            assert proc.wait(30) == 0
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait(10)
-            assert proc.stderr is not None
-            proc.stderr.close()
+    with notified_service(
+        tmp_path, "logger", "--broker", mosquitto.url, "--db", str(tmp_path / "log.db"),
+        "--site", "s1", "--ops-port", str(ops_port),
+    ) as svc:
+        svc.until("WATCHDOG=1", 3)
+        assert svc.got[0].startswith("READY=1")
+        url = f"http://127.0.0.1:{ops_port}/healthz"
+        assert main(["health", url, "--wait", "30"]) == 0
+        assert svc.stop() == 0
