@@ -76,35 +76,13 @@ class BrokerEndpoint:
         return f"{'mqtts' if self.tls else 'mqtt'}://{self.host}:{self.port}"
 
 
-class _QuietClient(mqtt.Client):
-    """paho's client whose `loop_start()` thread sleeps in select() for up to `idle_wake_s`
-    instead of paho's 1 s. Traffic still wakes it at once (the socket, and paho's socket
-    pair on every publish or disconnect from another thread); only the idle wake-up that looks
-    at keepalive is rarer, so `idle_wake_s` must stay well under the keepalive (issue 17: a
-    room at 1 Hz should not wake for nothing)."""
-
-    idle_wake_s = 1.0
-
-    def _thread_main(self) -> None:  # paho's loop_start() target (paho-mqtt as pinned)
-        try:
-            self.loop_forever(timeout=self.idle_wake_s, retry_first_connection=True)
-        finally:
-            self._thread = None
-
-
-def make_client(
-    endpoint: BrokerEndpoint, client_id: str, idle_wake_s: float | None = None
-) -> mqtt.Client:
-    """A paho 2.x MQTT 5 client with TLS and credentials applied (not yet connected).
-    `idle_wake_s`: how long its network thread may sleep with no traffic (default paho's 1 s)."""
-    client_class = mqtt.Client if idle_wake_s is None else _QuietClient
-    client = client_class(
+def make_client(endpoint: BrokerEndpoint, client_id: str) -> mqtt.Client:
+    """A paho 2.x MQTT 5 client with TLS and credentials applied (not yet connected)."""
+    client = mqtt.Client(
         CallbackAPIVersion.VERSION2,
         client_id=client_id,
         protocol=mqtt.MQTTv5,
     )
-    if idle_wake_s is not None:
-        client.idle_wake_s = idle_wake_s  # type: ignore[attr-defined]
     if endpoint.tls:
         client.tls_set(
             ca_certs=str(endpoint.ca) if endpoint.ca else None,

@@ -1,9 +1,12 @@
 """The room daemon: the thin I/O loop around the room core.
 
-How this works: one thread (the daemon loop) owns the core and all state. gpiozero
-callbacks, paho callbacks and the monitor reader thread only post typed events to
-`self.events`. The loop takes an event (or times out at the core's next deadline), hands
-it to `RoomCore.handle` with the time, and performs the actions it returns in order:
+How this works: one thread (the daemon loop) owns the core and all state, and the MQTT
+link's socket too. gpiozero callbacks and the monitor reader thread only post typed events
+to `self.events` (an `Inbox`: a queue whose put wakes the loop's `select`); paho's callbacks
+run on the loop's own thread, inside `MqttLink.service`, and post the same way. The loop
+sleeps in one `select` on the inbox and the MQTT socket until either has something or the
+next deadline comes, takes the events, hands each to `RoomCore.handle` with the time, and
+performs the actions it returns in order:
 outputs at once (a press lights the dome before anything touches disk or network), then
 the messages, stored with the room state in one outbox transaction, then handed to the
 MQTT link. Vitals and health skip the disk when the broker acknowledges them within
@@ -12,17 +15,17 @@ core has a deadline due (no busy ticking: the loop sleeps until the next deadlin
 core, of the held telemetry, of housekeeping or of the watchdog), then the outbox pump and
 the systemd watchdog. A room therefore works with no broker at all.
 
-PUBACKs take their own road (`_post_ack`): paho's thread appends them to `_acks_in`, and
-they wake the loop only when something waits on them (a stored row, a full window, a
-drain). A PUBACK of telemetry sent from memory changes nothing that cannot wait: it is
-taken at the start of the next round (the next reading, or the hold bound, before anything
-held is stored), which spares the loop a wake-up per reading (issue 17).
+PUBACKs take their own road (`_post_ack`): paho's callback appends them to `_acks_in`, and
+they make a round only when something waits on them (a stored row, a full window, a
+drain). A PUBACK of telemetry sent from memory changes nothing that cannot wait: it is read
+off the socket at once but taken at the start of the next round (the next reading, or the
+hold bound, before anything held is stored), which spares a round per reading (issue 17).
 """
 
 from __future__ import annotations
 
 import logging
-import queue
+import select
 import sqlite3
 import time
 from collections import deque
@@ -56,6 +59,7 @@ from controller.core.io_types import (
     Tick,
 )
 from controller.core.room import STATE_KEYS, RoomCore
+from controller.inbox import Inbox
 from controller.mqtt_link import MqttLink, PubAck
 from controller.outbox import Outbox, OutboxFull
 from controller.publisher import Publisher, keep_unstored
@@ -69,6 +73,7 @@ SHUTDOWN_DRAIN_S = 3.0
 PURGE_EVERY_S = 60.0  # also writes the buffered PUBACKs
 CLOCK_CHECK_S = 10.0
 MAX_BATCH = 500
+ROUND_EARLY_S = 0.001  # a deadline this close counts as reached (select's rounding)
 
 
 def _cert_expiry(cert: Path | None) -> float | None:
@@ -105,7 +110,7 @@ class RoomDaemon:
     ):
         self.config = config
         self.site, self.room = config.site, config.room
-        self.events: queue.SimpleQueue[object] = queue.SimpleQueue()
+        self.events = Inbox()
         self.notifier = notifier or SystemdNotifier()
         self.internal_errors = 0
         self._now = clock
@@ -143,7 +148,7 @@ class RoomDaemon:
         )
         saved = {name: self.outbox.load_state(name) for name in STATE_KEYS}
         self.core = RoomCore(config, saved, self._now(), version=__version__)
-        self._acks_in: deque[PubAck] = deque()  # from paho's thread, see `_post_ack`
+        self._acks_in: deque[PubAck] = deque()  # from paho's callback, see `_post_ack`
         self._wake_on_ack = True  # False while every message in flight is held telemetry
         self._staged: list[Publish] = []  # stored by _flush
         self._unstored: list[Publish] = []  # kept while the disk is full
@@ -178,6 +183,7 @@ class RoomDaemon:
             reconnect_max_s=config.broker.reconnect_max_s,
             session_expiry_s=config.broker.session_expiry_s,
             max_inflight=config.outbox.window,
+            wake=self.events.wake,
         )
 
     # -- inputs (any thread) ------------------------------------------------------------
@@ -192,7 +198,7 @@ class RoomDaemon:
         self.events.put(ReadingReceived(reading))
 
     def _post_ack(self, ack: PubAck) -> None:
-        """paho's thread: keep the PUBACK; wake the loop only if something waits on it."""
+        """paho's callback: keep the PUBACK; make a round only if something waits on it."""
         self._acks_in.append(ack)
         if self._wake_on_ack:
             self.events.put(ACKS_WAITING)
@@ -214,9 +220,11 @@ class RoomDaemon:
             self._shutdown()
 
     def _loop(self) -> None:
+        round_at = self._next_round_at()
         while True:
-            ev = self._next_event(self.core.seconds_to_next_deadline(self._now()))
-            batch = [] if ev is None else [ev]
+            if not self._wait(round_at):
+                continue  # broker traffic nothing waits on (a PUBACK of telemetry, a PINGRESP)
+            batch: list[object] = []
             while len(batch) < MAX_BATCH and not self.events.empty():  # what is ready, bounded
                 batch.append(self.events.get_nowait())  # the one reader: it is there
             if self._acks_in:
@@ -238,6 +246,10 @@ class RoomDaemon:
                 self._guarded(self._deliver, None)
             self._wake_on_ack = not self.publisher.acks_can_wait()
             self.notifier.ping_if_due()
+            # the broker has usually answered what this round published by now: read it
+            # while this round runs instead of waking for it right after (issue 17)
+            self._guarded(self._service_link, (True, False))
+            round_at = self._next_round_at()
 
     def _guarded(self, func: Callable[[Any], None], arg: object) -> None:
         """Nothing crashes the daemon: a bug in one handler is logged and counted."""
@@ -380,15 +392,54 @@ class RoomDaemon:
         self.publisher.flush_acks()
         self.publisher.pump(self.link)
 
-    def _next_event(self, core_wait: float) -> object | None:
-        timeout = min(core_wait, self._seconds_to_housekeeping())
+    def _next_round_at(self) -> float:
+        """When the next round is due (monotonic) if no event comes first: the core's next
+        deadline, housekeeping's or the watchdog's. Only a round changes any of them, so
+        wake-ups in between (broker traffic, the status LED) do not recompute it."""
+        wait = min(
+            self.core.seconds_to_next_deadline(self._now()), self._seconds_to_housekeeping()
+        )
         wd = self.notifier.watchdog_due()
         if wd is not None:
-            timeout = min(timeout, wd)
-        try:
-            return self.events.get(timeout=max(0.0, timeout))
-        except queue.Empty:
-            return None
+            wait = min(wait, wd)
+        return time.monotonic() + max(0.0, wait)
+
+    def _wait(self, round_at: float) -> bool:
+        """Sleep until an event, broker traffic or `round_at`; do the link's I/O and step the
+        status LED. True when a round is due: an event came (paho's callbacks post from
+        here too) or `round_at` passed. Broker traffic nothing waits on, the link's
+        keepalive and the LED's cycle need no round."""
+        mono = time.monotonic()
+        timeout = round_at - mono
+        led = self.hardware.step_status(mono)
+        if led is not None:
+            timeout = min(timeout, led)
+        self.events.quiet = False  # before the last look at the queue (see Inbox)
+        if not self.events.empty():
+            timeout = 0.0
+        sock = self.link.fileno()
+        port = self.monitor.fileno() if self.monitor is not None else None
+        rl: list[Any] = [self.events]
+        if sock is not None:
+            rl.append(sock)
+        if port is not None:
+            rl.append(port)
+        wl = [sock] if sock is not None and self.link.want_write() else []
+        ready_r, ready_w, _ = select.select(rl, wl, [], self.link.timeout(max(0.0, timeout)))
+        self.events.quiet = True
+        if self.events in ready_r:
+            self.events.clear_wakes()
+        if port is not None and port in ready_r:
+            self._guarded(self._service_monitor, None)  # readings are posted from here
+        if sock is not None:
+            self._guarded(self._service_link, (sock in ready_r, bool(ready_w)))
+        return not self.events.empty() or time.monotonic() >= round_at - ROUND_EARLY_S
+
+    def _service_link(self, ready: tuple[bool, bool]) -> None:
+        self.link.service(*ready)
+
+    def _service_monitor(self, _: object) -> None:
+        self.monitor.service()
 
     def _drain_before_stop(self, seconds: float) -> None:
         """On a clean stop, deliver what is stored (bounded); the rest waits on disk."""
@@ -397,12 +448,7 @@ class RoomDaemon:
         self._take_acks()
         while self.link.connected and self.outbox.depth > 0 and time.monotonic() < deadline:
             self.publisher.pump(self.link)
-            try:
-                item = self.events.get(timeout=0.05)
-            except queue.Empty:
-                continue
-            if isinstance(item, PubAck):
-                self.publisher.on_puback(item.mid, item.ok, item.reason)
+            self.link.poll(min(0.05, max(0.0, deadline - time.monotonic())))
             self._take_acks()
             self.publisher.flush_acks()
 
@@ -417,6 +463,7 @@ class RoomDaemon:
             self.link.stop()
             self.hardware.close()
             self.outbox.close()
+            self.events.close()
             self.notifier.close()
             self.state_lock.release()
 
@@ -439,5 +486,6 @@ class RoomDaemon:
             allowed_peers=m.allowed_peers,
             max_connections=m.max_connections,
             idle_timeout_s=m.idle_timeout_s,
+            owner_wake=self.events.wake,  # serial and TCP are read on this loop's thread
         )
 

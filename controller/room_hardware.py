@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from controller.config import RoomConfig
 from controller.core.dome import DomeLayer
@@ -25,6 +25,7 @@ from controller.core.io_types import (
 from firmware_py import dome_lights, room_io
 from firmware_py.room_io import ButtonEdge
 
+T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 # The GPIO driver's edges, as the room core's buttons.
@@ -142,13 +143,14 @@ class RoomHardware:
             return bool(dome.is_lit)
         return any(channel > 0 for channel in dome.value)  # one RGB lamp
 
-    def _guard(self, what: str, action: Callable[[], None]) -> None:
+    def _guard(self, what: str, action: Callable[[], T]) -> T | None:
         try:
-            action()
+            return action()
         except Exception:  # a GPIO fault must not stop the room
             if self.ok:
                 log.exception("GPIO fault on %s", what)
             self.ok = False
+            return None
 
     def set_dome(
         self,
@@ -176,6 +178,11 @@ class RoomHardware:
         if want != self._status:
             self._status = want
             self._guard("status LED", lambda: self.status.show(want))
+
+    def step_status(self, now: float) -> float | None:
+        """Step the status LED's cycle (the daemon's loop drives it); seconds until it next
+        changes, None if it never does (or its GPIO failed)."""
+        return self._guard("status LED", lambda: self.status.step(now))
 
     def simulate(self, button: str, action: str) -> None:
         if self.sim is None:

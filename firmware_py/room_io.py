@@ -39,11 +39,11 @@ import enum
 import logging
 import math
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from gpiozero import LED, RGBLED, Buzzer, DigitalInputDevice
-from gpiozero.threads import GPIOThread
 
 log = logging.getLogger(__name__)
 
@@ -337,37 +337,73 @@ class RoomBuzzer:
         self._dev.close()
 
 
+STEP_EARLY_S = 1e-3  # a step this close to its end counts as over (the loop woke at it)
+
+
 class StatusLed:
-    """The technician's status LED, repeating one blink cycle in the background.
+    """The technician's status LED, repeating one blink cycle, stepped by its owner's loop.
+
+    No thread of its own (issue 17): the room daemon calls `step()` from its loop and sleeps
+    until the next change it returns, so the heartbeat costs no extra wake-up of another
+    thread, and it shows the daemon's loop alive: a room whose loop hangs stops blinking.
 
     Args:
         pin: GPIO of the status LED.
         pin_factory: gpiozero pin factory.
+        clock: Monotonic seconds (tests pass their own).
     """
 
-    def __init__(self, pin: int, pin_factory: Any = None) -> None:
+    def __init__(
+        self, pin: int, pin_factory: Any = None, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self._led = LED(pin, pin_factory=pin_factory)
-        self._thread: GPIOThread | None = None
+        self._lit = False  # what was last written (the pin is not read back every step)
+        self._clock = clock
         self._sequence: tuple[tuple[bool, float], ...] = ()
+        self._started = 0.0
+        self._period = 0.0
 
     def show(self, sequence: Sequence[tuple[bool, float]]) -> None:
-        """Repeat `sequence` of (led_on, seconds) forever, replacing the previous one.
+        """Repeat `sequence` of (led_on, seconds) from now on, replacing the previous one, and
+        set the LED for its first step at once.
 
         Showing the sequence already running does nothing (the cycle is not restarted).
         Steps with a non-positive or non-finite duration are skipped; an empty cycle turns
         the LED off.
         """
         steps = tuple((bool(on), float(s)) for on, s in sequence if math.isfinite(s) and s > 0)
-        if steps == self._sequence and (self._thread is not None or not steps):
+        if steps == self._sequence:
             return
-        self._stop()
         self._sequence = steps
+        self._started = self._clock()
+        self._period = sum(s for _, s in steps)
         if not steps:
             self._led.off()
+            self._lit = False
             return
-        thread = GPIOThread(self._run, (steps,), name="status-led")
-        self._thread = thread
-        thread.start()
+        self.step()
+
+    def step(self, now: float | None = None) -> float | None:
+        """Set the LED for the step the cycle is in at `now` (default: the clock); return the
+        seconds until the LED next changes (None: it never does)."""
+        steps = self._sequence
+        if not steps or all(on == steps[0][0] for on, _ in steps):
+            if steps:
+                self._write(steps[0][0])
+            return None
+        at = ((self._clock() if now is None else now) - self._started) % self._period
+        for on, seconds in steps:
+            if at < seconds - STEP_EARLY_S:
+                self._write(on)
+                return seconds - at
+            at -= seconds
+        self._write(steps[0][0])  # within STEP_EARLY_S of the cycle's end: the first step
+        return steps[0][1] - at
+
+    def _write(self, on: bool) -> None:
+        if self._lit != on:
+            self._led.value = on
+            self._lit = on
 
     @property
     def sequence(self) -> tuple[tuple[bool, float], ...]:
@@ -379,26 +415,9 @@ class StatusLed:
         """Whether the LED is on at this instant."""
         return bool(self._led.is_lit)
 
-    def _run(self, steps: tuple[tuple[bool, float], ...]) -> None:
-        # Runs in its own GPIOThread; `show`/`close` set its `stopping` event and join it.
-        stopping: threading.Event = threading.current_thread().stopping  # type: ignore[attr-defined]
-        while True:
-            for on, seconds in steps:
-                if on:
-                    self._led.on()
-                else:
-                    self._led.off()
-                if stopping.wait(seconds):
-                    return
-
-    def _stop(self) -> None:
-        if self._thread is not None:
-            self._thread.stop()
-            self._thread = None
-
     def close(self) -> None:
-        """Stop the cycle and release the pin."""
-        self._stop()
+        """Release the pin."""
+        self._sequence = ()
         self._led.close()
 
 

@@ -191,6 +191,10 @@ def test_a_read_only_store_of_a_missing_file_is_empty_and_creates_nothing(tmp_pa
         open_store("postgresql://db.clinic.lan")
     with pytest.raises(ValueError, match="unknown store URL"):
         open_store("mysql://x/y")
+    # a URL that went through Path on its way (Path folds '//') is refused, never created
+    with pytest.raises(ValueError, match="URL made into a file name"):
+        open_store(Path("postgresql://db.clinic.lan/roomctl"))
+    assert not Path("postgresql:").exists()
 
 
 def test_a_read_only_store_of_an_empty_postgres_database_is_empty_and_creates_nothing(

@@ -1,5 +1,9 @@
 """MonitorLink over real transports: a pty with pyserial (incl. the port vanishing and
-coming back), a TCP serial bridge, and the MLLP listener with ACKs over loopback TCP."""
+coming back), a TCP serial bridge, and the MLLP listener with ACKs over loopback TCP.
+
+Serial and TCP run both ways: read on the link's own thread, and read by an owner's loop
+(`owner_wake`, as the room daemon does: the transport's thread only opens, backs off and
+closes, the owner's `select` reads)."""
 
 from __future__ import annotations
 
@@ -20,6 +24,7 @@ from firmware_py.monitors.mllp import mllp_frame
 from firmware_py.monitors.transports import Backoff, parse_host_port
 from tests.support.monitor_events import WAIT, Events
 from tests.support.monitor_fixtures import DATA, load
+from tests.support.owner_loop import OwnerLoop
 
 MASIMO_LINE = (DATA / "masimo" / "rad8_yahnatan_ascii1.txt").read_bytes().replace(b"\n", b"\r\n")
 
@@ -54,8 +59,21 @@ def by_id(tmp_path: Path) -> Iterator[Path]:
     yield path
 
 
-def make_link(protocol: str, transport: str, address: str, events: Events) -> MonitorLink:
-    return MonitorLink(
+@pytest.fixture(params=["thread", "owner"])
+def owner(request: pytest.FixtureRequest) -> Iterator[OwnerLoop | None]:
+    """None: the link reads on its own thread; else the owner's loop reads."""
+    if request.param == "thread":
+        yield None
+        return
+    loop = OwnerLoop()
+    yield loop
+    loop.stop()
+
+
+def make_link(
+    protocol: str, transport: str, address: str, events: Events, owner: OwnerLoop | None = None
+) -> MonitorLink:
+    link = MonitorLink(
         protocol,
         transport,
         address,
@@ -63,14 +81,27 @@ def make_link(protocol: str, transport: str, address: str, events: Events) -> Mo
         reconnect_min_s=0.02,
         reconnect_max_s=0.2,
         on_state=events.on_state,
+        owner_wake=None if owner is None else owner.inbox.wake,
     )
+    if owner is not None:
+        owner.run(link)
+    return link
+
+
+def stop(link: MonitorLink, owner: OwnerLoop | None) -> bool:
+    """The room daemon stops its loop before the monitor (it stops it from that loop)."""
+    if owner is not None:
+        owner.stop()
+    return link.stop()
+
+
 
 
 def test_serial_pty_reads_and_reconnects_when_the_port_comes_back(
-    by_id: Path, events: Events
+    by_id: Path, events: Events, owner: OwnerLoop | None
 ) -> None:
     port = Pty(by_id)
-    link = make_link("masimo", "serial", str(by_id), events)
+    link = make_link("masimo", "serial", str(by_id), events, owner)
     link.start()
     try:
         events.state(True)
@@ -92,8 +123,9 @@ def test_serial_pty_reads_and_reconnects_when_the_port_comes_back(
         stats = link.stats()
         assert stats["connects"] == 2 and stats["frames_accepted"] == 3
         assert stats["transport"] == "serial" and stats["protocol"] == "masimo"
+        assert events.threads == {"owner" if owner is not None else "monitor-serial"}
     finally:
-        assert link.stop()
+        assert stop(link, owner)
         os.close(port.master)
         os.close(port.slave)
 
@@ -112,9 +144,11 @@ def test_serial_pty_nonin_stream_with_garbage(by_id: Path, events: Events) -> No
         os.close(port.slave)
 
 
-def test_hl7_over_serial_is_acked_on_the_same_port(by_id: Path, events: Events) -> None:
+def test_hl7_over_serial_is_acked_on_the_same_port(
+    by_id: Path, events: Events, owner: OwnerLoop | None
+) -> None:
     port = Pty(by_id)
-    link = make_link("hl7", "serial", str(by_id), events)
+    link = make_link("hl7", "serial", str(by_id), events, owner)
     link.start()
     try:
         events.state(True)
@@ -129,7 +163,7 @@ def test_hl7_over_serial_is_acked_on_the_same_port(by_id: Path, events: Events) 
         msg = hl7.parse(ack.strip(b"\x0b\x1c\r").decode())
         assert str(msg.segment("MSA")(1)) == "AA" and str(msg.segment("MSA")(2)) == "GE000123"
     finally:
-        assert link.stop()
+        assert stop(link, owner)
         os.close(port.master)
         os.close(port.slave)
 
@@ -146,11 +180,13 @@ def test_missing_serial_port_is_retried_not_fatal(tmp_path: Path, events: Events
         assert link.stop()
 
 
-def test_tcp_client_reads_a_bridge_and_reconnects(events: Events) -> None:
+def test_tcp_client_reads_a_bridge_and_reconnects(
+    events: Events, owner: OwnerLoop | None
+) -> None:
     server = socket.create_server(("127.0.0.1", 0))
     server.settimeout(WAIT)
     port = server.getsockname()[1]
-    link = make_link("nonin-df7", "tcp-client", f"127.0.0.1:{port}", events)
+    link = make_link("nonin-df7", "tcp-client", f"127.0.0.1:{port}", events, owner)
     link.start()
     try:
         conn, _ = server.accept()
@@ -165,9 +201,10 @@ def test_tcp_client_reads_a_bridge_and_reconnects(events: Events) -> None:
         assert events.reading().pulse_rate == 76.0
         stats = link.stats()
         assert stats["connects"] == 2 and stats["frames_rejected"] == 2
+        assert events.threads == {"owner" if owner is not None else "monitor-tcp-client"}
         conn.close()
     finally:
-        assert link.stop()
+        assert stop(link, owner)
         server.close()
 
 

@@ -270,53 +270,109 @@ def test_ambient_sets_pwm_duty_and_clamps(factory: MockFactory) -> None:
 # -- status LED ------------------------------------------------------------------------
 
 
+class FakeClock:
+    def __init__(self) -> None:
+        self.t = 100.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
 @pytest.fixture
-def status(factory: MockFactory) -> Iterator[room_io.StatusLed]:
-    s = room_io.StatusLed(STATUS, pin_factory=factory)
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def status(factory: MockFactory, clock: FakeClock) -> Iterator[room_io.StatusLed]:
+    s = room_io.StatusLed(STATUS, pin_factory=factory, clock=clock)
     yield s
     s.close()
 
 
-def test_status_led_repeats_cycle(factory: MockFactory, status: room_io.StatusLed) -> None:
+def test_status_led_repeats_cycle_as_its_loop_steps_it(
+    factory: MockFactory, status: room_io.StatusLed, clock: FakeClock
+) -> None:
+    """No thread: the owner's loop calls step() and sleeps for what it returns."""
     pin = factory.pin(STATUS)
-    status.show([(True, 0.005), (False, 0.005)])
-    assert wait_until(lambda: len(pin.states) >= 7)
+    status.show([(True, 0.1), (False, 2.9)])
+    assert pin.state == 1.0  # the first step at once
+    seen = []
+    for _ in range(6):  # follow the LED as the daemon would: sleep until the next change
+        wait = status.step()
+        assert wait is not None and wait > 0
+        seen.append((round(wait, 6), pin.state))
+        clock.t += wait
+    assert seen == [(0.1, 1.0), (2.9, 0.0)] * 3
     pin.assert_states([False, True, False, True, False, True, False])
+    assert not any(t.name == "status-led" for t in threading.enumerate())
+
+
+def test_status_led_step_is_right_whenever_the_loop_wakes(
+    factory: MockFactory, status: room_io.StatusLed, clock: FakeClock
+) -> None:
+    """A loop that woke late (a long round) still shows the step of the cycle it is in."""
+    pin = factory.pin(STATUS)
+    status.show([(True, 0.25), (False, 0.25), (True, 0.25), (False, 1.5)])
+    cases = [(0.1, 1.0, 0.15), (0.3, 0.0, 0.2), (0.6, 1.0, 0.15), (1.0, 0.0, 1.25),
+             (2.25 + 0.05, 1.0, 0.2), (9 * 2.25 + 0.8, 0.0, 1.45)]  # fmt: skip
+    for offset, lit, wait in cases:
+        clock.t = 100.0 + offset
+        assert status.step() == pytest.approx(wait)
+        assert pin.state == lit, offset
 
 
 def test_status_led_replaces_sequence_cleanly(
-    factory: MockFactory, status: room_io.StatusLed
+    factory: MockFactory, status: room_io.StatusLed, clock: FakeClock
 ) -> None:
     pin = factory.pin(STATUS)
-    status.show([(True, 0.005), (False, 0.005)])
-    assert wait_until(lambda: len(pin.states) >= 3)
-    first = status._thread
-    status.show([(True, 60.0)])  # steady on for a minute
-    assert first is not None and not first.is_alive()  # old cycle stopped and joined
-    assert wait_until(lambda: pin.state == 1.0)
+    status.show([(True, 0.5), (False, 0.5)])
+    clock.t += 0.7
+    status.step()
+    assert pin.state == 0.0
+    status.show([(True, 60.0)])  # steady on
+    assert pin.state == 1.0
     assert status.sequence == ((True, 60.0),)
+    assert status.step() is None  # never changes: the loop need not wake for it
     count = len(pin.states)
     status.show([(True, 60.0)])  # same sequence: not restarted
+    clock.t += 30
+    status.step()
     assert len(pin.states) == count
 
 
-def test_status_led_with_lighting_codes(factory: MockFactory, status: room_io.StatusLed) -> None:
+def test_status_led_with_lighting_codes(
+    factory: MockFactory, status: room_io.StatusLed, clock: FakeClock
+) -> None:
     seq = lighting.blink_sequence(lighting.StatusCode.MONITOR_SILENT)
     status.show(seq)
     assert status.sequence == seq
-    assert wait_until(lambda: factory.pin(STATUS).state == 1.0)
+    assert factory.pin(STATUS).state == 1.0
+    blinks = 0
+    for _ in range(40):  # one whole cycle: count the blinks the technician would count
+        was = factory.pin(STATUS).state
+        wait = status.step()
+        assert wait is not None
+        clock.t += wait
+        status.step()
+        if was == 0.0 and factory.pin(STATUS).state == 1.0:
+            blinks += 1
+        if clock.t - 100.0 >= sum(s for _, s in seq) - 1e-9:
+            break
+    assert blinks == int(lighting.StatusCode.MONITOR_SILENT)
 
 
 def test_status_led_empty_sequence_is_off(factory: MockFactory, status: room_io.StatusLed) -> None:
+    status.show([(True, 1.0)])
     status.show([(True, 0.0), (False, float("nan"))])
     assert status.sequence == ()
-    assert status._thread is None
     assert not status.is_lit
+    assert status.step() is None
 
 
-def test_close_stops_thread(factory: MockFactory) -> None:
+def test_close_releases_the_pin(factory: MockFactory) -> None:
     s = room_io.StatusLed(STATUS, pin_factory=factory)
     s.show([(True, 0.005), (False, 0.005)])
-    thread = s._thread
     s.close()
-    assert thread is not None and not thread.is_alive()
+    assert s.sequence == ()
+    room_io.StatusLed(STATUS, pin_factory=factory).close()  # the pin is free again

@@ -53,11 +53,17 @@ class MonitorLink:
         allowed_peers: Sequence[str] = (),
         max_connections: int = MAX_MLLP_CONNECTIONS,
         idle_timeout_s: float = MLLP_IDLE_TIMEOUT_S,
+        owner_wake: Callable[[], None] | None = None,
     ) -> None:
         """`on_state(connected, detail)`, if given, is called on the reader thread whenever
         the port opens or a connection is made (True) or lost (False); like `on_reading`
         it must only enqueue. `allowed_peers`, `max_connections` and `idle_timeout_s` are the
-        MLLP listener's (transports.py): who may connect, how many, how long silent."""
+        MLLP listener's (transports.py): who may connect, how many, how long silent.
+
+        `owner_wake`: the caller's loop reads an open serial port or TCP connection itself
+        (`fileno()` to wait on, `service()` when readable; `owner_wake` is called when there
+        is a new one to wait on), and `on_reading` runs on that loop's thread. The MLLP
+        listener keeps its own threads (several peers, each answered)."""
         if protocol not in PROTOCOLS:
             known = ", ".join(PROTOCOLS)
             raise ValueError(f"unknown monitor protocol {protocol!r}; one of {known}")
@@ -104,6 +110,8 @@ class MonitorLink:
                 idle_timeout_s=idle_timeout_s,
                 **timing,
             )
+        if transport != "mllp-listen":
+            self._transport.owner_wake = owner_wake
 
     def start(self) -> None:
         """Start the reader thread (returns at once; the port is opened in the thread)."""
@@ -119,6 +127,14 @@ class MonitorLink:
         with self._lock:
             self._connected = False
         return done
+
+    def fileno(self) -> int | None:
+        """With `owner_wake`: the open port to wait on (None while there is none)."""
+        return self._transport.fileno()
+
+    def service(self) -> None:
+        """With `owner_wake`: read the port (when `fileno()` is readable)."""
+        self._transport.service()
 
     def wait_listening(self, timeout: float) -> int | None:
         """For `mllp-listen`: wait until bound; the bound port (useful with port 0)."""

@@ -4,6 +4,7 @@ timeouts."""
 from __future__ import annotations
 
 import queue
+import threading
 
 from contract.vitals import Reading
 
@@ -16,8 +17,10 @@ class Events:
     def __init__(self) -> None:
         self.readings: queue.Queue[Reading] = queue.Queue()
         self.states: queue.Queue[tuple[bool, str]] = queue.Queue()
+        self.threads: set[str] = set()  # the threads readings were handed over on
 
     def on_reading(self, reading: Reading) -> None:
+        self.threads.add(threading.current_thread().name)
         self.readings.put(reading)
 
     def on_state(self, up: bool, detail: str) -> None:

@@ -8,6 +8,7 @@ clinic group: several loggers, one database). psycopg is imported only for Postg
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -34,6 +35,11 @@ SQLITE_SCHEME = "sqlite://"
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 
 
+# A URL that went through `Path` on its way here: `Path("postgresql://h/db")` is
+# `postgresql:/h/db`. Never a file anybody meant to create.
+FOLDED_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:/(?!/)")
+
+
 def is_postgres(location: str | Path) -> bool:
     return isinstance(location, str) and location.startswith(POSTGRES_SCHEMES)
 
@@ -47,6 +53,11 @@ def store_location(location: str | Path) -> Path | str:
     folder and a file.
     """
     if isinstance(location, Path):
+        if FOLDED_URL.match(str(location)):
+            raise ValueError(
+                f"{str(location)!r} is a URL made into a file name ('//' folded to '/'): "
+                "give the URL as text, e.g. postgresql://host/db"
+            )
         return location
     target = str(location)
     if target.startswith(POSTGRES_SCHEMES):
