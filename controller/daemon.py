@@ -234,8 +234,11 @@ class RoomDaemon:
                     log.info("stopping: %s", item.reason)
                     return
                 self._guarded(self._handle, item)
-            if self.core.seconds_to_next_deadline(self._now()) <= 0:
+            core_wait = self.core.seconds_to_next_deadline(self._now())
+            core_at: float | None = time.monotonic() + core_wait  # kept unless the core ticks
+            if core_wait <= 0:
                 self._guarded(self._tick, None)
+                core_at = None
             self._guarded(self._housekeeping, None)
             self._guarded(self._deliver, None)
             # an edge fact the health reports as soon as it changes has changed (a refused
@@ -244,12 +247,13 @@ class RoomDaemon:
             if self._edge_key() != self._last_edge_key:
                 self._guarded(self._tick, None)
                 self._guarded(self._deliver, None)
+                core_at = None
             self._wake_on_ack = not self.publisher.acks_can_wait()
             self.notifier.ping_if_due()
             # the broker has usually answered what this round published by now: read it
             # while this round runs instead of waking for it right after (issue 17)
             self._guarded(self._service_link, (True, False))
-            round_at = self._next_round_at()
+            round_at = self._next_round_at(core_at)
 
     def _guarded(self, func: Callable[[Any], None], arg: object) -> None:
         """Nothing crashes the daemon: a bug in one handler is logged and counted."""
@@ -392,17 +396,19 @@ class RoomDaemon:
         self.publisher.flush_acks()
         self.publisher.pump(self.link)
 
-    def _next_round_at(self) -> float:
+    def _next_round_at(self, core_at: float | None = None) -> float:
         """When the next round is due (monotonic) if no event comes first: the core's next
-        deadline, housekeeping's or the watchdog's. Only a round changes any of them, so
-        wake-ups in between (broker traffic, the status LED) do not recompute it."""
-        wait = min(
-            self.core.seconds_to_next_deadline(self._now()), self._seconds_to_housekeeping()
-        )
+        deadline (`core_at` if the round already knows it), housekeeping's or the
+        watchdog's. Only a round changes any of them, so wake-ups in between (broker
+        traffic, the status LED) do not recompute it."""
+        mono = time.monotonic()
+        if core_at is None:
+            core_at = mono + self.core.seconds_to_next_deadline(self._now())
+        at = min(core_at, mono + self._seconds_to_housekeeping())
         wd = self.notifier.watchdog_due()
         if wd is not None:
-            wait = min(wait, wd)
-        return time.monotonic() + max(0.0, wait)
+            at = min(at, mono + wd)
+        return max(mono, at)
 
     def _wait(self, round_at: float) -> bool:
         """Sleep until an event, broker traffic or `round_at`; do the link's I/O and step the
@@ -412,8 +418,8 @@ class RoomDaemon:
         mono = time.monotonic()
         timeout = round_at - mono
         led = self.hardware.step_status(mono)
-        if led is not None:
-            timeout = min(timeout, led)
+        if led is not None:  # a heartbeat's change may wait for the next reading's wake-up
+            timeout = min(timeout, led + self.hardware.status_late_s)
         self.events.quiet = False  # before the last look at the queue (see Inbox)
         if not self.events.empty():
             timeout = 0.0

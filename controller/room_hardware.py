@@ -184,6 +184,11 @@ class RoomHardware:
         changes, None if it never does (or its GPIO failed)."""
         return self._guard("status LED", lambda: self.status.step(now))
 
+    @property
+    def status_late_s(self) -> float:
+        """How late the status LED's next change may come (0 for blink codes)."""
+        return self.status.late_s
+
     def simulate(self, button: str, action: str) -> None:
         if self.sim is None:
             return

@@ -258,7 +258,7 @@ def test_every_code_has_text() -> None:
 
 
 def test_heartbeat_sequence() -> None:
-    assert li.blink_sequence(li.StatusCode.OK) == ((True, 0.1), (False, 2.9))
+    assert li.blink_sequence(li.StatusCode.OK) == ((True, 1.0), (False, 2.0))
 
 
 @pytest.mark.parametrize("code", [c for c in li.StatusCode if c != li.StatusCode.OK])

@@ -8,6 +8,7 @@ from __future__ import annotations
 import sqlite3
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -178,3 +179,17 @@ def test_a_room_imports_nothing_it_does_not_use() -> None:
     assert "controller.daemon" in loaded and "firmware_py.monitors.masimo" in loaded
     unused = [m for m in loaded if any(m == n or m.startswith(n + ".") for n in NOT_IN_A_ROOM)]
     assert unused == []
+
+
+@pytest.mark.broker
+def test_the_room_runs_its_io_and_its_heartbeat_on_the_daemons_thread(room: RunningRoom) -> None:
+    """No paho network thread, no monitor reader, no status-LED thread: the loop's own select
+    does it all, and the heartbeat (1 s on, 2 s off) is stepped by that loop."""
+    names = {t.name for t in threading.enumerate()}
+    assert not any(n.startswith(("paho-mqtt-client", "status-led")) for n in names), names
+    assert room.daemon.hardware.status.sequence == ((True, 1.0), (False, 2.0))
+    pin = room.factory.pin(room.config.gpio.status_pin)
+    before = len(pin.states)
+    wait_until(lambda: len(pin.states) >= before + 2, 10, "the heartbeat to blink")
+    post_readings(room, 3)  # readings step it too (it waits for them when it may)
+    wait_until(lambda: len(pin.states) >= before + 4, 10, "the heartbeat to blink again")

@@ -8,6 +8,7 @@ states with a generous timeout (only a failure ever waits that long).
 from __future__ import annotations
 
 import threading
+from itertools import pairwise
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -308,18 +309,41 @@ def test_status_led_repeats_cycle_as_its_loop_steps_it(
     assert not any(t.name == "status-led" for t in threading.enumerate())
 
 
-def test_status_led_step_is_right_whenever_the_loop_wakes(
+def test_a_late_wake_skips_no_step_and_each_step_keeps_its_length(
     factory: MockFactory, status: room_io.StatusLed, clock: FakeClock
 ) -> None:
-    """A loop that woke late (a long round) still shows the step of the cycle it is in."""
+    """A loop that woke late (a long round) shows the next step, for its whole length."""
     pin = factory.pin(STATUS)
-    status.show([(True, 0.25), (False, 0.25), (True, 0.25), (False, 1.5)])
-    cases = [(0.1, 1.0, 0.15), (0.3, 0.0, 0.2), (0.6, 1.0, 0.15), (1.0, 0.0, 1.25),
-             (2.25 + 0.05, 1.0, 0.2), (9 * 2.25 + 0.8, 0.0, 1.45)]  # fmt: skip
-    for offset, lit, wait in cases:
-        clock.t = 100.0 + offset
-        assert status.step() == pytest.approx(wait)
-        assert pin.state == lit, offset
+    status.show([(True, 0.25), (False, 0.35)])
+    clock.t += 0.9  # woke 0.65 s late: the off step comes now, not the step "due" now
+    assert status.step() == pytest.approx(0.35)
+    assert pin.state == 0.0
+    clock.t += 0.35
+    assert status.step() == pytest.approx(0.25) and pin.state == 1.0
+    pin.assert_states([False, True, False, True])
+
+
+def test_a_heartbeat_follows_a_1_hz_monitors_wake_ups_and_blink_codes_do_not(
+    factory: MockFactory, status: room_io.StatusLed, clock: FakeClock
+) -> None:
+    """The heartbeat (1 s on, 2 s off) changes at the wake-ups a 1 Hz monitor causes, even
+    with their jitter, so it needs none of its own; a blink code may not wait."""
+    pin = factory.pin(STATUS)
+    status.show(lighting.blink_sequence(lighting.StatusCode.OK))
+    assert status.late_s == room_io.SLOW_LATE_S > 1.0
+    changes = []
+    for k in range(1, 31):  # readings at 0.37 s past each second, +-20 ms of jitter
+        clock.t = 100.0 + 0.37 + k + (0.02 if k % 3 else -0.02)
+        lit = pin.state
+        wait = status.step()
+        assert wait is not None and wait + status.late_s > 1.0  # the loop waits for a reading
+        if pin.state != lit:
+            changes.append(clock.t)
+    lengths = [round(b - a) for a, b in pairwise(changes)]
+    assert len(lengths) >= 8 and set(lengths) == {1, 2}
+    assert all(x + y == 3 for x, y in pairwise(lengths))
+    status.show(lighting.blink_sequence(lighting.StatusCode.MONITOR_SILENT))
+    assert status.late_s == 0.0
 
 
 def test_status_led_replaces_sequence_cleanly(

@@ -272,10 +272,11 @@ CODE_PAUSE_S = 1.5
 def blink_sequence(code: StatusCode) -> tuple[tuple[bool, float], ...]:
     """One cycle of the status LED as (led_on, seconds) steps, to repeat forever.
 
-    OK is a slow heartbeat (0.1 s on, 2.9 s off). Code N is N blinks of 0.25 s on /
-    0.35 s off, then a further 1.5 s off (emitted as its own step).
+    OK is a slow heartbeat (1 s on, 2 s off: slow enough that the room's loop steps it at
+    the wake-ups it makes anyway, see `firmware_py.room_io.StatusLed`). Code N is N blinks
+    of 0.25 s on / 0.35 s off, then a further 1.5 s off (emitted as its own step).
     """
     if code == StatusCode.OK:
-        return ((True, 0.1), (False, 2.9))
+        return ((True, 1.0), (False, 2.0))
     blinks = ((True, BLINK_ON_S), (False, BLINK_OFF_S)) * int(code)
     return (*blinks, (False, CODE_PAUSE_S))
