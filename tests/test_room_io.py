@@ -8,8 +8,8 @@ states with a generous timeout (only a failure ever waits that long).
 from __future__ import annotations
 
 import threading
-from itertools import pairwise
 from collections.abc import Callable, Iterator
+from itertools import pairwise
 from typing import Any
 
 import pytest
