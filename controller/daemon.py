@@ -431,7 +431,13 @@ class RoomDaemon:
         if port is not None:
             rl.append(port)
         wl = [sock] if sock is not None and self.link.want_write() else []
-        ready_r, ready_w, _ = select.select(rl, wl, [], self.link.timeout(max(0.0, timeout)))
+        try:
+            ready_r, ready_w, _ = select.select(rl, wl, [], self.link.timeout(max(0.0, timeout)))
+        except (OSError, ValueError):  # a socket closed under us: a bug, never a crash
+            self.internal_errors += 1
+            log.exception("waiting on %r", rl)
+            ready_r, ready_w, _ = select.select([self.events], [], [], min(1.0, max(0.0, timeout)))
+            sock = port = None
         self.events.quiet = True
         if self.events in ready_r:
             self.events.clear_wakes()

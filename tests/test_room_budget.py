@@ -193,3 +193,32 @@ def test_the_room_runs_its_io_and_its_heartbeat_on_the_daemons_thread(room: Runn
     wait_until(lambda: len(pin.states) >= before + 2, 10, "the heartbeat to blink")
     post_readings(room, 3)  # readings step it too (it waits for them when it may)
     wait_until(lambda: len(pin.states) >= before + 4, 10, "the heartbeat to blink again")
+
+
+class _BrokenPort:
+    """A monitor whose port number is no longer valid (select refuses it)."""
+
+    def fileno(self) -> int:
+        return -1
+
+    def service(self) -> None:
+        raise AssertionError("never readable")
+
+    def stats(self) -> dict[str, object]:
+        return {}
+
+    def stop(self) -> None:
+        pass
+
+
+@pytest.mark.broker
+def test_a_bad_descriptor_in_the_loops_wait_is_counted_and_the_room_goes_on(
+    room: RunningRoom, mosquitto: Mosquitto
+) -> None:
+    room.daemon.monitor = _BrokenPort()
+    room.daemon.events.wake()
+    wait_until(lambda: room.daemon.internal_errors > 0, 10, "the error counted")
+    room.daemon.monitor = None
+    with Recorder(mosquitto.url, [topics.room_topic(SITE, ROOM, "vitals")]) as rec:
+        post_readings(room, 1)
+        rec.wait_for(lambda m: m.topic.endswith("/vitals"))
