@@ -25,7 +25,6 @@ hold bound, before anything held is stored), which spares a round per reading (i
 from __future__ import annotations
 
 import logging
-import select
 import sqlite3
 import time
 from collections import deque
@@ -60,6 +59,7 @@ from controller.core.io_types import (
 )
 from controller.core.room import STATE_KEYS, RoomCore
 from controller.inbox import Inbox
+from controller.io_wait import IoWait, make_monitor
 from controller.mqtt_link import MqttLink, PubAck
 from controller.outbox import Outbox, OutboxFull
 from controller.publisher import Publisher, keep_unstored
@@ -73,7 +73,6 @@ SHUTDOWN_DRAIN_S = 3.0
 PURGE_EVERY_S = 60.0  # also writes the buffered PUBACKs
 CLOCK_CHECK_S = 10.0
 MAX_BATCH = 500
-ROUND_EARLY_S = 0.001  # a deadline this close counts as reached (select's rounding)
 
 
 def _cert_expiry(cert: Path | None) -> float | None:
@@ -158,7 +157,7 @@ class RoomDaemon:
         )
         if self.hardware.cord_closed() is False:  # unplugged while the room was down
             self._post_cord(False)
-        self.monitor = self._make_monitor()
+        self.monitor = make_monitor(config, self._post_reading, self.events.wake)
 
         endpoint = BrokerEndpoint.from_url(
             config.broker.url, config.broker.ca, config.broker.cert, config.broker.key
@@ -185,6 +184,7 @@ class RoomDaemon:
             max_inflight=config.outbox.window,
             wake=self.events.wake,
         )
+        self.io = IoWait(self.events, self.link, self.monitor, self.hardware, self._io_error)
 
     # -- inputs (any thread) ------------------------------------------------------------
 
@@ -196,6 +196,10 @@ class RoomDaemon:
 
     def _post_reading(self, reading: Reading) -> None:
         self.events.put(ReadingReceived(reading))
+
+    def _io_error(self, what: str) -> None:
+        """The loop's I/O hit a bug (logged with its traceback by `IoWait`): count it."""
+        self.internal_errors += 1
 
     def _post_ack(self, ack: PubAck) -> None:
         """paho's callback: keep the PUBACK; make a round only if something waits on it."""
@@ -222,7 +226,7 @@ class RoomDaemon:
     def _loop(self) -> None:
         round_at = self._next_round_at()
         while True:
-            if not self._wait(round_at):
+            if not self.io.wait(round_at):
                 continue  # broker traffic nothing waits on (a PUBACK of telemetry, a PINGRESP)
             batch: list[object] = []
             while len(batch) < MAX_BATCH and not self.events.empty():  # what is ready, bounded
@@ -252,7 +256,7 @@ class RoomDaemon:
             self.notifier.ping_if_due()
             # the broker has usually answered what this round published by now: read it
             # while this round runs instead of waking for it right after (issue 17)
-            self._guarded(self._service_link, (True, False))
+            self.io.read_link()
             round_at = self._next_round_at(core_at)
 
     def _guarded(self, func: Callable[[Any], None], arg: object) -> None:
@@ -410,49 +414,6 @@ class RoomDaemon:
             at = min(at, mono + wd)
         return max(mono, at)
 
-    def _wait(self, round_at: float) -> bool:
-        """Sleep until an event, broker traffic or `round_at`; do the link's I/O and step the
-        status LED. True when a round is due: an event came (paho's callbacks post from
-        here too) or `round_at` passed. Broker traffic nothing waits on, the link's
-        keepalive and the LED's cycle need no round."""
-        mono = time.monotonic()
-        timeout = round_at - mono
-        led = self.hardware.step_status(mono)
-        if led is not None:  # a heartbeat's change may wait for the next reading's wake-up
-            timeout = min(timeout, led + self.hardware.status_late_s)
-        self.events.quiet = False  # before the last look at the queue (see Inbox)
-        if not self.events.empty():
-            timeout = 0.0
-        sock = self.link.fileno()
-        port = self.monitor.fileno() if self.monitor is not None else None
-        rl: list[Any] = [self.events]
-        if sock is not None:
-            rl.append(sock)
-        if port is not None:
-            rl.append(port)
-        wl = [sock] if sock is not None and self.link.want_write() else []
-        try:
-            ready_r, ready_w, _ = select.select(rl, wl, [], self.link.timeout(max(0.0, timeout)))
-        except (OSError, ValueError):  # a socket closed under us: a bug, never a crash
-            self.internal_errors += 1
-            log.exception("waiting on %r", rl)
-            ready_r, ready_w, _ = select.select([self.events], [], [], min(1.0, max(0.0, timeout)))
-            sock = port = None
-        self.events.quiet = True
-        if self.events in ready_r:
-            self.events.clear_wakes()
-        if port is not None and port in ready_r:
-            self._guarded(self._service_monitor, None)  # readings are posted from here
-        if sock is not None:
-            self._guarded(self._service_link, (sock in ready_r, bool(ready_w)))
-        return not self.events.empty() or time.monotonic() >= round_at - ROUND_EARLY_S
-
-    def _service_link(self, ready: tuple[bool, bool]) -> None:
-        self.link.service(*ready)
-
-    def _service_monitor(self, _: object) -> None:
-        self.monitor.service()
-
     def _drain_before_stop(self, seconds: float) -> None:
         """On a clean stop, deliver what is stored (bounded); the rest waits on disk."""
         deadline = time.monotonic() + seconds
@@ -478,26 +439,3 @@ class RoomDaemon:
             self.events.close()
             self.notifier.close()
             self.state_lock.release()
-
-    def _make_monitor(self) -> Any:
-        m = self.config.monitor
-        if m.protocol is None or m.address is None:
-            return None
-        from firmware_py.monitors.dialect import read_map_file
-        from firmware_py.monitors.link import MonitorLink
-
-        local_map = read_map_file(m.dialect_map) if m.dialect_map is not None else None
-        return MonitorLink(
-            m.protocol,
-            m.transport,
-            m.address,
-            self._post_reading,
-            baudrate=m.baudrate,
-            dialect=m.dialect,
-            dialect_map=local_map,
-            allowed_peers=m.allowed_peers,
-            max_connections=m.max_connections,
-            idle_timeout_s=m.idle_timeout_s,
-            owner_wake=self.events.wake,  # serial and TCP are read on this loop's thread
-        )
-

@@ -24,6 +24,7 @@ from controller.core.io_types import (
 )
 from firmware_py import dome_lights, room_io
 from firmware_py.room_io import ButtonEdge
+from firmware_py.status_led import StatusLed
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -113,7 +114,7 @@ class RoomHardware:
         self.ambient = room_io.AmbientLight(
             g.ambient_red_pin, g.ambient_green_pin, g.ambient_blue_pin, pin_factory=pin_factory
         )
-        self.status = room_io.StatusLed(g.status_pin, pin_factory=pin_factory)
+        self.status = StatusLed(g.status_pin, pin_factory=pin_factory)
         self.buzzer = (
             room_io.RoomBuzzer(g.buzzer_pin, pin_factory=pin_factory)
             if g.buzzer_pin is not None

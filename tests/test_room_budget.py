@@ -204,21 +204,16 @@ class _BrokenPort:
     def service(self) -> None:
         raise AssertionError("never readable")
 
-    def stats(self) -> dict[str, object]:
-        return {}
-
-    def stop(self) -> None:
-        pass
 
 
 @pytest.mark.broker
 def test_a_bad_descriptor_in_the_loops_wait_is_counted_and_the_room_goes_on(
     room: RunningRoom, mosquitto: Mosquitto
 ) -> None:
-    room.daemon.monitor = _BrokenPort()
+    room.daemon.io.monitor = _BrokenPort()
     room.daemon.events.wake()
     wait_until(lambda: room.daemon.internal_errors > 0, 10, "the error counted")
-    room.daemon.monitor = None
+    room.daemon.io.monitor = None
     with Recorder(mosquitto.url, [topics.room_topic(SITE, ROOM, "vitals")]) as rec:
         post_readings(room, 1)
         rec.wait_for(lambda m: m.topic.endswith("/vitals"))

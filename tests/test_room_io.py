@@ -18,6 +18,7 @@ from gpiozero.pins.mock import MockFactory, MockPWMPin
 from controller.core import dome as room_dome
 from controller.core import lighting
 from firmware_py import room_io
+from firmware_py.status_led import SLOW_LATE_S, StatusLed
 
 TIMEOUT = 5.0
 CALL, CANCEL, EMERGENCY = 17, 27, 22
@@ -285,14 +286,14 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-def status(factory: MockFactory, clock: FakeClock) -> Iterator[room_io.StatusLed]:
-    s = room_io.StatusLed(STATUS, pin_factory=factory, clock=clock)
+def status(factory: MockFactory, clock: FakeClock) -> Iterator[StatusLed]:
+    s = StatusLed(STATUS, pin_factory=factory, clock=clock)
     yield s
     s.close()
 
 
 def test_status_led_repeats_cycle_as_its_loop_steps_it(
-    factory: MockFactory, status: room_io.StatusLed, clock: FakeClock
+    factory: MockFactory, status: StatusLed, clock: FakeClock
 ) -> None:
     """No thread: the owner's loop calls step() and sleeps for what it returns."""
     pin = factory.pin(STATUS)
@@ -310,7 +311,7 @@ def test_status_led_repeats_cycle_as_its_loop_steps_it(
 
 
 def test_a_late_wake_skips_no_step_and_each_step_keeps_its_length(
-    factory: MockFactory, status: room_io.StatusLed, clock: FakeClock
+    factory: MockFactory, status: StatusLed, clock: FakeClock
 ) -> None:
     """A loop that woke late (a long round) shows the next step, for its whole length."""
     pin = factory.pin(STATUS)
@@ -324,13 +325,13 @@ def test_a_late_wake_skips_no_step_and_each_step_keeps_its_length(
 
 
 def test_a_heartbeat_follows_a_1_hz_monitors_wake_ups_and_blink_codes_do_not(
-    factory: MockFactory, status: room_io.StatusLed, clock: FakeClock
+    factory: MockFactory, status: StatusLed, clock: FakeClock
 ) -> None:
     """The heartbeat (1 s on, 2 s off) changes at the wake-ups a 1 Hz monitor causes, even
     with their jitter, so it needs none of its own; a blink code may not wait."""
     pin = factory.pin(STATUS)
     status.show(lighting.blink_sequence(lighting.StatusCode.OK))
-    assert status.late_s == room_io.SLOW_LATE_S > 1.0
+    assert status.late_s == SLOW_LATE_S > 1.0
     changes = []
     for k in range(1, 31):  # readings at 0.37 s past each second, +-20 ms of jitter
         clock.t = 100.0 + 0.37 + k + (0.02 if k % 3 else -0.02)
@@ -347,7 +348,7 @@ def test_a_heartbeat_follows_a_1_hz_monitors_wake_ups_and_blink_codes_do_not(
 
 
 def test_status_led_replaces_sequence_cleanly(
-    factory: MockFactory, status: room_io.StatusLed, clock: FakeClock
+    factory: MockFactory, status: StatusLed, clock: FakeClock
 ) -> None:
     pin = factory.pin(STATUS)
     status.show([(True, 0.5), (False, 0.5)])
@@ -366,7 +367,7 @@ def test_status_led_replaces_sequence_cleanly(
 
 
 def test_status_led_with_lighting_codes(
-    factory: MockFactory, status: room_io.StatusLed, clock: FakeClock
+    factory: MockFactory, status: StatusLed, clock: FakeClock
 ) -> None:
     seq = lighting.blink_sequence(lighting.StatusCode.MONITOR_SILENT)
     status.show(seq)
@@ -386,7 +387,7 @@ def test_status_led_with_lighting_codes(
     assert blinks == int(lighting.StatusCode.MONITOR_SILENT)
 
 
-def test_status_led_empty_sequence_is_off(factory: MockFactory, status: room_io.StatusLed) -> None:
+def test_status_led_empty_sequence_is_off(factory: MockFactory, status: StatusLed) -> None:
     status.show([(True, 1.0)])
     status.show([(True, 0.0), (False, float("nan"))])
     assert status.sequence == ()
@@ -395,8 +396,8 @@ def test_status_led_empty_sequence_is_off(factory: MockFactory, status: room_io.
 
 
 def test_close_releases_the_pin(factory: MockFactory) -> None:
-    s = room_io.StatusLed(STATUS, pin_factory=factory)
+    s = StatusLed(STATUS, pin_factory=factory)
     s.show([(True, 0.005), (False, 0.005)])
     s.close()
     assert s.sequence == ()
-    room_io.StatusLed(STATUS, pin_factory=factory).close()  # the pin is free again
+    StatusLed(STATUS, pin_factory=factory).close()  # the pin is free again

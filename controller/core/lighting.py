@@ -273,7 +273,7 @@ def blink_sequence(code: StatusCode) -> tuple[tuple[bool, float], ...]:
     """One cycle of the status LED as (led_on, seconds) steps, to repeat forever.
 
     OK is a slow heartbeat (1 s on, 2 s off: slow enough that the room's loop steps it at
-    the wake-ups it makes anyway, see `firmware_py.room_io.StatusLed`). Code N is N blinks
+    the wake-ups it makes anyway, see `firmware_py.status_led.StatusLed`). Code N is N blinks
     of 0.25 s on / 0.35 s off, then a further 1.5 s off (emitted as its own step).
     """
     if code == StatusCode.OK:

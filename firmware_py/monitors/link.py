@@ -17,13 +17,13 @@ from typing import Any
 
 from contract.vitals import Reading
 from firmware_py.monitors.dialect import AUTO, DialectSet
+from firmware_py.monitors.mllp_listen import MllpListenTransport
 from firmware_py.monitors.parser_base import Clock
 from firmware_py.monitors.parsers import PROTOCOLS, make_parser
 from firmware_py.monitors.transports import (
     MAX_MLLP_CONNECTIONS,
     MLLP_IDLE_TIMEOUT_S,
     Handler,
-    MllpListenTransport,
     SerialTransport,
     TcpClientTransport,
     ThreadedTransport,
