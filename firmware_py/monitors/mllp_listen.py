@@ -30,6 +30,7 @@ from firmware_py.monitors.transports import (
     parse_host_port,
     parse_peers,
     peer_allowed,
+    recv_chunk,
     set_tcp_keepalive,
 )
 
@@ -158,12 +159,9 @@ class MllpListenTransport(ThreadedTransport):
                 raise TimeoutError(f"no HL7 message for {self.idle_timeout_s:g} s")
             # wake at the idle limit, not before (no ticking while the monitor is quiet)
             conn.settimeout(min(READ_TIMEOUT_S, self.idle_timeout_s - idle + 0.01))
-            try:
-                data = conn.recv(65536)
-            except TimeoutError:
+            data = recv_chunk(conn)
+            if data is None:
                 continue
-            if not data:
-                raise ConnectionError("peer closed the connection")
             replies = handler(data)
             if replies:
                 with self._lock:

@@ -316,15 +316,23 @@ def send_all(sock: socket.socket, data: bytes, timeout: float = 2.0) -> None:
         sock.setblocking(False)
 
 
+def recv_chunk(sock: socket.socket) -> bytes | None:
+    """What the peer sent (None: the read timed out); ConnectionError when it closed."""
+    try:
+        data = sock.recv(65536)
+    except TimeoutError:
+        return None
+    if not data:
+        raise ConnectionError("peer closed the connection")
+    return data
+
+
 def pump(sock: socket.socket, handler: Handler, stopping: threading.Event) -> None:
     """Read from `sock` into `handler`, send its replies, until EOF or `stopping`."""
     while not stopping.is_set():
-        try:
-            data = sock.recv(65536)
-        except TimeoutError:
+        data = recv_chunk(sock)
+        if data is None:
             continue
-        if not data:
-            raise ConnectionError("peer closed the connection")
         replies = handler(data)
         if replies:
             sock.sendall(replies)
