@@ -107,11 +107,29 @@ def unpack_root(dest: Path) -> Path:
     return dest
 
 
+def tracked_tree(dest: Path) -> Path:
+    """A copy of the files git tracks, as they are in the work tree (uncommitted edits too),
+    and nothing else: a wheel built in the checkout itself takes setuptools' `build/lib`
+    along, whose files from an earlier build can be newer than the sources and then win."""
+    listed = subprocess.run(
+        ["git", "-C", REPO, "ls-files", "-z"], check=True, capture_output=True
+    ).stdout.decode()
+    for name in filter(None, listed.split("\0")):
+        src = REPO / name
+        if src.is_file():  # a tracked file deleted in the work tree is not built
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / name)
+    return dest
+
+
 def aarch64_wheels(dest: Path) -> tuple[Path, int]:
     """roomctl's wheel and the room extra's dependencies for aarch64 (PROVISIONING.md 5)."""
     own_dir = dest / "own"
     room = dest / "room"
-    run([BIN / "pip", "wheel", "-q", "--no-deps", "-w", own_dir, REPO], "building roomctl's wheel")
+    source = tracked_tree(dest / "source")
+    run(
+        [BIN / "pip", "wheel", "-q", "--no-deps", "-w", own_dir, source], "building roomctl's wheel"
+    )
     (own,) = own_dir.glob("roomctl-*.whl")
     env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
     platforms = [arg for p in PLATFORMS for arg in ("--platform", p)]
