@@ -199,15 +199,23 @@ class BoardContext:
         return JSONResponse({"ok": False, "error": message}, status_code=status)
 
     @classmethod
-    async def json_object(cls, request: Request, max_body: int) -> dict[str, Any] | Response:
-        """An action's small JSON object body, or the refusal (413, or 400 saying why)."""
+    async def json_body(cls, request: Request, max_body: int) -> Any:
+        """A small JSON body (an empty one is `{}`), or the refusal as a `Response` (413, or
+        400 when it is not JSON)."""
         raw = await request.body()
         if len(raw) > max_body:
             return cls.json_error(413, "body too large")
         try:
-            body = json.loads(raw or b"{}")
+            return json.loads(raw or b"{}")
         except ValueError:
             return cls.json_error(400, "body must be JSON")
+
+    @classmethod
+    async def json_object(cls, request: Request, max_body: int) -> dict[str, Any] | Response:
+        """An action's small JSON object body, or the refusal (413, or 400 saying why)."""
+        body = await cls.json_body(request, max_body)
+        if isinstance(body, Response):
+            return body
         if not isinstance(body, dict):
             return cls.json_error(400, "body must be a JSON object")
         return body

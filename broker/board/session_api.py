@@ -6,8 +6,6 @@ token, nothing reloaded. A kiosk's login (days) is not renewed this way.
 
 from __future__ import annotations
 
-import json
-
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -22,13 +20,10 @@ MAX_BODY = 1024
 
 @own_session
 async def renew(request: Request, board: BoardContext, sess: Session) -> Response:
-    raw = await request.body()
-    if len(raw) > MAX_BODY:
-        return board.json_error(413, "body too large")
-    try:
-        body = json.loads(raw or b"{}")
-    except ValueError:
-        return board.json_error(400, "body must be JSON")
+    body = await board.json_body(request, MAX_BODY)
+    if isinstance(body, Response):
+        return body
+    # a body that is not an object is answered as a missing password
     password = body.get("password") if isinstance(body, dict) else None
     if not isinstance(password, str) or not password:
         return board.json_error(400, "password: enter your password")
