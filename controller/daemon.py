@@ -1,11 +1,11 @@
 """The room daemon: the thin I/O loop around the room core.
 
 How this works: one thread (the daemon loop) owns the core and all state, and the MQTT
-link's socket too. gpiozero callbacks and the monitor reader thread only post typed events
-to `self.events` (an `Inbox`: a queue whose put wakes the loop's `select`); paho's callbacks
-run on the loop's own thread, inside `MqttLink.service`, and post the same way. The loop
-sleeps in one `select` on the inbox and the MQTT socket until either has something or the
-next deadline comes, takes the events, hands each to `RoomCore.handle` with the time, and
+socket and the monitor's port too. gpiozero callbacks (and an MLLP listener's threads) only
+post typed events to `self.events` (an `Inbox`: a queue whose put wakes the loop); paho's
+callbacks and the monitor's parser run on the loop's own thread and post the same way. The
+loop sleeps in one `select` on all of them (`IoWait`) until one has something or the next
+deadline comes, takes the events, hands each to `RoomCore.handle` with the time, and
 performs the actions it returns in order:
 outputs at once (a press lights the dome before anything touches disk or network), then
 the messages, stored with the room state in one outbox transaction, then handed to the

@@ -36,6 +36,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
+from contract.backoff import Backoff
 from contract.mqtt import BrokerEndpoint, close_client, connect_properties, make_client
 from controller.core.io_types import LinkDown, LinkUp, MessageReceived
 
@@ -83,14 +84,14 @@ class MqttLink:
         self._wake = wake or (lambda: None)
         self._keepalive = keepalive_s
         self._session_expiry = session_expiry_s
-        self._reconnect_min = max(0.05, reconnect_min_s)
-        self._reconnect_max = max(self._reconnect_min, reconnect_max_s)
-        self._delay = self._reconnect_min  # before the next reconnect; reset by a CONNACK
+        # the wait before each reconnect; reset by a CONNACK
+        self._backoff = Backoff(max(0.05, reconnect_min_s), reconnect_max_s)
         # paho's keepalive housekeeping (PINGREQ, a missing PINGRESP): done at any wake-up
-        # once `_misc_every` has passed, and the owner wakes for it by `_misc_by` at the latest
+        # once `_misc_every` has passed since `_misc_last`, and the owner wakes for it after
+        # `_misc_late` at the latest
         self._misc_every = max(1.0, keepalive_s / 6)
         self._misc_late = max(1.0, keepalive_s / 3)
-        self._misc_due = 0.0
+        self._misc_last = 0.0
         self.connected = False
         # The broker's Maximum Packet Size from its last CONNACK (None: it set none).
         self.broker_max_packet: int | None = None
@@ -120,7 +121,7 @@ class MqttLink:
             self._post(LinkDown(f"refused: {rc}"))
             return
         self.connected = True
-        self._delay = self._reconnect_min
+        self._backoff.reset()
         self.broker_max_packet = int(getattr(props, "MaximumPacketSize", 0) or 0) or None
         self.ready = True
         client.publish(self.will_topic, b"online", qos=1, retain=True)
@@ -176,7 +177,7 @@ class MqttLink:
             self._need_connect.wait()
             if self._stopping.is_set():
                 return
-            if not first and self._stopping.wait(self._delay):
+            if not first and self._stopping.wait(self._backoff.next()):
                 return
             first = False
             try:
@@ -186,7 +187,7 @@ class MqttLink:
                 error = f"{type(exc).__name__}: {exc}"
             if not error and not self._stopping.is_set():
                 self._need_connect.clear()
-                self._misc_due = time.monotonic() + self._misc_every
+                self._misc_last = time.monotonic()
                 self.owned = True  # handed over: from here on only the owner uses the client
                 last_error = ""
                 self._wake()
@@ -194,7 +195,6 @@ class MqttLink:
             if error and error != last_error:
                 log.info("cannot connect to the broker at %s: %s", self.endpoint.url, error)
                 last_error = error
-            self._delay = min(self._delay * 2, self._reconnect_max)
 
     # -- the owner's thread ------------------------------------------------------------
 
@@ -216,12 +216,15 @@ class MqttLink:
         is due; 0 while a TLS record holds bytes the socket no longer signals."""
         if not self.owned:
             return wanted
-        sock = self.client.socket()
-        pending = getattr(sock, "pending", None)
-        if pending is not None and pending() > 0:
+        if self._tls_pending():
             return 0.0
-        late = self._misc_due - self._misc_every + self._misc_late
+        late = self._misc_last + self._misc_late
         return max(0.0, min(wanted, late - time.monotonic()))
+
+    def _tls_pending(self) -> bool:
+        """Bytes a TLS record decrypted that the socket no longer signals as readable."""
+        pending = getattr(self.client.socket(), "pending", None)
+        return pending is not None and pending() > 0
 
     def service(self, readable: bool, writable: bool) -> None:
         """Read what came (callbacks post from here), write what waits, keep the session
@@ -230,15 +233,13 @@ class MqttLink:
             return
         c = self.client
         rc = mqtt.MQTT_ERR_SUCCESS
-        sock = c.socket()
-        pending = getattr(sock, "pending", None)
-        if readable or (pending is not None and pending() > 0):
+        if readable or self._tls_pending():
             rc = c.loop_read()
         if rc == mqtt.MQTT_ERR_SUCCESS and (writable or c.want_write()):
             rc = c.loop_write()
         now = time.monotonic()
-        if rc == mqtt.MQTT_ERR_SUCCESS and now >= self._misc_due:
-            self._misc_due = now + self._misc_every
+        if rc == mqtt.MQTT_ERR_SUCCESS and now >= self._misc_last + self._misc_every:
+            self._misc_last = now
             rc = c.loop_misc()
         if rc != mqtt.MQTT_ERR_SUCCESS or c.socket() is None:
             self._lost()

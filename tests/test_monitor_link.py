@@ -18,10 +18,11 @@ from pathlib import Path
 import hl7
 import pytest
 
+from contract.backoff import Backoff
 from contract.vitals import Reading
 from firmware_py.monitors.link import MonitorLink
 from firmware_py.monitors.mllp import mllp_frame
-from firmware_py.monitors.transports import Backoff, parse_host_port
+from firmware_py.monitors.transports import parse_host_port
 from tests.support.monitor_events import WAIT, Events
 from tests.support.monitor_fixtures import DATA, load
 from tests.support.owner_loop import OwnerLoop

@@ -58,7 +58,7 @@ class MonitorLink:
         """`on_state(connected, detail)`, if given, is called on the reader thread whenever
         the port opens or a connection is made (True) or lost (False); like `on_reading`
         it must only enqueue. `allowed_peers`, `max_connections` and `idle_timeout_s` are the
-        MLLP listener's (transports.py): who may connect, how many, how long silent.
+        MLLP listener's (mllp_listen.py): who may connect, how many, how long silent.
 
         `owner_wake`: the caller's loop reads an open serial port or TCP connection itself
         (`fileno()` to wait on, `service()` when readable; `owner_wake` is called when there

@@ -26,6 +26,8 @@ from typing import Any
 
 import serial
 
+from contract.backoff import Backoff
+
 Handler = Callable[[bytes], bytes]
 SessionFactory = Callable[[], Handler]
 StateCallback = Callable[[bool, str], None]
@@ -79,22 +81,6 @@ def parse_host_port(address: str) -> tuple[str, int]:
     if not sep or not host or not port.isdigit() or int(port) > 65535:
         raise ValueError(f"address {address!r} must be HOST:PORT")
     return host.strip("[]"), int(port)
-
-
-class Backoff:
-    """Exponential reconnect delay, reset after a session that worked."""
-
-    def __init__(self, min_s: float, max_s: float) -> None:
-        self.min_s, self.max_s = min_s, max(max_s, min_s)
-        self.delay = min_s
-
-    def next(self) -> float:
-        delay = self.delay
-        self.delay = min(self.delay * 2, self.max_s)
-        return delay
-
-    def reset(self) -> None:
-        self.delay = self.min_s
 
 
 @dataclass
